@@ -1,0 +1,1 @@
+"""verirl: data (filled by later issues)."""

@@ -1,0 +1,1 @@
+"""verirl: envs (filled by later issues)."""

@@ -1,0 +1,1 @@
+"""verirl: evals (filled by later issues)."""

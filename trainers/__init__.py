@@ -1,0 +1,1 @@
+"""verirl: trainers (filled by later issues)."""

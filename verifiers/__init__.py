@@ -1,0 +1,31 @@
+"""verirl verifiers: reward checkers behind one interface (see `verifiers.base`).
+
+Importing the package registers the built-in verifiers; third-party ones come from the
+`verirl.verifiers` entry-point group on first lookup.
+"""
+
+from verifiers.base import (
+    CompositeVerifier,
+    Task,
+    Verdict,
+    Verifier,
+    VerifierError,
+    get_verifier,
+    list_verifiers,
+    register_verifier,
+)
+
+# Built-in verifiers register themselves on import.
+from verifiers import format as _format  # noqa: E402,F401
+
+
+__all__ = [
+    "CompositeVerifier",
+    "Task",
+    "Verdict",
+    "Verifier",
+    "VerifierError",
+    "get_verifier",
+    "list_verifiers",
+    "register_verifier",
+]
