@@ -17,6 +17,7 @@ from verifiers.base import (
 
 # Built-in verifiers register themselves on import.
 from verifiers import format as _format  # noqa: E402,F401
+from verifiers import math as _math  # noqa: E402,F401
 
 
 __all__ = [
