@@ -1,0 +1,626 @@
+"""Tests of trainers/core.py: hand-worked examples (arithmetic in the comments), naive Python
+loops, and edge cases (all-equal groups, empty rows, padding with garbage values)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from trainers import core
+from trainers.core import (
+    IMPORTANCE_RATIOS,
+    KL_ESTIMATORS,
+    LOSS_AGGREGATIONS,
+    REWARD_SCALES,
+    aggregate_bnpo,
+    aggregate_dapo,
+    aggregate_dr_grpo,
+    aggregate_grpo,
+    approx_kl,
+    clip_fractions,
+    clipped_surrogate_loss,
+    clipped_value_loss,
+    entropy_from_logits,
+    gae_advantages,
+    group_advantages,
+    kl_k1,
+    kl_k2,
+    kl_k3,
+    last_token_index,
+    masked_mean,
+    masked_sum,
+    masked_var,
+    masked_whiten,
+    place_token_rewards,
+    policy_loss,
+    process_advantages,
+    reinforce_loss,
+    sequence_ratio,
+    token_logprobs,
+    token_ratio,
+    value_clip_fraction,
+)
+
+
+def close(actual, expected, atol=1e-5, rtol=1e-5):
+    torch.testing.assert_close(torch.as_tensor(actual, dtype=torch.float32),
+                               torch.as_tensor(expected, dtype=torch.float32), atol=atol, rtol=rtol)
+
+
+T = torch.tensor
+SQRT3 = math.sqrt(3.0)
+
+# --------------------------------------------------------------------------- masked statistics
+
+
+def test_masked_sum_mean_var_hand():
+    x = T([[1.0, 2.0, 3.0], [4.0, 100.0, -7.0]])
+    mask = T([[1, 1, 1], [1, 0, 0]])
+    close(masked_sum(x, mask), 10.0)  # 1 + 2 + 3 + 4
+    close(masked_sum(x, mask, dim=-1), [6.0, 4.0])
+    close(masked_mean(x, mask), 2.5)  # 10 / 4
+    close(masked_mean(x, mask, dim=-1), [2.0, 4.0])
+    # deviations from 2.5: -1.5 -0.5 0.5 1.5 -> squares sum 5; sample var 5 / 3, population 5 / 4
+    close(masked_var(x, mask), 5.0 / 3.0)
+    close(masked_var(x, mask, unbiased=False), 1.25)
+
+
+def test_masked_mean_of_empty_rows_and_batches_is_zero_not_nan():
+    x = T([[float("nan"), 1.0], [2.0, 3.0]])
+    mask = T([[0, 0], [1, 1]], dtype=torch.bool)
+    close(masked_mean(x.nan_to_num(), mask, dim=-1), [0.0, 2.5])
+    close(masked_mean(T([[5.0, 6.0]]), T([[0.0, 0.0]])), 0.0)
+    close(masked_var(T([[5.0, 6.0]]), T([[1.0, 0.0]])), 0.0)  # a single token has no spread
+
+
+def test_masked_whiten():
+    x = T([[1.0, 2.0, 3.0], [4.0, 9.0, 9.0]])
+    mask = T([[1, 1, 1], [1, 0, 0]])
+    w = masked_whiten(x, mask)
+    # mean 2.5, sample var 5/3: (x - 2.5) / sqrt(5/3)
+    s = math.sqrt(5.0 / 3.0)
+    close(w, [[-1.5 / s, -0.5 / s, 0.5 / s], [1.5 / s, 0.0, 0.0]], atol=1e-4)
+    close(masked_mean(w, mask), 0.0)
+    close(masked_var(w, mask), 1.0, atol=1e-4)
+    close(masked_whiten(x, mask, shift_mean=False), [[-1.5 / s + 2.5, -0.5 / s + 2.5, 0.5 / s + 2.5],
+                                                     [1.5 / s + 2.5, 0.0, 0.0]], atol=1e-4)
+
+
+@pytest.mark.parametrize("mask,expected", [
+    ([[1, 1, 0, 0]], [1]),      # right padding
+    ([[0, 0, 1, 1]], [3]),      # left padding
+    ([[1, 0, 1, 0]], [2]),      # a hole
+    ([[0, 0, 0, 0]], [-1]),     # empty
+    ([[1, 1, 1, 1]], [3]),
+])
+def test_last_token_index(mask, expected):
+    assert last_token_index(T(mask)).tolist() == expected
+
+
+# --------------------------------------------------------------------------- log-probs, entropy
+
+
+def test_token_logprobs_hand():
+    # logits [0, ln 3]: softmax [1/4, 3/4]
+    logits = T([[[0.0, math.log(3.0)], [0.0, math.log(3.0)]]])
+    close(token_logprobs(logits, T([[0, 1]])), [[math.log(0.25), math.log(0.75)]])
+    # temperature 2: logits [0, ln 3 / 2] -> softmax [1/(1+sqrt 3), sqrt 3/(1+sqrt 3)]
+    close(token_logprobs(logits, T([[0, 1]]), temperature=2.0),
+          [[-math.log(1 + SQRT3), math.log(SQRT3 / (1 + SQRT3))]])
+
+
+@pytest.mark.parametrize("chunk_size", [1, 4, 7, 1024])
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_token_logprobs_matches_log_softmax_gather_with_grad(chunk_size, temperature):
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(3, 5, 11, generator=g, requires_grad=True)
+    tokens = torch.randint(0, 11, (3, 5), generator=g)
+    ours = token_logprobs(logits, tokens, temperature, chunk_size)
+    ref = torch.log_softmax(logits / temperature, -1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+    close(ours, ref)
+    (g1,) = torch.autograd.grad(ours.sum(), logits)
+    (g2,) = torch.autograd.grad(ref.sum(), logits)
+    close(g1, g2)
+
+
+def test_entropy_hand_and_reference():
+    # p = [1/4, 3/4]: H = 0.25 ln 4 + 0.75 ln(4/3) = 0.346574 + 0.215762 = 0.562335
+    logits = T([[[0.0, math.log(3.0)], [5.0, 5.0]]])
+    close(entropy_from_logits(logits), [[0.562335, math.log(2.0)]])
+    close(entropy_from_logits(logits, mask=T([[1, 0]])), [[0.562335, 0.0]])
+    close(entropy_from_logits(torch.zeros(1, 1, 7)), [[math.log(7.0)]])
+    close(entropy_from_logits(T([[[0.0, -1e4, -1e4]]])), [[0.0]], atol=1e-6)  # one certain token
+    g = torch.Generator().manual_seed(1)
+    logits = torch.randn(2, 3, 13, generator=g) * 3
+    ref = torch.distributions.Categorical(logits=logits).entropy()
+    close(entropy_from_logits(logits, chunk_size=2), ref)
+
+
+# --------------------------------------------------------------------------- GRPO advantages
+
+
+def test_group_advantages_hand_group_scaling():
+    # group 1 [1, 0, 0]: mean 1/3; sample var ((2/3)^2 + 2 (1/3)^2) / 2 = 1/3, std 1/sqrt 3
+    #   -> (2/3) sqrt 3 = 1.154701, -(1/3) sqrt 3 = -0.577350
+    # group 2 [0.5, 0.5, 0.5]: all equal -> 0
+    rewards = T([1.0, 0.0, 0.0, 0.5, 0.5, 0.5])
+    close(group_advantages(rewards, 3, "group", eps=0.0),
+          [2 / 3 * SQRT3, -1 / 3 * SQRT3, -1 / 3 * SQRT3, 0.0, 0.0, 0.0])
+    # default eps 1e-4: (2/3) / (0.577350 + 0.0001) = 1.154501
+    close(group_advantages(rewards, 3)[0], (2 / 3) / (1 / SQRT3 + 1e-4))
+
+
+def test_group_advantages_hand_group_of_two():
+    # [2, 4]: mean 3, sample std sqrt((1 + 1) / 1) = sqrt 2 -> -+ 1/sqrt 2 (population std would give -+1)
+    close(group_advantages(T([2.0, 4.0, 1.0, 0.0]), 2, eps=0.0),
+          [-1 / math.sqrt(2), 1 / math.sqrt(2), 1 / math.sqrt(2), -1 / math.sqrt(2)])
+
+
+def test_group_advantages_hand_batch_scaling():
+    # all six rewards [1, 0, 0, .5, .5, .5]: mean 2.5 / 6 = 5/12, deviations 7/12, -5/12, -5/12,
+    # 1/12 x3; squares (49 + 25 + 25 + 3) / 144 = 102/144; sample var 102/144/5 = 0.141667,
+    # std 0.376386; group 1 is centred by ITS mean 1/3: 2/3 / 0.376386 = 1.771230
+    rewards = T([1.0, 0.0, 0.0, 0.5, 0.5, 0.5])
+    s = math.sqrt(102 / 144 / 5)
+    close(group_advantages(rewards, 3, "batch", eps=0.0), [2 / 3 / s, -1 / 3 / s, -1 / 3 / s, 0.0, 0.0, 0.0])
+
+
+def test_group_advantages_hand_no_scaling():
+    close(group_advantages(T([1.0, 0.0, 0.0, 3.0, 1.0, 2.0]), 3, "none"),
+          [2 / 3, -1 / 3, -1 / 3, 1.0, -1.0, 0.0])
+
+
+@pytest.mark.parametrize("scale", sorted(REWARD_SCALES))
+@pytest.mark.parametrize("value", [0.1, 1 / 3, 7.3, -2.2, 0.0, 1e-8])
+def test_all_equal_group_gets_exactly_zero(scale, value):
+    # float rounding makes mean([0.1] * 3) != 0.1; the advantage must still be exactly 0
+    rewards = T([value] * 3 + [1.0, 0.0, 0.5])
+    adv = group_advantages(rewards, 3, scale)
+    assert adv[:3].tolist() == [0.0, 0.0, 0.0]
+    assert adv[3] > 0 > adv[4]
+
+
+@pytest.mark.parametrize("scale", sorted(REWARD_SCALES))
+def test_group_advantages_match_naive_loop(scale):
+    g = torch.Generator().manual_seed(2)
+    group_size, n_groups, eps = 4, 3, 1e-4
+    rewards = torch.randint(0, 3, (n_groups * group_size,), generator=g).double() / 2
+    flat = rewards.tolist()
+
+    def std(xs):
+        m = sum(xs) / len(xs)
+        return math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1))
+
+    expected = []
+    for k in range(n_groups):
+        grp = flat[k * group_size:(k + 1) * group_size]
+        mean = sum(grp) / group_size
+        div = {"group": std(grp) + eps, "batch": std(flat) + eps, "none": 1.0}[scale]
+        expected += [0.0 if max(grp) == min(grp) else (r - mean) / div for r in grp]
+    torch.testing.assert_close(group_advantages(rewards, group_size, scale, eps), T(expected, dtype=torch.float64))
+
+
+def test_group_advantages_group_of_one_is_zero_and_errors_name_the_problem():
+    assert group_advantages(T([3.0, 5.0]), 1).tolist() == [0.0, 0.0]
+    with pytest.raises(ValueError, match="groups of 4"):
+        group_advantages(T([1.0, 2.0, 3.0]), 4)
+    with pytest.raises(ValueError, match=r"valid choices: \['batch', 'group', 'none'\]"):
+        group_advantages(T([1.0, 2.0]), 2, "std")
+
+
+# --------------------------------------------------------------------------- ratios
+
+
+def test_token_and_sequence_ratio_hand():
+    logp = T([[-1.0, -2.0, 50.0], [-1.0, -1.0, -1.0]])
+    old = T([[-1.2, -2.4, -50.0], [-1.1, -1.1, -0.5]])
+    mask = T([[1, 1, 0], [1, 1, 1]])
+    # token: exp(0.2), exp(0.4), padding -> 1 (its log-ratio 100 would be e^100)
+    close(token_ratio(logp, old, mask), [[math.exp(0.2), math.exp(0.4), 1.0], [math.exp(0.1), math.exp(0.1), math.exp(-0.5)]])
+    # sequence: row 1 mean(0.2, 0.4) = 0.3 -> e^0.3 = 1.349859; row 2 mean(.1, .1, -.5) = -0.1 -> 0.904837
+    close(sequence_ratio(logp, old, mask), [[math.exp(0.3)] * 3, [math.exp(-0.1)] * 3])
+    empty = T([[0, 0, 0], [1, 1, 1]])
+    close(sequence_ratio(logp, old, empty)[0], [1.0, 1.0, 1.0])
+    assert set(IMPORTANCE_RATIOS) == {"token", "sequence"}
+
+
+def test_ratios_ignore_infinite_log_probs_on_padding():
+    logp = T([[-1.0, float("-inf")]])
+    old = T([[-1.0, -3.0]])
+    mask = T([[1, 0]])
+    for fn in IMPORTANCE_RATIOS.values():
+        assert torch.isfinite(fn(logp, old, mask)).all()
+
+
+def test_gspo_gradient_is_the_papers():
+    # GSPO: grad = -(1/B) s_i A_i (1/|y_i|) grad log pi(y_i,t) for each valid token (unclipped)
+    logp = T([[-1.0, -2.0, -3.0], [-0.5, -0.7, -0.9]], requires_grad=True)
+    old = T([[-1.1, -2.1, -3.0], [-0.4, -0.7, -0.8]])
+    mask = T([[1, 1, 0], [1, 1, 1]])
+    adv = T([1.5, -0.5])
+    loss = policy_loss(logp, old, adv, mask, ratio_fn=sequence_ratio, clip_eps_low=10.0, clip_eps_high=10.0)
+    (grad,) = torch.autograd.grad(loss, logp)
+    s = [math.exp(0.1), math.exp(-0.2 / 3)]  # row 1: mean(.1, .1); row 2: mean(-.1, 0, -.1)
+    expected = [[-s[0] * 1.5 / 2 / 2] * 2 + [0.0], [s[1] * 0.5 / 3 / 2] * 3]
+    close(grad, expected)
+    # with GSPO's tiny clip range the positive-advantage sequence (s > 1 + 4e-4) is clipped: no gradient
+    loss = policy_loss(logp, old, adv, mask, ratio_fn=sequence_ratio, clip_eps_low=3e-4, clip_eps_high=4e-4)
+    (grad,) = torch.autograd.grad(loss, logp)
+    assert grad[0].abs().sum() == 0
+
+
+# --------------------------------------------------------------------------- clipped surrogate
+
+
+# (ratio, advantage, eps_low, eps_high, delta, expected per-token loss); worked by hand:
+# loss = -min(min(r, delta) * A, clip(r, 1 - lo, 1 + hi) * A)
+SURROGATE_TABLE = [
+    (1.0, 1.0, 0.2, 0.2, None, -1.0),
+    (0.5, 1.0, 0.2, 0.2, None, -0.5),    # min(0.5, 0.8) = 0.5; clipped-in-both would give -0.8
+    (1.5, 1.0, 0.2, 0.2, None, -1.2),    # min(1.5, 1.2) = 1.2
+    (1.5, 1.0, 0.2, 0.28, None, -1.28),  # clip-higher: min(1.5, 1.28)
+    (1.1, 1.0, 0.2, 0.28, None, -1.1),   # inside the band
+    (0.5, -1.0, 0.2, 0.2, None, 0.8),    # min(-0.5, -0.8) = -0.8
+    (0.9, -1.0, 0.2, 0.2, None, 0.9),    # min(-0.9, -0.9)
+    (1.5, -1.0, 0.2, 0.2, None, 1.5),    # min(-1.5, -1.2) = -1.5; clipped-in-both would give 1.2
+    (3.0, -2.0, 0.2, 0.2, None, 6.0),    # min(-6, -2.4) = -6: unbounded without delta
+    (3.0, -2.0, 0.2, 0.2, 1.4, 2.8),     # delta: min(min(3, 1.4) * -2, 1.2 * -2) = min(-2.8, -2.4)
+    (1.5, -1.0, 0.2, 0.28, 1.4, 1.4),    # min(-1.4, -1.28) = -1.4
+    (1.5, 1.0, 0.2, 0.28, 1.4, -1.28),   # A > 0: delta irrelevant, min(1.4, 1.28)
+    (0.5, 0.0, 0.2, 0.2, 1.4, 0.0),
+]
+
+
+@pytest.mark.parametrize("ratio,adv,lo,hi,delta,expected", SURROGATE_TABLE)
+def test_clipped_surrogate_table(ratio, adv, lo, hi, delta, expected):
+    close(clipped_surrogate_loss(T([[ratio]]), T([[adv]]), lo, hi, delta), [[expected]])
+
+
+def test_clipped_surrogate_matches_naive_loop_and_broadcasts_sequence_advantages():
+    g = torch.Generator().manual_seed(3)
+    ratio = torch.rand(4, 5, generator=g) * 2
+    adv = torch.randn(4, generator=g)
+    ours = clipped_surrogate_loss(ratio, adv, 0.2, 0.28, 1.6)
+    for i in range(4):
+        for t in range(5):
+            r, a = ratio[i, t].item(), adv[i].item()
+            want = -min(min(r, 1.6) * a, max(0.8, min(1.28, r)) * a)
+            assert ours[i, t].item() == pytest.approx(want, abs=1e-6)
+    close(ours, clipped_surrogate_loss(ratio, adv.unsqueeze(-1).expand(4, 5), 0.2, 0.28, 1.6))
+
+
+def test_clipped_tokens_get_no_gradient():
+    logp = torch.zeros(1, 4, requires_grad=True)
+    old = T([[0.0, -math.log(1.5), math.log(2.0), 0.0]])  # ratios 1, 1.5, 0.5, 1
+    ratio = token_ratio(logp, old, torch.ones(1, 4))
+    loss = clipped_surrogate_loss(ratio, T([1.0]), 0.2, 0.2).sum()
+    (grad,) = torch.autograd.grad(loss, logp)
+    # d(-r A)/d logp = -r A where unclipped; 0 for the ratio 1.5 > 1.2 with A > 0
+    close(grad, [[-1.0, 0.0, -0.5, -1.0]])
+
+
+# --------------------------------------------------------------------------- KL
+
+
+def test_kl_estimators_hand():
+    logp, ref = T([-1.0, -2.0, -1.0]), T([-2.0, -1.0, -1.0])
+    close(kl_k1(logp, ref), [1.0, -1.0, 0.0])
+    close(kl_k2(logp, ref), [0.5, 0.5, 0.0])
+    # k3: d = ref - logp = -1, 1, 0 -> e^-1 + 1 - 1 = 0.367879, e - 1 - 1 = 0.718282, 0
+    close(kl_k3(logp, ref), [math.exp(-1.0), math.e - 2.0, 0.0])
+    assert set(KL_ESTIMATORS) == {"k1", "k2", "k3"}
+
+
+def test_k3_is_nonnegative_and_unbiased():
+    # categorical pi, ref: E_pi[k1] = E_pi[k3] = KL(pi || ref) exactly (sum over the support)
+    g = torch.Generator().manual_seed(4)
+    logpi = torch.log_softmax(torch.randn(6, generator=g), -1)
+    logref = torch.log_softmax(torch.randn(6, generator=g), -1)
+    kl = (logpi.exp() * (logpi - logref)).sum()
+    close((logpi.exp() * kl_k3(logpi, logref)).sum(), kl)
+    close((logpi.exp() * kl_k1(logpi, logref)).sum(), kl)
+    assert (kl_k3(torch.randn(100, generator=g), torch.randn(100, generator=g)) >= 0).all()
+
+
+def test_approx_kl():
+    logp, old = T([[0.0, math.log(2.0)]]), T([[0.0, 0.0]])
+    # token 2: r = 2: (r - 1) - ln r = 1 - 0.693147 = 0.306853; mean with token 1 (0) -> 0.153426
+    close(approx_kl(logp, old, T([[1, 1]])), (1 - math.log(2.0)) / 2)
+    close(approx_kl(logp, old, T([[1, 0]])), 0.0)
+
+
+# --------------------------------------------------------------------------- aggregation
+
+LOSS = T([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
+MASK = T([[1, 1, 0], [1, 1, 1]])
+
+
+def test_aggregations_hand():
+    close(aggregate_grpo(LOSS, MASK), 3.25)  # (1.5 + 5) / 2
+    close(aggregate_bnpo(LOSS, MASK), 3.6)  # (1 + 2 + 4 + 5 + 6) / 5 = 18 / 5
+    close(aggregate_dr_grpo(LOSS, MASK, max_new_tokens=4), 2.25)  # 18 / (2 * 4)
+    close(aggregate_dapo(LOSS, MASK, num_global_tokens=10), 1.8)  # 18 / 10
+    assert set(LOSS_AGGREGATIONS) == {"grpo", "bnpo", "dr_grpo", "dapo"}
+
+
+def test_aggregations_with_empty_rows_and_batches():
+    empty_row = T([[0, 0, 0], [1, 1, 1]])
+    close(aggregate_grpo(LOSS, empty_row), 2.5)  # (0 + 5) / 2: the empty row counts as 0
+    close(aggregate_bnpo(LOSS, empty_row), 5.0)
+    nothing = torch.zeros(2, 3)
+    for name, fn in LOSS_AGGREGATIONS.items():
+        value = fn(LOSS, nothing, max_new_tokens=3, num_global_tokens=0)
+        assert value.item() == 0.0, name
+
+
+def test_aggregations_need_their_normalizers():
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        aggregate_dr_grpo(LOSS, MASK)
+    with pytest.raises(ValueError, match="num_global_tokens"):
+        aggregate_dapo(LOSS, MASK)
+
+
+def _grads(logp, old, adv, mask, aggregate, **kw):
+    loss = policy_loss(logp, old, adv, mask, aggregate=aggregate, clip_eps_high=0.28, **kw)
+    return torch.autograd.grad(loss, logp)[0]
+
+
+@pytest.fixture
+def batch():
+    g = torch.Generator().manual_seed(5)
+    logp = (-torch.rand(4, 5, generator=g) * 3).requires_grad_()
+    old = logp.detach() + 0.3 * torch.randn(4, 5, generator=g)
+    adv = torch.randn(4, generator=g)
+    mask = (torch.arange(5) < T([5, 2, 4, 1]).unsqueeze(-1)).float()  # 12 tokens, 7 + 5 per half
+    return logp, old, adv, mask
+
+
+def test_dapo_gradient_accumulation_equals_one_big_batch(batch):
+    logp, old, adv, mask = batch
+    full = _grads(logp, old, adv, mask, aggregate_dapo, num_global_tokens=12)
+    # each minibatch only sees its own rows; the normalizer stays the global 12
+    half = _split_grads_by_rows(logp, old, adv, mask, aggregate_dapo, num_global_tokens=12)
+    close(half, full)
+    assert full.abs().sum() > 0
+
+
+def _split_grads_by_rows(logp, old, adv, mask, aggregate, k=2, **kw):
+    total = torch.zeros_like(logp)
+    for rows in torch.arange(logp.shape[0]).chunk(k):
+        loss = policy_loss(logp[rows], old[rows], adv[rows], mask[rows], aggregate=aggregate,
+                           clip_eps_high=0.28, **kw)
+        total += torch.autograd.grad(loss, logp)[0]
+    return total
+
+
+def test_bnpo_accumulation_differs_but_grpo_and_dr_grpo_divide_by_k(batch):
+    logp, old, adv, mask = batch
+    # bnpo: minibatch token counts 7 and 5 differ from 12 / 2, so (sum of minibatch grads) / 2 != full
+    full = _grads(logp, old, adv, mask, aggregate_bnpo)
+    assert not torch.allclose(_split_grads_by_rows(logp, old, adv, mask, aggregate_bnpo) / 2, full)
+    for aggregate in (aggregate_grpo, aggregate_dr_grpo):
+        full = _grads(logp, old, adv, mask, aggregate, max_new_tokens=5)
+        close(_split_grads_by_rows(logp, old, adv, mask, aggregate, max_new_tokens=5) / 2, full)
+
+
+# --------------------------------------------------------------------------- full policy loss
+
+
+def test_policy_loss_hand_with_kl():
+    logp = T([[-1.0, -1.0]], requires_grad=True)
+    old = T([[-1.0, -1.0 - math.log(1.5)]])  # ratios 1, 1.5
+    ref = T([[-1.0, -2.0]])
+    # surrogate with A = 1, eps .2: -1, -min(1.5, 1.2) = -1.2
+    # k3: d = ref - logp = 0, -1 -> 0, e^-1 + 1 - 1 = 0.367879; beta .1 -> 0, 0.0367879
+    # grpo: mean(-1, -1.2 + 0.0367879) = -1.0816060
+    loss = policy_loss(logp, old, T([1.0]), T([[1, 1]]), ref_logp=ref, beta=0.1)
+    close(loss, (-1.0 - 1.2 + 0.1 * math.exp(-1.0)) / 2)
+    # the gradient of the KL term flows through logp: d k3 / d logp = 1 - e^(ref - logp)
+    (grad,) = torch.autograd.grad(loss, logp)
+    close(grad, [[(-1.0 + 0.1 * 0.0) / 2, (0.0 + 0.1 * (1 - math.exp(-1.0))) / 2]])
+    with pytest.raises(ValueError, match="ref_logp"):
+        policy_loss(logp, old, T([1.0]), T([[1, 1]]), beta=0.1)
+
+
+def test_on_policy_loss_gradient_is_policy_gradient():
+    # old = logp.detach(): ratio 1, gradient of grpo loss = -A_i / |y_i| / B on valid tokens
+    logp = T([[-1.0, -2.0, -3.0], [-1.0, -1.0, -1.0]], requires_grad=True)
+    mask = T([[1, 1, 0], [1, 1, 1]])
+    loss = policy_loss(logp, logp.detach(), T([2.0, -1.0]), mask)
+    close(loss, -(2.0 - 1.0) / 2)
+    (grad,) = torch.autograd.grad(loss, logp)
+    close(grad, [[-2.0 / 2 / 2, -2.0 / 2 / 2, 0.0], [1.0 / 3 / 2] * 3])
+
+
+def test_reinforce_loss_hand():
+    logp = T([[-1.0, -2.0, -3.0], [-0.5, -0.5, -0.5]], requires_grad=True)
+    mask = T([[1, 1, 0], [1, 1, 1]])
+    w = T([1.0, -1.0], requires_grad=True)
+    # log pi(y_1) = -3, log pi(y_2) = -1.5: loss = -(1 * -3 + -1 * -1.5) / 2 = 0.75
+    loss = reinforce_loss(logp, w, mask)
+    close(loss, 0.75)
+    grad_logp, grad_w = torch.autograd.grad(loss, [logp, w], allow_unused=True)
+    close(grad_logp, [[-0.5, -0.5, 0.0], [0.5, 0.5, 0.5]])  # -w_i / B on every valid token
+    assert grad_w is None  # the weights are detached
+
+
+def test_reinforce_with_group_advantages_naive():
+    rewards = T([1.0, 0.0, 0.0, 1.0])
+    w = group_advantages(rewards, 2, eps=0.0)  # [1/sqrt2, -1/sqrt2, -1/sqrt2, 1/sqrt2]
+    logp = -torch.arange(1.0, 9.0).reshape(4, 2) / 10
+    mask = torch.ones(4, 2)
+    expected = -sum(w[i].item() * logp[i].sum().item() for i in range(4)) / 4
+    close(reinforce_loss(logp, w, mask), expected)
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+def test_clip_fractions_hand():
+    ratio = T([[0.7, 1.0, 1.3], [0.7, 1.0, 1.3]])
+    adv = T([1.0, -1.0])
+    # row 1 (A > 0): 1.3 > 1.2 is clipped high; row 2 (A < 0): 0.7 < 0.8 is clipped low
+    stats = clip_fractions(ratio, adv, torch.ones(2, 3))
+    close([stats["low"], stats["high"], stats["region"]], [1 / 6, 1 / 6, 2 / 6])
+    stats = clip_fractions(ratio, adv, T([[1, 1, 0], [1, 1, 1]]))
+    close([stats["low"], stats["high"], stats["region"]], [1 / 5, 0.0, 1 / 5])
+    stats = clip_fractions(ratio, adv, torch.ones(2, 3), clip_eps_low=0.35, clip_eps_high=0.35)
+    close(stats["region"], 0.0)
+
+
+# --------------------------------------------------------------------------- GAE
+
+
+def test_gae_hand():
+    # row 1, gamma .9, lam .5 (gamma lam = .45), V = .5 .6 .7, r = 0 0 1:
+    #   t2: delta = 1 + 0 - .7 = .3                 A2 = .3
+    #   t1: delta = 0 + .9 * .7 - .6 = .03          A1 = .03 + .45 * .3 = .165
+    #   t0: delta = 0 + .9 * .6 - .5 = .04          A0 = .04 + .45 * .165 = .11425
+    # row 2, right-padded after 2 tokens (reward 5 and value 9 on padding are ignored):
+    #   t1: delta = 1 + 0 - .2 = .8                 A1 = .8
+    #   t0: delta = 0 + .9 * .2 - .5 = -.32         A0 = -.32 + .45 * .8 = .04
+    rewards = T([[0.0, 0.0, 1.0], [0.0, 1.0, 5.0]])
+    values = T([[0.5, 0.6, 0.7], [0.5, 0.2, 9.0]])
+    mask = T([[1, 1, 1], [1, 1, 0]])
+    adv, ret = gae_advantages(rewards, values, mask, gamma=0.9, lam=0.5)
+    close(adv, [[0.11425, 0.165, 0.3], [0.04, 0.8, 0.0]])
+    close(ret, [[0.61425, 0.765, 1.0], [0.54, 1.0, 0.0]])
+
+
+def _naive_gae(rewards, values, mask, gamma, lam):
+    adv = torch.zeros_like(values)
+    for i in range(values.shape[0]):
+        idx = mask[i].nonzero().squeeze(-1).tolist()
+        last, next_v = 0.0, 0.0
+        for t in reversed(idx):
+            delta = rewards[i, t].item() + gamma * next_v - values[i, t].item()
+            last = delta + gamma * lam * last
+            adv[i, t] = last
+            next_v = values[i, t].item()
+    return adv
+
+
+@pytest.mark.parametrize("gamma,lam", [(1.0, 0.95), (0.99, 0.9), (0.5, 0.0), (1.0, 1.0)])
+@pytest.mark.parametrize("right_padded", [True, False])
+def test_gae_matches_naive_loop(gamma, lam, right_padded):
+    g = torch.Generator().manual_seed(6)
+    rewards, values = torch.randn(5, 7, generator=g), torch.randn(5, 7, generator=g)
+    if right_padded:
+        mask = (torch.arange(7) < T([7, 3, 1, 0, 5]).unsqueeze(-1)).float()
+    else:  # holes (e.g. tool output tokens) are skipped
+        mask = (torch.rand(5, 7, generator=g) > 0.3).float()
+    adv, ret = gae_advantages(rewards, values, mask, gamma, lam)
+    close(adv, _naive_gae(rewards, values, mask, gamma, lam))
+    close(ret, (adv + values) * mask)
+
+
+def test_gae_with_gamma_lam_one_is_monte_carlo():
+    rewards = T([[0.0, 0.5, 1.0, 0.0]])
+    values = T([[0.2, 0.3, 0.4, 7.0]])
+    adv, ret = gae_advantages(rewards, values, T([[1, 1, 1, 0]]), 1.0, 1.0)
+    close(ret, [[1.5, 1.5, 1.0, 0.0]])  # returns = sum of the rewards from t on
+    close(adv, [[1.3, 1.2, 0.6, 0.0]])
+
+
+# --------------------------------------------------------------------------- value loss
+
+
+def test_clipped_value_loss_hand():
+    values, old, returns = T([[1.0, 0.0, 1.9]]), T([[0.5, 0.5, 1.0]]), T([[2.0, 1.0, 2.0]])
+    # tok 1: clip 1.0 to [.3, .7] = .7: max((1 - 2)^2, (.7 - 2)^2) = max(1, 1.69) -> .845
+    # tok 2: clip 0.0 to [.3, .7] = .3: max((0 - 1)^2, (.3 - 1)^2) = max(1, .49)  -> .5
+    # tok 3: clip 1.9 to [.8, 1.2] = 1.2: max(.01, .64)                            -> .32
+    close(clipped_value_loss(values, old, returns, 0.2), [[0.845, 0.5, 0.32]])
+    close(value_clip_fraction(values, old, returns, torch.ones(1, 3), 0.2), 2 / 3)
+    close(value_clip_fraction(values, old, returns, T([[0, 1, 0]]), 0.2), 0.0)
+
+
+# --------------------------------------------------------------------------- process supervision
+
+
+def test_process_advantages_hand():
+    # group 1: A has steps ending at tokens 1, 3 with rewards 1, 1; B at 1, 2, 4 with 1, 0, 1.
+    # all five step rewards: mean .8, deviations .2 x4 and -.8, sample var .8 / 4 = .2,
+    # std .447214 -> reward 1 -> .2 / .447214 = .447214, reward 0 -> -.8 / .447214 = -1.788854
+    # A: t0 .894 (both steps end >= 0), t1 .894, t2 .447, t3 .447, t4 padding 0
+    # B: t0 .447 - 1.789 + .447 = -.894, t1 -.894, t2 -1.789 + .447 = -1.342, t3 .447, t4 .447
+    # group 2: every step reward .5 -> all 0
+    a, b = 0.2 / math.sqrt(0.2), -0.8 / math.sqrt(0.2)
+    mask = T([[1, 1, 1, 1, 0], [1, 1, 1, 1, 1], [1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])
+    adv = process_advantages([[1.0, 1.0], [1.0, 0.0, 1.0], [0.5], [0.5, 0.5]],
+                             [[1, 3], [1, 2, 4], [4], [0, 2]], mask, group_size=2, eps=0.0)
+    close(adv, [[2 * a, 2 * a, a, a, 0.0],
+                [2 * a + b, 2 * a + b, a + b, a, a],
+                [0.0] * 5, [0.0] * 5])
+    assert adv[2:].abs().sum().item() == 0.0
+
+
+def test_process_wrong_intermediate_step_lowers_its_tokens():
+    # two completions with the same steps (tokens 0-1, 2-3, 4-5); B's second step is wrong
+    mask = torch.ones(2, 6)
+    adv = process_advantages([[1.0, 1.0, 1.0], [1.0, 0.0, 1.0]], [[1, 3, 5], [1, 3, 5]], mask, group_size=2)
+    assert (adv[1, :4] < adv[0, :4]).all()  # the wrong step's tokens (2, 3) and those before it
+    close(adv[1, 4:], adv[0, 4:])  # the steps after the error are credited alike
+
+
+def test_process_advantages_ragged_edge_cases():
+    mask = torch.ones(2, 4)
+    # a completion without steps gets 0; a single step in the whole group normalises to 0
+    assert process_advantages([[], [1.0]], [[], [3]], mask, 2).abs().sum().item() == 0.0
+    # tokens after the last step end get 0
+    adv = process_advantages([[1.0], [0.0]], [[1], [1]], mask, 2)
+    assert adv[:, 2:].abs().sum().item() == 0.0 and adv[0, 0] > 0 > adv[1, 0]
+    with pytest.raises(ValueError, match="outside"):
+        process_advantages([[1.0], [0.0]], [[1], [4]], mask, 2)
+    with pytest.raises(ValueError, match="2 step rewards but 1 step ends"):
+        process_advantages([[1.0, 1.0], [0.0]], [[1], [1]], mask, 2)
+    with pytest.raises(ValueError, match="groups of 3"):
+        process_advantages([[1.0], [0.0]], [[1], [1]], mask, 3)
+
+
+def test_process_advantages_match_naive_loop():
+    g = torch.Generator().manual_seed(7)
+    t, group_size = 8, 3
+    ends = [sorted(torch.randperm(t, generator=g)[: k].tolist()) for k in (2, 3, 1, 4, 2, 3)]
+    rewards = [torch.randint(0, 2, (len(e),), generator=g).float().tolist() for e in ends]
+    mask = torch.ones(6, t)
+    ours = process_advantages(rewards, ends, mask, group_size, eps=1e-4)
+    for k in range(2):
+        flat = [r for i in range(k * 3, k * 3 + 3) for r in rewards[i]]
+        mean = sum(flat) / len(flat)
+        std = math.sqrt(sum((r - mean) ** 2 for r in flat) / (len(flat) - 1))
+        for i in range(k * 3, k * 3 + 3):
+            for tok in range(t):
+                want = sum(0.0 if max(flat) == min(flat) else (r - mean) / (std + 1e-4)
+                           for r, e in zip(rewards[i], ends[i]) if e >= tok)
+                assert ours[i, tok].item() == pytest.approx(want, abs=1e-5)
+
+
+def test_place_token_rewards_hand():
+    mask = T([[1, 1, 1, 0], [1, 1, 1, 1], [0, 0, 0, 0]])
+    placed = place_token_rewards(mask, outcome_rewards=T([1.0, 2.0, 3.0]),
+                                 step_rewards=[[0.1, 0.2], [0.5], []], step_ends=[[0, 2], [3], []])
+    # row 1: step rewards at tokens 0 and 2, outcome 1 at the last token 2 (0.2 + 1)
+    # row 2: step 0.5 and outcome 2 both at token 3; row 3 is empty: nothing placed
+    close(placed, [[0.1, 0.0, 1.2, 0.0], [0.0, 0.0, 0.0, 2.5], [0.0] * 4])
+    close(place_token_rewards(mask, outcome_rewards=T([1.0, 2.0, 3.0])),
+          [[0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 2.0], [0.0] * 4])
+    with pytest.raises(ValueError, match="go together"):
+        place_token_rewards(mask, step_rewards=[[1.0], [], []])
+
+
+def test_placed_rewards_through_gae_credit_each_step():
+    # gamma = lam = 1, V = 0: a token's advantage is the sum of the rewards placed at or after it,
+    # the same rule as process_advantages (which only normalises the step rewards first)
+    mask = torch.ones(1, 4)
+    placed = place_token_rewards(mask, T([1.0]), [[0.5, -0.25]], [[0, 2]])
+    adv, _ = gae_advantages(placed, torch.zeros(1, 4), mask, 1.0, 1.0)
+    close(adv, [[1.25, 0.75, 0.75, 1.0]])
+
+
+def test_module_is_pure():
+    src = open(core.__file__).read()
+    for word in ("print(", "import logging", "open(", "import os"):
+        assert word not in src

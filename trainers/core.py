@@ -1,0 +1,429 @@
+"""The RL math of the GRPO and PPO trainers, as small pure tensor functions.
+
+Tensors in, tensors out; no I/O, no logging, no config objects (the style of verl's
+`core_algos.py`). Shapes: `B` sequences (completions), `T` completion tokens, `V` vocabulary.
+`mask` is always `(B, T)`, bool or float, 1 on completion tokens, 0 on padding.
+
+A variant is a function chosen once at start-up from a table, never an `if` inside a loss:
+`REWARD_SCALES` (GRPO advantage scaling), `IMPORTANCE_RATIOS` (token ratio or GSPO sequence
+ratio), `LOSS_AGGREGATIONS` (grpo, bnpo, dr_grpo, dapo), `KL_ESTIMATORS` (k1, k2, k3).
+
+Sources: GRPO and process supervision, DeepSeekMath (Shao et al. 2024) §4.1; clip-higher and
+token-level aggregation, DAPO (Yu et al. 2025); Dr. GRPO (Liu et al. 2025); sequence ratios,
+GSPO (Zheng et al. 2025); the `delta` cap, INTELLECT-2 (Prime Intellect 2025); KL estimators,
+Schulman, "Approximating KL divergence" (2020); GAE, Schulman et al. 2016.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+from torch import Tensor
+
+# --------------------------------------------------------------------------- masked statistics
+
+
+def _as(mask: Tensor, x: Tensor) -> Tensor:
+    return mask.to(dtype=x.dtype, device=x.device)
+
+
+def masked_sum(x: Tensor, mask: Tensor, dim: int | None = None) -> Tensor:
+    """Sum of `x` (B, T) over the tokens where `mask` is set; over `dim`, or over all."""
+    m = _as(mask, x)
+    return (x * m).sum() if dim is None else (x * m).sum(dim)
+
+
+def masked_mean(x: Tensor, mask: Tensor, dim: int | None = None) -> Tensor:
+    """Mean of `x` (B, T) over masked tokens; over `dim` (per row for dim=-1) or over all.
+    An empty row (or batch) gives 0, not NaN, so padding rows never poison a loss."""
+    return masked_sum(x, mask, dim) / _as(mask, x).sum(dim=dim).clamp(min=1.0)
+
+
+def masked_var(x: Tensor, mask: Tensor, unbiased: bool = True) -> Tensor:
+    """Variance of the masked entries of `x` (B, T), a scalar; Bessel-corrected by default
+    (n / (n - 1)), and 0 when fewer than two tokens are set."""
+    n = _as(mask, x).sum()
+    centered = (x - masked_mean(x, mask)) * _as(mask, x)
+    return (centered**2).sum() / (n - 1 if unbiased else n).clamp(min=1.0)
+
+
+def masked_whiten(x: Tensor, mask: Tensor, shift_mean: bool = True, eps: float = 1e-8) -> Tensor:
+    """`(x - mean) / sqrt(var + eps)` over masked tokens (B, T); masked-out entries become 0.
+    `shift_mean=False` adds the mean back (scales only), as PPO implementations do for rewards."""
+    mean = masked_mean(x, mask)
+    whitened = (x - mean) * torch.rsqrt(masked_var(x, mask) + eps)
+    if not shift_mean:
+        whitened = whitened + mean
+    return whitened * _as(mask, x)
+
+
+def last_token_index(mask: Tensor) -> Tensor:
+    """(B,) index of the last set token of each row of `mask` (B, T); -1 for an empty row."""
+    m = mask.bool()
+    t = m.shape[-1]
+    last = t - 1 - m.flip(-1).to(torch.uint8).argmax(-1)
+    return torch.where(m.any(-1), last, torch.full_like(last, -1))
+
+
+# --------------------------------------------------------------------------- log-probs, entropy
+
+
+def token_logprobs(logits: Tensor, tokens: Tensor, temperature: float = 1.0, chunk_size: int = 1024) -> Tensor:
+    """log pi(token_t | ...) (B, T) from `logits` (B, T, V) and `tokens` (B, T), differentiable.
+
+    Computed as `logit[token] - logsumexp(logits)` over chunks of `chunk_size` rows, so no
+    full (B, T, V) log-softmax is ever stored (only one chunk's temporaries). `temperature`
+    must be the sampling temperature, or the ratios to the sampler's log-probs are off.
+    """
+    flat = logits.reshape(-1, logits.shape[-1])
+    idx = tokens.reshape(-1, 1).long()
+    out = []
+    for start in range(0, flat.shape[0], chunk_size):
+        z = flat[start : start + chunk_size]
+        if temperature != 1.0:
+            z = z / temperature
+        out.append(z.gather(-1, idx[start : start + chunk_size]).squeeze(-1) - torch.logsumexp(z, -1))
+    return torch.cat(out).reshape(tokens.shape) if out else flat.new_zeros(tokens.shape)
+
+
+def entropy_from_logits(logits: Tensor, mask: Tensor | None = None, chunk_size: int = 1024) -> Tensor:
+    """Entropy H(pi_t) = logsumexp(z) - sum_v softmax(z)_v z_v per token (B, T), from logits
+    (B, T, V), chunked over rows like `token_logprobs`. With `mask`, padding entries are 0;
+    `masked_mean(entropy_from_logits(logits, mask), mask)` is the logged mean. Wrap the call in
+    `torch.no_grad()` when it is only a statistic."""
+    flat = logits.reshape(-1, logits.shape[-1])
+    out = []
+    for start in range(0, flat.shape[0], chunk_size):
+        z = flat[start : start + chunk_size]
+        out.append(torch.logsumexp(z, -1) - (torch.softmax(z, -1) * z).sum(-1))
+    ent = torch.cat(out).reshape(logits.shape[:-1]) if out else flat.new_zeros(logits.shape[:-1])
+    return ent if mask is None else ent * _as(mask, ent)
+
+
+# --------------------------------------------------------------------------- GRPO advantages
+
+
+def _sample_std(x: Tensor, dim: int | None = None) -> Tensor:
+    """Sample (Bessel-corrected) std, 0 for a single element instead of NaN."""
+    n = x.numel() if dim is None else x.shape[dim]
+    mean = x.mean() if dim is None else x.mean(dim, keepdim=True)
+    sq = ((x - mean) ** 2).sum() if dim is None else ((x - mean) ** 2).sum(dim, keepdim=True)
+    return (sq / max(n - 1, 1)).sqrt()
+
+
+def _scale_group(grouped: Tensor, eps: float) -> Tensor:
+    return (grouped - grouped.mean(1, keepdim=True)) / (_sample_std(grouped, dim=1) + eps)
+
+
+def _scale_batch(grouped: Tensor, eps: float) -> Tensor:
+    # Group mean, batch std ("Tricks or Traps", Liu et al. 2025): rarer outliers than group std.
+    return (grouped - grouped.mean(1, keepdim=True)) / (_sample_std(grouped) + eps)
+
+
+def _scale_none(grouped: Tensor, eps: float) -> Tensor:
+    # Dr. GRPO: dividing by the std over-weights groups that are nearly all right or all wrong.
+    return grouped - grouped.mean(1, keepdim=True)
+
+
+REWARD_SCALES: dict[str, Callable[[Tensor, float], Tensor]] = {
+    "group": _scale_group,
+    "batch": _scale_batch,
+    "none": _scale_none,
+}
+
+
+def _lookup(table: dict, name: str, what: str):
+    if name not in table:
+        raise ValueError(f"unknown {what} {name!r}; valid choices: {sorted(table)}")
+    return table[name]
+
+
+def group_advantages(rewards: Tensor, group_size: int, scale_rewards: str = "group", eps: float = 1e-4) -> Tensor:
+    """GRPO outcome advantages (B,) from rewards (B,), B = n_groups * group_size, each group's
+    completions contiguous: `(r - mean_group) / (std + eps)`.
+
+    `scale_rewards`: "group" divides by the group's std, "batch" by the std of all B rewards
+    (the mean stays per group), "none" does not divide (Dr. GRPO). The std is the SAMPLE std
+    (Bessel, torch.std's default), as in TRL's GRPOTrainer, so advantages match TRL's and can be
+    cross-checked against it; eps=1e-4 is TRL's too. A group whose rewards are all equal carries
+    no signal and gets exactly 0 (with every scaling, despite float rounding of its mean).
+    """
+    if group_size < 1 or rewards.dim() != 1 or rewards.numel() % group_size:
+        raise ValueError(f"rewards of shape {tuple(rewards.shape)} do not split into groups of {group_size}")
+    grouped = rewards.reshape(-1, group_size).to(torch.result_type(rewards, 1.0))
+    advantages = _lookup(REWARD_SCALES, scale_rewards, "scale_rewards")(grouped, eps)
+    all_equal = (grouped == grouped[:, :1]).all(1, keepdim=True)
+    return torch.where(all_equal, torch.zeros_like(advantages), advantages).reshape(-1)
+
+
+# --------------------------------------------------------------------------- ratios and losses
+
+
+def token_ratio(logp: Tensor, old_logp: Tensor, mask: Tensor) -> Tensor:
+    """PPO/GRPO importance ratio pi/pi_old = exp(logp - old_logp) per token (B, T); exactly 1
+    on padding (the log-ratio is zeroed there first, so garbage log-probs cannot overflow)."""
+    return torch.exp(torch.where(mask.bool(), logp - old_logp, torch.zeros_like(logp)))
+
+
+def sequence_ratio(logp: Tensor, old_logp: Tensor, mask: Tensor) -> Tensor:
+    """GSPO ratio s_i = exp(mean over the completion's tokens of (logp - old_logp)), the
+    length-normalised sequence likelihood ratio, broadcast to every token (B, T). The gradient
+    flows through the mean, so d s_i / d logp_{i,t} = s_i / |y_i| as in the GSPO paper."""
+    log_ratio = torch.where(mask.bool(), logp - old_logp, torch.zeros_like(logp))
+    return torch.exp(masked_mean(log_ratio, mask, dim=-1)).unsqueeze(-1).expand_as(logp)
+
+
+IMPORTANCE_RATIOS: dict[str, Callable[[Tensor, Tensor, Tensor], Tensor]] = {
+    "token": token_ratio,
+    "sequence": sequence_ratio,
+}
+
+
+def _per_token(advantages: Tensor) -> Tensor:
+    return advantages.unsqueeze(-1) if advantages.dim() == 1 else advantages
+
+
+def clipped_surrogate_loss(ratio: Tensor, advantages: Tensor, clip_eps_low: float = 0.2, clip_eps_high: float = 0.2,
+                           delta: float | None = None) -> Tensor:
+    """Per-token PPO loss (B, T): `-min(min(ratio, delta) * A, clip(ratio, 1-eps_low, 1+eps_high) * A)`.
+
+    `ratio` (B, T); `advantages` (B, T), or (B,) for one advantage per sequence (GRPO). The
+    UNCLIPPED ratio goes in the first term: the min makes the objective a pessimistic bound,
+    so a ratio outside the band is clipped only when that would raise the objective.
+    `clip_eps_high > clip_eps_low` is DAPO's clip-higher. `delta` (> 1 + clip_eps_high) caps
+    the unclipped ratio (INTELLECT-2's two-sided clipping): for A < 0 the loss would otherwise
+    grow without bound in the ratio. Not aggregated; mask with `LOSS_AGGREGATIONS`.
+    """
+    adv = _per_token(advantages)
+    unclipped = ratio if delta is None else torch.clamp(ratio, max=delta)
+    clipped = torch.clamp(ratio, 1.0 - clip_eps_low, 1.0 + clip_eps_high)
+    return -torch.min(unclipped * adv, clipped * adv)
+
+
+def kl_k1(logp: Tensor, ref_logp: Tensor) -> Tensor:
+    """k1 = logp - ref_logp per token (B, T): unbiased for KL(pi || ref) on samples of pi, but
+    signed and noisy; PPO's per-token reward penalty `-kl_coef * k1` (on the rollout log-probs)."""
+    return logp - ref_logp
+
+
+def kl_k2(logp: Tensor, ref_logp: Tensor) -> Tensor:
+    """k2 = (logp - ref_logp)^2 / 2 per token (B, T): biased, low variance, >= 0."""
+    return 0.5 * (logp - ref_logp) ** 2
+
+
+def kl_k3(logp: Tensor, ref_logp: Tensor) -> Tensor:
+    """k3 = exp(ref - logp) - (ref - logp) - 1 per token (B, T): unbiased for KL(pi || ref) on
+    samples of pi and always >= 0 (GRPO's KL term, DeepSeekMath eq. 4)."""
+    d = ref_logp - logp
+    return torch.exp(d) - d - 1.0
+
+
+KL_ESTIMATORS: dict[str, Callable[[Tensor, Tensor], Tensor]] = {"k1": kl_k1, "k2": kl_k2, "k3": kl_k3}
+
+
+# Loss aggregations: per-token loss (B, T) and mask -> scalar. All take the same keywords so a
+# trainer calls the chosen one uniformly. For gradient accumulation over k equal minibatches,
+# divide grpo, bnpo and dr_grpo by k; dapo needs no division (its normalizer is global).
+
+
+def aggregate_grpo(loss: Tensor, mask: Tensor, *, max_new_tokens: int | None = None,
+                   num_global_tokens: float | None = None) -> Tensor:
+    """Mean over each sequence's tokens, then mean over the B sequences (an empty row counts 0).
+    Tokens of long completions weigh less than those of short ones (DeepSeekMath eq. 3)."""
+    return masked_mean(loss, mask, dim=-1).mean()
+
+
+def aggregate_bnpo(loss: Tensor, mask: Tensor, *, max_new_tokens: int | None = None,
+                   num_global_tokens: float | None = None) -> Tensor:
+    """Sum over all tokens of the batch / number of set tokens of the batch (every token equal)."""
+    return masked_mean(loss, mask)
+
+
+def aggregate_dr_grpo(loss: Tensor, mask: Tensor, *, max_new_tokens: int | None = None,
+                      num_global_tokens: float | None = None) -> Tensor:
+    """Sum over all tokens / (B * max_new_tokens): a constant normalizer, no length bias."""
+    if max_new_tokens is None or max_new_tokens < 1:
+        raise ValueError(f"dr_grpo aggregation needs max_new_tokens >= 1, got {max_new_tokens!r}")
+    return masked_sum(loss, mask) / (loss.shape[0] * max_new_tokens)
+
+
+def aggregate_dapo(loss: Tensor, mask: Tensor, *, max_new_tokens: int | None = None,
+                   num_global_tokens: float | None = None) -> Tensor:
+    """Sum over all tokens / `num_global_tokens`, the set tokens of the WHOLE batch across
+    minibatches (and processes): summed gradients of the minibatches equal one big batch's."""
+    if num_global_tokens is None:
+        raise ValueError("dapo aggregation needs num_global_tokens (the set tokens of the global batch)")
+    return masked_sum(loss, mask) / max(float(num_global_tokens), 1.0)
+
+
+LOSS_AGGREGATIONS: dict[str, Callable[..., Tensor]] = {
+    "grpo": aggregate_grpo,
+    "bnpo": aggregate_bnpo,
+    "dr_grpo": aggregate_dr_grpo,
+    "dapo": aggregate_dapo,
+}
+
+
+def policy_loss(logp: Tensor, old_logp: Tensor, advantages: Tensor, mask: Tensor, *,
+                ratio_fn: Callable = token_ratio, aggregate: Callable = aggregate_grpo,
+                clip_eps_low: float = 0.2, clip_eps_high: float = 0.2, delta: float | None = None,
+                ref_logp: Tensor | None = None, beta: float = 0.0, kl_fn: Callable = kl_k3,
+                max_new_tokens: int | None = None, num_global_tokens: float | None = None) -> Tensor:
+    """The GRPO/PPO policy loss, a scalar: clipped surrogate + beta * KL(pi || ref) per token
+    (B, T), aggregated. On-policy (one update per rollout) pass `old_logp = logp.detach()`."""
+    ratio = ratio_fn(logp, old_logp, mask)
+    per_token = clipped_surrogate_loss(ratio, advantages, clip_eps_low, clip_eps_high, delta)
+    if beta != 0.0:
+        if ref_logp is None:
+            raise ValueError("beta != 0 needs ref_logp")
+        per_token = per_token + beta * kl_fn(logp, ref_logp)
+    return aggregate(per_token, mask, max_new_tokens=max_new_tokens, num_global_tokens=num_global_tokens)
+
+
+def reinforce_loss(logp: Tensor, advantages: Tensor, mask: Tensor) -> Tensor:
+    """Reward-weighted log-likelihood, a scalar: `-(1/B) sum_i w_i * log pi(y_i|x)`.
+
+    `logp` (B, T) token log-probs; `log pi(y_i|x)` is their SUM over the completion's tokens
+    (the true sequence log-likelihood, so the gradient is the REINFORCE estimator). `advantages`
+    (B,) are the weights w_i, normally `group_advantages(rewards, group_size)`: rewards minus the
+    group mean (a baseline) over the group's sample std + eps; detached here. No ratio, no
+    clipping, no KL: on-policy only.
+    """
+    return -(advantages.detach().to(logp.dtype) * masked_sum(logp, mask, dim=-1)).mean()
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+@torch.no_grad()
+def clip_fractions(ratio: Tensor, advantages: Tensor, mask: Tensor, clip_eps_low: float = 0.2,
+                   clip_eps_high: float = 0.2) -> dict[str, Tensor]:
+    """Fractions of masked tokens whose gradient the clip removes: "low" (ratio < 1 - eps_low
+    and A < 0), "high" (ratio > 1 + eps_high and A > 0), "region" (either). Scalars."""
+    adv = _per_token(advantages)
+    low = ((ratio < 1.0 - clip_eps_low) & (adv < 0)).to(ratio.dtype)
+    high = ((ratio > 1.0 + clip_eps_high) & (adv > 0)).to(ratio.dtype)
+    return {"low": masked_mean(low, mask), "high": masked_mean(high, mask),
+            "region": masked_mean(low + high, mask)}
+
+
+@torch.no_grad()
+def approx_kl(logp: Tensor, old_logp: Tensor, mask: Tensor) -> Tensor:
+    """KL(pi_old || pi) estimated with k3 on the rollout tokens (sampled from pi_old):
+    masked mean of (r - 1) - log r, r = pi/pi_old. A scalar, for logging and early stopping."""
+    return masked_mean(kl_k3(old_logp, logp), mask)
+
+
+# --------------------------------------------------------------------------- PPO
+
+
+@torch.no_grad()
+def gae_advantages(rewards: Tensor, values: Tensor, mask: Tensor, gamma: float = 1.0,
+                   lam: float = 0.95) -> tuple[Tensor, Tensor]:
+    """Generalised advantage estimation; returns (advantages, returns), both (B, T).
+
+    `rewards`, `values` (B, T) per token. Unmasked tokens are skipped (their reward and value
+    ignored), so right padding ends the episode: the value after the last set token is 0.
+    A_t = delta_t + gamma * lam * A_{t+1}, delta_t = r_t + gamma * V_{t+1} - V_t;
+    returns = A + V. Both are 0 on padding and detached (they are targets). Vectorised over B,
+    a backward loop over T.
+    """
+    m = mask.bool()
+    advantages = torch.zeros_like(values)
+    next_value = values.new_zeros(values.shape[0])
+    next_adv = values.new_zeros(values.shape[0])
+    for t in reversed(range(values.shape[1])):
+        delta = rewards[:, t] + gamma * next_value - values[:, t]
+        adv = delta + gamma * lam * next_adv
+        next_value = torch.where(m[:, t], values[:, t], next_value)
+        next_adv = torch.where(m[:, t], adv, next_adv)
+        advantages[:, t] = torch.where(m[:, t], adv, torch.zeros_like(adv))
+    return advantages, (advantages + values) * _as(mask, values)
+
+
+def clipped_value_loss(values: Tensor, old_values: Tensor, returns: Tensor, cliprange_value: float = 0.2) -> Tensor:
+    """Per-token PPO value loss (B, T): `0.5 * max((V - R)^2, (clip(V, V_old +- eps) - R)^2)`.
+    The max keeps the update pessimistic: a value that moved more than `cliprange_value` from the
+    rollout's gets no credit for it. Not aggregated; use `masked_mean`."""
+    clipped = old_values + torch.clamp(values - old_values, -cliprange_value, cliprange_value)
+    return 0.5 * torch.max((values - returns) ** 2, (clipped - returns) ** 2)
+
+
+@torch.no_grad()
+def value_clip_fraction(values: Tensor, old_values: Tensor, returns: Tensor, mask: Tensor,
+                        cliprange_value: float = 0.2) -> Tensor:
+    """Fraction of masked tokens where the clipped value term is the larger one (a scalar)."""
+    clipped = old_values + torch.clamp(values - old_values, -cliprange_value, cliprange_value)
+    return masked_mean(((clipped - returns) ** 2 > (values - returns) ** 2).to(values.dtype), mask)
+
+
+# --------------------------------------------------------------------------- process supervision
+
+
+def _flatten_steps(step_rewards: Sequence, step_ends: Sequence, shape: tuple[int, int],
+                   device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
+    """Ragged per-completion steps -> flat (rows, ends, rewards), validated against (B, T)."""
+    b, t = shape
+    if len(step_rewards) != b or len(step_ends) != b:
+        raise ValueError(f"need step rewards and step ends for each of the {b} completions, "
+                         f"got {len(step_rewards)} and {len(step_ends)}")
+    rewards = [torch.as_tensor(r, dtype=torch.float32, device=device).reshape(-1) for r in step_rewards]
+    ends = [torch.as_tensor(e, dtype=torch.long, device=device).reshape(-1) for e in step_ends]
+    for i, (r, e) in enumerate(zip(rewards, ends)):
+        if r.numel() != e.numel():
+            raise ValueError(f"completion {i}: {r.numel()} step rewards but {e.numel()} step ends")
+        if e.numel() and (e.min() < 0 or e.max() >= t):
+            raise ValueError(f"completion {i}: step ends {e.tolist()} outside [0, {t})")
+    none = torch.zeros(0, dtype=torch.long, device=device)
+    rows = torch.cat([none] + [torch.full((e.numel(),), i, dtype=torch.long, device=device) for i, e in enumerate(ends)])
+    return rows, torch.cat([none] + ends), torch.cat([none.float()] + rewards)
+
+
+def process_advantages(step_rewards: Sequence, step_ends: Sequence, mask: Tensor, group_size: int,
+                       eps: float = 1e-4) -> Tensor:
+    """GRPO with process supervision (DeepSeekMath §4.1.3): token advantages (B, T).
+
+    `step_rewards[i]`, `step_ends[i]`: 1-D (ragged) rewards of completion i's steps and the
+    completion-token index (0-based, < T) at which each step ends. All step rewards of a group
+    (contiguous `group_size` completions) are normalised together, `(r - mean) / (std + eps)`
+    with the sample std as in `group_advantages` (exactly 0 if all equal); a token's advantage is
+    the sum of the normalised rewards of the steps ending at or after it. Tokens after the last
+    step end, and padding, get 0.
+    """
+    b, t = mask.shape
+    if group_size < 1 or b % group_size:
+        raise ValueError(f"{b} completions do not split into groups of {group_size}")
+    rows, ends, rewards = _flatten_steps(step_rewards, step_ends, (b, t), mask.device)
+    group = rows // group_size
+    n_groups = b // group_size
+    count = torch.zeros(n_groups, device=mask.device).index_add_(0, group, torch.ones_like(rewards))
+    mean = torch.zeros(n_groups, device=mask.device).index_add_(0, group, rewards) / count.clamp(min=1)
+    centered = rewards - mean[group]
+    sq = torch.zeros(n_groups, device=mask.device).index_add_(0, group, centered**2)
+    std = (sq / (count - 1).clamp(min=1)).sqrt()
+    lo = torch.full((n_groups,), float("inf"), device=mask.device).scatter_reduce(0, group, rewards, "amin")
+    hi = torch.full((n_groups,), float("-inf"), device=mask.device).scatter_reduce(0, group, rewards, "amax")
+    normed = torch.where((lo == hi)[group], torch.zeros_like(centered), centered / (std[group] + eps))
+    placed = torch.zeros(b, t, device=mask.device).index_put_((rows, ends), normed, accumulate=True)
+    return placed.flip(-1).cumsum(-1).flip(-1) * _as(mask, placed)
+
+
+def place_token_rewards(mask: Tensor, outcome_rewards: Tensor | None = None, step_rewards: Sequence | None = None,
+                        step_ends: Sequence | None = None) -> Tensor:
+    """Token rewards (B, T) for PPO: each step's reward at its step-end token (`step_rewards`,
+    `step_ends` ragged as in `process_advantages`) plus `outcome_rewards` (B,) at the last set
+    token of each row. Rewards landing on one token add up; an empty row gets none. Add the
+    KL penalty `-kl_coef * kl_k1(old_logp, ref_logp) * mask` to these before `gae_advantages`."""
+    b, t = mask.shape
+    placed = torch.zeros(b, t, device=mask.device)
+    if step_rewards is not None or step_ends is not None:
+        if step_rewards is None or step_ends is None:
+            raise ValueError("step_rewards and step_ends go together")
+        rows, ends, rewards = _flatten_steps(step_rewards, step_ends, (b, t), mask.device)
+        placed.index_put_((rows, ends), rewards, accumulate=True)
+    if outcome_rewards is not None:
+        last = last_token_index(mask)
+        has = last >= 0
+        placed[has.nonzero().squeeze(-1), last[has]] += outcome_rewards.to(placed)[has]
+    return placed
