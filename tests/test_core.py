@@ -624,3 +624,26 @@ def test_module_is_pure():
     src = open(core.__file__).read()
     for word in ("print(", "import logging", "open(", "import os"):
         assert word not in src
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_functions_run_on_cuda_like_on_cpu():
+    g = torch.Generator().manual_seed(8)
+    logits, tokens = torch.randn(2, 4, 9, generator=g), torch.randint(0, 9, (2, 4), generator=g)
+    mask = T([[1, 1, 1, 0], [1, 1, 1, 1]])
+    rewards, values = torch.randn(2, 4, generator=g), torch.randn(2, 4, generator=g)
+    steps, ends = [[1.0, 0.0], [1.0]], [[0, 2], [3]]
+    calls = [
+        lambda d: token_logprobs(logits.to(d), tokens.to(d), 0.7, chunk_size=3),
+        lambda d: entropy_from_logits(logits.to(d), mask.to(d), chunk_size=3),
+        lambda d: group_advantages(T([1.0, 0.0, 0.5, 0.5]).to(d), 2),
+        lambda d: gae_advantages(rewards.to(d), values.to(d), mask.to(d), 0.99, 0.95)[0],
+        lambda d: process_advantages(steps, ends, mask.to(d), 2),
+        lambda d: place_token_rewards(mask.to(d), T([1.0, 2.0]), steps, ends),
+        lambda d: last_token_index(mask.to(d)),
+        lambda d: policy_loss(rewards.to(d), values.to(d), T([1.0, -1.0]).to(d), mask.to(d),
+                              ratio_fn=sequence_ratio, ref_logp=values.to(d), beta=0.1),
+    ]
+    for call in calls:
+        torch.testing.assert_close(call("cuda").cpu(), call("cpu"))

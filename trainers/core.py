@@ -73,7 +73,8 @@ def token_logprobs(logits: Tensor, tokens: Tensor, temperature: float = 1.0, chu
     """log pi(token_t | ...) (B, T) from `logits` (B, T, V) and `tokens` (B, T), differentiable.
 
     Computed as `logit[token] - logsumexp(logits)` over chunks of `chunk_size` rows, so no
-    full (B, T, V) log-softmax is ever stored (only one chunk's temporaries). `temperature`
+    (B, T, V) log-softmax is materialised, only one chunk's temporaries (under autograd with
+    `temperature != 1` the scaled logits are kept for backward, one (B, T, V) copy). `temperature`
     must be the sampling temperature, or the ratios to the sampler's log-probs are off.
     """
     flat = logits.reshape(-1, logits.shape[-1])
@@ -117,7 +118,8 @@ def _scale_group(grouped: Tensor, eps: float) -> Tensor:
 
 
 def _scale_batch(grouped: Tensor, eps: float) -> Tensor:
-    # Group mean, batch std ("Tricks or Traps", Liu et al. 2025): rarer outliers than group std.
+    # Group mean, batch std ("Tricks or Traps", Liu et al. 2025): a group with a tiny std (one
+    # success among many failures) no longer gets outsized advantages.
     return (grouped - grouped.mean(1, keepdim=True)) / (_sample_std(grouped) + eps)
 
 
