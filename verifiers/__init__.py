@@ -14,6 +14,7 @@ from verifiers.base import (
     list_verifiers,
     register_verifier,
 )
+from verifiers.interop import as_trl_reward
 
 # Built-in verifiers register themselves on import.
 from verifiers import format as _format  # noqa: E402,F401
@@ -26,6 +27,7 @@ __all__ = [
     "Verdict",
     "Verifier",
     "VerifierError",
+    "as_trl_reward",
     "get_verifier",
     "list_verifiers",
     "register_verifier",
