@@ -1,1 +1,16 @@
-"""verirl: envs (filled by later issues)."""
+"""verirl environments: tasks + prompt rendering + verifier, by name (see `envs.base`).
+
+    from envs import get_env
+    env = get_env("arithmetic", digits=3)
+    task = env.tasks("test")[0]
+    verdict = env.verifier.verify("46", task)
+
+Importing the package registers the built-in environments, one module each.
+"""
+
+from envs.base import EnvError, Environment, env_options, get_env, list_envs, register_env, take
+
+# Built-in environments register themselves on import.
+from envs import arithmetic as _arithmetic  # noqa: E402,F401
+
+__all__ = ["EnvError", "Environment", "env_options", "get_env", "list_envs", "register_env", "take"]
