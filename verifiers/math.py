@@ -1,48 +1,350 @@
-"""Math answer verifier (`math`): the model's final answer against `Task.answer`.
+"""Math answer verifier (`math`): the model's final answer against `Task.answer`, with SymPy.
 
-Minimal first version: extraction of `\\boxed{}` / `#### n` / the last number, and exact
-rational comparison. The SymPy-backed version replaces it.
+Three stages, cheapest first (see `verifiers.math_normalize` and `verifiers.math_sympy`):
+
+1. extract the final answer (`<answer>`, last `\\boxed{}`, `#### x`, "the answer is x",
+   a bare answer, or the last number) and normalise it and the gold answer;
+2. decide in the calling thread when a pure-Python answer is certain: equal normalised
+   strings, or plain numbers and lists of them compared as exact fractions;
+3. otherwise hand both strings to a small pool of long-lived worker processes that parse
+   them with latex2sympy2_extended and compare them with SymPy.
+
+Every check is bounded. SymPy work cannot be interrupted inside a process (a thread cannot
+be killed, and SIGALRM only works in the main thread), so a worker that overruns its
+`timeout` is killed and replaced, and the check reports `status="timeout"`. Answers longer
+than 1,000 characters or nested deeper than 60 brackets are refused before any parser sees
+them; numbers too large to evaluate are refused inside the worker before evaluation; a
+worker's address space is capped (`memory_mb`). Workers start lazily, from any thread, and
+are killed by `close()`, when the verifier is collected, and at interpreter exit.
+
+Misuse raises `VerifierError`: a task without an answer, a gold answer the parser cannot
+read, or an invalid option.
 """
 
 from __future__ import annotations
 
-import re
-from fractions import Fraction
+import json
+import os
+import select
+import subprocess
+import sys
+import threading
+import time
+import weakref
+from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
+from numbers import Number as _Numeric
 
-from verifiers.base import Task, Verdict, Verifier, VerifierError, register_verifier
+from verifiers.base import Task, Verdict, Verifier, VerifierError, check_batch, register_verifier
+from verifiers.math_normalize import (
+    FALLBACKS, MAX_ANSWER_CHARS, MAX_NESTING, Normal, extract_answer, nesting_depth, normalize, numbers_match,
+    parse_number,
+)
 
-_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:/\d+)?")
-
-
-def _extract(completion: str) -> str | None:
-    i = completion.rfind("\\boxed{")
-    if i >= 0:
-        depth, start = 0, i + len("\\boxed{")
-        for j in range(start, len(completion)):
-            depth += {"{": 1, "}": -1}.get(completion[j], 0)
-            if depth < 0:
-                return completion[start:j]
-    if "####" in completion:
-        return completion.rsplit("####", 1)[1].strip().splitlines()[0] if completion.rsplit("####", 1)[1].strip() else None
-    numbers = _NUMBER.findall(completion)
-    return numbers[-1] if numbers else None
+STARTUP_TIMEOUT = 60.0   # seconds a new worker may take to import SymPy on a loaded machine
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+# The worker imports only the two sibling modules it needs, not the `verifiers` package
+# (whose other verifiers may be heavy), and runs isolated (-I: no cwd on sys.path, so this
+# package's `math.py` never shadows the standard library's).
+_BOOT = ("import sys, types; pkg = types.ModuleType('verifiers'); pkg.__path__ = [sys.argv[1]]; "
+         "sys.modules['verifiers'] = pkg; from verifiers.math_sympy import serve; serve(int(sys.argv[2]))")
 
 
-def _number(text: str) -> Fraction | None:
-    try:
-        return Fraction(text.strip().replace(",", "").replace("$", "").rstrip("."))
-    except (ValueError, ZeroDivisionError):
+class _WorkerGone(Exception):
+    """The worker overran its deadline or died; it must be replaced."""
+
+
+class _Worker:
+    """One worker process speaking JSON lines over its stdin/stdout."""
+
+    def __init__(self, memory_mb: int):
+        self.proc = subprocess.Popen(
+            [sys.executable, "-I", "-c", _BOOT, _PACKAGE_DIR, str(memory_mb)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0, start_new_session=True)
+        self.ready = False
+        self._buffer = b""
+
+    def _read_line(self, deadline: float) -> dict:
+        while b"\n" not in self._buffer:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self.proc.stdout], [], [], left)[0]:
+                raise _WorkerGone("timeout")
+            chunk = os.read(self.proc.stdout.fileno(), 1 << 16)
+            if not chunk:
+                raise _WorkerGone(f"worker exited with code {self.proc.wait()}")
+            self._buffer += chunk
+        line, self._buffer = self._buffer.split(b"\n", 1)
+        return json.loads(line)
+
+    def call(self, request: dict, timeout: float) -> dict:
+        if not self.ready:
+            self._read_line(time.monotonic() + STARTUP_TIMEOUT)
+            self.ready = True
+        try:
+            self.proc.stdin.write(json.dumps(request).encode() + b"\n")
+        except (BrokenPipeError, OSError) as exc:
+            raise _WorkerGone(f"worker pipe closed: {exc}") from None
+        return self._read_line(time.monotonic() + timeout)
+
+    def kill(self) -> None:
+        _kill(self.proc)
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+    for pipe in (proc.stdin, proc.stdout):
+        if pipe is not None:
+            pipe.close()
+
+
+def _kill_all(procs: set) -> None:
+    for proc in list(procs):
+        _kill(proc)
+    procs.clear()
+
+
+class WorkerPool:
+    """Up to `size` long-lived workers, started on demand, replaced when they overrun."""
+
+    def __init__(self, size: int, memory_mb: int):
+        self.size, self.memory_mb = size, memory_mb
+        self._cond = threading.Condition()
+        self._idle: list[_Worker] = []
+        self._alive = 0
+        self._generation = 0
+        self._procs: set = set()     # every live process, for the exit-time finaliser
+        self._finalizer = weakref.finalize(self, _kill_all, self._procs)
+
+    def _acquire(self) -> tuple[_Worker, int]:
+        with self._cond:
+            while not self._idle and self._alive >= self.size:
+                self._cond.wait()
+            if self._idle:
+                return self._idle.pop(), self._generation
+            self._alive += 1
+            generation = self._generation
+        try:
+            worker = _Worker(self.memory_mb)
+        except OSError:
+            with self._cond:
+                self._alive -= 1
+                self._cond.notify()
+            raise
+        self._procs.add(worker.proc)
+        return worker, generation
+
+    def _release(self, worker: _Worker, generation: int, healthy: bool) -> None:
+        with self._cond:
+            keep = healthy and generation == self._generation
+            if keep:
+                self._idle.append(worker)
+            else:
+                self._alive -= 1
+            self._cond.notify()
+        if not keep:
+            worker.kill()
+            self._procs.discard(worker.proc)
+
+    def run(self, request: dict, timeout: float) -> dict:
+        """The worker's reply, or {"status": "timeout"/"error", "error": ...}."""
+        try:
+            worker, generation = self._acquire()
+        except OSError as exc:
+            return {"status": "error", "error": f"cannot start a SymPy worker: {exc}"}
+        try:
+            reply = worker.call(request, timeout)
+        except _WorkerGone as exc:
+            self._release(worker, generation, healthy=False)
+            if str(exc) == "timeout":
+                return {"status": "timeout", "error": f"SymPy check exceeded {timeout:g} s"}
+            return {"status": "error", "error": str(exc)}
+        except ValueError as exc:   # a garbled reply line
+            self._release(worker, generation, healthy=False)
+            return {"status": "error", "error": f"bad reply from worker: {exc}"}
+        self._release(worker, generation, healthy=reply.get("status") != "memory")
+        return reply
+
+    def close(self) -> None:
+        with self._cond:
+            self._generation += 1
+            idle, self._idle = self._idle, []
+            self._alive -= len(idle)
+        for worker in idle:
+            worker.kill()
+            self._procs.discard(worker.proc)
+
+
+# --------------------------------------------------------------------------- the verifier
+
+
+@lru_cache(maxsize=4096)
+def _normal_gold(answer: str) -> Normal:
+    return normalize(answer)
+
+
+def _split_list(text: str) -> list[str] | None:
+    """Items of a bare comma list of plain numbers ("1, 2"), else None."""
+    if "," not in text or any(c in text for c in "()[]{}\\=") :
         return None
+    return [item.strip() for item in text.split(",")]
+
+
+def _strip_assignment(text: str) -> tuple[str | None, str]:
+    """("x", "3") for "x = 3"; (None, text) when it is not a one-variable assignment."""
+    name, sep, value = text.partition("=")
+    name = name.strip()
+    if sep and len(name) == 1 and name.isalpha() and "=" not in value:
+        return name.lower(), value.strip()
+    return None, text
 
 
 @register_verifier("math")
 class MathVerifier(Verifier):
-    """Final math answer against the gold answer."""
+    """Final math answer vs Task.answer: extraction, normalisation, exact numbers, SymPy equivalence."""
+
+    def __init__(self, rel_tol: float = 0.0, sig_digits: int = 6, timeout: float = 1.0,
+                 fallback: str = "last_number", workers: int = 2, memory_mb: int = 1024):
+        _check_option("rel_tol", rel_tol, float, lambda v: 0 <= v < 1, "a number in [0, 1)")
+        _check_option("sig_digits", sig_digits, int, lambda v: 0 <= v <= 30, "an integer in [0, 30] (0: off)")
+        _check_option("timeout", timeout, float, lambda v: 0 < v <= 600, "a number of seconds in (0, 600]")
+        _check_option("workers", workers, int, lambda v: 1 <= v <= 64, "an integer in [1, 64]")
+        _check_option("memory_mb", memory_mb, int, lambda v: v == 0 or v >= 256, "0 (no limit) or >= 256")
+        if fallback not in FALLBACKS:
+            raise VerifierError(f"option fallback={fallback!r} is not valid; valid values: {', '.join(FALLBACKS)}")
+        self.rel_tol, self.sig_digits, self.timeout = float(rel_tol), sig_digits, float(timeout)
+        self.fallback, self.workers, self.memory_mb = fallback, workers, memory_mb
+        self.max_workers = workers
+        self._pool = WorkerPool(workers, memory_mb)
+
+    # ---- stage 1 and 2: in the caller
+
+    def _gold(self, task: Task) -> Normal:
+        answer = task.answer
+        if answer is None:
+            raise VerifierError(f"task {task.id!r} has no gold answer (Task.answer is None)")
+        if isinstance(answer, bool) or not isinstance(answer, (str, _Numeric)):
+            raise VerifierError(f"Task.answer of task {task.id!r} must be a string or a number, "
+                                f"got {type(answer).__name__}")
+        gold = _normal_gold(str(answer))
+        if not gold.text or len(gold.text) > 10 * MAX_ANSWER_CHARS:
+            raise VerifierError(f"Task.answer of task {task.id!r} is empty or too long to be an answer: {answer!r:.80}")
+        return gold
+
+    def _prepare(self, completion: str, task: Task) -> Verdict | dict:
+        """A decided verdict, or the info of a check that needs SymPy (with its request)."""
+        gold = self._gold(task)
+        answer, method = extract_answer(completion, self.fallback)
+        info = {"answer": answer, "method": method, "gold": gold.text}
+        if answer is None:
+            return _verdict("failed", info, error="no answer found")
+        if len(answer) > MAX_ANSWER_CHARS or nesting_depth(answer) > MAX_NESTING:
+            info["answer"] = answer[:80] + "..." if len(answer) > 80 else answer
+            return _verdict("error", info, error="answer too long or nested too deeply to parse")
+        pred = normalize(answer)
+        info["normalized"] = pred.text
+        if not pred.text:
+            return _verdict("failed", info, error="empty answer")
+        decided = self._fast(gold, pred)
+        if decided is not None:
+            return _verdict("passed" if decided[0] else "failed", {**info, "path": "fast"}, reason=decided[1])
+        info["request"] = {"gold": gold.text, "pred": pred.text, "gold_percent": gold.percent,
+                           "pred_percent": pred.percent, "rel_tol": self.rel_tol, "sig_digits": self.sig_digits}
+        return info
+
+    def _fast(self, gold: Normal, pred: Normal) -> tuple[bool, str] | None:
+        """(passed, reason) when plain Python is sure; None to ask SymPy."""
+        if gold.key == pred.key and gold.percent == pred.percent:
+            return True, "same normalized text"
+        gvar, gtext = _strip_assignment(gold.text)
+        pvar, ptext = _strip_assignment(pred.text)
+        if gvar and pvar and gvar != pvar:
+            return False, f"assignment to {pvar!r}, gold assigns {gvar!r}"
+        g, p = parse_number(gtext, gold.percent), parse_number(ptext, pred.percent)
+        if g is not None and p is None and "," in ptext:
+            p = parse_number(ptext.replace(",", "."), pred.percent) if _decimal_comma(ptext) else None
+        if g is not None and p is not None:
+            same = numbers_match(g, p, self.rel_tol, self.sig_digits)
+            return same, "equal numbers" if same else "different numbers"
+        gl, pl = _split_list(gtext), _split_list(ptext)
+        if gl and pl:
+            gn = [parse_number(x) for x in gl]
+            pn = [parse_number(x) for x in pl]
+            if None not in gn and None not in pn:
+                same = _same_number_sets(gn, pn, self.rel_tol, self.sig_digits)
+                return same, "same numbers in any order" if same else "different number lists"
+        return None
+
+    # ---- stage 3: in a worker
+
+    def _finish(self, task: Task, info: dict, reply: dict) -> Verdict:
+        info = {k: v for k, v in info.items() if k != "request"}
+        info["path"] = "sympy"
+        status = reply.get("status")
+        if status == "gold_error":
+            raise VerifierError(f"Task.answer of task {task.id!r} cannot be parsed as math: {reply.get('error')}")
+        for key in ("gold_parsed", "answer_parsed", "reason"):
+            if key in reply:
+                info[key] = reply[key]
+        if status in ("passed", "failed"):
+            return _verdict(status, info)
+        return _verdict(status if status in ("timeout", "memory") else "error", info,
+                        error=reply.get("error", "unknown worker failure"))
 
     def verify(self, completion: str, task: Task) -> Verdict:
-        if task.answer is None:
-            raise VerifierError(f"task {task.id!r} has no answer (Task.answer is None)")
-        answer = _extract(completion)
-        gold, pred = _number(str(task.answer)), _number(answer) if answer is not None else None
-        passed = answer is not None and (answer.strip() == str(task.answer).strip() or (gold is not None and gold == pred))
-        return Verdict(float(passed), passed, {"status": "passed" if passed else "failed", "answer": answer})
+        prepared = self._prepare(completion, task)
+        if isinstance(prepared, Verdict):
+            return prepared
+        return self._finish(task, prepared, self._pool.run(prepared["request"], self.timeout))
+
+    def verify_batch(self, completions: list[str], tasks: list[Task]) -> list[Verdict]:
+        """Fast paths here; the rest spread over the workers, one thread per worker."""
+        check_batch(completions, tasks)
+        prepared = [self._prepare(c, t) for c, t in zip(completions, tasks)]
+        pending = [i for i, p in enumerate(prepared) if not isinstance(p, Verdict)]
+        if len(pending) > 1:
+            with ThreadPoolExecutor(max_workers=min(self.workers, len(pending))) as pool:
+                replies = list(pool.map(lambda i: self._pool.run(prepared[i]["request"], self.timeout), pending))
+        else:
+            replies = [self._pool.run(prepared[i]["request"], self.timeout) for i in pending]
+        for i, reply in zip(pending, replies):
+            prepared[i] = self._finish(tasks[i], prepared[i], reply)
+        return prepared
+
+    def close(self) -> None:
+        self._pool.close()
+
+
+def _check_option(name: str, value, kind: type, ok, valid: str) -> None:
+    numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not numeric or (kind is int and not isinstance(value, int)) or not ok(value):
+        raise VerifierError(f"option {name}={value!r} is not valid; valid values: {valid}")
+
+
+def _decimal_comma(text: str) -> bool:
+    """`3,5` is 3.5 when it cannot be a thousands separator (not exactly 3 digits after)."""
+    head, _, tail = text.lstrip("-").partition(",")
+    return head.isdigit() and tail.isdigit() and (len(tail) != 3 or head == "0")
+
+
+def _same_number_sets(gold: list, pred: list, rel_tol: float, sig_digits: int) -> bool:
+    if len(gold) != len(pred):
+        return False
+    left = list(pred)
+    for g in gold:
+        hit = next((i for i, p in enumerate(left) if numbers_match(g, p, rel_tol, sig_digits)), None)
+        if hit is None:
+            return False
+        left.pop(hit)
+    return True
+
+
+def _verdict(status: str, info: dict, error: str | None = None, reason: str | None = None) -> Verdict:
+    info = {"status": status, **info}
+    if reason is not None:
+        info["reason"] = reason
+    if error is not None:
+        info["error"] = error
+    passed = status == "passed"
+    return Verdict(1.0 if passed else 0.0, passed, info)

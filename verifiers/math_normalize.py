@@ -1,0 +1,319 @@
+"""Answer extraction, string normalisation and the exact-number fast path of the `math`
+verifier. Pure standard library, so the caller never imports SymPy for the common case
+(integers, decimals, fractions, percentages, lists of them).
+
+Extraction order (first that applies): `<answer>...</answer>` (searched again inside), the
+last complete `\\boxed{}`/`\\fbox{}`, the last `#### x` (GSM8K), the last "the answer is x" /
+"Final answer: x", a completion that is itself a bare answer, then the fallback (the last
+number in the text, or nothing). Every regular expression here is linear in its input:
+completions of a megabyte are scanned once, never backtracked over.
+
+The numeric rule (`values_match`) is shared with the SymPy worker so that both paths decide
+alike: equal exact values pass; `rel_tol` admits a relative error; and a decimal answer for
+a gold that no finite decimal writes (1/3, sqrt 2, pi) passes when it agrees with the gold
+to `sig_digits` significant digits (0.333333 for 1/3, 3.14159 for pi).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from fractions import Fraction
+
+FALLBACKS = ("last_number", "none")
+MAX_ANSWER_CHARS = 1000    # an extracted answer longer than this is not an answer
+MAX_NESTING = 60           # brackets deeper than this are refused before any parser sees them
+
+# --------------------------------------------------------------------------- extraction
+
+_ANSWER_TAG = re.compile(r"<answer>(.*?)(?:</answer>|$)", re.DOTALL | re.IGNORECASE)
+_ANSWER_IS = re.compile(
+    r"(?:final\s+answer|the\s+answer|answer)(?:\s+is|\s*:|\s*=)(?:\s*:)?[ \t*]*", re.IGNORECASE)
+_NUMBER_TOKEN = re.compile(
+    r"\\[dt]?frac\{-?\d+\}\{\d+\}|(?<![\w)\]}.])-?\d+(?:,\d{3})*(?:\.\d+)?(?:/\d+)?|(?<![\w)\]}.])-?\.\d+")
+_WORD = re.compile(r"[A-Za-z]{2,}")
+_LATEX_WORDS = re.compile(r"\\[A-Za-z]+|\\text\{[^{}]*\}")
+
+
+def _close_brace(text: str, open_at: int) -> int:
+    """Index of the `}` matching the `{` at `open_at` (escaped braces skipped), or -1."""
+    depth, i, n = 0, open_at, len(text)
+    while i < n:
+        c = text[i]
+        if c == "\\":
+            i += 2
+            continue
+        if c == "{":
+            depth += 1
+        elif c == "}":
+            depth -= 1
+            if depth == 0:
+                return i
+        i += 1
+    return -1
+
+
+def last_boxed(text: str) -> str | None:
+    """Content of the last complete `\\boxed{...}` or `\\fbox{...}`; nested boxes unwrap."""
+    end = len(text)
+    while True:
+        at = max(text.rfind("\\boxed", 0, end), text.rfind("\\fbox", 0, end))
+        if at < 0:
+            return None
+        j = at + (6 if text.startswith("\\boxed", at) else 5)
+        while j < len(text) and text[j] == " ":
+            j += 1
+        if j < len(text) and text[j] == "{":
+            close = _close_brace(text, j)
+            if close > 0:
+                inner = text[j + 1:close].strip()
+                return last_boxed(inner) or inner if "\\boxed" in inner or "\\fbox" in inner else inner
+        elif j < len(text) and text[j] not in "\\$":   # `\boxed 5`: one token
+            token = re.match(r"[^\s$]+", text[j:])
+            return token.group(0) if token else None
+        end = at   # unclosed box (truncated output): look further back
+
+
+def _after_marker(text: str, start: int) -> str:
+    """The answer that follows a marker: to the end of the line, cut at a sentence end."""
+    line = text[start:start + 4 * MAX_ANSWER_CHARS].split("\n", 1)[0]
+    boxed = last_boxed(line)
+    if boxed is not None:
+        return boxed
+    m = re.search(r"\.(?:\s|$)|\s+(?:because|since|which|so)\s", line)
+    return (line[:m.start()] if m else line).strip()
+
+
+def _looks_bare(text: str) -> bool:
+    """A completion that is the answer itself: short, one line, no prose words."""
+    s = text.strip()
+    if not s or len(s) > 200 or "\n" in s:
+        return False
+    return bool(re.fullmatch(r"[A-Za-z]+", s)) or not _WORD.search(_LATEX_WORDS.sub(" ", s))
+
+
+def extract_answer(completion: str, fallback: str = "last_number") -> tuple[str | None, str]:
+    """(answer text or None, the method that found it)."""
+    tags = None
+    at = completion.lower().rfind("<answer>")
+    if at >= 0:
+        tags = _ANSWER_TAG.match(completion, at)
+    if tags:
+        inner = tags.group(1).strip()
+        found, method = extract_answer(inner, "none") if inner else (None, "none")
+        return (found if found is not None else inner or None), "answer_tag"
+    boxed = last_boxed(completion)
+    if boxed is not None:
+        return boxed, "boxed"
+    at = completion.rfind("####")
+    if at >= 0:
+        return _after_marker(completion, at + 4), "gsm8k"
+    last = None
+    for last in _ANSWER_IS.finditer(completion):
+        pass
+    if last is not None:
+        found = _after_marker(completion, last.end())
+        if found:
+            return found, "answer_is"
+    if _looks_bare(completion):
+        return completion.strip(), "whole"
+    if fallback == "last_number":
+        last = None
+        for last in _NUMBER_TOKEN.finditer(completion.replace("\u2212", "-")):
+            pass
+        if last is not None:
+            return last.group(0), "last_number"
+    return None, "none"
+
+
+# --------------------------------------------------------------------------- normalisation
+
+_UNICODE = str.maketrans({
+    "\u2212": "-", "\u2013": "-", "\u00d7": r" \times ", "\u22c5": r" \cdot ", "\u00b7": r" \cdot ",
+    "\u00f7": r" \div ", "\u03c0": r"\pi ", "\u221a": r"\sqrt ", "\u221e": r"\infty ", "\u2264": r" \le ",
+    "\u2265": r" \ge ", "\u2260": r" \ne ", "\u00b0": r"^\circ", "\u00a0": " ", "\u202f": " ",
+    "\u2009": " ", "\u222a": r" \cup ", "\u2229": r" \cap ", "\u2205": r"\emptyset ", "\u00bd": "1/2",
+    "\u00bc": "1/4", "\u00be": "3/4", "\u2032": "'", "\uff0c": ",", "\u2248": "=",
+})
+_TEXT_CMD = r"\\(?:text|textbf|textit|textrm|textnormal|mathrm|mathbf|mathit|mathsf|mbox|boldsymbol)"
+_SIMPLE_SUBS = [
+    (re.compile(r"\*\*|__|`"), ""),                                     # markdown
+    (re.compile(r"\\[dtc]frac"), r"\\frac"),
+    (re.compile(r"\\(?:displaystyle|textstyle|left\.|right\.|limits)"), ""),
+    (re.compile(r"\\(?:left|right|[Bb]igg?[lrm]?)(?![A-Za-z])\s*"), ""),
+    (re.compile(r"\\(?:varnothing)"), r"\\emptyset"),
+    (re.compile(r"\^\s*\{?\s*\\circ\s*\}?|\\circ|\\degree|\\textdegree"), ""),
+    (re.compile(r"\\?\$|\\euro|\u20ac|\u00a3|\u00a5|\u20b9|^(?:USD|US|EUR|Rs\.?|INR)\s*"), ""),
+    (re.compile(r"(?<=\d)(?:\\,|\\!|\{,\}|\\;|~|\\ )(?=\d{3}(?!\d))"), ""),   # 1\,000 and 1{,}000
+    (re.compile(r"(?<=\d)(?: |\\ )(?=\d{3}(?!\d))"), ""),                  # 1 000
+    (re.compile(r"\\[,;:! ]|~|\\q?quad"), " "),
+    (re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)[eE]([+-]?\d+)(?![\d.])"), r"\1\\times10^{\2}"),
+    (re.compile(r"\\frac\s*(\d)\s*(\d)"), r"\\frac{\1}{\2}"),
+    (re.compile(r"\\frac\s*(\d)\s*\{"), r"\\frac{\1}{"),
+    (re.compile(r"\\frac\s*(\{[^{}]*\})\s*(\d)"), r"\\frac\1{\2}"),
+    (re.compile(r"\\sqrt\s*(\d+|[a-zA-Z])"), r"\\sqrt{\1}"),
+    (re.compile(r"(?<![\d.])\.(\d)"), r"0.\1"),
+    (re.compile(r"\binfinity\b|\binf\b"), r"\\infty"),
+]
+_UNIT_TEXT = re.compile(rf"(?<=[\d}}a-zA-Z)])\s*{_TEXT_CMD}\{{\s*[^{{}}\d]*\}}(?:\s*\^\s*\{{?\d\}}?)?\s*$")
+_UNWRAP_TEXT = re.compile(rf"{_TEXT_CMD}\{{([^{{}}]*)\}}")
+_PLAIN_UNIT = re.compile(r"^([-+]?\d[\d,]*(?:\.\d+)?(?:/\d+)?)\s*[a-zA-Z][a-zA-Z\s./^\d]*$")
+_PERCENT = re.compile(r"\\%|%|\\text\{\s*percent\s*\}|\s*\bpercent\b")
+_AND_OR = re.compile(r"\s*,?\s+(?:and|or)\s+")
+
+
+@dataclass(frozen=True)
+class Normal:
+    """A normalised answer: `text` for the parser, `key` for string equality."""
+
+    text: str
+    percent: bool
+
+    @property
+    def key(self) -> str:
+        key = re.sub(r"\s+", "", self.text)
+        return key.lower() if key.isalpha() else key
+
+
+def _strip_delimiters(s: str) -> str:
+    for left, right in (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]")):
+        if s.startswith(left) and s.endswith(right) and len(s) >= len(left) + len(right):
+            s = s[len(left):len(s) - len(right)].strip()
+    return s
+
+
+def normalize(text: str) -> Normal:
+    """Canonical string of an answer (gold or extracted); see the module docstring."""
+    s = text.translate(_UNICODE).strip()
+    s = _strip_delimiters(s.replace("**", "").strip())
+    boxed = last_boxed(s)
+    if boxed is not None:
+        s = boxed
+    for rx, repl in _SIMPLE_SUBS:
+        s = rx.sub(repl, s)
+    percent = bool(_PERCENT.search(s))
+    s = _PERCENT.sub("", s)
+    for _ in range(3):
+        s = _UNIT_TEXT.sub("", s).strip()
+    for _ in range(3):
+        s = _UNWRAP_TEXT.sub(r"\1", s)
+    s = _AND_OR.sub(", ", s)
+    s = re.sub(r"\s+", " ", s).strip()
+    m = _PLAIN_UNIT.match(s)
+    if m and not re.fullmatch(r"[a-zA-Z]", s[m.end(1):].strip()):
+        s = m.group(1)
+    s = re.sub(r"[\s.,;:]+$", "", s)   # not "!": 5! is a factorial
+    s = re.sub(r"(?<=\d),(?=\d{3}(?!\d))", "", s) if re.fullmatch(r"-?\d{1,3}(,\d{3})+(\.\d+)?", s) else s
+    return Normal(s.strip(), percent)
+
+
+def nesting_depth(text: str) -> int:
+    """Deepest bracket nesting of (), [], {} (a guard before any recursive parser)."""
+    depth = deepest = 0
+    for c in text:
+        if c in "([{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif c in ")]}":
+            depth -= 1
+    return deepest
+
+
+# --------------------------------------------------------------------------- exact numbers
+
+_DEC = r"(?:\d+(?:\.\d*)?|\.\d+)"
+_SCI = rf"({_DEC})\s*(?:\\times|\\cdot|\*)\s*10\s*\^\s*\{{?\s*([+-]?\d+)\s*\}}?"
+_RX_NUMBER = [
+    ("sci", re.compile(rf"^{_SCI}$")),
+    ("dec", re.compile(rf"^({_DEC})$")),
+    ("slash", re.compile(rf"^({_DEC})\s*/\s*({_DEC})$")),
+    ("frac", re.compile(rf"^\\frac\{{\s*(-?{_DEC})\s*\}}\{{\s*(-?{_DEC})\s*\}}$")),
+    ("mixed", re.compile(rf"^(\d+)\s*(?:\\frac\{{\s*(\d+)\s*\}}\{{\s*(\d+)\s*\}}|\s(\d+)\s*/\s*(\d+))$")),
+]
+
+
+@dataclass(frozen=True)
+class Number:
+    """An exact value read from plain text; `decimal` when written with a decimal point."""
+
+    value: Fraction
+    decimal: bool
+    percent: bool = False
+
+
+def parse_number(text: str, percent: bool = False) -> Number | None:
+    """The exact value of a plain number (int, decimal, a/b, \\frac{a}{b}, mixed, m×10^k)."""
+    s = text.strip()
+    sign = 1
+    while s[:1] in ("-", "+") and len(s) > 1:
+        sign, s = (-sign if s[0] == "-" else sign), s[1:].lstrip()
+    if not s or len(s) > 200:
+        return None
+    for kind, rx in _RX_NUMBER:
+        m = rx.match(s)
+        if not m:
+            continue
+        try:
+            if kind == "sci":
+                if abs(int(m.group(2))) > 400:
+                    return None
+                value = Fraction(m.group(1)) * Fraction(10) ** int(m.group(2))
+            elif kind == "dec":
+                value = Fraction(m.group(1))
+            elif kind == "mixed":
+                num, den = (m.group(2), m.group(3)) if m.group(2) else (m.group(4), m.group(5))
+                value = int(m.group(1)) + Fraction(int(num), int(den))
+            else:
+                value = Fraction(m.group(1)) / Fraction(m.group(2))
+        except ZeroDivisionError:
+            return None
+        return Number(sign * value, "." in s, percent)
+    return None
+
+
+def terminates(value: Fraction) -> bool:
+    """True when a finite decimal writes `value` exactly (denominator 2^a 5^b)."""
+    den = value.denominator
+    for p in (2, 5):
+        while den % p == 0:
+            den //= p
+    return den == 1
+
+
+def _exponent10(value: Fraction) -> int:
+    """floor(log10 |value|) for a non-zero value, exactly."""
+    v = abs(value)
+    e = len(str(v.numerator)) - len(str(v.denominator))
+    while v >= Fraction(10) ** (e + 1):
+        e += 1
+    while v < Fraction(10) ** e:
+        e -= 1
+    return e
+
+
+def values_match(gold: Fraction, pred: Fraction, *, approx: bool, rel_tol: float, sig_digits: int) -> bool:
+    """The numeric rule. `approx`: the prediction is a decimal and the gold has no finite
+    decimal expansion, so agreement to `sig_digits` significant digits is enough."""
+    if gold == pred:
+        return True
+    if rel_tol and abs(gold - pred) <= Fraction(repr(rel_tol)) * abs(gold):
+        return True
+    if approx and sig_digits and gold != 0:
+        return abs(gold - pred) <= Fraction(1, 2) * Fraction(10) ** (_exponent10(gold) - sig_digits + 1)
+    return False
+
+
+def percent_candidates(gold: Number, pred: Number) -> list[tuple[Fraction, Fraction]]:
+    """(gold, pred) value pairs to try: a percent sign on one side only may mean x or x/100."""
+    if gold.percent == pred.percent:
+        return [(gold.value, pred.value)]
+    if gold.percent:
+        return [(gold.value, pred.value), (gold.value / 100, pred.value)]
+    return [(gold.value, pred.value), (gold.value, pred.value / 100)]
+
+
+def numbers_match(gold: Number, pred: Number, rel_tol: float, sig_digits: int) -> bool:
+    for g, p in percent_candidates(gold, pred):
+        if values_match(g, p, approx=pred.decimal and not terminates(g), rel_tol=rel_tol, sig_digits=sig_digits):
+            return True
+    return False

@@ -1,0 +1,372 @@
+"""The SymPy half of the `math` verifier: parse two normalised answers with
+latex2sympy2_extended (a maintained ANTLR LaTeX parser) and decide whether they are equal.
+
+It runs only inside the worker processes of `verifiers.math` (`serve()` is their loop),
+because SymPy work on hostile input cannot be bounded in-process: a Python thread cannot be
+stopped, and SIGALRM works only in the main thread. The parent kills a worker that overruns
+its deadline. Inside, a size guard refuses numbers too large to evaluate (power towers,
+factorials of huge numbers) before anything is evaluated, and an address-space limit turns
+runaway allocations into `MemoryError`.
+
+Decision rules, by the gold's type:
+* numbers: exact values compared exactly; the numeric rule of `verifiers.math_normalize`
+  (`rel_tol`, `sig_digits` for decimal answers to irrational or repeating golds);
+* expressions with variables: equal when their difference expands to 0, or vanishes at
+  random rational points and simplifies to 0 (a point where they differ settles "no");
+* equations: an assignment `x = 3` stands for its value against a non-equation; two
+  assignments need the same variable; other equations are equal when one side-difference
+  is a non-zero constant multiple of the other (two equations of the same line);
+* inequalities: as solution sets when they have one variable;
+* sets (braces, or a bare list `1, 2`): unordered; tuples `(a, b)`: ordered; intervals:
+  endpoints and openness (an open `(a, b)` also reads as the pair a, b).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import sys
+from fractions import Fraction
+from functools import lru_cache
+
+import sympy
+from latex2sympy2_extended import latex2sympy
+from latex2sympy2_extended.latex2sympy2 import ConversionConfig
+from sympy.polys.polyerrors import BasePolynomialError
+
+from verifiers.math_normalize import Number, numbers_match, terminates, values_match
+
+MAX_DIGITS = 100_000      # refuse to evaluate numbers with more decimal digits than this
+MAX_EXPAND_POWER = 40     # expand() only polynomials of modest degree
+SAMPLE_POINTS = 4
+# What SymPy raises on odd but legal input; anything else escaping is a bug and shows.
+SYMPY_ERRORS = (ValueError, TypeError, AttributeError, ArithmeticError, NotImplementedError,
+                RecursionError, KeyError, IndexError, BasePolynomialError)
+_CONFIG = ConversionConfig(interpret_as_mixed_fractions=True, lowercase_symbols=True)
+_IMAG = sympy.Symbol("i")
+
+
+class AnswerError(ValueError):
+    """An answer that cannot be parsed or is too large to evaluate."""
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def _magnitude(expr: sympy.Basic) -> float:
+    """An integer's |value| (capped), else 10 ** (its digit bound): exponents and factorial
+    arguments are judged by this before anything is evaluated."""
+    if expr.is_Integer and abs(expr) < 10**9:
+        return float(abs(expr))
+    if expr.is_Rational and max(abs(expr.p), expr.q) < 10**9:
+        return float(max(abs(expr.p), expr.q))
+    digits = _digits(expr)
+    return float("inf") if digits > 9 else 10.0 ** digits
+
+
+def _digits(expr: sympy.Basic) -> float:
+    """Upper bound of the decimal digits of the numbers in an unevaluated tree."""
+    if expr.is_Rational:
+        return max(abs(expr.p), expr.q).bit_length() * 0.30103 + 1
+    if expr.is_Float:
+        return abs(float(expr._mpf_[2] if expr._mpf_[1] else 0)) * 0.30103 + 16
+    if not expr.args:
+        return 1
+    if expr.is_Pow:
+        base, exp = expr.args
+        if base in (0, 1, -1) or not exp.is_number:
+            return _digits(base)
+        return _digits(base) * _magnitude(exp)
+    if isinstance(expr, (sympy.factorial, sympy.binomial, sympy.gamma, sympy.factorial2)):
+        n = max(_magnitude(a) for a in expr.args)
+        return n * max(1.0, float(len(str(int(min(n, 1e300))))))
+    parts = [_digits(a) for a in expr.args]
+    return sum(parts) if expr.is_Mul else max(parts) + len(parts)
+
+
+def _exactify(expr):
+    """Decimals as exact rationals (0.1 is 1/10); also reports whether there were any."""
+    floats = [f for f in expr.atoms(sympy.Float)] if isinstance(expr, sympy.Basic) else []
+    if floats:
+        expr = expr.xreplace({f: sympy.Rational(str(f)) for f in floats})
+    return expr, bool(floats)
+
+
+@lru_cache(maxsize=4096)
+def parse(text: str) -> tuple[sympy.Basic, bool]:
+    """(SymPy object, written with decimals?) of a normalised answer; AnswerError if not."""
+    try:
+        expr = latex2sympy(text, normalization_config=None, conversion_config=_CONFIG)
+    except SYMPY_ERRORS as exc:
+        raise AnswerError(f"cannot parse {text!r}: {type(exc).__name__}: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - the parser reports syntax errors as bare Exception
+        if type(exc) is not Exception:
+            raise
+        raise AnswerError(f"cannot parse {text!r}: {str(exc).splitlines()[0]}") from None
+    if isinstance(expr, sympy.Basic):
+        if _digits(expr) > MAX_DIGITS:
+            raise AnswerError(f"{text!r} is a number too large to evaluate")
+        if expr.free_symbols == {_IMAG}:
+            expr = expr.xreplace({_IMAG: sympy.I})
+    return _exactify(expr)
+
+
+# --------------------------------------------------------------------------- equality
+
+
+def _is_assignment(e) -> bool:
+    return isinstance(e, sympy.Eq) and isinstance(e.lhs, sympy.Symbol)
+
+
+def _is_relation(e) -> bool:
+    return isinstance(e, (sympy.Rel, sympy.And))
+
+
+def _fraction(e) -> Fraction:
+    return Fraction(int(e.p), int(e.q))
+
+
+def _numeric_equal(g, p, ctx) -> str | None:
+    """Closed-form numbers: exact rationals exactly, others at 60 digits."""
+    g, p = g.doit(), p.doit()
+    if g == p:
+        return "equal values"
+    if g.is_Rational and p.is_Rational:
+        gold, pred = Number(_fraction(g), False), Number(_fraction(p), ctx["decimal"])
+        return "equal within tolerance" if numbers_match(gold, pred, ctx["rel_tol"], ctx["sig_digits"]) else None
+    gv, pv = sympy.N(g, 60), sympy.N(p, 60)
+    if not (gv.is_number and pv.is_number) or gv.has(sympy.nan, sympy.zoo) or pv.has(sympy.nan, sympy.zoo):
+        return None
+    diff, scale = abs(sympy.N(gv - pv, 60)), max(abs(gv), sympy.Float(1e-300))
+    if diff <= scale * sympy.Float("1e-45"):
+        return "equal at 60 digits"
+    if gv.is_real and pv.is_real:
+        gf, pf = Fraction(str(sympy.Float(gv, 60))), Fraction(str(sympy.Float(pv, 60)))
+        approx = ctx["decimal"] and not (g.is_Rational and terminates(_fraction(g)))
+        if values_match(gf, pf, approx=approx, rel_tol=ctx["rel_tol"], sig_digits=ctx["sig_digits"]):
+            return "equal within tolerance"
+    return None
+
+
+def _max_power(e) -> float:
+    powers = [abs(float(a.exp)) for a in e.atoms(sympy.Pow) if a.exp.is_number and a.exp.is_real]
+    return max(powers, default=0)
+
+
+def _points_differ(diff, symbols, rng) -> bool | None:
+    """True if `diff` is clearly non-zero at a random point, False if ~0 at all, None if unknown."""
+    seen = 0
+    for _ in range(SAMPLE_POINTS):
+        point = {s: sympy.Rational(rng.randint(-97, 97), rng.randint(7, 31)) for s in symbols}
+        value = sympy.N(diff.xreplace(point), 30)
+        if not value.is_number or value.has(sympy.nan, sympy.zoo, sympy.oo, -sympy.oo):
+            continue
+        seen += 1
+        if abs(value) > 1e-20:
+            return True
+    return False if seen else None
+
+
+def _symbolic_equal(g, p) -> str | None:
+    diff = sympy.Add(g, -p)
+    if _max_power(diff) <= MAX_EXPAND_POWER and sympy.expand(diff) == 0:
+        return "difference expands to 0"
+    differs = _points_differ(diff, sorted(diff.free_symbols, key=str), random.Random(0))
+    if differs:
+        return None
+    if sympy.simplify(diff) == 0:
+        return "difference simplifies to 0"
+    return "equal at random points" if differs is False else None
+
+
+def expr_equal(g, p, ctx) -> str | None:
+    """Reason why two (non-container, non-relation) expressions are equal, or None."""
+    if g == p:
+        return "identical"
+    if isinstance(g, (sympy.Set, sympy.Tuple)) or isinstance(p, (sympy.Set, sympy.Tuple)):
+        return None
+    if not (isinstance(g, sympy.Expr) and isinstance(p, sympy.Expr)):
+        return None
+    if not g.free_symbols and not p.free_symbols:
+        return _numeric_equal(g, p, ctx)
+    if g.free_symbols != p.free_symbols:
+        return None
+    return _symbolic_equal(g, p)
+
+
+def _proportional(a, b, sign: int = 0) -> bool:
+    """a = c·b for a non-zero constant c (of the given sign, when sign != 0)."""
+    if b == 0:
+        return a == 0
+    ratio = sympy.cancel(sympy.together(a / b))
+    if ratio.free_symbols:
+        ratio = sympy.simplify(ratio)
+    if ratio.free_symbols or ratio == 0 or not ratio.is_finite:
+        return False
+    return sign == 0 or (ratio.is_positive if sign > 0 else ratio.is_negative) is True
+
+
+def _as_set(rel):
+    symbols = rel.free_symbols
+    if len(symbols) != 1:
+        return None
+    return rel.as_set()
+
+
+def relation_equal(g, p, ctx) -> str | None:
+    if _is_assignment(g) and _is_assignment(p):
+        if g.lhs != p.lhs:
+            return None
+        reason = equal(g.rhs, p.rhs, ctx)
+        return reason and f"same variable, {reason}"
+    if isinstance(g, sympy.Eq) and isinstance(p, sympy.Eq):
+        if (g.lhs - g.rhs).free_symbols != (p.lhs - p.rhs).free_symbols:
+            return None
+        return "proportional equations" if _proportional(g.lhs - g.rhs, p.lhs - p.rhs) else None
+    gs, ps = _as_set(g), _as_set(p)
+    if gs is not None and ps is not None and g.free_symbols == p.free_symbols:
+        return "same solution set" if gs == ps else None
+    if isinstance(g, sympy.Rel) and isinstance(p, sympy.Rel) and not isinstance(g, sympy.Eq):
+        same = type(g) is type(p) and _proportional(g.lhs - g.rhs, p.lhs - p.rhs, 1)
+        flipped = type(g) is type(p.reversed) and _proportional(g.lhs - g.rhs, p.rhs - p.lhs, 1)
+        return "equivalent inequalities" if same or flipped else None
+    return None
+
+
+def _elements(c, ordered: bool):
+    if isinstance(c, sympy.Interval):
+        return [c.start, c.end]
+    if isinstance(c, sympy.FiniteSet) and ordered:
+        return list(getattr(c, "_unsorted_args", c.args))
+    return list(c.args)
+
+
+def _match_unordered(gs, ps, ctx) -> bool:
+    if len(set(ps)) != len(ps) or len(set(gs)) != len(gs):
+        gs, ps = list(dict.fromkeys(gs)), list(dict.fromkeys(ps))
+    if len(gs) != len(ps):
+        return False
+    left = list(ps)
+    for g in gs:
+        hit = next((i for i, p in enumerate(left) if equal(g, p, ctx)), None)
+        if hit is None:
+            return False
+        left.pop(hit)
+    return True
+
+
+def container_equal(g, p, ctx) -> str | None:
+    """Sets unordered, tuples ordered, intervals by endpoints; see the module docstring."""
+    pair = lambda c: isinstance(c, sympy.Interval) and c.left_open and c.right_open  # noqa: E731
+    if isinstance(g, sympy.Interval) and isinstance(p, sympy.Interval):
+        if (g.left_open, g.right_open) != (p.left_open, p.right_open):
+            return None
+        ok = equal(g.start, p.start, ctx) and equal(g.end, p.end, ctx)
+        return "same interval" if ok else None
+    if isinstance(g, sympy.FiniteSet) and isinstance(p, (sympy.FiniteSet, sympy.Tuple)) or (
+            isinstance(g, sympy.FiniteSet) and pair(p)):
+        return "same elements" if _match_unordered(_elements(g, False), _elements(p, False), ctx) else None
+    if (isinstance(g, sympy.Tuple) or pair(g)) and (isinstance(p, (sympy.Tuple, sympy.FiniteSet)) or pair(p)):
+        gs, ps = _elements(g, True), _elements(p, True)
+        ok = len(gs) == len(ps) and all(equal(a, b, ctx) for a, b in zip(gs, ps))
+        return "same elements in order" if ok else None
+    if isinstance(g, sympy.Set) and isinstance(p, sympy.Set):
+        if isinstance(g, sympy.Union) and isinstance(p, sympy.Union):
+            if _match_unordered(list(g.args), list(p.args), ctx):
+                return "same union"
+        return "equal sets" if sympy.simplify(g.symmetric_difference(p)) == sympy.S.EmptySet else None
+    return None
+
+
+def equal(g, p, ctx) -> str | None:
+    """Reason why `p` (prediction) equals `g` (gold), or None."""
+    if g == p:
+        return "identical"
+    if _is_assignment(g) and not _is_relation(p):
+        g = g.rhs
+    if _is_assignment(p) and not _is_relation(g):
+        p = p.rhs
+    if isinstance(g, sympy.FiniteSet) and not isinstance(p, (sympy.Set, sympy.Tuple)) and len(g) == 1:
+        g = g.args[0]
+    if isinstance(p, sympy.FiniteSet) and not isinstance(g, (sympy.Set, sympy.Tuple)) and len(p) == 1:
+        p = p.args[0]
+    if _is_relation(g) and _is_relation(p):
+        return relation_equal(g, p, ctx)
+    if _is_relation(g) and isinstance(p, sympy.Set) and _as_set(g) is not None:
+        g = _as_set(g)
+    elif _is_relation(p) and isinstance(g, sympy.Set) and _as_set(p) is not None:
+        p = _as_set(p)
+    if isinstance(g, (sympy.Set, sympy.Tuple)) or isinstance(p, (sympy.Set, sympy.Tuple)):
+        return container_equal(g, p, ctx)
+    if isinstance(g, sympy.MatrixBase) or isinstance(p, sympy.MatrixBase):
+        same = getattr(g, "shape", None) == getattr(p, "shape", None)
+        return "same matrix" if same and all(equal(a, b, ctx) for a, b in zip(g, p)) else None
+    if _is_relation(g) or _is_relation(p):
+        return None
+    return expr_equal(g, p, ctx)
+
+
+def _percent_variants(expr, percent_here: bool, percent_there: bool):
+    """A percent sign on one side only: the number may mean x or x/100 (as in the fast path)."""
+    if percent_here and not percent_there and isinstance(expr, sympy.Expr):
+        return [expr, expr / 100]
+    return [expr]
+
+
+def check(request: dict) -> dict:
+    """Decide one request {gold, pred, gold_percent, pred_percent, rel_tol, sig_digits}."""
+    try:
+        gold, _ = parse(request["gold"])
+    except AnswerError as exc:
+        return {"status": "gold_error", "error": str(exc)}
+    try:
+        pred, decimal = parse(request["pred"])
+    except AnswerError as exc:
+        return {"status": "error", "error": str(exc), "gold_parsed": str(gold)}
+    ctx = {"decimal": decimal, "rel_tol": request["rel_tol"], "sig_digits": request["sig_digits"]}
+    reply = {"gold_parsed": str(gold), "answer_parsed": str(pred)}
+    try:
+        for g in _percent_variants(gold, request["gold_percent"], request["pred_percent"]):
+            for p in _percent_variants(pred, request["pred_percent"], request["gold_percent"]):
+                reason = equal(g, p, ctx)
+                if reason:
+                    return {**reply, "status": "passed", "reason": reason}
+    except SYMPY_ERRORS as exc:
+        return {**reply, "status": "error", "error": f"comparison failed: {type(exc).__name__}: {exc}"}
+    return {**reply, "status": "failed", "reason": "not equivalent"}
+
+
+# --------------------------------------------------------------------------- worker loop
+
+_WARM_UP = ("\\frac{1}{2}", "x^2+2x+1", "\\{1,2\\}", "(1,2)", "x=3", "\\sqrt{2}\\pi")
+
+
+def serve(memory_mb: int = 0) -> None:
+    """Worker main loop: one JSON request per stdin line, one JSON reply per stdout line."""
+    import signal
+    import warnings
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    warnings.simplefilter("ignore")
+    sys.setrecursionlimit(20_000)
+    out = os.fdopen(os.dup(1), "w", encoding="utf-8")
+    sys.stdout = sys.stderr                 # nothing but replies may reach the pipe
+    if memory_mb > 0:
+        import resource
+        limit = memory_mb * 2**20
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    for text in _WARM_UP:
+        parse(text)
+    out.write('{"ready": true}\n')
+    out.flush()
+    for line in sys.stdin:
+        try:
+            reply = check(json.loads(line))
+        except MemoryError:
+            parse.cache_clear()
+            out.write(json.dumps({"status": "memory", "error": "answer exceeded the worker memory limit"}) + "\n")
+            out.flush()
+            return                          # a fresh worker replaces this one
+        out.write(json.dumps(reply) + "\n")
+        out.flush()
