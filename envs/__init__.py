@@ -12,5 +12,7 @@ from envs.base import EnvError, Environment, env_options, get_env, list_envs, re
 
 # Built-in environments register themselves on import.
 from envs import arithmetic as _arithmetic  # noqa: E402,F401
+from envs import gsm8k as _gsm8k  # noqa: E402,F401
+from envs import math as _math  # noqa: E402,F401
 
 __all__ = ["EnvError", "Environment", "env_options", "get_env", "list_envs", "register_env", "take"]

@@ -154,6 +154,30 @@ class Environment:
         return demos
 
 
+@dataclass(kw_only=True, eq=False)
+class HubEnvironment(Environment):
+    """An environment whose tasks come from a dataset loaded by `data.hub.load_split`:
+    from the hub by default, or from a local copy given by `path` / `data_files`.
+    Subclasses set the defaults of `path` and `config`, `columns`, and `row_task`."""
+
+    columns: ClassVar[tuple[str, ...]] = ()
+
+    path: str = option("", "hub id, local folder (a clone), or one local data file")
+    config: str | None = option(None, "dataset configuration (load_dataset's `name`)")
+    data_files: Any = option(None, "local files: {split: file(s)}, or file(s) for the split asked for")
+
+    def load_tasks(self, split: str) -> list[Task]:
+        from data.hub import load_split
+
+        rows = load_split(self.path, split, name=self.config, data_files=self.data_files,
+                          columns=self.columns, env=self.name)
+        return [task for i, row in enumerate(rows) if (task := self.row_task(row, split, i)) is not None]
+
+    def row_task(self, row: dict, split: str, index: int) -> Task | None:
+        """The task of one dataset row (None to leave the row out)."""
+        raise NotImplementedError
+
+
 # --------------------------------------------------------------------------- registry
 
 _REGISTRY: dict[str, type[Environment]] = {}

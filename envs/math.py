@@ -1,0 +1,89 @@
+"""`math`: competition mathematics (Hendrycks et al., 2021), by default `HuggingFaceH4/MATH-500`.
+
+MATH-500 is the 500-problem test subset of MATH used by "Let's Verify Step by Step"
+(Lightman et al., 2023); it has only a `test` split. Rows have `problem`, `solution`,
+`answer`, `subject`, `level` (1-5) and `unique_id`. The gold answer is the `answer` column
+when the dataset has one, otherwise the last `\\boxed{}` of the solution (the original MATH
+files, with `type` and `level` = "Level 3", load too). Offline, pass a local copy with
+`path` or `data_files` (see `data.hub`). `subjects` and `levels` filter the problems.
+Correctness is the `math` verifier (SymPy equivalence of LaTeX answers).
+"""
+
+from __future__ import annotations
+
+import re
+
+from data.hub import DataSourceError
+from envs.base import EnvError, HubEnvironment, option, register_env
+from envs.gsm8k import BOXED_INSTRUCTION
+from verifiers import Task, Verifier, get_verifier
+
+_BOX = re.compile(r"\\(?:boxed|fbox)\s*\{")
+
+
+def last_boxed(text: str) -> str | None:
+    """The content of the last `\\boxed{...}` (nested braces allowed), or None.
+
+    >>> last_boxed(r"so $\\boxed{\\frac{1}{2}}$ and finally \\boxed{3}")
+    '3'
+    >>> last_boxed(r"\\boxed{\\dfrac{\\sqrt{3}}{2}}")
+    '\\\\dfrac{\\\\sqrt{3}}{2}'
+    """
+    starts = [m.end() for m in _BOX.finditer(text)]
+    if not starts:
+        return None
+    depth = 0
+    for j in range(starts[-1], len(text)):
+        depth += {"{": 1, "}": -1}.get(text[j], 0)
+        if depth < 0:
+            return text[starts[-1]:j].strip()
+    return None
+
+
+def _level(value) -> int | None:
+    m = re.search(r"\d+", str(value))
+    return int(m.group()) if m else None
+
+
+def _list_of(value, ok) -> bool:
+    return isinstance(value, (list, tuple)) and all(ok(x) for x in value)
+
+
+@register_env("math")
+class MathEnv(HubEnvironment):
+    """Competition math (HuggingFaceH4/MATH-500; LaTeX answers, SymPy-checked)."""
+
+    columns = ("problem", "solution")
+
+    path: str = option("HuggingFaceH4/MATH-500", "hub id, local folder (a clone), or one local data file")
+    instruction: str = option(BOXED_INSTRUCTION, "appended to each problem ('' for none)")
+    subjects: list | None = option(None, "keep only these subjects (e.g. ['Algebra', 'Precalculus'])")
+    levels: list | None = option(None, "keep only these difficulty levels (1-5)")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.levels is not None and not _list_of(self.levels, lambda x: isinstance(x, int) and 1 <= x <= 5):
+            raise EnvError(f"option levels must be a list of ints in 1..5, got {self.levels!r}")
+        if self.subjects is not None and not _list_of(self.subjects, lambda s: isinstance(s, str)):
+            raise EnvError(f"option subjects must be a list of subject names, got {self.subjects!r}")
+
+    def row_task(self, row: dict, split: str, index: int) -> Task | None:
+        subject, level = row.get("subject") or row.get("type"), _level(row.get("level"))
+        if (self.subjects is not None and subject not in self.subjects) or \
+                (self.levels is not None and level not in self.levels):
+            return None
+        answer = row.get("answer") or last_boxed(row["solution"])
+        if not answer:
+            raise DataSourceError(f"math {split} row {index}: no 'answer' column and no \\boxed{{}} in the solution")
+        prompt = row["problem"] + (f"\n{self.instruction}" if self.instruction else "")
+        task_id = f"math/{row['unique_id']}" if row.get("unique_id") else f"math/{split}/{index}"
+        return Task(id=task_id, prompt=prompt, answer=answer,
+                    meta={"problem": row["problem"], "solution": row["solution"], "subject": subject, "level": level})
+
+    def demonstration(self, task: Task) -> str:
+        """The reference solution (it ends in a `\\boxed{}`)."""
+        solution = task.meta["solution"]
+        return solution if last_boxed(solution) else f"{solution}\nThe answer is \\boxed{{{task.answer}}}."
+
+    def correctness_verifier(self) -> Verifier:
+        return get_verifier("math")

@@ -1,0 +1,68 @@
+"""envs/math.py: competition math on local copies with the MATH-500 / MATH schemas (no network)."""
+
+from __future__ import annotations
+
+import doctest
+from pathlib import Path
+
+import pytest
+
+import envs.math
+from envs import EnvError, get_env
+
+FIXTURES = Path(__file__).parent / "fixtures" / "envs"
+MATH500 = str(FIXTURES / "math500.jsonl")
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch):
+    import datasets
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+
+
+def test_doctests():
+    assert doctest.testmod(envs.math).failed == 0
+
+
+@pytest.mark.parametrize("text, boxed", [
+    (r"\boxed{5}", "5"), (r"a \boxed{1} b \boxed{ \frac{3}{4} }", r"\frac{3}{4}"), (r"\fbox{x^{2}}", "x^{2}"),
+    (r"\boxed {7}", "7"), (r"\boxed{unclosed", None), ("none", None),
+])
+def test_last_boxed(text, boxed):
+    assert envs.math.last_boxed(text) == boxed
+
+
+def test_math500_tasks_and_round_trip():
+    env = get_env("math", path=MATH500)
+    tasks = env.tasks("test")
+    assert [t.answer for t in tasks] == ["\\frac{3}{4}", "-3", "5", "60", "\\frac{\\sqrt{3}}{2}"]
+    assert tasks[1].id == "math/test/algebra/9002.json" and tasks[1].meta["level"] == 1
+    gold = env.verifier.verify_batch([env.demonstration(t) for t in tasks], tasks)
+    wrong = env.verifier.verify_batch(["\\boxed{7}"] * len(tasks), tasks)
+    assert all(v.passed for v in gold) and not any(v.passed for v in wrong)
+
+
+@pytest.mark.parametrize("options, answers", [
+    ({"subjects": ["Algebra"]}, ["-3", "5"]),
+    ({"levels": [2, 3]}, ["5", "60", "\\frac{\\sqrt{3}}{2}"]),
+    ({"subjects": ["Algebra"], "levels": [1]}, ["-3"]),
+    ({"subjects": ["Geometry"]}, []),
+])
+def test_math_filters(options, answers):
+    assert [t.answer for t in get_env("math", path=MATH500, **options).tasks("test")] == answers
+
+
+def test_original_math_files_take_the_gold_from_the_box():
+    tasks = get_env("math", data_files={"test": str(FIXTURES / "math_original.jsonl")}).tasks("test")
+    assert [(t.answer, t.meta["level"], t.meta["subject"]) for t in tasks] == [
+        ("56", 1, "Prealgebra"), ("\\dfrac{4}{9}", 2, "Algebra")]
+
+
+@pytest.mark.parametrize("options, field", [({"levels": [6]}, "levels"), ({"subjects": "Algebra"}, "subjects"),
+                                            ({"few_shot": "2"}, "few_shot"), ({"dataset": "x"}, "valid options")])
+def test_math_bad_options(options, field):
+    with pytest.raises(EnvError, match=field):
+        get_env("math", **options)
