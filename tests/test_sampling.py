@@ -89,6 +89,7 @@ def test_collect_generates_n_per_task_in_batches_and_verifies():
     assert [r["index"] for r in store.done["t4"]] == [0, 1, 2]
     first = store.done["t2"][0]
     assert (first["completion"], first["status"], first["finish_reason"], first["num_tokens"]) == ("4", "passed", "stop", 2)
+    assert store.done["t1"][0]["finish_reason"] == "length"
     assert sampling.counts(store, tasks, None, 3)["t2"] == {"n": 3, "c": 3}
     assert sampling.tally(store, sampling.counts(store, tasks, None, 3), "status") == {"failed": 9, "passed": 6}
 
@@ -116,3 +117,34 @@ def test_collect_with_completions_verifies_only_what_is_new(tmp_path):
     per_task = sampling.counts(store, tasks, completions, n=10)
     assert per_task == {"t0": {"n": 2, "c": 1}, "t1": {"n": 1, "c": 1}}
     assert "finish_reason" not in store.done["t0"][0]
+
+
+def test_select_tasks_from_a_stream_needs_a_limit():
+    def stream():
+        i = 0
+        while True:
+            yield ToyEnv(size=i + 1).tasks("train")[i]
+            i += 1
+
+    assert [t.id for t in sampling.select_tasks(stream(), None, 3, "toy train")] == ["t0", "t1", "t2"]
+    with pytest.raises(ReportError, match="toy train is a stream of tasks, not a list; give a limit"):
+        sampling.select_tasks(stream(), None, None, "toy train")
+
+
+@pytest.mark.parametrize("text,stops,expected", [
+    ("4|junk", ("|",), "4"),
+    ("4", ("|",), "4"),
+    ("a</b>c\nd", ("\n", "</b>"), "a"),       # the earliest stop wins
+    ("abc", (), "abc"),
+    ("abc", ("",), "abc"),                      # an empty stop string is ignored
+    ("|x", ("|",), ""),
+])
+def test_truncate_at_stop(text, stops, expected):
+    assert sampling.truncate_at_stop(text, stops) == expected
+
+
+def test_cut_samples_are_marked_stopped():
+    env, store = ToyEnv(size=2), SampleStore(None, {"k": 3})
+    sampling.collect(FakeGenerator(solves={0}), env, store, env.tasks("test"), None, sampling.Sampling(n=1))
+    assert store.done["t0"][0]["completion"] == "0" and store.done["t0"][0]["finish_reason"] == "stop"
+    assert store.done["t1"][0]["completion"] == "x" and store.done["t1"][0]["finish_reason"] == "length"

@@ -1,0 +1,223 @@
+"""The harness: evaluate / compare as a library, the command line, and end-to-end runs."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from evals import pass_at_k as pk
+from evals.report import REPORT_FORMAT, ReportError, load_report
+from trainers.config import ConfigError
+
+sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "evals"))
+from evals_toy import FakeGenerator, ToyEnv  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "evals" / "pass_at_k.py"
+
+
+def cli(*args: str, cwd: Path | None = None, timeout: float = 120, env: dict | None = None):
+    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True,
+                          cwd=cwd or ROOT, timeout=timeout, env={**os.environ, **(env or {})})
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+@pytest.mark.parametrize("spec,n,expected", [
+    ("auto", 4, [1, 2, 3, 4]),
+    ("auto", 20, list(range(1, 21))),
+    ("auto", 100, [1, 2, 5, 10, 20, 50, 100]),
+    ("auto", 64, [1, 2, 5, 10, 20, 50, 64]),
+    ("all", 3, [1, 2, 3]),
+    ("10,1,5,5", 10, [1, 5, 10]),
+    ("1,16", 4, [1, 16]),            # allowed: reported as not computable, not dropped
+    ([8, 2], 4, [2, 8]),
+    (None, 2, [1, 2]),
+])
+def test_parse_ks(spec, n, expected):
+    assert pk.parse_ks(spec, n) == expected
+
+
+@pytest.mark.parametrize("spec", ["1,x", "", "0", "1,-2", "one"])
+def test_parse_ks_rejects(spec):
+    with pytest.raises(ConfigError, match="ks"):
+        pk.parse_ks(spec, 5)
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("backend", "tgi", "backend: 'tgi' is not one of 'auto', 'vllm', 'hf'"),
+    ("n", 0, "n: must be >= 1"),
+    ("limit", 0, "limit: must be >= 1"),
+    ("batch_size", 0, "batch_size"),
+    ("temperature", -0.1, "temperature"),
+    ("top_p", 0.0, "top_p"),
+    ("max_new_tokens", 0, "max_new_tokens"),
+    ("confidence", 1.0, "confidence"),
+    ("n_bootstrap", 0, "n_bootstrap"),
+    ("env_options", [1], "env_options"),
+    ("ks", "1,b", "ks"),
+])
+def test_config_validation_names_the_field(field, value, message):
+    with pytest.raises(ConfigError, match=message):
+        dataclasses.replace(pk.EvalConfig(), **{field: value}).validate()
+
+
+# --------------------------------------------------------------------------- evaluate
+
+
+def test_evaluate_completions_mapping_by_hand():
+    # t0: 2 of 3 correct, t1: 1 of 2, t2: 0 of 4, t3: 4 of 4 ("6" is t3's answer; "|" cut is not applied
+    # to given completions, so "6|" would fail).
+    completions = {"t0": ["0", " 0 ", "1"], "t1": ["2", "x"], "t2": ["5"] * 4, "t3": ["6"] * 4}
+    report = pk.evaluate(completions, ToyEnv(), ks=[1, 2, 3], n_bootstrap=200)
+    assert report["format"] == REPORT_FORMAT
+    assert report["tasks"] == {"t0": {"n": 3, "c": 2}, "t1": {"n": 2, "c": 1}, "t2": {"n": 4, "c": 0},
+                               "t3": {"n": 4, "c": 4}}
+    pass1 = report["metrics"]["pass@k"]["1"]["value"]
+    assert pass1 == pytest.approx((2 / 3 + 1 / 2 + 0 + 1) / 4)
+    # pass@2: t0 1 - C(1,2)/C(3,2) = 1; t1 1 - C(1,2)/C(2,2) = 1; t2 0; t3 1 -> 3/4
+    assert report["metrics"]["pass@k"]["2"]["value"] == pytest.approx(0.75)
+    # pass^2: t0 C(2,2)/C(3,2) = 1/3; t1 0; t2 0; t3 1 -> (1/3 + 1)/4
+    assert report["metrics"]["pass^k"]["2"]["value"] == pytest.approx((1 / 3 + 1) / 4)
+    assert report["metrics"]["pass@k"]["3"]["not_computable"]["tasks"] == ["t1"]
+    assert report["num_samples"] == 13 and report["statuses"] == {"failed": 6, "passed": 7}
+
+
+def test_evaluate_manifest_names_what_shapes_the_numbers():
+    report = pk.evaluate({"t1": ["2"]}, ToyEnv(size=3), ks=[1], n_bootstrap=10, seed=3)
+    m = report["manifest"]
+    assert m["env"] == {"name": "toy", "options": {"size": 3, "strip": True}}
+    assert m["verifier"]["name"] == "exact_answer" and m["verifier"]["options"] == {"strip": True}
+    assert m["num_tasks_in_split"] == 3 and m["seed"] == 3 and m["sampling"] is None
+    assert len(m["dataset_hash"]) == 64 and len(m["completions"]["sha256"]) == 64
+    assert m["packages"]["python"] and m["started"] <= m["finished"] and m["config"]["n_bootstrap"] == 10
+    json.dumps(report)
+
+
+def test_evaluate_generator_samples_n_per_task_and_cuts_at_stop_sequences():
+    gen = FakeGenerator(solves={0, 2})
+    report = pk.evaluate(gen, ToyEnv(size=4), n=3, ks=[1, 3], n_bootstrap=50, temperature=0.7, batch_size=3)
+    assert [len(c["prompts"]) for c in gen.calls] == [3, 1] and {c["temperature"] for c in gen.calls} == {0.7}
+    assert report["tasks"]["t0"] == {"n": 3, "c": 3} and report["tasks"]["t1"] == {"n": 3, "c": 0}
+    assert report["metrics"]["pass@k"]["1"]["value"] == pytest.approx(0.5)
+    assert report["metrics"]["pass@k"]["3"]["value"] == pytest.approx(0.5)
+    assert report["finish_reasons"] == {"length": 6, "stop": 6}   # t0, t2 cut at "|"
+    m = report["manifest"]
+    assert m["model"] == "FakeGenerator" and m["sampling"]["n"] == 3 and m["sampling"]["temperature"] == 0.7
+
+
+def test_evaluate_resumes_from_its_output_folder(tmp_path):
+    pk.evaluate(FakeGenerator(), ToyEnv(size=3), n=2, output_dir=tmp_path, n_bootstrap=10)
+    gen = FakeGenerator()
+    report = pk.evaluate(gen, ToyEnv(size=3), n=5, output_dir=tmp_path, n_bootstrap=10)
+    assert [(c["n"], len(c["prompts"])) for c in gen.calls] == [(3, 3)]   # only the 3 missing of each task
+    assert report["tasks"]["t0"] == {"n": 5, "c": 5}
+    lines = (tmp_path / "samples.jsonl").read_text().splitlines()
+    assert len(lines) == 15
+    with pytest.raises(ReportError, match="temperature: 1.0 != 0.5"):
+        pk.evaluate(FakeGenerator(), ToyEnv(size=3), n=5, output_dir=tmp_path, temperature=0.5)
+
+
+def test_evaluate_rejects_completions_of_another_environment():
+    with pytest.raises(ReportError, match=r"not in 'toy' split 'test', e.g. \['HumanEval/0'\]"):
+        pk.evaluate({"HumanEval/0": ["x"]}, ToyEnv())
+
+
+# --------------------------------------------------------------------------- compare
+
+
+def two_reports(after_env: ToyEnv | None = None, after_solves=frozenset({0, 1, 2})):
+    before = pk.evaluate(FakeGenerator(solves={0}), ToyEnv(size=4), n=2, n_bootstrap=100)
+    after = pk.evaluate(FakeGenerator(solves=after_solves), after_env or ToyEnv(size=4), n=2, n_bootstrap=100)
+    return before, after
+
+
+def test_compare_paired_by_hand():
+    before, after = two_reports()
+    result = pk.compare(before, after)
+    one = result["metrics"]["pass@k"]["1"]
+    # per task before 1,0,0,0 ; after 1,1,1,0 -> difference 2/4, 2 wins, 0 losses, 2 ties
+    assert (one["before"], one["after"], one["difference"]) == pytest.approx((0.25, 0.75, 0.5))
+    assert (one["wins"], one["losses"], one["ties"]) == (2, 0, 2)
+    assert one["p_value"] == pytest.approx(0.5)
+    assert result["ks"] == [1, 2] and result["num_tasks"] == 4
+
+
+@pytest.mark.parametrize("after_env,message", [
+    (ToyEnv(size=4, strip=False), r"environment differs \(env.options.strip: True != False\).*verifier differs"),
+    (ToyEnv(size=5), r"environment differs \(env.options.size: 4 != 5\); task sets differ \(1 only in after, e.g. \['t4'\]\)"),
+    (ToyEnv(size=4, name="other"), r"environment differs \(env.name: 'toy' != 'other'\)"),
+])
+def test_compare_refuses_different_measurements(after_env, message):
+    before, after = two_reports(after_env)
+    with pytest.raises(ReportError, match="cannot compare these reports: " + message):
+        pk.compare(before, after)
+
+
+def test_compare_refuses_same_ids_with_different_contents():
+    before, after = two_reports()
+    after["manifest"]["dataset_hash"] = "0" * 64
+    with pytest.raises(ReportError, match="task contents differ"):
+        pk.compare(before, after)
+
+
+# --------------------------------------------------------------------------- command line
+
+
+@pytest.mark.parametrize("entry", [[str(SCRIPT)], ["-m", "evals.pass_at_k"]])
+def test_help_documents_every_field(entry):
+    out = subprocess.run([sys.executable, *entry, "--help"], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert out.returncode == 0, out.stderr
+    for f in dataclasses.fields(pk.EvalConfig):
+        assert "--" + f.name.replace("_", "-") in out.stdout
+    assert "--compare BEFORE AFTER" in out.stdout and "not computable" in out.stdout
+
+
+@pytest.mark.slow
+def test_cli_compare_end_to_end(tmp_path):
+    before, after = two_reports()
+    for name, report in (("before", before), ("after", after)):
+        (tmp_path / f"{name}.json").write_text(json.dumps(report))
+    out = cli("--compare", str(tmp_path / "before.json"), str(tmp_path / "after.json"), "--output-dir",
+              str(tmp_path / "cmp"))
+    assert out.returncode == 0, out.stderr
+    assert "| 1 | 0.250 | 0.750 | +0.500 |" in out.stdout
+    assert json.loads((tmp_path / "cmp" / "comparison.json").read_text())["num_tasks"] == 4
+    assert (tmp_path / "cmp" / "comparison.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.slow
+def test_cli_compare_refusal_and_bad_input_exit_2(tmp_path):
+    before, after = two_reports(ToyEnv(size=5))
+    (tmp_path / "b.json").write_text(json.dumps(before))
+    (tmp_path / "a.json").write_text(json.dumps(after))
+    out = cli("--compare", str(tmp_path / "b.json"), str(tmp_path / "a.json"))
+    assert out.returncode == 2 and "error: cannot compare these reports:" in out.stderr and "task sets differ" in out.stderr
+    out = cli("--compare", str(tmp_path / "b.json"), str(tmp_path / "missing.json"))
+    assert out.returncode == 2 and "cannot read report" in out.stderr
+    out = cli("--n", "0")
+    assert out.returncode == 2 and "error: n: must be >= 1" in out.stderr
+
+
+@pytest.mark.slow
+def test_cli_scores_a_completions_file_on_arithmetic(tmp_path):
+    import envs
+
+    tasks = envs.get_env("arithmetic").tasks("test")[:5]
+    lines = [{"task_id": t.id, "completion": t.answer if j < i else "0"} for i, t in enumerate(tasks) for j in range(4)]
+    path = tmp_path / "c.jsonl"
+    path.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    out = cli("--completions", str(path), "--output-dir", str(tmp_path / "out"), "--progress", "false")
+    assert out.returncode == 0, out.stderr
+    # c = 0,1,2,3,4 of n = 4: pass@1 = (0 + .25 + .5 + .75 + 1)/5 = 0.5; pass@4 = 4/5
+    assert "| 1 | 0.500 |" in out.stdout and "| 4 | 0.800 |" in out.stdout
+    report = load_report(tmp_path / "out" / "report.json")
+    assert report["manifest"]["env"]["name"] == "arithmetic" and report["manifest"]["completions"]["path"] == str(path)
+    assert len((tmp_path / "out" / "samples.jsonl").read_text().splitlines()) == 20
