@@ -329,6 +329,8 @@ def _decimal_comma(text: str) -> bool:
 
 
 def _same_number_sets(gold: list, pred: list, rel_tol: float, sig_digits: int) -> bool:
+    """Bare lists are sets of answers: order and repeats do not matter."""
+    gold, pred = list(dict.fromkeys(gold)), list(dict.fromkeys(pred))
     if len(gold) != len(pred):
         return False
     left = list(pred)

@@ -30,7 +30,8 @@ _ANSWER_TAG = re.compile(r"<answer>(.*?)(?:</answer>|$)", re.DOTALL | re.IGNOREC
 _ANSWER_IS = re.compile(
     r"(?:final\s+answer|the\s+answer|answer)(?:\s+is|\s*:|\s*=)(?:\s*:)?[ \t*]*", re.IGNORECASE)
 _NUMBER_TOKEN = re.compile(
-    r"\\[dt]?frac\{-?\d+\}\{\d+\}|(?<![\w)\]}.])-?\d+(?:,\d{3})*(?:\.\d+)?(?:/\d+)?|(?<![\w)\]}.])-?\.\d+")
+    r"(?:\\[dt]?frac\{-?\d+\}\{\d+\}|(?<![\w)\]}.])-?\d+(?:,\d{3})*(?:\.\d+)?(?:/\d+)?|(?<![\w)\]}.])-?\.\d+)"
+    r"(?:\s?\\?%)?")
 _WORD = re.compile(r"[A-Za-z]{2,}")
 _LATEX_WORDS = re.compile(r"\\[A-Za-z]+|\\text\{[^{}]*\}")
 
@@ -74,14 +75,27 @@ def last_boxed(text: str) -> str | None:
         end = at   # unclosed box (truncated output): look further back
 
 
+def _last_number(text: str) -> str | None:
+    last = None
+    for last in _NUMBER_TOKEN.finditer(text.replace("\u2212", "-")):
+        pass
+    return last.group(0) if last else None
+
+
 def _after_marker(text: str, start: int) -> str:
-    """The answer that follows a marker: to the end of the line, cut at a sentence end."""
+    """The answer that follows a marker: to the end of the line, cut at a sentence end;
+    when that is prose ("18 dollars a day"), the last number in it."""
     line = text[start:start + 4 * MAX_ANSWER_CHARS].split("\n", 1)[0]
     boxed = last_boxed(line)
     if boxed is not None:
         return boxed
     m = re.search(r"\.(?:\s|$)|\s+(?:because|since|which|so)\s", line)
-    return (line[:m.start()] if m else line).strip()
+    found = (line[:m.start()] if m else line).strip()
+    if not found.endswith("$"):
+        found = found.rstrip("!").strip()   # prose: an exclamation, not a factorial
+    if not _looks_bare(found.replace("**", "")):
+        return _last_number(found) or found
+    return found
 
 
 def _looks_bare(text: str) -> bool:
@@ -117,13 +131,8 @@ def extract_answer(completion: str, fallback: str = "last_number") -> tuple[str 
             return found, "answer_is"
     if _looks_bare(completion):
         return completion.strip(), "whole"
-    if fallback == "last_number":
-        last = None
-        for last in _NUMBER_TOKEN.finditer(completion.replace("\u2212", "-")):
-            pass
-        if last is not None:
-            return last.group(0), "last_number"
-    return None, "none"
+    number = _last_number(completion) if fallback == "last_number" else None
+    return (number, "last_number") if number is not None else (None, "none")
 
 
 # --------------------------------------------------------------------------- normalisation
@@ -171,7 +180,7 @@ class Normal:
 
     @property
     def key(self) -> str:
-        key = re.sub(r"\s+", "", self.text)
+        key = re.sub(r"(?<!\d)\s+|\s+(?!\d)", "", self.text)   # "1 1" is not "11"
         return key.lower() if key.isalpha() else key
 
 

@@ -190,9 +190,7 @@ def expr_equal(g, p, ctx) -> str | None:
         return None
     if not g.free_symbols and not p.free_symbols:
         return _numeric_equal(g, p, ctx)
-    if g.free_symbols != p.free_symbols:
-        return None
-    return _symbolic_equal(g, p)
+    return _symbolic_equal(g, p)   # sin^2 x + cos^2 x has a variable and equals 1
 
 
 def _proportional(a, b, sign: int = 0) -> bool:
@@ -279,10 +277,20 @@ def container_equal(g, p, ctx) -> str | None:
     return None
 
 
+def _result_of_chain(e):
+    """`2 \\times 3 = 6` (a computation without variables) stands for its last value."""
+    last = getattr(e, "_unsorted_args", e.args)[-1] if isinstance(e, sympy.And) else e
+    if isinstance(last, sympy.Eq) and not e.free_symbols:
+        return last.rhs
+    return e
+
+
 def equal(g, p, ctx) -> str | None:
     """Reason why `p` (prediction) equals `g` (gold), or None."""
     if g == p:
         return "identical"
+    if not _is_relation(g):
+        p = _result_of_chain(p)
     if _is_assignment(g) and not _is_relation(p):
         g = g.rhs
     if _is_assignment(p) and not _is_relation(g):
@@ -326,6 +334,9 @@ def check(request: dict) -> dict:
         return {"status": "error", "error": str(exc), "gold_parsed": str(gold)}
     ctx = {"decimal": decimal, "rel_tol": request["rel_tol"], "sig_digits": request["sig_digits"]}
     reply = {"gold_parsed": str(gold), "answer_parsed": str(pred)}
+    ordered = isinstance(gold, sympy.Tuple) or isinstance(gold, sympy.Interval) and gold.left_open and gold.right_open
+    if ordered and isinstance(pred, sympy.FiniteSet) and request["pred"].lstrip().startswith("\\{"):
+        return {**reply, "status": "failed", "reason": "a set in braces for an ordered pair or interval"}
     try:
         for g in _percent_variants(gold, request["gold_percent"], request["pred_percent"]):
             for p in _percent_variants(pred, request["pred_percent"], request["gold_percent"]):
