@@ -221,3 +221,40 @@ def test_cli_scores_a_completions_file_on_arithmetic(tmp_path):
     report = load_report(tmp_path / "out" / "report.json")
     assert report["manifest"]["env"]["name"] == "arithmetic" and report["manifest"]["completions"]["path"] == str(path)
     assert len((tmp_path / "out" / "samples.jsonl").read_text().splitlines()) == 20
+
+
+# --------------------------------------------------------------------------- evaluate metric module
+
+METRIC_SCRIPT = """
+import json, sys
+import evaluate
+metric = evaluate.load(sys.argv[1])
+cases = json.loads(sys.argv[2])
+print(json.dumps([metric.compute(num_samples=ns, num_correct=cs, k=ks) for ns, cs, ks in cases]))
+"""
+
+
+@pytest.mark.slow
+def test_evaluate_metric_module_loads_offline_and_matches_stats(tmp_path):
+    import numpy as np
+
+    from evals import stats
+
+    rng = np.random.default_rng(5)
+    cases = [([4, 2], [1, 2], [1, 2, 3])]
+    for _ in range(5):
+        ns = [int(x) for x in rng.integers(1, 40, size=6)]
+        cases.append((ns, [int(rng.integers(0, n + 1)) for n in ns], [1, 2, 5, 10, 30]))
+    offline = {"HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1", "HF_EVALUATE_OFFLINE": "1",
+               "HF_DATASETS_OFFLINE": "1"}
+    out = subprocess.run([sys.executable, "-c", METRIC_SCRIPT, str(ROOT / "evals" / "metrics" / "pass_at_k"),
+                          json.dumps(cases)], capture_output=True, text=True, cwd=tmp_path, timeout=180,
+                         env={**os.environ, **offline})
+    assert out.returncode == 0, out.stderr
+    results = json.loads(out.stdout.strip().splitlines()[-1])
+    assert results[0]["pass@3"] is None and "fewer than k=3" in results[0]["not_computable"]["pass@3"]
+    for (ns, cs, ks), result in zip(cases, results):
+        ids = [str(i) for i in range(len(ns))]
+        for metric, prefix in (("pass@k", "pass@"), ("pass^k", "pass^")):
+            ours = stats.aggregate(ids, ns, cs, ks, metric=metric, n_bootstrap=1)
+            assert [result[f"{prefix}{k}"] for k in ks] == [ours[str(k)]["value"] for k in ks]
