@@ -1,0 +1,139 @@
+"""Rollouts shared by the GRPO and PPO trainers: prompts -> completions -> verdicts -> tensors.
+
+Layout of a batch of B sequences: prompts left-padded to width P, completions right-padded
+to width T, so the completion of every row starts at column P and `logits[:, P-1:P-1+T]`
+score it. Position ids follow the attention mask, as in generation, so the trainer's
+log-probabilities of the sampled tokens match the generator's.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from trainers import core
+from trainers.generation import Sample
+from verifiers import Task, Verdict
+
+
+class TaskStream:
+    """Endless shuffled passes over the train split; `position` (tasks handed out so far)
+    is all the state a checkpoint needs to resume it exactly."""
+
+    def __init__(self, tasks: list[Task], seed: int, position: int = 0):
+        if not tasks:
+            raise ValueError("the environment's train split is empty")
+        self.tasks, self.seed, self.position = tasks, seed, position
+        self._epoch, self._order = -1, []
+
+    def take(self, k: int) -> list[Task]:
+        out = []
+        for _ in range(k):
+            epoch, i = divmod(self.position, len(self.tasks))
+            if epoch != self._epoch:
+                self._epoch, self._order = epoch, list(range(len(self.tasks)))
+                random.Random(self.seed * 100_003 + epoch).shuffle(self._order)
+            out.append(self.tasks[self._order[i]])
+            self.position += 1
+        return out
+
+
+@dataclass
+class Rollout:
+    """One generation batch: B = prompts * group_size rows, contiguous groups."""
+
+    tasks: list[Task]
+    samples: list[Sample]
+    verdicts: list[Verdict]
+    rewards: Tensor                 # (B,)
+    input_ids: Tensor               # (B, P + T)
+    attention_mask: Tensor          # (B, P + T)
+    completion_mask: Tensor         # (B, T) 1 on completion tokens that enter the loss
+    prompt_width: int               # P
+    truncated: Tensor               # (B,) bool, finished by max_new_tokens
+    gen_logprobs: Tensor | None     # (B, T) generator's log-probs of the sampled tokens, if any
+    timings: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def select(self, rows: list[int]) -> "Rollout":
+        idx = torch.tensor(rows, dtype=torch.long)
+        return Rollout(
+            [self.tasks[i] for i in rows], [self.samples[i] for i in rows], [self.verdicts[i] for i in rows],
+            self.rewards[idx], self.input_ids[idx], self.attention_mask[idx], self.completion_mask[idx],
+            self.prompt_width, self.truncated[idx],
+            None if self.gen_logprobs is None else self.gen_logprobs[idx], dict(self.timings))
+
+
+def generate_and_verify(generator, env, tasks: list[Task], group_size: int, *, temperature: float, top_p: float,
+                        max_new_tokens: int, seed: int | None) -> tuple[list[Task], list[Sample], list[Verdict], dict]:
+    """Sample `group_size` completions per task and score them with the env's verifier."""
+    t0 = time.perf_counter()
+    groups = generator.generate([env.render(t) for t in tasks], group_size, temperature=temperature,
+                                top_p=top_p, max_new_tokens=max_new_tokens, seed=seed)
+    t1 = time.perf_counter()
+    rows = [(task, s) for task, group in zip(tasks, groups) for s in group]
+    verdicts = env.verifier.verify_batch([s.text for _, s in rows], [t for t, _ in rows])
+    t2 = time.perf_counter()
+    return [t for t, _ in rows], [s for _, s in rows], verdicts, {"generation_s": t1 - t0, "verification_s": t2 - t1}
+
+
+def collate(tasks: list[Task], samples: list[Sample], verdicts: list[Verdict], pad_id: int,
+            mask_truncated: bool, timings: dict | None = None) -> Rollout:
+    """Pad prompts on the left and completions on the right into one tensor batch."""
+    P = max(len(s.prompt_token_ids) for s in samples)
+    T = max(max(len(s.token_ids) for s in samples), 1)
+    B = len(samples)
+    input_ids = torch.full((B, P + T), pad_id, dtype=torch.long)
+    attention = torch.zeros((B, P + T), dtype=torch.long)
+    completion_mask = torch.zeros((B, T))
+    gen_lp = torch.zeros((B, T)) if all(s.logprobs is not None for s in samples) else None
+    for i, s in enumerate(samples):
+        p, c = s.prompt_token_ids, s.token_ids
+        input_ids[i, P - len(p):P] = torch.tensor(p)
+        input_ids[i, P:P + len(c)] = torch.tensor(c, dtype=torch.long)
+        attention[i, P - len(p):P + len(c)] = 1
+        completion_mask[i, :len(c)] = 1
+        if gen_lp is not None:
+            gen_lp[i, :len(c)] = torch.tensor(s.logprobs)
+    truncated = torch.tensor([s.finish_reason == "length" for s in samples])
+    if mask_truncated:
+        # DAPO's overlong filtering: a truncated completion teaches nothing about its answer.
+        completion_mask[truncated] = 0
+    rewards = torch.tensor([v.reward for v in verdicts], dtype=torch.float32)
+    return Rollout(tasks, samples, verdicts, rewards, input_ids, attention, completion_mask, P, truncated, gen_lp,
+                   dict(timings or {}))
+
+
+def sequence_logits(model, input_ids: Tensor, attention_mask: Tensor, prompt_width: int) -> Tensor:
+    """Logits that score the completion tokens: (B, T, V) for the columns P-1 .. P+T-2."""
+    T = input_ids.shape[1] - prompt_width
+    position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                logits_to_keep=T + 1, use_cache=False)
+    return out.logits[:, :-1]
+
+
+def completion_logprobs(model, batch: Rollout, temperature: float, with_entropy: bool = False
+                        ) -> tuple[Tensor, Tensor | None]:
+    """Log-probs (B, T) of the sampled completion tokens under `model` at `temperature`,
+    and optionally the per-token entropy (B, T) of the same distribution."""
+    logits = sequence_logits(model, batch.input_ids, batch.attention_mask, batch.prompt_width)
+    tokens = batch.input_ids[:, batch.prompt_width:]
+    logp = core.token_logprobs(logits, tokens, temperature=temperature)
+    entropy = None
+    if with_entropy:
+        with torch.no_grad():
+            entropy = core.entropy_from_logits(logits / temperature)
+    return logp, entropy
+
+
+def minibatches(n: int, size: int, generator: torch.Generator | None = None) -> list[list[int]]:
+    """Row indices split into shuffled minibatches of `size` (the last may be smaller)."""
+    order = torch.randperm(n, generator=generator).tolist() if generator is not None else list(range(n))
+    return [order[i:i + size] for i in range(0, n, size)]

@@ -1,0 +1,334 @@
+"""The plumbing GRPO and PPO share: set-up, rollouts, weight sync, logging, checkpoints and the
+before/after evaluation. The loops themselves live in `trainers/grpo.py` and `trainers/ppo.py`.
+
+Checkpoints (`output_dir/checkpoint-STEP/`) hold the trainable parameters, the optimizer,
+every RNG state, the step and the data position; sampling seeds are derived from the step, so
+`--resume` continues to the same result as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import random
+import shutil
+import sys
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+
+from trainers import rollout as ro
+from trainers.config import dump_yaml
+from trainers.generation import make_generator
+
+
+def _log(*args) -> None:
+    print(*args, file=sys.stderr, flush=True)
+
+
+def char_to_token_ends(tokenizer, token_ids: list[int], char_ends: list[int]) -> list[int]:
+    """Completion-token index at which each character offset (exclusive end of a step) is reached."""
+    lengths, text_len = [], 0
+    for i in range(len(token_ids)):
+        text_len = len(tokenizer.decode(token_ids[: i + 1], skip_special_tokens=True))
+        lengths.append(text_len)
+    out = []
+    for end in char_ends:
+        idx = next((i for i, n in enumerate(lengths) if n >= end), len(lengths) - 1)
+        out.append(max(idx, 0))
+    return out
+
+
+class RunContext:
+    """Everything a training loop touches, built from its config in `create`."""
+
+    def __init__(self, cfg, algorithm: str):
+        self.cfg, self.algorithm = cfg, algorithm
+        self.out = Path(cfg.output_dir)
+        self.step, self.start = 0, time.perf_counter()
+        self.history: list[dict] = []
+
+    # ------------------------------------------------------------------ set-up
+    @classmethod
+    def create(cls, cfg, algorithm: str) -> "RunContext":
+        import envs
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        ctx = cls(cfg, algorithm)
+        random.seed(cfg.seed)
+        torch.manual_seed(cfg.seed)
+        ctx._prepare_output_dir()
+        ctx.env = envs.get_env(cfg.env, **cfg.env_options)
+        ctx.model_path = ctx._model_path()
+        ctx.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        dtype = torch.bfloat16 if cfg.bf16 else torch.float32
+        ctx.tokenizer = AutoTokenizer.from_pretrained(ctx.model_path)
+        if ctx.tokenizer.pad_token_id is None:
+            ctx.tokenizer.pad_token = ctx.tokenizer.eos_token
+        model = AutoModelForCausalLM.from_pretrained(ctx.model_path, dtype=dtype).to(ctx.device)
+        ctx.ref_model = None
+        if cfg.beta > 0 and cfg.lora_rank == 0:
+            ctx.ref_model = copy.deepcopy(model).eval().requires_grad_(False)
+        if cfg.lora_rank:
+            from peft import LoraConfig, get_peft_model
+
+            model = get_peft_model(model, LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha,
+                                                     target_modules="all-linear", task_type="CAUSAL_LM"))
+        if cfg.gradient_checkpointing:
+            model.gradient_checkpointing_enable()
+            model.config.use_cache = False
+        ctx.model = model
+        ctx.optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.learning_rate,
+                                          weight_decay=cfg.weight_decay)
+        ctx.stream = ro.TaskStream(list(ctx.env.tasks("train")), cfg.seed)
+        ctx.step_verifier = ctx._step_verifier()
+        if cfg.resume:
+            ctx._load_latest_checkpoint()
+        ctx.generator = make_generator(ctx.model_path if cfg.generation_backend != "hf" else model,
+                                       cfg.generation_backend, tokenizer=ctx.tokenizer,
+                                       dtype="bfloat16" if cfg.bf16 else "float32", seed=cfg.seed)
+        ctx.backend = type(ctx.generator).__name__
+        ctx.sync_weights()
+        ctx.tb = ctx._tensorboard()
+        (ctx.out / "config.yaml").write_text(dump_yaml(cfg))
+        return ctx
+
+    def _prepare_output_dir(self) -> None:
+        self.out.mkdir(parents=True, exist_ok=True)
+        if not self.cfg.resume:
+            for old in [*self.out.glob("checkpoint-*"), self.out / "metrics.jsonl", self.out / "eval_before"]:
+                shutil.rmtree(old) if old.is_dir() else old.unlink(missing_ok=True)
+
+    def _model_path(self) -> str:
+        if self.cfg.model != "tiny":
+            return self.cfg.model
+        from trainers.tiny_model import ensure_tiny_model
+
+        return ensure_tiny_model(warm_start=self.cfg.warm_start, log=_log)
+
+    def _step_verifier(self):
+        if self.cfg.reward_mode == "outcome":
+            return None
+        from verifiers import get_verifier
+
+        return get_verifier(self.cfg.step_verifier)
+
+    def _tensorboard(self):
+        if not self.cfg.tensorboard:
+            return None
+        from torch.utils.tensorboard import SummaryWriter
+
+        return SummaryWriter(str(self.out / "tb"))
+
+    # ------------------------------------------------------------------ rollouts
+    def _generate(self, tasks) -> ro.Rollout:
+        cfg = self.cfg
+        # The sampling seed follows the data position, so a resumed run samples what the
+        # uninterrupted one did.
+        seed = (cfg.seed * 1_000_003 + self.stream.position) % 2**31
+        t, s, v, timings = ro.generate_and_verify(self.generator, self.env, tasks, cfg.group_size,
+                                                  temperature=cfg.temperature, top_p=cfg.top_p,
+                                                  max_new_tokens=cfg.max_new_tokens, seed=seed)
+        batch = ro.collate(t, s, v, self.tokenizer.pad_token_id, cfg.mask_truncated, timings)
+        if self.step_verifier is not None:
+            self._add_step_rewards(batch)
+        return batch
+
+    def _add_step_rewards(self, batch: ro.Rollout) -> None:
+        verdicts = self.step_verifier.verify_batch([s.text for s in batch.samples], batch.tasks)
+        batch.step_rewards, batch.step_ends = [], []
+        for sample, verdict in zip(batch.samples, verdicts):
+            steps = verdict.info.get("steps", [])
+            batch.step_rewards.append([float(st["score"]) for st in steps])
+            batch.step_ends.append(char_to_token_ends(self.tokenizer, sample.token_ids, [st["end"] for st in steps]))
+
+    def rollout(self) -> ro.Rollout:
+        """One generation batch; with dynamic sampling, groups with equal rewards are dropped and
+        more prompts drawn, at most `dynamic_sampling_max_draws` rounds (the batch may then be
+        smaller than prompts_per_step groups; it is never padded with signal-free groups)."""
+        cfg, G = self.cfg, self.cfg.group_size
+        batch = self._generate(self.stream.take(cfg.prompts_per_step))
+        if not cfg.dynamic_sampling:
+            return batch
+        kept, draws, timings = [], 0, batch.timings
+        while True:
+            draws += 1
+            grouped = batch.rewards.reshape(-1, G)
+            keep = (grouped != grouped[:, :1]).any(1).nonzero().squeeze(-1).tolist()
+            kept.append(batch.select([g * G + j for g in keep for j in range(G)]))
+            n_kept = sum(len(b) for b in kept) // G
+            if n_kept >= cfg.prompts_per_step or draws >= cfg.dynamic_sampling_max_draws:
+                break
+            batch = self._generate(self.stream.take(cfg.prompts_per_step - n_kept))
+            timings = {k: timings[k] + batch.timings[k] for k in timings}
+        rows = [(b, i) for b in kept for i in range(len(b))][: cfg.prompts_per_step * G]
+        if not rows:
+            return batch.select([])
+        merged = ro.collate([b.tasks[i] for b, i in rows], [b.samples[i] for b, i in rows],
+                            [b.verdicts[i] for b, i in rows], self.tokenizer.pad_token_id, cfg.mask_truncated, timings)
+        if self.step_verifier is not None:
+            self._add_step_rewards(merged)
+        merged.timings["draws"] = draws
+        return merged
+
+    def ref_logprobs(self, batch: ro.Rollout) -> torch.Tensor | None:
+        """Reference-policy log-probs (B, T), or None when beta (or kl_coef) is 0."""
+        if getattr(self.cfg, "beta", 0) == 0 and getattr(self.cfg, "kl_coef", 0) == 0:
+            return None
+        with torch.no_grad():
+            if self.ref_model is not None:
+                return ro.completion_logprobs(self.ref_model, batch, self.cfg.temperature)[0]
+            with self.model.disable_adapter():
+                return ro.completion_logprobs(self.model, batch, self.cfg.temperature)[0]
+
+    # ------------------------------------------------------------------ weights
+    def _named_weights(self):
+        """Checkpoint-named full weights (LoRA merged in) for the generator."""
+        model = self.model
+        if not self.cfg.lora_rank:
+            return list(model.state_dict().items())
+        model.merge_adapter()
+        try:
+            return [(k.replace("base_model.model.", "", 1).replace(".base_layer", ""), v.detach().clone())
+                    for k, v in model.state_dict().items() if "lora_" not in k]
+        finally:
+            model.unmerge_adapter()
+
+    def sync_weights(self) -> float:
+        t0 = time.perf_counter()
+        if self.backend != "HFGenerator":
+            self.generator.load_weights(self._named_weights())
+        return time.perf_counter() - t0
+
+    def autocast(self):
+        return torch.autocast("cuda", dtype=torch.bfloat16) if self.cfg.bf16 else nullcontext()
+
+    # ------------------------------------------------------------------ logging
+    def log_step(self, metrics: dict) -> None:
+        metrics = {"step": self.step, "elapsed_s": round(time.perf_counter() - self.start, 3), **metrics}
+        self.history.append(metrics)
+        with open(self.out / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(metrics) + "\n")
+        if self.tb is not None:
+            for k, v in metrics.items():
+                if isinstance(v, (int, float)):
+                    self.tb.add_scalar(k, v, self.step)
+        if self.step % self.cfg.log_every == 0 or self.step == 1:
+            _log(f"step {self.step:4d}  reward {metrics['reward_mean']:.3f}  pass {metrics['pass_rate']:.3f}  "
+                 f"loss {metrics['loss']:+.4f}  gen {metrics['generation_s']:.2f}s  upd {metrics['update_s']:.2f}s")
+
+    def time_is_up(self) -> bool:
+        limit = self.cfg.max_minutes
+        return bool(limit) and time.perf_counter() - self.start > 60 * limit
+
+    # ------------------------------------------------------------------ checkpoints
+    def save_checkpoint(self) -> Path:
+        path = self.out / f"checkpoint-{self.step}"
+        path.mkdir(parents=True, exist_ok=True)
+        trainable = {n: p.detach().cpu() for n, p in self.model.named_parameters() if p.requires_grad}
+        torch.save({"trainable": trainable, "optimizer": self.optimizer.state_dict(), "step": self.step,
+                    "data_position": self.stream.position, "elapsed_s": time.perf_counter() - self.start,
+                    "rng": {"python": random.getstate(), "torch": torch.get_rng_state(),
+                            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}},
+                   path / "state.pt")
+        (path / "config.yaml").write_text(dump_yaml(self.cfg))
+        for old in sorted(self.out.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))[:-2]:
+            shutil.rmtree(old)  # keep the two newest
+        return path
+
+    def _load_latest_checkpoint(self) -> None:
+        ckpts = sorted(self.out.glob("checkpoint-*/state.pt"), key=lambda p: int(p.parent.name.split("-")[1]))
+        if not ckpts:
+            raise FileNotFoundError(f"resume: no checkpoint-*/state.pt in {self.out}")
+        state = torch.load(ckpts[-1], weights_only=False)
+        params = dict(self.model.named_parameters())
+        with torch.no_grad():
+            for name, value in state["trainable"].items():
+                params[name].copy_(value)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.step, self.stream.position = state["step"], state["data_position"]
+        self.start -= state["elapsed_s"]
+        random.setstate(state["rng"]["python"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if state["rng"]["cuda"] is not None:
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        metrics = self.out / "metrics.jsonl"
+        if metrics.exists():  # drop steps logged after the checkpoint: they will be redone
+            lines = [ln for ln in metrics.read_text().splitlines() if json.loads(ln)["step"] <= self.step]
+            metrics.write_text("".join(ln + "\n" for ln in lines))
+            self.history = [json.loads(ln) for ln in lines]
+        _log(f"resumed from {ckpts[-1].parent} at step {self.step}")
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluate(self, tag: str) -> dict | None:
+        """pass@k of the current policy on the env's test split (`output_dir/eval_TAG/`); the
+        "before" report is reused on resume, since the policy it measured has not changed."""
+        from evals.pass_at_k import evaluate
+        from evals.report import load_report
+
+        cfg = self.cfg
+        if not cfg.eval_samples:
+            return None
+        out = self.out / f"eval_{tag}"
+        if tag == "before" and (out / "report.json").exists():
+            return load_report(out / "report.json")
+        shutil.rmtree(out, ignore_errors=True)
+        t0 = time.perf_counter()
+        report = evaluate(self.generator, self.env, n=cfg.eval_samples, model=f"{cfg.model}@{tag}",
+                          temperature=cfg.eval_temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens,
+                          seed=cfg.seed + 1, limit=cfg.eval_tasks or None, output_dir=str(out),
+                          batch_size=max(1, 256 // cfg.eval_samples), env_options=cfg.env_options)
+        _log(f"eval {tag}: pass@1 {report['metrics']['pass@k']['1']['value']:.3f} "
+             f"({time.perf_counter() - t0:.1f}s, {len(report['tasks'])} tasks x {cfg.eval_samples})")
+        return report
+
+    def finish(self, before: dict | None) -> dict:
+        """Final checkpoint, model, reward curve, after-evaluation, comparison and report.json."""
+        from evals.pass_at_k import compare
+        from evals.report import format_comparison_table
+
+        self.save_checkpoint()
+        final = self.save_final_model()
+        self._plot_rewards()
+        after = self.evaluate("after")
+        summary = {"algorithm": self.algorithm, "config": self.config_dict(), "steps": self.step,
+                   "train_seconds": round(time.perf_counter() - self.start, 1), "final_model": str(final),
+                   "backend": self.backend, "last_metrics": self.history[-1] if self.history else None}
+        report = {"summary": summary, "before": before, "after": after, "comparison": None}
+        if before is not None and after is not None:
+            report["comparison"] = compare(before, after)
+            print(format_comparison_table(report["comparison"]))
+        (self.out / "report.json").write_text(json.dumps(report, indent=1, default=str))
+        _log(f"wrote {self.out / 'report.json'}")
+        return report
+
+    def _plot_rewards(self) -> None:
+        if not self.history:
+            return
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        steps = [h["step"] for h in self.history]
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        ax.plot(steps, [h["reward_mean"] for h in self.history], label="reward (mean)")
+        ax.plot(steps, [h["pass_rate"] for h in self.history], label="pass rate", alpha=0.7)
+        ax.set_xlabel("step")
+        ax.set_title(f"{self.algorithm} on {self.cfg.env}")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(self.out / "rewards.png", dpi=100)
+        plt.close(fig)
+
+    def save_final_model(self) -> Path:
+        path = self.out / "final"
+        self.model.save_pretrained(path)
+        self.tokenizer.save_pretrained(path)
+        return path
+
+    def config_dict(self) -> dict:
+        return dataclasses.asdict(self.cfg)
