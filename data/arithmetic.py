@@ -81,9 +81,9 @@ def _operand(value: Fraction, right_of: str | None) -> str:
     return text
 
 
-def split_of(expression: str, test_fraction: float) -> str:
+def split_of(expression: str, test_fraction: float, salt: bytes = _SALT) -> str:
     """'test' or 'train', from the expression alone (a stable hash, not Python's `hash`)."""
-    digest = hashlib.sha256(_SALT + expression.encode()).digest()
+    digest = hashlib.sha256(salt + expression.encode()).digest()
     return "test" if int.from_bytes(digest[:8], "big") / 2 ** 64 < test_fraction else "train"
 
 

@@ -14,5 +14,8 @@ from envs.base import EnvError, Environment, env_options, get_env, list_envs, re
 from envs import arithmetic as _arithmetic  # noqa: E402,F401
 from envs import gsm8k as _gsm8k  # noqa: E402,F401
 from envs import math as _math  # noqa: E402,F401
+from envs import humaneval as _humaneval  # noqa: E402,F401
+from envs import mbpp as _mbpp  # noqa: E402,F401
+from envs import synthetic_code as _synthetic_code  # noqa: E402,F401
 
 __all__ = ["EnvError", "Environment", "env_options", "get_env", "list_envs", "register_env", "take"]

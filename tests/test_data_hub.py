@@ -49,9 +49,9 @@ def test_single_file_serves_the_split_asked_for(offline):
 
 
 @pytest.mark.parametrize("data_files", [
-    str(FIXTURES / "mbpp_sanitized" / "test-00000-of-00001.parquet"),
-    [str(FIXTURES / "mbpp_sanitized" / "test-00000-of-00001.parquet")],
-    {"test": str(FIXTURES / "mbpp_sanitized" / "test-00000-of-00001.parquet")},
+    str(FIXTURES / "mbpp" / "sanitized" / "test-00000-of-00001.parquet"),
+    [str(FIXTURES / "mbpp" / "sanitized" / "test-00000-of-00001.parquet")],
+    {"test": str(FIXTURES / "mbpp" / "sanitized" / "test-00000-of-00001.parquet")},
 ])
 def test_data_files_forms(offline, data_files):
     ds = load_split("google-research-datasets/mbpp", "test", name="sanitized", data_files=data_files)
