@@ -22,46 +22,20 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
 from trainers import core
 from trainers import rollout as ro
 from trainers.config import ConfigError, parse_config, require, require_choice
-from trainers.run import RunContext
+from trainers.run import RunConfig, RunContext
 
 
 @dataclass
-class GRPOConfig:
-    model: str = "tiny"
-    """Hugging Face causal LM (local path or hub id), or `tiny` for the built-in character-level model"""
-    warm_start: bool = True
-    """with model=tiny: first train it briefly with supervision (cached; GRPO needs a non-zero pass rate)"""
-    env: str = "arithmetic"
-    """registered environment name (see `envs.list_envs()`)"""
-    env_options: dict = field(default_factory=dict)
-    """options passed to the environment, as JSON, e.g. '{"digits": 3}'"""
-    steps: int = 300
-    """optimizer steps (each on one generation batch; inner_epochs > 1 takes more updates per batch)"""
-    max_minutes: float = 4.0
-    """stop training after this many minutes even if `steps` are not done (0 = no limit)"""
-    prompts_per_step: int = 32
-    """prompts drawn per step"""
-    group_size: int = 8
-    """completions sampled per prompt (G in the paper)"""
-    max_new_tokens: int = 8
-    """longest completion, in tokens"""
-    temperature: float = 1.0
-    """sampling temperature; the trainer's log-probs use the same temperature"""
-    top_p: float = 1.0
-    """nucleus sampling"""
-    learning_rate: float = 3e-4
-    """Adam learning rate (3e-4 for the tiny model; 1e-6 .. 1e-5 is usual for billion-parameter LLMs)"""
-    weight_decay: float = 0.0
-    """AdamW weight decay"""
-    max_grad_norm: float = 1.0
-    """gradient clipping by global norm (0 = off)"""
+class GRPOConfig(RunConfig):
+    """GRPO's fields; the run fields (model, env, sampling, evaluation, ...) come from RunConfig."""
+
     beta: float = 0.0
     """KL coefficient to the reference policy (k3 estimator); 0 loads no reference model"""
     clip_eps_low: float = 0.2
@@ -76,59 +50,19 @@ class GRPOConfig:
     """token (PPO/GRPO ratios) | sequence (GSPO)"""
     scale_rewards: str = "group"
     """group | batch | none: what the advantages are divided by"""
-    reward_mode: str = "outcome"
-    """outcome | process | both: outcome reward, per-step rewards of a step verifier, or their sum"""
-    step_verifier: str = "arithmetic_steps"
-    """registered step verifier for reward_mode process/both"""
     inner_epochs: int = 1
     """optimizer steps per generation batch (mu in the GRPO paper)"""
-    minibatch_size: int = 0
-    """completions per forward/backward pass (gradient accumulation); 0 = the whole batch"""
     dynamic_sampling: bool = False
     """drop groups whose rewards are all equal and draw more prompts (DAPO)"""
     dynamic_sampling_max_draws: int = 4
     """with dynamic_sampling: at most this many generation rounds per step"""
-    mask_truncated: bool = False
-    """exclude completions cut by max_new_tokens from the loss (DAPO overlong filtering)"""
-    generation_backend: str = "auto"
-    """vllm | hf | auto (vllm when installed and the model is a path)"""
-    lora_rank: int = 0
-    """train LoRA adapters of this rank through peft (0 = full fine-tuning)"""
-    lora_alpha: int = 32
-    """LoRA scaling alpha"""
-    gradient_checkpointing: bool = False
-    """recompute activations in the backward pass to save memory"""
-    bf16: bool = False
-    """bfloat16 weights and compute (GPU only)"""
     output_dir: str = "runs/grpo"
     """where checkpoints, metrics.jsonl, report.json and plots go"""
-    checkpoint_every: int = 100
-    """save a checkpoint every N steps (and at the end, and on Ctrl-C); 0 = only at the end"""
-    resume: bool = False
-    """continue from the latest checkpoint in output_dir"""
-    seed: int = 0
-    """seed of everything (data order, sampling, initialisation)"""
-    eval_every: int = 0
-    """also evaluate pass@k every N steps during training (0 = only before and after)"""
-    eval_samples: int = 8
-    """samples per test task for pass@k before and after training (0 = no evaluation)"""
-    eval_tasks: int = 200
-    """test tasks used for evaluation (0 = the whole test split)"""
-    eval_temperature: float = 1.0
-    """sampling temperature of the evaluation"""
-    tensorboard: bool = False
-    """also write TensorBoard scalars to output_dir/tb"""
-    log_every: int = 10
-    """print a progress line every N steps"""
 
     def validate(self) -> None:
         """Fail before any work, naming the field and the rule."""
-        for name in ("steps", "prompts_per_step", "group_size", "max_new_tokens", "inner_epochs"):
-            require(getattr(self, name) >= 1, name, f"must be >= 1, got {getattr(self, name)}")
-        require(self.group_size >= 2, "group_size", "must be >= 2: a group of one has no relative advantage")
-        require(self.temperature > 0, "temperature", "must be > 0 for sampling-based RL")
-        require(0 < self.top_p <= 1, "top_p", "must be in (0, 1]")
-        require(self.learning_rate > 0, "learning_rate", "must be > 0")
+        super().validate()
+        require(self.inner_epochs >= 1, "inner_epochs", f"must be >= 1, got {self.inner_epochs}")
         require(self.beta >= 0, "beta", "must be >= 0")
         require(0 <= self.clip_eps_low < 1, "clip_eps_low", "must be in [0, 1)")
         require(self.clip_eps_high >= 0, "clip_eps_high", "must be >= 0")
@@ -137,19 +71,9 @@ class GRPOConfig:
         require_choice(self.loss_type, [*core.LOSS_AGGREGATIONS, "reinforce"], "loss_type")
         require_choice(self.importance_level, list(core.IMPORTANCE_RATIOS), "importance_level")
         require_choice(self.scale_rewards, list(core.REWARD_SCALES), "scale_rewards")
-        require_choice(self.reward_mode, ["outcome", "process", "both"], "reward_mode")
-        require_choice(self.generation_backend, ["auto", "vllm", "hf"], "generation_backend")
-        batch = self.prompts_per_step * self.group_size
-        mb = self.minibatch_size or batch
-        require(0 < mb <= batch and batch % mb == 0, "minibatch_size",
-                f"must divide prompts_per_step * group_size = {batch}, got {self.minibatch_size}")
         require(self.loss_type != "reinforce" or (self.inner_epochs == 1 and self.beta == 0), "loss_type",
                 "reinforce is on-policy without KL: needs inner_epochs = 1 and beta = 0")
-        require(self.lora_rank >= 0, "lora_rank", "must be >= 0")
-        require(not self.bf16 or torch.cuda.is_available(), "bf16", "needs a CUDA device")
-        require(self.eval_samples >= 0 and self.eval_tasks >= 0, "eval_samples", "must be >= 0")
         require(self.dynamic_sampling_max_draws >= 1, "dynamic_sampling_max_draws", "must be >= 1")
-        require(self.max_minutes >= 0, "max_minutes", "must be >= 0")
 
 
 def grpo_advantages(cfg: GRPOConfig, batch) -> torch.Tensor:

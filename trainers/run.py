@@ -16,13 +16,104 @@ import shutil
 import sys
 import time
 from contextlib import nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from trainers import rollout as ro
-from trainers.config import dump_yaml
+from trainers.config import dump_yaml, require, require_choice
 from trainers.generation import make_generator
+
+
+@dataclass
+class RunConfig:
+    """Fields every trainer has: model, environment, sampling, optimisation, I/O, evaluation."""
+
+    model: str = "tiny"
+    """Hugging Face causal LM (local path or hub id), or `tiny` for the built-in character-level model"""
+    warm_start: bool = True
+    """with model=tiny: first train it briefly with supervision (cached; GRPO needs a non-zero pass rate)"""
+    env: str = "arithmetic"
+    """registered environment name (see `envs.list_envs()`)"""
+    steps: int = 300
+    """optimizer steps (each on one generation batch; inner_epochs > 1 takes more updates per batch)"""
+    max_minutes: float = 4.0
+    """stop training after this many minutes even if `steps` are not done (0 = no limit)"""
+    prompts_per_step: int = 32
+    """prompts drawn per step"""
+    group_size: int = 8
+    """completions sampled per prompt (G in the paper)"""
+    max_new_tokens: int = 8
+    """longest completion, in tokens"""
+    temperature: float = 1.0
+    """sampling temperature; the trainer's log-probs use the same temperature"""
+    top_p: float = 1.0
+    """nucleus sampling"""
+    learning_rate: float = 3e-4
+    """Adam learning rate (3e-4 for the tiny model; 1e-6 .. 1e-5 is usual for billion-parameter LLMs)"""
+    weight_decay: float = 0.0
+    """AdamW weight decay"""
+    max_grad_norm: float = 1.0
+    """gradient clipping by global norm (0 = off)"""
+    reward_mode: str = "outcome"
+    """outcome | process | both: outcome reward, per-step rewards of a step verifier, or their sum"""
+    step_verifier: str = "arithmetic_steps"
+    """registered step verifier for reward_mode process/both"""
+    minibatch_size: int = 0
+    """completions per forward/backward pass (gradient accumulation); 0 = the whole batch"""
+    mask_truncated: bool = False
+    """exclude completions cut by max_new_tokens from the loss (DAPO overlong filtering)"""
+    generation_backend: str = "auto"
+    """vllm | hf | auto (vllm when installed and the model is a path)"""
+    lora_rank: int = 0
+    """train LoRA adapters of this rank through peft (0 = full fine-tuning)"""
+    lora_alpha: int = 32
+    """LoRA scaling alpha"""
+    gradient_checkpointing: bool = False
+    """recompute activations in the backward pass to save memory"""
+    bf16: bool = False
+    """bfloat16 weights and compute (GPU only)"""
+    output_dir: str = "runs/train"
+    """where checkpoints, metrics.jsonl, report.json and plots go"""
+    checkpoint_every: int = 100
+    """save a checkpoint every N steps (and at the end, and on Ctrl-C); 0 = only at the end"""
+    resume: bool = False
+    """continue from the latest checkpoint in output_dir"""
+    seed: int = 0
+    """seed of everything (data order, sampling, initialisation)"""
+    eval_every: int = 0
+    """also evaluate pass@k every N steps during training (0 = only before and after)"""
+    eval_samples: int = 8
+    """samples per test task for pass@k before and after training (0 = no evaluation)"""
+    eval_tasks: int = 200
+    """test tasks used for evaluation (0 = the whole test split)"""
+    eval_temperature: float = 1.0
+    """sampling temperature of the evaluation"""
+    tensorboard: bool = False
+    """also write TensorBoard scalars to output_dir/tb"""
+    log_every: int = 10
+    """print a progress line every N steps"""
+
+    def validate(self) -> None:
+        """Fail before any work, naming the field and the rule."""
+        for name in ("steps", "prompts_per_step", "group_size", "max_new_tokens"):
+            require(getattr(self, name) >= 1, name, f"must be >= 1, got {getattr(self, name)}")
+        require(self.group_size >= 2, "group_size", "must be >= 2: a group of one has no relative advantage")
+        require(self.temperature > 0, "temperature", "must be > 0 for sampling-based RL")
+        require(0 < self.top_p <= 1, "top_p", "must be in (0, 1]")
+        require(self.learning_rate > 0, "learning_rate", "must be > 0")
+        require_choice(self.reward_mode, ["outcome", "process", "both"], "reward_mode")
+        require_choice(self.generation_backend, ["auto", "vllm", "hf"], "generation_backend")
+        batch = self.prompts_per_step * self.group_size
+        mb = self.minibatch_size or batch
+        require(0 < mb <= batch and batch % mb == 0, "minibatch_size",
+                f"must divide prompts_per_step * group_size = {batch}, got {self.minibatch_size}")
+        require(self.lora_rank >= 0, "lora_rank", "must be >= 0")
+        require(not self.bf16 or torch.cuda.is_available(), "bf16", "needs a CUDA device")
+        require(self.eval_samples >= 0, "eval_samples", "must be >= 0")
+        require(self.eval_tasks >= 0, "eval_tasks", "must be >= 0")
+        require(self.max_minutes >= 0, "max_minutes", "must be >= 0")
 
 
 def _log(*args) -> None:
@@ -151,7 +242,7 @@ class RunContext:
         smaller than prompts_per_step groups; it is never padded with signal-free groups)."""
         cfg, G = self.cfg, self.cfg.group_size
         batch = self._generate(self.stream.take(cfg.prompts_per_step))
-        if not cfg.dynamic_sampling:
+        if not getattr(cfg, "dynamic_sampling", False):
             return batch
         kept, draws, timings = [], 0, batch.timings
         while True:
