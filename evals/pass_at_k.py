@@ -46,10 +46,10 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable
 
 from evals import stats
-from evals.report import (REPORT_FORMAT, ReportError, SampleStore, dataset_hash, describe, differences,
+from evals.report import (ReportError, SampleStore, build_report, dataset_hash, describe, differences,
                           format_comparison_table, format_table, load_report, package_versions, run_key,
                           write_comparison, write_report)
 from evals.sampling import Sampling, collect, completions_source, counts, select_tasks, tally
@@ -139,19 +139,6 @@ def parse_ks(spec: str | Iterable[int] | None, n: int) -> list[int]:
         raise ConfigError(f"ks: cannot read {spec!r}; expected comma-separated integers, auto or all") from None
     require(bool(ks) and all(k >= 1 for k in ks), "ks", f"values must be positive integers, got {spec!r}")
     return sorted(set(ks))
-
-
-def build_report(per_task: Mapping[str, Mapping[str, int]], ks: list[int], manifest: dict, *,
-                 confidence: float = stats.DEFAULT_CONFIDENCE, n_bootstrap: int = stats.DEFAULT_BOOTSTRAP,
-                 seed: int = 0) -> dict:
-    """Figures for every k and metric from per-task counts `{task_id: {"n", "c"}}`."""
-    ids = list(per_task)
-    ns, cs = [per_task[t]["n"] for t in ids], [per_task[t]["c"] for t in ids]
-    metrics = {m: stats.aggregate(ids, ns, cs, ks, metric=m, confidence=confidence, n_bootstrap=n_bootstrap,
-                                  seed=seed) for m in stats.METRICS}
-    return {"format": REPORT_FORMAT, "manifest": manifest, "ks": list(ks), "confidence": confidence,
-            "n_bootstrap": n_bootstrap, "bootstrap_seed": seed, "num_tasks": len(ids), "num_samples": sum(ns),
-            "metrics": metrics, "tasks": {t: dict(per_task[t]) for t in ids}}
 
 
 # --------------------------------------------------------------------------- library entry points
@@ -322,39 +309,68 @@ def _cmd_compare(cfg: EvalConfig, pair: list[str]) -> int:
     return 0
 
 
+class LazyGenerator:
+    """A `make_generator` generator built on first use: a rerun with nothing left to sample
+    (to report other ks, say) never loads the model or starts an engine."""
+
+    def __init__(self, model: str, backend: str, dtype: str, seed: int):
+        self.args, self._generator = (model, backend, dtype, seed), None
+
+    def _get(self):
+        if self._generator is None:
+            from trainers.generation import make_generator
+
+            model, backend, dtype, seed = self.args
+            self._generator = make_generator(model, backend, dtype=dtype, seed=seed)
+        return self._generator
+
+    @property
+    def tokenizer(self):
+        return self._get().tokenizer
+
+    def generate(self, prompts, n, **kw):
+        return self._get().generate(prompts, n, **kw)
+
+    def close(self) -> None:
+        if self._generator is not None:
+            self._generator.close()
+
+
+def _resolve_model(cfg: EvalConfig) -> str:
+    if cfg.model != "tiny":
+        return cfg.model
+    from trainers.tiny_model import ensure_tiny_model
+
+    return ensure_tiny_model(log=lambda msg: print(msg, file=sys.stderr))
+
+
 def _cmd_eval(cfg: EvalConfig) -> int:
+    import os
+
     import envs
 
     env = envs.get_env(cfg.env, **cfg.env_options)
-    generator, source, model_name = None, cfg.completions, None
+    generator, source, model_name, sha = None, cfg.completions, None, None
+    if source is None:
+        os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")   # stdout is the table
+        model_name = _resolve_model(cfg)
+        if cfg.backend == "auto":
+            from trainers.generation import vllm_available
+
+            cfg.backend = "vllm" if vllm_available() else "hf"
+        generator = source = LazyGenerator(model_name, cfg.backend, cfg.dtype, cfg.seed)
+    else:
+        sha = hashlib.sha256(Path(source).read_bytes()).hexdigest()
+    if cfg.output_dir is None:
+        label = Path(model_name).name if model_name else "completions"
+        key = run_key(run_config(cfg, env, model_name, sha))
+        cfg.output_dir = str(Path("runs") / "pass_at_k" / f"{cfg.env}-{label}-{key[:8]}")
     try:
-        if source is None:
-            import os
-
-            from trainers.generation import make_generator
-
-            os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")   # stdout is the table
-
-            model_name = cfg.model
-            if cfg.model == "tiny":
-                from trainers.tiny_model import ensure_tiny_model
-
-                model_name = ensure_tiny_model(log=lambda msg: print(msg, file=sys.stderr))
-            if cfg.backend == "auto":
-                from trainers.generation import vllm_available
-
-                cfg.backend = "vllm" if vllm_available() else "hf"
-            generator = source = make_generator(model_name, cfg.backend, dtype=cfg.dtype, seed=cfg.seed)
-        if cfg.output_dir is None:
-            sha = None if cfg.completions is None else hashlib.sha256(Path(cfg.completions).read_bytes()).hexdigest()
-            key = run_key(run_config(cfg, env, model_name, sha))
-            label = Path(model_name).name if model_name else "completions"
-            cfg.output_dir = str(Path("runs") / "pass_at_k" / f"{cfg.env}-{label}-{key[:8]}")
         report = run(cfg, source, env, model_name)
     finally:
         if generator is not None:
             generator.close()
-        env.verifier.close()
+        env.close()
     paths = write_report(report, cfg.output_dir, plot_png=cfg.plot)
     print(format_table(report))
     print("wrote " + ", ".join(map(str, [*paths.values(), Path(cfg.output_dir) / "samples.jsonl"])), file=sys.stderr)

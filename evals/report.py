@@ -18,7 +18,9 @@ import platform
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
+
+from evals import stats
 
 REPORT_FORMAT = "verirl.pass_at_k/1"
 NOT_VERDICT_OPTIONS = frozenset({"workers", "max_workers", "num_workers", "description"})
@@ -188,6 +190,19 @@ def _check_same_run(old: dict, new: dict, out: Path) -> None:
 
 
 # --------------------------------------------------------------------------- report.json
+
+
+def build_report(per_task: Mapping[str, Mapping[str, int]], ks: list[int], manifest: dict, *,
+                 confidence: float = stats.DEFAULT_CONFIDENCE, n_bootstrap: int = stats.DEFAULT_BOOTSTRAP,
+                 seed: int = 0) -> dict:
+    """Figures for every k and metric from per-task counts `{task_id: {"n", "c"}}`."""
+    ids = list(per_task)
+    ns, cs = [per_task[t]["n"] for t in ids], [per_task[t]["c"] for t in ids]
+    metrics = {m: stats.aggregate(ids, ns, cs, ks, metric=m, confidence=confidence, n_bootstrap=n_bootstrap,
+                                  seed=seed) for m in stats.METRICS}
+    return {"format": REPORT_FORMAT, "manifest": manifest, "ks": list(ks), "confidence": confidence,
+            "n_bootstrap": n_bootstrap, "bootstrap_seed": seed, "num_tasks": len(ids), "num_samples": sum(ns),
+            "metrics": metrics, "tasks": {t: dict(per_task[t]) for t in ids}}
 
 
 def load_report(path: str | os.PathLike) -> dict:

