@@ -182,6 +182,14 @@ def test_lazy_generator_builds_only_when_sampling(monkeypatch):
     assert built == [(("m", "hf"), {"dtype": "float32", "seed": 3})]
 
 
+def test_package_exposes_the_library_entry_points():
+    import evals
+
+    assert (evals.evaluate, evals.compare, evals.write_report) == (pk.evaluate, pk.compare, pk.write_report)
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        evals.nope
+
+
 # --------------------------------------------------------------------------- command line
 
 
