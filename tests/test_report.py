@@ -60,13 +60,17 @@ def test_store_drops_a_line_cut_off_by_an_interruption(tmp_path):
 @pytest.mark.parametrize("line,message", [
     ({"run": "someone-else", "task_id": "a", "index": 0}, "another run configuration"),
     ({"task_id": "a", "index": 0}, "another run configuration"),
+    ({"completion": "x"}, "expected a sample record with task_id and index"),
+    ([1, 2], "expected a sample record"),
+    ("RAW:{oops", "samples.jsonl:1: invalid JSON"),
     ("SELF:a:3", "sample 3 follows 0 samples"),
 ])
 def test_store_refuses_foreign_lines(tmp_path, line, message):
     store = rp.SampleStore.open(tmp_path, RUN)
     if line == "SELF:a:3":
         line = {"run": store.key, **rec("a", 3)}
-    (tmp_path / "samples.jsonl").write_text(json.dumps(line) + "\n")
+    text = line[4:] if isinstance(line, str) and line.startswith("RAW:") else json.dumps(line)
+    (tmp_path / "samples.jsonl").write_text(text + "\n")
     with pytest.raises(rp.ReportError, match=message):
         rp.SampleStore.open(tmp_path, RUN)
 
