@@ -1,0 +1,305 @@
+"""`code`: run a program against `Task.tests` in the sandbox, and judge it outside.
+
+The completion is the program (code environments assemble it, see `envs.program`).
+`Task.tests` is one of (DESIGN.md; `kind` may be left out when the fields say it):
+
+| kind | fields | passes when |
+| --- | --- | --- |
+| `assert` | `code`, `entry_point` | `check(entry_point)` from `code` returns normally after the program ran |
+| `io` | `cases: [{stdin, stdout}]` | every run exits 0 and prints the expected stdout (`io_match`) |
+| `call` | `entry_point`, `cases: [{args, kwargs?, expected}]` | every call returns the expected value |
+
+Why the verdicts cannot be forged from inside (see `verifiers.sandbox` for the limits):
+
+* `io` / `call`: stdout and return values cross the sandbox boundary as bytes and plain data
+  (`to_wire`: JSON with tagged tuples, sets, bytes ...) and are compared here, with builtin
+  types only, so an object whose `__eq__` always says True never reaches a comparison.
+  Expected values are never sent into the sandbox.
+* `assert`: the program and the tests share a process, so the exit status and every byte
+  the process writes are under the program's control. A sample passes only when the harness
+  writes a fresh random token, which the parent sends through a pipe that only the fork
+  server reads, after `check(candidate)` returned. `sys.exit(0)`, `os._exit(0)`, atexit or
+  excepthook tricks, `SystemExit` raised in the tests and printed "passed" markers all end
+  without the token. Before the tests run, builtins and trace/profile hooks are restored,
+  and with `strict_returns` the entry point's return values are copied into plain data.
+
+`info["status"]` is `passed`, `failed` (a test failed, wrong output, an early exit),
+`timeout` (CPU or wall limit), `memory` (MemoryError), `error` (an exception, a crash, the
+output cap) or `sandbox_error` (the sandbox itself failed).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import signal
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+from verifiers._sandbox_worker import WireError, from_wire, to_wire
+from verifiers.base import Task, Verdict, Verifier, VerifierError, check_batch, register_verifier
+from verifiers.sandbox import Execution, Limits, SandboxPool
+
+KINDS = ("assert", "io", "call")
+FIELDS = {"assert": {"kind", "code", "entry_point"}, "io": {"kind", "cases"},
+          "call": {"kind", "entry_point", "cases"}}
+IO_MATCH = ("exact", "lines", "tokens")
+TAIL = 2000  # characters of stderr / stdout kept in info
+
+
+def _infer_kind(tests: dict) -> str | None:
+    if "code" in tests:
+        return "assert"
+    if "cases" in tests:
+        return "call" if "entry_point" in tests else "io"
+    return None
+
+
+def parse_tests(task: Task) -> dict:
+    """Validate `task.tests`; raise `VerifierError` naming the task and the field."""
+    tests = task.tests
+    where = f"task {task.id!r}: Task.tests"
+    if not isinstance(tests, dict):
+        raise VerifierError(f"{where} must be a dict with 'kind' one of {list(KINDS)}, got {type(tests).__name__}")
+    kind = tests.get("kind", _infer_kind(tests))
+    if kind not in KINDS:
+        raise VerifierError(f"{where}['kind'] must be one of {list(KINDS)}, got {kind!r}")
+    unknown = sorted(set(tests) - FIELDS[kind])
+    if unknown:
+        raise VerifierError(f"{where}: unknown field(s) {unknown} for kind {kind!r}; valid: {sorted(FIELDS[kind])}")
+    for name in sorted(FIELDS[kind] - {"kind", "cases"}):
+        if not isinstance(tests.get(name), str) or not tests[name]:
+            raise VerifierError(f"{where}[{name!r}] must be a non-empty string for kind {kind!r}")
+    if kind == "assert":
+        return {"kind": kind, "code": tests["code"], "entry_point": tests["entry_point"]}
+    cases = tests.get("cases")
+    if not isinstance(cases, list) or not cases:
+        raise VerifierError(f"{where}['cases'] must be a non-empty list for kind {kind!r}")
+    check = _io_case if kind == "io" else _call_case
+    return {"kind": kind, "entry_point": tests.get("entry_point"),
+            "cases": [check(case, f"{where}['cases'][{i}]") for i, case in enumerate(cases)]}
+
+
+def _io_case(case, where: str) -> dict:
+    if not isinstance(case, dict) or not isinstance(case.get("stdout"), str) or not set(case) <= {"stdin", "stdout"}:
+        raise VerifierError(f"{where} must be {{'stdin': str (optional), 'stdout': str}}, got {case!r:.120}")
+    if not isinstance(case.get("stdin", ""), str):
+        raise VerifierError(f"{where}['stdin'] must be a string")
+    return {"stdin": case.get("stdin", ""), "stdout": case["stdout"]}
+
+
+def _call_case(case, where: str) -> dict:
+    if not isinstance(case, dict) or "expected" not in case or not set(case) <= {"args", "kwargs", "expected"}:
+        raise VerifierError(f"{where} must be {{'args': list, 'kwargs': dict (optional), 'expected': value}}, "
+                            f"got {case!r:.120}")
+    args, kwargs = case.get("args", []), case.get("kwargs", {})
+    if not isinstance(args, (list, tuple)) or not isinstance(kwargs, dict) or not all(isinstance(k, str) for k in kwargs):
+        raise VerifierError(f"{where}: 'args' must be a list and 'kwargs' a dict with string keys")
+    try:
+        wire = {"args": to_wire(list(args)), "kwargs": to_wire(dict(kwargs))}
+        to_wire(case["expected"])
+    except (WireError, RecursionError) as exc:
+        raise VerifierError(f"{where}: arguments and expected value must be plain data: {exc}") from None
+    return {**wire, "expected": case["expected"]}
+
+
+def match_output(got: str, expected: str, how: str) -> bool:
+    """`exact`; `lines` (trailing spaces and trailing blank lines ignored); `tokens` (whitespace-split).
+
+    >>> match_output("1 2 \\n3\\n\\n", "1 2\\n3", "lines"), match_output("1  2\\n3", "1 2 3", "tokens")
+    (True, True)
+    """
+    if how == "exact":
+        return got == expected
+    if how == "tokens":
+        return got.split() == expected.split()
+    return [ln.rstrip() for ln in got.rstrip().splitlines()] == [ln.rstrip() for ln in expected.rstrip().splitlines()]
+
+
+def same_value(got, expected) -> bool:
+    """Python `==` on plain data, with tuples and lists interchangeable (JSON has no tuples).
+
+    >>> same_value((1, [2, (3,)]), [1, [2, [3]]]), same_value(True, 1.0), same_value({1}, [1])
+    (True, True, False)
+    """
+    return _lists(got) == _lists(expected)
+
+
+def _lists(value):
+    if isinstance(value, (list, tuple)):
+        return [_lists(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _lists(v) for k, v in value.items()}
+    return value
+
+
+def _report(ex: Execution) -> dict | None:
+    """The harness's exception report, if the result channel holds one (program-controlled:
+    it only labels a failure, it never makes a pass)."""
+    try:
+        report = json.loads(ex.result.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return None
+    return report if isinstance(report, dict) and isinstance(report.get("exc"), str) else None
+
+
+@register_verifier("code")
+class CodeVerifier(Verifier):
+    """Runs programs in a bubblewrap sandbox against assert / io / call tests."""
+
+    def __init__(self, time_limit: float = 5.0, wall_time_limit: float | None = None, memory_mb: int = 1024,
+                 output_kb: int = 1024, max_processes: int = 16, file_size_mb: int = 16, tmp_size_mb: int = 64,
+                 workers: int | None = None, strict_returns: bool = True, io_match: str = "lines",
+                 partial_credit: bool = False, unsafe_no_sandbox: bool = False):
+        self.limits = Limits(time_limit, wall_time_limit, memory_mb, output_kb, max_processes, file_size_mb,
+                             tmp_size_mb)
+        if io_match not in IO_MATCH:
+            raise VerifierError(f"option io_match must be one of {list(IO_MATCH)}, got {io_match!r}")
+        if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+            raise VerifierError(f"option workers must be a positive int or None, got {workers!r}")
+        self.workers, self.unsafe_no_sandbox = workers, unsafe_no_sandbox
+        self.strict_returns, self.io_match, self.partial_credit = strict_returns, io_match, partial_credit
+        self._pool: SandboxPool | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def pool(self) -> SandboxPool:
+        with self._lock:  # built on first use: it checks for bwrap and starts workers lazily
+            if self._pool is None:
+                self._pool = SandboxPool(self.workers, self.unsafe_no_sandbox)
+            return self._pool
+
+    def verify(self, completion: str, task: Task) -> Verdict:
+        return self._judge(completion, parse_tests(task))
+
+    def verify_batch(self, completions: list[str], tasks: list[Task]) -> list[Verdict]:
+        check_batch(completions, tasks)
+        specs = [parse_tests(t) for t in tasks]  # misuse raises before anything runs
+        if len(specs) <= 1:
+            return [self._judge(c, s) for c, s in zip(completions, specs)]
+        with ThreadPoolExecutor(max_workers=min(len(specs), self.pool.size)) as threads:
+            return list(threads.map(self._judge, completions, specs))
+
+    def close(self) -> None:
+        with self._lock:
+            if self._pool is not None:
+                self._pool.close()
+                self._pool = None
+
+    # ------------------------------------------------------------------ judging
+
+    def _judge(self, program: str, spec: dict) -> Verdict:
+        if not isinstance(program, str):
+            return self._verdict(spec, "error", f"the program must be a string, got {type(program).__name__}")
+        return {"assert": self._judge_assert, "io": self._judge_io, "call": self._judge_call}[spec["kind"]](program, spec)
+
+    def _verdict(self, spec: dict, status: str, error: str | None = None, ex: Execution | None = None,
+                 passed_cases: int | None = None, **info) -> Verdict:
+        info = {"status": status, "kind": spec["kind"], **info}
+        if error:
+            info["error"] = error
+        if ex is not None:
+            info.update(cpu_s=ex.cpu_s, wall_s=round(ex.wall_s, 4))
+            if ex.stderr:
+                info["stderr"] = ex.stderr.decode("utf-8", "replace")[-TAIL:]
+        if self.unsafe_no_sandbox:
+            info["sandbox"] = "none (unsafe_no_sandbox)"
+        reward = 1.0 if status == "passed" else 0.0
+        if passed_cases is not None:
+            info.update(cases_passed=passed_cases, cases_total=len(spec["cases"]))
+            if self.partial_credit:
+                reward = passed_cases / len(spec["cases"])
+        return Verdict(reward, status == "passed", info)
+
+    def _failure(self, ex: Execution, early_exit: bool) -> tuple[str, str]:
+        """(status, error) of a run that did not produce a passing result."""
+        if ex.sandbox_error:
+            return "sandbox_error", ex.sandbox_error
+        if ex.timed_out:
+            return "timeout", f"time limit exceeded ({self.limits.time_limit:g} s CPU, {self.limits.wall_s:g} s wall)"
+        if ex.output_limited:
+            return "error", f"output limit exceeded ({self.limits.output_kb} KiB)"
+        report = _report(ex)
+        if (report and report["exc"] == "MemoryError") or b"MemoryError" in ex.stderr[-TAIL:]:
+            return "memory", f"memory limit exceeded ({self.limits.memory_mb} MiB)"
+        if report:
+            text = f"{report['exc']}: {report.get('msg', '')}"
+            if report["exc"] == "AssertionError" and report.get("where") == "tests":
+                return "failed", f"a test failed: {text}"
+            if report["exc"] == "SystemExit":
+                return "failed", f"the program exited before the tests finished ({text})"
+            return "error", text
+        if ex.signal is not None:
+            return "error", f"killed by signal {signal.Signals(ex.signal).name}"
+        if early_exit:
+            return "failed", f"the program exited (code {ex.exit_code}) before the tests finished"
+        return "error", f"the program exited with code {ex.exit_code}"
+
+    def _judge_assert(self, program: str, spec: dict) -> Verdict:
+        token = secrets.token_hex(16).encode()
+        ex = self.pool.run({"mode": "assert", "program": program, "tests": spec["code"],
+                            "entry_point": spec["entry_point"], "strict_returns": self.strict_returns},
+                           self.limits, token)
+        if ex.result == token and ex.exit_code == 0 and not ex.timed_out and not ex.output_limited:
+            return self._verdict(spec, "passed", ex=ex)
+        return self._verdict(spec, *self._failure(ex, early_exit=True), ex=ex)
+
+    def _judge_io(self, program: str, spec: dict) -> Verdict:
+        passed, first_fail, last = 0, None, None
+        for i, case in enumerate(spec["cases"]):
+            last = ex = self.pool.run({"mode": "io", "program": program, "stdin": case["stdin"]}, self.limits)
+            if ex.exit_code == 0 and not (ex.timed_out or ex.output_limited or ex.sandbox_error):
+                stdout = ex.stdout.decode("utf-8", "replace")
+                if match_output(stdout, case["stdout"], self.io_match):
+                    passed += 1
+                    continue
+                failure = ("failed", f"case {i}: wrong output", {"stdout": stdout[:TAIL]})
+            else:
+                status, error = self._failure(ex, early_exit=False)
+                failure = (status, f"case {i}: {error}", {})
+            first_fail = first_fail or failure
+            if not self.partial_credit:
+                break
+        if first_fail is None:
+            return self._verdict(spec, "passed", ex=last, passed_cases=passed)
+        status, error, extra = first_fail
+        return self._verdict(spec, status, error, ex=last, passed_cases=passed, **extra)
+
+    def _judge_call(self, program: str, spec: dict) -> Verdict:
+        cases = [{"args": c["args"], "kwargs": c["kwargs"]} for c in spec["cases"]]  # never the expected values
+        ex = self.pool.run({"mode": "call", "program": program, "entry_point": spec["entry_point"], "cases": cases},
+                           self.limits)
+        ran = ex.exit_code == 0 and not (ex.timed_out or ex.output_limited or ex.sandbox_error)
+        if not ran:
+            return self._verdict(spec, *self._failure(ex, early_exit=False), ex=ex, passed_cases=0)
+        try:
+            results = json.loads(ex.result.decode("utf-8"))["results"]
+        except (UnicodeDecodeError, ValueError, RecursionError, KeyError, TypeError):
+            results = None
+        if not isinstance(results, list) or len(results) != len(cases):
+            return self._verdict(spec, "error", "malformed results from the harness", ex=ex, passed_cases=0)
+        return self._compare_calls(spec, results, ex)
+
+    def _compare_calls(self, spec: dict, results: list, ex: Execution) -> Verdict:
+        passed, first_fail = 0, None
+        for i, (case, result) in enumerate(zip(spec["cases"], results)):
+            failure = None
+            if isinstance(result, dict) and "ok" in result:
+                try:
+                    got = from_wire(result["ok"])
+                except (WireError, RecursionError) as exc:
+                    failure = ("error", f"case {i}: malformed return value: {exc}")
+                else:
+                    if same_value(got, case["expected"]):
+                        passed += 1
+                        continue
+                    failure = ("failed", f"case {i}: returned {got!r:.200}, expected {case['expected']!r:.200}")
+            elif isinstance(result, dict) and isinstance(result.get("exc"), str):
+                status = "memory" if result["exc"] == "MemoryError" else "error"
+                failure = (status, f"case {i}: {result['exc']}: {str(result.get('msg', ''))[:300]}")
+            else:
+                failure = ("error", f"case {i}: malformed result")
+            first_fail = first_fail or failure
+        if first_fail is None:
+            return self._verdict(spec, "passed", ex=ex, passed_cases=passed)
+        return self._verdict(spec, *first_fail, ex=ex, passed_cases=passed)

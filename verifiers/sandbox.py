@@ -1,0 +1,327 @@
+"""Run untrusted programs in a pool of warm bubblewrap sandboxes.
+
+Each worker is one `bwrap` process holding a fork server (`verifiers/_sandbox_worker.py`):
+starting it costs one interpreter start, and every program after that costs three `fork`s
+(see the worker's docstring for the process tree). `SandboxPool.run` hands a request to a
+free worker; the `code` verifier runs one request per sample per test, spread over the pool.
+
+What the sandbox protects against (with bubblewrap, the default):
+
+* Reading the host: the program sees `/usr`, the Python installation and its site-packages,
+  read-only, and nothing else -- not the home directory, the caller's working directory, the
+  host's `/tmp`, `/etc`, or the files of other samples. `/proc` is an empty directory and the
+  environment is a fixed minimal set.
+* Writing the host: the root is read-only; `/tmp` and `/dev/shm` are private tmpfs mounts,
+  capped at `tmp_size_mb` and discarded with the sample.
+* Network: the sandbox has its own network namespace with no interfaces but loopback, so no
+  host listener (loopback included) and no outside address is reachable.
+* Other processes: each sample has its own user, pid, mount and IPC namespaces. It cannot
+  see or signal the worker, the host or other samples (`kill(-1, SIGKILL)` reaches only its
+  own processes), and when the sample ends its namespace's init exits, so the kernel kills
+  everything left in it: daemons, double forks and `setsid` included.
+* Privileges: the program runs as an unprivileged uid (65534 when the caller is root), with
+  no capabilities (bounding set emptied) and `no_new_privs`.
+* Exhaustion: CPU seconds (`RLIMIT_CPU`, plus a wall-clock cap), address space, file size,
+  open files, processes and threads (`RLIMIT_NPROC`, counted inside the sample's own user
+  namespace), and the bytes of output are all capped. Verdicts use CPU time, not wall
+  time, so machine load does not change them (the wall cap is a generous backstop).
+* Forged verdicts: see `verifiers.code` -- `io` and `call` results are compared in this
+  process and their expected values never enter the sandbox; `assert` passes only when the
+  harness writes a per-sample token after `check(candidate)` returned.
+
+What it does not protect against:
+
+* Kernel bugs. Namespaces and rlimits share the host kernel; there is no seccomp filter.
+  A kernel exploit reachable from an unprivileged user namespace escapes. Use a VM or gVisor
+  for adversaries stronger than an RL policy.
+* Total memory: `RLIMIT_AS` is per process, so the bound is `max_processes x memory_mb`
+  per worker (no cgroups). CPU contention between workers shows in wall time only.
+* Reading its own memory. The `assert` token lives in raw memory outside Python's object
+  graph and `/proc/self/mem` is hidden, but a program that uses `ctypes` (reachable from
+  the harness's frames even without importing it) can read the token and forge a pass.
+  The asserts themselves also run in the program's process: values they reach other than
+  the entry point's return value (a mutated argument, a monkeypatched standard module, a
+  redefined helper of the prompt) can fool them. Use `call` or `io` tests when that matters.
+* The fork server runs as root inside the sandbox with CAP_SETUID/SETGID/KILL (to switch to
+  the sandbox uid and end samples); it never runs program code.
+* `unsafe_no_sandbox=True` keeps only the rlimits and a scratch directory: the program can
+  read and write the host, use the network, and leave processes behind. Trusted code only.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import queue
+import select
+import shutil
+import signal
+import site
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass
+
+from verifiers import _sandbox_worker as worker
+from verifiers.base import VerifierError
+
+SANDBOX_UID = 65534                  # nobody: the programs' uid on the host when we run as root
+START_TIMEOUT_S = 30.0
+REPLY_SLACK_S = 10.0                 # beyond the wall cap, before a worker counts as hung
+INSTALL_HINT = ("bubblewrap (`bwrap`) is required to run model code safely; install it with "
+                "`apt-get install bubblewrap` (Debian/Ubuntu) or `dnf install bubblewrap` (Fedora), "
+                "or pass unsafe_no_sandbox=True to run with resource limits only (trusted code only)")
+
+
+class SandboxError(RuntimeError):
+    """The sandbox itself failed (not the program)."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Limits of one execution (the `code` verifier's options of the same names)."""
+
+    time_limit: float = 5.0               # CPU seconds, enforced in whole seconds (rounded up)
+    wall_time_limit: float | None = None  # wall-clock backstop; default 2 * time_limit + 5
+    memory_mb: int = 1024                 # address space per process
+    output_kb: int = 1024                 # stdout + stderr + results, together
+    max_processes: int = 16               # processes and threads of the program at once
+    file_size_mb: int = 16                # largest file the program may write
+    tmp_size_mb: int = 64                 # its private /tmp
+    open_files: int = 256
+
+    def __post_init__(self) -> None:
+        for name, value in vars(self).items():
+            if value is None and name == "wall_time_limit":
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or not math.isfinite(value):
+                raise VerifierError(f"option {name} must be a positive number, got {value!r}")
+
+    @property
+    def wall_s(self) -> float:
+        return self.wall_time_limit if self.wall_time_limit is not None else 2 * self.time_limit + 5
+
+    def for_worker(self) -> dict:
+        mib = 1 << 20
+        return {"cpu_s": self.time_limit, "wall_s": self.wall_s, "memory_bytes": int(self.memory_mb * mib),
+                "output_bytes": int(self.output_kb * 1024), "processes": int(self.max_processes),
+                "file_bytes": int(self.file_size_mb * mib), "tmp_bytes": int(self.tmp_size_mb * mib),
+                "open_files": int(self.open_files)}
+
+
+@dataclass
+class Execution:
+    """One run of a program, as the trusted parent sees it."""
+
+    exit_code: int | None = None   # None when killed by a signal or never started
+    signal: int | None = None
+    timed_out: bool = False        # CPU limit (SIGXCPU, or SIGKILL at the hard limit) or wall cap
+    output_limited: bool = False
+    cpu_s: float | None = None
+    wall_s: float = 0.0
+    stdout: bytes = b""
+    stderr: bytes = b""
+    result: bytes = b""            # the harness channel: token, call results or an exception report
+    sandbox_error: str | None = None
+
+    @classmethod
+    def from_reply(cls, reply: dict, limits: Limits) -> "Execution":
+        if reply.get("error") or reply.get("setup_error"):
+            return cls(sandbox_error=reply.get("error") or reply["setup_error"])
+        ex = cls(cpu_s=reply["cpu_s"], wall_s=reply["wall_s"], stdout=reply["out"].encode("latin-1"),
+                 stderr=reply["err"].encode("latin-1"), result=reply["res"].encode("latin-1"),
+                 output_limited=reply["reason"] == "output", timed_out=reply["reason"] == "timeout")
+        status = reply["status"]
+        if status is None:
+            if reply["reason"] is None:
+                ex.sandbox_error = "the program's process reported no exit status"
+            return ex
+        if os.WIFSIGNALED(status):
+            ex.signal = os.WTERMSIG(status)
+            cpu_cap = max(1, math.ceil(limits.time_limit))
+            ex.timed_out |= ex.signal == signal.SIGXCPU or (ex.signal == signal.SIGKILL and (ex.cpu_s or 0) >= cpu_cap)
+        else:
+            ex.exit_code = os.WEXITSTATUS(status)
+        return ex
+
+
+def bwrap_path() -> str | None:
+    return shutil.which("bwrap") or (os.path.exists("/usr/bin/bwrap") and "/usr/bin/bwrap") or None
+
+
+def _python_paths() -> tuple[str, list[str], list[str]]:
+    """The interpreter, the trees it needs (read-only in the sandbox), and site-packages."""
+    python = os.path.realpath(sys.executable)
+    sites = [p for p in site.getsitepackages() if os.path.isdir(p)]
+    trees = [sys.base_prefix, sys.base_exec_prefix, os.path.dirname(python), *sites]
+    keep: list[str] = []
+    for tree in sorted({os.path.realpath(t) for t in trees}, key=len):
+        if not tree.startswith("/usr/") and not any(tree.startswith(k + "/") for k in keep):
+            keep.append(tree)
+    return python, keep, sites
+
+
+def sandbox_command(bwrap: str) -> tuple[list[str], dict]:
+    """The bwrap command line of one worker, and the worker's config."""
+    python, trees, sites = _python_paths()
+    argv = [bwrap, "--ro-bind", "/usr", "/usr"]
+    for name in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
+        path = "/" + name
+        if os.path.islink(path):
+            argv += ["--symlink", os.readlink(path), path]
+        elif os.path.isdir(path):
+            argv += ["--ro-bind", path, path]
+    for tree in trees:
+        argv += ["--ro-bind", tree, tree]
+    argv += ["--ro-bind", worker.__file__, "/sandbox/worker.py", "--dev", "/dev", "--proc", "/proc",
+             "--dir", "/tmp", "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts",
+             "--unshare-cgroup-try", "--new-session", "--clearenv", "--chdir", "/"]
+    for key, value in _ENV.items():
+        argv += ["--setenv", key, value]
+    root = os.geteuid() == 0
+    if root:  # keep only what the fork server needs to switch programs to SANDBOX_UID
+        argv += ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", "--cap-add", "CAP_KILL"]
+    else:
+        argv += ["--unshare-user"]
+    argv += ["--remount-ro", "/", "--", python, *_PY_FLAGS, "/sandbox/worker.py"]
+    return argv, {"isolate": True, "uid": SANDBOX_UID if root else None, "site": sites}
+
+
+def unsafe_command() -> tuple[list[str], dict]:
+    python, _, sites = _python_paths()
+    return [python, *_PY_FLAGS, worker.__file__], {"isolate": False, "uid": None, "site": sites}
+
+
+# -S: no site import (we add site-packages ourselves, without .pth side effects); -s: no user
+# site; -B: no .pyc writes. Not -I/-E: PYTHONHASHSEED must apply, for reproducible verdicts.
+_PY_FLAGS = ("-S", "-s", "-B", "-X", "utf8")
+_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "PYTHONHASHSEED": "0", "HOME": "/tmp"}
+
+
+class _Worker:
+    """One warm fork server, spoken to over length-prefixed JSON on its stdin/stdout."""
+
+    def __init__(self, argv: list[str], cfg: dict):
+        self.token_r, self.token_w = os.pipe()
+        self.errlog = tempfile.TemporaryFile()
+        env = dict(_ENV, HOME=tempfile.gettempdir())
+        self.proc = subprocess.Popen([*argv, json.dumps({**cfg, "token_fd": self.token_r})],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.errlog,
+                                     pass_fds=(self.token_r,), env=env, cwd="/", bufsize=0,
+                                     start_new_session=True)
+        os.close(self.token_r)
+        hello = self._read(time.monotonic() + START_TIMEOUT_S)
+        if not hello or not hello.get("ready"):
+            self.kill()
+            raise SandboxError(f"the sandbox did not start: {self.stderr_tail() or 'no output'}")
+
+    def run(self, request: dict, token: bytes, wall_s: float) -> dict:
+        try:
+            if token:
+                os.write(self.token_w, token)
+            worker.write_msg(self.proc.stdin.fileno(), request)
+        except OSError as exc:
+            raise SandboxError(f"the sandbox worker is gone ({exc}): {self.stderr_tail()}") from None
+        reply = self._read(time.monotonic() + wall_s + REPLY_SLACK_S)
+        if reply is None:
+            raise SandboxError(f"the sandbox worker did not answer: {self.stderr_tail() or 'no output'}")
+        return reply
+
+    def _read(self, deadline: float) -> dict | None:
+        fd, data, need = self.proc.stdout.fileno(), bytearray(), 4
+        while len(data) < need:
+            if not select.select([fd], [], [], max(0.0, deadline - time.monotonic()))[0]:
+                return None
+            chunk = os.read(fd, need - len(data))
+            if not chunk:
+                return None
+            data += chunk
+            if need == 4 and len(data) == 4:
+                need += int.from_bytes(data, "big")
+        return json.loads(bytes(data[4:]))
+
+    def stderr_tail(self, n: int = 2000) -> str:
+        self.errlog.seek(0)
+        return self.errlog.read().decode("utf-8", "replace")[-n:].strip()
+
+    def close(self, timeout: float = 5.0) -> None:
+        """End of input makes the fork server exit, and with it the whole sandbox."""
+        for f in (self.proc.stdin, self.proc.stdout):
+            f.close()
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+        self._release()
+
+    def kill(self) -> None:
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        for f in (self.proc.stdin, self.proc.stdout):
+            f.close()  # the fork server sees end of input and takes its sandbox down
+        self.proc.wait()
+        self._release()
+
+    def _release(self) -> None:
+        if self.token_w >= 0:
+            os.close(self.token_w)
+            self.token_w = -1
+        self.errlog.close()
+
+
+class SandboxPool:
+    """`workers` warm sandboxes (default: one per core), started on first use; thread-safe."""
+
+    def __init__(self, workers: int | None = None, unsafe_no_sandbox: bool = False):
+        if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+            raise VerifierError(f"option workers must be a positive int or None, got {workers!r}")
+        self.size = workers or os.cpu_count() or 1
+        self.unsafe = bool(unsafe_no_sandbox)
+        if self.unsafe:
+            warnings.warn("unsafe_no_sandbox=True: model code runs WITHOUT isolation (rlimits only); it can "
+                          "read and write this machine's files, use the network and leave processes behind",
+                          RuntimeWarning, stacklevel=3)
+            self.argv, self.cfg = unsafe_command()
+        else:
+            bwrap = bwrap_path()
+            if bwrap is None:
+                raise VerifierError(INSTALL_HINT)
+            self.argv, self.cfg = sandbox_command(bwrap)
+        self._idle: queue.Queue = queue.Queue()
+        for _ in range(self.size):
+            self._idle.put(None)  # a slot whose worker starts on first use
+        self._closed = False
+
+    def run(self, request: dict, limits: Limits, token: bytes = b"") -> Execution:
+        """Run one request (`mode`, `program`, ... see the worker's harnesses) on a free worker."""
+        if self._closed:
+            raise VerifierError("this sandbox pool is closed")
+        slot: _Worker | None = self._idle.get()
+        try:
+            if slot is None:
+                slot = _Worker(self.argv, self.cfg)
+            reply = slot.run({**request, "limits": limits.for_worker(), "token_len": len(token)}, token, limits.wall_s)
+            return Execution.from_reply(reply, limits)
+        except SandboxError as exc:
+            if slot is not None:
+                slot.kill()
+                slot = None
+            return Execution(sandbox_error=str(exc))
+        finally:
+            self._idle.put(slot)
+
+    def close(self) -> None:
+        self._closed = True
+        for _ in range(self.size):
+            slot = self._idle.get()
+            if slot is not None:
+                slot.close()
+
+    def __del__(self) -> None:
+        if not getattr(self, "_closed", True):
+            self.close()
