@@ -19,6 +19,7 @@ from verifiers.interop import as_trl_reward
 # Built-in verifiers register themselves on import.
 from verifiers import format as _format  # noqa: E402,F401
 from verifiers import math as _math  # noqa: E402,F401
+from verifiers import process as _process  # noqa: E402,F401
 from verifiers import code as _code  # noqa: E402,F401
 
 
