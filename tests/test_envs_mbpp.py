@@ -68,6 +68,7 @@ def test_bad_options(options, field):
         get_env("mbpp", **options)
 
 
+@pytest.mark.slow
 def test_round_trip_through_the_sandbox():
     env = get_env("mbpp", path=CLONE)
     tasks = env.tasks("test")

@@ -70,6 +70,7 @@ def test_bad_options(options, field):
         get_env("synthetic_code", **options)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("options", [{}, {"style": "instruct"}, {"spec": "examples", "degree": 2, "test_size": 10}])
 def test_round_trip_through_the_sandbox(options):
     env = get_env("synthetic_code", **options)
