@@ -57,6 +57,8 @@ class Rollout:
     truncated: Tensor               # (B,) bool, finished by max_new_tokens
     gen_logprobs: Tensor | None     # (B, T) generator's log-probs of the sampled tokens, if any
     timings: dict = field(default_factory=dict)
+    step_rewards: list[list[float]] | None = None  # per completion, with reward_mode process/both
+    step_ends: list[list[int]] | None = None        # completion-token index where each step ends
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -74,7 +76,7 @@ def generate_and_verify(generator, env, tasks: list[Task], group_size: int, *, t
                         max_new_tokens: int, seed: int | None) -> tuple[list[Task], list[Sample], list[Verdict], dict]:
     """Sample `group_size` completions per task and score them with the env's verifier."""
     t0 = time.perf_counter()
-    groups = generator.generate([env.render(t) for t in tasks], group_size, temperature=temperature,
+    groups = generator.generate([env.render(t, generator.tokenizer) for t in tasks], group_size, temperature=temperature,
                                 top_p=top_p, max_new_tokens=max_new_tokens, seed=seed)
     t1 = time.perf_counter()
     rows = [(task, s) for task, group in zip(tasks, groups) for s in group]

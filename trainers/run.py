@@ -36,6 +36,8 @@ class RunConfig:
     """with model=tiny: first train it briefly with supervision (cached; GRPO needs a non-zero pass rate)"""
     env: str = "arithmetic"
     """registered environment name (see `envs.list_envs()`)"""
+    env_options: dict = field(default_factory=dict)
+    """options passed to the environment, as JSON, e.g. '{"digits": 3}'"""
     steps: int = 300
     """optimizer steps (each on one generation batch; inner_epochs > 1 takes more updates per batch)"""
     max_minutes: float = 4.0
@@ -116,6 +118,16 @@ class RunConfig:
         require(self.max_minutes >= 0, "max_minutes", "must be >= 0")
 
 
+# An environment may generate an endless train stream; the trainer cycles over its first
+# TRAIN_TASKS_CAP tasks, which keeps the data position (and so resuming) exact.
+TRAIN_TASKS_CAP = 100_000
+
+
+def _kl_to_reference(cfg) -> bool:
+    """Whether the trainer penalises KL to a reference policy (GRPO's beta, PPO's kl_coef)."""
+    return getattr(cfg, "beta", 0) > 0 or getattr(cfg, "kl_coef", 0) > 0
+
+
 def _log(*args) -> None:
     print(*args, file=sys.stderr, flush=True)
 
@@ -141,6 +153,10 @@ class RunContext:
         self.out = Path(cfg.output_dir)
         self.step, self.start = 0, time.perf_counter()
         self.history: list[dict] = []
+        # name -> object with state_dict/load_state_dict that checkpoints also hold (PPO's critic
+        # and its optimizer); see `add_state`.
+        self.extra_state: dict = {}
+        self._unclaimed_state: dict = {}
 
     # ------------------------------------------------------------------ set-up
     @classmethod
@@ -161,7 +177,7 @@ class RunContext:
             ctx.tokenizer.pad_token = ctx.tokenizer.eos_token
         model = AutoModelForCausalLM.from_pretrained(ctx.model_path, dtype=dtype).to(ctx.device)
         ctx.ref_model = None
-        if cfg.beta > 0 and cfg.lora_rank == 0:
+        if _kl_to_reference(cfg) and cfg.lora_rank == 0:
             ctx.ref_model = copy.deepcopy(model).eval().requires_grad_(False)
         if cfg.lora_rank:
             from peft import LoraConfig, get_peft_model
@@ -174,7 +190,7 @@ class RunContext:
         ctx.model = model
         ctx.optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.learning_rate,
                                           weight_decay=cfg.weight_decay)
-        ctx.stream = ro.TaskStream(list(ctx.env.tasks("train")), cfg.seed)
+        ctx.stream = ro.TaskStream(envs.take(ctx.env.tasks("train"), TRAIN_TASKS_CAP), cfg.seed)
         ctx.step_verifier = ctx._step_verifier()
         if cfg.resume:
             ctx._load_latest_checkpoint()
@@ -257,17 +273,18 @@ class RunContext:
             timings = {k: timings[k] + batch.timings[k] for k in timings}
         rows = [(b, i) for b in kept for i in range(len(b))][: cfg.prompts_per_step * G]
         if not rows:
-            return batch.select([])
-        merged = ro.collate([b.tasks[i] for b, i in rows], [b.samples[i] for b, i in rows],
-                            [b.verdicts[i] for b, i in rows], self.tokenizer.pad_token_id, cfg.mask_truncated, timings)
-        if self.step_verifier is not None:
-            self._add_step_rewards(merged)
-        merged.timings["draws"] = draws
+            merged = batch.select([])
+        else:
+            merged = ro.collate([b.tasks[i] for b, i in rows], [b.samples[i] for b, i in rows],
+                                [b.verdicts[i] for b, i in rows], self.tokenizer.pad_token_id, cfg.mask_truncated)
+            if self.step_verifier is not None:
+                self._add_step_rewards(merged)
+        merged.timings = {**timings, "draws": draws}
         return merged
 
     def ref_logprobs(self, batch: ro.Rollout) -> torch.Tensor | None:
         """Reference-policy log-probs (B, T), or None when beta (or kl_coef) is 0."""
-        if getattr(self.cfg, "beta", 0) == 0 and getattr(self.cfg, "kl_coef", 0) == 0:
+        if not _kl_to_reference(self.cfg):
             return None
         with torch.no_grad():
             if self.ref_model is not None:
@@ -323,12 +340,20 @@ class RunContext:
         torch.save({"trainable": trainable, "optimizer": self.optimizer.state_dict(), "step": self.step,
                     "data_position": self.stream.position, "elapsed_s": time.perf_counter() - self.start,
                     "rng": {"python": random.getstate(), "torch": torch.get_rng_state(),
-                            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}},
+                            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
+                    "extra": {name: obj.state_dict() for name, obj in self.extra_state.items()}},
                    path / "state.pt")
         (path / "config.yaml").write_text(dump_yaml(self.cfg))
         for old in sorted(self.out.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))[:-2]:
             shutil.rmtree(old)  # keep the two newest
         return path
+
+    def add_state(self, name: str, obj) -> None:
+        """Checkpoint `obj` (anything with state_dict/load_state_dict) with the run, as `name`;
+        after a resume it is restored right here, so call this before training starts."""
+        self.extra_state[name] = obj
+        if name in self._unclaimed_state:
+            obj.load_state_dict(self._unclaimed_state.pop(name))
 
     def _load_latest_checkpoint(self) -> None:
         ckpts = sorted(self.out.glob("checkpoint-*/state.pt"), key=lambda p: int(p.parent.name.split("-")[1]))
@@ -340,6 +365,7 @@ class RunContext:
             for name, value in state["trainable"].items():
                 params[name].copy_(value)
         self.optimizer.load_state_dict(state["optimizer"])
+        self._unclaimed_state = dict(state.get("extra", {}))
         self.step, self.stream.position = state["step"], state["data_position"]
         self.start -= state["elapsed_s"]
         random.setstate(state["rng"]["python"])

@@ -1,0 +1,114 @@
+"""Rollout plumbing: batch layout, padding-independent log-probs, the resumable task stream."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from trainers import rollout as ro
+from trainers.generation import Sample, _split_completion
+from trainers.run import char_to_token_ends
+from verifiers import Task, Verdict
+
+
+def _sample(prompt, completion, reason="stop", logprobs=None):
+    return Sample(text="", token_ids=completion, logprobs=logprobs, finish_reason=reason, prompt_token_ids=prompt)
+
+
+def _tasks(n):
+    return [Task(id=f"t{i}", prompt="p") for i in range(n)]
+
+
+def test_collate_layout_left_pads_prompts_right_pads_completions():
+    samples = [_sample([1, 5], [7, 8, 2]), _sample([1, 5, 6, 9], [7], reason="length")]
+    verdicts = [Verdict(1.0, True, {}), Verdict(0.0, False, {})]
+    b = ro.collate(_tasks(2), samples, verdicts, pad_id=0, mask_truncated=False)
+    # P = 4 (longest prompt), T = 3 (longest completion)
+    assert b.prompt_width == 4
+    assert b.input_ids.tolist() == [[0, 0, 1, 5, 7, 8, 2], [1, 5, 6, 9, 7, 0, 0]]
+    assert b.attention_mask.tolist() == [[0, 0, 1, 1, 1, 1, 1], [1, 1, 1, 1, 1, 0, 0]]
+    assert b.completion_mask.tolist() == [[1, 1, 1], [1, 0, 0]]
+    assert b.rewards.tolist() == [1.0, 0.0]
+    assert b.truncated.tolist() == [False, True]
+    assert b.gen_logprobs is None
+
+
+def test_collate_mask_truncated_zeroes_truncated_rows_only():
+    samples = [_sample([1], [4, 2], logprobs=[-0.5, -0.25]), _sample([1], [4, 4], "length", logprobs=[-1.0, -2.0])]
+    b = ro.collate(_tasks(2), samples, [Verdict(1.0, True, {})] * 2, pad_id=0, mask_truncated=True)
+    assert b.completion_mask.tolist() == [[1, 1], [0, 0]]
+    assert b.gen_logprobs.tolist() == [[-0.5, -0.25], [-1.0, -2.0]]
+
+
+def test_select_keeps_rows_aligned():
+    samples = [_sample([1], [i + 3]) for i in range(4)]
+    verdicts = [Verdict(float(i), False, {}) for i in range(4)]
+    b = ro.collate(_tasks(4), samples, verdicts, pad_id=0, mask_truncated=False).select([3, 1])
+    assert b.rewards.tolist() == [3.0, 1.0]
+    assert [t.id for t in b.tasks] == ["t3", "t1"]
+    assert b.input_ids[:, -1].tolist() == [6, 4]
+
+
+@pytest.mark.parametrize("ids, eos, pad, expected", [
+    ([5, 6, 2, 0, 0], {2}, 0, ([5, 6, 2], "stop")),     # stops at EOS, keeps it
+    ([5, 6, 7], {2}, 0, ([5, 6, 7], "length")),          # ran out of tokens
+    ([2, 5], {2, 9}, 0, ([2], "stop")),                  # EOS first: empty answer + EOS
+    ([5, 9, 2], {2, 9}, 0, ([5, 9], "stop")),            # any of several EOS ids
+    ([5, 2, 2], {2}, 2, ([5, 2], "stop")),               # pad == eos (common for LLMs)
+])
+def test_split_completion(ids, eos, pad, expected):
+    assert _split_completion(ids, eos, pad) == expected
+
+
+def test_completion_logprobs_do_not_depend_on_padding(tiny_model_path):
+    """Each row's log-probs in a padded batch equal those of the row run alone, unpadded."""
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_path).eval()
+    samples = [_sample([1, 5, 6], [7, 8, 2]), _sample([1, 9, 10, 11, 12, 13], [14]), _sample([1], [4, 5, 6])]
+    batch = ro.collate(_tasks(3), samples, [Verdict(0.0, False, {})] * 3, pad_id=0, mask_truncated=False)
+    with torch.no_grad():
+        logp, entropy = ro.completion_logprobs(model, batch, temperature=0.7, with_entropy=True)
+        for i, s in enumerate(samples):
+            ids = torch.tensor([s.prompt_token_ids + s.token_ids])
+            logits = model(ids).logits[0, len(s.prompt_token_ids) - 1:-1] / 0.7
+            ref = torch.log_softmax(logits, -1).gather(-1, torch.tensor(s.token_ids)[:, None])[:, 0]
+            assert torch.allclose(logp[i, :len(s.token_ids)], ref, atol=1e-5)
+    assert entropy.shape == logp.shape and (entropy >= 0).all()
+
+
+def test_task_stream_is_deterministic_and_resumable():
+    tasks = _tasks(5)
+    a = ro.TaskStream(tasks, seed=3)
+    first = [t.id for t in a.take(12)]           # crosses two epoch boundaries
+    assert sorted(first[:5]) == sorted(t.id for t in tasks)   # each epoch is a permutation
+    assert sorted(first[5:10]) == sorted(t.id for t in tasks)
+    b = ro.TaskStream(tasks, seed=3)
+    b.take(7)
+    resumed = ro.TaskStream(tasks, seed=3, position=b.position)
+    assert [t.id for t in resumed.take(5)] == first[7:12]
+    assert [t.id for t in ro.TaskStream(tasks, seed=4).take(12)] != first
+
+
+def test_task_stream_refuses_empty_split():
+    with pytest.raises(ValueError, match="empty"):
+        ro.TaskStream([], seed=0)
+
+
+def test_minibatches_cover_every_row_once():
+    parts = ro.minibatches(10, 4, torch.Generator().manual_seed(0))
+    assert [len(p) for p in parts] == [4, 4, 2]
+    assert sorted(sum(parts, [])) == list(range(10))
+    assert ro.minibatches(4, 2) == [[0, 1], [2, 3]]
+
+
+def test_char_to_token_ends_maps_step_offsets_to_tokens(tiny_model_path):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_path)
+    ids = tok("12+3=15", add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+    # steps end after "12+3" (char 4) and after "12+3=15" (char 7): tokens 3 and 6 (0-based)
+    assert char_to_token_ends(tok, ids, [4, 7]) == [3, 6]
+    # an offset past the text lands on the last token
+    assert char_to_token_ends(tok, ids, [100]) == [len(ids) - 1]
