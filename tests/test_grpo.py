@@ -171,3 +171,41 @@ def test_vllm_generation_stays_in_sync_with_the_trainer(tmp_path, tiny_model_pat
     assert len(lines) == 3
     for m in lines:
         assert m["logprob_gap_max"] < 1e-3, m
+
+
+def test_process_advantages_penalise_the_wrong_step():
+    """GRPO with process supervision (reward_mode=process): in a group where one completion
+    gets the first step wrong, that step's tokens get a lower advantage than the same tokens of a
+    correct completion, and the shared correct second step is rewarded alike."""
+    from trainers import rollout as ro
+    from trainers.grpo import grpo_advantages
+    from trainers.tiny_model import DEFAULT_ALPHABET, build_tokenizer
+    from verifiers import get_verifier
+
+    tok = build_tokenizer(DEFAULT_ALPHABET + ";")
+    texts = ["2+3=5;5*2=10", "2+3=6;5*2=10"]
+    samples = []
+    for t in texts:
+        ids = tok(t, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+        samples.append(Sample_(t, ids))
+    task = Task(id="t", prompt="(2+3)*2=", answer="10")
+    batch = ro.collate([task, task], samples, [Verdict(1.0, True, {}), Verdict(1.0, True, {})], pad_id=0,
+                       mask_truncated=False)
+    ro.add_step_rewards(batch, get_verifier("arithmetic_steps", separator=";", aggregate="min"), tok)
+    assert batch.step_rewards == [[1.0, 1.0], [0.0, 1.0]]
+    assert batch.step_ends == [[4, 11], [4, 11]]   # "2+3=5" ends at token 4, the whole text at 11
+    cfg = GRPOConfig(group_size=2, reward_mode="process")
+    adv = grpo_advantages(cfg, batch)
+    # step rewards of the group: [1, 1, 0, 1], mean 0.75, sample std 0.5: normalised
+    # [0.5, 0.5, -1.5, 0.5]; first-step tokens get the sum of both steps: 1.0 vs -1.0.
+    assert torch.allclose(adv[0, :5], torch.full((5,), 1.0), atol=1e-3)
+    assert torch.allclose(adv[1, :5], torch.full((5,), -1.0), atol=1e-3)
+    assert torch.allclose(adv[0, 5:12], adv[1, 5:12])
+    # outcome rewards are equal, so "both" adds nothing to the process advantages here
+    assert torch.allclose(grpo_advantages(GRPOConfig(group_size=2, reward_mode="both"), batch), adv)
+
+
+def Sample_(text, ids):
+    from trainers.generation import Sample
+
+    return Sample(text=text, token_ids=ids, logprobs=None, finish_reason="stop", prompt_token_ids=[1])

@@ -7,7 +7,6 @@ import torch
 
 from trainers import rollout as ro
 from trainers.generation import Sample, _split_completion
-from trainers.run import char_to_token_ends
 from verifiers import Task, Verdict
 
 
@@ -109,6 +108,6 @@ def test_char_to_token_ends_maps_step_offsets_to_tokens(tiny_model_path):
     tok = AutoTokenizer.from_pretrained(tiny_model_path)
     ids = tok("12+3=15", add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
     # steps end after "12+3" (char 4) and after "12+3=15" (char 7): tokens 3 and 6 (0-based)
-    assert char_to_token_ends(tok, ids, [4, 7]) == [3, 6]
+    assert ro.char_to_token_ends(tok, ids, [4, 7]) == [3, 6]
     # an offset past the text lands on the last token
-    assert char_to_token_ends(tok, ids, [100]) == [len(ids) - 1]
+    assert ro.char_to_token_ends(tok, ids, [100]) == [len(ids) - 1]

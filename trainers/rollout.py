@@ -112,6 +112,22 @@ def collate(tasks: list[Task], samples: list[Sample], verdicts: list[Verdict], p
                    dict(timings or {}))
 
 
+def char_to_token_ends(tokenizer, token_ids: list[int], char_ends: list[int]) -> list[int]:
+    """Completion-token index at which each character offset (exclusive end of a step) is
+    reached when the tokens are decoded one by one; offsets past the text map to the last token."""
+    lengths = [len(tokenizer.decode(token_ids[: i + 1], skip_special_tokens=True)) for i in range(len(token_ids))]
+    return [next((i for i, n in enumerate(lengths) if n >= end), max(len(lengths) - 1, 0)) for end in char_ends]
+
+
+def add_step_rewards(batch: Rollout, step_verifier, tokenizer) -> None:
+    """Score each completion's steps (`info["steps"]` of a step verifier: character offsets and
+    scores) and store them on the batch as ragged per-step rewards and step-end token indices."""
+    verdicts = step_verifier.verify_batch([s.text for s in batch.samples], batch.tasks)
+    batch.step_rewards = [[float(st["score"]) for st in v.info.get("steps", [])] for v in verdicts]
+    batch.step_ends = [char_to_token_ends(tokenizer, s.token_ids, [st["end"] for st in v.info.get("steps", [])])
+                       for s, v in zip(batch.samples, verdicts)]
+
+
 def sequence_logits(model, input_ids: Tensor, attention_mask: Tensor, prompt_width: int) -> Tensor:
     """Logits that score the completion tokens: (B, T, V) for the columns P-1 .. P+T-2."""
     T = input_ids.shape[1] - prompt_width

@@ -132,19 +132,6 @@ def _log(*args) -> None:
     print(*args, file=sys.stderr, flush=True)
 
 
-def char_to_token_ends(tokenizer, token_ids: list[int], char_ends: list[int]) -> list[int]:
-    """Completion-token index at which each character offset (exclusive end of a step) is reached."""
-    lengths, text_len = [], 0
-    for i in range(len(token_ids)):
-        text_len = len(tokenizer.decode(token_ids[: i + 1], skip_special_tokens=True))
-        lengths.append(text_len)
-    out = []
-    for end in char_ends:
-        idx = next((i for i, n in enumerate(lengths) if n >= end), len(lengths) - 1)
-        out.append(max(idx, 0))
-    return out
-
-
 class RunContext:
     """Everything a training loop touches, built from its config in `create`."""
 
@@ -241,16 +228,8 @@ class RunContext:
                                                   max_new_tokens=cfg.max_new_tokens, seed=seed)
         batch = ro.collate(t, s, v, self.tokenizer.pad_token_id, cfg.mask_truncated, timings)
         if self.step_verifier is not None:
-            self._add_step_rewards(batch)
+            ro.add_step_rewards(batch, self.step_verifier, self.tokenizer)
         return batch
-
-    def _add_step_rewards(self, batch: ro.Rollout) -> None:
-        verdicts = self.step_verifier.verify_batch([s.text for s in batch.samples], batch.tasks)
-        batch.step_rewards, batch.step_ends = [], []
-        for sample, verdict in zip(batch.samples, verdicts):
-            steps = verdict.info.get("steps", [])
-            batch.step_rewards.append([float(st["score"]) for st in steps])
-            batch.step_ends.append(char_to_token_ends(self.tokenizer, sample.token_ids, [st["end"] for st in steps]))
 
     def rollout(self) -> ro.Rollout:
         """One generation batch; with dynamic sampling, groups with equal rewards are dropped and
@@ -278,7 +257,7 @@ class RunContext:
             merged = ro.collate([b.tasks[i] for b, i in rows], [b.samples[i] for b, i in rows],
                                 [b.verdicts[i] for b, i in rows], self.tokenizer.pad_token_id, cfg.mask_truncated)
             if self.step_verifier is not None:
-                self._add_step_rewards(merged)
+                ro.add_step_rewards(merged, self.step_verifier, self.tokenizer)
         merged.timings = {**timings, "draws": draws}
         return merged
 

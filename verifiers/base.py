@@ -285,6 +285,8 @@ def parse_option(name: str, param: inspect.Parameter, text: str) -> Any:
     """Convert a command-line `k=v` value by the option's annotation (JSON for the rest)."""
     ann = param.annotation if isinstance(param.annotation, str) else getattr(param.annotation, "__name__", "")
     ann = ann.replace(" ", "")
+    if ann.endswith("|None") and text.lower() in ("none", "null"):
+        return None
     try:
         if ann == "bool":
             if text.lower() not in _TRUE | _FALSE:
