@@ -38,21 +38,32 @@ def format_reward(completion: str, pattern: str = THINK_ANSWER, fullmatch: bool 
     return 1.0 if (rx.fullmatch(text) if fullmatch else rx.search(text)) else 0.0
 
 
+def _tag_region(completion: str, tag: str) -> tuple[int, int] | None:
+    """Span from the first to the end of the last markup of `tag` (to the end of the text if
+    the last markup opens the tag), or None when the tag does not appear."""
+    marks = [(m.start(), m.end(), m.group(1)) for m in re.finditer(f"<(/?){re.escape(tag)}>", completion)]
+    if not marks:
+        return None
+    end = len(completion) if marks[-1][2] == "" else marks[-1][1]
+    return marks[0][0], end
+
+
 def tags_reward(completion: str, tags: tuple[str, ...] = ("think", "answer"), partial: bool = True,
                 allow_outside: bool = False) -> tuple[float, dict]:
     """Score the structure `<t1>...</t1><t2>...</t2>...`; returns (reward, per-tag detail).
 
-    Each tag earns 1/len(tags) when it opens and closes exactly once, in the given order
-    relative to the other tags, with no other tag nested inside it. Text outside the tags
-    costs the whole reward unless `allow_outside`. With `partial=False` the reward is 1.0
-    only when every tag earns its share.
+    Each tag earns 1/len(tags) when it opens and closes exactly once, after the previous
+    well-formed tag, with no other tag nested inside it. Text outside every tag's region (from
+    its first to its last markup) costs the whole reward unless `allow_outside`; a malformed
+    tag only loses its own share. With `partial=False` the reward is 1.0 only when every tag
+    earns its share.
 
     >>> tags_reward("<think>a</think>\\n<answer>b</answer>")[0]
     1.0
     >>> tags_reward("<think>a</think>")[0]
     0.5
     >>> tags_reward("<answer>b</answer><think>a</think>")[0]
-    0.0
+    0.5
     >>> tags_reward("<think>a</think> <answer>b</answer>", partial=False)[0]
     1.0
     >>> tags_reward("hi <think>a</think><answer>b</answer>")[0]
@@ -60,23 +71,22 @@ def tags_reward(completion: str, tags: tuple[str, ...] = ("think", "answer"), pa
     """
     if not tags:
         raise VerifierError("option tags must name at least one tag")
-    detail, spans, last_end = {}, [], -1
+    detail, last_end = {}, -1
     for tag in tags:
         opens = [m.start() for m in re.finditer(f"<{re.escape(tag)}>", completion)]
         closes = [m.start() for m in re.finditer(f"</{re.escape(tag)}>", completion)]
-        ok = len(opens) == 1 and len(closes) == 1 and opens[0] < closes[0]
+        ok = len(opens) == 1 and len(closes) == 1 and last_end <= opens[0] < closes[0]
         if ok:
-            end = closes[0] + len(tag) + 3
             inner = completion[opens[0] + len(tag) + 2:closes[0]]
-            ok = opens[0] >= last_end and not any(f"<{t}>" in inner for t in tags)
-            if ok:
-                spans.append((opens[0], end))
-                last_end = end
+            ok = not any(f"<{t}>" in inner or f"</{t}>" in inner for t in tags)
+        if ok:
+            last_end = closes[0] + len(tag) + 3
         detail[tag] = ok
-    if not allow_outside and spans:
-        outside = completion[:spans[0][0]] + "".join(
-            completion[a[1]:b[0]] for a, b in zip(spans, spans[1:])) + completion[spans[-1][1]:]
-        if outside.strip():
+    if not allow_outside:
+        covered = [False] * len(completion)
+        for region in filter(None, (_tag_region(completion, t) for t in tags)):
+            covered[region[0]:region[1]] = [True] * (region[1] - region[0])
+        if "".join(c for c, inside in zip(completion, covered) if not inside).strip():
             return 0.0, {**detail, "outside_text": True}
     share = sum(detail.values()) / len(tags)
     return (share if partial else float(share == 1.0)), detail
