@@ -1,0 +1,69 @@
+"""The built-in tiny model: char tokenizer, build + cache, a cached supervised warm start."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from trainers import tiny_model as tm
+from trainers.generation import HFGenerator, make_generator
+
+
+def test_tokenizer_is_one_token_per_character_with_bos():
+    tok = tm.build_tokenizer("0123456789+-=")
+    ids = tok("12+34=")["input_ids"]
+    assert ids[0] == tok.bos_token_id and len(ids) == 7
+    assert tok.decode(ids, skip_special_tokens=True) == "12+34="
+    assert tok.decode(tok("x9", add_special_tokens=False)["input_ids"]) == "<unk>9"
+    assert (tok.pad_token_id, tok.eos_token_id, tok.padding_side) == (0, 2, "left")
+
+
+@pytest.mark.parametrize("alphabet", ["aa", "a b"])
+def test_tokenizer_rejects_bad_alphabets(alphabet):
+    with pytest.raises(ValueError, match="distinct non-space"):
+        tm.build_tokenizer(alphabet)
+
+
+def test_model_size_matches_the_calibration(tiny_model_path):
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_path)
+    n = sum(p.numel() for p in model.parameters())
+    assert 0.5e6 < n < 0.6e6  # MACHINE.md: hidden 128, 2 layers, 4 heads, intermediate 512: ~0.53M
+
+
+def test_warm_start_is_cached(tmp_path, monkeypatch):
+    monkeypatch.setenv("VERIRL_CACHE", str(tmp_path))
+    warm = tm.WarmStartConfig(max_steps=4, check_every=2, check_samples=8, batch_size=8, target_accuracy=1.1)
+    logs = []
+    path = tm.ensure_tiny_model(warm=warm, log=logs.append)
+    stats = json.loads((tmp_path / path.split("/")[-1] / "warm_start.json").read_text())
+    assert stats["steps"] == 4 and 0.0 <= stats["sampled_accuracy"] <= 1.0
+    assert any("warm start step 2" in line for line in logs)
+    again = []
+    assert tm.ensure_tiny_model(warm=warm, log=again.append) == path and again == []  # no retraining
+    other = tm.WarmStartConfig(max_steps=2, check_every=2, check_samples=8, batch_size=8)
+    assert tm.ensure_tiny_model(warm=other, log=lambda *_: None) != path  # another recipe, another folder
+
+
+def test_hf_sampling_is_seeded_and_leaves_the_global_rng_alone(tiny_model_path):
+    gen = make_generator(tiny_model_path, "hf")
+    assert isinstance(gen, HFGenerator)
+    torch.manual_seed(5)
+    state = torch.get_rng_state()
+    a = gen.generate(["12+34=", "5-7="], n=3, max_new_tokens=5, seed=11)
+    assert torch.equal(torch.get_rng_state(), state)
+    b = gen.generate(["12+34=", "5-7="], n=3, max_new_tokens=5, seed=11)
+    assert [[s.token_ids for s in g] for g in a] == [[s.token_ids for s in g] for g in b]
+    for group in a:
+        assert len(group) == 3
+        for s in group:
+            assert 1 <= len(s.token_ids) <= 5 and s.finish_reason in ("stop", "length")
+            assert (s.finish_reason == "stop") == (s.token_ids[-1] == gen.tokenizer.eos_token_id)
+
+
+def test_make_generator_rejects_unknown_backends():
+    with pytest.raises(ValueError, match="not one of"):
+        make_generator("x", "tgi")
