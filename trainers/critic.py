@@ -1,0 +1,104 @@
+"""PPO's critic: a value V(s_t) for every completion token, next to the policy's log-probs.
+
+Two kinds, chosen once from `CRITICS` by `PPOConfig.critic`:
+
+* `head` (the default): a linear value head on the policy's last hidden state, the shared trunk
+  of Ziegler et al. (2019). One forward gives the policy's log-probs and the values, and the
+  value loss trains the trunk too (weighted by `vf_coef`). It costs `hidden_size + 1`
+  parameters and nothing else, which is why PPO with a head is about as cheap as GRPO.
+* `separate`: a value model with its own transformer trunk, initialised from the policy's
+  starting weights (or another checkpoint), plus a head: the layout of InstructGPT and TRL's
+  PPOTrainer. Its parameters, gradients, Adam state and activations are the memory that GRPO
+  avoids by replacing the critic with the group mean.
+
+Alignment: the value of completion token t is read at the column that scores token t
+(P-1+t in the `trainers.rollout` layout), i.e. the state before token t is sampled, so
+`core.gae_advantages`'s delta_t = r_t + gamma V_{t+1} - V_t pairs with log pi(token t).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+
+from trainers import core
+
+
+def _text_hidden_size(config) -> int:
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    return int(text.hidden_size)
+
+
+class Critic(nn.Module):
+    """Value head, on the policy's trunk (`trunk=None`) or on a trunk of its own.
+
+    `forward(policy, batch, temperature)` returns the policy's token log-probs, optionally their
+    entropy, and the values, all (B, T) over the batch's completion tokens; with a shared trunk
+    it costs one policy forward."""
+
+    def __init__(self, hidden_size: int, trunk: nn.Module | None = None):
+        super().__init__()
+        self.trunk = trunk
+        self.head = nn.Linear(hidden_size, 1)
+        # V = 0 at the start: before any data the critic claims nothing, and the first
+        # advantages are plain returns (no random baseline noise).
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, policy, batch, temperature: float, with_entropy: bool = False
+                ) -> tuple[Tensor, Tensor | None, Tensor]:
+        P = batch.prompt_width
+        T = batch.input_ids.shape[1] - P
+        # Position ids follow the attention mask, as in generation (see trainers/rollout.py).
+        inputs = dict(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False,
+                      position_ids=(batch.attention_mask.cumsum(-1) - 1).clamp(min=0))
+        out = policy(**inputs, logits_to_keep=T + 1, output_hidden_states=self.trunk is None)
+        hidden = out.hidden_states[-1] if self.trunk is None else self.trunk(**inputs).last_hidden_state
+        values = self.head(hidden[:, P - 1:P - 1 + T].to(self.head.weight.dtype)).squeeze(-1)
+        logits = out.logits[:, :-1]
+        logp = core.token_logprobs(logits, batch.input_ids[:, P:], temperature=temperature)
+        entropy = None
+        if with_entropy:
+            with torch.no_grad():
+                entropy = core.entropy_from_logits(logits / temperature)
+        return logp, entropy, values
+
+
+def head_critic(policy, model_path: str | None = None, **_) -> Critic:
+    """A value head reading the policy's last hidden state (no trunk of its own)."""
+    return Critic(_text_hidden_size(policy.config))
+
+
+def separate_critic(policy, model_path: str | None = None, *, dtype: torch.dtype = torch.float32,
+                    gradient_checkpointing: bool = False) -> Critic:
+    """A value model: the transformer trunk of the checkpoint at `model_path` plus a head."""
+    from transformers import AutoModel
+    from transformers.utils import logging as hf_logging
+
+    if model_path is None:
+        raise ValueError("a separate critic needs a model path for its trunk")
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # the causal LM's unused `lm_head` is expected, not news
+    try:
+        trunk = AutoModel.from_pretrained(model_path, dtype=dtype)
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    if gradient_checkpointing:
+        trunk.gradient_checkpointing_enable()
+    return Critic(_text_hidden_size(trunk.config), trunk)
+
+
+CRITICS: dict[str, Callable[..., Critic]] = {"head": head_critic, "separate": separate_critic}
+
+
+def build_critic(kind: str, policy, model_path: str | None = None, *, device: torch.device | str = "cpu",
+                 seed: int = 0, **kw) -> Critic:
+    """The critic of `kind` (a key of `CRITICS`) on `device`. Built under its own seed in a forked
+    RNG, so that building it leaves the caller's random state (restored on resume) alone."""
+    if kind not in CRITICS:
+        raise ValueError(f"unknown critic {kind!r}; valid choices: {sorted(CRITICS)}")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return CRITICS[kind](policy, model_path, **kw).to(device)

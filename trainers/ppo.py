@@ -1,0 +1,267 @@
+"""PPO: `python -m trainers.ppo` (see `--help`).
+
+With no arguments it trains the project's tiny character-level model on the offline
+`arithmetic` environment on a laptop CPU, like `python -m trainers.grpo`, and ends by printing
+pass@1 before and after, with a paired confidence interval.
+
+Algorithm (Schulman et al. 2017; for language models Ziegler et al. 2019 and Ouyang et al.
+2022): for each step draw `prompts_per_step` prompts, sample `group_size` completions each,
+score them with the environment's verifier and turn the scores into per-token rewards: the
+verifier's reward at the last completion token (with `reward_mode` process or both, also each
+step's score at the token that ends the step), minus `kl_coef` times a per-token estimate of
+KL(pi || ref). A critic (`trainers/critic.py`) estimates V(s_t) at every token; GAE(gamma, lam)
+turns rewards and values into advantages and returns; `ppo_epochs` passes over
+`num_minibatches` shuffled minibatches minimise the clipped policy loss plus `vf_coef` times the
+clipped value loss, with one optimizer step per minibatch.
+
+Choices and departures:
+- The critic is a value head on the policy's trunk by default; `critic=separate` gives it a
+  trunk of its own (InstructGPT, TRL), at the memory cost that GRPO avoids.
+- gamma = 1: an episode is one completion and a discount would only favour short answers.
+- kl_coef = 0 by default (no reference model is loaded), like GRPO's beta: with a verifiable
+  reward there is no reward model to over-optimise.
+- Losses are means over the tokens of each optimizer minibatch (token-level PPO as in TRL and
+  OpenRLHF); rewards are used as they are, advantages are whitened over the batch.
+- Group sampling (`group_size` > 1) is kept so that PPO and GRPO see the same batches; PPO
+  itself does not use the groups.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+
+import torch
+
+from trainers import core
+from trainers import rollout as ro
+from trainers.config import ConfigError, parse_config, require, require_choice
+from trainers.critic import CRITICS, Critic, build_critic
+from trainers.grpo import logprob_gaps, rollout_stats
+from trainers.run import RunConfig, RunContext
+
+
+@dataclass
+class PPOConfig(RunConfig):
+    """PPO's fields; the run fields (model, env, sampling, evaluation, ...) come from RunConfig."""
+
+    kl_coef: float = 0.0
+    """per-token KL penalty to the reference policy in the rewards; 0 loads no reference model"""
+    kl_estimator: str = "k1"
+    """k1 (log-ratio, the classic PPO-RLHF penalty) | k2 | k3 (always >= 0), see trainers/core.py"""
+    gamma: float = 1.0
+    """discount of GAE (1: an episode is one completion)"""
+    lam: float = 0.95
+    """GAE lambda: 1 uses Monte-Carlo returns (low bias), 0 one-step TD (low variance)"""
+    cliprange: float = 0.2
+    """policy clip: ratio in [1 - cliprange, 1 + cliprange]"""
+    cliprange_value: float = 0.2
+    """value clip: V may move at most this far from the rollout's value per update"""
+    vf_coef: float = 0.1
+    """weight of the value loss in the total loss"""
+    ppo_epochs: int = 2
+    """passes over each generation batch"""
+    num_minibatches: int = 2
+    """optimizer steps per pass (the batch is split into this many shuffled minibatches)"""
+    whiten_advantages: bool = True
+    """normalise advantages to mean 0, std 1 over the batch's tokens"""
+    critic: str = "head"
+    """head (value head on the policy's trunk) | separate (a value model with its own trunk)"""
+    critic_model: str | None = None
+    """with critic=separate: checkpoint of the value model's trunk; null = the policy's starting weights"""
+    critic_learning_rate: float = 1e-3
+    """Adam learning rate of the critic's own parameters (the head, and a separate trunk)"""
+    output_dir: str = "runs/ppo"
+    """where checkpoints, metrics.jsonl, report.json and plots go"""
+
+    def validate(self) -> None:
+        """Fail before any work, naming the field and the rule."""
+        super().validate()
+        require(self.kl_coef >= 0, "kl_coef", "must be >= 0")
+        require_choice(self.kl_estimator, list(core.KL_ESTIMATORS), "kl_estimator")
+        require(0 <= self.gamma <= 1, "gamma", f"must be in [0, 1], got {self.gamma}")
+        require(0 <= self.lam <= 1, "lam", f"must be in [0, 1], got {self.lam}")
+        require(0 < self.cliprange < 1, "cliprange", "must be in (0, 1)")
+        require(self.cliprange_value > 0, "cliprange_value", "must be > 0")
+        require(self.vf_coef >= 0, "vf_coef", "must be >= 0")
+        require(self.ppo_epochs >= 1, "ppo_epochs", f"must be >= 1, got {self.ppo_epochs}")
+        batch = self.prompts_per_step * self.group_size
+        require(self.num_minibatches >= 1 and batch % self.num_minibatches == 0, "num_minibatches",
+                f"must divide prompts_per_step * group_size = {batch}, got {self.num_minibatches}")
+        per_step = batch // self.num_minibatches
+        require(not self.minibatch_size or per_step % self.minibatch_size == 0, "minibatch_size",
+                f"must divide the optimizer minibatch of {per_step} completions, got {self.minibatch_size}")
+        require_choice(self.critic, list(CRITICS), "critic")
+        require(self.critic_model is None or self.critic == "separate", "critic_model",
+                "is only used with critic=separate")
+        require(self.critic_learning_rate > 0, "critic_learning_rate", "must be > 0")
+
+
+# reward_mode -> (outcome reward at the last token, step scores at the step ends)
+REWARD_PARTS = {"outcome": (True, False), "process": (False, True), "both": (True, True)}
+
+
+def token_rewards(cfg: PPOConfig, batch: ro.Rollout, old_logp: torch.Tensor | None = None,
+                  ref_logp: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-token rewards (B, T): the verifier's reward at the last completion token and/or each
+    step's score at the token that ends it (`reward_mode`), minus kl_coef * KL(old || ref)."""
+    outcome, steps = REWARD_PARTS[cfg.reward_mode]
+    mask = batch.completion_mask
+    rewards = core.place_token_rewards(mask, batch.rewards if outcome else None,
+                                       batch.step_rewards if steps else None, batch.step_ends if steps else None)
+    if ref_logp is not None and cfg.kl_coef:
+        rewards = rewards - cfg.kl_coef * core.KL_ESTIMATORS[cfg.kl_estimator](old_logp, ref_logp) * mask
+    return rewards
+
+
+def ppo_advantages(cfg: PPOConfig, rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """GAE advantages (whitened if asked) and returns, both (B, T)."""
+    advantages, returns = core.gae_advantages(rewards, values, mask, cfg.gamma, cfg.lam)
+    if cfg.whiten_advantages:
+        advantages = core.masked_whiten(advantages, mask)
+    return advantages, returns
+
+
+def explained_variance(values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor) -> float:
+    """1 - Var(returns - V) / Var(returns) over masked tokens: 1 is a perfect critic, 0 no
+    better than a constant, negative worse (the usual PPO diagnostic; not in core, logging only)."""
+    var = core.masked_var(returns, mask)
+    return float(1 - core.masked_var(returns - values, mask) / var) if var > 0 else 0.0
+
+
+def train(cfg: PPOConfig) -> dict:
+    """Run PPO; returns the final report (pass@k before/after, comparison, summary)."""
+    ctx = RunContext.create(cfg, algorithm="ppo")
+    critic, critic_optimizer = attach_critic(ctx)
+    before = ctx.evaluate("before")
+    try:
+        while ctx.step < cfg.steps and not ctx.time_is_up():
+            ctx.step += 1
+            batch = ctx.rollout()                                           # generate + verify
+            metrics = update(ctx, critic, critic_optimizer, batch)          # GAE + ppo_epochs
+            metrics["sync_s"] = ctx.sync_weights()                           # push weights to the generator
+            ctx.log_step(metrics)
+            if cfg.checkpoint_every and ctx.step % cfg.checkpoint_every == 0:
+                ctx.save_checkpoint()
+            if cfg.eval_every and ctx.step % cfg.eval_every == 0:
+                ctx.evaluate(f"step{ctx.step}")
+    except KeyboardInterrupt:
+        print(f"interrupted: saved {ctx.save_checkpoint()}; continue with --resume true", file=sys.stderr)
+        raise SystemExit(130) from None
+    return ctx.finish(before)
+
+
+def attach_critic(ctx: RunContext) -> tuple[Critic, torch.optim.Optimizer]:
+    """Build the critic and its optimizer and register both with the run's checkpoints."""
+    cfg = ctx.cfg
+    critic = build_critic(cfg.critic, ctx.model, cfg.critic_model or ctx.model_path, device=ctx.device,
+                          seed=cfg.seed, dtype=torch.bfloat16 if cfg.bf16 else torch.float32,
+                          gradient_checkpointing=cfg.gradient_checkpointing)
+    optimizer = torch.optim.AdamW(critic.parameters(), lr=cfg.critic_learning_rate, weight_decay=cfg.weight_decay)
+    ctx.add_state("critic", critic)
+    ctx.add_state("critic_optimizer", optimizer)
+    return critic, optimizer
+
+
+def update(ctx: RunContext, critic: Critic, critic_optimizer, batch: ro.Rollout) -> dict:
+    """Token rewards, GAE, then `ppo_epochs` x `num_minibatches` optimizer steps on one rollout."""
+    cfg = ctx.cfg
+    t0 = time.perf_counter()
+    stats = rollout_stats(batch, cfg.group_size)
+    mask = batch.completion_mask
+    old_logp, old_values = score_rollout(ctx, critic, batch)
+    ref_logp = ctx.ref_logprobs(batch)
+    rewards = token_rewards(cfg, batch, old_logp, ref_logp)
+    advantages, returns = ppo_advantages(cfg, rewards, old_values, mask)
+    targets = {"old_logp": old_logp, "old_values": old_values, "advantages": advantages, "returns": returns}
+    shuffle = torch.Generator().manual_seed(cfg.seed * 7919 + ctx.step)
+    logs: dict[str, list[float]] = {}
+    critic.train()
+    for _ in range(cfg.ppo_epochs):
+        for rows in ro.minibatches(len(batch), len(batch) // cfg.num_minibatches, shuffle):
+            optimizer_step(ctx, critic, critic_optimizer, batch, rows, targets, logs)
+    stats.update({k: sum(v) / len(v) for k, v in logs.items()})
+    stats.update(value_mean=float(core.masked_mean(old_values, mask)), return_mean=float(core.masked_mean(returns, mask)),
+                 explained_variance=explained_variance(old_values, returns, mask))
+    if ref_logp is not None:
+        stats["kl"] = float(core.masked_mean(core.kl_k3(old_logp, ref_logp), mask))
+    if batch.gen_logprobs is not None and (gap := logprob_gaps(batch, list(range(len(batch))), old_logp, mask)).numel():
+        stats.update(logprob_gap_mean=float(gap.mean()), logprob_gap_max=float(gap.max()))
+    stats["update_s"] = time.perf_counter() - t0
+    return stats
+
+
+@torch.no_grad()
+def score_rollout(ctx: RunContext, critic: Critic, batch: ro.Rollout) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-probs and values (B, T) of the policy and critic that produced the batch, before any update."""
+    critic.eval()
+    parts = []
+    for rows in ro.minibatches(len(batch), ctx.cfg.minibatch_size or len(batch)):
+        with ctx.autocast():
+            logp, _, values = critic(ctx.model, batch.select(rows), ctx.cfg.temperature)
+        parts.append((logp.float().cpu(), values.float().cpu()))
+    return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+
+
+def optimizer_step(ctx: RunContext, critic: Critic, critic_optimizer, batch: ro.Rollout, rows: list[int],
+                   targets: dict, logs: dict) -> None:
+    """One step of the policy and the critic on the minibatch `rows`, accumulating gradients over
+    chunks of `minibatch_size`; the losses are normalised by the minibatch's token count, so the
+    chunks add up to the whole minibatch's mean."""
+    cfg = ctx.cfg
+    ctx.optimizer.zero_grad(set_to_none=True)
+    critic_optimizer.zero_grad(set_to_none=True)
+    n_tokens = float(batch.completion_mask[torch.tensor(rows)].sum())
+    step = {"loss": 0.0, "pg_loss": 0.0, "vf_loss": 0.0}
+    chunk = cfg.minibatch_size or len(rows)
+    for part in (rows[i:i + chunk] for i in range(0, len(rows), chunk)):
+        mb, idx = batch.select(part), torch.tensor(part)
+        with ctx.autocast():
+            logp, entropy, values = critic(ctx.model, mb, cfg.temperature, with_entropy=True)
+        t = {k: v[idx].to(logp.device) for k, v in targets.items()}
+        mask = mb.completion_mask.to(logp.device)
+        pg_loss = core.policy_loss(logp, t["old_logp"], t["advantages"], mask, aggregate=core.aggregate_dapo,
+                                   clip_eps_low=cfg.cliprange, clip_eps_high=cfg.cliprange, num_global_tokens=n_tokens)
+        vf_per_token = core.clipped_value_loss(values.float(), t["old_values"], t["returns"], cfg.cliprange_value)
+        vf_loss = core.aggregate_dapo(vf_per_token, mask, num_global_tokens=n_tokens)
+        loss = pg_loss + cfg.vf_coef * vf_loss
+        loss.backward()
+        for k, v in (("loss", loss), ("pg_loss", pg_loss), ("vf_loss", vf_loss)):
+            step[k] += float(v.detach())
+        _record(logs, logp, t, values, entropy, mask, cfg)
+    if cfg.max_grad_norm:
+        policy_params = [p for p in ctx.model.parameters() if p.requires_grad]
+        step["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(policy_params, cfg.max_grad_norm))
+        step["critic_grad_norm"] = float(torch.nn.utils.clip_grad_norm_(critic.parameters(), cfg.max_grad_norm))
+    ctx.optimizer.step()
+    critic_optimizer.step()
+    for k, v in step.items():
+        logs.setdefault(k, []).append(v)
+
+
+def _record(logs: dict, logp, t: dict, values, entropy, mask, cfg: PPOConfig) -> None:
+    with torch.no_grad():
+        ratio = core.token_ratio(logp, t["old_logp"], mask)
+        clip = core.clip_fractions(ratio, t["advantages"], mask, cfg.cliprange, cfg.cliprange)
+        row = {"entropy": core.masked_mean(entropy, mask), "clip_low": clip["low"], "clip_high": clip["high"],
+               "approx_kl": core.approx_kl(logp, t["old_logp"], mask),
+               "vf_clip_frac": core.value_clip_fraction(values.float(), t["old_values"], t["returns"], mask,
+                                                        cfg.cliprange_value)}
+    for k, v in row.items():
+        logs.setdefault(k, []).append(float(v))
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        cfg = parse_config(PPOConfig, argv, "python -m trainers.ppo", __doc__.split("\n\n")[1])
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    train(cfg)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
