@@ -7,7 +7,8 @@ Both backends go through `trainers.generation.make_generator`, the path the eval
 the trainers use. Each runs in its own fresh interpreter (vLLM's CPU backend pins torch to
 fewer threads for the whole process, which would slow a transformers run sharing it), does one
 untimed warm-up call, then `--repeats` timed calls of `--prompts` prompts x `--n` samples; the
-median is reported. Start-up (model load, engine start) is timed separately.
+median and the best call are reported (the best is the steadier figure on a shared machine,
+where other work inflates some calls). Start-up (model load, engine start) is timed separately.
 
 By default the model is the project's tiny model *untrained* (`warm_start=False`): it rarely
 emits EOS, so almost every sample runs to `--max-new-tokens` and both backends do the same
@@ -58,9 +59,10 @@ def measure(args: argparse.Namespace) -> dict:
 
     return {"backend": args.backend, "startup_s": round(startup, 2), "seconds": [round(t, 4) for t in times],
             "samples": samples, "samples_per_s": round(samples / seconds, 1),
+            "best_samples_per_s": round(samples / min(times), 1),
             "tokens_per_s": round(statistics.median(tokens) / seconds, 1),
             "mean_tokens_per_sample": round(statistics.mean(tokens) / samples, 2),
-            "torch_threads": torch.get_num_threads()}
+            "torch_threads_after": torch.get_num_threads()}
 
 
 def run_isolated(args: argparse.Namespace, backend: str) -> dict:
@@ -77,20 +79,20 @@ def run_isolated(args: argparse.Namespace, backend: str) -> dict:
 
 
 def table(results: list[dict], args: argparse.Namespace) -> str:
-    rows = ["| backend | start-up (s) | samples/s | tokens/s | tokens/sample | torch threads |",
+    rows = ["| backend | start-up (s) | samples/s (median) | samples/s (best) | tokens/s (median) | tokens/sample |",
             "| --- | ---: | ---: | ---: | ---: | ---: |"]
     for r in results:
         if "error" in r:
             rows.append(f"| {r['backend']} | error: {r['error']} | | | | |")
             continue
-        rows.append(f"| {r['backend']} | {r['startup_s']} | {r['samples_per_s']} | {r['tokens_per_s']} | "
-                    f"{r['mean_tokens_per_sample']} | {r['torch_threads']} |")
+        rows.append(f"| {r['backend']} | {r['startup_s']} | {r['samples_per_s']} | {r['best_samples_per_s']} | "
+                    f"{r['tokens_per_s']} | {r['mean_tokens_per_sample']} |")
     ok = {r["backend"]: r for r in results if "error" not in r}
     if len(ok) == 2:
         rows.append(f"\nvllm / hf samples/s: {ok['vllm']['samples_per_s'] / ok['hf']['samples_per_s']:.2f}x")
     setting = (f"{args.prompts} prompts x {args.n} samples, max {args.max_new_tokens} new tokens, "
-               f"temperature {args.temperature}, median of {args.repeats}; {os.cpu_count()} CPU cores, "
-               f"{platform.processor() or platform.machine()}")
+               f"temperature {args.temperature}, {args.repeats} timed calls; {os.cpu_count()} CPU cores, "
+               f"{platform.processor() or platform.machine()}, load average {os.getloadavg()[0]:.1f} at the end")
     return "\n".join(rows) + "\n" + setting
 
 
@@ -102,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=8, help="samples per prompt")
     parser.add_argument("--max-new-tokens", type=int, default=16)
     parser.add_argument("--temperature", type=float, default=1.0)
-    parser.add_argument("--repeats", type=int, default=3, help="timed calls per backend (median reported)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed calls per backend (median and best reported)")
     parser.add_argument("--backends", default="hf,vllm", help="comma-separated, of: " + ", ".join(BACKENDS))
     parser.add_argument("--output", help="also write the figures as JSON here")
     parser.add_argument("--only", choices=BACKENDS, help=argparse.SUPPRESS)   # internal: one backend, JSON out
