@@ -9,13 +9,11 @@ Three stages, cheapest first (see `verifiers.math_normalize` and `verifiers.math
 3. otherwise hand both strings to a small pool of long-lived worker processes that parse
    them with latex2sympy2_extended and compare them with SymPy.
 
-Every check is bounded. SymPy work cannot be interrupted inside a process (a thread cannot
-be killed, and SIGALRM only works in the main thread), so a worker that overruns its
-`timeout` is killed and replaced, and the check reports `status="timeout"`. Answers longer
-than 1,000 characters or nested deeper than 60 brackets are refused before any parser sees
-them; numbers too large to evaluate are refused inside the worker before evaluation; a
-worker's address space is capped (`memory_mb`). Workers start lazily, from any thread, and
-are killed by `close()`, when the verifier is collected, and at interpreter exit.
+Every check is bounded: answers longer than 1,000 characters or nested deeper than 60
+brackets are refused before any parser sees them; numbers too large to evaluate are refused
+inside the worker before evaluation; a worker that overruns `timeout` is killed and
+replaced (`status="timeout"`), and its address space is capped (`memory_mb`). Workers and
+their life-cycle: `verifiers.math_workers`.
 
 Misuse raises `VerifierError`: a task without an answer, a gold answer the parser cannot
 read, or an invalid option.
@@ -23,13 +21,6 @@ read, or an invalid option.
 
 from __future__ import annotations
 
-import json
-import os
-import select
-import subprocess
-import sys
-import threading
-import time
 import weakref
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
@@ -40,141 +31,7 @@ from verifiers.math_normalize import (
     FALLBACKS, MAX_ANSWER_CHARS, MAX_NESTING, Normal, extract_answer, nesting_depth, normalize, numbers_match,
     parse_number,
 )
-
-STARTUP_TIMEOUT = 60.0   # seconds a new worker may take to import SymPy on a loaded machine
-_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
-# The worker imports only the two sibling modules it needs, not the `verifiers` package
-# (whose other verifiers may be heavy), and runs isolated (-I: no cwd on sys.path, so this
-# package's `math.py` never shadows the standard library's).
-_BOOT = ("import sys, types; pkg = types.ModuleType('verifiers'); pkg.__path__ = [sys.argv[1]]; "
-         "sys.modules['verifiers'] = pkg; from verifiers.math_sympy import serve; serve(int(sys.argv[2]))")
-
-
-class _WorkerGone(Exception):
-    """The worker overran its deadline or died; it must be replaced."""
-
-
-class _Worker:
-    """One worker process speaking JSON lines over its stdin/stdout."""
-
-    def __init__(self, memory_mb: int):
-        self.proc = subprocess.Popen(
-            [sys.executable, "-I", "-c", _BOOT, _PACKAGE_DIR, str(memory_mb)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0, start_new_session=True)
-        self.ready = False
-        self._buffer = b""
-
-    def _read_line(self, deadline: float) -> dict:
-        while b"\n" not in self._buffer:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([self.proc.stdout], [], [], left)[0]:
-                raise _WorkerGone("timeout")
-            chunk = os.read(self.proc.stdout.fileno(), 1 << 16)
-            if not chunk:
-                raise _WorkerGone(f"worker exited with code {self.proc.wait()}")
-            self._buffer += chunk
-        line, self._buffer = self._buffer.split(b"\n", 1)
-        return json.loads(line)
-
-    def call(self, request: dict, timeout: float) -> dict:
-        if not self.ready:
-            self._read_line(time.monotonic() + STARTUP_TIMEOUT)
-            self.ready = True
-        try:
-            self.proc.stdin.write(json.dumps(request).encode() + b"\n")
-        except (BrokenPipeError, OSError) as exc:
-            raise _WorkerGone(f"worker pipe closed: {exc}") from None
-        return self._read_line(time.monotonic() + timeout)
-
-    def kill(self) -> None:
-        _kill(self.proc)
-
-
-def _kill(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.kill()
-    proc.wait()
-    for pipe in (proc.stdin, proc.stdout):
-        if pipe is not None:
-            pipe.close()
-
-
-def _kill_all(procs: set) -> None:
-    for proc in list(procs):
-        _kill(proc)
-    procs.clear()
-
-
-class WorkerPool:
-    """Up to `size` long-lived workers, started on demand, replaced when they overrun."""
-
-    def __init__(self, size: int, memory_mb: int):
-        self.size, self.memory_mb = size, memory_mb
-        self._cond = threading.Condition()
-        self._idle: list[_Worker] = []
-        self._alive = 0
-        self._generation = 0
-        self._procs: set = set()     # every live process, for the exit-time finaliser
-        self._finalizer = weakref.finalize(self, _kill_all, self._procs)
-
-    def _acquire(self) -> tuple[_Worker, int]:
-        with self._cond:
-            while not self._idle and self._alive >= self.size:
-                self._cond.wait()
-            if self._idle:
-                return self._idle.pop(), self._generation
-            self._alive += 1
-            generation = self._generation
-        try:
-            worker = _Worker(self.memory_mb)
-        except OSError:
-            with self._cond:
-                self._alive -= 1
-                self._cond.notify()
-            raise
-        self._procs.add(worker.proc)
-        return worker, generation
-
-    def _release(self, worker: _Worker, generation: int, healthy: bool) -> None:
-        with self._cond:
-            keep = healthy and generation == self._generation
-            if keep:
-                self._idle.append(worker)
-            else:
-                self._alive -= 1
-            self._cond.notify()
-        if not keep:
-            worker.kill()
-            self._procs.discard(worker.proc)
-
-    def run(self, request: dict, timeout: float) -> dict:
-        """The worker's reply, or {"status": "timeout"/"error", "error": ...}."""
-        try:
-            worker, generation = self._acquire()
-        except OSError as exc:
-            return {"status": "error", "error": f"cannot start a SymPy worker: {exc}"}
-        try:
-            reply = worker.call(request, timeout)
-        except _WorkerGone as exc:
-            self._release(worker, generation, healthy=False)
-            if str(exc) == "timeout":
-                return {"status": "timeout", "error": f"SymPy check exceeded {timeout:g} s"}
-            return {"status": "error", "error": str(exc)}
-        except ValueError as exc:   # a garbled reply line
-            self._release(worker, generation, healthy=False)
-            return {"status": "error", "error": f"bad reply from worker: {exc}"}
-        self._release(worker, generation, healthy=reply.get("status") != "memory")
-        return reply
-
-    def close(self) -> None:
-        with self._cond:
-            self._generation += 1
-            idle, self._idle = self._idle, []
-            self._alive -= len(idle)
-        for worker in idle:
-            worker.kill()
-            self._procs.discard(worker.proc)
-
+from verifiers.math_workers import release, shared_pool
 
 # --------------------------------------------------------------------------- the verifier
 
@@ -216,7 +73,8 @@ class MathVerifier(Verifier):
         self.rel_tol, self.sig_digits, self.timeout = float(rel_tol), sig_digits, float(timeout)
         self.fallback, self.workers, self.memory_mb = fallback, workers, memory_mb
         self.max_workers = workers
-        self._pool = WorkerPool(workers, memory_mb)
+        self._release = None
+        self._workers()
 
     # ---- stage 1 and 2: in the caller
 
@@ -227,7 +85,7 @@ class MathVerifier(Verifier):
         if isinstance(answer, bool) or not isinstance(answer, (str, _Numeric)):
             raise VerifierError(f"Task.answer of task {task.id!r} must be a string or a number, "
                                 f"got {type(answer).__name__}")
-        gold = _normal_gold(str(answer))
+        gold = _normal_gold(str(answer)[:10 * MAX_ANSWER_CHARS + 1])
         if not gold.text or len(gold.text) > 10 * MAX_ANSWER_CHARS:
             raise VerifierError(f"Task.answer of task {task.id!r} is empty or too long to be an answer: {answer!r:.80}")
         return gold
@@ -296,24 +154,33 @@ class MathVerifier(Verifier):
         prepared = self._prepare(completion, task)
         if isinstance(prepared, Verdict):
             return prepared
-        return self._finish(task, prepared, self._pool.run(prepared["request"], self.timeout))
+        return self._finish(task, prepared, self._workers().run(prepared["request"], self.timeout))
 
     def verify_batch(self, completions: list[str], tasks: list[Task]) -> list[Verdict]:
         """Fast paths here; the rest spread over the workers, one thread per worker."""
         check_batch(completions, tasks)
         prepared = [self._prepare(c, t) for c, t in zip(completions, tasks)]
         pending = [i for i, p in enumerate(prepared) if not isinstance(p, Verdict)]
+        workers = self._workers()
         if len(pending) > 1:
-            with ThreadPoolExecutor(max_workers=min(self.workers, len(pending))) as pool:
-                replies = list(pool.map(lambda i: self._pool.run(prepared[i]["request"], self.timeout), pending))
+            with ThreadPoolExecutor(max_workers=min(self.workers, len(pending))) as threads:
+                replies = list(threads.map(lambda i: workers.run(prepared[i]["request"], self.timeout), pending))
         else:
-            replies = [self._pool.run(prepared[i]["request"], self.timeout) for i in pending]
+            replies = [workers.run(prepared[i]["request"], self.timeout) for i in pending]
         for i, reply in zip(pending, replies):
             prepared[i] = self._finish(tasks[i], prepared[i], reply)
         return prepared
 
+    def _workers(self):
+        """The shared pool, counting this verifier as a user again after a `close()`."""
+        if self._release is None or not self._release.alive:
+            self._pool = shared_pool(self.workers, self.memory_mb)
+            self._release = weakref.finalize(self, release, self._pool)
+        return self._pool
+
     def close(self) -> None:
-        self._pool.close()
+        """Stop counting as a user of the shared workers (the last user kills them)."""
+        self._release()
 
 
 def _check_option(name: str, value, kind: type, ok, valid: str) -> None:

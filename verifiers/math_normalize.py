@@ -36,43 +36,45 @@ _WORD = re.compile(r"[A-Za-z]{2,}")
 _LATEX_WORDS = re.compile(r"\\[A-Za-z]+|\\text\{[^{}]*\}")
 
 
-def _close_brace(text: str, open_at: int) -> int:
-    """Index of the `}` matching the `{` at `open_at` (escaped braces skipped), or -1."""
-    depth, i, n = 0, open_at, len(text)
+def _brace_pairs(text: str) -> dict[int, int]:
+    """Position of every `{` -> its matching `}` (escaped braces skipped), in one pass."""
+    pairs, stack, i, n = {}, [], 0, len(text)
     while i < n:
         c = text[i]
         if c == "\\":
             i += 2
             continue
         if c == "{":
-            depth += 1
-        elif c == "}":
-            depth -= 1
-            if depth == 0:
-                return i
+            stack.append(i)
+        elif c == "}" and stack:
+            pairs[stack.pop()] = i
         i += 1
-    return -1
+    return pairs
 
 
 def last_boxed(text: str) -> str | None:
-    """Content of the last complete `\\boxed{...}` or `\\fbox{...}`; nested boxes unwrap."""
-    end = len(text)
+    """Content of the last complete `\\boxed{...}` or `\\fbox{...}`; nested boxes unwrap.
+    An unclosed box (truncated output) is skipped for an earlier complete one."""
+    boxed, fbox, pairs = text.rfind("\\boxed"), text.rfind("\\fbox"), None
     while True:
-        at = max(text.rfind("\\boxed", 0, end), text.rfind("\\fbox", 0, end))
+        at = max(boxed, fbox)
         if at < 0:
             return None
         j = at + (6 if text.startswith("\\boxed", at) else 5)
         while j < len(text) and text[j] == " ":
             j += 1
         if j < len(text) and text[j] == "{":
-            close = _close_brace(text, j)
-            if close > 0:
-                inner = text[j + 1:close].strip()
+            pairs = _brace_pairs(text) if pairs is None else pairs
+            if j in pairs:
+                inner = text[j + 1:pairs[j]].strip()
                 return last_boxed(inner) or inner if "\\boxed" in inner or "\\fbox" in inner else inner
-        elif j < len(text) and text[j] not in "\\$":   # `\boxed 5`: one token
+        elif j < len(text) and text[j] not in "\\$":   # `\\boxed 5`: one token
             token = re.match(r"[^\s$]+", text[j:])
             return token.group(0) if token else None
-        end = at   # unclosed box (truncated output): look further back
+        if at == boxed:   # each search resumes where the last stopped: linear in the text
+            boxed = text.rfind("\\boxed", 0, at)
+        else:
+            fbox = text.rfind("\\fbox", 0, at)
 
 
 def _last_number(text: str) -> str | None:
@@ -237,7 +239,7 @@ _RX_NUMBER = [
     ("dec", re.compile(rf"^({_DEC})$")),
     ("slash", re.compile(rf"^({_DEC})\s*/\s*({_DEC})$")),
     ("frac", re.compile(rf"^\\frac\{{\s*(-?{_DEC})\s*\}}\{{\s*(-?{_DEC})\s*\}}$")),
-    ("mixed", re.compile(rf"^(\d+)\s*(?:\\frac\{{\s*(\d+)\s*\}}\{{\s*(\d+)\s*\}}|\s(\d+)\s*/\s*(\d+))$")),
+    ("mixed", re.compile(r"^(\d+)\s*(?:\\frac\{\s*(\d+)\s*\}\{\s*(\d+)\s*\}|\s(\d+)\s*/\s*(\d+))$")),
 ]
 
 

@@ -1,0 +1,186 @@
+"""Worker processes of the `math` verifier: long-lived SymPy workers with deadlines.
+
+SymPy work on hostile input cannot be bounded inside the calling process: a Python thread
+cannot be killed, and SIGALRM only works in the main thread (and not at all in a library
+used from a thread pool). So each check runs in one of a few worker processes, which the
+caller kills and replaces when the check overruns its deadline.
+
+* A worker is a fresh interpreter (`python -I`) that imports only `verifiers.math_sympy`
+  and `verifiers.math_normalize` (not the whole `verifiers` package), warms the parser up,
+  says it is ready, then answers one JSON line per request on stdin/stdout.
+* Workers start lazily, from any thread (`subprocess.Popen` is thread-safe; nothing forks
+  a threaded parent), in their own session so a terminal's Ctrl-C does not reach them.
+* They die with their parent (EOF on stdin), on `close()`, when the pool is collected, and
+  at interpreter exit (`weakref.finalize`).
+* Pools are shared by the verifiers of a process that ask for the same size and memory
+  limit, so building several verifiers does not start several sets of interpreters.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import subprocess
+import sys
+import threading
+import time
+import weakref
+
+STARTUP_TIMEOUT = 60.0   # seconds a new worker may take to import SymPy on a loaded machine
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+# The worker imports only the two sibling modules it needs, not the `verifiers` package
+# (whose other verifiers may be heavy), and runs isolated (-I: no cwd on sys.path, so this
+# package's `math.py` never shadows the standard library's).
+_BOOT = ("import sys, types; pkg = types.ModuleType('verifiers'); pkg.__path__ = [sys.argv[1]]; "
+         "sys.modules['verifiers'] = pkg; from verifiers.math_sympy import serve; serve(int(sys.argv[2]))")
+
+
+class _WorkerGone(Exception):
+    """The worker overran its deadline or died; it must be replaced."""
+
+
+class _Worker:
+    """One worker process speaking JSON lines over its stdin/stdout."""
+
+    def __init__(self, memory_mb: int):
+        self.proc = subprocess.Popen(
+            [sys.executable, "-I", "-c", _BOOT, _PACKAGE_DIR, str(memory_mb)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0, start_new_session=True)
+        self.ready = False
+        self._buffer = b""
+
+    def _read_line(self, deadline: float) -> dict:
+        while b"\n" not in self._buffer:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self.proc.stdout], [], [], left)[0]:
+                raise _WorkerGone("timeout")
+            chunk = os.read(self.proc.stdout.fileno(), 1 << 16)
+            if not chunk:
+                raise _WorkerGone(f"worker exited with code {self.proc.wait()}")
+            self._buffer += chunk
+        line, self._buffer = self._buffer.split(b"\n", 1)
+        return json.loads(line)
+
+    def call(self, request: dict, timeout: float) -> dict:
+        if not self.ready:
+            self._read_line(time.monotonic() + STARTUP_TIMEOUT)
+            self.ready = True
+        try:
+            self.proc.stdin.write(json.dumps(request).encode() + b"\n")
+        except (BrokenPipeError, OSError) as exc:
+            raise _WorkerGone(f"worker pipe closed: {exc}") from None
+        return self._read_line(time.monotonic() + timeout)
+
+    def kill(self) -> None:
+        _kill(self.proc)
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+    for pipe in (proc.stdin, proc.stdout):
+        if pipe is not None:
+            pipe.close()
+
+
+def _kill_all(procs: set) -> None:
+    for proc in list(procs):
+        _kill(proc)
+    procs.clear()
+
+
+class WorkerPool:
+    """Up to `size` long-lived workers, started on demand, replaced when they overrun."""
+
+    def __init__(self, size: int, memory_mb: int):
+        self.size, self.memory_mb = size, memory_mb
+        self.users = 0
+        self._cond = threading.Condition()
+        self._idle: list[_Worker] = []
+        self._alive = 0
+        self._generation = 0
+        self._procs: set = set()     # every live process, for the exit-time finaliser
+        self._finalizer = weakref.finalize(self, _kill_all, self._procs)
+
+    def _acquire(self) -> tuple[_Worker, int]:
+        with self._cond:
+            while not self._idle and self._alive >= self.size:
+                self._cond.wait()
+            if self._idle:
+                return self._idle.pop(), self._generation
+            self._alive += 1
+            generation = self._generation
+        try:
+            worker = _Worker(self.memory_mb)
+        except OSError:
+            with self._cond:
+                self._alive -= 1
+                self._cond.notify()
+            raise
+        self._procs.add(worker.proc)
+        return worker, generation
+
+    def _release(self, worker: _Worker, generation: int, healthy: bool) -> None:
+        with self._cond:
+            keep = healthy and generation == self._generation
+            if keep:
+                self._idle.append(worker)
+            else:
+                self._alive -= 1
+            self._cond.notify()
+        if not keep:
+            worker.kill()
+            self._procs.discard(worker.proc)
+
+    def run(self, request: dict, timeout: float) -> dict:
+        """The worker's reply, or {"status": "timeout"/"error", "error": ...}."""
+        try:
+            worker, generation = self._acquire()
+        except OSError as exc:
+            return {"status": "error", "error": f"cannot start a SymPy worker: {exc}"}
+        try:
+            reply = worker.call(request, timeout)
+        except _WorkerGone as exc:
+            self._release(worker, generation, healthy=False)
+            if str(exc) == "timeout":
+                return {"status": "timeout", "error": f"SymPy check exceeded {timeout:g} s"}
+            return {"status": "error", "error": str(exc)}
+        except ValueError as exc:   # a garbled reply line
+            self._release(worker, generation, healthy=False)
+            return {"status": "error", "error": f"bad reply from worker: {exc}"}
+        self._release(worker, generation, healthy=reply.get("status") != "memory")
+        return reply
+
+    def close(self) -> None:
+        with self._cond:
+            self._generation += 1
+            idle, self._idle = self._idle, []
+            self._alive -= len(idle)
+        for worker in idle:
+            worker.kill()
+            self._procs.discard(worker.proc)
+
+
+_SHARED: dict[tuple[int, int], WorkerPool] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_pool(size: int, memory_mb: int) -> WorkerPool:
+    """The process's pool for (size, memory_mb), one more user counted; see `release`."""
+    with _SHARED_LOCK:
+        pool = _SHARED.get((size, memory_mb))
+        if pool is None:
+            pool = _SHARED[(size, memory_mb)] = WorkerPool(size, memory_mb)
+        pool.users += 1
+        return pool
+
+
+def release(pool: WorkerPool) -> None:
+    """One user fewer; the last one out kills the workers (the pool restarts on demand)."""
+    with _SHARED_LOCK:
+        pool.users = max(0, pool.users - 1)
+        last = pool.users == 0
+    if last:
+        pool.close()
