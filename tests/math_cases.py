@@ -270,6 +270,10 @@ SYMBOLIC = _group("symbolic", [
     ("x^{10}", r"\boxed{x^{10}}", True),
     ("(x+1)^{10}", r"\boxed{(1+x)^{10}}", True),
     ("(x+1)^{10}", r"\boxed{x^{10}+1}", False),
+    ("(x+1)^{20}", r"\boxed{(1+x)^{20}}", True),
+    ("(2x+3)^{5}", r"\boxed{32x^5+240x^4+720x^3+1080x^2+810x+243}", True),     # large values at the points
+    ("(2x+3)^{5}", r"\boxed{32x^5+240x^4+720x^3+1080x^2+810x+242}", False),
+    ("\sqrt{2}x^{12}", r"\boxed{x^{12}\sqrt{2}}", True),
     ("\\frac{1}{\\sqrt{x}}", r"\boxed{x^{-1/2}}", True),
     ("6\\sqrt{3}", r"\boxed{\sqrt{108}}", True),
     ("\\sqrt{12}", r"\boxed{2\sqrt{3}}", True),
@@ -343,6 +347,11 @@ EQUATIONS = _group("equation", [
     ("1, 2", r"\boxed{x = 1, x = 2}", True),
     ("\\pm 2", r"\boxed{2, -2}", True),
     ("x = \\pm 2", r"\boxed{x = -2, 2}", True),
+    ("6", r"\boxed{x = 2 \cdot 3 = 6}", True),                 # a chain stands for its last value
+    ("x=6", r"\boxed{x = 2 \cdot 3 = 6}", True),
+    ("x=6", r"\boxed{x = 2 \cdot 3 = 7}", False),
+    ("x = 3", r"\boxed{2x = 6}", True),                      # an equivalent equation
+    ("x = 3", r"\boxed{x^2 = 9}", False),                    # not equivalent: x = -3 too
 ])
 
 MULTIPLE = _group("multiple", [
@@ -449,6 +458,12 @@ AWKWARD = _group("awkward", [
     ("12", "The answer is\n12", True),
     ("0.3", "\\boxed{0.30}", True),
     ("2", "\\boxed{2} (approximately)", True),
+    ("5", "Final Answer: The final answer is $5$. I hope it is correct.", True),
+    ("1, 2", r"\boxed{1} and \boxed{2}", False),                # several boxes: the last wins, lists too
+    ("5", r"\boxed{\text{5 apples}}", True),
+    ("5", r"\boxed{}", False),
+    ("5", "The answer is $\\boxed{5}$ meters.", True),
+    ("2", "x = 2\n\nWait, let me recheck... yes, $x=2$", True),
 ])
 
 OPTIONS = [

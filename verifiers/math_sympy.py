@@ -94,9 +94,11 @@ def _exactify(expr):
 
 
 class _Converter(_Latex2Sympy):
-    """latex2sympy2_extended's converter with ANTLR's two-stage parsing (Parr et al., 2014):
-    SLL prediction first, several times faster than the full LL it uses by default, and
-    full LL only when SLL reports an error (SLL may reject valid input, never misparse it)."""
+    """latex2sympy2_extended's converter with ANTLR's two-stage parsing (Parr, Harwell and
+    Fisher, "Adaptive LL(*) parsing", 2014): SLL prediction first, several times faster than
+    the full LL it uses by default, and full LL when SLL reports a syntax error (SLL may
+    reject valid input). On every string of the test table both modes give the same result
+    wherever SLL succeeds."""
 
     def __init__(self, mode: int):
         super().__init__(config=_CONFIG)
@@ -184,16 +186,19 @@ def _max_power(e) -> float:
     return max(powers, default=0)
 
 
-def _points_differ(diff, symbols, rng) -> bool | None:
-    """True if `diff` is clearly non-zero at a random point, False if ~0 at all, None if unknown."""
-    seen = 0
+def _points_differ(g, p, rng) -> bool | None:
+    """True if g - p is clearly non-zero at a random rational point (relative to the size of
+    g and p there), False if ~0 at every point, None if no point could be evaluated."""
+    symbols, seen = sorted(g.free_symbols | p.free_symbols, key=str), 0
     for _ in range(SAMPLE_POINTS):
         point = {s: sympy.Rational(rng.randint(-97, 97), rng.randint(7, 31)) for s in symbols}
-        value = sympy.N(diff.xreplace(point), 30)
-        if not value.is_number or value.has(sympy.nan, sympy.zoo, sympy.oo, -sympy.oo):
+        gx, px = g.xreplace(point), p.xreplace(point)
+        value, scale = sympy.N(gx - px, 30), sympy.N(abs(gx) + abs(px), 15)
+        if not (value.is_number and scale.is_number) or value.has(sympy.nan, sympy.zoo, sympy.oo, -sympy.oo) \
+                or scale.has(sympy.nan, sympy.zoo, sympy.oo):
             continue
         seen += 1
-        if abs(value) > 1e-20:
+        if abs(value) > 1e-20 * max(1, scale):
             return True
     return False if seen else None
 
@@ -201,7 +206,7 @@ def _points_differ(diff, symbols, rng) -> bool | None:
 def _symbolic_equal(g, p) -> str | None:
     """Random points first: they refute unequal expressions at once, before any expansion."""
     diff = sympy.Add(g, -p)
-    differs = _points_differ(diff, sorted(diff.free_symbols, key=str), random.Random(0))
+    differs = _points_differ(g, p, random.Random(0))
     if differs:
         return None
     if _max_power(diff) <= MAX_EXPAND_POWER and sympy.expand(diff) == 0:
@@ -308,11 +313,18 @@ def container_equal(g, p, ctx) -> str | None:
     return None
 
 
+def _collapse_chain(e):
+    """`x = 2 \\cdot 3 = 6` is the equation x = 6: first left side, last right side."""
+    links = getattr(e, "_unsorted_args", e.args) if isinstance(e, sympy.And) else ()
+    if links and all(isinstance(link, sympy.Eq) for link in links):
+        return sympy.Eq(links[0].lhs, links[-1].rhs, evaluate=False)
+    return e
+
+
 def _result_of_chain(e):
-    """`2 \\times 3 = 6` (a computation without variables) stands for its last value."""
-    last = getattr(e, "_unsorted_args", e.args)[-1] if isinstance(e, sympy.And) else e
-    if isinstance(last, sympy.Eq) and not e.free_symbols:
-        return last.rhs
+    """`2 \\times 3 = 6` (a computation without variables) stands for its value."""
+    if isinstance(e, sympy.Eq) and not e.free_symbols:
+        return e.rhs
     return e
 
 
@@ -320,6 +332,7 @@ def equal(g, p, ctx) -> str | None:
     """Reason why `p` (prediction) equals `g` (gold), or None."""
     if g == p:
         return "identical"
+    g, p = _collapse_chain(g), _collapse_chain(p)
     if not _is_relation(g):
         p = _result_of_chain(p)
     if _is_assignment(g) and not _is_relation(p):
