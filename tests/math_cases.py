@@ -273,7 +273,7 @@ SYMBOLIC = _group("symbolic", [
     ("(x+1)^{20}", r"\boxed{(1+x)^{20}}", True),
     ("(2x+3)^{5}", r"\boxed{32x^5+240x^4+720x^3+1080x^2+810x+243}", True),     # large values at the points
     ("(2x+3)^{5}", r"\boxed{32x^5+240x^4+720x^3+1080x^2+810x+242}", False),
-    ("\sqrt{2}x^{12}", r"\boxed{x^{12}\sqrt{2}}", True),
+    ("\\sqrt{2}x^{12}", r"\boxed{x^{12}\sqrt{2}}", True),
     ("\\frac{1}{\\sqrt{x}}", r"\boxed{x^{-1/2}}", True),
     ("6\\sqrt{3}", r"\boxed{\sqrt{108}}", True),
     ("\\sqrt{12}", r"\boxed{2\sqrt{3}}", True),
