@@ -397,18 +397,40 @@ def check(request: dict) -> dict:
 _WARM_UP = ("\\frac{1}{2}", "x^2+2x+1", "\\{1,2\\}", "(1,2)", "x=3", "\\sqrt{2}\\pi")
 
 
+def _cap_cpu(seconds: float | None) -> None:
+    """A kernel-enforced CPU budget for one request (SIGXCPU ends the process). The parent
+    kills an overrunning worker long before; this only stops a worker whose parent died
+    mid-check (killed with -9, say) from spinning on for ever with nobody to kill it."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_CPU)
+    limit = hard
+    if seconds is not None:
+        limit = int(sum(os.times()[:2]) + seconds) + 1
+        limit = limit if hard == resource.RLIM_INFINITY else min(limit, hard)
+    resource.setrlimit(resource.RLIMIT_CPU, (limit, hard))
+
+
+def _reply_channel():
+    """Replies go to the original stdout; fd 1 itself now points at stderr, so stray prints
+    (Python or C level) can never corrupt the protocol."""
+    out = os.fdopen(os.dup(1), "w", encoding="utf-8")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    return out
+
+
 def serve(memory_mb: int = 0) -> None:
     """Worker main loop: one JSON request per stdin line, one JSON reply per stdout line."""
+    import resource
     import signal
     import warnings
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     warnings.simplefilter("ignore")
     sys.setrecursionlimit(20_000)
-    out = os.fdopen(os.dup(1), "w", encoding="utf-8")
-    sys.stdout = sys.stderr                 # nothing but replies may reach the pipe
+    out = _reply_channel()
     if memory_mb > 0:
-        import resource
         limit = memory_mb * 2**20
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     for text in _WARM_UP:
@@ -416,12 +438,15 @@ def serve(memory_mb: int = 0) -> None:
     out.write('{"ready": true}\n')
     out.flush()
     for line in sys.stdin:
+        request = json.loads(line)
+        _cap_cpu(request.get("cpu_budget"))
         try:
-            reply = check(json.loads(line))
+            reply = check(request)
         except MemoryError:
             parse.cache_clear()
             out.write(json.dumps({"status": "memory", "error": "answer exceeded the worker memory limit"}) + "\n")
             out.flush()
             return                          # a fresh worker replaces this one
+        _cap_cpu(None)
         out.write(json.dumps(reply) + "\n")
         out.flush()

@@ -28,6 +28,7 @@ import time
 import weakref
 
 STARTUP_TIMEOUT = 60.0   # seconds a new worker may take to import SymPy on a loaded machine
+ORPHAN_CPU_GRACE = 30.0  # CPU seconds past the deadline after which a worker ends itself
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 # The worker imports only the two sibling modules it needs, not the `verifiers` package
 # (whose other verifiers may be heavy), and runs isolated (-I: no cwd on sys.path, so this
@@ -67,7 +68,8 @@ class _Worker:
             self._read_line(time.monotonic() + STARTUP_TIMEOUT)
             self.ready = True
         try:
-            self.proc.stdin.write(json.dumps(request).encode() + b"\n")
+            budget = {"cpu_budget": timeout + ORPHAN_CPU_GRACE}   # see math_sympy._cap_cpu
+            self.proc.stdin.write(json.dumps({**request, **budget}).encode() + b"\n")
         except (BrokenPipeError, OSError) as exc:
             raise _WorkerGone(f"worker pipe closed: {exc}") from None
         return self._read_line(time.monotonic() + timeout)
