@@ -1,18 +1,19 @@
 """Trusted code inside each sandbox: a fork server, and the harness around one program.
 
-`verifiers.sandbox` starts this file inside bubblewrap (`python -I -S -X utf8 THIS CONFIG`).
+`verifiers.sandbox` starts this file inside bubblewrap (`python -S -s -B -X utf8 -c BOOT THIS CONFIG`).
 It uses the standard library only: our package is not visible in the sandbox. The parent
 imports it too, for `to_wire`/`from_wire`, the codec of values crossing the boundary.
 
-One request, one process tree (the fork server stays warm between requests):
+One request, two forks (the fork server stays warm between requests):
 
     fork server   sandbox root with CAP_SETUID/SETGID/KILL only; reads the request, forks A,
-      |           reads the program's pipes with caps on time and bytes, answers the parent
-      A           becomes the unprivileged sandbox user, unshares user, pid, mount and IPC
-      |           namespaces, mounts a private size-capped /tmp and an empty /proc, forks B, exits
-      B           pid 1 of the sample's pid namespace: forks C, waits for it, reports, exits;
-      |           the kernel then kills whatever is left in the namespace (daemons included)
-      C           drops all capabilities, applies rlimits, runs the harness and the program
+      |           reads the program's pipes with caps on time and bytes, reaps C, answers
+      A           new session; becomes the unprivileged sandbox user; unshares user, pid,
+      |           mount and IPC namespaces; mounts a private size-capped /tmp and /dev/shm
+      |           and an empty /proc; forks C, reports its pid, exits
+      C           pid 1 of the new pid namespace: drops all capabilities, applies rlimits,
+                  runs the harness and the program. When it exits, the kernel kills every
+                  process left in its namespace (daemons, double forks, setsid included).
 
 The `assert` harness writes the per-sample token (read from a pipe only the fork server
 holds, into memory outside Python's object graph) after `check(candidate)` returns, and
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import builtins
 import ctypes
+import gc
 import itertools
 import json
 import math
@@ -38,14 +40,16 @@ import types
 
 CLONE_NEWNS, CLONE_NEWIPC, CLONE_NEWUSER, CLONE_NEWPID = 0x20000, 0x8000000, 0x10000000, 0x20000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REC, MS_PRIVATE = 1, 2, 4, 8, 0x4000, 0x40000
-PR_SET_DUMPABLE, PR_CAPBSET_DROP, PR_SET_CHILD_SUBREAPER = 4, 24, 36
+PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER = 4, 36
 INNER_ID = 1000        # the program's uid and gid inside its own user namespace
 RESULT_FD = 3          # the harness's channel: token, call results, or an exception report
 TOKEN_MAX = 64
 GRACE_S = 0.5          # how long to drain pipes after the sample's init has exited
 ITER_CAP = 100_000     # strict returns: most items materialised from a returned iterator
-PRELOAD = ("collections", "functools", "hashlib", "heapq", "itertools", "math", "random", "re",
-           "string", "typing", "bisect", "copy", "fractions", "operator", "statistics")
+# Imported once by the fork server, so that programs find them loaded: what HumanEval and MBPP
+# programs import most. Not hashlib or statistics: they would make every fork dearer.
+PRELOAD = ("bisect", "collections", "copy", "functools", "heapq", "itertools", "math", "operator",
+           "random", "re", "string", "typing")
 
 _dumps = json.dumps     # the harness's own references, taken before any program runs
 
@@ -173,11 +177,10 @@ class ForkServer:
         os.dup2(null, 1)
         os.close(null)
         self.libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-        if sys.path and sys.path[0] == os.path.dirname(os.path.abspath(__file__)):
-            del sys.path[0]  # programs must not import the worker's neighbours
         sys.path.extend(cfg.get("site", []))
         for name in PRELOAD:
             __import__(name)
+        gc.freeze()  # the children's collections skip these objects: fewer copy-on-write faults
 
     def serve(self) -> None:
         write_msg(self.ctl_out, {"ready": True, "isolate": self.isolate, "pid": os.getpid()})
@@ -209,66 +212,44 @@ class ForkServer:
 
     def run(self, req: dict, tmpdir: str | None) -> dict:
         pipes = {name: os.pipe() for name in ("out", "err", "res", "info")}
+        gate_r, gate_w = os.pipe()
         start = time.monotonic()
         a = os.fork()
         if a == 0:
             try:
-                _stage_a(self, req, pipes, tmpdir)
+                os.close(gate_w)
+                _stage_a(self, req, pipes, tmpdir, gate_r)
             finally:
                 os._exit(70)
-        for r, w in pipes.values():
+        os.close(gate_r)
+        for _, w in pipes.values():
             os.close(w)
         limits = req["limits"]
-        bufs, reason = self.collect(pipes, start + limits["wall_s"], limits["output_bytes"])
-        info = _parse_info(bufs["info"])
+        run = _Run(self.ctl_in, pipes, a, gate_w)
+        try:
+            reason = run.collect(start + limits["wall_s"], limits["output_bytes"])
+        finally:
+            run.open_gate()
         if reason is not None:
-            self.kill(a, info)
-        os.waitpid(a, 0)
-        if "B" in info:
-            os.waitpid(info["B"], 0)
+            for pid in (run.info.get("P"), a):
+                if pid:
+                    _signal(pid, signal.SIGKILL)  # the program is its namespace's init: all of it dies
+            if not self.isolate:
+                _signal(-a, signal.SIGKILL)  # its session's process group (best effort)
+        if not run.a_reaped:
+            os.waitpid(a, 0)
+        status = cpu = None
+        if "P" in run.info:
+            _, status, usage = os.wait4(run.info["P"], 0)
+            cpu = usage.ru_utime + usage.ru_stime
+        if not self.isolate:
+            _signal(-a, signal.SIGKILL)
         _reap_orphans()
-        for r, _ in pipes.values():
-            os.close(r)
-        reply = {k: bytes(bufs[k]).decode("latin-1") for k in ("out", "err", "res")}
-        reply.update(wall_s=time.monotonic() - start, reason=reason, setup_error=info.get("E"),
-                     status=info.get("S"), cpu_s=info.get("cpu"), shutdown=reason == "shutdown")
+        run.close()
+        reply = {k: bytes(run.bufs[k]).decode("latin-1") for k in ("out", "err", "res")}
+        reply.update(wall_s=time.monotonic() - start, reason=reason, setup_error=run.info.get("E"),
+                     status=status, cpu_s=cpu, shutdown=reason == "shutdown")
         return reply
-
-    def collect(self, pipes: dict, deadline: float, cap: int) -> tuple[dict, str | None]:
-        """Read the sample's pipes until they close, the deadline passes or the cap is hit."""
-        names = {pipes[k][0]: k for k in pipes}
-        bufs = {k: bytearray() for k in pipes}
-        poller = select.poll()
-        for fd in names:
-            poller.register(fd, select.POLLIN)
-        poller.register(self.ctl_in, select.POLLIN)
-        total, drain_until = 0, None
-        while names:
-            now = time.monotonic()
-            end = deadline if drain_until is None else min(deadline, drain_until)
-            if now >= end:
-                return bufs, ("timeout" if now >= deadline else None)
-            for fd, _ in poller.poll(max(1, int((end - now) * 1000))):
-                if fd == self.ctl_in:
-                    return bufs, "shutdown"  # the parent went away: stop everything
-                chunk = os.read(fd, 1 << 16)
-                if not chunk:
-                    poller.unregister(fd)
-                    if names.pop(fd) == "info":  # B exited: its namespace is being torn down
-                        drain_until = time.monotonic() + GRACE_S
-                    continue
-                bufs[names[fd]] += chunk
-                total += len(chunk) if names[fd] != "info" else 0
-                if total > cap:
-                    return bufs, "output"
-        return bufs, None
-
-    def kill(self, a: int, info: dict) -> None:
-        for pid in (info.get("B"), a):
-            if pid:
-                _signal(pid, signal.SIGKILL)
-        if not self.isolate and info.get("C"):
-            _signal(-info["C"], signal.SIGKILL)  # its process group (best effort without namespaces)
 
     def emit_token(self) -> None:
         self.libc.write(RESULT_FD, ctypes.c_void_p(self.token), self.token_len)
@@ -291,18 +272,73 @@ def _reap_orphans() -> None:
             return
 
 
-def _parse_info(raw: bytearray) -> dict:
-    info: dict = {}
-    for line in bytes(raw).decode("utf-8", "replace").splitlines():
-        key, _, value = line.partition(" ")
-        if key in ("B", "C"):
-            info[key] = int(value)
-        elif key == "S":
-            status, cpu = value.split()
-            info["S"], info["cpu"] = int(status), float(cpu)
-        elif key == "E":
-            info["E"] = value
-    return info
+class _Run:
+    """The parent's view of one sample: its pipes, A's report, and the program's exit."""
+
+    def __init__(self, ctl_in: int, pipes: dict, a: int, gate_w: int):
+        self.ctl_in, self.a, self.gate_w, self.a_reaped = ctl_in, a, gate_w, False
+        self.names = {r: name for name, (r, _) in pipes.items()}
+        self.bufs = {name: bytearray() for name in pipes}
+        self.info: dict = {}
+        self.pidfd = -1
+        self.poller = select.poll()
+        for fd in (*self.names, ctl_in):
+            self.poller.register(fd, select.POLLIN)
+
+    def collect(self, deadline: float, cap: int) -> str | None:
+        """Read until the program has exited and its pipes are closed; or return the
+        reason to kill it: "timeout", "output" (over `cap` bytes) or "shutdown"."""
+        total, drain_until = 0, None
+        while self.names or drain_until is None:
+            now = time.monotonic()
+            end = deadline if drain_until is None else min(deadline, drain_until)
+            if now >= end:
+                return "timeout" if drain_until is None else None
+            if not self.names and self.pidfd < 0 and "P" not in self.info:
+                return None  # A failed before starting the program
+            for fd, _ in self.poller.poll(max(1, int((end - now) * 1000))):
+                if fd == self.ctl_in:
+                    return "shutdown"  # the parent went away
+                if fd == self.pidfd:
+                    self.poller.unregister(fd)
+                    drain_until = time.monotonic() + GRACE_S  # exited; its namespace is gone
+                    continue
+                chunk = os.read(fd, 1 << 16)
+                name = self.names[fd]
+                if not chunk:
+                    self.poller.unregister(fd)
+                    del self.names[fd]
+                elif name == "info":
+                    self._parse_info(chunk)
+                else:
+                    self.bufs[name] += chunk
+                    total += len(chunk)
+                    if total > cap:
+                        return "output"
+        return None
+
+    def _parse_info(self, chunk: bytes) -> None:
+        self.bufs["info"] += chunk
+        for line in chunk.decode("utf-8", "replace").splitlines():
+            key, _, value = line.partition(" ")
+            if key == "P" and self.pidfd < 0:
+                self.info["P"] = int(value)
+                self.pidfd = os.pidfd_open(int(value))  # readable once the program has exited
+                self.poller.register(self.pidfd, select.POLLIN)
+                os.waitpid(self.a, 0)  # A exits right after saying P; reaped, it leaves the
+                self.a_reaped = True   # program's process count (RLIMIT_NPROC) ...
+                self.open_gate()       # ... and only then may the program start
+            elif key == "E":
+                self.info["E"] = value
+
+    def open_gate(self) -> None:
+        if self.gate_w >= 0:
+            os.close(self.gate_w)
+            self.gate_w = -1
+
+    def close(self) -> None:
+        for fd in (*[r for r in self.names], *([self.pidfd] if self.pidfd >= 0 else [])):
+            os.close(fd)
 
 
 def _make_tmpdir() -> str:
@@ -330,23 +366,24 @@ def _check(libc, ret: int, what: str) -> None:
         raise OSError(err, f"{what}: {os.strerror(err)}")
 
 
-def _stage_a(server: ForkServer, req: dict, pipes: dict, tmpdir: str | None) -> None:
-    for fd in (server.ctl_in, server.ctl_out, server.cfg["token_fd"]) + tuple(r for r, _ in pipes.values()):
+def _stage_a(server: ForkServer, req: dict, pipes: dict, tmpdir: str | None, gate: int) -> None:
+    for fd in (server.ctl_in, server.ctl_out, server.cfg["token_fd"], *(r for r, _ in pipes.values())):
         os.close(fd)
     info = pipes["info"][1]
     try:
+        os.setsid()  # kill(0, ...) from the program reaches its own group, never the fork server
         if server.isolate:
             _isolate(server, req["limits"])
-        b = os.fork()
+        c = os.fork()
     except OSError as exc:
         _say(info, f"E sample setup failed: {exc}")
         os._exit(70)
-    if b == 0:
+    if c == 0:
         try:
-            _stage_b(server, req, pipes, tmpdir)
+            _stage_c(server, req, pipes, tmpdir, gate)
         finally:
             os._exit(70)
-    _say(info, f"B {b}")
+    _say(info, f"P {c}")
     os._exit(0)
 
 
@@ -373,28 +410,9 @@ def _isolate(server: ForkServer, limits: dict) -> None:
     _check(libc, libc.mount(b"tmpfs", b"/proc", b"tmpfs", hidden, b"size=4096,mode=555"), "hide /proc")
 
 
-def _stage_b(server: ForkServer, req: dict, pipes: dict, tmpdir: str | None) -> None:
-    info = pipes["info"][1]
-    c = os.fork()
-    if c == 0:
-        try:
-            _stage_c(server, req, pipes, tmpdir)
-        finally:
-            os._exit(70)
-    for name in ("out", "err", "res"):
-        os.close(pipes[name][1])
-    _say(info, f"C {c}")
-    while True:  # as pid 1 we also reap the program's orphans
-        pid, status, usage = os.wait4(-1, 0)
-        if pid == c:
-            break
-    _say(info, f"S {status} {usage.ru_utime + usage.ru_stime:.4f}")
-    if not server.isolate:
-        _signal(-c, signal.SIGKILL)
-    os._exit(0)
-
-
-def _stage_c(server: ForkServer, req: dict, pipes: dict, tmpdir: str | None) -> None:
+def _stage_c(server: ForkServer, req: dict, pipes: dict, tmpdir: str | None, gate: int) -> None:
+    """The program's process: with namespaces, pid 1 of its own pid namespace, so that when it
+    exits the kernel kills every process it left behind."""
     os.dup2(pipes["out"][1], 1)
     os.dup2(pipes["err"][1], 2)
     os.dup2(pipes["res"][1], RESULT_FD)
@@ -402,13 +420,17 @@ def _stage_c(server: ForkServer, req: dict, pipes: dict, tmpdir: str | None) -> 
     write_all(stdin, req.get("stdin", "").encode())
     os.lseek(stdin, 0, os.SEEK_SET)
     os.dup2(stdin, 0)
-    os.closerange(RESULT_FD + 1, 1 << 20)
-    if not server.isolate:
-        os.setsid()
+    os.dup2(gate, RESULT_FD + 1)
+    gate = RESULT_FD + 1
+    os.closerange(RESULT_FD + 2, 1 << 20)  # the info pipe included: the program cannot speak for A
     _drop_capabilities(server.libc)
     _apply_limits(req["limits"])
     os.chdir(tmpdir or "/tmp")
-    os.environ["HOME"] = os.environ["TMPDIR"] = tmpdir or "/tmp"
+    os.environ["HOME"] = os.environ["TMPDIR"] = os.environ["PWD"] = tmpdir or "/tmp"
+    sys.modules["random"].seed(0)  # a fork inherits the fork server's state: same for every sample
+    while os.read(gate, 1):  # end of file once the fork server has reaped A (see _Run._parse_info)
+        pass
+    os.close(gate)
     HARNESS[req["mode"]](server, req)
 
 
@@ -417,20 +439,20 @@ class _CapHeader(ctypes.Structure):
 
 
 def _drop_capabilities(libc) -> None:
-    """No capabilities left, not even in the sample's own user namespace."""
-    for cap in range(64):
-        if libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
-            break
+    """No capabilities left, not even in the sample's own user namespace. (The bounding set
+    can stay: the program is not uid 0 in its namespace, `no_new_privs` is set and the mounts
+    are nosuid, so no execve can bring capabilities back.)"""
     libc.capset(ctypes.byref(_CapHeader(0x20080522, 0)), (ctypes.c_uint32 * 6)())
 
 
 def _apply_limits(limits: dict) -> None:
     cpu = max(1, math.ceil(limits["cpu_s"]))
-    for res, value in ((resource.RLIMIT_CPU, (cpu, cpu + 1)),
+    # soft == hard: SIGKILL at the limit (a namespace's init ignores SIGXCPU)
+    for res, value in ((resource.RLIMIT_CPU, cpu),
                        (resource.RLIMIT_AS, limits["memory_bytes"]),
                        (resource.RLIMIT_FSIZE, limits["file_bytes"]),
                        (resource.RLIMIT_NOFILE, limits["open_files"]),
-                       (resource.RLIMIT_NPROC, limits["processes"] + 1),  # + B, the namespace's init
+                       (resource.RLIMIT_NPROC, limits["processes"]),
                        (resource.RLIMIT_CORE, 0)):
         soft, hard = value if isinstance(value, tuple) else (value, value)
         resource.setrlimit(res, (soft, hard))
@@ -534,8 +556,16 @@ def _strict(fn):
     return candidate
 
 
+def _own(pid: int, code: int) -> None:
+    """Processes the program forked run this harness code too when they fall out of it; only
+    the program's own process may report or pass."""
+    if os.getpid() != pid:
+        _flush()
+        os._exit(code)
+
+
 def run_assert(server: ForkServer, req: dict) -> None:
-    g, guard, where = _fresh_main(), _Guard(), "program"
+    g, guard, where, me = _fresh_main(), _Guard(), "program", os.getpid()
     try:
         _exec(req["program"], "<program>", g)
         guard.restore(g)
@@ -550,21 +580,24 @@ def run_assert(server: ForkServer, req: dict) -> None:
             raise NameError("the tests do not define check()")
         g["check"](g[entry])
     except BaseException as exc:  # noqa: BLE001 - anything but a normal return fails the sample
+        _own(me, 1)
         _report(exc, where)
         _flush()
         os._exit(1)
+    _own(me, 0)
     server.emit_token()  # the only place the token leaves memory
     _flush()
     os._exit(0)
 
 
 def run_io(server: ForkServer, req: dict) -> None:
-    g, code = _fresh_main(), 0
+    g, code, me = _fresh_main(), 0, os.getpid()
     try:
         _exec(req["program"], "main.py", g)
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except BaseException as exc:  # noqa: BLE001 - a crash is reported, not raised
+        _own(me, 1)  # a forked child's output still counts, as in a real script; its report does not
         _report(exc, "program")
         code = 1
     _flush()
@@ -572,11 +605,12 @@ def run_io(server: ForkServer, req: dict) -> None:
 
 
 def run_call(server: ForkServer, req: dict) -> None:
-    g = _fresh_main()
+    g, me = _fresh_main(), os.getpid()
     try:
         _exec(req["program"], "<program>", g)
         fn = g[req["entry_point"]]
     except BaseException as exc:  # noqa: BLE001 - a crash is reported, not raised
+        _own(me, 1)
         _report(exc, "program")
         _flush()
         os._exit(1)
@@ -586,6 +620,7 @@ def run_call(server: ForkServer, req: dict) -> None:
             results.append({"ok": to_wire(fn(*from_wire(case["args"]), **from_wire(case["kwargs"])))})
         except BaseException as exc:  # noqa: BLE001 - one case's exception fails that case
             results.append({"exc": type(exc).__name__, "msg": _safe_str(exc, 300)})
+    _own(me, 0)
     _flush()
     write_all(RESULT_FD, _dumps({"results": results}).encode())
     os._exit(0)

@@ -200,8 +200,10 @@ class CodeVerifier(Verifier):
             info["error"] = error
         if ex is not None:
             info.update(cpu_s=ex.cpu_s, wall_s=round(ex.wall_s, 4))
+            if ex.stdout and "stdout" not in info:
+                info["stdout"] = ex.stdout[:TAIL].decode("utf-8", "replace")
             if ex.stderr:
-                info["stderr"] = ex.stderr.decode("utf-8", "replace")[-TAIL:]
+                info["stderr"] = ex.stderr[-TAIL:].decode("utf-8", "replace")
         if self.unsafe_no_sandbox:
             info["sandbox"] = "none (unsafe_no_sandbox)"
         reward = 1.0 if status == "passed" else 0.0
@@ -231,8 +233,8 @@ class CodeVerifier(Verifier):
             return "error", text
         if ex.signal is not None:
             return "error", f"killed by signal {signal.Signals(ex.signal).name}"
-        if early_exit:
-            return "failed", f"the program exited (code {ex.exit_code}) before the tests finished"
+        if early_exit and ex.exit_code == 0:
+            return "failed", "the program exited (code 0) before the tests finished"
         return "error", f"the program exited with code {ex.exit_code}"
 
     def _judge_assert(self, program: str, spec: dict) -> Verdict:
@@ -253,7 +255,7 @@ class CodeVerifier(Verifier):
                 if match_output(stdout, case["stdout"], self.io_match):
                     passed += 1
                     continue
-                failure = ("failed", f"case {i}: wrong output", {"stdout": stdout[:TAIL]})
+                failure = ("failed", f"case {i}: wrong output", {})
             else:
                 status, error = self._failure(ex, early_exit=False)
                 failure = (status, f"case {i}: {error}", {})

@@ -36,12 +36,15 @@ What it does not protect against:
   for adversaries stronger than an RL policy.
 * Total memory: `RLIMIT_AS` is per process, so the bound is `max_processes x memory_mb`
   per worker (no cgroups). CPU contention between workers shows in wall time only.
-* Reading its own memory. The `assert` token lives in raw memory outside Python's object
-  graph and `/proc/self/mem` is hidden, but a program that uses `ctypes` (reachable from
-  the harness's frames even without importing it) can read the token and forge a pass.
-  The asserts themselves also run in the program's process: values they reach other than
-  the entry point's return value (a mutated argument, a monkeypatched standard module, a
-  redefined helper of the prompt) can fool them. Use `call` or `io` tests when that matters.
+* Introspection of the `assert` harness. The token lives in raw memory outside Python's
+  object graph (a scan of `gc` objects, frames and modules finds no such string) and
+  `/proc/self/mem` is hidden, but the harness shares the program's process: a program that
+  walks the interpreter's frames to the harness (`sys._getframe`, `sys._current_frames`) or
+  reads memory with `ctypes` can make it write the token and forge a pass. The asserts
+  also run in the program's process, so values they reach other than the entry point's
+  return value (a mutated argument, a monkeypatched standard module, a redefined helper of
+  the prompt) can fool them. Use `call` or `io` tests when that matters: their verdicts
+  are computed here, from plain data.
 * The fork server runs as root inside the sandbox with CAP_SETUID/SETGID/KILL (to switch to
   the sandbox uid and end samples); it never runs program code.
 * `unsafe_no_sandbox=True` keeps only the rlimits and a scratch directory: the program can
@@ -54,6 +57,7 @@ import json
 import math
 import os
 import queue
+import secrets
 import select
 import shutil
 import signal
@@ -71,6 +75,7 @@ from verifiers.base import VerifierError
 SANDBOX_UID = 65534                  # nobody: the programs' uid on the host when we run as root
 START_TIMEOUT_S = 30.0
 REPLY_SLACK_S = 10.0                 # beyond the wall cap, before a worker counts as hung
+CPU_TOLERANCE_S = 0.25
 INSTALL_HINT = ("bubblewrap (`bwrap`) is required to run model code safely; install it with "
                 "`apt-get install bubblewrap` (Debian/Ubuntu) or `dnf install bubblewrap` (Fedora), "
                 "or pass unsafe_no_sandbox=True to run with resource limits only (trusted code only)")
@@ -141,8 +146,10 @@ class Execution:
             return ex
         if os.WIFSIGNALED(status):
             ex.signal = os.WTERMSIG(status)
-            cpu_cap = max(1, math.ceil(limits.time_limit))
-            ex.timed_out |= ex.signal == signal.SIGXCPU or (ex.signal == signal.SIGKILL and (ex.cpu_s or 0) >= cpu_cap)
+            # RLIMIT_CPU ends a program with SIGKILL (soft == hard); the tolerance absorbs the
+            # difference between the kernel's check and the rusage it reports.
+            cpu_cap = max(1, math.ceil(limits.time_limit)) - CPU_TOLERANCE_S
+            ex.timed_out |= ex.signal in (signal.SIGXCPU, signal.SIGKILL) and (ex.cpu_s or 0) >= cpu_cap
         else:
             ex.exit_code = os.WEXITSTATUS(status)
         return ex
@@ -174,7 +181,12 @@ def sandbox_command(bwrap: str) -> tuple[list[str], dict]:
             argv += ["--symlink", os.readlink(path), path]
         elif os.path.isdir(path):
             argv += ["--ro-bind", path, path]
-    for tree in trees:
+    made: set[str] = set()
+    for tree in trees:  # bwrap would create the parents mode 0700, closed to the sandbox user
+        for parent in _ancestors(tree):
+            if parent not in made and not parent.startswith("/usr"):
+                argv += ["--perms", "0755", "--dir", parent]
+                made.add(parent)
         argv += ["--ro-bind", tree, tree]
     argv += ["--ro-bind", worker.__file__, "/sandbox/worker.py", "--dev", "/dev", "--proc", "/proc",
              "--dir", "/tmp", "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts",
@@ -186,18 +198,28 @@ def sandbox_command(bwrap: str) -> tuple[list[str], dict]:
         argv += ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", "--cap-add", "CAP_KILL"]
     else:
         argv += ["--unshare-user"]
-    argv += ["--remount-ro", "/", "--", python, *_PY_FLAGS, "/sandbox/worker.py"]
+    argv += ["--remount-ro", "/", "--", python, *_PY_FLAGS, "-c", _BOOT, "/sandbox/worker.py"]
     return argv, {"isolate": True, "uid": SANDBOX_UID if root else None, "site": sites}
+
+
+def _ancestors(path: str) -> list[str]:
+    """`/a/b/c` -> `["/a", "/a/b"]`."""
+    parts = path.strip("/").split("/")[:-1]
+    return ["/" + "/".join(parts[:i + 1]) for i in range(len(parts))]
 
 
 def unsafe_command() -> tuple[list[str], dict]:
     python, _, sites = _python_paths()
-    return [python, *_PY_FLAGS, worker.__file__], {"isolate": False, "uid": None, "site": sites}
+    return [python, *_PY_FLAGS, "-c", _BOOT, worker.__file__], {"isolate": False, "uid": None, "site": sites}
 
 
 # -S: no site import (we add site-packages ourselves, without .pth side effects); -s: no user
 # site; -B: no .pyc writes. Not -I/-E: PYTHONHASHSEED must apply, for reproducible verdicts.
 _PY_FLAGS = ("-S", "-s", "-B", "-X", "utf8")
+# Run the worker file without putting its folder (or the working directory) on sys.path: next
+# to it live modules such as verifiers/math.py that would shadow the standard library.
+_BOOT = ("import sys; del sys.path[0]; sys.argv = sys.argv[1:]; p = sys.argv[0]; "
+         "exec(compile(open(p).read(), p, 'exec'), {'__name__': '__main__', '__file__': p})")
 _ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "PYTHONHASHSEED": "0", "HOME": "/tmp"}
 
 
@@ -205,6 +227,7 @@ class _Worker:
     """One warm fork server, spoken to over length-prefixed JSON on its stdin/stdout."""
 
     def __init__(self, argv: list[str], cfg: dict):
+        self.errors = ""
         self.token_r, self.token_w = os.pipe()
         self.errlog = tempfile.TemporaryFile()
         env = dict(_ENV, HOME=tempfile.gettempdir())
@@ -216,7 +239,7 @@ class _Worker:
         hello = self._read(time.monotonic() + START_TIMEOUT_S)
         if not hello or not hello.get("ready"):
             self.kill()
-            raise SandboxError(f"the sandbox did not start: {self.stderr_tail() or 'no output'}")
+            raise SandboxError(f"the sandbox did not start: {self.errors or 'no output'}")
 
     def run(self, request: dict, token: bytes, wall_s: float) -> dict:
         try:
@@ -244,6 +267,8 @@ class _Worker:
         return json.loads(bytes(data[4:]))
 
     def stderr_tail(self, n: int = 2000) -> str:
+        if self.errlog.closed:
+            return self.errors
         self.errlog.seek(0)
         return self.errlog.read().decode("utf-8", "replace")[-n:].strip()
 
@@ -268,6 +293,7 @@ class _Worker:
         self._release()
 
     def _release(self) -> None:
+        self.errors = self.stderr_tail()  # kept for the error message once the log is closed
         if self.token_w >= 0:
             os.close(self.token_w)
             self.token_w = -1
@@ -292,6 +318,10 @@ class SandboxPool:
             if bwrap is None:
                 raise VerifierError(INSTALL_HINT)
             self.argv, self.cfg = sandbox_command(bwrap)
+        # In every worker's command line, hence in all its processes' (forks keep it): a way
+        # to find anything this pool left behind.
+        self.tag = f"verirl-pool-{secrets.token_hex(6)}"
+        self.cfg = {**self.cfg, "tag": self.tag}
         self._idle: queue.Queue = queue.Queue()
         for _ in range(self.size):
             self._idle.put(None)  # a slot whose worker starts on first use

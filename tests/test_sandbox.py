@@ -1,0 +1,310 @@
+"""The sandbox pool: what a program sees and may do, its limits, the wire codec, clean-up.
+
+Each isolation test runs a small `io` program that prints what it observes as JSON. Tests
+that start sandboxes need bubblewrap (`apt-get install bubblewrap`) and are skipped without it.
+"""
+
+from __future__ import annotations
+
+import collections
+import enum
+import json
+import math
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from verifiers import VerifierError
+from verifiers import sandbox as sandbox_mod
+from verifiers._sandbox_worker import WireError, from_wire, to_wire
+from verifiers.sandbox import Execution, Limits, SandboxPool, sandbox_command
+
+needs_bwrap = pytest.mark.skipif(sandbox_mod.bwrap_path() is None, reason="needs bubblewrap (bwrap)")
+SMALL = Limits(time_limit=1, wall_time_limit=3, memory_mb=256, output_kb=64, max_processes=4, file_size_mb=1,
+               tmp_size_mb=4, open_files=64)
+
+
+# --------------------------------------------------------------------------- wire codec (pure)
+
+
+class Colour(enum.IntEnum):
+    RED = 1
+
+
+Point = collections.namedtuple("Point", "x y")
+
+
+@pytest.mark.parametrize("value", [
+    None, True, 0, -7, 2 ** 62 - 1, 2 ** 62, -(10 ** 50), 1.5, -0.0, "", "héllo\x00", b"\x00\xff", 1 + 2j,
+    [], [1, [2, [3]]], (), (1, "a"), {1, 2}, frozenset({(1, 2)}), {}, {"a": 1}, {1: "a", (2, 3): [4]},
+    {"$tuple": [1]},  # a dict that looks like a tag stays a dict
+])
+def test_wire_round_trip_keeps_value_and_type(value):
+    back = from_wire(json.loads(json.dumps(to_wire(value))))
+    assert back == value and type(back) is type(value)
+
+
+@pytest.mark.parametrize("value", [math.inf, -math.inf])
+def test_wire_keeps_infinities(value):
+    assert from_wire(json.loads(json.dumps(to_wire(value)))) == value
+
+
+def test_wire_keeps_nan():
+    assert math.isnan(from_wire(json.loads(json.dumps(to_wire(math.nan)))))
+
+
+@pytest.mark.parametrize("value, plain", [
+    (Colour.RED, 1), (Point(1, 2), (1, 2)), (collections.Counter("aab"), {"a": 2, "b": 1}),
+    (collections.OrderedDict(a=1), {"a": 1}), (collections.defaultdict(int, a=1), {"a": 1}),
+])
+def test_wire_turns_subclasses_into_their_builtin_base(value, plain):
+    back = from_wire(to_wire(value))
+    assert back == plain and type(back) is type(plain)
+
+
+class Sneaky(int):
+    def __int__(self):
+        return 99
+
+    def __eq__(self, other):
+        return True
+
+
+def test_wire_does_not_call_overridden_methods():
+    assert from_wire(to_wire(Sneaky(3))) == 3 and from_wire(to_wire(Sneaky(3))) != 4
+
+
+@pytest.mark.parametrize("value", [object(), lambda: 0, iter([]), range(3), [1, object()], {"k": {1: object()}}])
+def test_wire_refuses_what_is_not_plain_data(value):
+    with pytest.raises(WireError):
+        to_wire(value)
+
+
+@pytest.mark.parametrize("tree", [{"$eval": "1"}, {"$tuple": 1}, {"a": 1, "b": 2}, {"$int": "zz"}, {"$dict": [[1]]},
+                                  {"$set": [[1]]}])
+def test_wire_refuses_malformed_input(tree):
+    with pytest.raises(WireError):
+        from_wire(tree)
+
+
+# --------------------------------------------------------------------------- limits and replies (pure)
+
+
+@pytest.mark.parametrize("field, value", [("time_limit", 0), ("memory_mb", -5), ("output_kb", float("nan")),
+                                          ("max_processes", True), ("wall_time_limit", "3")])
+def test_limits_refuse_bad_values(field, value):
+    with pytest.raises(VerifierError, match=field):
+        Limits(**{field: value})
+
+
+def test_wall_cap_defaults_to_twice_the_cpu_limit_plus_five():
+    assert (Limits(time_limit=2).wall_s, Limits(time_limit=2, wall_time_limit=3).wall_s) == (9, 3)
+
+
+def _reply(status, reason=None, cpu=0.1, **kw):
+    return {"out": "", "err": "", "res": "", "wall_s": 0.2, "reason": reason, "status": status, "cpu_s": cpu,
+            "setup_error": None, **kw}
+
+
+@pytest.mark.parametrize("reply, exit_code, sig, timed_out, output_limited, error", [
+    (_reply(0), 0, None, False, False, None),
+    (_reply(3 << 8), 3, None, False, False, None),
+    (_reply(signal.SIGSEGV), None, signal.SIGSEGV, False, False, None),
+    (_reply(signal.SIGKILL, cpu=1.0), None, signal.SIGKILL, True, False, None),    # RLIMIT_CPU of 1 s
+    (_reply(signal.SIGKILL, cpu=0.2), None, signal.SIGKILL, False, False, None),   # killed, not for time
+    (_reply(signal.SIGKILL, reason="timeout"), None, signal.SIGKILL, True, False, None),
+    (_reply(signal.SIGKILL, reason="output"), None, signal.SIGKILL, False, True, None),
+    (_reply(None), None, None, False, False, "no exit status"),
+    (_reply(None, setup_error="sample setup failed: unshare"), None, None, False, False, "unshare"),
+    ({"error": "fork server: EMFILE"}, None, None, False, False, "EMFILE"),
+])
+def test_execution_from_reply(reply, exit_code, sig, timed_out, output_limited, error):
+    ex = Execution.from_reply(reply, Limits(time_limit=1))
+    assert (ex.exit_code, ex.signal, ex.timed_out, ex.output_limited) == (exit_code, sig, timed_out, output_limited)
+    assert (ex.sandbox_error is None) if error is None else (error in ex.sandbox_error)
+
+
+def test_sandbox_command_shares_only_the_interpreter(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    argv, cfg = sandbox_command("/usr/bin/bwrap")
+    binds = [argv[i + 1] for i, a in enumerate(argv) if a in ("--ro-bind", "--bind", "--dev-bind")]
+    assert "--bind" not in argv and "--dev-bind" not in argv  # nothing writable from the host
+    for flag in ("--unshare-net", "--unshare-pid", "--unshare-ipc", "--clearenv", "--new-session"):
+        assert flag in argv
+    assert argv[argv.index("--remount-ro") + 1] == "/"
+    assert str(tmp_path) not in binds and os.path.expanduser("~") not in binds and "/tmp" not in binds
+    assert "/etc" not in binds and "/" not in binds
+
+
+def test_without_bwrap_the_pool_refuses(monkeypatch):
+    monkeypatch.setattr(sandbox_mod, "bwrap_path", lambda: None)
+    with pytest.raises(VerifierError, match="apt-get install bubblewrap"):
+        SandboxPool()
+
+
+# --------------------------------------------------------------------------- what a program sees
+
+
+@pytest.fixture(scope="module")
+def pool():
+    p = SandboxPool(workers=1)  # one worker: consecutive runs share it, which the /tmp test needs
+    yield p
+    p.close()
+
+
+def observe(pool: SandboxPool, program: str, limits: Limits = SMALL, stdin: str = "") -> dict:
+    ex = pool.run({"mode": "io", "program": "import json, os, sys\n" + program, "stdin": stdin}, limits)
+    assert ex.exit_code == 0 and not ex.sandbox_error, (ex, ex.stderr.decode())
+    return json.loads(ex.stdout)
+
+
+@needs_bwrap
+def test_the_filesystem_shows_only_the_interpreter(pool, tmp_path):
+    secret = Path.home() / f".verirl-sandbox-test-{os.getpid()}"
+    secret.write_text("secret")
+    try:
+        seen = observe(pool, f"""
+print(json.dumps({{"root": sorted(os.listdir("/")), "proc": os.listdir("/proc"), "etc": os.path.exists("/etc"),
+    "home": os.path.exists({str(secret)!r}), "cwd": os.path.exists({str(tmp_path)!r}),
+    "root_home": sorted(os.listdir({os.path.expanduser("~")!r})), "pwd": os.getcwd()}}))""")
+    finally:
+        secret.unlink()
+    allowed = {"bin", "dev", "lib", "lib32", "lib64", "libx32", "proc", "sandbox", "sbin", "tmp", "usr", "root",
+               "work", "opt", "home"}
+    assert set(seen["root"]) <= allowed and "etc" not in seen["root"]
+    assert seen["proc"] == [] and not seen["etc"] and not seen["home"] and not seen["cwd"]
+    assert seen["root_home"] in ([], [".pyenv"])  # at most the way to the interpreter
+    assert seen["pwd"] == "/tmp"
+
+
+@needs_bwrap
+def test_identity_environment_and_privileges(pool):
+    seen = observe(pool, """
+import ctypes, socket
+libc = ctypes.CDLL(None, use_errno=True)
+def denied(call):
+    try:
+        call()
+    except OSError:
+        return True
+    return False
+print(json.dumps({"uid": os.getuid(), "gid": os.getgid(), "pid": os.getpid(), "env": sorted(os.environ),
+    "setuid0": denied(lambda: os.setuid(0)), "chroot": denied(lambda: os.chroot("/tmp")),
+    "mount": libc.mount(b"tmpfs", b"/usr", b"tmpfs", 0, None) != 0, "ifaces": socket.if_nameindex()}))""")
+    assert (seen["uid"], seen["gid"], seen["pid"]) == (1000, 1000, 1)
+    assert set(seen["env"]) <= {"PATH", "LANG", "LC_ALL", "PYTHONHASHSEED", "HOME", "TMPDIR", "PWD", "LC_CTYPE"}
+    assert seen["setuid0"] and seen["chroot"] and seen["mount"]
+    assert seen["ifaces"] == [[1, "lo"]]
+
+
+@needs_bwrap
+def test_only_the_private_tmp_is_writable(pool):
+    seen = observe(pool, """
+import site
+def writable(path):
+    try:
+        with open(os.path.join(path, "probe"), "w") as f:
+            f.write("x")
+        return True
+    except OSError:
+        return False
+paths = ["/", "/tmp", "/dev/shm", "/usr", "/sandbox", sys.prefix] + [p for p in sys.path if os.path.isdir(p)]
+print(json.dumps({p: writable(p) for p in paths}))""")
+    assert {p for p, ok in seen.items() if ok} == {"/tmp", "/dev/shm"}
+
+
+@needs_bwrap
+def test_each_program_gets_a_fresh_tmp(pool):
+    observe(pool, "open('/tmp/mark', 'w').write('1'); open('/dev/shm/mark', 'w').write('1'); print('{}')")
+    seen = observe(pool, "print(json.dumps([os.listdir('/tmp'), os.listdir('/dev/shm')]))")
+    assert seen == [[], []]
+
+
+@needs_bwrap
+@pytest.mark.parametrize("program, expected", [
+    # max_processes=4 counts the program itself: three children, then EAGAIN
+    ("import time\nn = 0\ntry:\n    while True:\n        if os.fork() == 0:\n            time.sleep(30)\n"
+     "        n += 1\nexcept OSError as e:\n    print(json.dumps([n, e.errno]))", [3, 11]),
+    ("n = 0\ntry:\n    while True:\n        os.open('/dev/null', os.O_RDONLY)\n        n += 1\n"
+     "except OSError as e:\n    print(json.dumps([n, e.errno]))", [60, 24]),      # 64 - fds 0..3; EMFILE
+    ("try:\n    open('/tmp/big', 'wb').write(b'x' * (2 << 20))\nexcept OSError as e:\n"
+     "    print(json.dumps(e.errno))", 27),                                          # EFBIG past file_size_mb
+    ("try:\n    [open(f'/tmp/f{i}', 'wb').write(b'x' * (1 << 19)) for i in range(20)]\nexcept OSError as e:\n"
+     "    print(json.dumps(e.errno))", 28),                                          # ENOSPC past tmp_size_mb
+    ("try:\n    bytearray(300 << 20)\nexcept MemoryError:\n    print(json.dumps('MemoryError'))", "MemoryError"),
+])
+def test_resource_limits(pool, program, expected):
+    assert observe(pool, program) == expected
+
+
+@needs_bwrap
+@pytest.mark.parametrize("program, timed_out, output_limited", [
+    ("while True:\n    pass", True, False),                       # CPU seconds
+    ("import time\ntime.sleep(60)", True, False),                 # wall-clock cap
+    ("while True:\n    print('x' * 4096)", False, True),          # output cap
+])
+def test_caps_end_the_program(pool, program, timed_out, output_limited):
+    start = time.monotonic()
+    ex = pool.run({"mode": "io", "program": program, "stdin": ""}, SMALL)
+    assert (ex.timed_out, ex.output_limited) == (timed_out, output_limited), ex
+    assert len(ex.stdout) <= 2 * SMALL.output_kb * 1024
+    assert time.monotonic() - start < 60  # does not hang
+
+
+def _processes_with(marker: str) -> list[str]:
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if marker in cmd:
+            found.append(f"{pid}: {cmd[:200]}")
+    return found
+
+
+def _wait_until_gone(marker: str, seconds: float = 10) -> list[str]:
+    deadline = time.monotonic() + seconds
+    while (left := _processes_with(marker)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return left
+
+
+@needs_bwrap
+def test_a_dead_worker_is_replaced():
+    p = SandboxPool(workers=1)
+    try:
+        assert p.run({"mode": "io", "program": "print(1)", "stdin": ""}, SMALL).stdout == b"1\n"
+        for line in _processes_with(p.tag):
+            os.kill(int(line.split(":")[0]), signal.SIGKILL)
+        broken = p.run({"mode": "io", "program": "print(2)", "stdin": ""}, SMALL)
+        assert broken.sandbox_error or broken.stdout == b"2\n"  # either noticed now, or already replaced
+        assert p.run({"mode": "io", "program": "print(3)", "stdin": ""}, SMALL).stdout == b"3\n"
+    finally:
+        p.close()
+
+
+@needs_bwrap
+def test_close_leaves_no_process_behind():
+    p = SandboxPool(workers=2)
+    program = "import time\nif os.fork() == 0:\n    os.setsid()\n    time.sleep(100)\nprint(1)"
+    assert p.run({"mode": "io", "program": "import os\n" + program, "stdin": ""}, SMALL).stdout == b"1\n"
+    assert _processes_with(p.tag)  # the worker is running
+    p.close()
+    assert _wait_until_gone(p.tag) == []
+
+
+def test_unsafe_mode_warns_and_cleans_its_scratch_directory():
+    with pytest.warns(RuntimeWarning, match="WITHOUT isolation"):
+        p = SandboxPool(workers=1, unsafe_no_sandbox=True)
+    try:
+        ex = p.run({"mode": "io", "program": "import os\nopen('x', 'w').write('1')\nprint(os.getcwd())",
+                    "stdin": ""}, SMALL)
+    finally:
+        p.close()
+    scratch = ex.stdout.decode().strip()
+    assert ex.exit_code == 0 and "verirl-unsafe-" in scratch and not os.path.exists(scratch)
+    assert _wait_until_gone(p.tag) == []
