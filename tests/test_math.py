@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from verifiers import Task, VerifierError, get_verifier
+from verifiers.__main__ import main as cli_main
 from verifiers.math_normalize import extract_answer, normalize, parse_number
 
 _spec = importlib.util.spec_from_file_location("math_cases", Path(__file__).with_name("math_cases.py"))
@@ -153,6 +154,7 @@ def test_info_explains_the_decision(verifier):
     assert info["status"] == "passed" and info["reason"]
     fast = verifier.verify("0.75", _task("3/4")).info
     assert fast["path"] == "fast" and fast["reason"] == "equal numbers"
+    assert (fast["gold_parsed"], fast["answer_parsed"]) == ("3/4", "3/4")
 
 
 @pytest.mark.parametrize("gold, completion, expected", [
@@ -314,6 +316,8 @@ def test_cli_scores_a_jsonl_file(tmp_path):
     assert [json.loads(line)["passed"] for line in tolerant.stdout.splitlines()] == [True], tolerant.stderr
 
 
-def test_cli_rejects_a_bad_option(tmp_path):
-    out = _cli(tmp_path, [], "fallback=first")
-    assert out.returncode == 2 and "last_number" in out.stderr
+def test_cli_rejects_a_bad_option(tmp_path, capsys):
+    (tmp_path / "empty.jsonl").write_text("")
+    args = ["score", "--verifier", "math", "--option", "fallback=first", "--input", str(tmp_path / "empty.jsonl")]
+    assert cli_main(args) == 2
+    assert "last_number" in capsys.readouterr().err

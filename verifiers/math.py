@@ -106,32 +106,32 @@ class MathVerifier(Verifier):
             return _verdict("failed", info, error="empty answer")
         decided = self._fast(gold, pred)
         if decided is not None:
-            return _verdict("passed" if decided[0] else "failed", {**info, "path": "fast"}, reason=decided[1])
+            passed, reason, parsed = decided
+            return _verdict("passed" if passed else "failed", {**info, "path": "fast", **parsed}, reason=reason)
         info["request"] = {"gold": gold.text, "pred": pred.text, "gold_percent": gold.percent,
                            "pred_percent": pred.percent, "rel_tol": self.rel_tol, "sig_digits": self.sig_digits}
         return info
 
-    def _fast(self, gold: Normal, pred: Normal) -> tuple[bool, str] | None:
-        """(passed, reason) when plain Python is sure; None to ask SymPy."""
+    def _fast(self, gold: Normal, pred: Normal) -> tuple[bool, str, dict] | None:
+        """(passed, reason, parsed forms) when plain Python is sure; None to ask SymPy."""
         if gold.key == pred.key and gold.percent == pred.percent:
-            return True, "same normalized text"
+            return True, "same normalized text", {}
         gvar, gtext = _strip_assignment(gold.text)
         pvar, ptext = _strip_assignment(pred.text)
         if gvar and pvar and gvar != pvar:
-            return False, f"assignment to {pvar!r}, gold assigns {gvar!r}"
+            return False, f"assignment to {pvar!r}, gold assigns {gvar!r}", {}
         g, p = parse_number(gtext, gold.percent), parse_number(ptext, pred.percent)
-        if g is not None and p is None and "," in ptext:
-            p = parse_number(ptext.replace(",", "."), pred.percent) if _decimal_comma(ptext) else None
+        if g is not None and p is None and _decimal_comma(ptext):
+            p = parse_number(ptext.replace(",", "."), pred.percent)
         if g is not None and p is not None:
             same = numbers_match(g, p, self.rel_tol, self.sig_digits)
-            return same, "equal numbers" if same else "different numbers"
+            return same, "equal numbers" if same else "different numbers", _parsed([g], [p])
         gl, pl = _split_list(gtext), _split_list(ptext)
         if gl and pl:
-            gn = [parse_number(x) for x in gl]
-            pn = [parse_number(x) for x in pl]
+            gn, pn = [parse_number(x) for x in gl], [parse_number(x) for x in pl]
             if None not in gn and None not in pn:
                 same = _same_number_sets(gn, pn, self.rel_tol, self.sig_digits)
-                return same, "same numbers in any order" if same else "different number lists"
+                return same, "same numbers in any order" if same else "different number lists", _parsed(gn, pn)
         return None
 
     # ---- stage 3: in a worker
@@ -187,6 +187,11 @@ def _check_option(name: str, value, kind: type, ok, valid: str) -> None:
     numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
     if not numeric or (kind is int and not isinstance(value, int)) or not ok(value):
         raise VerifierError(f"option {name}={value!r} is not valid; valid values: {valid}")
+
+
+def _parsed(gold: list, pred: list) -> dict:
+    show = lambda numbers: ", ".join(str(n.value) + ("%" if n.percent else "") for n in numbers)  # noqa: E731
+    return {"gold_parsed": show(gold), "answer_parsed": show(pred)}
 
 
 def _decimal_comma(text: str) -> bool:
