@@ -35,7 +35,7 @@ from antlr4.atn.PredictionMode import PredictionMode
 from latex2sympy2_extended.latex2sympy2 import ConversionConfig, _Latex2Sympy
 from sympy.polys.polyerrors import BasePolynomialError
 
-from verifiers.math_normalize import Number, numbers_match, terminates, values_match
+from verifiers.math_normalize import Number, numbers_match, parse_number, terminates, values_match
 
 MAX_DIGITS = 100_000      # refuse to evaluate numbers with more decimal digits than this
 MAX_EXPAND_POWER = 24     # expand() only polynomials of modest degree
@@ -134,7 +134,11 @@ def _convert(text: str):
 
 @lru_cache(maxsize=4096)
 def parse(text: str) -> tuple[sympy.Basic, bool]:
-    """(SymPy object, written with decimals?) of a normalised answer; AnswerError if not."""
+    """(SymPy object, written with decimals?) of a normalised answer; AnswerError if not.
+    Plain numbers are read exactly as the caller's fast path reads them, without ANTLR."""
+    number = parse_number(text)
+    if number is not None:
+        return sympy.Rational(number.value.numerator, number.value.denominator), number.decimal
     expr = _convert(text)
     if isinstance(expr, sympy.Basic):
         if _digits(expr) > MAX_DIGITS:
@@ -235,15 +239,21 @@ def _proportional(a, b, sign: int = 0) -> bool:
         return a == 0
     ratio = sympy.cancel(sympy.together(a / b))
     if ratio.free_symbols:
+        rng = random.Random(0)
+        at = lambda: {s: sympy.Rational(rng.randint(-97, 97), rng.randint(7, 31)) for s in ratio.free_symbols}  # noqa: E731
+        if _points_differ(ratio.xreplace(at()), ratio.xreplace(at()), rng):
+            return False                     # not constant: no simplify() needed to say so
         ratio = sympy.simplify(ratio)
     if ratio.free_symbols or ratio == 0 or not ratio.is_finite:
         return False
     return sign == 0 or (ratio.is_positive if sign > 0 else ratio.is_negative) is True
 
 
+@lru_cache(maxsize=1024)
 def _as_set(rel):
-    symbols = rel.free_symbols
-    if len(symbols) != 1:
+    """The solution set of a relation in one variable (None otherwise); cached, as SymPy's
+    inequality solver is slow."""
+    if len(rel.free_symbols) != 1:
         return None
     return rel.as_set()
 
