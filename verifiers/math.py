@@ -59,7 +59,18 @@ def _strip_assignment(text: str) -> tuple[str | None, str]:
 
 @register_verifier("math")
 class MathVerifier(Verifier):
-    """Final math answer vs Task.answer: extraction, normalisation, exact numbers, SymPy equivalence."""
+    """Final math answer vs Task.answer: extraction, normalisation, exact numbers, SymPy equivalence.
+
+    Options:
+        rel_tol: relative tolerance for every numeric comparison (0: exact values only).
+        sig_digits: a decimal answer to a gold that no finite decimal writes (1/3, sqrt 2,
+            pi) passes when it agrees to this many significant digits (0: off).
+        timeout: seconds one SymPy check may take before its worker is killed.
+        fallback: "last_number" (use the last number when no answer marker is found) or
+            "none" (no marker, no answer).
+        workers: SymPy worker processes (verify_batch uses them all).
+        memory_mb: address-space cap of a worker (0: none); beyond it, status "memory".
+    """
 
     def __init__(self, rel_tol: float = 0.0, sig_digits: int = 6, timeout: float = 1.0,
                  fallback: str = "last_number", workers: int = 2, memory_mb: int = 1024):
