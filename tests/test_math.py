@@ -243,6 +243,24 @@ def test_shared_workers_die_with_their_last_user_and_restart():
     assert not b._pool._procs
 
 
+def test_a_forked_child_uses_its_own_workers(verifier):
+    import os
+
+    assert verifier.verify(r"\boxed{\sqrt{16}}", _task("4")).passed      # the parent's workers run
+    parent_procs = set(verifier._pool._procs)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:                                                         # the child
+        ok = verifier.verify(r"\boxed{\sqrt{9}}", _task("3")).passed and not (verifier._pool._procs & parent_procs)
+        verifier._pool.close()
+        os.write(write, b"1" if ok else b"0")
+        os._exit(0)
+    os.waitpid(pid, 0)
+    assert os.read(read, 1) == b"1"
+    assert all(p.poll() is None for p in parent_procs)                  # the child left them alone
+    assert verifier.verify(r"\boxed{(x+1)^2}", _task("x^2+2x+1")).passed
+
+
 @pytest.mark.slow
 def test_workers_die_with_the_interpreter():
     script = ("from verifiers import get_verifier, Task\n"

@@ -14,6 +14,7 @@ caller kills and replaces when the check overruns its deadline.
   at interpreter exit (`weakref.finalize`).
 * Pools are shared by the verifiers of a process that ask for the same size and memory
   limit, so building several verifiers does not start several sets of interpreters.
+* A forked child forgets its parent's workers and starts its own.
 """
 
 from __future__ import annotations
@@ -99,6 +100,10 @@ class WorkerPool:
     def __init__(self, size: int, memory_mb: int):
         self.size, self.memory_mb = size, memory_mb
         self.users = 0
+        self._forget_workers()
+
+    def _forget_workers(self) -> None:
+        """Fresh state; also what a forked child does, as the workers belong to its parent."""
         self._cond = threading.Condition()
         self._idle: list[_Worker] = []
         self._alive = 0
@@ -186,3 +191,16 @@ def release(pool: WorkerPool) -> None:
         last = pool.users == 0
     if last:
         pool.close()
+
+
+def _after_fork_in_child() -> None:
+    """A forked child (a DataLoader worker, say) must not talk to its parent's workers, nor
+    wait on a lock another thread of the parent held at the fork: it starts its own."""
+    global _SHARED_LOCK
+    _SHARED_LOCK = threading.Lock()
+    for pool in _SHARED.values():
+        pool._finalizer.detach()
+        pool._forget_workers()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
