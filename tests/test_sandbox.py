@@ -19,7 +19,7 @@ import pytest
 
 from verifiers import VerifierError
 from verifiers import sandbox as sandbox_mod
-from verifiers._sandbox_worker import WireError, from_wire, to_wire
+from verifiers._sandbox_harness import WireError, from_wire, to_wire
 from verifiers.sandbox import Execution, Limits, SandboxPool, sandbox_command
 
 needs_bwrap = pytest.mark.skipif(sandbox_mod.bwrap_path() is None, reason="needs bubblewrap (bwrap)")

@@ -36,9 +36,9 @@ import signal
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from verifiers._sandbox_worker import WireError, from_wire, to_wire
+from verifiers._sandbox_harness import WireError, from_wire, to_wire
 from verifiers.base import Task, Verdict, Verifier, VerifierError, check_batch, register_verifier
-from verifiers.sandbox import Execution, Limits, SandboxPool
+from verifiers.sandbox import Execution, Limits, SandboxPool, check_workers
 
 KINDS = ("assert", "io", "call")
 FIELDS = {"assert": {"kind", "code", "entry_point"}, "io": {"kind", "cases"},
@@ -155,8 +155,7 @@ class CodeVerifier(Verifier):
                              tmp_size_mb)
         if io_match not in IO_MATCH:
             raise VerifierError(f"option io_match must be one of {list(IO_MATCH)}, got {io_match!r}")
-        if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
-            raise VerifierError(f"option workers must be a positive int or None, got {workers!r}")
+        check_workers(workers)
         self.workers, self.unsafe_no_sandbox = workers, unsafe_no_sandbox
         self.strict_returns, self.io_match, self.partial_credit = strict_returns, io_match, partial_credit
         self._pool: SandboxPool | None = None
@@ -247,25 +246,23 @@ class CodeVerifier(Verifier):
         return self._verdict(spec, *self._failure(ex, early_exit=True), ex=ex)
 
     def _judge_io(self, program: str, spec: dict) -> Verdict:
-        passed, first_fail, last = 0, None, None
+        passed, first_fail, ex = 0, None, None
         for i, case in enumerate(spec["cases"]):
-            last = ex = self.pool.run({"mode": "io", "program": program, "stdin": case["stdin"]}, self.limits)
+            ex = self.pool.run({"mode": "io", "program": program, "stdin": case["stdin"]}, self.limits)
             if ex.exit_code == 0 and not (ex.timed_out or ex.output_limited or ex.sandbox_error):
-                stdout = ex.stdout.decode("utf-8", "replace")
-                if match_output(stdout, case["stdout"], self.io_match):
+                if match_output(ex.stdout.decode("utf-8", "replace"), case["stdout"], self.io_match):
                     passed += 1
                     continue
-                failure = ("failed", f"case {i}: wrong output", {})
+                status, error = "failed", "wrong output"
             else:
                 status, error = self._failure(ex, early_exit=False)
-                failure = (status, f"case {i}: {error}", {})
-            first_fail = first_fail or failure
+            first_fail = first_fail or (status, f"case {i}: {error}", ex)
             if not self.partial_credit:
                 break
         if first_fail is None:
-            return self._verdict(spec, "passed", ex=last, passed_cases=passed)
-        status, error, extra = first_fail
-        return self._verdict(spec, status, error, ex=last, passed_cases=passed, **extra)
+            return self._verdict(spec, "passed", ex=ex, passed_cases=passed)
+        status, error, ex = first_fail  # what the first failing run printed goes in info
+        return self._verdict(spec, status, error, ex=ex, passed_cases=passed)
 
     def _judge_call(self, program: str, spec: dict) -> Verdict:
         cases = [{"args": c["args"], "kwargs": c["kwargs"]} for c in spec["cases"]]  # never the expected values

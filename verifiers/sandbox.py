@@ -15,12 +15,13 @@ What the sandbox protects against (with bubblewrap, the default):
   capped at `tmp_size_mb` and discarded with the sample.
 * Network: the sandbox has its own network namespace with no interfaces but loopback, so no
   host listener (loopback included) and no outside address is reachable.
-* Other processes: each sample has its own user, pid, mount and IPC namespaces. It cannot
+* Other processes: each sample has its own user, pid, mount and IPC namespaces (with
+  bwrap's network and UTS namespaces, shared by the samples of one worker). It cannot
   see or signal the worker, the host or other samples (`kill(-1, SIGKILL)` reaches only its
   own processes), and when the sample ends its namespace's init exits, so the kernel kills
   everything left in it: daemons, double forks and `setsid` included.
-* Privileges: the program runs as an unprivileged uid (65534 when the caller is root), with
-  no capabilities (bounding set emptied) and `no_new_privs`.
+* Privileges: the program runs as an unprivileged uid (65534 when the caller is root; 1000
+  inside its namespaces), with no capabilities, `no_new_privs`, and nosuid mounts.
 * Exhaustion: CPU seconds (`RLIMIT_CPU`, plus a wall-clock cap), address space, file size,
   open files, processes and threads (`RLIMIT_NPROC`, counted inside the sample's own user
   namespace), and the bytes of output are all capped. Verdicts use CPU time, not wall
@@ -69,6 +70,7 @@ import time
 import warnings
 from dataclasses import dataclass
 
+from verifiers import _sandbox_harness as harness
 from verifiers import _sandbox_worker as worker
 from verifiers.base import VerifierError
 
@@ -188,7 +190,8 @@ def sandbox_command(bwrap: str) -> tuple[list[str], dict]:
                 argv += ["--perms", "0755", "--dir", parent]
                 made.add(parent)
         argv += ["--ro-bind", tree, tree]
-    argv += ["--ro-bind", worker.__file__, "/sandbox/worker.py", "--dev", "/dev", "--proc", "/proc",
+    argv += ["--ro-bind", worker.__file__, "/sandbox/worker.py", "--ro-bind", harness.__file__,
+             "/sandbox/_sandbox_harness.py", "--dev", "/dev", "--proc", "/proc",
              "--dir", "/tmp", "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts",
              "--unshare-cgroup-try", "--new-session", "--clearenv", "--chdir", "/"]
     for key, value in _ENV.items():
@@ -300,12 +303,16 @@ class _Worker:
         self.errlog.close()
 
 
+def check_workers(workers) -> None:
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise VerifierError(f"option workers must be a positive int or None, got {workers!r}")
+
+
 class SandboxPool:
     """`workers` warm sandboxes (default: one per core), started on first use; thread-safe."""
 
     def __init__(self, workers: int | None = None, unsafe_no_sandbox: bool = False):
-        if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
-            raise VerifierError(f"option workers must be a positive int or None, got {workers!r}")
+        check_workers(workers)
         self.size = workers or os.cpu_count() or 1
         self.unsafe = bool(unsafe_no_sandbox)
         if self.unsafe:
