@@ -106,6 +106,13 @@ NORMALISATION = _group("normalise", [
     ("3", r"\boxed{\textbf{3}}", True),
     ("3", r"\boxed{3\ \text{units}}", True),
     ("3", "3 apples", True),
+    ("5", r"\boxed{5cm}", True),
+    ("5", r"\boxed{5 kg}", True),
+    ("10", r"\boxed{10 m/s}", True),
+    ("2", r"\boxed{2xy}", False),                                   # algebra, not a unit
+    ("3", r"\boxed{3 x^2}", False),
+    ("5", r"\boxed{5m}", False),                                    # 5m may be 5 times m
+    ("A", r"\boxed{USA}", False),
     ("30", r"\boxed{30^\circ}", True),
     ("30", r"\boxed{30^{\circ}}", True),
     ("30", "30\u00b0", True),

@@ -154,7 +154,7 @@ _SIMPLE_SUBS = [
     (re.compile(r"\\(?:left|right|[Bb]igg?[lrm]?)(?![A-Za-z])\s*"), ""),
     (re.compile(r"\\(?:varnothing)"), r"\\emptyset"),
     (re.compile(r"\^\s*\{?\s*\\circ\s*\}?|\\circ|\\degree|\\textdegree"), ""),
-    (re.compile(r"\\?\$|\\euro|\u20ac|\u00a3|\u00a5|\u20b9|^(?:USD|US|EUR|Rs\.?|INR)\s*"), ""),
+    (re.compile(r"\\?\$|\\euro|\u20ac|\u00a3|\u00a5|\u20b9|^(?:USD|US|EUR|Rs\.?|INR)(?![A-Za-z])\s*"), ""),
     (re.compile(r"(?<=\d)(?:\\,|\\!|\{,\}|\\;|~|\\ )(?=\d{3}(?!\d))"), ""),   # 1\,000 and 1{,}000
     (re.compile(r"(?<=\d)(?: |\\ )(?=\d{3}(?!\d))"), ""),                  # 1 000
     (re.compile(r"\\[,;:! ]|~|\\q?quad"), " "),
@@ -168,7 +168,13 @@ _SIMPLE_SUBS = [
 ]
 _UNIT_TEXT = re.compile(rf"(?<=[\d}}a-zA-Z)])\s*{_TEXT_CMD}\{{\s*[^{{}}\d]*\}}(?:\s*\^\s*\{{?\d\}}?)?\s*$")
 _UNWRAP_TEXT = re.compile(rf"{_TEXT_CMD}\{{([^{{}}]*)\}}")
-_PLAIN_UNIT = re.compile(r"^([-+]?\d[\d,]*(?:\.\d+)?(?:/\d+)?)\s*[a-zA-Z][a-zA-Z\s./^\d]*$")
+_PLAIN_UNIT = re.compile(r"^([-+]?\d[\d,]*(?:\.\d+)?(?:/\d+)?)(\s*)([A-Za-z]+)(?:[\s./^]+[A-Za-z\d]+)*$")
+# Words after a number that are units, even when short or glued to it ("5cm"); any other
+# word must have 4+ letters and a space before it ("5 apples"), so that "2xy" or "3 x^2"
+# stay algebra. Single letters count only after a space ("2 m").
+_UNITS = frozenset(
+    "m g s h l cm mm km kg mg lb lbs oz ft yd mi in ms hr hrs min mins sec secs day days yr yrs mph kmh kph "
+    "ml cc sq usd eur".split())
 _PERCENT = re.compile(r"\\%|%|\\text\{\s*percent\s*\}|\s*\bpercent\b")
 _AND_OR = re.compile(r"\s*,?\s+(?:and|or)\s+")
 
@@ -184,6 +190,12 @@ class Normal:
     def key(self) -> str:
         key = re.sub(r"(?<!\d)\s+|\s+(?!\d)", "", self.text)   # "1 1" is not "11"
         return key.lower() if key.isalpha() else key
+
+
+def _is_unit(word: str, spaced: bool) -> bool:
+    if word.lower() in _UNITS:
+        return spaced or len(word) > 1
+    return spaced and len(word) >= 4
 
 
 def _strip_delimiters(s: str) -> str:
@@ -211,7 +223,7 @@ def normalize(text: str) -> Normal:
     s = _AND_OR.sub(", ", s)
     s = re.sub(r"\s+", " ", s).strip()
     m = _PLAIN_UNIT.match(s)
-    if m and not re.fullmatch(r"[a-zA-Z]", s[m.end(1):].strip()):
+    if m and _is_unit(m.group(3), spaced=bool(m.group(2))):
         s = m.group(1)
     s = re.sub(r"[\s.,;:]+$", "", s)   # not "!": 5! is a factorial
     s = re.sub(r"(?<=\d),(?=\d{3}(?!\d))", "", s) if re.fullmatch(r"-?\d{1,3}(,\d{3})+(\.\d+)?", s) else s
