@@ -46,48 +46,59 @@ for line in open(sys.argv[1], encoding="utf-8"):
 json.dump(out, open(sys.argv[2], "w"))
 '''
 
-# Why the two checkers disagree on a case (read off each case and both outputs).
+# Why the two checkers disagree on a case, keyed by (gold, completion) so that inserting
+# cases into the table does not shift them; read off each case and both checkers' parses.
 NO_TAG = "math-verify has no <answer> rule: "
+UNI_MINUS = "unicode minus (U+2212): nothing extracted"
 EXPLAINED = {
-    "extract-002": "math-verify joins nearby boxes into the set {40, 42}; the last box wins here",
-    "extract-005": "`\\fbox{42}`: nothing extracted",
-    "extract-006": "`\\boxed {42}` (space before the brace): nothing extracted",
-    "extract-017": "`#### 5` is no marker for math-verify: it takes the later 7",
-    "extract-018": NO_TAG + "takes 1 from the reasoning",
-    "extract-019": NO_TAG + "takes 5 from the reasoning, not the tagged 6 (false positive)",
-    "extract-021": NO_TAG + "takes the box in the reasoning (3)",
-    "extract-023": NO_TAG + "nothing extracted from `<ANSWER>5</ANSWER>`",
-    "extract-024": NO_TAG + "nothing extracted from an unclosed `<answer>5`",
-    "extract-040": "a bare expression `x+1` (no `$`, no box) is not extracted",
-    "normalise-002": "thin-space thousands `1\\,000` read as 1·0",
-    "normalise-004": "space thousands `1 000` read as 1·0",
-    "normalise-007": "decimal comma `3,5` read as the set {3, 5}",
-    "normalise-008": "decimal comma `0,25` read as the set {0, 25}",
-    "normalise-012": "`5 dollars` read as 5 times the symbols of 'dollars'",
-    "normalise-044": "`\\boxed{5.}`: the trailing period is not stripped, nothing parsed",
-    "normalise-047": "markdown code `` `5` ``: nothing extracted",
-    "normalise-049": "unicode minus (U+2212): nothing extracted",
-    "normalise-050": "unicode minus (U+2212): nothing extracted",
-    "normalise-054": "unicode `√2` not parsed",
-    "normalise-070": "unicode `∞` not parsed",
-    "number-031": "plain `2 1/2` read as 2·1/2 = 1, not the mixed number 5/2",
-    "number-036": "`1.5e3` read as 1.5·e·3, not scientific notation",
-    "number-040": "`6.02e23` read as 6.02·e·23, not scientific notation",
-    "number-051": "tolerance policy: math-verify rounds both sides to 6 decimals (1.41421 has 5); "
-                  "the table accepts 6 significant digits for an irrational gold",
-    "number-054": "tolerance policy: as above, 3.14159 for pi has 5 decimals",
-    "number-075": "`i` is a plain symbol for math-verify here, so sqrt(-1) != i",
-    "container-027": "`\\varnothing` not known (parsed as symbols)",
-    "container-031": "an inequality answer is not compared with an interval gold "
-                     "(allow_set_relation_comp is off by default)",
-    "container-033": "as above: `1 < x < 2` against the interval (1, 2)",
-    "multiple-005": "reads only 1 from 'the answer is 1, 2'",
-    "trap-002": "1/2004! and 1/2006! agree to its 15-digit precision: false positive",
-    "trap-033": "the set {1, 2} accepted for the pair/interval (1, 2): false positive",
-    "awkward-009": "`Answer:5` (no space): nothing extracted",
-    "awkward-015": "unicode minus (U+2212): nothing extracted",
-    "awkward-016": "unicode minus (U+2212): nothing extracted",
-    "awkward-019": "joins the two nearby boxes into {2, 3}; the last box (3) is the answer",
+    ("42", r"First guess \boxed{40}, but correcting: \boxed{42}"):
+        "math-verify joins nearby boxes into the set {40, 42}; here the last box wins",
+    ("42", r"\fbox{42}"): "`\\fbox{42}`: nothing extracted",
+    ("42", r"\boxed {42}"): "`\\boxed {42}` (space before the brace): nothing extracted",
+    ("5", "#### 5\nsome trailing text 7"): "`#### 5` is no marker for math-verify: it takes the later 7",
+    ("5", "<think>2+2 is 4, plus 1</think><answer>5</answer>"): NO_TAG + "takes 1 from the reasoning",
+    ("5", "<think>maybe 5</think><answer>6</answer>"):
+        NO_TAG + "takes 5 from the reasoning, not the tagged 6 (false positive)",
+    ("5", r"<think>\boxed{3}</think> <answer>5</answer>"): NO_TAG + "takes the box in the reasoning (3)",
+    ("5", "<ANSWER>5</ANSWER>"): NO_TAG + "nothing extracted",
+    ("5", "<answer>5"): NO_TAG + "nothing extracted from an unclosed tag",
+    ("x+1", "x+1"): "a bare expression (no `$`, no box) is not extracted",
+    ("1000", r"\boxed{1\,000}"): "thin-space thousands `1\\,000` read as 1·0",
+    ("1000", r"\boxed{1 000}"): "space thousands `1 000` read as 1·0",
+    ("3.5", r"\boxed{3,5}"): "decimal comma `3,5` read as the set {3, 5}",
+    ("0.25", r"\boxed{0,25}"): "decimal comma `0,25` read as the set {0, 25}",
+    ("5", r"\boxed{5 dollars}"): "`5 dollars` read as 5 times the symbols of 'dollars'",
+    ("10", r"\boxed{10 m/s}"): "the unit `m/s` read as symbols: 10·m/s",
+    ("5", r"\boxed{5m}"): "judgement call: math-verify strips `m` as metres; the table keeps 5m as 5·m, "
+                           "the common algebra reading",
+    ("5", r"\boxed{5.}"): "the trailing period is not stripped: nothing parsed",
+    ("5", "`5`"): "markdown code `` `5` ``: nothing extracted",
+    ("-3", "The answer is \u22123."): UNI_MINUS,
+    ("-3", "\u22123"): UNI_MINUS,
+    ("-7", "The temperature dropped to \u22127 degrees."): UNI_MINUS,
+    ("-7", "x = \u22127."): UNI_MINUS,
+    ("\\sqrt{2}", "\\boxed{\u221a2}"): "unicode `√2` not parsed",
+    ("\\infty", "\\boxed{\u221e}"): "unicode `∞` not parsed",
+    ("2\\frac{1}{2}", "2 1/2"): "plain `2 1/2` read as 2·1/2 = 1, not the mixed number 5/2",
+    ("1500", r"\boxed{1.5e3}"): "`1.5e3` read as 1.5·e·3, not scientific notation",
+    ("6.02\\times10^{23}", r"\boxed{6.02e23}"): "`6.02e23` read as 6.02·e·23, not scientific notation",
+    ("\\sqrt{2}", r"\boxed{1.41421}"): "tolerance policy: math-verify rounds both sides to 6 decimals "
+                                      "(1.41421 has 5); the table accepts 6 significant digits for an irrational gold",
+    ("\\pi", r"\boxed{3.14159}"): "tolerance policy, as above: 3.14159 has 5 decimals",
+    ("i", r"\boxed{\sqrt{-1}}"): "`i` stays a plain symbol for math-verify here, so sqrt(-1) != i",
+    ("\\emptyset", r"\boxed{\varnothing}"): "`\\varnothing` not known (parsed as symbols)",
+    ("[2, \\infty)", r"\boxed{x \geq 2}"): "an inequality is not compared with an interval gold "
+                                            "(allow_set_relation_comp is off by default)",
+    ("(1,2)", r"\boxed{1 < x < 2}"): "as above: `1 < x < 2` against the interval (1, 2)",
+    ("x = 3", r"\boxed{2x = 6}"): "the equivalent equation 2x = 6 is not recognised",
+    ("1, 2", "The solutions are 1 and 2, so the answer is 1, 2."): "reads only 1 from 'the answer is 1, 2'",
+    ("\\frac{1}{2004!}", r"\boxed{\frac{1}{2006!}}"): "1/2004! and 1/2006! agree at its precision: false positive",
+    ("(1,2)", r"\boxed{\{1,2\}}"): "the set {1, 2} accepted for the pair/interval (1, 2): false positive",
+    ("5", "Answer:5"): "`Answer:5` (no space): nothing extracted",
+    ("3", r"\boxed{2} is wrong; \boxed{3}"): "joins the two nearby boxes into {2, 3}; the last box (3) is the answer",
+    ("1, 2", r"\boxed{1} and \boxed{2}"): "the rule here: several boxes, the last wins; math-verify joins "
+                                          "boxes separated by 'and' into {1, 2}",
+    ("5", r"\boxed{\text{5 apples}}"): "the unit inside `\\text{}` is kept: the symbol '5apples'",
 }
 
 
@@ -121,7 +132,7 @@ def agreement(cases: list, ours: list[bool], theirs: list[bool]) -> dict:
         if a != b or a != case.expected:
             rows.append({"id": case.id, "gold": str(case.gold), "completion": case.completion[-80:],
                          "expected": case.expected, "ours": a, "math_verify": b,
-                         "why": EXPLAINED.get(case.id, "(unexplained)")})
+                         "why": EXPLAINED.get((str(case.gold), case.completion), "(unexplained)")})
     count = lambda f: sum(1 for c, a, b in zip(cases, ours, theirs) if f(c.expected, a, b))  # noqa: E731
     return {
         "cases": len(cases),
