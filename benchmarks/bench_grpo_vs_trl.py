@@ -150,15 +150,18 @@ def run_trl(args: argparse.Namespace, model: str, threads: str) -> dict:
 
 def summarize(runs: list[dict], backends: list[str], threads: list[str]) -> list[dict]:
     """One row per (our backend, thread setting): medians, ratios of the medians, paired-ratio range."""
-    rows = []
+    rows, ok = [], [r for r in runs if "error" not in r]
     for setting in threads:
-        trl = [r for r in runs if r["side"] == "trl" and r["threads"] == setting]
+        trl = [r for r in ok if r["side"] == "trl" and r["threads"] == setting]
         for backend in backends:
-            ours = [r for r in runs if r["side"] == f"ours-{backend}" and r["threads"] == setting]
-            row = {"ours": f"ours ({backend})", "threads": setting, "reps": len(ours)}
+            ours = [r for r in ok if r["side"] == f"ours-{backend}" and r["threads"] == setting]
+            if not ours or not trl:
+                continue
+            row = {"ours": f"ours ({backend})", "threads": setting, "reps": f"{len(ours)}/{len(trl)}"}
+            by_rep = {r["rep"]: r for r in trl}
             for key in ("wall", "loop"):
                 o, t = (statistics.median(r[f"{key}_s"] for r in side) for side in (ours, trl))
-                paired = [a[f"{key}_s"] / b[f"{key}_s"] for a, b in zip(ours, trl)]
+                paired = [a[f"{key}_s"] / by_rep[a["rep"]][f"{key}_s"] for a in ours if a["rep"] in by_rep] or [o / t]
                 row.update({f"ours_{key}_s": o, f"trl_{key}_s": t, f"{key}_ratio": o / t,
                             f"{key}_ratio_range": [min(paired), max(paired)], f"{key}_target": TARGETS[key],
                             f"{key}_met": o / t <= TARGETS[key]})
@@ -170,12 +173,12 @@ def summarize(runs: list[dict], backends: list[str], threads: list[str]) -> list
 
 
 def table(rows: list[dict], runs: list[dict]) -> str:
-    lines = ["| ours | threads | whole process: ours / TRL (s) | ratio (paired range) | training loop: ours / TRL (s) "
+    lines = ["| ours | threads | runs ours/TRL | whole process: ours / TRL (s) | ratio (paired range) | training loop: ours / TRL (s) "
              "| ratio (paired range) | step 1: ours / TRL (s) | median step: ours / TRL (s) "
              "| completion tokens: ours / TRL | reward, last 20%: ours / TRL |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
-        cells = [r["ours"], r["threads"]]
+        cells = [r["ours"], r["threads"], r["reps"]]
         for key in ("wall", "loop"):
             lo, hi = r[f"{key}_ratio_range"]
             mark = "meets" if r[f"{key}_met"] else "misses"
@@ -186,12 +189,32 @@ def table(rows: list[dict], runs: list[dict]) -> str:
                   f"{r['ours_completion_len']:.1f} / {r['trl_completion_len']:.1f}",
                   f"{r['ours_final_reward']:.2f} / {r['trl_final_reward']:.2f}"]
         lines.append("| " + " | ".join(cells) + " |")
-    trl = [r for r in runs if r["side"] == "trl"]
+    trl = [r for r in runs if r["side"] == "trl" and "error" not in r]
+    failed = [f"{r['side']} (threads {r['threads']}, rep {r['rep'] + 1})" for r in runs if "error" in r]
     lines.append("")
+    if failed:
+        lines.append(f"Failed and left out: {', '.join(failed)} (errors in the JSON).")
+    if not trl:
+        return "\n".join(lines)
     lines.append(f"TRL: imports {statistics.median(r['import_s'] for r in trl):.1f} s, trainer set-up "
                  f"{statistics.median(r['setup_s'] for r in trl):.1f} s (medians over all its runs); same prompts "
                  f"as ours at every step: {all(r['same_prompts_as_ours'] for r in trl)}.")
     return "\n".join(lines)
+
+
+def run_one(args: argparse.Namespace, model: str, side: str, threads: str) -> dict:
+    """One run; a failed one (the checkout may be mid-edit, the machine short of memory) is
+    retried once, then recorded with its error and left out of the table."""
+    for attempt in (1, 2):
+        try:
+            if side == "trl":
+                return run_trl(args, model, threads)
+            return run_ours(args, model, side.split("-", 1)[1], threads)
+        except (RuntimeError, OSError, ValueError, KeyError) as exc:
+            _log(f"  attempt {attempt} failed: {str(exc)[-600:]}")
+            error = str(exc)[-2000:]
+            time.sleep(30 if attempt == 1 else 0)
+    return {"side": side, "threads": threads, "error": error}
 
 
 def run_all(args: argparse.Namespace, model: str) -> list[dict]:
@@ -202,13 +225,10 @@ def run_all(args: argparse.Namespace, model: str) -> list[dict]:
         for threads in args.threads:
             for side in order:
                 _log(f"rep {rep + 1}/{args.reps}, threads {threads}: {side} ({args.steps} steps) ...")
-                if side == "trl":
-                    result = run_trl(args, model, threads)
-                else:
-                    result = run_ours(args, model, side.split("-", 1)[1], threads)
-                result["rep"] = rep
-                _log(f"  whole {result['wall_s']:.1f} s, loop {result['loop_s']:.1f} s, "
-                     f"median step {result['median_step_s']:.3f} s")
+                result = run_one(args, model, side, threads) | {"rep": rep}
+                if "error" not in result:
+                    _log(f"  whole {result['wall_s']:.1f} s, loop {result['loop_s']:.1f} s, "
+                         f"median step {result['median_step_s']:.3f} s")
                 runs.append(result)
     return runs
 
