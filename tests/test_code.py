@@ -175,6 +175,7 @@ CALL_CASES = [{"args": [1, 2], "expected": [1, 2]}, {"args": [3], "kwargs": {"b"
     ("def f(a, b=0):\n    return {a, b} if a == 1 else (a, b)\n", "failed", 2),
     ("class Eq:\n    def __eq__(self, other): return True\n\ndef f(a, b=0):\n    return Eq()\n", "error", 0),
     ("import os\nos._exit(0)\n", "error", 0),
+    ("def f(a, b=0):\n    return 10 ** 5000\n", "failed", 0),  # too long for repr() in the error text
 ])
 def test_call_kind(verifier, program, status, cases_passed):
     verdict = verifier.verify(program, call_task(CALL_CASES))

@@ -94,7 +94,7 @@ def test_wire_refuses_malformed_input(tree):
 
 
 @pytest.mark.parametrize("field, value", [("time_limit", 0), ("memory_mb", -5), ("output_kb", float("nan")),
-                                          ("max_processes", True), ("wall_time_limit", "3")])
+                                          ("max_processes", True), ("max_processes", 2.5), ("wall_time_limit", "3")])
 def test_limits_refuse_bad_values(field, value):
     with pytest.raises(VerifierError, match=field):
         Limits(**{field: value})
@@ -198,6 +198,44 @@ print(json.dumps({"uid": os.getuid(), "gid": os.getgid(), "pid": os.getpid(), "e
     assert set(seen["env"]) <= {"PATH", "LANG", "LC_ALL", "PYTHONHASHSEED", "HOME", "TMPDIR", "PWD", "LC_CTYPE"}
     assert seen["setuid0"] and seen["chroot"] and seen["mount"]
     assert seen["ifaces"] == [[1, "lo"]]
+
+
+@needs_bwrap
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="the seccomp table is x86_64's")
+def test_seccomp_refuses_what_programs_never_need(pool):
+    seen = observe(pool, """
+import ctypes, errno
+libc = ctypes.CDLL(None, use_errno=True)
+def call(*args):
+    return "ok" if libc.syscall(*args) >= 0 else errno.errorcode[ctypes.get_errno()]
+print(json.dumps({"shmget": call(29, 0, 4096, 0o1600), "msgget": call(68, 0, 0o1600),
+    "memfd_create": call(319, b"x", 0), "unshare(user)": call(272, 0x10000000),
+    "clone(newuser)": call(56, 0x10000000 | 17, 0, 0, 0, 0), "clone3": call(435, 0, 0),
+    "io_uring_setup": call(425, 8, 0), "bpf": call(321, 0, 0, 0), "ptrace": call(101, 16, 1, 0, 0),
+    "keyctl": call(250, 0, 0), "mount": call(165, b"none", b"/tmp", b"tmpfs", 0, 0),
+    "x32 getpid": call(0x40000000 | 39)}))""")
+    assert seen == {"shmget": "EPERM", "msgget": "EPERM", "memfd_create": "EPERM", "unshare(user)": "EPERM",
+                    "clone(newuser)": "EPERM", "clone3": "ENOSYS", "io_uring_setup": "EPERM", "bpf": "EPERM",
+                    "ptrace": "EPERM", "keyctl": "EPERM", "mount": "EPERM", "x32 getpid": "EPERM"}
+
+
+@needs_bwrap
+def test_processes_threads_and_pools_still_work(pool):
+    seen = observe(pool, """
+import multiprocessing, subprocess, threading
+box = []
+t = threading.Thread(target=box.append, args=("thread",))
+t.start()
+t.join()
+pid = os.fork()
+if pid == 0:
+    os._exit(7)
+with multiprocessing.Pool(2) as workers:
+    squares = workers.map(abs, [-1, -2])
+print(json.dumps([box, os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), squares,
+                  subprocess.run(["/usr/bin/echo", "hi"], capture_output=True, text=True).stdout]))""",
+                   limits=Limits(time_limit=5, wall_time_limit=20, memory_mb=512))
+    assert seen == [["thread"], 7, [1, 2], "hi\n"]
 
 
 @needs_bwrap

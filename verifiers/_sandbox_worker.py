@@ -105,6 +105,8 @@ class ForkServer:
         for name in PRELOAD:
             __import__(name)
         self.harness = _load_harness()
+        bpf = seccomp_filter() if self.isolate else None
+        self.seccomp = None if bpf is None else ctypes.create_string_buffer(bpf, len(bpf))
         gc.freeze()  # the children's collections skip these objects: fewer copy-on-write faults
 
     def serve(self) -> None:
@@ -331,11 +333,12 @@ def _enter_pid_namespace(server: ForkServer) -> None:
     _map_ids(libc, *outer)
 
 
-def _enter_private_namespaces(libc, limits: dict) -> None:
+def _enter_private_namespaces(libc, limits: dict, seccomp: bool) -> None:
     """C: its own user namespace (so that RLIMIT_NPROC counts the program's processes only,
     not A's), mount and IPC namespaces; a private /tmp and /dev/shm, an empty /proc."""
     outer = os.getuid(), os.getgid()
-    _check(libc, libc.unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWIPC), "unshare(user, mount, ipc)")
+    ipc = 0 if seccomp else CLONE_NEWIPC  # without SysV IPC (seccomp) there is nothing to isolate
+    _check(libc, libc.unshare(CLONE_NEWUSER | CLONE_NEWNS | ipc), "unshare(user, mount, ipc)")
     _map_ids(libc, *outer)
     libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)  # no ptrace or /proc/PID/mem from the program
     _check(libc, libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None), "mount --make-rprivate /")
@@ -358,13 +361,67 @@ def _stage_c(server: ForkServer, req: dict, pipes: dict, tmpdir: str | None) -> 
     os.dup2(stdin, 0)
     os.closerange(RESULT_FD + 1, 1 << 20)  # the info pipe included: the program cannot speak for A
     if server.isolate:
-        _enter_private_namespaces(server.libc, req["limits"])
+        _enter_private_namespaces(server.libc, req["limits"], server.seccomp is not None)
     _drop_capabilities(server.libc)
+    if server.seccomp is not None:
+        _install_seccomp(server.libc, server.seccomp)
     _apply_limits(req["limits"])
     os.chdir(tmpdir or "/tmp")
     os.environ["HOME"] = os.environ["TMPDIR"] = os.environ["PWD"] = tmpdir or "/tmp"
     sys.modules["random"].seed(0)  # a fork inherits the fork server's state: same for every sample
     server.harness.HARNESS[req["mode"]](server, req)
+
+
+# --------------------------------------------------------------------------- seccomp (x86_64)
+
+# System calls a program never needs and that widen the kernel's attack surface or escape
+# the limits: SysV IPC and memfd (memory RLIMIT_AS does not count), namespaces (nested user
+# namespaces are the usual way into kernel bugs), mounts, io_uring, bpf, userfaultfd,
+# perf, keyrings, ptrace and cross-process memory access, modules, kexec, handles, swap.
+# They fail with EPERM; clone3 fails with ENOSYS (its flags cannot be inspected), so the C
+# library falls back to clone, whose namespace flags are refused.
+_DENIED_X86_64 = (29, 64, 68, 240, 319, 447,                            # shmget semget msgget mq_open memfd*
+                  272, 308,                                             # unshare setns
+                  155, 161, 165, 166, 428, 429, 430, 431, 432, 433, 442,  # pivot_root chroot mount ... mount_setattr
+                  425, 426, 427, 321, 323, 298,                         # io_uring_* bpf userfaultfd perf_event_open
+                  248, 249, 250, 101, 310, 311,                         # keyrings, ptrace, process_vm_readv/writev
+                  175, 176, 313, 246, 320, 303, 304,                    # modules, kexec, name_to/open_by_handle_at
+                  103, 163, 167, 168, 169, 179)                         # syslog acct swapon/off reboot quotactl
+_NS_FLAGS = 0x7E020000  # CLONE_NEWNS | NEWCGROUP | NEWUTS | NEWIPC | NEWUSER | NEWPID | NEWNET
+_AUDIT_ARCH_X86_64, _ALLOW, _ERRNO = 0xC000003E, 0x7FFF0000, 0x00050000
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+def seccomp_filter() -> bytes | None:
+    """The classic-BPF program above, or None where we have no table for the architecture."""
+    if os.uname().machine != "x86_64":
+        return None
+    code = [("ld", 4), ("jeq", _AUDIT_ARCH_X86_64, 0, "deny"), ("ld", 0),
+            ("jge", 0x40000000, "deny", 0),              # the x32 ABI
+            ("jeq", 56, "clone", 0), ("jeq", 435, "nosys", 0),
+            *[("jeq", nr, "deny", 0) for nr in _DENIED_X86_64], ("ret", _ALLOW),
+            "clone", ("ld", 16), ("jset", _NS_FLAGS, "deny", 0), ("ret", _ALLOW),
+            "nosys", ("ret", _ERRNO | 38), "deny", ("ret", _ERRNO | 1)]
+    labels, program = {}, []
+    for item in code:
+        if isinstance(item, str):
+            labels[item] = len(program)
+        else:
+            program.append(item)
+    ops = {"ld": 0x20, "jeq": 0x15, "jge": 0x35, "jset": 0x45, "ret": 0x06}
+    out = bytearray()
+    for i, (op, k, *jumps) in enumerate(program):
+        jt, jf = (labels[j] - i - 1 if isinstance(j, str) else j for j in (jumps or (0, 0)))
+        out += struct.pack("HBBI", ops[op], jt, jf, k)
+    return bytes(out)
+
+
+def _install_seccomp(libc, program: ctypes.Array) -> None:
+    fprog = _SockFprog(len(program) // 8, ctypes.addressof(program))
+    _check(libc, libc.prctl(22, 2, ctypes.byref(fprog), 0, 0), "seccomp")  # PR_SET_SECCOMP, MODE_FILTER
 
 
 class _CapHeader(ctypes.Structure):

@@ -133,6 +133,13 @@ def _lists(value):
     return value
 
 
+def _short(value, limit: int = 200) -> str:
+    try:
+        return repr(value)[:limit]
+    except (ValueError, RecursionError):  # an int past sys.get_int_max_str_digits(), deep nesting
+        return f"<{type(value).__name__}>"
+
+
 def _report(ex: Execution) -> dict | None:
     """The harness's exception report, if the result channel holds one (program-controlled:
     it only labels a failure, it never makes a pass)."""
@@ -292,7 +299,7 @@ class CodeVerifier(Verifier):
                     if same_value(got, case["expected"]):
                         passed += 1
                         continue
-                    failure = ("failed", f"case {i}: returned {got!r:.200}, expected {case['expected']!r:.200}")
+                    failure = ("failed", f"case {i}: returned {_short(got)}, expected {_short(case['expected'])}")
             elif isinstance(result, dict) and isinstance(result.get("exc"), str):
                 status = "memory" if result["exc"] == "MemoryError" else "error"
                 failure = (status, f"case {i}: {result['exc']}: {str(result.get('msg', ''))[:300]}")

@@ -22,6 +22,9 @@ What the sandbox protects against (with bubblewrap, the default):
   everything left in it: daemons, double forks and `setsid` included.
 * Privileges: the program runs as an unprivileged uid (65534 when the caller is root; 1000
   inside its namespaces), with no capabilities, `no_new_privs`, and nosuid mounts.
+* Kernel attack surface (x86_64): a seccomp filter refuses the system calls a program never
+  needs -- new namespaces (so no nested user namespace), mounts, SysV IPC and memfd, io_uring,
+  bpf, userfaultfd, perf events, keyrings, ptrace and cross-process memory access, modules.
 * Exhaustion: CPU seconds (`RLIMIT_CPU`, plus a wall-clock cap), address space, file size,
   open files, processes and threads (`RLIMIT_NPROC`, counted inside the sample's own user
   namespace), and the bytes of output are all capped. Verdicts use CPU time, not wall
@@ -32,11 +35,12 @@ What the sandbox protects against (with bubblewrap, the default):
 
 What it does not protect against:
 
-* Kernel bugs. Namespaces and rlimits share the host kernel; there is no seccomp filter.
-  A kernel exploit reachable from an unprivileged user namespace escapes. Use a VM or gVisor
-  for adversaries stronger than an RL policy.
+* Kernel bugs. The sandbox shares the host kernel; the seccomp filter is a deny-list (and
+  exists only on x86_64), so a bug in an allowed system call can still escape. Use a VM or
+  gVisor for adversaries stronger than an RL policy.
 * Total memory: `RLIMIT_AS` is per process, so the bound is `max_processes x memory_mb`
-  per worker (no cgroups). CPU contention between workers shows in wall time only.
+  per worker, plus the tmpfs caps (no cgroups). CPU contention between workers shows in
+  wall time only.
 * Introspection of the `assert` harness. The token lives in raw memory outside Python's
   object graph (a scan of `gc` objects, frames and modules finds no such string) and
   `/proc/self/mem` is hidden, but the harness shares the program's process: a program that
@@ -106,6 +110,8 @@ class Limits:
                 continue
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or not math.isfinite(value):
                 raise VerifierError(f"option {name} must be a positive number, got {value!r}")
+            if name in ("max_processes", "open_files") and not isinstance(value, int):
+                raise VerifierError(f"option {name} must be a whole number, got {value!r}")
 
     @property
     def wall_s(self) -> float:
