@@ -20,6 +20,8 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -109,21 +111,26 @@ def load_cases() -> list:
     return module.DEFAULT_CASES
 
 
-def run_ours(cases_path: Path, out_path: Path) -> tuple[float, list[bool]]:
-    cmd = [sys.executable, "-m", "verifiers", "score", "--verifier", "math",
-           "--input", str(cases_path), "--output", str(out_path)]
+def timed(cmd: list[str]) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of the process and every descendant it waited for: our
+    SymPy workers included). CPU time is the steadier figure on a shared machine."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     subprocess.run(cmd, cwd=REPO, check=True, capture_output=True)
-    elapsed = time.perf_counter() - start
-    return elapsed, [json.loads(line)["passed"] for line in out_path.read_text().splitlines()]
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
-def run_math_verify(script: Path, cases_path: Path, out_path: Path) -> tuple[float, list[bool]]:
-    start = time.perf_counter()
-    subprocess.run([sys.executable, str(script), str(cases_path), str(out_path)], cwd=REPO, check=True,
-                   capture_output=True)
-    elapsed = time.perf_counter() - start
-    return elapsed, json.loads(out_path.read_text())
+def run_ours(cases_path: Path, out_path: Path) -> tuple[float, float, list[bool]]:
+    wall, cpu = timed([sys.executable, "-m", "verifiers", "score", "--verifier", "math",
+                       "--input", str(cases_path), "--output", str(out_path)])
+    return wall, cpu, [json.loads(line)["passed"] for line in out_path.read_text().splitlines()]
+
+
+def run_math_verify(script: Path, cases_path: Path, out_path: Path) -> tuple[float, float, list[bool]]:
+    wall, cpu = timed([sys.executable, str(script), str(cases_path), str(out_path)])
+    return wall, cpu, json.loads(out_path.read_text())
 
 
 def agreement(cases: list, ours: list[bool], theirs: list[bool]) -> dict:
@@ -144,20 +151,21 @@ def agreement(cases: list, ours: list[bool], theirs: list[bool]) -> dict:
 
 
 def markdown(result: dict) -> str:
-    o, m = result["ours_s"], result["math_verify_s"]
-    a = result["agreement"]
+    o, m, a = result["ours_s"], result["math_verify_s"], result["agreement"]
+    med = statistics.median
     lines = [
         f"{a['cases']} cases, {result['reps']} alternating repetitions, whole processes "
-        f"(interpreter, imports, workers included)\n",
-        "| checker | median s | min s | max s | cases/s (median) | correct vs table |",
-        "| --- | --- | --- | --- | --- | --- |",
-        f"| verirl `math` (CLI) | {statistics.median(o):.2f} | {min(o):.2f} | {max(o):.2f} | "
-        f"{a['cases'] / statistics.median(o):.0f} | {a['ours_correct']}/{a['cases']} |",
-        f"| math-verify 0.9 | {statistics.median(m):.2f} | {min(m):.2f} | {max(m):.2f} | "
-        f"{a['cases'] / statistics.median(m):.0f} | {a['math_verify_correct']}/{a['cases']} |",
+        f"(interpreter, imports, workers included); load average {result['load_before']:.1f} before, "
+        f"{result['load_after']:.1f} after, on {os.cpu_count()} CPUs\n",
+        "| checker | median wall s | min wall s | max wall s | median CPU s | cases/s (median wall) | correct vs table |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+        f"| verirl `math` (CLI) | {med(o):.2f} | {min(o):.2f} | {max(o):.2f} | {med(result['ours_cpu_s']):.2f} | "
+        f"{a['cases'] / med(o):.0f} | {a['ours_correct']}/{a['cases']} |",
+        f"| math-verify 0.9 | {med(m):.2f} | {min(m):.2f} | {max(m):.2f} | {med(result['math_verify_cpu_s']):.2f} | "
+        f"{a['cases'] / med(m):.0f} | {a['math_verify_correct']}/{a['cases']} |",
         "",
-        f"ratio ours / math-verify (median wall): **{result['ratio']:.2f}** (target <= 1.0); "
-        f"same decision on {a['agree']}/{a['cases']} cases.",
+        f"ratio ours / math-verify: **{result['ratio']:.2f}** median wall (target <= 1.0), "
+        f"{result['cpu_ratio']:.2f} median CPU; same decision on {a['agree']}/{a['cases']} cases.",
         "",
         "| case | gold | expected | ours | math-verify | why |",
         "| --- | --- | --- | --- | --- | --- |",
@@ -180,20 +188,22 @@ def main(argv: list[str] | None = None) -> int:
         cases_path.write_text("".join(json.dumps({"completion": c.completion, "task": {
             "id": c.id, "prompt": "p", "answer": c.gold}}) + "\n" for c in cases))
         script.write_text(MATH_VERIFY_SCRIPT)
-        ours_s, theirs_s = [], []
+        walls, cpus = {"ours": [], "theirs": []}, {"ours": [], "theirs": []}
+        decisions = {}
+        load_before = os.getloadavg()[0]
         for rep in range(args.reps):
             sides = [("ours", lambda: run_ours(cases_path, tmp / "ours.jsonl")),
                      ("theirs", lambda: run_math_verify(script, cases_path, tmp / "theirs.json"))]
             for name, side in sides if rep % 2 == 0 else sides[::-1]:
-                elapsed, decisions = side()
-                (ours_s if name == "ours" else theirs_s).append(elapsed)
-                if name == "ours":
-                    ours = decisions
-                else:
-                    theirs = decisions
-    result = {"reps": args.reps, "ours_s": ours_s, "math_verify_s": theirs_s,
-              "ratio": statistics.median(ours_s) / statistics.median(theirs_s),
-              "agreement": agreement(cases, ours, theirs)}
+                wall, cpu, decisions[name] = side()
+                walls[name].append(wall)
+                cpus[name].append(cpu)
+    result = {"reps": args.reps, "ours_s": walls["ours"], "math_verify_s": walls["theirs"],
+              "ours_cpu_s": cpus["ours"], "math_verify_cpu_s": cpus["theirs"],
+              "ratio": statistics.median(walls["ours"]) / statistics.median(walls["theirs"]),
+              "cpu_ratio": statistics.median(cpus["ours"]) / statistics.median(cpus["theirs"]),
+              "load_before": load_before, "load_after": os.getloadavg()[0],
+              "agreement": agreement(cases, decisions["ours"], decisions["theirs"])}
     print(markdown(result))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))

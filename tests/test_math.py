@@ -226,18 +226,21 @@ def test_verify_from_many_threads(verifier):
     assert not wrong
 
 
-def test_shared_workers_die_with_their_last_user_and_restart():
-    a = get_verifier("math", workers=1, memory_mb=640)    # a pool no other test uses
-    b = get_verifier("math", workers=1, memory_mb=640, rel_tol=0.5)
+def test_batches_spread_over_shared_workers_that_die_with_their_last_user():
+    a = get_verifier("math", workers=2, memory_mb=640, timeout=TIMEOUT)   # a pool no other test uses
+    b = get_verifier("math", workers=2, memory_mb=640, timeout=TIMEOUT, rel_tol=0.5)
     assert a._pool is b._pool and a._pool.users == 2
-    assert a.verify(r"\boxed{\sqrt{9}}", _task("3")).passed
-    (proc,) = a._pool._procs
+    golds = [f"{k}x+{k}" for k in range(1, 17)]
+    verdicts = a.verify_batch([rf"\boxed{{{k}(x+1)}}" for k in range(1, 17)], [_task(g) for g in golds])
+    assert all(v.passed and v.info["path"] == "sympy" for v in verdicts)
+    procs = set(a._pool._procs)
+    assert len(procs) == 2                                   # 16 SymPy checks: both workers ran
     a.close()
-    assert proc.poll() is None                              # b still uses it
-    assert b.verify(r"\boxed{\pi}", _task("3")).passed     # b's own tolerance, a's worker
-    assert b._pool._procs == {proc}
+    assert all(p.poll() is None for p in procs)              # b still uses them
+    assert b.verify(r"\boxed{\pi}", _task("3")).passed      # b's own tolerance, the same workers
+    assert b._pool._procs == procs
     b.close()
-    assert proc.poll() is not None and not b._pool._procs
+    assert all(p.poll() is not None for p in procs) and not b._pool._procs
     assert b.verify(r"\boxed{\sqrt{4}}", _task("2")).passed  # a fresh worker after close
     b.close()
     assert not b._pool._procs

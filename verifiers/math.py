@@ -33,6 +33,8 @@ from verifiers.math_normalize import (
 )
 from verifiers.math_workers import release, shared_pool
 
+MIN_CHECKS_PER_WORKER = 8   # verify_batch spreads SymPy checks over workers in groups at least this large
+
 # --------------------------------------------------------------------------- the verifier
 
 
@@ -173,8 +175,10 @@ class MathVerifier(Verifier):
         prepared = [self._prepare(c, t) for c, t in zip(completions, tasks)]
         pending = [i for i, p in enumerate(prepared) if not isinstance(p, Verdict)]
         workers = self._workers()
-        if len(pending) > 1:
-            with ThreadPoolExecutor(max_workers=min(self.workers, len(pending))) as threads:
+        # Another worker costs an interpreter start (~0.6 s of CPU): worth it for a long queue only.
+        lanes = min(self.workers, max(1, len(pending) // MIN_CHECKS_PER_WORKER))
+        if lanes > 1:
+            with ThreadPoolExecutor(max_workers=lanes) as threads:
                 replies = list(threads.map(lambda i: workers.run(prepared[i]["request"], self.timeout), pending))
         else:
             replies = [workers.run(prepared[i]["request"], self.timeout) for i in pending]
