@@ -299,6 +299,11 @@ def test_missing_or_invalid_gold_raises_naming_the_task(verifier, answer, messag
         verifier.verify("42", Task("task-7", "p", answer))
 
 
+def test_a_completion_that_is_not_text_is_misuse(verifier):
+    with pytest.raises(VerifierError, match="'task-8'.*string"):
+        verifier.verify(None, Task("task-8", "p", "1"))
+
+
 def test_unparseable_gold_raises_naming_the_task(verifier):
     with pytest.raises(VerifierError, match="task-9"):
         verifier.verify(r"\boxed{1}", Task("task-9", "p", r"\frac{1}{"))

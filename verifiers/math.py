@@ -106,6 +106,8 @@ class MathVerifier(Verifier):
     def _prepare(self, completion: str, task: Task) -> Verdict | dict:
         """A decided verdict, or the info of a check that needs SymPy (with its request)."""
         gold = self._gold(task)
+        if not isinstance(completion, str):
+            raise VerifierError(f"the completion for task {task.id!r} must be a string, got {type(completion).__name__}")
         answer, method = extract_answer(completion, self.fallback)
         info = {"answer": answer, "method": method, "gold": gold.text}
         if answer is None:
