@@ -278,7 +278,7 @@ def _remove_tree(path: str) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
-# --------------------------------------------------------------------------- stages A, B, C
+# --------------------------------------------------------------------------- stages A and C
 
 
 def _say(fd: int, line: str) -> None:
@@ -352,6 +352,17 @@ def _enter_private_namespaces(libc, limits: dict, seccomp: bool) -> None:
 def _stage_c(server: ForkServer, req: dict, pipes: dict, tmpdir: str | None) -> None:
     """The program's process: with namespaces, pid 1 of its own pid namespace, so that when it
     exits the kernel kills every process it left behind."""
+    info = pipes["info"][1]
+    try:
+        _confine(server, req, pipes, tmpdir)
+    except OSError as exc:  # the sandbox failed, not the program: say so on A's channel
+        _say(info, f"E sample setup failed: {exc}")
+        os._exit(70)
+    os.closerange(RESULT_FD + 1, 1 << 20)  # the info pipe included: the program cannot speak for A
+    server.harness.HARNESS[req["mode"]](server, req)
+
+
+def _confine(server: ForkServer, req: dict, pipes: dict, tmpdir: str | None) -> None:
     os.dup2(pipes["out"][1], 1)
     os.dup2(pipes["err"][1], 2)
     os.dup2(pipes["res"][1], RESULT_FD)
@@ -359,7 +370,7 @@ def _stage_c(server: ForkServer, req: dict, pipes: dict, tmpdir: str | None) -> 
     write_all(stdin, req.get("stdin", "").encode())
     os.lseek(stdin, 0, os.SEEK_SET)
     os.dup2(stdin, 0)
-    os.closerange(RESULT_FD + 1, 1 << 20)  # the info pipe included: the program cannot speak for A
+    os.close(stdin)
     if server.isolate:
         _enter_private_namespaces(server.libc, req["limits"], server.seccomp is not None)
     _drop_capabilities(server.libc)
@@ -369,7 +380,6 @@ def _stage_c(server: ForkServer, req: dict, pipes: dict, tmpdir: str | None) -> 
     os.chdir(tmpdir or "/tmp")
     os.environ["HOME"] = os.environ["TMPDIR"] = os.environ["PWD"] = tmpdir or "/tmp"
     sys.modules["random"].seed(0)  # a fork inherits the fork server's state: same for every sample
-    server.harness.HARNESS[req["mode"]](server, req)
 
 
 # --------------------------------------------------------------------------- seccomp (x86_64)
