@@ -152,7 +152,16 @@ def _report(ex: Execution) -> dict | None:
 
 @register_verifier("code")
 class CodeVerifier(Verifier):
-    """Runs programs in a bubblewrap sandbox against assert / io / call tests."""
+    """Runs programs in a bubblewrap sandbox against assert / io / call tests.
+
+    Limits apply to each run: `time_limit` CPU seconds (whole seconds, rounded up) under a
+    `wall_time_limit` backstop (default 2 x time_limit + 5), `memory_mb` of address space per
+    process, `output_kb` of stdout + stderr, `max_processes` (processes and threads),
+    `file_size_mb`, `tmp_size_mb` of private /tmp. `workers` sandboxes (default one per core)
+    run a batch. `strict_returns` copies `assert` return values into plain data; `io_match`
+    is `lines`, `exact` or `tokens`; `partial_credit` rewards the fraction of io/call cases
+    passed. `unsafe_no_sandbox=True` runs without bubblewrap, with rlimits only (trusted code).
+    """
 
     def __init__(self, time_limit: float = 5.0, wall_time_limit: float | None = None, memory_mb: int = 1024,
                  output_kb: int = 1024, max_processes: int = 16, file_size_mb: int = 16, tmp_size_mb: int = 64,
