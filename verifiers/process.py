@@ -31,8 +31,6 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-import sympy
-
 from verifiers.base import Task, Verdict, Verifier, VerifierError, check_batch, register_verifier
 
 AGGREGATES = {
@@ -126,7 +124,11 @@ class _Unverifiable(ValueError):
     """An equation side that is not plain arithmetic, or too large to evaluate."""
 
 
-def _evaluate(node: ast.AST) -> sympy.Rational:
+def _evaluate(node: ast.AST):
+    """Exact value (a SymPy Rational) of a plain arithmetic expression. SymPy is imported here,
+    not at module level, so that `import verifiers` stays cheap for the command line."""
+    import sympy
+
     if isinstance(node, ast.Expression):
         return _evaluate(node.body)
     if isinstance(node, ast.Constant) and type(node.value) in (int, float):
