@@ -38,10 +38,11 @@ class RunConfig:
     """registered environment name (see `envs.list_envs()`)"""
     env_options: dict = field(default_factory=dict)
     """options passed to the environment, as JSON, e.g. '{"digits": 3}'"""
-    steps: int = 300
+    steps: int = 500
     """optimizer steps (each on one generation batch; inner_epochs > 1 takes more updates per batch)"""
-    max_minutes: float = 4.0
-    """stop training after this many minutes even if `steps` are not done (0 = no limit)"""
+    max_minutes: float = 7.0
+    """safety cap: stop training after this many minutes even if `steps` are not done (0 = no limit);
+    the run's result depends on the step count, not on the machine's speed, unless this cap is hit"""
     prompts_per_step: int = 32
     """prompts drawn per step"""
     group_size: int = 8
@@ -320,7 +321,10 @@ class RunContext:
 
     def time_is_up(self) -> bool:
         limit = self.cfg.max_minutes
-        return bool(limit) and time.perf_counter() - self.start > 60 * limit
+        up = bool(limit) and time.perf_counter() - self.start > 60 * limit
+        if up:
+            _log(f"max_minutes={limit} reached: stopping at step {self.step} of {self.cfg.steps}")
+        return up
 
     # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self) -> Path:
