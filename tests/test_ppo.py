@@ -81,6 +81,7 @@ def test_defaults_and_every_field_documented():
     ({"num_minibatches": 3}, "num_minibatches: must divide prompts_per_step * group_size = 256"),
     ({"num_minibatches": 0}, "num_minibatches: must divide"),
     ({"num_minibatches": 4, "minibatch_size": 128}, "minibatch_size: must divide the optimizer minibatch of 64"),
+    ({"num_minibatches": 2, "minibatch_size": 96}, "minibatch_size: must divide prompts_per_step"),
     ({"critic": "shared"}, "critic: 'shared' is not one of 'head', 'separate'"),
     ({"critic_model": "/some/path"}, "critic_model: is only used with critic=separate"),
     ({"critic_learning_rate": 0.0}, "critic_learning_rate: must be > 0"),
@@ -243,8 +244,10 @@ def test_explained_variance_hand():
 @pytest.mark.parametrize("kind", ["head", "separate"])
 def test_update_changes_every_trainable_parameter(kind, policy_dir, tmp_path):
     policy, tok = _tiny_policy()
+    # 2 epochs x 2 minibatches: the zero-initialised head passes no gradient to a separate trunk
+    # in the first step, so that trunk moves from the second step on
     cfg = PPOConfig(critic=kind, learning_rate=1e-2, critic_learning_rate=1e-2, prompts_per_step=2, group_size=2,
-                    output_dir=str(tmp_path))
+                    ppo_epochs=2, num_minibatches=2, output_dir=str(tmp_path))
     ctx = RunContext(cfg, "ppo")
     ctx.model, ctx.ref_model, ctx.step = policy, None, 1
     ctx.optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.learning_rate)
@@ -267,22 +270,31 @@ def test_update_changes_every_trainable_parameter(kind, policy_dir, tmp_path):
     assert stats["return_mean"] == pytest.approx((0.9025 + 0.95 + 1 + 0.857375 + 0.9025 + 0.95 + 1) / 12)
 
 
-def test_minibatch_chunks_accumulate_to_the_same_step(policy_dir, tmp_path):
+@pytest.mark.parametrize("epochs,minibatches", [(1, 1), (2, 2)])
+def test_minibatch_chunks_accumulate_to_the_same_step(tmp_path, epochs, minibatches):
     """Gradient accumulation over chunks of `minibatch_size` takes the same optimizer steps as
-    whole minibatches (the losses are normalised by the minibatch's token count)."""
+    whole minibatches (the losses are normalised by the minibatch's token count); with (1, 1)
+    this also checks the single-pass update (no scoring forward) against the general path."""
     results = []
     for chunk in (0, 1):
         policy, tok = _tiny_policy()
-        cfg = PPOConfig(prompts_per_step=2, group_size=2, minibatch_size=chunk, learning_rate=1e-2,
-                        output_dir=str(tmp_path))
+        cfg = PPOConfig(prompts_per_step=2, group_size=2, minibatch_size=chunk, ppo_epochs=epochs,
+                        num_minibatches=minibatches, output_dir=str(tmp_path))
         ctx = RunContext(cfg, "ppo")
         ctx.model, ctx.ref_model, ctx.step = policy, None, 1
-        ctx.optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.learning_rate)
+        # SGD: Adam's normalisation would blow float noise in near-zero gradients up to lr-sized steps
+        ctx.optimizer = torch.optim.SGD(policy.parameters(), lr=0.1)
         critic = build_critic("head", policy)
-        update(ctx, critic, torch.optim.AdamW(critic.parameters(), lr=1e-2),
+        start = _flat(policy, critic)
+        update(ctx, critic, torch.optim.SGD(critic.parameters(), lr=0.1),
                _batch(tok, ["15", "14", "1", "150"], [1.0, 0.0, 0.0, 1.0]))
-        results.append(torch.cat([p.detach().flatten() for p in [*policy.parameters(), *critic.parameters()]]))
-    assert torch.allclose(results[0], results[1], atol=1e-5)
+        results.append(_flat(policy, critic))
+        assert not torch.allclose(results[-1], start, atol=1e-4)
+    assert torch.allclose(results[0], results[1], atol=1e-6)
+
+
+def _flat(*modules) -> torch.Tensor:
+    return torch.cat([p.detach().flatten().clone() for m in modules for p in m.parameters()])
 
 
 # --------------------------------------------------------------------------- whole runs
@@ -291,7 +303,7 @@ def test_minibatch_chunks_accumulate_to_the_same_step(policy_dir, tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["head", "separate"])
 def test_resume_restores_the_critic_and_continues_to_the_same_result(tmp_path, tiny_model_path, kind):
-    kw = dict(steps=4, critic=kind, minibatch_size=4, kl_coef=0.05)
+    kw = dict(steps=4, critic=kind, minibatch_size=4, kl_coef=0.05, ppo_epochs=2, num_minibatches=2)
     straight = train(_cfg(tmp_path / "a", tiny_model_path, **kw))
     train(_cfg(tmp_path / "b", tiny_model_path, **{**kw, "steps": 2}))
     state = torch.load(tmp_path / "b" / "run" / "checkpoint-2" / "state.pt", weights_only=False)

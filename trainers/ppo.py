@@ -15,6 +15,13 @@ turns rewards and values into advantages and returns; `ppo_epochs` passes over
 clipped value loss, with one optimizer step per minibatch.
 
 Choices and departures:
+- ppo_epochs = num_minibatches = 1 by default: one on-policy optimizer step per generation
+  batch, like GRPO's inner_epochs = 1 (the clip then only acts with more). TRL's default is 4
+  epochs; on the tiny model at the same wall time, 2 epochs x 2 minibatches raised pass@1 by
+  only +0.06 and cut pass@8 from 0.82 to 0.59 (the policy collapsed onto wrong answers), while
+  one step per batch gave +0.20 to +0.24 with pass@8 up; here a fresh batch is cheaper than
+  another pass over an old one. With one pass the rollout's log-probs and values come from the
+  training forward itself (no extra forward).
 - The critic is a value head on the policy's trunk by default; `critic=separate` gives it a
   trunk of its own (InstructGPT, TRL), at the memory cost that GRPO avoids.
 - gamma = 1: an episode is one completion and a discount would only favour short answers.
@@ -60,9 +67,9 @@ class PPOConfig(RunConfig):
     """value clip: V may move at most this far from the rollout's value per update"""
     vf_coef: float = 0.1
     """weight of the value loss in the total loss"""
-    ppo_epochs: int = 2
-    """passes over each generation batch"""
-    num_minibatches: int = 2
+    ppo_epochs: int = 1
+    """passes over each generation batch (1, like GRPO's inner_epochs: see the module docstring)"""
+    num_minibatches: int = 1
     """optimizer steps per pass (the batch is split into this many shuffled minibatches)"""
     whiten_advantages: bool = True
     """normalise advantages to mean 0, std 1 over the batch's tokens"""
@@ -171,17 +178,27 @@ def update(ctx: RunContext, critic: Critic, critic_optimizer, batch: ro.Rollout)
     t0 = time.perf_counter()
     stats = rollout_stats(batch, cfg.group_size)
     mask = batch.completion_mask
-    old_logp, old_values = score_rollout(ctx, critic, batch)
+    # One on-policy step on the whole batch: the rollout's log-probs and values are those of
+    # the training forward itself (no extra forward pass, as GRPO with inner_epochs = 1).
+    single_pass = cfg.ppo_epochs == cfg.num_minibatches == 1 and cfg.minibatch_size in (0, len(batch))
+    forward = None
+    if single_pass:
+        critic.train()
+        with ctx.autocast():
+            forward = critic(ctx.model, batch, cfg.temperature, with_entropy=True)
+        old_logp, old_values = forward[0].detach().float().cpu(), forward[2].detach().float().cpu()
+    else:
+        old_logp, old_values = score_rollout(ctx, critic, batch)
     ref_logp = ctx.ref_logprobs(batch)
     rewards = token_rewards(cfg, batch, old_logp, ref_logp)
     advantages, returns = ppo_advantages(cfg, rewards, old_values, mask)
     targets = {"old_logp": old_logp, "old_values": old_values, "advantages": advantages, "returns": returns}
-    shuffle = torch.Generator().manual_seed(cfg.seed * 7919 + ctx.step)
+    shuffle = None if single_pass else torch.Generator().manual_seed(cfg.seed * 7919 + ctx.step)
     logs: dict[str, list[float]] = {}
     critic.train()
     for _ in range(cfg.ppo_epochs):
         for rows in ro.minibatches(len(batch), len(batch) // cfg.num_minibatches, shuffle):
-            optimizer_step(ctx, critic, critic_optimizer, batch, rows, targets, logs)
+            optimizer_step(ctx, critic, critic_optimizer, batch, rows, targets, logs, forward)
     stats.update({k: sum(v) / len(v) for k, v in logs.items()})
     stats.update(value_mean=float(core.masked_mean(old_values, mask)), return_mean=float(core.masked_mean(returns, mask)),
                  explained_variance=explained_variance(old_values, returns, mask))
@@ -206,10 +223,11 @@ def score_rollout(ctx: RunContext, critic: Critic, batch: ro.Rollout) -> tuple[t
 
 
 def optimizer_step(ctx: RunContext, critic: Critic, critic_optimizer, batch: ro.Rollout, rows: list[int],
-                   targets: dict, logs: dict) -> None:
+                   targets: dict, logs: dict, forward: tuple | None = None) -> None:
     """One step of the policy and the critic on the minibatch `rows`, accumulating gradients over
     chunks of `minibatch_size`; the losses are normalised by the minibatch's token count, so the
-    chunks add up to the whole minibatch's mean."""
+    chunks add up to the whole minibatch's mean. `forward`: the critic's outputs for the whole
+    batch in order, already computed (single-pass updates)."""
     cfg = ctx.cfg
     ctx.optimizer.zero_grad(set_to_none=True)
     critic_optimizer.zero_grad(set_to_none=True)
@@ -218,8 +236,11 @@ def optimizer_step(ctx: RunContext, critic: Critic, critic_optimizer, batch: ro.
     chunk = cfg.minibatch_size or len(rows)
     for part in (rows[i:i + chunk] for i in range(0, len(rows), chunk)):
         mb, idx = batch.select(part), torch.tensor(part)
-        with ctx.autocast():
-            logp, entropy, values = critic(ctx.model, mb, cfg.temperature, with_entropy=True)
+        if forward is None:
+            with ctx.autocast():
+                logp, entropy, values = critic(ctx.model, mb, cfg.temperature, with_entropy=True)
+        else:
+            logp, entropy, values = forward
         t = {k: v[idx].to(logp.device) for k, v in targets.items()}
         mask = mb.completion_mask.to(logp.device)
         pg_loss = core.policy_loss(logp, t["old_logp"], t["advantages"], mask, aggregate=core.aggregate_dapo,
