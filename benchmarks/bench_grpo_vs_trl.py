@@ -121,7 +121,7 @@ def run_ours(args: argparse.Namespace, model: str, backend: str, threads: str) -
     return {"side": f"ours-{backend}", "threads": threads, "wall_s": wall, "loop_s": sum(steps),
             "steps": len(metrics), "step_s": [round(x, 4) for x in steps],
             "step1_s": step1, "median_step_s": statistics.median(steps),
-            "generation_s": sum(m["generation_s"] for m in metrics), "update_s": sum(m["update_s"] for m in metrics),
+            **{k: sum(m.get(k, 0.0) for m in metrics) for k in ("generation_s", "verification_s", "update_s", "sync_s")},
             "completion_len": statistics.mean(m["completion_len_mean"] for m in metrics),
             "final_reward": _tail_mean([m["reward_mean"] for m in metrics])}
 
