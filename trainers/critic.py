@@ -51,14 +51,15 @@ class Critic(nn.Module):
                 ) -> tuple[Tensor, Tensor | None, Tensor]:
         P = batch.prompt_width
         T = batch.input_ids.shape[1] - P
+        ids, attention = batch.input_ids.to(self.head.weight.device), batch.attention_mask.to(self.head.weight.device)
         # Position ids follow the attention mask, as in generation (see trainers/rollout.py).
-        inputs = dict(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False,
-                      position_ids=(batch.attention_mask.cumsum(-1) - 1).clamp(min=0))
+        inputs = dict(input_ids=ids, attention_mask=attention, use_cache=False,
+                      position_ids=(attention.cumsum(-1) - 1).clamp(min=0))
         out = policy(**inputs, logits_to_keep=T + 1, output_hidden_states=self.trunk is None)
         hidden = out.hidden_states[-1] if self.trunk is None else self.trunk(**inputs).last_hidden_state
         values = self.head(hidden[:, P - 1:P - 1 + T].to(self.head.weight.dtype)).squeeze(-1)
         logits = out.logits[:, :-1]
-        logp = core.token_logprobs(logits, batch.input_ids[:, P:], temperature=temperature)
+        logp = core.token_logprobs(logits, ids[:, P:], temperature=temperature)
         entropy = None
         if with_entropy:
             with torch.no_grad():

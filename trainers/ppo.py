@@ -190,6 +190,7 @@ def update(ctx: RunContext, critic: Critic, critic_optimizer, batch: ro.Rollout)
     else:
         old_logp, old_values = score_rollout(ctx, critic, batch)
     ref_logp = ctx.ref_logprobs(batch)
+    ref_logp = None if ref_logp is None else ref_logp.float().cpu()  # the targets live on the CPU
     rewards = token_rewards(cfg, batch, old_logp, ref_logp)
     advantages, returns = ppo_advantages(cfg, rewards, old_values, mask)
     targets = {"old_logp": old_logp, "old_values": old_values, "advantages": advantages, "returns": returns}
@@ -200,11 +201,13 @@ def update(ctx: RunContext, critic: Critic, critic_optimizer, batch: ro.Rollout)
         for rows in ro.minibatches(len(batch), len(batch) // cfg.num_minibatches, shuffle):
             optimizer_step(ctx, critic, critic_optimizer, batch, rows, targets, logs, forward)
     stats.update({k: sum(v) / len(v) for k, v in logs.items()})
-    stats.update(value_mean=float(core.masked_mean(old_values, mask)), return_mean=float(core.masked_mean(returns, mask)),
+    stats.update(value_mean=float(core.masked_mean(old_values, mask)),
+                 return_mean=float(core.masked_mean(returns, mask)),
                  explained_variance=explained_variance(old_values, returns, mask))
     if ref_logp is not None:
         stats["kl"] = float(core.masked_mean(core.kl_k3(old_logp, ref_logp), mask))
-    if batch.gen_logprobs is not None and (gap := logprob_gaps(batch, list(range(len(batch))), old_logp, mask)).numel():
+    gap = None if batch.gen_logprobs is None else logprob_gaps(batch, list(range(len(batch))), old_logp, mask)
+    if gap is not None and gap.numel():  # generator vs trainer log-probs: a broken weight sync shows here
         stats.update(logprob_gap_mean=float(gap.mean()), logprob_gap_max=float(gap.max()))
     stats["update_s"] = time.perf_counter() - t0
     return stats
