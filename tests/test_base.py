@@ -206,3 +206,38 @@ def test_composite_accepts_built_verifiers_and_same_verifier_twice_under_names()
 def test_composite_misuse(parts, correctness, message):
     with pytest.raises(VerifierError, match=message):
         CompositeVerifier(parts, correctness)
+
+
+def test_composite_forwards_warm_up_and_close():
+    calls = []
+
+    class Probe(Verifier):
+        name = "probe"
+
+        def verify(self, completion, task):
+            return Verdict(0.0, False, {"status": "failed"})
+
+        def warm_up(self):
+            calls.append("warm")
+
+        def close(self):
+            calls.append("close")
+
+    c = CompositeVerifier([(Probe(), 1.0), ("tags", 0.0)])
+    c.warm_up()
+    c.close()
+    assert calls == ["warm", "close"]
+    get_verifier("tags").warm_up()  # the default is a harmless no-op
+
+
+def test_math_warm_up_starts_a_worker_before_the_first_check():
+    v = get_verifier("math", workers=1)
+    try:
+        pool = v._workers()
+        v.warm_up()
+        assert pool._alive == 1 and len(pool._idle) == 1
+        v.warm_up()  # idempotent: the pool is full
+        assert pool._alive == 1
+        assert v.verify(r"\boxed{\frac{1}{2}}", Task(id="m", prompt="p", answer="0.5")).passed
+    finally:
+        v.close()

@@ -48,15 +48,15 @@ def test_select_keeps_rows_aligned():
     assert b.input_ids[:, -1].tolist() == [6, 4]
 
 
-@pytest.mark.parametrize("ids, eos, pad, expected", [
-    ([5, 6, 2, 0, 0], {2}, 0, ([5, 6, 2], "stop")),     # stops at EOS, keeps it
-    ([5, 6, 7], {2}, 0, ([5, 6, 7], "length")),          # ran out of tokens
-    ([2, 5], {2, 9}, 0, ([2], "stop")),                  # EOS first: empty answer + EOS
-    ([5, 9, 2], {2, 9}, 0, ([5, 9], "stop")),            # any of several EOS ids
-    ([5, 2, 2], {2}, 2, ([5, 2], "stop")),               # pad == eos (common for LLMs)
+@pytest.mark.parametrize("ids, eos, expected", [
+    ([5, 6, 2, 0, 0], {2}, ([5, 6, 2], "stop")),     # stops at EOS, keeps it, drops the padding after it
+    ([5, 6, 7], {2}, ([5, 6, 7], "length")),          # ran out of tokens
+    ([5, 0, 7], {2}, ([5, 0, 7], "length")),          # a sampled pad id is a real token
+    ([2, 5], {2, 9}, ([2], "stop")),                  # EOS first: empty answer + EOS
+    ([5, 9, 2], {2, 9}, ([5, 9], "stop")),            # any of several EOS ids
 ])
-def test_split_completion(ids, eos, pad, expected):
-    assert _split_completion(ids, eos, pad) == expected
+def test_split_completion(ids, eos, expected):
+    assert _split_completion(ids, eos) == expected
 
 
 def test_completion_logprobs_do_not_depend_on_padding(tiny_model_path):

@@ -67,3 +67,54 @@ def test_hf_sampling_is_seeded_and_leaves_the_global_rng_alone(tiny_model_path):
 def test_make_generator_rejects_unknown_backends():
     with pytest.raises(ValueError, match="not one of"):
         make_generator("x", "tgi")
+
+
+def test_sample_loop_greedy_matches_transformers_generate(tiny_model_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from trainers.generation import hf_sample
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_path)
+    torch.manual_seed(3)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_path).eval()
+    with torch.no_grad():  # sharpen the random model so greedy paths are not ties
+        model.lm_head.weight.mul_(20)
+    prompts = ["12+34=", "5-7=", "99+1="]             # different lengths: left padding matters
+    ours = [g[0].token_ids for g in hf_sample(model, tok, prompts, n=1, temperature=0, max_new_tokens=6)]
+    for prompt, got in zip(prompts, ours):
+        ids = torch.tensor([tok(prompt)["input_ids"]])
+        ref = model.generate(ids, do_sample=False, max_new_tokens=6, pad_token_id=0)[0, ids.shape[1]:].tolist()
+        if tok.eos_token_id in ref:
+            ref = ref[:ref.index(tok.eos_token_id) + 1]
+        assert got == ref
+
+
+def test_next_tokens_top_p_keeps_the_smallest_set_with_enough_mass():
+    from trainers.generation import _next_tokens
+
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]])).repeat(4000, 1)
+    torch.manual_seed(0)
+    # top_p 0.7: {0.5, 0.3} reach 0.8 >= 0.7, renormalised to 0.625 / 0.375
+    picks = _next_tokens(logits, 1.0, 0.7)
+    assert set(picks.tolist()) == {0, 1}
+    assert abs((picks == 0).float().mean().item() - 0.625) < 0.03
+    # top_p 0.5: the first token alone has mass 0.5 >= 0.5
+    assert set(_next_tokens(logits, 1.0, 0.5).tolist()) == {0}
+    # temperature 0 is greedy
+    assert _next_tokens(logits[:2], 0.0, 1.0).tolist() == [0, 0]
+
+
+def test_sample_loop_first_token_frequencies_follow_the_model(tiny_model_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from trainers.generation import hf_sample
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_path)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_path).eval()
+    ids = tok("12+34=")["input_ids"]
+    with torch.no_grad():
+        probs = torch.softmax(model(torch.tensor([ids])).logits[0, -1] / 0.8, -1)
+    samples = hf_sample(model, tok, [ids], n=3000, temperature=0.8, max_new_tokens=1, seed=0)[0]
+    counts = torch.bincount(torch.tensor([s.token_ids[0] for s in samples]), minlength=len(probs)).float()
+    # total variation distance between empirical and model distribution (sampling noise ~0.03)
+    assert 0.5 * (counts / counts.sum() - probs).abs().sum() < 0.06

@@ -45,38 +45,77 @@ def _eos_ids(model, tokenizer) -> set[int]:
     return set(ids if isinstance(ids, (list, tuple)) else [ids])
 
 
-def _split_completion(ids: list[int], eos: set[int], pad: int | None) -> tuple[list[int], str]:
+def _split_completion(ids: list[int], eos: set[int]) -> tuple[list[int], str]:
+    """Cut a row of new tokens after its first EOS; a row without one ran out of tokens and
+    holds only sampled tokens (`sample_loop` pads only after EOS), a sampled pad id included."""
     for i, t in enumerate(ids):
         if t in eos:
             return ids[: i + 1], "stop"
-    return [t for t in ids if t != pad] if pad not in eos else ids, "length"
+    return ids, "length"
+
+
+def _next_tokens(logits: torch.Tensor, temperature: float, top_p: float) -> torch.Tensor:
+    """Sample one token per row from logits (B, V): greedy at temperature 0, else softmax of
+    logits / temperature restricted to the smallest set of tokens with mass >= top_p."""
+    if temperature == 0:
+        return logits.argmax(-1)
+    probs = torch.softmax(logits.float() / temperature, -1)
+    if top_p < 1.0:
+        sorted_p, order = probs.sort(-1, descending=True)
+        outside = sorted_p.cumsum(-1) - sorted_p >= top_p   # mass before this token already >= top_p
+        sorted_p = sorted_p.masked_fill(outside, 0.0)
+        probs = torch.zeros_like(probs).scatter(-1, order, sorted_p)
+    return torch.multinomial(probs, 1).squeeze(-1)
+
+
+@torch.no_grad()
+def sample_loop(model, input_ids: torch.Tensor, attention: torch.Tensor, max_new_tokens: int, temperature: float,
+                top_p: float, eos: set[int], pad: int) -> torch.Tensor:
+    """Autoregressive sampling with a KV cache: (B, P) left-padded prompts -> (B, <= max_new_tokens)
+    new tokens, `pad` after a row's EOS. The same distribution as transformers `generate` with
+    top_k=0, without its per-token machinery (logits processors, stopping criteria), which for
+    small models and short answers costs more than the model itself; stops when every row ended."""
+    positions = (attention.cumsum(-1) - 1).clamp(min=0)
+    out = model(input_ids=input_ids, attention_mask=attention, position_ids=positions, use_cache=True,
+                logits_to_keep=1)
+    eos_ids = torch.tensor(sorted(eos), device=input_ids.device)
+    done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+    position = positions[:, -1:]
+    tokens = []
+    for _ in range(max_new_tokens):
+        token = _next_tokens(out.logits[:, -1], temperature, top_p).masked_fill(done, pad)
+        tokens.append(token)
+        done |= torch.isin(token, eos_ids)
+        if done.all() or len(tokens) == max_new_tokens:
+            break
+        attention = torch.cat([attention, torch.ones_like(attention[:, :1])], -1)
+        position = position + 1
+        out = model(input_ids=token[:, None], attention_mask=attention, position_ids=position,
+                    past_key_values=out.past_key_values, use_cache=True, logits_to_keep=1)
+    return torch.stack(tokens, 1)
 
 
 @torch.no_grad()
 def hf_sample(model, tokenizer, prompts: list[str] | list[list[int]], n: int, *, temperature: float = 1.0,
               top_p: float = 1.0, max_new_tokens: int = 64, seed: int | None = None) -> list[list[Sample]]:
-    """Sample `n` completions per prompt with transformers `generate` (left padding)."""
+    """Sample `n` completions per prompt from a transformers model (left padding, `sample_loop`)."""
     ids = [p if isinstance(p, list) else tokenizer(p)["input_ids"] for p in prompts]
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     width = max(map(len, ids))
-    input_ids = torch.tensor([[pad] * (width - len(r)) + r for r in ids], device=model.device)
-    attention = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in ids], device=model.device)
-    greedy = temperature == 0
+    rows = [r for r in ids for _ in range(n)]
+    input_ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows], device=model.device)
+    attention = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], device=model.device)
+    eos = _eos_ids(model, tokenizer)
     devices = [model.device] if model.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices, enabled=seed is not None):  # leave the caller's RNG alone
         if seed is not None:
             torch.manual_seed(seed)
-        out = model.generate(
-            input_ids=input_ids, attention_mask=attention, do_sample=not greedy, num_return_sequences=n,
-            max_new_tokens=max_new_tokens, pad_token_id=pad, top_k=0 if not greedy else None,
-            **({} if greedy else {"temperature": temperature, "top_p": top_p}),
-        )
-    eos = _eos_ids(model, tokenizer)
+        out = sample_loop(model, input_ids, attention, max_new_tokens, temperature, top_p, eos, pad)
     result = []
     for i, prompt_ids in enumerate(ids):
         group = []
-        for row in out[i * n:(i + 1) * n, width:].tolist():
-            completion, reason = _split_completion(row, eos, pad)
+        for row in out[i * n:(i + 1) * n].tolist():
+            completion, reason = _split_completion(row, eos)
             group.append(Sample(tokenizer.decode(completion, skip_special_tokens=True), completion, None, reason,
                                 prompt_ids))
         result.append(group)
@@ -84,7 +123,8 @@ def hf_sample(model, tokenizer, prompts: list[str] | list[list[int]], n: int, *,
 
 
 class HFGenerator:
-    """transformers `generate`; shares the trainer's module, so it needs no weight sync."""
+    """A transformers model sampled with `sample_loop`; shares the trainer's module, so it needs no
+    weight sync."""
 
     def __init__(self, model, tokenizer=None, *, dtype: str = "float32", device: str | None = None):
         from transformers import AutoModelForCausalLM, AutoTokenizer

@@ -14,6 +14,7 @@ import json
 import random
 import shutil
 import sys
+import threading
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -157,6 +158,8 @@ class RunContext:
         torch.manual_seed(cfg.seed)
         ctx._prepare_output_dir()
         ctx.env = envs.get_env(cfg.env, **cfg.env_options)
+        # Verifier workers (SymPy, sandboxes) start while the model loads, not inside step one.
+        threading.Thread(target=ctx.env.verifier.warm_up, daemon=True).start()
         ctx.model_path = ctx._model_path()
         ctx.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         dtype = torch.bfloat16 if cfg.bf16 else torch.float32

@@ -141,6 +141,10 @@ class Verifier:
         with ThreadPoolExecutor(max_workers=workers) as pool:
             return list(pool.map(self.verify, completions, tasks))
 
+    def warm_up(self) -> None:
+        """Start worker processes or load models now instead of on first use (no-op by default);
+        trainers call it in the background during their set-up."""
+
     def close(self) -> None:
         """Release worker processes or other resources (no-op by default)."""
 
@@ -366,6 +370,10 @@ class CompositeVerifier(Verifier):
         check_batch(completions, tasks)
         per_part = [v.verify_batch(completions, tasks) for _, v, _ in self.parts]
         return [self._combine(list(vs)) for vs in zip(*per_part)]
+
+    def warm_up(self) -> None:
+        for _, v, _ in self.parts:
+            v.warm_up()
 
     def close(self) -> None:
         for _, v, _ in self.parts:

@@ -195,6 +195,10 @@ class MathVerifier(Verifier):
             self._release = weakref.finalize(self, release, self._pool)
         return self._pool
 
+    def warm_up(self) -> None:
+        """Start one SymPy worker now rather than at the first answer that needs it."""
+        self._workers().start_one()
+
     def close(self) -> None:
         """Stop counting as a user of the shared workers (the last user kills them)."""
         self._release()

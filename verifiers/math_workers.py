@@ -129,6 +129,15 @@ class WorkerPool:
         self._procs.add(worker.proc)
         return worker, generation
 
+    def start_one(self) -> None:
+        """Start a worker now (if the pool has room) instead of at the first check that needs
+        one, so a caller can pay the SymPy import during its own set-up."""
+        with self._cond:
+            if self._idle or self._alive >= self.size:
+                return
+        worker, generation = self._acquire()
+        self._release(worker, generation, healthy=True)
+
     def _release(self, worker: _Worker, generation: int, healthy: bool) -> None:
         with self._cond:
             keep = healthy and generation == self._generation
