@@ -84,6 +84,10 @@ class RunConfig:
     """save a checkpoint every N steps (and at the end, and on Ctrl-C); 0 = only at the end"""
     resume: bool = False
     """continue from the latest checkpoint in output_dir"""
+    torch_threads: int = 0
+    """CPU threads for torch; 0 = 1 for the built-in tiny model on CPU (its matrices are too small
+    to split across cores, and spinning threads stall when the cores are shared), torch's default
+    otherwise"""
     seed: int = 0
     """seed of everything (data order, sampling, initialisation)"""
     eval_every: int = 0
@@ -118,6 +122,7 @@ class RunConfig:
         require(self.eval_samples >= 0, "eval_samples", "must be >= 0")
         require(self.eval_tasks >= 0, "eval_tasks", "must be >= 0")
         require(self.max_minutes >= 0, "max_minutes", "must be >= 0")
+        require(self.torch_threads >= 0, "torch_threads", "must be >= 0 (0 = automatic)")
 
 
 # An environment may generate an endless train stream; the trainer cycles over its first
@@ -154,6 +159,9 @@ class RunContext:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         ctx = cls(cfg, algorithm)
+        threads = cfg.torch_threads or (1 if cfg.model == "tiny" and not torch.cuda.is_available() else 0)
+        if threads:
+            torch.set_num_threads(threads)
         random.seed(cfg.seed)
         torch.manual_seed(cfg.seed)
         ctx._prepare_output_dir()
