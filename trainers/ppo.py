@@ -60,7 +60,7 @@ class PPOConfig(RunConfig):
     gamma: float = 1.0
     """discount of GAE (1: an episode is one completion)"""
     lam: float = 0.95
-    """GAE lambda: 1 uses Monte-Carlo returns (low bias), 0 one-step TD (low variance)"""
+    """GAE lambda: 1 gives Monte-Carlo returns (unbiased, noisier), 0 one-step TD (leans on the critic)"""
     cliprange: float = 0.2
     """policy clip: ratio in [1 - cliprange, 1 + cliprange]"""
     cliprange_value: float = 0.2
