@@ -5,12 +5,12 @@ Two kinds, chosen once from `CRITICS` by `PPOConfig.critic`:
 * `head` (the default): a linear value head on the policy's last hidden state (TRL's
   `AutoModelForCausalLMWithValueHead`), parameters shared between policy and value function as
   in Schulman et al. (2017), section 5, hence one loss `L_clip + vf_coef * L_vf`. One forward
-  gives the policy's log-probs and the values, and the value loss trains the trunk too. It costs `hidden_size + 1`
-  parameters and nothing else, which is why PPO with a head is about as cheap as GRPO.
+  gives the policy's log-probs and the values, and the value loss trains the trunk too. It
+  costs `hidden_size + 1` parameters and nothing else: PPO with a head is about as cheap as GRPO.
 * `separate`: a value model with its own transformer trunk, initialised from the policy's
   starting weights (or another checkpoint), plus a head: the layout of InstructGPT (whose
-  value model starts from the reward model) and TRL's PPOTrainer. Its parameters, gradients, Adam state and activations are the memory that GRPO
-  avoids by replacing the critic with the group mean.
+  value model starts from the reward model) and TRL's PPOTrainer. Its parameters, gradients,
+  Adam state and activations are the memory that GRPO saves by using the group mean instead.
 
 Alignment: the value of completion token t is read at the column that scores token t
 (P-1+t in the `trainers.rollout` layout), i.e. the state before token t is sampled, so
