@@ -114,6 +114,20 @@ def parse_config(cls: type, argv: list[str] | None, prog: str, description: str)
     return cfg
 
 
+def run_cli(cls: type, train, argv: list[str] | None, prog: str, description: str) -> int:
+    """The body of a trainer's `main`: parse and validate the config (exit 2 naming the field on
+    a bad value, before any work), then train."""
+    import sys
+
+    try:
+        cfg = parse_config(cls, argv, prog, description)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    train(cfg)
+    return 0
+
+
 def load_yaml(cls: type, path: Path) -> dict:
     import yaml
 

@@ -28,7 +28,7 @@ import torch
 
 from trainers import core
 from trainers import rollout as ro
-from trainers.config import ConfigError, parse_config, require, require_choice
+from trainers.config import require, require_choice, run_cli
 from trainers.run import RunConfig, RunContext
 
 
@@ -205,13 +205,7 @@ def rollout_stats(batch: ro.Rollout, group_size: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        cfg = parse_config(GRPOConfig, argv, "python -m trainers.grpo", __doc__.split("\n\n")[1])
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    train(cfg)
-    return 0
+    return run_cli(GRPOConfig, train, argv, "python -m trainers.grpo", __doc__.split("\n\n")[1])
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ import torch
 
 from trainers import core
 from trainers import rollout as ro
-from trainers.config import ConfigError, parse_config, require, require_choice
+from trainers.config import require, require_choice, run_cli
 from trainers.critic import CRITICS, Critic, build_critic
 from trainers.grpo import logprob_gaps, rollout_stats
 from trainers.run import RunConfig, RunContext
@@ -278,13 +278,7 @@ def _record(logs: dict, logp, t: dict, values, entropy, mask, cfg: PPOConfig) ->
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        cfg = parse_config(PPOConfig, argv, "python -m trainers.ppo", __doc__.split("\n\n")[1])
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    train(cfg)
-    return 0
+    return run_cli(PPOConfig, train, argv, "python -m trainers.ppo", __doc__.split("\n\n")[1])
 
 
 if __name__ == "__main__":

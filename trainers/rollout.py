@@ -131,6 +131,8 @@ def add_step_rewards(batch: Rollout, step_verifier, tokenizer) -> None:
 def sequence_logits(model, input_ids: Tensor, attention_mask: Tensor, prompt_width: int) -> Tensor:
     """Logits that score the completion tokens: (B, T, V) for the columns P-1 .. P+T-2."""
     T = input_ids.shape[1] - prompt_width
+    device = next(model.parameters()).device  # batches are built on the CPU
+    input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
     position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
     out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                 logits_to_keep=T + 1, use_cache=False)
@@ -142,7 +144,7 @@ def completion_logprobs(model, batch: Rollout, temperature: float, with_entropy:
     """Log-probs (B, T) of the sampled completion tokens under `model` at `temperature`,
     and optionally the per-token entropy (B, T) of the same distribution."""
     logits = sequence_logits(model, batch.input_ids, batch.attention_mask, batch.prompt_width)
-    tokens = batch.input_ids[:, batch.prompt_width:]
+    tokens = batch.input_ids[:, batch.prompt_width:].to(logits.device)
     logp = core.token_logprobs(logits, tokens, temperature=temperature)
     entropy = None
     if with_entropy:

@@ -39,7 +39,7 @@ class RunConfig:
     """registered environment name (see `envs.list_envs()`)"""
     env_options: dict = field(default_factory=dict)
     """options passed to the environment, as JSON, e.g. '{"digits": 3}'"""
-    steps: int = 500
+    steps: int = 1000
     """optimizer steps (each on one generation batch; inner_epochs > 1 takes more updates per batch)"""
     max_minutes: float = 7.0
     """safety cap: stop training after this many minutes even if `steps` are not done (0 = no limit);
