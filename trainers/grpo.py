@@ -101,20 +101,11 @@ def train(cfg: GRPOConfig) -> dict:
     ctx = RunContext.create(cfg, algorithm="grpo")
     loss_fn = make_loss_fn(cfg)
     before = ctx.evaluate("before")
-    try:
-        while ctx.step < cfg.steps and not ctx.time_is_up():
-            ctx.step += 1
+    with ctx.checkpoint_on_interrupt():
+        while ctx.next_step():
             batch = ctx.rollout()                                   # generate + verify
             metrics = update_policy(ctx, batch, loss_fn)            # advantages + inner epochs
-            metrics["sync_s"] = ctx.sync_weights()                   # push weights to the generator
-            ctx.log_step(metrics)
-            if cfg.checkpoint_every and ctx.step % cfg.checkpoint_every == 0:
-                ctx.save_checkpoint()
-            if cfg.eval_every and ctx.step % cfg.eval_every == 0:
-                ctx.evaluate(f"step{ctx.step}")
-    except KeyboardInterrupt:
-        print(f"interrupted: saved {ctx.save_checkpoint()}; continue with --resume true", file=sys.stderr)
-        raise SystemExit(130) from None
+            ctx.end_step(metrics)                                   # sync, log, checkpoint, eval
     return ctx.finish(before)
 
 

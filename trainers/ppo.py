@@ -143,20 +143,11 @@ def train(cfg: PPOConfig) -> dict:
     ctx = RunContext.create(cfg, algorithm="ppo")
     critic, critic_optimizer = attach_critic(ctx)
     before = ctx.evaluate("before")
-    try:
-        while ctx.step < cfg.steps and not ctx.time_is_up():
-            ctx.step += 1
+    with ctx.checkpoint_on_interrupt():
+        while ctx.next_step():
             batch = ctx.rollout()                                           # generate + verify
             metrics = update(ctx, critic, critic_optimizer, batch)          # GAE + ppo_epochs
-            metrics["sync_s"] = ctx.sync_weights()                           # push weights to the generator
-            ctx.log_step(metrics)
-            if cfg.checkpoint_every and ctx.step % cfg.checkpoint_every == 0:
-                ctx.save_checkpoint()
-            if cfg.eval_every and ctx.step % cfg.eval_every == 0:
-                ctx.evaluate(f"step{ctx.step}")
-    except KeyboardInterrupt:
-        print(f"interrupted: saved {ctx.save_checkpoint()}; continue with --resume true", file=sys.stderr)
-        raise SystemExit(130) from None
+            ctx.end_step(metrics)                                           # sync, log, checkpoint, eval
     return ctx.finish(before)
 
 

@@ -16,7 +16,7 @@ import shutil
 import sys
 import threading
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -329,6 +329,32 @@ class RunContext:
         if self.step % self.cfg.log_every == 0 or self.step == 1:
             _log(f"step {self.step:4d}  reward {metrics['reward_mean']:.3f}  pass {metrics['pass_rate']:.3f}  "
                  f"loss {metrics['loss']:+.4f}  gen {metrics['generation_s']:.2f}s  upd {metrics['update_s']:.2f}s")
+
+    # ------------------------------------------------------------------ the loop's frame
+    def next_step(self) -> bool:
+        """Advance the step counter; False once `steps` are done or `max_minutes` is up."""
+        if self.step >= self.cfg.steps or self.time_is_up():
+            return False
+        self.step += 1
+        return True
+
+    def end_step(self, metrics: dict) -> None:
+        """After an update: push the weights to the generator, log, checkpoint, evaluate."""
+        metrics["sync_s"] = self.sync_weights()
+        self.log_step(metrics)
+        if self.cfg.checkpoint_every and self.step % self.cfg.checkpoint_every == 0:
+            self.save_checkpoint()
+        if self.cfg.eval_every and self.step % self.cfg.eval_every == 0:
+            self.evaluate(f"step{self.step}")
+
+    @contextmanager
+    def checkpoint_on_interrupt(self):
+        """Ctrl-C saves a checkpoint and exits with 130; `--resume true` continues from it."""
+        try:
+            yield
+        except KeyboardInterrupt:
+            _log(f"interrupted: saved {self.save_checkpoint()}; continue with --resume true")
+            raise SystemExit(130) from None
 
     def time_is_up(self) -> bool:
         limit = self.cfg.max_minutes
