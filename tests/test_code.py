@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from procs import processes_with
 from verifiers import Task, VerifierError, get_verifier
 from verifiers import sandbox as sandbox_mod
 from verifiers.code import match_output, parse_tests, same_value
@@ -259,18 +260,6 @@ def _host_ip() -> str:
         return "10.255.255.1"
 
 
-def _processes_with(marker: str) -> list[str]:
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if marker in cmd:
-            found.append(f"{pid}: {cmd}")
-    return found
-
-
 @pytest.fixture(scope="module")
 def hostile(tmp_path_factory):
     """Run every hostile program, each next to a good one, in ONE batch; record the host."""
@@ -304,7 +293,7 @@ def hostile(tmp_path_factory):
             start = time.monotonic()
             verdicts = v.verify_batch(programs, [assert_task()] * len(programs))
             seconds = time.monotonic() - start
-            daemons = _processes_with(f"sleep {SENTINEL_SLEEP}")
+            daemons = processes_with(f"sleep {SENTINEL_SLEEP}")
             after = v.verify(DOUBLE, assert_task())  # the pool still works
         try:
             listener.accept()

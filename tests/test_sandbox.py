@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from procs import processes_with
 from verifiers import VerifierError
 from verifiers import sandbox as sandbox_mod
 from verifiers._sandbox_harness import WireError, from_wire, to_wire
@@ -292,21 +293,9 @@ def test_caps_end_the_program(pool, program, timed_out, output_limited):
     assert time.monotonic() - start < 60  # does not hang
 
 
-def _processes_with(marker: str) -> list[str]:
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if marker in cmd:
-            found.append(f"{pid}: {cmd[:200]}")
-    return found
-
-
 def _wait_until_gone(marker: str, seconds: float = 10) -> list[str]:
     deadline = time.monotonic() + seconds
-    while (left := _processes_with(marker)) and time.monotonic() < deadline:
+    while (left := processes_with(marker)) and time.monotonic() < deadline:
         time.sleep(0.05)
     return left
 
@@ -316,7 +305,7 @@ def test_a_dead_worker_is_replaced():
     p = SandboxPool(workers=1)
     try:
         assert p.run({"mode": "io", "program": "print(1)", "stdin": ""}, SMALL).stdout == b"1\n"
-        for line in _processes_with(p.tag):
+        for line in processes_with(p.tag):
             try:
                 os.kill(int(line.split(":")[0]), signal.SIGKILL)
             except ProcessLookupError:
@@ -333,7 +322,7 @@ def test_close_leaves_no_process_behind():
     p = SandboxPool(workers=2)
     program = "import time\nif os.fork() == 0:\n    os.setsid()\n    time.sleep(100)\nprint(1)"
     assert p.run({"mode": "io", "program": "import os\n" + program, "stdin": ""}, SMALL).stdout == b"1\n"
-    assert _processes_with(p.tag)  # the worker is running
+    assert processes_with(p.tag)  # the worker is running
     p.close()
     assert _wait_until_gone(p.tag) == []
 
