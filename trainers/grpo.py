@@ -113,7 +113,7 @@ def update_policy(ctx: RunContext, batch: ro.Rollout, loss_fn) -> dict:
     """`inner_epochs` optimizer steps on one rollout, accumulating gradients over minibatches."""
     cfg, model = ctx.cfg, ctx.model
     t0 = time.perf_counter()
-    stats = rollout_stats(batch, cfg.group_size)
+    stats = ro.rollout_stats(batch, cfg.group_size)
     if len(batch) == 0:  # dynamic sampling found no group with signal
         return {**stats, "loss": 0.0, "update_s": 0.0}
     advantages = grpo_advantages(cfg, batch)
@@ -143,7 +143,7 @@ def update_policy(ctx: RunContext, batch: ro.Rollout, loss_fn) -> dict:
             (loss if cfg.loss_type == "dapo" else loss * len(rows) / len(batch)).backward()
             _record(logs, loss, logp, old, ref, adv, mask, entropy, cfg)
             if epoch == 0 and batch.gen_logprobs is not None:
-                gaps.append(logprob_gaps(batch, rows, logp, mask))
+                gaps.append(ro.logprob_gaps(batch, rows, logp, mask))
         if cfg.max_grad_norm:
             stats["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm))
         ctx.optimizer.step()
@@ -172,27 +172,6 @@ def _record(logs, loss, logp, old, ref, adv, mask, entropy, cfg) -> None:
         logs["clip_high"].append(float(clip["high"]))
         if ref is not None:
             logs["kl"].append(float(core.masked_mean(core.kl_k3(logp, ref), mask)))
-
-
-def logprob_gaps(batch: ro.Rollout, rows: list[int], trainer_logp: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """|generator - trainer| log-probs of a minibatch's sampled tokens (flat): a broken weight
-    sync shows here first. Valid in the first inner epoch, before any optimizer step."""
-    gen = batch.gen_logprobs[torch.tensor(rows)].to(trainer_logp.device)
-    return (gen - trainer_logp.detach()).abs()[mask.bool()].float().cpu()
-
-
-def rollout_stats(batch: ro.Rollout, group_size: int) -> dict:
-    lengths = [len(s.token_ids) for s in batch.samples]
-    passed = [v.passed for v in batch.verdicts]
-    n = max(len(batch), 1)
-    stats = {"reward_mean": float(batch.rewards.mean()) if len(batch) else 0.0,
-             "reward_std": float(batch.rewards.std()) if len(batch) > 1 else 0.0,
-             "pass_rate": sum(passed) / n, "completion_len_mean": sum(lengths) / n,
-             "completion_len_max": max(lengths, default=0), "truncated_frac": float(batch.truncated.float().mean())
-             if len(batch) else 0.0, "groups": len(batch) // group_size, **batch.timings}
-    gen = batch.timings.get("generation_s", 0.0)
-    stats["tokens_per_s"] = sum(lengths) / gen if gen else 0.0
-    return stats
 
 
 def main(argv: list[str] | None = None) -> int:

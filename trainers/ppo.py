@@ -45,7 +45,6 @@ from trainers import core
 from trainers import rollout as ro
 from trainers.config import require, require_choice, run_cli
 from trainers.critic import CRITICS, Critic, build_critic
-from trainers.grpo import logprob_gaps, rollout_stats
 from trainers.run import RunConfig, RunContext
 
 
@@ -167,7 +166,7 @@ def update(ctx: RunContext, critic: Critic, critic_optimizer, batch: ro.Rollout)
     """Token rewards, GAE, then `ppo_epochs` x `num_minibatches` optimizer steps on one rollout."""
     cfg = ctx.cfg
     t0 = time.perf_counter()
-    stats = rollout_stats(batch, cfg.group_size)
+    stats = ro.rollout_stats(batch, cfg.group_size)
     mask = batch.completion_mask
     # One on-policy step on the whole batch: the rollout's log-probs and values are those of
     # the training forward itself (no extra forward pass, as GRPO with inner_epochs = 1).
@@ -197,7 +196,7 @@ def update(ctx: RunContext, critic: Critic, critic_optimizer, batch: ro.Rollout)
                  explained_variance=explained_variance(old_values, returns, mask))
     if ref_logp is not None:
         stats["kl"] = float(core.masked_mean(core.kl_k3(old_logp, ref_logp), mask))
-    gap = None if batch.gen_logprobs is None else logprob_gaps(batch, list(range(len(batch))), old_logp, mask)
+    gap = None if batch.gen_logprobs is None else ro.logprob_gaps(batch, list(range(len(batch))), old_logp, mask)
     if gap is not None and gap.numel():  # generator vs trainer log-probs: a broken weight sync shows here
         stats.update(logprob_gap_mean=float(gap.mean()), logprob_gap_max=float(gap.max()))
     stats["update_s"] = time.perf_counter() - t0

@@ -157,3 +157,24 @@ def minibatches(n: int, size: int, generator: torch.Generator | None = None) -> 
     """Row indices split into shuffled minibatches of `size` (the last may be smaller)."""
     order = torch.randperm(n, generator=generator).tolist() if generator is not None else list(range(n))
     return [order[i:i + size] for i in range(0, n, size)]
+
+
+def logprob_gaps(batch: Rollout, rows: list[int], trainer_logp: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """|generator - trainer| log-probs of a minibatch's sampled tokens (flat): a broken weight
+    sync shows here first. Valid in the first inner epoch, before any optimizer step."""
+    gen = batch.gen_logprobs[torch.tensor(rows)].to(trainer_logp.device)
+    return (gen - trainer_logp.detach()).abs()[mask.bool()].float().cpu()
+
+
+def rollout_stats(batch: Rollout, group_size: int) -> dict:
+    lengths = [len(s.token_ids) for s in batch.samples]
+    passed = [v.passed for v in batch.verdicts]
+    n = max(len(batch), 1)
+    stats = {"reward_mean": float(batch.rewards.mean()) if len(batch) else 0.0,
+             "reward_std": float(batch.rewards.std()) if len(batch) > 1 else 0.0,
+             "pass_rate": sum(passed) / n, "completion_len_mean": sum(lengths) / n,
+             "completion_len_max": max(lengths, default=0), "truncated_frac": float(batch.truncated.float().mean())
+             if len(batch) else 0.0, "groups": len(batch) // group_size, **batch.timings}
+    gen = batch.timings.get("generation_s", 0.0)
+    stats["tokens_per_s"] = sum(lengths) / gen if gen else 0.0
+    return stats
