@@ -380,13 +380,12 @@ def _cmd_eval(cfg: EvalConfig) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from envs import EnvError
-    from verifiers import VerifierError
+    from trainers.config import user_errors
 
     try:
         cfg, pair = _parse(argv)
         return _cmd_compare(cfg, pair) if pair else _cmd_eval(cfg)
-    except (ConfigError, ReportError, VerifierError, EnvError, OSError) as exc:
+    except user_errors() as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

@@ -232,6 +232,14 @@ def test_cli_compare_refusal_and_bad_input_exit_2(tmp_path):
     assert out.returncode == 2 and "unknown option(s) ['bogus']" in out.stderr
     out = cli("--completions", str(tmp_path / "b.json"))     # a report is not a completions file
     assert out.returncode == 2 and "b.json:1: expected an object with string fields" in out.stderr
+    rows = tmp_path / "gsm8k.jsonl"                          # a data row the environment cannot use
+    rows.write_text(json.dumps({"question": "q?", "answer": "so\n#### 4"}) + "\n"
+                    + json.dumps({"question": "r?", "answer": "no marker"}) + "\n")
+    (tmp_path / "c.jsonl").write_text(json.dumps({"task_id": "gsm8k/train/0", "completion": "4"}) + "\n")
+    out = cli("--env", "gsm8k", "--env-options", json.dumps({"path": str(rows)}), "--split", "train",
+              "--completions", str(tmp_path / "c.jsonl"))
+    assert out.returncode == 2 and "error: gsm8k train row 1: no '#### answer' in 'no marker'" in out.stderr
+    assert "Traceback" not in out.stderr
 
 
 @pytest.mark.slow

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -111,3 +113,50 @@ def test_char_to_token_ends_maps_step_offsets_to_tokens(tiny_model_path):
     assert ro.char_to_token_ends(tok, ids, [4, 7]) == [3, 6]
     # an offset past the text lands on the last token
     assert ro.char_to_token_ends(tok, ids, [100]) == [len(ids) - 1]
+
+
+@pytest.mark.parametrize("prompt, unknown", [
+    ("11+61=72\n78+27=", "'\\n'"),                       # few-shot demonstrations joined by newlines
+    ("Compute 4 + 8.", "' Cemoptu'"),                    # an instruct prompt: letters and spaces
+    ("12+34≠", "'≠'"),
+])
+def test_prompts_the_tokenizer_cannot_read_are_refused_by_name(prompt, unknown):
+    """The tiny tokenizer maps unknown characters to <unk>: sampling from such a prompt would score
+    a silent zero, so encoding refuses it and names the characters."""
+    from trainers.generation import PromptError, encode_prompts
+    from trainers.tiny_model import build_tokenizer
+
+    tok = build_tokenizer()
+    with pytest.raises(PromptError, match=r"prompt 1 .*does not know: " + re.escape(unknown)) as info:
+        encode_prompts(tok, ["12+34=", prompt])
+    assert info.value.index == 1
+    assert str(info.value.for_task("arithmetic/test/7")).startswith("task 'arithmetic/test/7': prompt 1")
+
+
+def test_readable_prompts_and_token_ids_pass_through():
+    from trainers.generation import encode_prompts
+    from trainers.tiny_model import build_tokenizer
+
+    tok = build_tokenizer()
+    assert encode_prompts(tok, ["12+34=", [1, 5, 6]]) == [[1] + [tok.convert_tokens_to_ids(c) for c in "12+34="],
+                                                          [1, 5, 6]]
+
+    class ByteLevel:  # no unknown token at all (GPT-2 style): never refused
+        unk_token_id = None
+
+        def __call__(self, text, add_special_tokens=True):
+            return {"input_ids": list(text.encode())}
+
+    assert encode_prompts(ByteLevel(), ["a\nb"]) == [[97, 10, 98]]
+
+
+def test_rollout_names_the_task_whose_prompt_cannot_be_read(tiny_model_path):
+    from envs import get_env
+    from trainers.generation import PromptError, make_generator
+
+    env = get_env("arithmetic", few_shot=2)
+    generator = make_generator(tiny_model_path, "hf")
+    tasks = list(env.tasks("test"))[:3]
+    with pytest.raises(PromptError, match=r"^task 'arithmetic/test/0': prompt 0 .*'\\n'"):
+        ro.generate_and_verify(generator, env, tasks, 2, temperature=1.0, top_p=1.0, max_new_tokens=2, seed=0)
+    env.close()

@@ -116,16 +116,30 @@ def parse_config(cls: type, argv: list[str] | None, prog: str, description: str)
 
 def run_cli(cls: type, train, argv: list[str] | None, prog: str, description: str) -> int:
     """The body of a trainer's `main`: parse and validate the config (exit 2 naming the field on
-    a bad value, before any work), then train."""
+    a bad value, before any work), then train (bad input found later, `user_errors`, also exits 2
+    with one line)."""
     import sys
 
     try:
         cfg = parse_config(cls, argv, prog, description)
-    except ConfigError as exc:
+        train(cfg)
+    except user_errors() as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    train(cfg)
     return 0
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions that mean bad input, not a bug: a config value, an environment option, a
+    data file or row, a report, a prompt the tokenizer cannot read, a missing path. The CLIs print
+    them as one `error:` line and exit 2; anything else keeps its traceback."""
+    from data.hub import DataSourceError
+    from envs import EnvError
+    from evals.report import ReportError
+    from trainers.generation import PromptError
+    from verifiers import VerifierError
+
+    return ConfigError, DataSourceError, EnvError, ReportError, PromptError, VerifierError, OSError
 
 
 def load_yaml(cls: type, path: Path) -> dict:

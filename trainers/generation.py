@@ -23,6 +23,40 @@ import torch
 BACKENDS = ("auto", "vllm", "hf")
 
 
+class PromptError(ValueError):
+    """A prompt the model's tokenizer cannot read (characters it maps to its unknown token);
+    `index` is its position in the batch, which callers turn into a task id with `for_task`."""
+
+    def __init__(self, message: str, index: int):
+        super().__init__(message)
+        self.index = index
+
+    def for_task(self, task_id: str) -> "PromptError":
+        return PromptError(f"task {task_id!r}: {self}", self.index)
+
+
+def encode_prompts(tokenizer, prompts: list[str] | list[list[int]]) -> list[list[int]]:
+    """Token ids of each prompt (lists of ids pass through). A text prompt with characters that the
+    tokenizer maps to its unknown token raises `PromptError` naming the prompt and the characters:
+    the model would read `<unk>` there, and a task it cannot read scores a silent zero (the
+    built-in tiny model knows only the bare arithmetic characters, so `few_shot` or `instruct`
+    prompts hit this). Byte-level tokenizers have no unknown token and are never refused."""
+    ids = [p if isinstance(p, list) else tokenizer(p)["input_ids"] for p in prompts]
+    unk = getattr(tokenizer, "unk_token_id", None)
+    if unk is None:
+        return ids
+    for i, (prompt, row) in enumerate(zip(prompts, ids)):
+        if isinstance(prompt, list) or unk not in row or tokenizer.unk_token in prompt:
+            continue
+        bad = sorted({c for c in prompt if unk in tokenizer(c, add_special_tokens=False)["input_ids"]})
+        shown = prompt if len(prompt) <= 80 else prompt[:77] + "..."
+        raise PromptError(f"prompt {i} ({shown!r}) has characters the model's tokenizer does not know: "
+                          f"{''.join(bad) or '(a sequence)'!r}; it would read them as {tokenizer.unk_token!r}. "
+                          "Use an environment whose prompts the tokenizer covers (the built-in tiny model reads "
+                          "only bare arithmetic: digits, +-*/=().) or another model", i)
+    return ids
+
+
 @dataclass
 class Sample:
     text: str                      # decoded completion, special tokens dropped
@@ -99,7 +133,7 @@ def sample_loop(model, input_ids: torch.Tensor, attention: torch.Tensor, max_new
 def hf_sample(model, tokenizer, prompts: list[str] | list[list[int]], n: int, *, temperature: float = 1.0,
               top_p: float = 1.0, max_new_tokens: int = 64, seed: int | None = None) -> list[list[Sample]]:
     """Sample `n` completions per prompt from a transformers model (left padding, `sample_loop`)."""
-    ids = [p if isinstance(p, list) else tokenizer(p)["input_ids"] for p in prompts]
+    ids = encode_prompts(tokenizer, prompts)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     width = max(map(len, ids))
     rows = [r for r in ids for _ in range(n)]
@@ -177,7 +211,7 @@ class VLLMGenerator:
                  max_new_tokens: int = 64, seed: int | None = None) -> list[list[Sample]]:
         from vllm import SamplingParams
 
-        ids = [p if isinstance(p, list) else self.tokenizer(p)["input_ids"] for p in prompts]
+        ids = encode_prompts(self.tokenizer, prompts)
         # vLLM seeds the k-th sample of a request with seed + k: give each prompt its own range,
         # or every prompt's k-th sample would share one random stream.
         params = [SamplingParams(n=n, temperature=temperature, top_p=top_p, max_tokens=max_new_tokens,

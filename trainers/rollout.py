@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from trainers import core
-from trainers.generation import Sample
+from trainers.generation import PromptError, Sample
 from verifiers import Task, Verdict
 
 
@@ -76,8 +76,11 @@ def generate_and_verify(generator, env, tasks: list[Task], group_size: int, *, t
                         max_new_tokens: int, seed: int | None) -> tuple[list[Task], list[Sample], list[Verdict], dict]:
     """Sample `group_size` completions per task and score them with the env's verifier."""
     t0 = time.perf_counter()
-    groups = generator.generate([env.render(t, generator.tokenizer) for t in tasks], group_size, temperature=temperature,
-                                top_p=top_p, max_new_tokens=max_new_tokens, seed=seed)
+    try:
+        groups = generator.generate([env.render(t, generator.tokenizer) for t in tasks], group_size,
+                                    temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, seed=seed)
+    except PromptError as exc:
+        raise exc.for_task(tasks[exc.index].id) from None
     t1 = time.perf_counter()
     rows = [(task, s) for task, group in zip(tasks, groups) for s in group]
     verdicts = env.verifier.verify_batch([s.text for _, s in rows], [t for t, _ in rows])
