@@ -84,13 +84,9 @@ class ProgramVerifier(Verifier):
         if mode not in MODES:
             raise VerifierError(f"program mode {mode!r} is not one of {list(MODES)}")
         self.mode, self.code_options = mode, dict(code_options or {})
-        self._code: Verifier | None = None
-
-    @property
-    def code(self) -> Verifier:
-        if self._code is None:  # built on first use: it may start sandbox workers
-            self._code = get_verifier("code", **self.code_options)
-        return self._code
+        # Built now (cheap: its sandbox pool starts on first use), so a bad option fails here and
+        # run manifests record the limits in force, defaults included.
+        self.code: Verifier = get_verifier("code", **self.code_options)
 
     def program(self, completion: str, task: Task) -> str:
         entry_point = (task.tests or {}).get("entry_point")
@@ -109,6 +105,8 @@ class ProgramVerifier(Verifier):
     def _with_program(verdict: Verdict, program: str) -> Verdict:
         return Verdict(verdict.reward, verdict.passed, {**verdict.info, "program": program})
 
+    def warm_up(self) -> None:
+        self.code.warm_up()
+
     def close(self) -> None:
-        if self._code is not None:
-            self._code.close()
+        self.code.close()

@@ -11,6 +11,7 @@ instead of silently pooling samples from two configurations.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -78,6 +79,8 @@ def describe(value: Any, depth: int = 0) -> Any:
         return {str(k): describe(v, depth + 1) for k, v in value.items()}
     if callable(value) and hasattr(value, "__qualname__"):
         return f"{getattr(value, '__module__', '?')}.{value.__qualname__}"
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):  # e.g. the code verifier's Limits
+        return {f.name: describe(getattr(value, f.name), depth + 1) for f in dataclasses.fields(value)}
     if hasattr(value, "verify") and hasattr(value, "__dict__"):
         attrs = {k: v for k, v in vars(value).items() if not k.startswith("_") and k not in NOT_VERDICT_OPTIONS}
         kept = {k: describe(v, depth + 1) for k, v in attrs.items() if _is_data(v)}
@@ -88,6 +91,8 @@ def describe(value: Any, depth: int = 0) -> Any:
 
 def _is_data(value: Any) -> bool:
     if value is None or isinstance(value, (bool, int, float, str, list, tuple, dict)):
+        return True
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return True
     return hasattr(value, "verify") or (callable(value) and hasattr(value, "__qualname__"))
 

@@ -108,6 +108,24 @@ def test_describe_function_verifier_names_function_and_options():
     assert desc["options"]["fn"] == "verifiers.format.format_verifier"   # the function, by qualified name
 
 
+def test_describe_records_the_code_limits_in_force_defaults_included():
+    """A manifest must show the sandbox limits a code environment ran under, even when the user set
+    none, or two runs with different defaults would compare as equal."""
+    from envs import get_env
+
+    def limits(env):
+        program = rp.describe(env.verifier)["options"]["parts"][0][1]
+        assert program["class"] == "envs.program.ProgramVerifier"
+        return program["options"]["code"]["options"]["limits"]
+
+    default, strict = get_env("humaneval"), get_env("humaneval", code_options={"time_limit": 2.0, "memory_mb": 256})
+    assert limits(default)["time_limit"] == 5.0 and limits(default)["memory_mb"] == 1024
+    assert limits(strict)["time_limit"] == 2.0 and limits(strict)["memory_mb"] == 256
+    assert rp.differences({"limits": limits(default)}, {"limits": limits(strict)}) == [
+        "limits.memory_mb: 1024 != 256", "limits.time_limit: 5.0 != 2.0"]
+    json.dumps(rp.describe(strict.verifier))
+
+
 @pytest.mark.parametrize("old,new,expected", [
     ({"a": 1}, {"a": 1}, []),
     ({"a": 1}, {"a": 2}, ["a: 1 != 2"]),
