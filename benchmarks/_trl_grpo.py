@@ -8,7 +8,7 @@ Settings that differ from TRL's defaults, to match ours (`trainers/grpo.py`, `tr
 `bf16=False` and `gradient_checkpointing=False` (TRL turns both on by default), `beta=0`
 (no reference model), `num_iterations=1`, `gradient_accumulation_steps=1`, one generation
 batch of `prompts_per_step * group_size` completions per optimizer step, `top_k=0`, AdamW
-(`adamw_torch`, no weight decay, gradient clipping at 1.0), logging every step, no saving, no
+(transformers' default `adamw_torch_fused`, as ours; no weight decay, gradient clipping at 1.0), logging every step, no saving, no
 evaluation. The prompts are the arithmetic train split in the order our trainer draws them
 (`trainers.rollout.TaskStream` with the same seed) and `shuffle_dataset=False`, so both sides
 see the same prompts at the same steps. The reward is the environment's verifier through
@@ -87,7 +87,7 @@ def main(argv=None) -> int:
         per_device_train_batch_size=args.prompts_per_step * args.group_size, num_generations=args.group_size,
         gradient_accumulation_steps=1, num_iterations=1, max_completion_length=args.max_new_tokens,
         temperature=1.0, top_p=1.0, top_k=0, learning_rate=args.learning_rate, lr_scheduler_type="constant",
-        warmup_steps=0, weight_decay=0.0, max_grad_norm=1.0, optim="adamw_torch", beta=0.0, epsilon=0.2,
+        warmup_steps=0, weight_decay=0.0, max_grad_norm=1.0, optim="adamw_torch_fused", beta=0.0, epsilon=0.2,
         loss_type="grpo", scale_rewards="group", mask_truncated_completions=False, use_vllm=False, bf16=False,
         fp16=False, gradient_checkpointing=False, shuffle_dataset=False, logging_steps=1, save_strategy="no",
         eval_strategy="no", report_to="none", disable_tqdm=True, dataloader_pin_memory=False, log_completions=False,

@@ -160,3 +160,62 @@ def test_rollout_names_the_task_whose_prompt_cannot_be_read(tiny_model_path):
     with pytest.raises(PromptError, match=r"^task 'arithmetic/test/0': prompt 0 .*'\\n'"):
         ro.generate_and_verify(generator, env, tasks, 2, temperature=1.0, top_p=1.0, max_new_tokens=2, seed=0)
     env.close()
+
+
+def _grouped_batch(prompt_lengths, completion_lengths, group_size):
+    """Groups of completions under left-padded prompts of different lengths, right-padded."""
+    g = torch.Generator().manual_seed(0)
+    tasks, samples = [], []
+    for i, plen in enumerate(prompt_lengths):
+        prompt = [1] + torch.randint(4, 20, (plen - 1,), generator=g).tolist()
+        for j in range(group_size):
+            n = completion_lengths[(i * group_size + j) % len(completion_lengths)]
+            samples.append(_sample(prompt, torch.randint(4, 20, (n,), generator=g).tolist()))
+            tasks.append(Task(id=f"t{i}", prompt="p"))
+    return ro.collate(tasks, samples, [Verdict(0.0, False, {})] * len(samples), pad_id=0, mask_truncated=False)
+
+
+@pytest.mark.parametrize("prompt_lengths, completion_lengths, group_size, forwards", [
+    ([7, 5, 7, 3], [4, 1, 3, 2, 4], 4, 2),   # groups share a prompt: one prompt forward + one for completions
+    ([6, 4], [1], 3, 1),                      # one completion token each: the prompt forward alone scores it
+    ([7, 5, 6], [3, 2], 1, 1),                # no prompt repeats: the plain forward
+])
+def test_shared_prompt_forward_matches_the_plain_forward(tiny_model_path, prompt_lengths, completion_lengths,
+                                                         group_size, forwards):
+    """Scoring a group's completions on one forward of their prompt gives the plain forward's
+    log-probs and gradients on every real completion token."""
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_path)
+    model.train()
+    calls = []
+    model.register_forward_pre_hook(lambda *_: calls.append(1))
+    batch = _grouped_batch(prompt_lengths, completion_lengths, group_size)
+    mask = batch.completion_mask.bool()
+    results = {}
+    for share in (False, True):
+        model.zero_grad()
+        calls.clear()
+        logp, _ = ro.completion_logprobs(model, batch, temperature=0.7, share_prompts=share)
+        (logp * mask).sum().backward()
+        results[share] = (logp.detach(), [p.grad.clone() for p in model.parameters()], len(calls))
+    (plain, plain_grads, n_plain), (shared, shared_grads, n_shared) = results[False], results[True]
+    assert n_plain == 1 and n_shared == forwards
+    assert torch.allclose(plain[mask], shared[mask], atol=1e-5)
+    for a, b in zip(plain_grads, shared_grads):  # float rounding only: ~5e-7 of each gradient's norm
+        assert (a - b).norm() <= 1e-5 * a.norm()
+
+
+def test_shared_prompt_forward_steps_aside_for_gradient_checkpointing(tiny_model_path):
+    """Gradient checkpointing turns the KV cache off, so the plain forward runs, once."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_path)
+    model.gradient_checkpointing_enable()
+    model.train()
+    calls = []
+    model.register_forward_pre_hook(lambda *_: calls.append(1))
+    batch = _grouped_batch([5, 5], [3, 2], 4)
+    logp, _ = ro.completion_logprobs(model, batch, temperature=1.0)
+    assert len(calls) == 1 and logp.shape == batch.completion_mask.shape and logp.requires_grad

@@ -104,14 +104,20 @@ def _next_tokens(logits: torch.Tensor, temperature: float, top_p: float) -> torc
 
 @torch.no_grad()
 def sample_loop(model, input_ids: torch.Tensor, attention: torch.Tensor, max_new_tokens: int, temperature: float,
-                top_p: float, eos: set[int], pad: int) -> torch.Tensor:
-    """Autoregressive sampling with a KV cache: (B, P) left-padded prompts -> (B, <= max_new_tokens)
-    new tokens, `pad` after a row's EOS. The same distribution as transformers `generate` with
-    top_k=0, without its per-token machinery (logits processors, stopping criteria), which for
-    small models and short answers costs more than the model itself; stops when every row ended."""
+                top_p: float, eos: set[int], pad: int, repeats: int = 1) -> torch.Tensor:
+    """Autoregressive sampling with a KV cache: (B, P) left-padded prompts -> (B * repeats,
+    <= max_new_tokens) new tokens, `pad` after a row's EOS; rows i*repeats .. (i+1)*repeats-1
+    continue prompt i, whose prefill runs once and is shared through the cache. The same
+    distribution as transformers `generate` with top_k=0, without its per-token machinery (logits
+    processors, stopping criteria), which for small models and short answers costs more than the
+    model itself; stops when every row ended."""
     positions = (attention.cumsum(-1) - 1).clamp(min=0)
     out = model(input_ids=input_ids, attention_mask=attention, position_ids=positions, use_cache=True,
                 logits_to_keep=1)
+    if repeats > 1:
+        out.past_key_values.batch_repeat_interleave(repeats)
+        out.logits = out.logits.repeat_interleave(repeats, 0)
+        input_ids, attention, positions = (t.repeat_interleave(repeats, 0) for t in (input_ids, attention, positions))
     eos_ids = torch.tensor(sorted(eos), device=input_ids.device)
     done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
     position = positions[:, -1:]
@@ -136,15 +142,14 @@ def hf_sample(model, tokenizer, prompts: list[str] | list[list[int]], n: int, *,
     ids = encode_prompts(tokenizer, prompts)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     width = max(map(len, ids))
-    rows = [r for r in ids for _ in range(n)]
-    input_ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows], device=model.device)
-    attention = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], device=model.device)
+    input_ids = torch.tensor([[pad] * (width - len(r)) + r for r in ids], device=model.device)
+    attention = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in ids], device=model.device)
     eos = _eos_ids(model, tokenizer)
     devices = [model.device] if model.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices, enabled=seed is not None):  # leave the caller's RNG alone
         if seed is not None:
             torch.manual_seed(seed)
-        out = sample_loop(model, input_ids, attention, max_new_tokens, temperature, top_p, eos, pad)
+        out = sample_loop(model, input_ids, attention, max_new_tokens, temperature, top_p, eos, pad, repeats=n)
     result = []
     for i, prompt_ids in enumerate(ids):
         group = []

@@ -132,7 +132,8 @@ def update_policy(ctx: RunContext, batch: ro.Rollout, loss_fn) -> dict:
         for rows in parts:
             mb = batch.select(rows)
             with ctx.autocast():
-                logp, entropy = ro.completion_logprobs(model, mb, cfg.temperature, with_entropy=True)
+                logp, entropy = ro.completion_logprobs(model, mb, cfg.temperature, with_entropy=True,
+                                                       share_prompts=cfg.share_prompts)
             idx = torch.tensor(rows)
             old = logp.detach() if old_logp is None else old_logp[idx]
             ref = None if ref_logp is None else ref_logp[idx]
@@ -157,7 +158,8 @@ def update_policy(ctx: RunContext, batch: ro.Rollout, loss_fn) -> dict:
 @torch.no_grad()
 def old_logprobs(ctx: RunContext, batch: ro.Rollout, mb_size: int) -> torch.Tensor:
     """Log-probs (B, T) of the policy that generated the batch, before any update."""
-    parts = [ro.completion_logprobs(ctx.model, batch.select(rows), ctx.cfg.temperature)[0]
+    parts = [ro.completion_logprobs(ctx.model, batch.select(rows), ctx.cfg.temperature,
+                                    share_prompts=ctx.cfg.share_prompts)[0]
              for rows in ro.minibatches(len(batch), mb_size)]
     return torch.cat(parts)
 

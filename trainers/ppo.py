@@ -45,7 +45,7 @@ from trainers import core
 from trainers import rollout as ro
 from trainers.config import require, require_choice, run_cli
 from trainers.critic import CRITICS, Critic, build_critic
-from trainers.run import RunConfig, RunContext
+from trainers.run import RunConfig, RunContext, adamw
 
 
 @dataclass
@@ -156,7 +156,7 @@ def attach_critic(ctx: RunContext) -> tuple[Critic, torch.optim.Optimizer]:
     critic = build_critic(cfg.critic, ctx.model, cfg.critic_model or ctx.model_path, device=ctx.device,
                           seed=cfg.seed, dtype=torch.bfloat16 if cfg.bf16 else torch.float32,
                           gradient_checkpointing=cfg.gradient_checkpointing)
-    optimizer = torch.optim.AdamW(critic.parameters(), lr=cfg.critic_learning_rate, weight_decay=cfg.weight_decay)
+    optimizer = adamw(critic.parameters(), cfg.critic_learning_rate, cfg.weight_decay, ctx.device)
     ctx.add_state("critic", critic)
     ctx.add_state("critic_optimizer", optimizer)
     return critic, optimizer

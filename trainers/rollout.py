@@ -131,22 +131,45 @@ def add_step_rewards(batch: Rollout, step_verifier, tokenizer) -> None:
                        for s, v in zip(batch.samples, verdicts)]
 
 
-def sequence_logits(model, input_ids: Tensor, attention_mask: Tensor, prompt_width: int) -> Tensor:
-    """Logits that score the completion tokens: (B, T, V) for the columns P-1 .. P+T-2."""
-    T = input_ids.shape[1] - prompt_width
+def sequence_logits(model, input_ids: Tensor, attention_mask: Tensor, prompt_width: int,
+                    share_prompts: bool = True) -> Tensor:
+    """Logits that score the completion tokens: (B, T, V) for the columns P-1 .. P+T-2.
+
+    With `share_prompts`, rows with the same (left-padded) prompt, as the completions of one GRPO
+    group are, run that prompt once: its key/value cache, still carrying gradients, is copied to
+    each of its rows, and the completions run on top. The logits and the gradients are those of
+    the plain forward (to float rounding; the tests compare both), at a fraction of the work when
+    prompts are long or groups large. The plain forward is used when no prompt repeats or the
+    model returns no cache (gradient checkpointing turns it off)."""
+    P, T = prompt_width, input_ids.shape[1] - prompt_width
     device = next(model.parameters()).device  # batches are built on the CPU
     input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
     position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+    if share_prompts and P > 0 and T > 0 and not getattr(model, "is_gradient_checkpointing", False):
+        prompts, inverse = torch.unique(torch.cat([input_ids[:, :P], attention_mask[:, :P]], 1), dim=0,
+                                        return_inverse=True)
+        if len(prompts) < len(input_ids):
+            head = model(input_ids=prompts[:, :P], attention_mask=prompts[:, P:],
+                         position_ids=(prompts[:, P:].cumsum(-1) - 1).clamp(min=0), use_cache=True, logits_to_keep=1)
+            if head.past_key_values is not None:
+                first = head.logits[:, -1:].index_select(0, inverse)
+                if T == 1:
+                    return first
+                cache = head.past_key_values
+                cache.reorder_cache(inverse)  # unique prompt -> each row (index_select: gradients add up)
+                rest = model(input_ids=input_ids[:, P:-1], attention_mask=attention_mask[:, :-1],
+                             position_ids=position_ids[:, P:-1], past_key_values=cache, use_cache=True)
+                return torch.cat([first, rest.logits], 1)
     out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                 logits_to_keep=T + 1, use_cache=False)
     return out.logits[:, :-1]
 
 
-def completion_logprobs(model, batch: Rollout, temperature: float, with_entropy: bool = False
-                        ) -> tuple[Tensor, Tensor | None]:
+def completion_logprobs(model, batch: Rollout, temperature: float, with_entropy: bool = False,
+                        share_prompts: bool = True) -> tuple[Tensor, Tensor | None]:
     """Log-probs (B, T) of the sampled completion tokens under `model` at `temperature`,
     and optionally the per-token entropy (B, T) of the same distribution."""
-    logits = sequence_logits(model, batch.input_ids, batch.attention_mask, batch.prompt_width)
+    logits = sequence_logits(model, batch.input_ids, batch.attention_mask, batch.prompt_width, share_prompts)
     tokens = batch.input_ids[:, batch.prompt_width:].to(logits.device)
     logp = core.token_logprobs(logits, tokens, temperature=temperature)
     entropy = None
