@@ -150,6 +150,32 @@ def test_critic_shapes_and_logprobs_match_the_policy(kind, policy_dir):
 
 
 @pytest.mark.parametrize("kind", ["head", "separate"])
+def test_critic_on_shared_prompts_matches_the_plain_forward(kind, policy_dir):
+    """Groups of completions under repeated prompts: running each prompt once (its cache copied to
+    the rows) gives the plain forward's log-probs, values and gradients (policy, trunk, head)."""
+    policy, tok = _tiny_policy()
+    critic = build_critic(kind, policy, policy_dir)
+    torch.nn.init.normal_(critic.head.weight)
+    texts = ["15", "1", "150", "2", "16", "155"]
+    batch = _batch(tok, texts, [1.0] * 6, prompts=["12+3="] * 3 + ["100+55="] * 3)
+    mask = batch.completion_mask.bool()
+    results = {}
+    for share in (False, True):
+        critic.share_prompts = share
+        policy.zero_grad()
+        critic.zero_grad()
+        logp, _, values = critic(policy, batch, 0.7)
+        ((logp + values) * mask).sum().backward()
+        grads = [p.grad.clone() for p in [*policy.parameters(), *critic.parameters()] if p.grad is not None]
+        results[share] = (logp.detach(), values.detach(), grads)
+    (lp0, v0, g0), (lp1, v1, g1) = results[False], results[True]
+    assert torch.allclose(lp0[mask], lp1[mask], atol=1e-5) and torch.allclose(v0[mask], v1[mask], atol=1e-5)
+    assert len(g0) == len(g1) > 0
+    for a, b in zip(g0, g1):
+        assert (a - b).norm() <= 1e-5 * a.norm() + 1e-8
+
+
+@pytest.mark.parametrize("kind", ["head", "separate"])
 def test_value_of_token_t_sees_only_the_tokens_before_it(kind, policy_dir):
     # V_t is the value of the state before completion token t: changing token 2 changes V_3
     # (and later) but not V_0 .. V_2.

@@ -25,6 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from trainers import core
+from trainers.rollout import completion_states
 
 
 def _text_hidden_size(config) -> int:
@@ -39,9 +40,10 @@ class Critic(nn.Module):
     entropy, and the values, all (B, T) over the batch's completion tokens; with a shared trunk
     it costs one policy forward."""
 
-    def __init__(self, hidden_size: int, trunk: nn.Module | None = None):
+    def __init__(self, hidden_size: int, trunk: nn.Module | None = None, share_prompts: bool = True):
         super().__init__()
         self.trunk = trunk
+        self.share_prompts = share_prompts  # see `trainers.rollout.completion_states`
         self.head = nn.Linear(hidden_size, 1)
         # V = 0 at the start: before any data the critic claims nothing, and the first
         # advantages are plain returns (no random baseline noise).
@@ -50,17 +52,14 @@ class Critic(nn.Module):
 
     def forward(self, policy, batch, temperature: float, with_entropy: bool = False
                 ) -> tuple[Tensor, Tensor | None, Tensor]:
-        P = batch.prompt_width
-        T = batch.input_ids.shape[1] - P
-        ids, attention = batch.input_ids.to(self.head.weight.device), batch.attention_mask.to(self.head.weight.device)
-        # Position ids follow the attention mask, as in generation (see trainers/rollout.py).
-        inputs = dict(input_ids=ids, attention_mask=attention, use_cache=False,
-                      position_ids=(attention.cumsum(-1) - 1).clamp(min=0))
-        out = policy(**inputs, logits_to_keep=T + 1, output_hidden_states=self.trunk is None)
-        hidden = out.hidden_states[-1] if self.trunk is None else self.trunk(**inputs).last_hidden_state
-        values = self.head(hidden[:, P - 1:P - 1 + T].to(self.head.weight.dtype)).squeeze(-1)
-        logits = out.logits[:, :-1]
-        logp = core.token_logprobs(logits, ids[:, P:], temperature=temperature)
+        P, ids, attention = batch.prompt_width, batch.input_ids, batch.attention_mask
+        # `completion_states` lays columns out as the trainer's log-probs do, and with
+        # `share_prompts` runs each of the batch's distinct prompts once (trainers/rollout.py).
+        logits, hidden = completion_states(policy, ids, attention, P, self.share_prompts, hidden=self.trunk is None)
+        if self.trunk is not None:
+            hidden = completion_states(self.trunk, ids, attention, P, self.share_prompts, logits=False, hidden=True)[1]
+        values = self.head(hidden.to(self.head.weight.dtype)).squeeze(-1)
+        logp = core.token_logprobs(logits, ids[:, P:].to(logits.device), temperature=temperature)
         entropy = None
         if with_entropy:
             with torch.no_grad():

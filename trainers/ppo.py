@@ -156,6 +156,7 @@ def attach_critic(ctx: RunContext) -> tuple[Critic, torch.optim.Optimizer]:
     critic = build_critic(cfg.critic, ctx.model, cfg.critic_model or ctx.model_path, device=ctx.device,
                           seed=cfg.seed, dtype=torch.bfloat16 if cfg.bf16 else torch.float32,
                           gradient_checkpointing=cfg.gradient_checkpointing)
+    critic.share_prompts = cfg.share_prompts
     optimizer = adamw(critic.parameters(), cfg.critic_learning_rate, cfg.weight_decay, ctx.device)
     ctx.add_state("critic", critic)
     ctx.add_state("critic_optimizer", optimizer)

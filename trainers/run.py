@@ -78,8 +78,7 @@ class RunConfig:
     """recompute activations in the backward pass to save memory"""
     share_prompts: bool = True
     """score a group's completions on one forward of their shared prompt (its KV cache copied to
-    each row; same logits and gradients, less work): GRPO's policy and both trainers' reference
-    model (PPO's joint policy-and-value forward does not share yet); false = a full forward per row"""
+    each row; same logits, values and gradients, less work); false = a full forward per row"""
     bf16: bool = False
     """bfloat16 weights and compute (GPU only)"""
     output_dir: str = "runs/train"
