@@ -38,7 +38,7 @@ class Critic(nn.Module):
 
     `forward(policy, batch, temperature)` returns the policy's token log-probs, optionally their
     entropy, and the values, all (B, T) over the batch's completion tokens; with a shared trunk
-    it costs one policy forward."""
+    it costs one policy pass (with `share_prompts`: the distinct prompts, then the completions)."""
 
     def __init__(self, hidden_size: int, trunk: nn.Module | None = None, share_prompts: bool = True):
         super().__init__()
