@@ -42,13 +42,13 @@ def encode_prompts(tokenizer, prompts: list[str] | list[list[int]]) -> list[list
     built-in tiny model knows only the bare arithmetic characters, so `few_shot` or `instruct`
     prompts hit this). Byte-level tokenizers have no unknown token and are never refused."""
     ids = [p if isinstance(p, list) else tokenizer(p)["input_ids"] for p in prompts]
-    unk = getattr(tokenizer, "unk_token_id", None)
+    unk, unk_text = getattr(tokenizer, "unk_token_id", None), getattr(tokenizer, "unk_token", None)
     if unk is None:
         return ids
     for i, (prompt, row) in enumerate(zip(prompts, ids)):
-        if isinstance(prompt, list) or unk not in row or tokenizer.unk_token in prompt:
+        if isinstance(prompt, list) or unk not in row or (unk_text and unk_text in prompt):
             continue
-        bad = sorted({c for c in prompt if unk in tokenizer(c, add_special_tokens=False)["input_ids"]})
+        bad = sorted(c for c in set(prompt) if unk in tokenizer(c, add_special_tokens=False)["input_ids"])
         shown = prompt if len(prompt) <= 80 else prompt[:77] + "..."
         raise PromptError(f"prompt {i} ({shown!r}) has characters the model's tokenizer does not know: "
                           f"{''.join(bad) or '(a sequence)'!r}; it would read them as {tokenizer.unk_token!r}. "
