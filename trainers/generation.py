@@ -115,9 +115,13 @@ def sample_loop(model, input_ids: torch.Tensor, attention: torch.Tensor, max_new
     out = model(input_ids=input_ids, attention_mask=attention, position_ids=positions, use_cache=True,
                 logits_to_keep=1)
     if repeats > 1:
-        out.past_key_values.batch_repeat_interleave(repeats)
-        out.logits = out.logits.repeat_interleave(repeats, 0)
         input_ids, attention, positions = (t.repeat_interleave(repeats, 0) for t in (input_ids, attention, positions))
+        if hasattr(out.past_key_values, "batch_repeat_interleave"):
+            out.past_key_values.batch_repeat_interleave(repeats)
+            out.logits = out.logits.repeat_interleave(repeats, 0)
+        else:  # a cache that cannot be copied across rows: prefill every row
+            out = model(input_ids=input_ids, attention_mask=attention, position_ids=positions, use_cache=True,
+                        logits_to_keep=1)
     eos_ids = torch.tensor(sorted(eos), device=input_ids.device)
     done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
     position = positions[:, -1:]

@@ -149,7 +149,8 @@ def completion_states(model, input_ids: Tensor, attention_mask: Tensor, prompt_w
     each of its rows, and the completions run on top. Logits, hidden states and gradients are
     those of the plain forward (to float rounding; the tests compare both), at a fraction of the
     work when prompts are long or groups large. The plain forward is used when no prompt repeats
-    or the model keeps no cache (gradient checkpointing turns it off)."""
+    or the model keeps no cache that can be copied across rows (gradient checkpointing turns the
+    cache off)."""
     P, T = prompt_width, input_ids.shape[1] - prompt_width
     device = next(model.parameters()).device  # batches are built on the CPU
     input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
@@ -168,15 +169,15 @@ def completion_states(model, input_ids: Tensor, attention_mask: Tensor, prompt_w
             head, head_logits, head_states = run(1, input_ids=prompts[:, :P], attention_mask=prompts[:, P:],
                                                  position_ids=(prompts[:, P:].cumsum(-1) - 1).clamp(min=0),
                                                  use_cache=True)
-            if head.past_key_values is not None:
+            if hasattr(head.past_key_values, "reorder_cache"):
                 parts = [None if x is None else x[:, -1:].index_select(0, inverse) for x in (head_logits, head_states)]
                 if T == 1:
                     return parts[0], parts[1]
                 cache = head.past_key_values
                 cache.reorder_cache(inverse)  # unique prompt -> each row (index_select: gradients add up)
-                _, rest_logits, rest_states = run(0, input_ids=input_ids[:, P:-1], attention_mask=attention_mask[:, :-1],
-                                                  position_ids=position_ids[:, P:-1], past_key_values=cache,
-                                                  use_cache=True)
+                _, rest_logits, rest_states = run(0, input_ids=input_ids[:, P:-1], past_key_values=cache,
+                                                  attention_mask=attention_mask[:, :-1],
+                                                  position_ids=position_ids[:, P:-1], use_cache=True)
                 return tuple(None if a is None else torch.cat([a, b], 1)
                              for a, b in zip(parts, (rest_logits, rest_states)))
     _, all_logits, all_states = run(T + 1, input_ids=input_ids, attention_mask=attention_mask,
