@@ -37,10 +37,7 @@ from trainers.core import (
     token_ratio,
 )
 
-
-def close(actual, expected, atol=1e-5, rtol=1e-5):
-    torch.testing.assert_close(torch.as_tensor(actual, dtype=torch.float32),
-                               torch.as_tensor(expected, dtype=torch.float32), atol=atol, rtol=rtol)
+from numeric import close
 
 
 T = torch.tensor
