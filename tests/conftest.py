@@ -1,4 +1,5 @@
-"""Shared fixtures: the project's tiny model, built (untrained) once per test session."""
+"""Shared fixtures: the project's tiny model, built (untrained) once per test session, and a
+hub switched off for the tests of hub-backed loaders."""
 
 from __future__ import annotations
 
@@ -22,3 +23,14 @@ def tiny_model_path(tmp_path_factory) -> str:
             os.environ.pop("VERIRL_CACHE")
         else:
             os.environ["VERIRL_CACHE"] = old
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    """Fail at once instead of retrying the network (as HF_HUB_OFFLINE=1 does at start-up)."""
+    import datasets
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)

@@ -11,17 +11,6 @@ from data.hub import DataSourceError, HubUnavailableError, builder_for, load_spl
 FIXTURES = Path(__file__).parent / "fixtures" / "envs"
 
 
-@pytest.fixture
-def offline(monkeypatch):
-    """Fail at once instead of retrying the network (as HF_HUB_OFFLINE=1 does at start-up)."""
-    import datasets
-    import huggingface_hub.constants
-
-    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
-    monkeypatch.setattr(datasets.config, "HF_DATASETS_OFFLINE", True)
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-
-
 @pytest.mark.parametrize("files, builder", [
     ("a.jsonl", "json"), ("a.json", "json"), ("a.jsonl.gz", "json"), ("A.PARQUET", "parquet"), ("a.csv", "csv"),
     (["a.parquet", "b.parquet"], "parquet"), ({"train": "a.jsonl", "test": ["b.jsonl"]}, "json"),

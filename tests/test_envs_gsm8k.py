@@ -15,13 +15,7 @@ FIXTURES = Path(__file__).parent / "fixtures" / "envs"
 CLONE = str(FIXTURES / "gsm8k")
 
 
-@pytest.fixture(autouse=True)
-def offline(monkeypatch):
-    import datasets
-    import huggingface_hub.constants
-
-    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+pytestmark = pytest.mark.usefixtures("offline")  # conftest.py: no hub retries
 
 
 def test_doctests():

@@ -16,13 +16,7 @@ CLONE = str(FIXTURES / "mbpp")
 TEST_FILE = str(FIXTURES / "mbpp" / "sanitized" / "test-00000-of-00001.parquet")
 
 
-@pytest.fixture(autouse=True)
-def offline(monkeypatch):
-    import datasets
-    import huggingface_hub.constants
-
-    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+pytestmark = pytest.mark.usefixtures("offline")  # conftest.py: no hub retries
 
 
 def test_doctests():
