@@ -40,7 +40,8 @@ def code_server(tmp_path_factory):
     if sandbox_mod.bwrap_path() is None:
         pytest.skip("needs bubblewrap (bwrap)")
     server = Server(tmp_path_factory.mktemp("serve") / "code.log", "composite",
-                    "--option", f"parts={json.dumps(CODE_PARTS)}", "--option", "correctness=code")
+                    "--option", f"parts={json.dumps(CODE_PARTS)}", "--option", "correctness=code",
+                    "--strip-suffix", "<|im_end|>", "--strip-suffix", "<pad>")
     yield server
     server.kill()
 
@@ -232,7 +233,8 @@ def test_openrlhf_protocol_code_task_sends_its_tests_in_the_label(code_server):
     prompt = "Write f that doubles x.\n"
     labels = [json.dumps({"tests": ASSERT}), json.dumps({"tests": CALL, "id": "call-task"}), json.dumps({"tests": IO})]
     programs = [DOUBLE, DOUBLE, "print(4)\n"]
-    body = {"query": [prompt + p for p in programs], "prompts": [prompt] * 3, "labels": labels}
+    # OpenRLHF keeps special tokens when it decodes: the server cuts them (--strip-suffix).
+    body = {"query": [prompt + p + "<|im_end|><pad><pad>" for p in programs], "prompts": [prompt] * 3, "labels": labels}
     status, answer = code_server.post("/get_reward", json.dumps(body).encode())
     assert status == 200, answer
     assert answer["scores"] == [1.0, 1.0, 0.0] and answer["extra_logs"]["verify_error"] == [0.0] * 3

@@ -85,7 +85,8 @@ def cmd_serve(args) -> int:
     given = {k: getattr(args, k) for k in ("max_body_mb", "max_samples", "max_concurrency", "max_pending")}
     limits = ServeLimits(**{k: v for k, v in given.items() if v is not None})  # defaults live in ServeLimits
     options = _options(args.verifier, args.option)
-    return serve(get_verifier(args.verifier, **options), args.verifier, options, args.host, args.port, limits)
+    return serve(get_verifier(args.verifier, **options), args.verifier, options, args.host, args.port, limits,
+                 tuple(args.strip_suffix))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -108,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--max-samples", type=int, help="most samples in one request, 413 beyond (default 4096)")
     serve.add_argument("--max-concurrency", type=int, help="batches verified at once, others wait (default 4)")
     serve.add_argument("--max-pending", type=int, help="requests running or waiting, 503 beyond (default 64)")
+    serve.add_argument("--strip-suffix", action="append", default=[], metavar="TEXT",
+                       help="/get_reward: cut TEXT (an EOS or pad token) from the end of each response")
     serve.set_defaults(fn=cmd_serve)
     args = parser.parse_args(argv)
     try:

@@ -68,8 +68,10 @@ class Refusal(Exception):
 class VerifierService:
     """The served verifier and the admission rules around it."""
 
-    def __init__(self, verifier: Verifier, name: str, options: dict, limits: ServeLimits):
+    def __init__(self, verifier: Verifier, name: str, options: dict, limits: ServeLimits,
+                 strip_suffixes: tuple[str, ...] = ()):
         self.verifier, self.name, self.options, self.limits = verifier, name, options, limits
+        self.strip_suffixes = tuple(s for s in strip_suffixes if s)
         self.thread_limiter = anyio.CapacityLimiter(limits.max_concurrency)
         self.admitted = 0  # touched on the event loop only, so no lock
 
@@ -129,7 +131,7 @@ class VerifierService:
 
     async def get_reward(self, request: Request) -> Response:
         body = await self.read_json(request)
-        parsed = openrlhf_records(body)
+        parsed = openrlhf_records(body, self.strip_suffixes)
         self.check_count(len(parsed))
         verdicts = await self.judge(parsed, "/get_reward")
         return Response(to_json(openrlhf_answer(verdicts, body)), media_type="application/json")
@@ -142,12 +144,14 @@ class VerifierService:
 # --------------------------------------------------------------------------- OpenRLHF
 
 
-def openrlhf_records(body: Any) -> list[Parsed]:
+def openrlhf_records(body: Any, strip_suffixes: tuple[str, ...] = ()) -> list[Parsed]:
     """Records from OpenRLHF's request `{"query": [...], "prompts": [...], "labels": [...]}`.
 
     * `query[i]` is prompt + response as OpenRLHF decoded it (special tokens kept). The
       completion is what follows the first occurrence of `prompts[i]` in it; when the prompt
-      is not found, the whole query (see `prompt_found` in the answer's `extra_logs`).
+      is not found, the whole query (see `prompt_found` in the answer's `extra_logs`). Any of
+      `strip_suffixes` (EOS and pad tokens: `--strip-suffix`) is cut from its end, repeatedly,
+      since a program followed by `<|im_end|>` is not valid Python.
     * `labels[i]` (the dataset's `--label_key` column) gives the task: a JSON object, or a
       string holding one, whose keys are Task fields (`answer`, `tests`, `meta`, `id`)
       becomes those fields, which is how a code task sends its `tests`; any other string or
@@ -167,16 +171,18 @@ def openrlhf_records(body: Any) -> list[Parsed]:
         if not isinstance(column, list) or len(column) != len(queries):
             raise Refusal(400, f"field {key!r} must be a list as long as 'query' ({len(queries)})")
         columns[key] = column
-    return [_openrlhf_record(i, q, p, lab) for i, (q, p, lab)
+    return [_openrlhf_record(i, q, p, lab, strip_suffixes) for i, (q, p, lab)
             in enumerate(zip(queries, columns["prompts"], columns["labels"]))]
 
 
-def _openrlhf_record(i: int, query: Any, prompt: Any, label: Any) -> Parsed:
+def _openrlhf_record(i: int, query: Any, prompt: Any, label: Any, strip_suffixes: tuple[str, ...]) -> Parsed:
     where = f"item {i}"
     if not isinstance(query, str):
         return error_verdict("error", f"{where}: 'query' must be a string, got {type(query).__name__}")
     at = query.find(prompt) if isinstance(prompt, str) and prompt else -1
     completion = query[at + len(prompt):] if at >= 0 else query
+    while suffix := next((s for s in strip_suffixes if completion.endswith(s)), None):
+        completion = completion[:-len(suffix)]
     fields = _label_fields(label)
     task = {"id": f"openrlhf/{i}", "prompt": prompt if isinstance(prompt, (str, list)) else "", **fields}
     try:
@@ -228,10 +234,11 @@ def build_app(service: VerifierService) -> Starlette:
     return Starlette(routes=routes, exception_handlers={Refusal: _refused, Exception: _crashed})
 
 
-def serve(verifier: Verifier, name: str, options: dict, host: str, port: int, limits: ServeLimits) -> int:
+def serve(verifier: Verifier, name: str, options: dict, host: str, port: int, limits: ServeLimits,
+          strip_suffixes: tuple[str, ...] = ()) -> int:
     """Run the server until interrupted; closes the verifier on the way out."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    service = VerifierService(verifier, name, options, limits)
+    service = VerifierService(verifier, name, options, limits, strip_suffixes)
     verifier.warm_up()
     log.info("serving verifier %r with options %s on http://%s:%d", name, to_json(options), host, port)
     try:
