@@ -239,3 +239,42 @@ def test_openrlhf_protocol_code_task_sends_its_tests_in_the_label(code_server):
     assert status == 200, answer
     assert answer["scores"] == [1.0, 1.0, 0.0] and answer["extra_logs"]["verify_error"] == [0.0] * 3
     assert answer["rewards"] == [1.0, 1.0, 0.0]  # the tags part (weight 0.1) finds no <answer> tag
+
+
+def test_a_verifier_bug_fails_its_request_only():
+    """A verifier that raises something other than VerifierError has a bug: 500, one line, and
+    the app keeps answering (in process: no registered verifier here is buggy)."""
+    pytest.importorskip("httpx")  # Starlette's TestClient
+    from starlette.testclient import TestClient
+
+    from verifiers import Verifier
+    from verifiers.serve import ServeLimits, VerifierService, build_app
+
+    class Buggy(Verifier):
+        def verify(self, completion, task):
+            return 1 / 0
+
+    client = TestClient(build_app(VerifierService(Buggy(), "buggy", {}, ServeLimits())), raise_server_exceptions=False)
+    reply = client.post("/score", json=[math_record("x", "1")])
+    assert reply.status_code == 500 and reply.json() == {"error": "internal error: ZeroDivisionError: division by zero"}
+    assert client.get("/health").json()["status"] == "ok"
+
+
+@pytest.mark.parametrize("label, answer, tests", [
+    ("42", "42", None),
+    ("{1, 2}", "{1, 2}", None),                                  # braces, but not JSON: a math answer
+    ('{"answer": "3"}', "3", None),
+    ({"tests": CALL}, None, CALL),                               # a dict column, not a string
+    (json.dumps({"tests": CALL, "id": "own-id"}), None, CALL),
+    ('{"value": 1}', '{"value": 1}', None),                      # not Task fields: the label is the answer
+    ({"value": 1}, {"value": 1}, None),
+    (7, 7, None),
+    (None, None, None),
+])
+def test_openrlhf_label_mapping(label, answer, tests):
+    from verifiers.serve import openrlhf_records
+
+    [(completion, task)] = openrlhf_records({"query": ["<s>Q: A:</s>"], "prompts": ["Q:"], "labels": [label]},
+                                            ("</s>",))
+    assert (completion, task.prompt, task.answer, task.tests) == (" A:", "Q:", answer, tests)
+    assert task.id == ("own-id" if "own-id" in str(label) else "openrlhf/0")

@@ -192,13 +192,14 @@ def _openrlhf_record(i: int, query: Any, prompt: Any, label: Any, strip_suffixes
 
 
 def _label_fields(label: Any) -> dict:
+    fields = label
     if isinstance(label, str) and label.lstrip().startswith("{"):
         try:
-            label = json.loads(label)
+            fields = json.loads(label)
         except (json.JSONDecodeError, RecursionError):
-            return {"answer": label}  # a brace in a math answer, such as {1, 2}
-    if isinstance(label, dict):
-        return label if set(label) <= TASK_FIELDS and label.keys() & {"answer", "tests"} else {"answer": label}
+            pass  # braces in a math answer, such as {1, 2}
+    if isinstance(fields, dict) and set(fields) <= TASK_FIELDS and fields.keys() & {"answer", "tests"}:
+        return fields
     return {} if label is None else {"answer": label}
 
 
