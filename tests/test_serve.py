@@ -10,6 +10,7 @@ import json
 import socket
 import subprocess
 import sys
+import threading
 import urllib.error
 import urllib.request
 
@@ -278,3 +279,22 @@ def test_openrlhf_label_mapping(label, answer, tests):
                                             ("</s>",))
     assert (completion, task.prompt, task.answer, task.tests) == (" A:", "Q:", answer, tests)
     assert task.id == ("own-id" if "own-id" in str(label) else "openrlhf/0")
+
+
+@needs_bwrap
+@pytest.mark.slow
+def test_a_full_server_answers_503_and_finishes_what_it_admitted(tmp_path):
+    server = Server(tmp_path / "one.log", "code", "--max-pending", "1", "--option", "workers=1")
+    try:
+        slow = [code_record("import time\ntime.sleep(1)\n" + DOUBLE, ASSERT)]
+        first = {}
+        thread = threading.Thread(target=lambda: first.update(reply=server.post("/score", json.dumps(slow).encode())))
+        thread.start()
+        assert server.wait_for_log("/score: scoring 1 samples")
+        status, answer = server.post("/score", json.dumps(slow).encode())
+        assert status == 503 and answer["error"] == "server busy: 1 requests running or waiting"
+        thread.join(timeout=60)
+        status, answer = first["reply"]
+        assert status == 200 and answer[0]["passed"]
+    finally:
+        server.kill()
