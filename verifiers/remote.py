@@ -130,7 +130,7 @@ class RemoteVerifier(Verifier):
                 half = len(records) // 2
                 return self._score_shard(records[:half], first) + self._score_shard(records[half:], first)
             except _Refused as exc:
-                return [error_verdict("error", f"{url} refused the request: {exc}")] * len(records)
+                return [error_verdict("error", f"{url} refused the request: {exc}") for _ in records]
             except _ServerFailed as exc:
                 failures[url] = str(exc)
                 if not exc.busy:
