@@ -2,6 +2,7 @@
 
     python -m verifiers list
     python -m verifiers score --verifier NAME [--option k=v ...] --input samples.jsonl [--output out.jsonl]
+    python -m verifiers serve --verifier NAME [--option k=v ...] [--host H] [--port P]   (see verifiers.serve)
 
 Each input line is `{"completion": "...", "task": {Task fields}}`; each output line, in the
 same order, `{"reward": float, "passed": bool, "info": {...}}`. A malformed input line still
@@ -13,60 +14,24 @@ from __future__ import annotations
 
 import argparse
 import inspect
-import json
 import sys
 import time
 from typing import IO, Iterator
 
-from verifiers import Task, Verdict, VerifierError, get_verifier, list_verifiers
-from verifiers.base import error_verdict, iter_chunks, parse_option, verifier_options
+from verifiers import Verdict, VerifierError, get_verifier, list_verifiers
+from verifiers.base import iter_chunks, parse_option, verifier_options
+from verifiers.records import parse_line, score_parsed, to_json
 
 CHUNK = 256          # lines verified together (verify_batch parallelises inside a chunk)
 PROGRESS_EVERY = 1000  # lines between progress reports on stderr
-
-
-def _parse_line(lineno: int, line: str) -> tuple[str, Task] | Verdict:
-    """A (completion, task) pair, or an error verdict naming what is wrong with the line."""
-    try:
-        obj = json.loads(line)
-    except json.JSONDecodeError as exc:
-        return error_verdict("error", f"line {lineno}: invalid JSON: {exc}")
-    if not isinstance(obj, dict):
-        return error_verdict("error", f"line {lineno}: expected a JSON object, got {type(obj).__name__}")
-    missing = [k for k in ("completion", "task") if k not in obj]
-    if missing:
-        return error_verdict("error", f"line {lineno}: missing field(s) {missing}")
-    if not isinstance(obj["completion"], str):
-        return error_verdict("error", f"line {lineno}: field 'completion' must be a string")
-    try:
-        return obj["completion"], Task.from_dict(obj["task"])
-    except (VerifierError, TypeError) as exc:
-        return error_verdict("error", f"line {lineno}: field 'task': {exc}")
-
-
-def _score_chunk(verifier, parsed: list[tuple[str, Task] | Verdict], first_lineno: int) -> list[Verdict]:
-    good = [i for i, p in enumerate(parsed) if not isinstance(p, Verdict)]
-    out: list[Verdict] = list(parsed)  # type: ignore[arg-type]
-    try:
-        verdicts = verifier.verify_batch([parsed[i][0] for i in good], [parsed[i][1] for i in good])
-        for i, v in zip(good, verdicts):
-            out[i] = v
-    except VerifierError:
-        # A task the verifier cannot judge spoils only its own line: find it one by one.
-        for i in good:
-            try:
-                out[i] = verifier.verify(*parsed[i])
-            except VerifierError as exc:
-                out[i] = error_verdict("error", f"line {first_lineno + i}: {exc}")
-    return out
 
 
 def score_lines(verifier, numbered: Iterator[tuple[int, str]], progress: IO | None = None) -> Iterator[Verdict]:
     """Yield one verdict per (line number, line), in order."""
     done, start = 0, time.perf_counter()
     for chunk in iter_chunks(numbered, CHUNK):
-        parsed = [_parse_line(n, line) for n, line in chunk]
-        yield from _score_chunk(verifier, parsed, chunk[0][0])
+        parsed = [parse_line(n, line) for n, line in chunk]
+        yield from score_parsed(verifier, parsed, [f"line {n}" for n, _ in chunk])
         done += len(chunk)
         if progress is not None and done // PROGRESS_EVERY != (done - len(chunk)) // PROGRESS_EVERY:
             rate = done / max(time.perf_counter() - start, 1e-9)
@@ -104,7 +69,7 @@ def cmd_score(args) -> int:
         # Blank lines are not records; every other line gets exactly one output line.
         numbered = ((n, line) for n, line in enumerate(src, 1) if line.strip())
         for verdict in score_lines(verifier, numbered, progress=sys.stderr):
-            dst.write(json.dumps(verdict.to_dict(), default=repr) + "\n")
+            dst.write(to_json(verdict.to_dict()) + "\n")
     finally:
         verifier.close()
         if src is not sys.stdin:
@@ -112,6 +77,16 @@ def cmd_score(args) -> int:
         if dst is not sys.stdout:
             dst.close()
     return 0
+
+
+def cmd_serve(args) -> int:
+    from verifiers.serve import ServeLimits, serve  # starlette and uvicorn load for this command only
+
+    given = {k: getattr(args, k) for k in ("max_body_mb", "max_samples", "max_concurrency", "max_pending")}
+    limits = ServeLimits(**{k: v for k, v in given.items() if v is not None})  # defaults live in ServeLimits
+    options = _options(args.verifier, args.option)
+    return serve(get_verifier(args.verifier, **options), args.verifier, options, args.host, args.port, limits,
+                 tuple(args.strip_suffix))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -125,6 +100,18 @@ def main(argv: list[str] | None = None) -> int:
     score.add_argument("--input", required=True, help="input JSONL file, or - for stdin")
     score.add_argument("--output", help="output JSONL file (default: stdout)")
     score.set_defaults(fn=cmd_score)
+    serve = sub.add_parser("serve", help="serve a verifier over HTTP (POST /score, POST /get_reward, GET /health)")
+    serve.add_argument("--verifier", required=True, help="registered verifier name (see `list`)")
+    serve.add_argument("--option", action="append", default=[], metavar="K=V", help="verifier option, as for score")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--max-body-mb", type=float, help="largest request body, 413 beyond (default 64)")
+    serve.add_argument("--max-samples", type=int, help="most samples in one request, 413 beyond (default 4096)")
+    serve.add_argument("--max-concurrency", type=int, help="batches verified at once, others wait (default 4)")
+    serve.add_argument("--max-pending", type=int, help="requests running or waiting, 503 beyond (default 64)")
+    serve.add_argument("--strip-suffix", action="append", default=[], metavar="TEXT",
+                       help="/get_reward: cut TEXT (an EOS or pad token) from the end of each response")
+    serve.set_defaults(fn=cmd_serve)
     args = parser.parse_args(argv)
     try:
         return args.fn(args)
