@@ -5,7 +5,7 @@ An episode alternates model turns (actions) and environment replies (observation
     prompt | action | observation | action | observation | ... | action (the answer)
 
 * `MultiTurnEnvironment.render(task)` is the first prompt; after each model turn,
-  `step(episode, action)` returns an `Observation` to append, or None: the episode is over.
+  `step(task, episode, action)` returns an `Observation` to append, or None: the episode is over.
   `verify_episodes` scores whole episodes (by default: the verifier on the last turn, the
   answer after the last observation). `envs.tool_env.ToolEnvironment` is the
   environment whose observations are tool results.
@@ -199,12 +199,12 @@ class MultiTurnEnvironment(Environment):
         if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int) or budget < 1):
             raise EnvError(f"option max_episode_tokens must be a positive int or None, got {budget!r}")
 
-    def step(self, episode: Episode, action: str) -> Observation | None:
+    def step(self, task: Task, episode: Episode, action: str) -> Observation | None:
         """The reply to the model's turn `action` (already in `episode`), or None to end."""
         raise NotImplementedError
 
-    def step_batch(self, episodes: list[Episode], actions: list[str]) -> list[Observation | None]:
-        return [self.step(e, a) for e, a in zip(episodes, actions)]
+    def step_batch(self, tasks: list[Task], episodes: list[Episode], actions: list[str]) -> list[Observation | None]:
+        return [self.step(t, e, a) for t, e, a in zip(tasks, episodes, actions)]
 
     def stop_strings(self, chat: bool) -> tuple[str, ...]:
         """Where a sampler ends a model turn (besides EOS)."""
@@ -354,7 +354,8 @@ def run_episodes(env: Environment, tasks: list[Task], policy: Policy, *, tokeniz
             raise ValueError(f"the policy returned {len(turns)} turns for {len(running)} contexts")
         stepping = [i for i, out in zip(running, turns) if loop.act(episodes[i], _as_turn(out))]
         actions = [episodes[i].final_text for i in stepping]
-        replies = env.step_batch([episodes[i] for i in stepping], actions) if stepping else []
+        replies = env.step_batch([tasks[i] for i in stepping], [episodes[i] for i in stepping],
+                                 actions) if stepping else []
         for i, action, reply in zip(stepping, actions, replies):
             loop.observe(episodes[i], action, reply)
         running = [i for i in running if episodes[i].end is None]

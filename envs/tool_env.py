@@ -21,6 +21,7 @@ from envs.base import EnvError, option
 from envs.multiturn import Episode, MultiTurnEnvironment, Observation
 from envs.tools import ChatSyntax, PlainSyntax, Tool, ToolCall, call_tool, get_tool, parse_hermes
 from envs.tools.syntax import MAX_CALLS_PER_TURN, ParsedCall
+from verifiers import Task
 
 
 @dataclass(kw_only=True, eq=False)
@@ -62,13 +63,13 @@ class ToolEnvironment(MultiTurnEnvironment):
     def tool_schemas(self) -> list[dict]:
         return [tool.schema() for tool in self.toolbox.values()]
 
-    def render(self, task, tokenizer: Any = None) -> str:
+    def render(self, task: Task, tokenizer: Any = None) -> str:
         """Plain text as any environment; with a chat template, the tools' schemas go to it."""
         if tokenizer is not None and getattr(tokenizer, "chat_template", None):
             return ChatSyntax(tokenizer, self.tool_schemas()).render(self.messages(task), generation_prompt=True)
         return super().render(task, tokenizer)
 
-    def step(self, episode: Episode, action: str) -> Observation | None:
+    def step(self, task: Task, episode: Episode, action: str) -> Observation | None:
         calls = parse_hermes(action) if episode.chat else self.plain_syntax.parse(action)
         if not calls:
             return None
@@ -87,11 +88,11 @@ class ToolEnvironment(MultiTurnEnvironment):
             return ToolCall(call.name, call.arguments, f"error: {call.problem}", "bad_call")
         return call_tool(self.toolbox, call.name, call.arguments, float(self.tool_timeout))
 
-    def step_batch(self, episodes: list[Episode], actions: list[str]) -> list[Observation | None]:
+    def step_batch(self, tasks: list[Task], episodes: list[Episode], actions: list[str]) -> list[Observation | None]:
         if len(episodes) < 2 or self.tool_workers == 1:
-            return super().step_batch(episodes, actions)
+            return super().step_batch(tasks, episodes, actions)
         with ThreadPoolExecutor(max_workers=min(self.tool_workers, len(episodes))) as threads:
-            return list(threads.map(self.step, episodes, actions))
+            return list(threads.map(self.step, tasks, episodes, actions))
 
     def close(self) -> None:
         for tool in self.toolbox.values():
