@@ -3,7 +3,7 @@
 The program runs as a script (the sandbox's `io` mode, empty stdin) under every isolation
 rule of the `code` verifier (`verifiers.sandbox`: no host files, no network, own user, pid
 and mount namespaces, CPU, memory, process, file and output limits). The model is shown
-stdout then stderr, truncated to `output_chars` characters, and a last line saying why the
+stdout then stderr, cut to their first and last `output_chars / 2` characters, and a last line saying why the
 program ended when it did not exit cleanly (time limit, output limit, exit code, signal).
 
 The CPU limit is the smaller of `time_limit` and the episode's tool timeout, rounded up to
@@ -61,8 +61,10 @@ class Python(Tool):
         if ex.sandbox_error:
             raise ToolError(f"the sandbox failed: {ex.sandbox_error[:200]}")
         text = (ex.stdout + ex.stderr).decode("utf-8", "replace")
-        if len(text) > self.output_chars:
-            text = text[:self.output_chars] + f"\n[output truncated to {self.output_chars} characters]"
+        if len(text) > self.output_chars:  # head and tail: a traceback's last line is the useful one
+            head = self.output_chars // 2
+            text = (text[:head] + f"\n[... {len(text) - self.output_chars} characters cut ...]\n"
+                    + text[len(text) - (self.output_chars - head):])
         if ex.timed_out:
             raise ToolTimeout(f"time limit exceeded ({limits.time_limit:g} s CPU)\n{text}".rstrip())
         if ex.output_limited:

@@ -52,8 +52,7 @@ class PlainSyntax:
 
     def __post_init__(self) -> None:
         names = "|".join(re.escape(t) for t in sorted(self.tags, key=len, reverse=True))
-        # A call, or an opening tag left unclosed (to be reported, not ignored).
-        self.pattern = re.compile(rf"<({names})>(.*?)</\1>|<({names})>", re.DOTALL)
+        self.pattern = re.compile(rf"<({names})>")
 
     @property
     def stop(self) -> tuple[str, ...]:
@@ -61,13 +60,9 @@ class PlainSyntax:
 
     def parse(self, text: str) -> list[ParsedCall]:
         calls = []
-        for m in self.pattern.finditer(text):
-            if m.group(1) is not None:
-                name, arg = self.tags[m.group(1)]
-                calls.append(ParsedCall(name, {arg: m.group(2)}))
-            else:
-                calls.append(ParsedCall(self.tags[m.group(3)][0], m.group(0),
-                                        f"<{m.group(3)}> is never closed with </{m.group(3)}>"))
+        for tag, body, problem, _, _ in _blocks(text, self.pattern, lambda m: f"</{m.group(1)}>"):
+            name, arg = self.tags[tag]
+            calls.append(ParsedCall(name, body if problem else {arg: body}, problem))
         return calls
 
     @staticmethod
@@ -75,18 +70,39 @@ class PlainSyntax:
         return "".join(f"{RESULT_OPEN}{out}{RESULT_CLOSE}" for out in outputs)
 
 
-_HERMES = re.compile(r"<tool_call>(.*?)</tool_call>|<tool_call>", re.DOTALL)
+def _blocks(text: str, opening: re.Pattern, closing_of) -> list[tuple[str, str, str | None, int, int]]:
+    """(opening tag name, body, problem, start, end) of each `<tag>body</tag>` in order. An opening tag
+    never closed takes the rest of the text as its body and ends the scan. One pass: each
+    closing tag is searched for once from where its opening tag ends (a lazy `.*?` regex
+    would rescan the rest of the text for every opening tag: quadratic on hostile text)."""
+    out, pos = [], 0
+    while (m := opening.search(text, pos)) is not None:
+        close = closing_of(m)
+        end = text.find(close, m.end())
+        if end < 0:
+            out.append((m.group(1), text[m.start():], f"{m.group(0)} is never closed with {close}", m.start(), len(text)))
+            break
+        out.append((m.group(1), text[m.end():end], None, m.start(), end + len(close)))
+        pos = end + len(close)
+    return out
+
+
+_HERMES_OPEN = re.compile(r"<(tool_call)>")
+
+
+def _hermes_close(_: re.Match) -> str:
+    return "</tool_call>"
 
 
 def parse_hermes(text: str) -> list[ParsedCall]:
     """Calls written `<tool_call>{"name": ..., "arguments": {...}}</tool_call>` (Hermes,
     Qwen 2.5/3). `arguments` may also be a JSON string of the object, as some models write."""
     calls = []
-    for m in _HERMES.finditer(text):
-        if m.group(1) is None:
-            calls.append(ParsedCall("", m.group(0), "<tool_call> is never closed with </tool_call>"))
+    for _, body, problem, _, _ in _blocks(text, _HERMES_OPEN, _hermes_close):
+        if problem:
+            calls.append(ParsedCall("", body[:200], problem))
             continue
-        body = m.group(1).strip()
+        body = body.strip()
         try:
             call = json.loads(body)
         except (ValueError, RecursionError) as exc:
@@ -129,7 +145,11 @@ class ChatSyntax:
     @staticmethod
     def assistant_message(text: str, calls: list[ParsedCall]) -> dict:
         """The model's turn as a chat message: its prose and its well-formed calls."""
-        content = _HERMES.sub("", text)
+        content, pos = "", 0
+        for _, _, problem, start, end in _blocks(text, _HERMES_OPEN, _hermes_close):
+            if problem is None:  # well-formed calls become `tool_calls`; the rest stays prose
+                content, pos = content + text[pos:start], end
+        content += text[pos:]
         message = {"role": "assistant", "content": content.strip()}
         good = [c for c in calls if c.problem is None and isinstance(c.arguments, dict)]
         if good:
