@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import random
-import re
-
 import pytest
 
 from envs.base import _REGISTRY
 
 # ---- the README example, verbatim (from here to the end marker)
+import random
+import re
+
 from envs import get_env, option, register_env
 from envs.multiturn import MultiTurnEnvironment, Observation, run_episode
 from verifiers import Task, get_verifier
@@ -75,3 +75,13 @@ def test_the_example_fails_a_policy_that_never_finds_it():
 def test_the_example_shows_a_hint_for_a_non_number():
     ep = run_episode(env, task, lambda c: "fifty" if c.turn == 0 else task.answer)
     assert ep.segments[2].text == "\na number?\n" and ep.end == "answer"
+
+
+def test_the_readme_shows_this_example_verbatim_in_under_40_lines():
+    from pathlib import Path
+
+    source = Path(__file__).read_text()
+    example = source.split("# ---- the README example, verbatim (from here to the end marker)\n")[1]
+    example = example.split("# ---- end of the README example")[0]
+    assert example.count("\n") < 40
+    assert f"```python\n{example}```" in (Path(__file__).parents[1] / "README.md").read_text()
