@@ -97,6 +97,20 @@ def test_registry():
         get_tool("abacus")
 
 
+def test_python_tool_without_bubblewrap_is_refused_at_set_up(monkeypatch):
+    monkeypatch.setattr(sandbox_mod, "bwrap_path", lambda: None)
+    with pytest.raises(ValueError, match="tool_options: bubblewrap"):
+        get_env("calculator", tools=["python"])
+
+
+@needs_bwrap
+def test_a_set_up_error_inside_a_tool_is_raised_not_shown(monkeypatch):
+    python = get_tool("python")
+    monkeypatch.setattr(sandbox_mod, "bwrap_path", lambda: None)   # the pool is built at the first call
+    with pytest.raises(ValueError, match="bubblewrap"):
+        call_tool({"python": python}, "python", {"code": "print(1)"}, 1.0)
+
+
 # --------------------------------------------------------------------------- plain-text syntax
 
 

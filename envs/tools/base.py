@@ -10,8 +10,9 @@ What a call can end as (`ToolCall.status`):
 * `bad_call` -- the call itself is malformed: unknown tool, arguments not an object, a missing
   or unexpected argument, an argument that is not a string.
 
-Any other exception is a bug of the tool, not of the model, and propagates: a broken tool
-must not look like a model that keeps failing.
+Any other exception is a bug of the tool, not of the model, and propagates, as do `MISUSE`
+errors (a `ValueError` that means a broken set-up, such as no bubblewrap): a broken tool must
+not look like a model that keeps failing.
 
 Timeouts: a tool that bounds its own time (`bounds_time = True`: the calculator by its size
 limits, `python` by the sandbox's CPU and wall limits) runs in the caller's thread and gets
@@ -27,7 +28,11 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, ClassVar
 
+from envs.base import EnvError
+from verifiers import VerifierError
+
 INPUT_ERRORS = (ArithmeticError, ValueError, RecursionError, MemoryError)
+MISUSE = (EnvError, VerifierError)   # a tool's set-up failing (no bwrap, a closed pool): raised, never shown
 STATUSES = ("ok", "error", "timeout", "bad_call")
 
 
@@ -137,6 +142,8 @@ def _run_with_deadline(tool: Tool, arguments: dict, timeout: float) -> tuple[str
     def target() -> None:
         try:
             box["output"] = tool.run(arguments, timeout)
+        except MISUSE as exc:
+            box["bug"] = exc
         except (ToolError, *INPUT_ERRORS) as exc:
             box["error"] = exc
         except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread, which re-raises it
@@ -174,6 +181,8 @@ def call_tool(tools: dict[str, Tool], name: str, arguments: Any, timeout: float)
     elif tool.bounds_time:
         try:
             record.output = tool.run(arguments, timeout)
+        except MISUSE:
+            raise
         except (ToolError, *INPUT_ERRORS) as exc:
             record.status, record.output = _failure(exc)
     else:

@@ -17,6 +17,7 @@ import signal
 import threading
 
 from envs.tools.base import Tool, ToolError, ToolTimeout, register_tool
+from verifiers import VerifierError
 
 
 def run_in_sandbox(pool, code: str, limits):
@@ -35,8 +36,10 @@ class Python(Tool):
 
     def __init__(self, time_limit: float = 5.0, memory_mb: int = 512, output_chars: int = 2000,
                  workers: int | None = None, unsafe_no_sandbox: bool = False):
-        from verifiers.sandbox import Limits
+        from verifiers.sandbox import INSTALL_HINT, Limits, bwrap_path
 
+        if not unsafe_no_sandbox and bwrap_path() is None:  # now, not as an error at every call
+            raise VerifierError(INSTALL_HINT)
         if not (isinstance(output_chars, int) and output_chars > 0):
             raise ValueError(f"option output_chars must be a positive int, got {output_chars!r}")
         self.limits = Limits(time_limit=time_limit, memory_mb=memory_mb, output_kb=max(1, 2 * output_chars // 1024))
