@@ -55,6 +55,10 @@ class CalculatorEnv(ToolEnvironment):
             raise EnvError(f"option style={self.style!r} is not one of {list(STYLES)}")
         if not 0.0 < self.test_fraction < 1.0:
             raise EnvError(f"option test_fraction must be in (0, 1), got {self.test_fraction!r}")
+        for key, value in (("train_size", self.train_size), ("test_size", self.test_size)):
+            if not (value is None and key == "train_size") and (isinstance(value, bool) or not isinstance(value, int)
+                                                                 or value < 1):
+                raise EnvError(f"option {key} must be a positive int, got {value!r}")
         try:  # checks forms and digits now, not at the first draw
             next(calculator_problems("test", 0, 0.5, 1, tuple(self.forms), self.big_digits, self.small_digits))
         except (ValueError, TypeError) as exc:

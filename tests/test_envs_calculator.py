@@ -117,6 +117,7 @@ def test_the_verifier_reads_the_answer_after_the_last_result_only(env):
 @pytest.mark.parametrize("options, field", [
     ({"forms": ["div"]}, "forms"), ({"forms": []}, "forms"), ({"big_digits": 0}, "big_digits"),
     ({"small_digits": 10}, "small_digits"), ({"style": "chat"}, "style"), ({"test_fraction": 1.0}, "test_fraction"),
+    ({"test_size": 0}, "test_size"), ({"train_size": "all"}, "train_size"),
 ])
 def test_bad_options_name_the_field(options, field):
     with pytest.raises(EnvError, match=field):

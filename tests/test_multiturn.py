@@ -337,3 +337,14 @@ def test_option_checks():
         calc_env(tools=["abacus"])
     with pytest.raises(ValueError, match="tool_options"):
         calc_env(tool_options={"python": {}})
+
+
+def test_calls_past_the_per_turn_cap_are_refused_not_run():
+    from envs.tools.syntax import MAX_CALLS_PER_TURN
+
+    env = calc_env()
+    task = env.tasks("test")[0]
+    ep = run_episode(env, task, scripted("<calc>1+1</calc>" * (MAX_CALLS_PER_TURN + 2), task.answer))
+    assert [c["status"] for c in ep.tool_calls] == ["ok"] * MAX_CALLS_PER_TURN + ["bad_call"] * 2
+    assert ep.segments[2].text.count("<result>2</result>") == MAX_CALLS_PER_TURN
+    assert ep.end == "answer"
