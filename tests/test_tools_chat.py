@@ -136,3 +136,13 @@ def test_a_template_that_rewrites_history_is_refused(tokenizer):
     with pytest.raises(ValueError, match="prefix"):
         syntax.observation_text([{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}],
                                 [{"role": "tool", "content": "r"}], ended=True)
+
+
+def test_an_observation_without_messages_in_a_chat_episode_is_misuse(tokenizer, monkeypatch):
+    from envs.multiturn import Observation
+    from envs.tool_env import ToolEnvironment
+
+    env = get_env("calculator", style="instruct", test_size=5)
+    monkeypatch.setattr(ToolEnvironment, "step", lambda self, task, episode, action: Observation(text="plain only"))
+    with pytest.raises(ValueError, match="without `messages` in a chat episode"):
+        run_episode(env, env.tasks("test")[0], lambda c: "x", tokenizer=tokenizer)
