@@ -22,7 +22,7 @@ import hashlib
 import random
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Iterator
+from typing import Callable, Iterator
 
 OPERATORS = "+-*/"
 _PRECEDENCE = {"+": 1, "-": 1, "*": 2, "/": 2}
@@ -200,10 +200,12 @@ def generate(spec: ArithmeticSpec, rng: random.Random) -> Problem:
 # --------------------------------------------------------------------------- splits
 
 
-def problems(spec: ArithmeticSpec, split: str, seed: int, test_fraction: float,
-             size: int | None) -> Iterator[Problem]:
+def problems(spec: ArithmeticSpec | None, split: str, seed: int, test_fraction: float,
+             size: int | None, *, draw: Callable[[random.Random], Problem] | None = None,
+             salt: bytes = _SALT) -> Iterator[Problem]:
     """Distinct problems of `split`, in a seed-determined order; endless when `size` is None
-    (then problems may repeat, but never cross splits).
+    (then problems may repeat, but never cross splits). `draw(rng)` replaces `generate(spec, rng)`
+    for other generators (which then pass their own split `salt`).
 
     A finite split stops early, with fewer than `size` problems, when `size` exceeds what
     its share of the problem space holds (detected as a long run of draws with nothing new).
@@ -216,8 +218,8 @@ def problems(spec: ArithmeticSpec, split: str, seed: int, test_fraction: float,
     seen: set[str] = set()
     misses, patience = 0, max(10_000, 50 * (size or 0))
     while size is None or len(seen) < size:
-        problem = generate(spec, rng)
-        if split_of(problem.expression, test_fraction) != split or (size is not None and problem.expression in seen):
+        problem = draw(rng) if draw else generate(spec, rng)
+        if split_of(problem.expression, test_fraction, salt) != split or (size is not None and problem.expression in seen):
             misses += 1
             if misses > patience:
                 if size is None:

@@ -17,5 +17,6 @@ from envs import math as _math  # noqa: E402,F401
 from envs import humaneval as _humaneval  # noqa: E402,F401
 from envs import mbpp as _mbpp  # noqa: E402,F401
 from envs import synthetic_code as _synthetic_code  # noqa: E402,F401
+from envs import calculator as _calculator  # noqa: E402,F401
 
 __all__ = ["EnvError", "Environment", "env_options", "get_env", "list_envs", "option", "register_env", "take"]

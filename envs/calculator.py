@@ -1,0 +1,111 @@
+"""`calculator`: arithmetic too hard to do in one's head, easy with the calculator tool.
+
+Problems from `data.calculator`: a 3-digit times 2-digit product, alone or with a 3-digit
+number added or subtracted (`482*67+315`). The model may call the `calculator` tool, in
+plain text `<calc>482*67+315</calc>`, and reads `<result>32609</result>` before it answers.
+The `bare` style (the built-in tiny model's) gives the prompt `482*67+315=` and expects the
+answer alone after the last result:
+
+    482*67+315=<calc>482*67+315</calc><result>32609</result>32609
+
+The `instruct` style asks in words for the answer in `\\boxed{}` and suits chat models, whose
+calls go through the tokenizer's tool template. The verifier is `math` on the model's last
+turn (the answer after the last tool result); an episode that ends with a call unanswered
+(`max_turns`, budget) fails.
+
+`demonstration_episode(task)` plays the correct episode through the real episode loop (the
+warm start's data: its segments say which characters are observations, to mask out of the
+loss); `demonstration(task)` is its text after the prompt. `alphabet` holds every character
+of bare prompts and demonstrations: the digits and `+-*=` of the problems and the letters
+and `</>` of the tool syntax.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+from data.calculator import FORMS, calculator_problems
+from envs.base import EnvError, option, register_env
+from envs.multiturn import Context, Episode, run_episode
+from envs.tool_env import ToolEnvironment
+from envs.tools.syntax import RESULT_CLOSE, RESULT_OPEN
+from verifiers import Task, Verifier, get_verifier
+
+STYLES = ("bare", "instruct")
+
+
+@register_env("calculator")
+class CalculatorEnv(ToolEnvironment):
+    """Large products and mixed arithmetic, solved with a calculator tool (multi-turn)."""
+
+    tool_names = ("calculator",)
+
+    forms: list = option(["mul", "mul_add", "mul_sub"], f"problem forms, among {sorted(FORMS)}")
+    big_digits: int = option(3, "digits of the large operands")
+    small_digits: int = option(2, "digits of the multiplier")
+    style: str = option("bare", "'bare' (prompt '482*67=', answer alone) or 'instruct' (words, \\boxed{})")
+    train_size: int | None = option(5000, "distinct train problems; None = an endless stream")
+    test_size: int = option(200, "distinct test problems")
+    test_fraction: float = option(0.1, "share of the problem space reserved for the test split")
+    max_turns: int = option(3, "model turns per episode")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.style not in STYLES:
+            raise EnvError(f"option style={self.style!r} is not one of {list(STYLES)}")
+        if not 0.0 < self.test_fraction < 1.0:
+            raise EnvError(f"option test_fraction must be in (0, 1), got {self.test_fraction!r}")
+        for key, value in (("train_size", self.train_size), ("test_size", self.test_size)):
+            if not (value is None and key == "train_size") and (isinstance(value, bool) or not isinstance(value, int)
+                                                                 or value < 1):
+                raise EnvError(f"option {key} must be a positive int, got {value!r}")
+        try:  # checks forms and digits now, not at the first draw
+            next(calculator_problems("test", 0, 0.5, 1, tuple(self.forms), self.big_digits, self.small_digits))
+        except (ValueError, TypeError) as exc:
+            raise EnvError(str(exc)) from None
+        operators = {c for f in self.forms for c in FORMS[f][0] if c in "+-*"}
+        syntax = "".join(f"<{t}></{t}>" for t in self.plain_syntax.tags) + RESULT_OPEN + RESULT_CLOSE
+        self.alphabet = "".join(sorted(set("0123456789=-" + syntax) | operators)) + ("\n" if self.few_shot else "")
+        if self.style == "bare":  # demonstrations read "12*34=<calc>..." per line
+            self.separator, self.demo_separator = "\n", ""
+
+    def load_tasks(self, split: str) -> list[Task] | Iterator[Task]:
+        size = self.test_size if split == "test" else self.train_size
+        stream = (Task(id=f"calculator/{split}/{i}", prompt=self.prompt(p.expression), answer=p.answer,
+                       meta={"expression": p.expression, "steps": list(p.steps)})
+                  for i, p in enumerate(calculator_problems(split, self.seed, self.test_fraction, size,
+                                                            tuple(self.forms), self.big_digits, self.small_digits)))
+        return stream if size is None else list(stream)
+
+    def prompt(self, expression: str) -> str:
+        if self.style == "bare":
+            return expression + "="
+        spaced = "".join(f" {c} " if c in "+-*" else c for c in expression)
+        return (f"Compute {spaced}. You may use the calculator tool. "
+                "Give the final answer, an integer, in \\boxed{}.")
+
+    def answer_text(self, answer: str) -> str:
+        return answer if self.style == "bare" else f"The answer is \\boxed{{{answer}}}."
+
+    def demonstration_episode(self, task: Task) -> Episode:
+        """The correct plain-text episode, played through the episode loop: one call with
+        the task's expression, then the answer."""
+        tag = self.toolbox["calculator"].tag
+
+        def policy(context: Context) -> str:
+            if context.turn == 0:
+                return f"<{tag}>{task.meta['expression']}</{tag}>"
+            return self.answer_text(task.answer)
+
+        return run_episode(self, task, policy)
+
+    def demonstration(self, task: Task) -> str:
+        return self.demonstration_episode(task).completion
+
+    def format_options(self) -> dict:
+        if self.style == "bare":
+            return {"pattern": r"-?\d+", "fullmatch": True}
+        return super().format_options()
+
+    def correctness_verifier(self) -> Verifier:
+        return get_verifier("math")
