@@ -87,7 +87,7 @@ EXTRACT = [
     ("<answer>The answer is 4.</answer>", "4", "answer_tag"),
     ("<answer>x+1</answer>", "x+1", "answer_tag"),
     ("The answer is 12.", "12", "answer_is"),
-    ("Final answer: $\\frac{1}{2}$", "$\\frac{1}{2}$", "answer_is"),
+    ("Final answer: $\\frac{1}{2}$", "\\frac{1}{2}", "answer_is"),
     ("The answer is 3.5 hours because it is.", "3.5", "answer_is"),
     ("46", "46", "whole"),
     ("  -3/4 ", "-3/4", "whole"),

@@ -27,20 +27,26 @@ from functools import lru_cache
 from numbers import Number as _Numeric
 
 from verifiers.base import Task, Verdict, Verifier, VerifierError, check_batch, register_verifier
+from verifiers.math_extract import extract_gold
+from verifiers.math_labels import align, text_rule
 from verifiers.math_normalize import (
     FALLBACKS, MAX_ANSWER_CHARS, MAX_NESTING, Normal, extract_answer, nesting_depth, normalize, numbers_match,
     parse_number,
 )
+from verifiers.math_reference import available as reference_available
 from verifiers.math_workers import release, shared_pool
 
 MIN_CHECKS_PER_WORKER = 8   # verify_batch spreads SymPy checks over workers in groups at least this large
+REFERENCE_TIMEOUT = 10.0    # seconds for one math-verify check in an audit (its first call imports it)
 
 # --------------------------------------------------------------------------- the verifier
 
 
 @lru_cache(maxsize=4096)
-def _normal_gold(answer: str) -> Normal:
-    return normalize(answer)
+def _normal_gold(answer: str) -> tuple[Normal, str]:
+    """A gold is extracted like a completion when it is a solution, not an answer."""
+    found, method = extract_gold(answer)
+    return normalize(found), method
 
 
 def _split_list(text: str) -> list[str] | None:
@@ -72,10 +78,15 @@ class MathVerifier(Verifier):
             "none" (no marker, no answer).
         workers: SymPy worker processes (verify_batch uses them all).
         memory_mb: address-space cap of a worker (0: none); beyond it, status "memory".
+        audit: also score every row with math-verify (in the workers, when installed) and
+            record `info["audit"] = {"agree", "ours", "math_verify"}`; the reward stays ours.
     """
 
     def __init__(self, rel_tol: float = 0.0, sig_digits: int = 6, timeout: float = 1.0,
-                 fallback: str = "last_number", workers: int = 2, memory_mb: int = 1024):
+                 fallback: str = "last_number", workers: int = 2, memory_mb: int = 1024, audit: bool = False):
+        if not isinstance(audit, bool):
+            raise VerifierError(f"option audit={audit!r} is not valid; valid values: true, false")
+        self.audit = audit
         _check_option("rel_tol", rel_tol, float, lambda v: 0 <= v < 1, "a number in [0, 1)")
         _check_option("sig_digits", sig_digits, int, lambda v: 0 <= v <= 30, "an integer in [0, 30] (0: off)")
         _check_option("timeout", timeout, float, lambda v: 0 < v <= 600, "a number of seconds in (0, 600]")
@@ -98,31 +109,36 @@ class MathVerifier(Verifier):
         if isinstance(answer, bool) or not isinstance(answer, (str, _Numeric)):
             raise VerifierError(f"Task.answer of task {task.id!r} must be a string or a number, "
                                 f"got {type(answer).__name__}")
-        gold = _normal_gold(str(answer)[:10 * MAX_ANSWER_CHARS + 1])
+        gold, method = _normal_gold(str(answer)[:10 * MAX_ANSWER_CHARS + 1])
         if not gold.text or len(gold.text) > 10 * MAX_ANSWER_CHARS:
             raise VerifierError(f"Task.answer of task {task.id!r} is empty or too long to be an answer: {answer!r:.80}")
-        return gold
+        return gold, method
 
     def _prepare(self, completion: str, task: Task) -> Verdict | dict:
         """A decided verdict, or the info of a check that needs SymPy (with its request)."""
-        gold = self._gold(task)
+        gold, gold_method = self._gold(task)
         if not isinstance(completion, str):
             raise VerifierError(f"the completion for task {task.id!r} must be a string, got {type(completion).__name__}")
         answer, method = extract_answer(completion, self.fallback)
-        info = {"answer": answer, "method": method, "gold": gold.text}
+        info = {"answer": answer, "method": method, "gold": gold.text, "gold_method": gold_method}
         if answer is None:
-            return _verdict("failed", info, error="no answer found")
+            return _verdict("failed", info, error="no answer found", reason="no answer extracted")
         if len(answer) > MAX_ANSWER_CHARS or nesting_depth(answer) > MAX_NESTING:
             info["answer"] = answer[:80] + "..." if len(answer) > 80 else answer
-            return _verdict("error", info, error="answer too long or nested too deeply to parse")
+            return _verdict("error", info, error="answer too long or nested too deeply to parse", reason="size guard")
         pred = normalize(answer)
         info["normalized"] = pred.text
         if not pred.text:
-            return _verdict("failed", info, error="empty answer")
+            return _verdict("failed", info, error="empty answer", reason="empty answer")
+        gold_text, pred_text, rules = align(gold.text, pred.text)
+        if rules:
+            info["rules"] = rules
+        gold, pred = Normal(gold_text, gold.percent), Normal(pred_text, pred.percent)
         decided = self._fast(gold, pred)
         if decided is not None:
             passed, reason, parsed = decided
-            return _verdict("passed" if passed else "failed", {**info, "path": "fast", **parsed}, reason=reason)
+            return _verdict("passed" if passed else "failed", {**info, "path": "fast", **parsed},
+                            reason=_with_rules(reason, rules))
         info["request"] = {"gold": gold.text, "pred": pred.text, "gold_percent": gold.percent,
                            "pred_percent": pred.percent, "rel_tol": self.rel_tol, "sig_digits": self.sig_digits}
         return info
@@ -131,6 +147,9 @@ class MathVerifier(Verifier):
         """(passed, reason, parsed forms) when plain Python is sure; None to ask SymPy."""
         if gold.key == pred.key and gold.percent == pred.percent:
             return True, "same normalized text", {}
+        words = text_rule(gold.text, pred.text)
+        if words is not None:
+            return (*words, {})
         gvar, gtext = _strip_assignment(gold.text)
         pvar, ptext = _strip_assignment(pred.text)
         if gvar and pvar and gvar != pvar:
@@ -138,6 +157,8 @@ class MathVerifier(Verifier):
         g, p = parse_number(gtext, gold.percent), parse_number(ptext, pred.percent)
         if g is not None and p is None and _decimal_comma(ptext):
             p = parse_number(ptext.replace(",", "."), pred.percent)
+        if p is not None and g is None and _decimal_comma(gtext):
+            g = parse_number(gtext.replace(",", "."), gold.percent)
         if g is not None and p is not None:
             same = numbers_match(g, p, self.rel_tol, self.sig_digits)
             return same, "equal numbers" if same else "different numbers", _parsed([g], [p])
@@ -157,19 +178,21 @@ class MathVerifier(Verifier):
         status = reply.get("status")
         if status == "gold_error":
             raise VerifierError(f"Task.answer of task {task.id!r} cannot be parsed as math: {reply.get('error')}")
-        for key in ("gold_parsed", "answer_parsed", "reason"):
+        for key in ("gold_parsed", "answer_parsed"):
             if key in reply:
                 info[key] = reply[key]
+        rules = info.get("rules", [])
         if status in ("passed", "failed"):
-            return _verdict(status, info)
-        return _verdict(status if status in ("timeout", "memory") else "error", info,
-                        error=reply.get("error", "unknown worker failure"))
+            return _verdict(status, info, reason=_with_rules(reply.get("reason", "not equivalent"), rules))
+        status = status if status in ("timeout", "memory") else "error"
+        reason = {"timeout": "SymPy deadline", "memory": "worker memory cap"}.get(status, "answer not parseable")
+        return _verdict(status, info, error=reply.get("error", "unknown worker failure"), reason=reason)
 
     def verify(self, completion: str, task: Task) -> Verdict:
         prepared = self._prepare(completion, task)
-        if isinstance(prepared, Verdict):
-            return prepared
-        return self._finish(task, prepared, self._workers().run(prepared["request"], self.timeout))
+        if not isinstance(prepared, Verdict):
+            prepared = self._finish(task, prepared, self._workers().run(prepared["request"], self.timeout))
+        return self._audit([completion], [task], [prepared])[0] if self.audit else prepared
 
     def verify_batch(self, completions: list[str], tasks: list[Task]) -> list[Verdict]:
         """Fast paths here; the rest spread over the workers, one thread per worker."""
@@ -186,7 +209,23 @@ class MathVerifier(Verifier):
             replies = [workers.run(prepared[i]["request"], self.timeout) for i in pending]
         for i, reply in zip(pending, replies):
             prepared[i] = self._finish(tasks[i], prepared[i], reply)
-        return prepared
+        return self._audit(completions, tasks, prepared) if self.audit else prepared
+
+    def _audit(self, completions: list[str], tasks: list[Task], verdicts: list[Verdict]) -> list[Verdict]:
+        """Score each row with math-verify too (in the workers) and record the comparison."""
+        if not reference_available():
+            for v in verdicts:
+                v.info["audit"] = {"agree": None, "ours": v.passed, "math_verify": None,
+                                   "error": "math-verify is not installed: nothing compared"}
+            return verdicts
+        workers, timeout = self._workers(), max(10 * self.timeout, REFERENCE_TIMEOUT)
+        for completion, task, v in zip(completions, tasks, verdicts):
+            reply = workers.run({"kind": "reference", "gold": str(task.answer), "completion": completion}, timeout)
+            theirs = reply.get("status") == "passed"
+            v.info["audit"] = {"agree": theirs == v.passed, "ours": v.passed, "math_verify": theirs}
+            if reply.get("error"):
+                v.info["audit"]["error"] = reply["error"]
+        return verdicts
 
     def _workers(self):
         """The shared pool, counting this verifier as a user again after a `close()`."""
@@ -235,11 +274,26 @@ def _same_number_sets(gold: list, pred: list, rel_tol: float, sig_digits: int) -
     return True
 
 
+def _with_rules(reason: str, rules: list[str]) -> str:
+    return f"{reason} (after {'; '.join(rules)})" if rules else reason
+
+
 def _verdict(status: str, info: dict, error: str | None = None, reason: str | None = None) -> Verdict:
     info = {"status": status, **info}
-    if reason is not None:
-        info["reason"] = reason
+    info["reason"] = reason or error or status
     if error is not None:
         info["error"] = error
     passed = status == "passed"
     return Verdict(1.0 if passed else 0.0, passed, info)
+
+
+@register_verifier("math_audit")
+class MathAuditVerifier(MathVerifier):
+    """`math` whose every verdict also records math-verify's in `info["audit"]`.
+
+    The reward stays ours; a training run logs how often the two disagree. Options as `math`.
+    """
+
+    def __init__(self, rel_tol: float = 0.0, sig_digits: int = 6, timeout: float = 1.0,
+                 fallback: str = "last_number", workers: int = 2, memory_mb: int = 1024):
+        super().__init__(rel_tol, sig_digits, timeout, fallback, workers, memory_mb, audit=True)
