@@ -40,7 +40,7 @@ _WORD = re.compile(r"[A-Za-z]{2,}")
 _CONJUNCTION = re.compile(r"(?<![A-Za-z])(?:and|or)(?![a-z])")   # `1 and 2`, `W(x)=1orW(x)=-1`
 _LATEX_WORDS = re.compile(r"\\[A-Za-z]+|\\text\{[^{}]*\}")
 _BOX_START = re.compile(r"\\(?:boxed|fbox)")
-_SPAN = re.compile(r"\$\$(.{1,%d}?)\$\$|(?<![\\$])\$([^$]{1,%d}?)(?<!\\)\$|\\\((.{1,%d}?)\\\)|\\\[(.{1,%d}?)\\\]"
+_SPAN = re.compile(r"\$\$(.{1,%d}?)\$\$|(?<![\\$])\$((?:\\.|[^$\\]){1,%d}?)\$|\\\((.{1,%d}?)\\\)|\\\[(.{1,%d}?)\\\]"
                    % ((MAX_ANSWER_CHARS,) * 4), re.DOTALL)
 # What may stand between two boxes that hold parts of one answer: punctuation, `and`/`or`,
 # one word before it ("papers and"), spacing, math delimiters, and a label (`y_2 =`).
@@ -219,13 +219,13 @@ def extract_answer(completion: str, fallback: str = "last_number") -> tuple[str 
 
 
 def extract_gold(gold: str) -> tuple[str, str]:
-    """(the answer in a gold string, how it was found): boxes or a final-answer marker in a
-    solution or sentence; a short gold without them is the answer as written."""
+    """(the answer in a gold string, how it was found): boxes, a final-answer marker or a math
+    span in a solution or sentence; a gold that is itself an answer stays as written."""
     if "\\boxed" in gold or "\\fbox" in gold:
         found, method = extract_answer(gold, "none")
         if found:
             return found, "gold_" + method
-    if len(gold) > 200 or "\n" in gold.strip():
+    if len(gold) > 200 or "\n" in gold.strip() or not looks_bare(gold):
         found, method = extract_answer(gold, "none")
         if found:
             return found, "gold_" + method

@@ -244,6 +244,8 @@ def _matrix(e):
 
 
 def _matrix_equal(g, p, ctx) -> str | None:
+    pair = lambda c: isinstance(c, sympy.Interval) and c.left_open and c.right_open  # noqa: E731
+    g, p = (sympy.Tuple(c.start, c.end) if pair(c) else c for c in (g, p))   # `(1, 2)` read as an interval
     if isinstance(g, sympy.Tuple) or isinstance(p, sympy.Tuple):
         vector = lambda m: isinstance(m, sympy.MatrixBase) and 1 in m.shape  # noqa: E731
         if vector(g) or vector(p):
