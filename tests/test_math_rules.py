@@ -137,6 +137,10 @@ LABELS = [
     ("f(x)=1", "$$2$$", False),
     ("2x = 6", r"\boxed{6}", False),                           # an equation, not a label and a value
     ("x=3", r"\boxed{y=3}", False),                            # a different variable
+    ("a=1, b=2", r"\boxed{b = 2, a = 1}", True),                # labels pair the values
+    ("a=1, b=2", r"\boxed{a = 2, b = 1}", False),
+    ("AB=4,CD=5", r"\boxed{5, 4}", False),                     # distinct labels: in label order
+    (r"x_{1}=2,\quad x_{2}=3", r"\boxed{3} \text{ and } \boxed{2}", True),   # roots: any order
     ("(x, y) = (5, 8), (8, 5)", r"\boxed{(x, y) = (8, 5) \quad \text{and} \quad (5, 8)}", True),
     (r"x_{1}=\frac{1}{2}+\sqrt{5},\quad x_{2}=\frac{1}{2}-\sqrt{5}",
      r"$\boxed{\frac{1}{2}-\sqrt{5}} \quad \text{and} \quad \boxed{\frac{1}{2}+\sqrt{5}}$", True),
@@ -155,6 +159,9 @@ NUMBER_FORMATS = [
     ("14916", r"the final answer is $14 {, }961$.", False),
     ("1,22", "1.22", True),                                     # decimal comma on the gold side
     ("1,22", "122", False),
+    ("1,2", "1.2", False),                                      # a gold list, not a decimal comma
+    ("3.5", r"\boxed{3,5}", True),                              # the prediction's decimal comma
+    ("3.14", r"\boxed{\approx 3.14}", True),
     ("0,111", "0.111", True),                                   # `0,` never starts a thousands group
     ("2.74", "Soucis : 2,74 $ a..", True),
     ("2.74", "Soucis : 2,75 $ a..", False),
@@ -221,7 +228,8 @@ def test_extract_gold(gold, answer, method):
 
 @pytest.mark.parametrize("text, value, rule", [
     ("(p,q)=(3,2)", "(3,2)", "label stripped"),
-    ("AB=4,CD=5", "4, 5", "labelled list"),
+    ("AB=4,CD=5", "(4, 5)", "labelled list"),
+    ("x_1=4, x_2=5", "4, 5", "labelled list"),
     ("2x = 6", "2x = 6", None),
     ("x + y = 5", "x + y = 5", None),
     ("1 = 2 = 3", "1 = 2 = 3", None),                           # no label anywhere

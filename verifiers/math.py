@@ -1,13 +1,27 @@
 """Math answer verifier (`math`): the model's final answer against `Task.answer`, with SymPy.
 
-Three stages, cheapest first (see `verifiers.math_normalize` and `verifiers.math_sympy`):
+Three stages, cheapest first:
 
-1. extract the final answer (`<answer>`, last `\\boxed{}`, `#### x`, "the answer is x",
-   a bare answer, or the last number) and normalise it and the gold answer;
-2. decide in the calling thread when a pure-Python answer is certain: equal normalised
-   strings, or plain numbers and lists of them compared as exact fractions;
+1. extract the final answer from the completion (`<answer>`, the last `\\boxed{}` or a run of
+   boxes holding one answer each, `#### x`, "the answer is x", the last math span, a bare
+   answer, or the last number; `verifiers.math_extract`), and from the gold when the gold is
+   a solution rather than an answer; normalise both (`verifiers.math_normalize`) and apply
+   the label rules (`verifiers.math_labels`: `(p,q)=(3,2)` is `(3,2)` against a value);
+2. decide in the calling thread when plain Python is certain: equal normalised strings,
+   word answers and clock times, plain numbers and lists of them as exact fractions;
 3. otherwise hand both strings to a small pool of long-lived worker processes that parse
-   them with latex2sympy2_extended and compare them with SymPy.
+   them with latex2sympy2_extended and compare them with SymPy (`verifiers.math_sympy`:
+   relations, intervals, matrices, sets, tuples, expressions).
+
+`info["reason"]` names the rule that decided every verdict (with the label rules applied
+before it, if any), so a reward can be audited row by row. The `audit` option (or the
+`math_audit` verifier) also scores each row with math-verify, when it is installed, and
+records `info["audit"] = {"agree", "ours", "math_verify"}`; the reward stays ours.
+
+Decimal commas: `3,5` is 3.5 when the other side is a plain number and the comma cannot be a
+thousands separator: not exactly three digits after it, or a lone `0` before it (`0,111`).
+On the gold's side, where a list `1,2` is a common answer, only two digits after the comma
+(`1,22`) or a lone `0` before it count. `1,000` is always a thousand.
 
 Every check is bounded: answers longer than 1,000 characters or nested deeper than 60
 brackets are refused before any parser sees them; numbers too large to evaluate are refused
@@ -157,7 +171,7 @@ class MathVerifier(Verifier):
         g, p = parse_number(gtext, gold.percent), parse_number(ptext, pred.percent)
         if g is not None and p is None and _decimal_comma(ptext):
             p = parse_number(ptext.replace(",", "."), pred.percent)
-        if p is not None and g is None and _decimal_comma(gtext):
+        if p is not None and g is None and _decimal_comma(gtext, gold=True):
             g = parse_number(gtext.replace(",", "."), gold.percent)
         if g is not None and p is not None:
             same = numbers_match(g, p, self.rel_tol, self.sig_digits)
@@ -254,10 +268,12 @@ def _parsed(gold: list, pred: list) -> dict:
     return {"gold_parsed": show(gold), "answer_parsed": show(pred)}
 
 
-def _decimal_comma(text: str) -> bool:
-    """`3,5` is 3.5 when it cannot be a thousands separator (not exactly 3 digits after)."""
+def _decimal_comma(text: str, gold: bool = False) -> bool:
+    """`3,5` is 3.5 when it cannot be a thousands separator (see the module docstring)."""
     head, _, tail = text.lstrip("-").partition(",")
-    return head.isdigit() and tail.isdigit() and (len(tail) != 3 or head == "0")
+    if not (head.isdigit() and tail.isdigit()):
+        return False
+    return head == "0" or (len(tail) == 2 if gold else len(tail) != 3)
 
 
 def _same_number_sets(gold: list, pred: list, rel_tol: float, sig_digits: int) -> bool:

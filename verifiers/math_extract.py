@@ -27,6 +27,7 @@ import re
 FALLBACKS = ("last_number", "none")
 MAX_ANSWER_CHARS = 1000    # an extracted answer longer than this is not an answer
 SPAN_SCAN_CHARS = 20_000   # math spans are looked for in this much of the text's tail
+MAX_JOINED = 32            # boxes joined into one answer at most (a list, not a flood)
 
 _ANSWER_TAG = re.compile(r"<answer>(.*?)(?:</answer>|$)", re.DOTALL | re.IGNORECASE)
 _ANSWER_IS = re.compile(
@@ -119,10 +120,11 @@ def boxed_answer(text: str) -> tuple[str | None, int, int]:
     if not boxes:
         return None, 0, -1
     run = [boxes[-1]]
-    for box in reversed(boxes[:-1]):
-        if not _is_connector(text[box[1]:run[0][0]]):
+    for box in reversed(boxes[-MAX_JOINED:-1]):
+        if not _is_connector(text[box[1]:run[-1][0]]):
             break
-        run.insert(0, box)
+        run.append(box)
+    run.reverse()
     parts = list(dict.fromkeys(b[2] for b in run if b[2]))
     if len(parts) <= 1:
         return (parts[0] if parts else run[-1][2]), 1, boxes[-1][1]

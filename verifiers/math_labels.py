@@ -73,12 +73,22 @@ def _labelled_items(text: str) -> list[tuple[str, str]] | None:
     return items if len(items) > 1 and all(items) else None
 
 
+def _values(items: list[tuple[str, str]]) -> str:
+    """The values of labelled items: a list (a set of answers) when the labels share one name
+    (`x_1, x_2`: roots; `W(n)` twice: cases), else a tuple in label order (`AB=4, CD=5`:
+    each value belongs to its label, so `5, 4` is not the same answer)."""
+    values = ", ".join(v for _, v in items)
+    if len(items) == 1 or len({_base(k) for k, _ in items}) == 1:
+        return values
+    return f"({values})"
+
+
 def strip_labels(text: str) -> tuple[str, str | None]:
     """(the value of a labelled answer, the rule applied) or (text, None)."""
     items = _labelled_items(text)
     if items is None:
         return text, None
-    return ", ".join(v for _, v in items), "label stripped" if len(items) == 1 else "labelled list"
+    return _values(items), "label stripped" if len(items) == 1 else "labelled list"
 
 
 def _label_key(label: str) -> str:
@@ -86,15 +96,25 @@ def _label_key(label: str) -> str:
     return re.sub(r"\s+", "", re.sub(r"\([^()]*\)", "()", label))
 
 
+def _base(label: str) -> str:
+    """The name of a label without subscripts, arguments or primes: `x_{1}` -> `x`."""
+    return re.sub(r"_\{[^{}]*\}|_\w|'|\^\{?\\prime\}?", "", _label_key(label))
+
+
 def _same_labels(gold: str, pred: str) -> tuple[str, str] | None:
-    """Both sides labelled alike (`W(n)=1, W(n)=-1` and `W(x)=1 or W(x)=-1`): their values.
-    Different labels (`x=3`, `y=3`) are different answers and stay as they are."""
+    """Both sides labelled alike (`W(n)=1, W(n)=-1` and `W(x)=1 or W(x)=-1`; `a=1, b=2` and
+    `b=2, a=1`): their values, the prediction's put in the gold's label order. Different
+    labels (`x=3`, `y=3`) are different answers and stay as they are."""
     g, p = _labelled_items(gold), _labelled_items(pred)
     if not g or not p or len(g) != len(p) or len(g) == 1 and "(" not in g[0][0]:
         return None
-    if sorted(_label_key(k) for k, _ in g) != sorted(_label_key(k) for k, _ in p):
+    gkeys, pkeys = [_label_key(k) for k, _ in g], [_label_key(k) for k, _ in p]
+    if sorted(gkeys) != sorted(pkeys):
         return None
-    return ", ".join(v for _, v in g), ", ".join(v for _, v in p)
+    if len(set(gkeys)) == len(gkeys):           # distinct labels: pair the values by label
+        by_label = dict(zip(pkeys, p))
+        p = [by_label[k] for k in gkeys]
+    return _values(g), _values(p)
 
 
 def _as_interval(text: str) -> tuple[str, str | None]:

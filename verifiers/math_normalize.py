@@ -1,12 +1,12 @@
-"""Answer extraction, string normalisation and the exact-number fast path of the `math`
-verifier. Pure standard library, so the caller never imports SymPy for the common case
-(integers, decimals, fractions, percentages, lists of them).
+"""String normalisation and the exact-number fast path of the `math` verifier (extraction
+is `verifiers.math_extract`, re-exported here). Pure standard library, so the caller never
+imports SymPy for the common case (integers, decimals, fractions, percentages, lists).
 
-Extraction order (first that applies): `<answer>...</answer>` (searched again inside), the
-last complete `\\boxed{}`/`\\fbox{}`, the last `#### x` (GSM8K), the last "the answer is x" /
-"Final answer: x", a completion that is itself a bare answer, then the fallback (the last
-number in the text, or nothing). Every regular expression here is linear in its input:
-completions of a megabyte are scanned once, never backtracked over.
+Normalisation makes equal answers equal strings and gives the parser standard LaTeX:
+markdown, `\\left`/`\\right`, spacing, currency and degree signs and units go; `>=`, `<=`,
+`!=`, `\\lt`, `\\gt` become relations; an `array` becomes a `pmatrix`; thousands separators
+(`1,000`, `1\\,000`, `11,\\!111`, `14{,}916`) go; a doubled backslash before a command name
+(`\\\\frac`, an escaping slip) becomes one; a percent sign is recorded and removed.
 
 The numeric rule (`values_match`) is shared with the SymPy worker so that both paths decide
 alike: equal exact values pass; `rel_tol` admits a relative error; and a decimal answer for
@@ -50,7 +50,7 @@ _SIMPLE_SUBS = [
     (re.compile(r"(?<=\d)\s*(?:,\s*\\!|\{\s*,\s*\})\s*(?=\d{3}(?!\d))"), ""),     # 11,\!111 and 14 {,}916
     (re.compile(r"(?<=[)\]])\s*(?:and|or)\s*(?=[(\[])"), ", "),           # (11,7)or(7,11)
     (re.compile(r"\\[dtc]frac"), r"\\frac"),
-    (re.compile(r"\\(?:displaystyle|textstyle|left\.|right\.|limits)"), ""),
+    (re.compile(r"\\(?:displaystyle|textstyle|left\.|right\.|limits)|^\s*\\approx"), ""),
     (re.compile(r"\\(?:left|right|[Bb]igg?[lrm]?)(?![A-Za-z])\s*"), ""),
     (re.compile(r"\\(?:varnothing)"), r"\\emptyset"),
     (re.compile(r"\^\s*\{?\s*\\circ\s*\}?|\\circ|\\degree|\\textdegree"), ""),

@@ -18,7 +18,14 @@ Decision rules, by the gold's type:
   is a non-zero constant multiple of the other (two equations of the same line);
 * inequalities: as solution sets when they have one variable;
 * sets (braces, or a bare list `1, 2`): unordered; tuples `(a, b)`: ordered; intervals:
-  endpoints and openness (an open `(a, b)` also reads as the pair a, b).
+  endpoints and openness (an open `(a, b)` also reads as the pair a, b); an inequality in
+  one variable against a set or interval compares as its solution set;
+* matrices: entry by entry after evaluating sums and products of explicit matrices; a
+  one-row or one-column matrix against a tuple is a vector;
+* an undefined value (`12:00` read as 12/0) equals nothing.
+
+Parsing and its size guard: `verifiers.math_parse`; math-verify for the audit option:
+`verifiers.math_reference` (both run in the same workers).
 """
 
 from __future__ import annotations
