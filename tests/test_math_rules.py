@@ -70,6 +70,7 @@ JOINED_BOXES = [
     ("3", r"\boxed{3} \boxed{3}", True),                       # repeats collapse
     ("10455", r"$\boxed{255}$ so she has $10,455. Final Answer: The final answer is $10,455$.", True),
     ("255", r"$\boxed{255}$ so she has $10,455. Final Answer: The final answer is $10,455$.", False),
+    ("18", "\\boxed{18}\n\nI think my final answer is correct.", True),     # a marker with no answer after it
 ]
 
 SPANS = [

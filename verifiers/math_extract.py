@@ -184,7 +184,8 @@ def _final_marker_after(completion: str, end: int) -> str | None:
     last = None
     for last in _FINAL_ANSWER_IS.finditer(completion, end):
         pass
-    return _after_marker(completion, last.end()) if last else None
+    found = _after_marker(completion, last.end()) if last else None
+    return found if found and re.search(r"[\d\\]", found) else None   # not "... is correct"
 
 
 def extract_answer(completion: str, fallback: str = "last_number") -> tuple[str | None, str]:
