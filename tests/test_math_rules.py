@@ -305,3 +305,20 @@ def test_cli_scores_with_math_audit(tmp_path):
     assert out.returncode == 0, out.stderr
     row = json.loads(out.stdout.splitlines()[0])
     assert row["passed"] is True and row["info"]["audit"] == {"agree": False, "ours": True, "math_verify": False}
+
+
+HOSTILE = {
+    "unclosed spans": "\\(" * 500_000,
+    "a flood of boxes": "\\boxed{1} and " * 100_000,
+    "a million dollars": "$" * 1_000_000,
+    "labels without end": r"\boxed{" + "a=" * 400 + "1}",
+    "bounds without end": r"\boxed{" + "0<f(x)" * 150 + "}",
+    "connectors only": r"\boxed{1}" + " and " * 100_000 + r"\boxed{2}",
+}
+
+
+@pytest.mark.parametrize("name", list(HOSTILE))
+def test_hostile_forms_fail_without_raising(verifier, name):
+    verdict = _judge(verifier, "10", HOSTILE[name])
+    assert verdict.passed is False and verdict.info["status"] in ("failed", "error", "timeout")
+    assert verdict.info["reason"]
