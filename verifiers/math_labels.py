@@ -5,9 +5,13 @@ exact-number path and SymPy see them.
 * A labelled answer stands for its value when the other side is not a relation:
   `(p,q)=(3,2)` is `(3,2)`, `S_{MBCN}:S=7:32` is `7:32`, `|AB|=1`, `f(x)=1` and
   `\\frac{NO}{BO}=\\frac{1}{\\sqrt6}` are their right sides, and a list of labelled values
-  (`AB=4, CD=5`, `x_1=.., x_2=..`) is the list of values. A label is a name, not an
-  expression: `2x = 6` is an equation, never the label `2x` and the value 6. A chain
-  `1 = a = x = 0` ends in its value (`0`) when its last left side is a label.
+  (`AB=4, CD=5`, `x_1=.., x_2=..`) is its values: a set when the labels share one name
+  (`x_1`, `x_2`: roots in any order), else a tuple in label order (`AB=4, CD=5` is not
+  `5, 4`). Both sides labelled alike: values paired by label (`a=1, b=2` is `b=2, a=1`,
+  not `a=2, b=1`; `W(n)` and `W(x)` name one function); different labels (`x=3`, `y=3`)
+  are different answers. A label is a name, not an expression: `2x = 6` is an equation,
+  never the label `2x` and the value 6. A chain `1 = a = x = 0` ends in its value (`0`)
+  when its last left side is a label.
 * Membership `z \\in S` is the set `S`; `0 < f(x) < 1` (a label between two bounds) is the
   interval `(0, 1)`. A bare variable between bounds (`1 < x < 2`) stays an inequality:
   SymPy compares it as a solution set, which also covers `1 \\le |z| \\le 3/2` against a
