@@ -182,6 +182,8 @@ TEXT_ANSWERS = [
     ("$12:00$", "$1:00$", False),                              # times, not the ratio 12/0
     ("$7:32$", r"\boxed{14:64}", True),                        # ratios stay ratios
     ("xy", r"\boxed{yx}", True),                               # two letters: a product, not a word
+    ("2\\pi", r"\boxed{2pi}", True),                            # plain-text pi is the number
+    ("2\\pi", r"\boxed{2p}", False),
 ]
 
 TABLES = {"gold_solutions": GOLD_SOLUTIONS, "joined_boxes": JOINED_BOXES, "spans": SPANS,

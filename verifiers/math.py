@@ -213,17 +213,20 @@ class MathVerifier(Verifier):
         check_batch(completions, tasks)
         prepared = [self._prepare(c, t) for c, t in zip(completions, tasks)]
         pending = [i for i, p in enumerate(prepared) if not isinstance(p, Verdict)]
-        workers = self._workers()
-        # Another worker costs an interpreter start (~0.6 s of CPU): worth it for a long queue only.
-        lanes = min(self.workers, max(1, len(pending) // MIN_CHECKS_PER_WORKER))
-        if lanes > 1:
-            with ThreadPoolExecutor(max_workers=lanes) as threads:
-                replies = list(threads.map(lambda i: workers.run(prepared[i]["request"], self.timeout), pending))
-        else:
-            replies = [workers.run(prepared[i]["request"], self.timeout) for i in pending]
+        replies = self._run_all([prepared[i]["request"] for i in pending], self.timeout)
         for i, reply in zip(pending, replies):
             prepared[i] = self._finish(tasks[i], prepared[i], reply)
         return self._audit(completions, tasks, prepared) if self.audit else prepared
+
+    def _run_all(self, requests: list[dict], timeout: float) -> list[dict]:
+        """Worker replies in order, one thread per worker in use."""
+        workers = self._workers()
+        # Another worker costs an interpreter start (~0.6 s of CPU): worth it for a long queue only.
+        lanes = min(self.workers, max(1, len(requests) // MIN_CHECKS_PER_WORKER))
+        if lanes == 1:
+            return [workers.run(r, timeout) for r in requests]
+        with ThreadPoolExecutor(max_workers=lanes) as threads:
+            return list(threads.map(lambda r: workers.run(r, timeout), requests))
 
     def _audit(self, completions: list[str], tasks: list[Task], verdicts: list[Verdict]) -> list[Verdict]:
         """Score each row with math-verify too (in the workers) and record the comparison."""
@@ -232,9 +235,9 @@ class MathVerifier(Verifier):
                 v.info["audit"] = {"agree": None, "ours": v.passed, "math_verify": None,
                                    "error": "math-verify is not installed: nothing compared"}
             return verdicts
-        workers, timeout = self._workers(), max(10 * self.timeout, REFERENCE_TIMEOUT)
-        for completion, task, v in zip(completions, tasks, verdicts):
-            reply = workers.run({"kind": "reference", "gold": str(task.answer), "completion": completion}, timeout)
+        requests = [{"kind": "reference", "gold": str(t.answer), "completion": c} for c, t in zip(completions, tasks)]
+        replies = self._run_all(requests, max(10 * self.timeout, REFERENCE_TIMEOUT))
+        for v, reply in zip(verdicts, replies):
             theirs = reply.get("status") == "passed"
             v.info["audit"] = {"agree": theirs == v.passed, "ours": v.passed, "math_verify": theirs}
             if reply.get("error"):

@@ -65,6 +65,7 @@ _SIMPLE_SUBS = [
     (re.compile(r"\\sqrt\s*(\d+|[a-zA-Z])"), r"\\sqrt{\1}"),
     (re.compile(r"(?<![\d.])\.(\d)"), r"0.\1"),
     (re.compile(r"\binfinity\b|\binf\b"), r"\\infty"),
+    (re.compile(r"(?<![\\A-Za-z])pi(?![A-Za-z])"), r"\\pi "),                # a plain-text pi
 ]
 _UNIT_TEXT = re.compile(rf"(?<=[\d}}a-zA-Z)])\s*{_TEXT_CMD}\{{\s*[^{{}}\d]*\}}(?:\s*\^\s*\{{?\d\}}?)?\s*$")
 _UNWRAP_TEXT = re.compile(rf"{_TEXT_CMD}\{{([^{{}}]*)\}}")
