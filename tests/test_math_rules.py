@@ -163,6 +163,9 @@ NUMBER_FORMATS = [
     ("1,2", "1.2", False),                                      # a gold list, not a decimal comma
     ("3.5", r"\boxed{3,5}", True),                              # the prediction's decimal comma
     ("3.14", r"\boxed{\approx 3.14}", True),
+    ("\\frac{5}{3}", r"\boxed{1.\overline{6}}", True),          # a repeating decimal is exact
+    ("\\frac{1}{6}", r"\boxed{0.1\overline{6}}", True),
+    ("\\frac{1}{6}", r"\boxed{0.\overline{16}}", False),         # 16/99
     ("0,111", "0.111", True),                                   # `0,` never starts a thousands group
     ("2.74", "Soucis : 2,74 $ a..", True),
     ("2.74", "Soucis : 2,75 $ a..", False),

@@ -155,6 +155,7 @@ _RX_NUMBER = [
     ("slash", re.compile(rf"^({_DEC})\s*/\s*({_DEC})$")),
     ("frac", re.compile(rf"^\\frac\{{\s*(-?{_DEC})\s*\}}\{{\s*(-?{_DEC})\s*\}}$")),
     ("mixed", re.compile(r"^(\d+)\s*(?:\\frac\{\s*(\d+)\s*\}\{\s*(\d+)\s*\}|\s(\d+)\s*/\s*(\d+))$")),
+    ("repeat", re.compile(r"^(\d*)\.(\d{0,50})\\overline\{\s*(\d{1,50})\s*\}$")),   # 0.1\overline{6} = 1/6
 ]
 
 
@@ -168,7 +169,8 @@ class Number:
 
 
 def parse_number(text: str, percent: bool = False) -> Number | None:
-    """The exact value of a plain number (int, decimal, a/b, \\frac{a}{b}, mixed, m×10^k)."""
+    """The exact value of a plain number (int, decimal, a/b, \\frac{a}{b}, mixed, m×10^k, a
+    repeating decimal `0.\\overline{3}`)."""
     s = text.strip()
     sign = 1
     while s[:1] in ("-", "+") and len(s) > 1:
@@ -186,6 +188,11 @@ def parse_number(text: str, percent: bool = False) -> Number | None:
                 value = Fraction(m.group(1)) * Fraction(10) ** int(m.group(2))
             elif kind == "dec":
                 value = Fraction(m.group(1))
+            elif kind == "repeat":
+                head, fixed, cycle = m.group(1) or "0", m.group(2), m.group(3)
+                value = int(head) + Fraction(int(fixed + cycle) - int(fixed or "0"),
+                                             10 ** len(fixed) * (10 ** len(cycle) - 1))
+                return Number(sign * value, False, percent)   # exact: a repeating decimal is a fraction
             elif kind == "mixed":
                 num, den = (m.group(2), m.group(3)) if m.group(2) else (m.group(4), m.group(5))
                 value = int(m.group(1)) + Fraction(int(num), int(den))
