@@ -107,6 +107,9 @@ INTERVALS = [
     (r"-2 \le x \le 7", r"$x \in [-2,7)$", False),
     ("[2, \\infty)", r"$x \geq 2$", True),
     ("(2, \\infty)", r"$x \geq 2$", False),
+    (r"x<0 \text{ or } x>1", r"\boxed{(-\infty,0)\cup(1,\infty)}", True),   # disjoint: "or"
+    (r"x<0 \text{ or } x>1", r"\boxed{(-\infty,0)\cup[1,\infty)}", False),
+    (r"x>0, x<1", r"\boxed{(-\infty,\infty)}", False),                      # overlapping: ambiguous
 ]
 
 PMATRIX = r"\begin{pmatrix}1 & 2 \\ 3 & 4\end{pmatrix}"

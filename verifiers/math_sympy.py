@@ -268,6 +268,20 @@ def _matrix_equal(g, p, ctx) -> str | None:
     return "same matrix" if same and all(equal(a, b, ctx) for a, b in zip(g, p)) else None
 
 
+def _either_of(e, other):
+    """`x < 0 \\text{ or } x > 1` (read as the list `x < 0, x > 1`) against a set: the union
+    of the solution sets when they are disjoint, since "and" would leave nothing. Overlapping
+    conditions (`x > 0, x < 1`) are ambiguous and stay as they are."""
+    if not (isinstance(e, sympy.FiniteSet) and isinstance(other, sympy.Set) and not isinstance(other, sympy.FiniteSet)):
+        return e
+    if len(e) < 2 or not all(_is_relation(r) for r in e.args) or len({s for r in e.args for s in r.free_symbols}) != 1:
+        return e
+    sets = [_as_set(r) for r in e.args]
+    if any(a.intersect(b) != sympy.S.EmptySet for i, a in enumerate(sets) for b in sets[i + 1:]):
+        return e
+    return sympy.Union(*sets)
+
+
 def equal(g, p, ctx) -> str | None:
     """Reason why `p` (prediction) equals `g` (gold), or None."""
     if _undefined(g) or _undefined(p):
@@ -290,6 +304,7 @@ def equal(g, p, ctx) -> str | None:
         p = p.args[0]
     if _is_relation(g) and _is_relation(p):
         return relation_equal(g, p, ctx)
+    g, p = _either_of(g, p), _either_of(p, g)
     if _is_relation(g) and isinstance(p, sympy.Set) and _as_set(g) is not None:
         g = _as_set(g)
     elif _is_relation(p) and isinstance(g, sympy.Set) and _as_set(p) is not None:
