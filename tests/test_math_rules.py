@@ -166,6 +166,10 @@ NUMBER_FORMATS = [
     ("1,2", "1.2", False),                                      # a gold list, not a decimal comma
     ("3.5", r"\boxed{3,5}", True),                              # the prediction's decimal comma
     ("3.14", r"\boxed{\approx 3.14}", True),
+    ("\\frac{\\pi}{4}", r"\boxed{45^\circ}", True),                 # degrees against radians
+    ("\\frac{\\pi}{4}", r"\boxed{45}", False),                       # no degree sign: the number 45
+    ("180^\\circ", r"\boxed{\pi}", True),
+    ("90^\\circ", r"\boxed{\pi}", False),
     ("\\frac{5}{3}", r"\boxed{1.\overline{6}}", True),          # a repeating decimal is exact
     ("\\frac{1}{6}", r"\boxed{0.1\overline{6}}", True),
     ("\\frac{1}{6}", r"\boxed{0.\overline{16}}", False),         # 16/99

@@ -145,6 +145,9 @@ class MathVerifier(Verifier):
         if not pred.text:
             return _verdict("failed", info, error="empty answer", reason="empty answer")
         gold_text, pred_text, rules = align(gold.text, pred.text)
+        if gold.degrees != pred.degrees and "\\pi" in (pred_text if gold.degrees else gold_text):
+            gold_text, pred_text = _radians(gold_text, gold.degrees), _radians(pred_text, pred.degrees)
+            rules.append("degrees against radians")
         if rules:
             info["rules"] = rules
         gold, pred = Normal(gold_text, gold.percent), Normal(pred_text, pred.percent)
@@ -291,6 +294,12 @@ def _same_number_sets(gold: list, pred: list, rel_tol: float, sig_digits: int) -
             return False
         left.pop(hit)
     return True
+
+
+def _radians(text: str, degrees: bool) -> str:
+    """`45^\\circ` (its sign stripped by normalisation) as radians, to meet a gold or answer
+    given in radians; unmarked numbers stay numbers (45 is not pi/4)."""
+    return f"({text}) \\cdot \\frac{{\\pi}}{{180}}" if degrees else text
 
 
 def _with_rules(reason: str, rules: list[str]) -> str:

@@ -77,6 +77,7 @@ _UNITS = frozenset(
     "m g s h l cm mm km kg mg lb lbs oz ft yd mi in ms hr hrs min mins sec secs day days yr yrs mph kmh kph "
     "ml cc sq usd eur".split())
 _PERCENT = re.compile(r"\\%|%|\\text\{\s*percent\s*\}|\s*\bpercent\b|\s*\bpct\b")
+_DEGREES = re.compile(r"\\circ|\\degree|\\textdegree")
 _AND_OR = re.compile(r"\s*,?\s+(?:and|or)\s+")
 
 
@@ -86,6 +87,7 @@ class Normal:
 
     text: str
     percent: bool
+    degrees: bool = False
 
     @property
     def key(self) -> str:
@@ -115,6 +117,7 @@ def normalize(text: str) -> Normal:
         s = boxed
     elif re.match(r"\\(?:boxed|fbox)\s*\{", s):
         s = s[s.index("{") + 1:]   # a box never closed (a truncated gold): its content
+    degrees = bool(_DEGREES.search(s))
     for rx, repl in _SIMPLE_SUBS:
         s = rx.sub(repl, s)
     percent = bool(_PERCENT.search(s))
@@ -130,7 +133,7 @@ def normalize(text: str) -> Normal:
         s = m.group(1)
     s = re.sub(r"[\s.,;:]+$", "", s)   # not "!": 5! is a factorial
     s = re.sub(r"(?<=\d),(?=\d{3}(?!\d))", "", s) if re.fullmatch(r"-?[1-9]\d{0,2}(,\d{3})+(\.\d+)?", s) else s
-    return Normal(s.strip(), percent)
+    return Normal(s.strip(), percent, degrees)
 
 
 def nesting_depth(text: str) -> int:
