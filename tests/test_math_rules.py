@@ -171,6 +171,10 @@ NUMBER_FORMATS = [
     ("180^\\circ", r"\boxed{\pi}", True),
     ("90^\\circ", r"\boxed{\pi}", False),
     ("\\frac{5}{3}", r"\boxed{1.\overline{6}}", True),          # a repeating decimal is exact
+    ("(2,1),(1,2),(-1,-20)", r"\boxed{(1, 2), (-1, -20), (2, 1)}", True),   # tuples, any order
+    ("(2,1),(1,2),(-1,-20)", r"\boxed{(1, 2), (-20, -1), (2, 1)}", False),  # one pair reversed
+    ("(0;0;6),(4;-2;0)", r"\boxed{(4, -2, 0), (0, 0, 6)}", True),
+    ("(0;0;6),(4;-2;0)", r"\boxed{(4, -2, 0), (0, 0, 6), (1, 1, 1)}", False),
     ("\\frac{1}{6}", r"\boxed{0.1\overline{6}}", True),
     ("\\frac{1}{6}", r"\boxed{0.\overline{16}}", False),         # 16/99
     ("0,111", "0.111", True),                                   # `0,` never starts a thousands group

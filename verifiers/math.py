@@ -45,7 +45,7 @@ from verifiers.math_extract import extract_gold
 from verifiers.math_labels import align, text_rule
 from verifiers.math_normalize import (
     FALLBACKS, MAX_ANSWER_CHARS, MAX_NESTING, Normal, extract_answer, nesting_depth, normalize, numbers_match,
-    parse_number,
+    parse_number, parse_tuples,
 )
 from verifiers.math_reference import available as reference_available
 from verifiers.math_workers import release, shared_pool
@@ -185,6 +185,10 @@ class MathVerifier(Verifier):
             if None not in gn and None not in pn:
                 same = _same_number_sets(gn, pn, self.rel_tol, self.sig_digits)
                 return same, "same numbers in any order" if same else "different number lists", _parsed(gn, pn)
+        gt, pt = parse_tuples(gtext), parse_tuples(ptext)
+        if gt and pt:
+            same = _same_tuple_sets(gt, pt, self.rel_tol, self.sig_digits)
+            return same, "same tuples in any order" if same else "different tuples", {}
         return None
 
     # ---- stage 3: in a worker
@@ -304,6 +308,21 @@ def _radians(text: str, degrees: bool) -> str:
 
 def _with_rules(reason: str, rules: list[str]) -> str:
     return f"{reason} (after {'; '.join(rules)})" if rules else reason
+
+
+def _same_tuple_sets(gold: list, pred: list, rel_tol: float, sig_digits: int) -> bool:
+    """Lists of tuples (`(1,2), (3,4)`) are sets of ordered tuples."""
+    same = lambda g, p: len(g) == len(p) and all(numbers_match(a, b, rel_tol, sig_digits) for a, b in zip(g, p))  # noqa: E731
+    gold, pred = list(dict.fromkeys(gold)), list(dict.fromkeys(pred))
+    if len(gold) != len(pred):
+        return False
+    left = list(pred)
+    for g in gold:
+        hit = next((i for i, p in enumerate(left) if same(g, p)), None)
+        if hit is None:
+            return False
+        left.pop(hit)
+    return True
 
 
 def _verdict(status: str, info: dict, error: str | None = None, reason: str | None = None) -> Verdict:

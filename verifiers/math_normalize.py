@@ -207,6 +207,23 @@ def parse_number(text: str, percent: bool = False) -> Number | None:
     return None
 
 
+_TUPLE = re.compile(r"\(([^()]*)\)")
+_TUPLE_LIST = re.compile(r"^\s*\([^()]*\)(?:\s*[,;]\s*\([^()]*\))+\s*$")
+
+
+def parse_tuples(text: str) -> list[tuple[Number, ...]] | None:
+    """Exact values of a list of two or more tuples of plain numbers (`(1,2), (3;4)`), else None."""
+    if len(text) > 2000 or not _TUPLE_LIST.match(text):
+        return None
+    tuples = []
+    for m in _TUPLE.finditer(text):
+        numbers = tuple(parse_number(x) for x in re.split(r"[,;]", m.group(1)))
+        if None in numbers:
+            return None
+        tuples.append(numbers)
+    return tuples
+
+
 def terminates(value: Fraction) -> bool:
     """True when a finite decimal writes `value` exactly (denominator 2^a 5^b)."""
     den = value.denominator
