@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import verifiers.math as math_module
+import verifiers.math_workers as workers_module
 from envs import get_env
 from verifiers import CompositeVerifier, Task, VerifierError, get_verifier
 from verifiers.math_extract import boxed_answer, extract_answer, extract_gold
@@ -338,3 +339,33 @@ def test_hostile_forms_fail_without_raising(verifier, name):
     verdict = _judge(verifier, "10", HOSTILE[name])
     assert verdict.passed is False and verdict.info["status"] in ("failed", "error", "timeout")
     assert verdict.info["reason"]
+
+
+# --------------------------------------------------------------------------- deadlines in CPU time
+
+
+def _fake_worker(body: str) -> "workers_module._Worker":
+    """A worker process that says it is ready, reads one request, then runs `body`."""
+    worker = workers_module._Worker.__new__(workers_module._Worker)
+    code = f"import sys, time\nprint('{{\"ready\": true}}', flush=True)\nsys.stdin.readline()\n{body}"
+    worker.proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                   bufsize=0)
+    worker.ready, worker._buffer = False, b""
+    return worker
+
+
+@pytest.mark.skipif(workers_module._cpu_seconds(1) is None, reason="needs /proc")
+@pytest.mark.parametrize("body, replies", [
+    ("time.sleep(0.8)\nprint('{\"status\": \"passed\"}', flush=True)", True),   # starved, not busy: waits
+    ("while True: pass", False),                                                   # busy past its CPU budget
+])
+def test_deadline_counts_the_checks_cpu_time(body, replies):
+    worker = _fake_worker(body)
+    try:
+        if replies:
+            assert worker.call({}, timeout=0.3) == {"status": "passed"}     # 0.8 s wall, ~0 s CPU
+        else:
+            with pytest.raises(workers_module._WorkerGone, match="timeout"):
+                worker.call({}, timeout=0.3)
+    finally:
+        worker.kill()

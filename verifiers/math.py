@@ -25,7 +25,7 @@ On the gold's side, where a list `1,2` is a common answer, only two digits after
 
 Every check is bounded: answers longer than 1,000 characters or nested deeper than 60
 brackets are refused before any parser sees them; numbers too large to evaluate are refused
-inside the worker before evaluation; a worker that overruns `timeout` is killed and
+inside the worker before evaluation; a worker that overruns `timeout` (CPU seconds) is killed and
 replaced (`status="timeout"`), and its address space is capped (`memory_mb`). Workers and
 their life-cycle: `verifiers.math_workers`.
 
@@ -87,7 +87,8 @@ class MathVerifier(Verifier):
         rel_tol: relative tolerance for every numeric comparison (0: exact values only).
         sig_digits: a decimal answer to a gold that no finite decimal writes (1/3, sqrt 2,
             pi) passes when it agrees to this many significant digits (0: off).
-        timeout: seconds one SymPy check may take before its worker is killed.
+        timeout: CPU seconds one SymPy check may use before its worker is killed (a machine too
+            busy to run it gets up to 10 times that in wall time; `verifiers.math_workers`).
         fallback: "last_number" (use the last number when no answer marker is found) or
             "none" (no marker, no answer).
         workers: SymPy worker processes (verify_batch uses them all).
