@@ -369,3 +369,11 @@ def test_deadline_counts_the_checks_cpu_time(body, replies):
                 worker.call({}, timeout=0.3)
     finally:
         worker.kill()
+
+
+def test_free_cores_is_at_least_one_and_at_most_the_machine(monkeypatch):
+    import os
+
+    assert 1 <= math_module.free_cores() <= (os.cpu_count() or 1)
+    monkeypatch.setattr(os, "getloadavg", lambda: (64.0, 0.0, 0.0))   # a saturated machine
+    assert math_module.free_cores() == 1

@@ -35,6 +35,7 @@ read, or an invalid option.
 
 from __future__ import annotations
 
+import os
 import weakref
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
@@ -229,8 +230,9 @@ class MathVerifier(Verifier):
     def _run_all(self, requests: list[dict], timeout: float) -> list[dict]:
         """Worker replies in order, one thread per worker in use."""
         workers = self._workers()
-        # Another worker costs an interpreter start (~0.6 s of CPU): worth it for a long queue only.
-        lanes = min(self.workers, max(1, len(requests) // MIN_CHECKS_PER_WORKER))
+        # Another worker costs an interpreter start (~0.6 s of CPU): worth it for a long queue,
+        # and only while a core is free to run it.
+        lanes = min(self.workers, free_cores(), max(1, len(requests) // MIN_CHECKS_PER_WORKER))
         if lanes == 1:
             return [workers.run(r, timeout) for r in requests]
         with ThreadPoolExecutor(max_workers=lanes) as threads:
@@ -266,6 +268,14 @@ class MathVerifier(Verifier):
     def close(self) -> None:
         """Stop counting as a user of the shared workers (the last user kills them)."""
         self._release()
+
+
+def free_cores() -> int:
+    """Cores not busy by the load average (at least 1)."""
+    try:
+        return max(1, (os.cpu_count() or 1) - int(os.getloadavg()[0]))
+    except OSError:
+        return os.cpu_count() or 1
 
 
 def _check_option(name: str, value, kind: type, ok, valid: str) -> None:
