@@ -64,7 +64,7 @@ def build_model(size: str, path: Path) -> str:
     """A random Llama with the tiny model's tokenizer, saved where both trainers load it."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from trainers.tiny_model import build_tokenizer
+    from models.tiny import build_tokenizer
 
     hidden, layers, heads, mlp = SIZES[size]
     tok = build_tokenizer()

@@ -119,7 +119,7 @@ def _batches(todo: list, size: int, n: int) -> Iterable[list]:
 
 
 def _generate(generator, env, sampling: Sampling, batch: list) -> tuple[list[list[str]], list[list]]:
-    from trainers.generation import PromptError  # here: scoring given completions needs no torch
+    from models.sampling import PromptError  # here: scoring given completions needs no torch
 
     tokenizer = getattr(generator, "tokenizer", None)
     if not (sampling.chat_template and getattr(tokenizer, "chat_template", None)):
