@@ -52,7 +52,7 @@ def plot_rewards(history: list[dict], evaluations: dict[str, dict | None], path:
     import matplotlib.pyplot as plt
 
     steps = [h["step"] for h in history]
-    window = max(1, len(history) // 25)
+    window = min(len(history), max(5, len(history) // 25))   # 40 steps for the default 1000
     fig, ax = plt.subplots(figsize=(7, 4))
     rewards = [h["reward_mean"] for h in history]
     ax.plot(steps, rewards, color="C0", alpha=0.25, lw=0.8)

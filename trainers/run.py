@@ -44,6 +44,16 @@ def adamw(params, lr: float, weight_decay: float, device: torch.device) -> torch
     return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=device.type in ("cpu", "cuda") or None)
 
 
+def _warm_up(verifier) -> None:
+    """Start a verifier's workers in the background. A failure (no bubblewrap, say) is left to
+    the first `verify_batch`, which raises it again on the main thread, where the CLI turns it
+    into one `error:` line; here it would only print a thread's traceback."""
+    try:
+        verifier.warm_up()
+    except Exception:  # noqa: BLE001 - reported by the first verify_batch, see above
+        pass
+
+
 def log(*args) -> None:
     print(*args, file=sys.stderr, flush=True)
 
@@ -95,7 +105,7 @@ class RunContext:
         run._prepare_output_dir()
         run.env = envs.get_env(cfg.env, **cfg.env_options)
         # Verifier workers (SymPy, sandboxes) start while the model loads, not inside step one.
-        threading.Thread(target=run.env.verifier.warm_up, daemon=True).start()
+        threading.Thread(target=_warm_up, args=(run.env.verifier,), daemon=True).start()
         run.model_ref = resolve_model(cfg.model, warm_start=cfg.warm_start, log=log)
         run.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         run._load_model()
