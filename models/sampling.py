@@ -288,6 +288,20 @@ class VLLMGenerator:
         self.llm = None
 
 
+def sample_tasks(generator, env, tasks: list, n: int, *, chat_template: bool = True, temperature: float = 1.0,
+                 top_p: float = 1.0, max_new_tokens: int = 64, seed: int | None = None) -> list[list[Sample]]:
+    """`n` samples of each task's prompt, as the environment renders it (through the tokenizer's
+    chat template when it has one, unless `chat_template` is False). A prompt the tokenizer
+    cannot read raises `PromptError` naming the task. Trainers and the eval harness both sample
+    through here."""
+    tokenizer = getattr(generator, "tokenizer", None) if chat_template else None
+    try:
+        return generator.generate([env.render(task, tokenizer) for task in tasks], n, temperature=temperature,
+                                  top_p=top_p, max_new_tokens=max_new_tokens, seed=seed)
+    except PromptError as exc:
+        raise exc.for_task(tasks[exc.index].id) from None
+
+
 def make_generator(model, backend: str = "auto", *, tokenizer=None, dtype: str = "float32", seed: int = 0,
                    verbose: bool = False, **kw) -> HFGenerator | VLLMGenerator:
     """`backend`: `auto` (see `resolve_backend`), `vllm` or `hf`. `model` is a local path or hub

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from models.sampling import PromptError, Sample
+from models.sampling import Sample, sample_tasks
 from trainers.config import derive_seed
 from verifiers import Task, Verdict
 
@@ -81,11 +81,8 @@ def generate_and_verify(generator, env, tasks: list[Task], group_size: int, *, t
                         max_new_tokens: int, seed: int | None) -> tuple[list[Task], list[Sample], list[Verdict], dict]:
     """Sample `group_size` completions per task and score them with the env's verifier."""
     t0 = time.perf_counter()
-    try:
-        groups = generator.generate([env.render(t, generator.tokenizer) for t in tasks], group_size,
-                                    temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, seed=seed)
-    except PromptError as exc:
-        raise exc.for_task(tasks[exc.index].id) from None
+    groups = sample_tasks(generator, env, tasks, group_size, temperature=temperature, top_p=top_p,
+                          max_new_tokens=max_new_tokens, seed=seed)
     t1 = time.perf_counter()
     rows = [(task, s) for task, group in zip(tasks, groups) for s in group]
     verdicts = env.verifier.verify_batch([s.text for _, s in rows], [t for t, _ in rows])
