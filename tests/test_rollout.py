@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import pytest
@@ -49,6 +50,38 @@ def test_select_keeps_rows_aligned():
     assert b.rewards.tolist() == [3.0, 1.0]
     assert [t.id for t in b.tasks] == ["t3", "t1"]
     assert b.input_ids[:, -1].tolist() == [6, 4]
+
+
+def test_select_keeps_every_field_step_rewards_included():
+    samples = [_sample([1], [i + 3, 2], logprobs=[-0.1 * i, -0.2]) for i in range(3)]
+    b = ro.collate(_tasks(3), samples, [Verdict(float(i), True, {}) for i in range(3)], pad_id=0,
+                   mask_truncated=False, timings={"generation_s": 1.0})
+    b.step_rewards, b.step_ends = [[1.0], [0.0, 1.0], []], [[0], [0, 1], []]
+    picked = b.select([2, 0])
+    assert picked.step_rewards == [[], [1.0]] and picked.step_ends == [[], [0]]
+    assert torch.allclose(picked.gen_logprobs, torch.tensor([[-0.2, -0.2], [0.0, -0.2]]))
+    assert [s.token_ids for s in picked.samples] == [[5, 2], [3, 2]]
+    assert picked.verdicts[0].reward == 2.0 and picked.timings == {"generation_s": 1.0}
+    assert picked.prompt_width == b.prompt_width
+    for f in dataclasses.fields(b):                  # nothing left at its default
+        assert getattr(picked, f.name) is not None, f.name
+    assert len(b.select([])) == 0 and b.select([]).step_rewards == []
+
+
+@pytest.mark.parametrize("infos, expected", [
+    ([{}, {}], None),                                                          # no audit: not logged
+    ([{"audit": {"agree": True}}, {"audit": {"agree": False}}, {}], 0.5),      # rows without an audit don't count
+    ([{"parts": {"math": {"info": {"audit": {"agree": False}}}, "format": {"info": {}}}},
+      {"parts": {"math": {"info": {"audit": {"agree": True}}}}}], 0.5),       # inside a composite's part
+    ([{"audit": "not a dict"}, {"audit": {"no_agree_key": 1}}], None),         # malformed audits are ignored
+    ([{"audit": {"agree": False}}] * 3, 1.0),
+])
+def test_audit_disagreement_rate(infos, expected):
+    samples = [_sample([1], [4, 2]) for _ in infos]
+    b = ro.collate(_tasks(len(infos)), samples, [Verdict(1.0, True, i) for i in infos], pad_id=0,
+                   mask_truncated=False)
+    stats = ro.rollout_stats(b, group_size=1)
+    assert stats.get("audit_disagreement_rate") == expected
 
 
 @pytest.mark.parametrize("ids, eos, expected", [
