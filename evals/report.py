@@ -307,6 +307,8 @@ def plot(curves: dict[str, dict], path: str | os.PathLike, title: str = "") -> P
             max_k = max(max_k, ks[-1])
             ax.plot(ks, ys, style, marker="o", ms=3, color=colour, label=f"{label} {metric}".strip())
             ax.fill_between(ks, lo, hi, color=colour, alpha=0.15 if metric == "pass@k" else 0.07)
+            if len(ks) == 1:  # a band over a single k has no width: draw the interval as an error bar
+                ax.errorbar(ks, ys, yerr=[[ys[0] - lo[0]], [hi[0] - ys[0]]], fmt="none", color=colour, capsize=4)
     plotted = sorted({k for report in curves.values() for k in report["ks"]})
     if max_k >= 16:
         ax.set_xscale("log", base=2)
