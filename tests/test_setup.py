@@ -92,3 +92,35 @@ def test_a_failing_apt_get_ends_with_the_command_to_run(tmp_path):
     assert proc.returncode != 0
     assert "make: apt-get could not install bubblewrap; run: " in proc.stderr
     assert not (tmp_path / "repo" / ".venv").exists()
+
+
+# Run a CLI with the sandbox's bubblewrap lookup finding nothing, as on a machine without it.
+NO_BWRAP = ("import sys, runpy, verifiers.sandbox as s; s.bwrap_path = lambda: None; "
+            "sys.argv = sys.argv[1:]; runpy.run_module(sys.argv[0], run_name='__main__', alter_sys=True)")
+
+
+@pytest.mark.skipif(not hasattr(__import__("verifiers.sandbox").sandbox, "bwrap_path"),
+                    reason="the sandbox no longer looks bubblewrap up through bwrap_path")
+@pytest.mark.parametrize("command", [
+    ["evals.pass_at_k", "--env", "synthetic_code", "--completions", "{completions}", "--output-dir", "{out}",
+     "--progress", "false"],
+    ["evals.pass_at_k", "--env", "humaneval", "--completions", "{humaneval}", "--output-dir", "{out}",
+     "--progress", "false"],
+])
+def test_commands_that_need_the_sandbox_say_so_in_one_line(tmp_path, command):
+    import json
+    import sys
+
+    import envs
+
+    for env, name in (("synthetic_code", "c.jsonl"), ("humaneval", "h.jsonl")):
+        task = envs.get_env(env).tasks("test")[0]
+        (tmp_path / name).write_text(json.dumps({"task_id": task.id, "completion": "    return 1\n"}) + "\n")
+    args = [a.format(completions=tmp_path / "c.jsonl", humaneval=tmp_path / "h.jsonl", out=tmp_path / "out")
+            for a in command]
+    proc = subprocess.run([sys.executable, "-c", NO_BWRAP, *args], capture_output=True, text=True, cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "bubblewrap" in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr
