@@ -179,7 +179,8 @@ def _manifest(cfg: EvalConfig, env, tasks: list, split_size: int | None, run_cfg
     given = run_cfg.get("completions_sha256")
     sampling = None if given else {k: run_cfg[k] for k in SAMPLING_KEYS} | {"n": cfg.n}
     return {
-        "model": run_cfg.get("model"), "model_label": label or run_cfg.get("model"), "env": {"name": name, "options": options}, "split": cfg.split,
+        "model": run_cfg.get("model"), "model_label": label or run_cfg.get("model"),
+        "env": {"name": name, "options": options}, "split": cfg.split,
         "verifier": describe(env.verifier), "dataset_hash": dataset_hash(sorted(tasks, key=lambda t: t.id)),
         "num_tasks_in_split": split_size, "seed": cfg.seed, "sampling": sampling,
         "completions": given and {"path": str(source) if isinstance(source, (str, Path)) else None, "sha256": given},

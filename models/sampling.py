@@ -222,7 +222,8 @@ class _HarmlessReloadWarning(logging.Filter):
     the warning is about a tensor that cannot change, on every step."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.getMessage().startswith("RotaryEmbedding:") and "Failed to load weights" in record.getMessage())
+        message = record.getMessage()
+        return not (message.startswith("RotaryEmbedding:") and "Failed to load weights" in message)
 
 
 def quiet_vllm(verbose: bool = False) -> None:

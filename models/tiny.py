@@ -9,9 +9,9 @@ With `warm_start=True` (the default) the model is first trained with a short sup
 on the arithmetic *train* split, loss on the answer tokens only, and stopped as soon as its
 sampled accuracy reaches `target_accuracy` (0.3). That leaves room for RL to show an
 improvement: in the project's calibration runs plain GRPO moved held-out pass@1 from ~0.25 to
-~0.45 in three minutes from such a start (README: `make train` ends near 0.35 -> 0.74). Both folders are cached under `$VERIRL_CACHE`
-(default `~/.cache/verirl`), keyed by a hash of everything that shapes them, so a second run
-skips the work.
+~0.45 in three minutes from such a start (README: `make train` ends near 0.35 -> 0.74). Both
+folders are cached under `$VERIRL_CACHE` (default `~/.cache/verirl`), keyed by a hash of
+everything that shapes them, so a second run skips the work.
 """
 
 from __future__ import annotations

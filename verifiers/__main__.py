@@ -47,7 +47,8 @@ def _options(name: str, pairs: list[str]) -> dict:
         raise VerifierError(str(exc)) from None
     unknown = sorted(set(given) - set(params))
     if unknown:
-        raise VerifierError(f"unknown option {unknown[0]!r} for verifier {name!r}; valid options: {sorted(params) or 'none'}")
+        raise VerifierError(f"unknown option {unknown[0]!r} for verifier {name!r}; "
+                            f"valid options: {sorted(params) or 'none'}")
     return {key: parse_option(key, params[key], value) for key, value in given.items()}
 
 

@@ -55,7 +55,8 @@ def kind_of(annotation: Any) -> str:
         if len(rest) != 1:  # a union: text that is not JSON stays text only if str is allowed
             kind = "any" if {"str", "Any"} & set(rest) else "json"
         else:
-            kind = rest[0] if rest[0] in ("bool", "int", "float", "str") else "any" if rest[0] in ("", "Any") else "json"
+            named = rest[0] if rest[0] in ("bool", "int", "float", "str") else None
+            kind = named or ("any" if rest[0] in ("", "Any") else "json")
         return ("optional-" if optional else "") + kind
     if annotation is inspect.Parameter.empty or annotation is Any:
         return "any"
