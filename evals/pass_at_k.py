@@ -54,7 +54,7 @@ from evals.report import (ReportError, SampleStore, build_report, dataset_hash, 
                           write_comparison, write_report)
 from evals.sampling import Sampling, collect, completions_source, counts, select_tasks, tally
 from models.sampling import BACKENDS
-from verifiers.options import ConfigError, build_parser, load_yaml, read_args, require, require_choice
+from verifiers.options import ConfigError, build_parser, read_args, require, require_choice
 
 COMPARISON_FORMAT = "verirl.pass_at_k.comparison/1"
 AUTO_KS_UP_TO = 20

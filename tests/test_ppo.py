@@ -15,7 +15,7 @@ import torch
 from envs.base import Environment, register_env
 from trainers import rollout as ro
 from trainers.forward import completion_logprobs
-from trainers.config import ConfigError, field_docs, parse_config
+from verifiers.options import ConfigError, field_docs, parse_config
 from trainers.critic import build_critic
 from models.sampling import Sample
 from trainers.ppo import PPOConfig, explained_variance, main, ppo_advantages, token_rewards, train, update

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from trainers.config import dump_yaml
+from verifiers.options import dump_yaml
 
 KEEP = 2
 

@@ -16,8 +16,7 @@ from dataclasses import dataclass, field
 import torch
 
 from models.sampling import BACKENDS
-from verifiers.options import (ConfigError, build_parser, coerce, dump_yaml, field_docs, load_yaml,  # noqa: F401
-                               parse_config, require, require_choice)
+from verifiers.options import parse_config, require, require_choice
 
 # Each random stream of a run gets its own seed from the run seed and a counter (the data
 # position, the epoch, the step): distinct prime multipliers keep two streams, or two runs with

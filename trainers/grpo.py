@@ -154,8 +154,7 @@ def update_policy(run: RunContext, batch: ro.Rollout, loss_fn) -> dict:
     mb_size = min(cfg.minibatch_size or len(batch), len(batch))
     n_tokens = float(batch.completion_mask.sum())
     ref_logp = run.ref_logprobs(batch)
-    # Why no extra forward: with one epoch over one minibatch the policy that sampled the batch is
-    # the one being scored, so old log-probs equal the current ones (detached below; ratio 1).
+    # Why no extra forward: in one pass over one minibatch old log-probs are the current ones, detached.
     old_logp = None if cfg.inner_epochs == 1 and mb_size == len(batch) else old_logprobs(run, batch, mb_size)
     # Why a seed per step: the minibatch order of a resumed run repeats the uninterrupted one's.
     shuffle = torch.Generator().manual_seed(derive_seed(cfg.seed, "minibatch_order", run.step))
@@ -176,9 +175,7 @@ def update_policy(run: RunContext, batch: ro.Rollout, loss_fn) -> dict:
             adv = advantages[idx].to(logp.device)
             mask = mb.completion_mask.to(logp.device)
             loss = loss_fn(logp, old, ref, adv, mask, n_tokens)
-            # Why the scaling: gradients add up over minibatches, so a per-minibatch mean is weighted by
-            # its share of the batch (the sum is the whole batch's mean); dapo already divides by the
-            # batch's token count.
+            # Why: gradients add up over minibatches, so each mean weighs its share (dapo: already / all tokens).
             (loss if cfg.loss_type == "dapo" else loss * len(rows) / len(batch)).backward()
             record_minibatch(logs, loss, logp, old, ref, adv, mask, entropy, cfg)
             if epoch == 0 and batch.gen_logprobs is not None:

@@ -24,7 +24,8 @@ from models.loading import ModelRef, is_tiny, resolve_model
 from models.sampling import make_generator, resolve_backend
 from trainers import checkpoint
 from trainers import rollout as ro
-from trainers.config import RunConfig, derive_seed, dump_yaml
+from trainers.config import RunConfig, derive_seed
+from verifiers.options import dump_yaml
 from trainers.forward import completion_logprobs
 from trainers.plots import plot_rewards
 
