@@ -23,6 +23,7 @@ from functools import cached_property
 from typing import Any, Callable, ClassVar, Iterable, Iterator
 
 from verifiers import CompositeVerifier, Task, Verifier
+from verifiers.options import REQUIRED, help_line, kind_of
 
 
 class EnvError(ValueError):
@@ -30,7 +31,7 @@ class EnvError(ValueError):
 
 
 def option(default: Any = dataclasses.MISSING, help: str = "", **kwargs: Any) -> Any:
-    """A dataclass field with a help text (shown by `env_options`)."""
+    """A dataclass field with a help text (shown by `env_help`)."""
     if default is not dataclasses.MISSING and isinstance(default, (list, dict, set)):
         kwargs["default_factory"] = lambda d=default: type(d)(d)
         default = dataclasses.MISSING
@@ -219,6 +220,16 @@ def list_envs() -> dict[str, str]:
 def env_options(name: str) -> dict[str, dataclasses.Field]:
     """Option name -> dataclass field (default and `metadata["help"]`) of environment `name`."""
     return {f.name: f for f in dataclasses.fields(_env_class(name))}
+
+
+def env_help(name: str) -> dict[str, str]:
+    """Option name -> its help line, in the shape every option has (`verifiers.options.help_line`)."""
+    out = {}
+    for f in env_options(name).values():
+        default = f.default if f.default is not dataclasses.MISSING else (
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else REQUIRED)
+        out[f.name] = help_line(f.metadata.get("help", ""), kind_of(f.type), default)
+    return out
 
 
 def get_env(name: str, **options: Any) -> Environment:
