@@ -104,7 +104,7 @@ class RunContext:
         random.seed(cfg.seed)
         torch.manual_seed(cfg.seed)
         run._prepare_output_dir()
-        run.env = envs.get_env(cfg.env, **cfg.env_options)
+        run.env = envs.get_env(cfg.env, **cfg.env_kwargs())
         # Verifier workers (SymPy, sandboxes) start while the model loads, not inside step one.
         threading.Thread(target=_warm_up, args=(run.env.verifier,), daemon=True).start()
         run.model_ref = resolve_model(cfg.model, warm_start=cfg.warm_start, log=log)
