@@ -20,8 +20,9 @@ import pytest
 from procs import processes_with
 from verifiers import VerifierError
 from verifiers import sandbox as sandbox_mod
-from verifiers._sandbox_harness import WireError, from_wire, to_wire
-from verifiers.sandbox import Execution, Limits, SandboxPool, _python_paths, sandbox_command
+from verifiers._sandbox_confine import interpreter
+from verifiers._sandbox_wire import WireError, from_wire, to_wire
+from verifiers.sandbox import Execution, Limits, SandboxPool, sandbox_command
 
 needs_bwrap = pytest.mark.skipif(sandbox_mod.bwrap_path() is None, reason="needs bubblewrap (bwrap)")
 SMALL = Limits(time_limit=1, wall_time_limit=3, memory_mb=256, output_kb=64, max_processes=4, file_size_mb=1,
@@ -135,7 +136,7 @@ def test_sandbox_command_shares_only_the_interpreter(tmp_path, monkeypatch):
     assert "--bind" not in argv and "--dev-bind" not in argv  # nothing writable from the host
     for flag in ("--unshare-net", "--unshare-pid", "--unshare-ipc", "--clearenv", "--new-session"):
         assert flag in argv
-    assert argv[argv.index("--remount-ro") + 1] == "/"
+    assert argv[len(argv) - argv[::-1].index("--remount-ro")] == "/"  # last: the whole root read-only
     assert str(tmp_path) not in binds and os.path.expanduser("~") not in binds and "/tmp" not in binds
     assert "/etc" not in binds and "/" not in binds
 
@@ -175,13 +176,13 @@ print(json.dumps({{"root": sorted(os.listdir("/")), "proc": os.listdir("/proc"),
         secret.unlink()
     # The only paths besides the system directories are the way to the interpreter's own trees (a venv may live
     # anywhere: /work/main/.venv here, /check/... in CI), so the allowed names are derived from those trees.
-    _, trees, _ = _python_paths()
+    _, trees, _ = interpreter()
     allowed = {"bin", "dev", "lib", "lib32", "lib64", "libx32", "proc", "sandbox", "sbin", "tmp", "usr"}
     allowed |= {Path(t).parts[1] for t in trees}
     home = Path(os.path.expanduser("~"))
     on_the_way = {Path(t).relative_to(home).parts[0] for t in trees if Path(t).is_relative_to(home)}
     assert set(seen["root"]) <= allowed and "etc" not in seen["root"], (seen["root"], allowed)
-    assert seen["proc"] == [] and not seen["etc"] and not seen["home"] and not seen["cwd"]
+    assert seen["proc"] == ["self"] and not seen["etc"] and not seen["home"] and not seen["cwd"]
     assert set(seen["root_home"]) <= on_the_way  # at most the way to the interpreter
     assert seen["pwd"] == "/tmp"
 

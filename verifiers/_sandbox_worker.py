@@ -402,6 +402,7 @@ def _start(server: ForkServer, req: dict, fds: dict, role: str, channel: dict) -
     """J or C: take the sample's pipes, confine, run the harness; never returns."""
     info = fds["info"]
     try:
+        os.setsid()  # its own process group: kill(0, ...) from the program cannot reach S or J
         os.dup2(os.open(os.devnull, os.O_RDWR) if role == "judge" else fds["out"], 1)
         os.dup2(os.open(os.devnull, os.O_RDWR) if role == "judge" else fds["err"], 2)
         if role == "judge":

@@ -224,6 +224,8 @@ class CodeVerifier(Verifier):
         judge = {"assert": self._judge_assert, "io": self._judge_io, "call": self._judge_call}[spec["kind"]]
         try:
             return judge(program, spec)
+        except VerifierError:
+            raise  # misuse (no bwrap, a closed pool): the caller's problem, not the sample's
         except (WireError, RecursionError, MemoryError, ValueError, TypeError, KeyError) as exc:
             # the last line of defence: whatever came back, this sample alone gets `error`
             return self._verdict(spec, "error", f"unreadable result: {type(exc).__name__}: {str(exc)[:200]}")
