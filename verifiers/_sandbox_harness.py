@@ -240,6 +240,9 @@ def _proxy(entry: str, max_reply: int, broken: list):
                                 "such tests cannot cross to the program's process", "argument")
         try:
             _send(CALLS_FD, call)
+        except OSError:
+            pass  # the program is gone; what it wrote before going is still read, as always
+        try:
             reply = _recv(REPLY_FD, max_reply)
         except OSError:
             reply = None

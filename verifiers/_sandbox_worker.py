@@ -321,7 +321,7 @@ def _supervise(server: ForkServer, fds: dict) -> None:
         _say(info, f"S {os.getpid()}")
         req = json.loads(_read_all(fds["cand"]))
         memcg = server.cfg.get("memcg")
-        oom = _join_memcg(memcg, req["memory"]) if memcg else 0
+        counter, oom = _join_memcg(memcg, req["memory"]) if memcg else (-1, 0)
         os.setsid()  # kill(0, ...) from the program reaches its own group, never the fork server
         jail.become(server.cfg.get("uid"))
         judge = None
@@ -353,7 +353,7 @@ def _supervise(server: ForkServer, fds: dict) -> None:
     if judge is not None:
         report["judge"] = os.waitpid(judge, 0)[1]
     if memcg:
-        report["oom"] = _oom_kills(memcg) - oom
+        report["oom"] = _oom_kills(counter) - oom
     _say(info, "X " + json.dumps(report))
     os._exit(0)
 
@@ -364,15 +364,17 @@ def _high(fd: int) -> int:
     return high
 
 
-def _join_memcg(path: str, limit: int) -> int:
+def _join_memcg(path: str, limit: int) -> tuple[int, int]:
     """Put this sample (S and all it forks) in the worker's memory cgroup, capped at `limit`
-    bytes with no swap; return its OOM-kill count so far."""
+    bytes with no swap; return an open descriptor on its OOM-kill counter (opened now, while
+    we may) and the count so far."""
     def write(name: str, value) -> None:
         with open(os.path.join(path, name), "w") as f:
             f.write(str(value))
     if os.path.exists(os.path.join(path, "memory.max")):  # v2
         write("memory.max", limit)
         write("memory.swap.max", 0)
+        counter = os.open(os.path.join(path, "memory.events"), os.O_RDONLY)
     else:  # v1: memsw (memory + swap) must stay >= the memory limit while both change
         swap = os.path.exists(os.path.join(path, "memory.memsw.limit_in_bytes"))
         if swap:
@@ -380,21 +382,16 @@ def _join_memcg(path: str, limit: int) -> int:
         write("memory.limit_in_bytes", limit)
         if swap:
             write("memory.memsw.limit_in_bytes", limit)
-    oom = _oom_kills(path)
+        counter = os.open(os.path.join(path, "memory.oom_control"), os.O_RDONLY)
     write("cgroup.procs", 0)
-    return oom
+    return counter, _oom_kills(counter)
 
 
-def _oom_kills(path: str) -> int:
-    for name in ("memory.events", "memory.oom_control"):
-        try:
-            with open(os.path.join(path, name)) as f:
-                for line in f:
-                    key, _, value = line.partition(" ")
-                    if key == "oom_kill":
-                        return int(value)
-        except OSError:
-            continue
+def _oom_kills(counter: int) -> int:
+    for line in os.pread(counter, 4096, 0).decode().splitlines():
+        key, _, value = line.partition(" ")
+        if key == "oom_kill":
+            return int(value)
     return 0
 
 
