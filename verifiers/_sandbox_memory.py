@@ -4,14 +4,17 @@ Modes (the `code` verifier's `memory_mode` option; each verdict reports the one 
 `info["memory_mode"]`):
 
 * `cgroup-v2` / `cgroup-v1`: the parent makes one memory cgroup per sandbox worker (under
-  its own cgroup, or the hierarchy's root), binds it into the sandbox, and each sample's
-  supervisor sets its limit to `memory_mb` (swap included: `memory.swap.max = 0`, or v1's
-  `memsw` limit equal to the memory limit) and moves itself in before anything else runs, so
-  the program, every process it forks and the judge are charged together: their resident
-  memory, page cache and tmpfs (/tmp, /dev/shm) pages together stay under `memory_mb`. Past
-  it the kernel reclaims, then OOM-kills a process of the sample; the verdict's status is
-  then `memory`. Each process also keeps `RLIMIT_AS = memory_mb`, so that one large
-  allocation fails with `MemoryError` first. Needs root (or a delegated cgroup).
+  its own cgroup, or the hierarchy's root) and starts the worker inside it, so that every
+  process of every sample (the program, all it forks, the judge) is charged there from its
+  first page. Samples of a worker run one at a time; once the worker is up, the cgroup is
+  capped at what the idle fork server and zygote use plus `memory_mb`, swap included
+  (`memory.swap.max = 0`, or v1's `memsw` limit equal to the memory limit). So one sample's
+  resident memory, tmpfs pages (/tmp, /dev/shm) and page cache together get at most
+  `memory_mb` (page cache is reclaimed first). Past it the kernel OOM-kills a process of the
+  sample, and the verdict's status is `memory` (the sample's supervisor reads the cgroup's
+  OOM-kill counter). Each process also keeps `RLIMIT_AS = memory_mb`, so that one large
+  allocation fails with `MemoryError` first. The cgroup is bound read-only into the sandbox
+  (for that counter); nothing in it can change the cap. Needs root.
 * `rlimit`: no cgroup. Address space is capped per process, so the cap is split: the program
   may have at most `n = min(max_processes, memory_mb // 128)` processes and threads
   (RLIMIT_NPROC, counted in the sample's own user namespace; at least 1) and each process
@@ -75,6 +78,11 @@ def _try_make(mode: str, parent: str, name: str) -> str | None:
         return None
 
 
+def _write(path: str, name: str, value: int) -> None:
+    with open(os.path.join(path, name), "w") as f:
+        f.write(str(value))
+
+
 def remove(path: str | None) -> None:
     if path:
         try:
@@ -106,6 +114,31 @@ class MemoryCap:
         if self.parent is None:
             return None
         return _try_make(self.mode, self.parent, f"{tag}-{secrets.token_hex(4)}")
+
+    def enter(self, path: str | None, argv: list[str]) -> list[str]:
+        """`argv`, started inside the cgroup at `path` (so that every process of the worker, and
+        every sample it forks, is charged there from its first page; no per-sample move)."""
+        if not path:
+            return argv
+        return ["/bin/sh", "-c", 'echo $$ > "$0" && exec "$@"', os.path.join(path, "cgroup.procs"), *argv]
+
+    def set_cap(self, path: str, sample_bytes: int) -> int:
+        """Cap the worker's cgroup at what it uses now (the fork server and zygote, idle) plus
+        `sample_bytes`, swap included; return the cap."""
+        v2 = self.mode == "cgroup-v2"
+        with open(os.path.join(path, "memory.current" if v2 else "memory.usage_in_bytes")) as f:
+            cap = int(f.read()) + sample_bytes
+        if v2:
+            _write(path, "memory.max", cap)
+            _write(path, "memory.swap.max", 0)
+        else:  # memsw (memory + swap) must stay >= the memory limit while both change
+            swap = os.path.exists(os.path.join(path, "memory.memsw.limit_in_bytes"))
+            if swap:
+                _write(path, "memory.memsw.limit_in_bytes", -1)
+            _write(path, "memory.limit_in_bytes", cap)
+            if swap:
+                _write(path, "memory.memsw.limit_in_bytes", cap)
+        return cap
 
     def process_limits(self, memory_bytes: int, processes: int, cgroup: bool) -> tuple[int, int]:
         """(address space per process, processes) of the program."""

@@ -12,8 +12,7 @@ this module for the control channel's framing (`write_msg`).
       |            with the candidate's and the judge's part of the request, the output pipes)
       |            and forks S. So every sample starts from a process that never held another
       |            sample's request, reply, program or output.
-    sample S       joins the sample's memory cgroup, starts a session, becomes the sandbox
-      |            user; reads the candidate's part; for `assert`, forks the judge J; unshares
+    sample S       starts a session, becomes the sandbox user; reads the candidate's part; for `assert`, forks the judge J; unshares
       |            a user and a pid namespace, forks C; waits for both and reports exit
       |            statuses and CPU time on its info pipe.
       +-- J        (`assert` only) runs the tests (`check(candidate)`) with the entry point
@@ -116,6 +115,7 @@ class ForkServer:
         self.harness = _load("_sandbox_harness")
         bpf = self.jail.seccomp_filter() if self.isolate else None
         self.seccomp = None if bpf is None else ctypes.create_string_buffer(bpf, len(bpf))
+        self.oom_counter = _open_oom_counter(cfg.get("memcg"))
         gc.collect()
         gc.freeze()  # the children's collections skip these objects: fewer copy-on-write faults
         self.zygote, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -320,8 +320,7 @@ def _supervise(server: ForkServer, fds: dict) -> None:
     try:
         _say(info, f"S {os.getpid()}")
         req = json.loads(_read_all(fds["cand"]))
-        memcg = server.cfg.get("memcg")
-        counter, oom = _join_memcg(memcg, req["memory"]) if memcg else (-1, 0)
+        oom = _oom_kills(server.oom_counter)
         os.setsid()  # kill(0, ...) from the program reaches its own group, never the fork server
         jail.become(server.cfg.get("uid"))
         judge = None
@@ -352,8 +351,8 @@ def _supervise(server: ForkServer, fds: dict) -> None:
     report = {"status": status, "cpu": usage.ru_utime + usage.ru_stime}
     if judge is not None:
         report["judge"] = os.waitpid(judge, 0)[1]
-    if memcg:
-        report["oom"] = _oom_kills(counter) - oom
+    if server.oom_counter >= 0:
+        report["oom"] = _oom_kills(server.oom_counter) - oom
     _say(info, "X " + json.dumps(report))
     os._exit(0)
 
@@ -364,30 +363,22 @@ def _high(fd: int) -> int:
     return high
 
 
-def _join_memcg(path: str, limit: int) -> tuple[int, int]:
-    """Put this sample (S and all it forks) in the worker's memory cgroup, capped at `limit`
-    bytes with no swap; return an open descriptor on its OOM-kill counter (opened now, while
-    we may) and the count so far."""
-    def write(name: str, value) -> None:
-        with open(os.path.join(path, name), "w") as f:
-            f.write(str(value))
-    if os.path.exists(os.path.join(path, "memory.max")):  # v2
-        write("memory.max", limit)
-        write("memory.swap.max", 0)
-        counter = os.open(os.path.join(path, "memory.events"), os.O_RDONLY)
-    else:  # v1: memsw (memory + swap) must stay >= the memory limit while both change
-        swap = os.path.exists(os.path.join(path, "memory.memsw.limit_in_bytes"))
-        if swap:
-            write("memory.memsw.limit_in_bytes", -1)
-        write("memory.limit_in_bytes", limit)
-        if swap:
-            write("memory.memsw.limit_in_bytes", limit)
-        counter = os.open(os.path.join(path, "memory.oom_control"), os.O_RDONLY)
-    write("cgroup.procs", 0)
-    return counter, _oom_kills(counter)
+def _open_oom_counter(memcg: str | None) -> int:
+    """The worker's memory cgroup's OOM-kill counter, opened while we are root, above the
+    descriptor numbers the samples set; -1 without a cgroup."""
+    for name in ("memory.events", "memory.oom_control"):  # v2, v1
+        path = os.path.join(memcg or "/nonexistent", name)
+        if os.path.exists(path):
+            fd = os.open(path, os.O_RDONLY)
+            high = fcntl.fcntl(fd, fcntl.F_DUPFD, 64)
+            os.close(fd)
+            return high
+    return -1
 
 
 def _oom_kills(counter: int) -> int:
+    if counter < 0:
+        return 0
     for line in os.pread(counter, 4096, 0).decode().splitlines():
         key, _, value = line.partition(" ")
         if key == "oom_kill":

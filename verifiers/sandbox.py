@@ -202,8 +202,8 @@ def sandbox_command(bwrap: str, packages: tuple[str, ...] = (), memcg: str | Non
         argv += ["--perms", "0555", "--tmpfs", folder, "--remount-ro", folder]
     for source, target in _files():
         argv += ["--ro-bind", source, target]
-    if memcg:
-        argv += ["--bind", memcg, "/sandbox/memcg"]
+    if memcg:  # read-only: the fork server reads its OOM-kill counter
+        argv += ["--ro-bind", memcg, "/sandbox/memcg"]
     argv += ["--dev", "/dev", "--proc", "/proc", "--dir", "/tmp", "--unshare-ipc", "--unshare-pid", "--unshare-net",
              "--unshare-uts", "--unshare-cgroup-try", "--new-session", "--clearenv", "--chdir", "/"]
     for key, value in _ENV.items():
@@ -245,7 +245,7 @@ class _Worker:
     """One warm fork server, spoken to over length-prefixed JSON on its stdin/stdout."""
 
     def __init__(self, argv: list[str], cfg: dict, memcg: str | None = None):
-        self.errors, self.memcg = "", memcg
+        self.errors, self.memcg, self.memory_mb = "", memcg, None
         self.errlog = tempfile.TemporaryFile()
         env = dict(_ENV, HOME=tempfile.gettempdir())
         self.proc = subprocess.Popen([*argv, json.dumps(cfg)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -363,7 +363,7 @@ class SandboxPool:
         else:
             argv, cfg = sandbox_command(self.bwrap, self.packages, memcg)
         try:
-            return _Worker(argv, {**cfg, "tag": self.tag}, memcg)
+            return _Worker(self.memory.enter(memcg, argv), {**cfg, "tag": self.tag}, memcg)
         except SandboxError:
             remove(memcg)
             raise
@@ -377,6 +377,12 @@ class SandboxPool:
             if slot is None:
                 slot = self._start()
             cgroup = slot.memcg is not None
+            if cgroup and slot.memory_mb != limits.memory_mb:
+                try:
+                    self.memory.set_cap(slot.memcg, int(limits.memory_mb * (1 << 20)))
+                except OSError as exc:
+                    raise SandboxError(f"cannot cap the worker's memory cgroup: {exc}") from None
+                slot.memory_mb = limits.memory_mb
             reply = slot.run({**request, "limits": limits.for_worker(self.memory, cgroup),
                               "memory": int(limits.memory_mb * (1 << 20))}, limits.wall_s)
             ex = Execution.from_reply(reply, limits)
