@@ -8,11 +8,13 @@ this module for the control channel's framing (`write_msg`).
     fork server F  sandbox root with CAP_SETUID/SETGID/KILL only. Reads requests on its stdin,
       |            hands each to the zygote, reads the sample's pipes with caps on time and
       |            bytes, answers. It forks Z before reading any request.
-    zygote Z       never reads a request: it receives a sample's file descriptors (two memfds
-      |            with the candidate's and the judge's part of the request, the output pipes)
-      |            and forks S. So every sample starts from a process that never held another
-      |            sample's request, reply, program or output.
-    sample S       starts a session, becomes the sandbox user; reads the candidate's part; for `assert`, forks the judge J; unshares
+    zygote Z       never reads a request: it keeps one supervisor S forked ahead, which starts
+      |            a session, becomes the sandbox user and waits for a sample's descriptors
+      |            (two memfds with the candidate's and the judge's part of the request, the
+      |            output pipes); once S took them, Z forks the next. So every sample starts
+      |            from a process that never held another sample's request, reply, program or
+      |            output.
+    sample S       reads the candidate's part; for `assert`, forks the judge J; unshares
       |            a user and a pid namespace, forks C; waits for both and reports exit
       |            statuses and CPU time on its info pipe.
       +-- J        (`assert` only) runs the tests (`check(candidate)`) with the entry point
@@ -280,24 +282,38 @@ def _remove_tree(path: str) -> None:
 
 
 def _zygote(server: ForkServer, sock: socket.socket) -> None:
-    """Fork one supervisor per message; never read what the descriptors hold."""
+    """Keep one supervisor forked ahead, waiting for the next sample's descriptors (so the fork
+    is off the sample's critical path); never read what the descriptors hold."""
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps the supervisors
     while True:
-        try:
-            msg, fds, _, _ = socket.recv_fds(sock, 16, len(FDS))
-        except OSError:
-            os._exit(0)
-        if not msg or len(fds) != len(FDS):
-            os._exit(0)  # the fork server is gone
+        took_r, took_w = os.pipe()
         if os.fork() == 0:
             try:
-                sock.close()
-                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-                _supervise(server, dict(zip(FDS, fds)))
+                os.close(took_r)
+                _spare(server, sock, took_w)
             finally:
                 os._exit(70)
-        for fd in fds:
-            os.close(fd)
+        os.close(took_w)
+        took = os.read(took_r, 1)  # the spare took a sample (or found the fork server gone)
+        os.close(took_r)
+        if not took:
+            os._exit(0)
+
+
+def _spare(server: ForkServer, sock: socket.socket, took: int) -> None:
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    os.setsid()  # kill(0, ...) from a sample reaches its own group, never the fork server
+    server.jail.become(server.cfg.get("uid"))
+    try:
+        msg, fds, _, _ = socket.recv_fds(sock, 16, len(FDS))
+    except OSError:
+        os._exit(0)
+    if not msg or len(fds) != len(FDS):
+        os._exit(0)  # the fork server is gone
+    os.write(took, b"S")
+    os.close(took)
+    sock.close()
+    _supervise(server, dict(zip(FDS, fds)))
 
 
 def _say(fd: int, line: str) -> None:
@@ -321,8 +337,6 @@ def _supervise(server: ForkServer, fds: dict) -> None:
         _say(info, f"S {os.getpid()}")
         req = json.loads(_read_all(fds["cand"]))
         oom = _oom_kills(server.oom_counter)
-        os.setsid()  # kill(0, ...) from the program reaches its own group, never the fork server
-        jail.become(server.cfg.get("uid"))
         judge = None
         if req["mode"] == "assert":
             calls, replies = os.pipe(), os.pipe()
