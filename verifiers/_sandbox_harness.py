@@ -278,8 +278,9 @@ def _unpack(reply: dict, broken: list):
     raise _fail(broken, "WireError", "malformed reply", "wire")
 
 
-def run_judge(server, req: dict) -> None:
-    """J: wait for the program to be ready, then run `check(candidate)` against the proxy."""
+def run_judge(req: dict) -> bytes:
+    """The judge: wait for the program to be ready, then run `check(candidate)` against the
+    proxy; return the verdict to write on the result channel."""
     broken: list = []
     max_reply = int(req["max_reply"])
     try:
@@ -303,17 +304,11 @@ def run_judge(server, req: dict) -> None:
         if broken:
             raise _Broken(**broken[0])
     except _Broken as exc:
-        _report(broken[0] if broken else exc.report)
+        return _dumps(broken[0] if broken else exc.report).encode()
     except BaseException as exc:  # noqa: BLE001 - anything but a normal return fails the sample
-        _report({"exc": type(exc).__name__, "msg": _safe_str(exc), "where": "tests",
-                 "trace": _safe_str("".join(traceback.format_exception(exc)[-3:]), 2000)})
-    _write(RESULT_FD, _dumps({"passed": True}).encode())
-    _exit(0)
+        return _dumps({"exc": type(exc).__name__, "msg": _safe_str(exc), "where": "tests",
+                       "trace": _safe_str("".join(traceback.format_exception(exc)[-3:]), 2000)}).encode()
+    return _dumps({"passed": True}).encode()
 
 
-def _report(report: dict) -> None:
-    _write(RESULT_FD, _dumps(report).encode())
-    _exit(1)
-
-
-HARNESS = {"assert": run_assert, "io": run_io, "call": run_call, "judge": run_judge}
+HARNESS = {"assert": run_assert, "io": run_io, "call": run_call}

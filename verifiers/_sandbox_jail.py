@@ -143,7 +143,7 @@ def drop_capabilities(libc) -> None:
     libc.capset(ctypes.byref(_CapHeader(0x20080522, 0)), (ctypes.c_uint32 * 6)())
 
 
-def apply_limits(limits: dict, memory_bytes: int) -> None:
+def apply_limits(limits: dict, memory_bytes: int, processes: bool = True) -> None:
     cpu = max(1, math.ceil(limits["cpu_s"]))
     # soft == hard: SIGKILL at the limit (a namespace's init ignores SIGXCPU)
     for res, value in ((resource.RLIMIT_CPU, cpu),
@@ -152,4 +152,5 @@ def apply_limits(limits: dict, memory_bytes: int) -> None:
                        (resource.RLIMIT_NOFILE, limits["open_files"]),
                        (resource.RLIMIT_NPROC, limits["processes"]),
                        (resource.RLIMIT_CORE, 0)):
-        resource.setrlimit(res, (value, value))
+        if res != resource.RLIMIT_NPROC or processes:
+            resource.setrlimit(res, (value, value))

@@ -176,7 +176,7 @@ class ForkServer:
         report = run.info.get("X", {})
         reply = {k: bytes(run.bufs[k]).decode("latin-1") for k in ("out", "err", "res")}
         reply.update(wall_s=time.monotonic() - start, reason=reason, setup_error=run.info.get("E"),
-                     status=report.get("status"), cpu_s=report.get("cpu"), judge_status=report.get("judge"),
+                     status=report.get("status"), cpu_s=report.get("cpu"),
                      oom=report.get("oom", 0), shutdown=reason == "shutdown")
         return reply
 
@@ -241,7 +241,7 @@ class _Run:
         self.bufs["info"] = bytearray(lines.pop())
         for line in lines:
             key, _, value = line.decode("utf-8", "replace").partition(" ")
-            if key in ("S", "C", "J"):
+            if key in ("S", "C"):
                 self.info[key] = int(value)
             elif key == "E":
                 self.info["E"] = value
@@ -249,8 +249,8 @@ class _Run:
                 self.info["X"] = json.loads(value)
 
     def kill(self, isolate: bool) -> None:
-        """End the program (its namespace's init: all of it dies), the judge and the supervisor."""
-        for key in ("C", "J", "S"):
+        """End the program (its namespace's init: all of it dies) and the supervisor (the judge)."""
+        for key in ("C", "S"):
             if key in self.info:
                 _signal(self.info[key], signal.SIGKILL)
                 if not isolate:
@@ -329,7 +329,7 @@ def _read_all(fd: int) -> bytes:
 
 
 def _supervise(server: ForkServer, fds: dict) -> None:
-    """S: set the sample up, start the judge and the program, wait for them, report."""
+    """S: set the sample up, start the program, judge it (`assert`), wait for it, report."""
     # Above every descriptor number the children will set (0-5), so that no dup2 clobbers one.
     fds = {name: _high(fd) for name, fd in fds.items()}
     info, libc, jail = fds["info"], server.libc, server.jail
@@ -337,38 +337,49 @@ def _supervise(server: ForkServer, fds: dict) -> None:
         _say(info, f"S {os.getpid()}")
         req = json.loads(_read_all(fds["cand"]))
         oom = _oom_kills(server.oom_counter)
-        judge = None
-        if req["mode"] == "assert":
+        judging = req["mode"] == "assert"
+        if judging:
             calls, replies = os.pipe(), os.pipe()
-            judge = os.fork()
-            if judge == 0:
-                _start(server, req, fds, "judge", {RESULT_FD: fds["res"], CALLS_FD: calls[1], REPLY_FD: replies[0]})
-            _say(info, f"J {judge}")
             program_fds = {RESULT_FD: replies[1], CALLS_FD: calls[0]}
         else:
             program_fds = {RESULT_FD: fds["res"]}
         if server.isolate:
-            jail.enter_pid_namespace(libc)
+            jail.enter_pid_namespace(libc)  # for C; S itself stays where C cannot see it
         c = os.fork()
         if c == 0:
-            _start(server, req, fds, "program", program_fds)
+            _start(server, req, fds, program_fds)
         _say(info, f"C {c}")
+        for name in ("out", "err"):
+            os.close(fds[name])
+        if judging:
+            os.close(calls[0])
+            os.close(replies[1])
+            verdict = _judge(server, fds, calls[1], replies[0])
+            write_all(fds["res"], verdict)
+            for fd in (RESULT_FD, CALLS_FD, REPLY_FD):  # hanging up ends the program's harness
+                os.close(fd)
+        os.close(fds["res"])
     except OSError as exc:
         _say(info, f"E sample setup failed: {exc}")
         os._exit(70)
-    for name in ("judge", "out", "err", "res"):
-        os.close(fds[name])
-    if judge is not None:
-        for fd in (*calls, *replies):
-            os.close(fd)
     _, status, usage = os.wait4(c, 0)
     report = {"status": status, "cpu": usage.ru_utime + usage.ru_stime}
-    if judge is not None:
-        report["judge"] = os.waitpid(judge, 0)[1]
     if server.oom_counter >= 0:
         report["oom"] = _oom_kills(server.oom_counter) - oom
     _say(info, "X " + json.dumps(report))
     os._exit(0)
+
+
+def _judge(server: ForkServer, fds: dict, calls: int, replies: int) -> bytes:
+    """S as the judge, once the program's process is started: read the tests (never read
+    before C was forked, so C cannot hold them), confine, run `check(proxy)`."""
+    req = json.loads(_read_all(fds["judge"]))
+    for target, fd in ((CALLS_FD, _high(calls)), (REPLY_FD, _high(replies))):
+        os.dup2(fd, target)
+        os.close(fd)
+    os.dup2(fds["res"], RESULT_FD)  # unused by the judge; kept so that 3-5 are the channel's
+    _confine(server, req, "judge")
+    return server.harness.run_judge(req)
 
 
 def _high(fd: int) -> int:
@@ -400,28 +411,24 @@ def _oom_kills(counter: int) -> int:
     return 0
 
 
-def _start(server: ForkServer, req: dict, fds: dict, role: str, channel: dict) -> None:
-    """J or C: take the sample's pipes, confine, run the harness; never returns."""
+def _start(server: ForkServer, req: dict, fds: dict, channel: dict) -> None:
+    """C: take the sample's pipes, confine, run the program's harness; never returns."""
     info = fds["info"]
     try:
-        os.setsid()  # its own process group: kill(0, ...) from the program cannot reach S or J
-        os.dup2(os.open(os.devnull, os.O_RDWR) if role == "judge" else fds["out"], 1)
-        os.dup2(os.open(os.devnull, os.O_RDWR) if role == "judge" else fds["err"], 2)
-        if role == "judge":
-            req = json.loads(_read_all(fds["judge"]))  # the tests: read here, never in the program's process
-            os.dup2(1, 0)
-        else:
-            os.dup2(_memfd("stdin", req.get("stdin", "").encode()), 0)
+        os.setsid()  # its own process group: kill(0, ...) from the program cannot reach S
+        os.dup2(fds["out"], 1)
+        os.dup2(fds["err"], 2)
+        os.dup2(_memfd("stdin", req.get("stdin", "").encode()), 0)
         channel = {target: fcntl.fcntl(fd, fcntl.F_DUPFD, 64) for target, fd in channel.items()}
         for target, fd in channel.items():
             os.dup2(fd, target)
-        _confine(server, req, role)
+        _confine(server, req, "program")
     except OSError as exc:  # the sandbox failed, not the program: say so on S's channel
-        _say(info, f"E sample setup failed ({role}): {exc}")
+        _say(info, f"E sample setup failed: {exc}")
         os._exit(70)
-    os.closerange(max(channel) + 1, 1 << 20)  # the info pipe included: the program cannot speak for S
+    os.closerange(max(channel) + 1, 1 << 20)  # the info pipe and the judge's memfd included
     try:
-        server.harness.HARNESS["judge" if role == "judge" else req["mode"]](server, req)
+        server.harness.HARNESS[req["mode"]](server, req)
     finally:
         os._exit(70)
 
@@ -434,7 +441,10 @@ def _confine(server: ForkServer, req: dict, role: str) -> None:
     jail.drop_capabilities(libc)
     if server.seccomp is not None:
         jail.install_seccomp(libc, server.seccomp)
-    jail.apply_limits(limits, limits["memory_bytes"] if role == "program" else limits["judge_memory_bytes"])
+    if role == "program":
+        jail.apply_limits(limits, limits["memory_bytes"])
+    else:  # the judge forks nothing: no process limit, which would also count the program's
+        jail.apply_limits(limits, limits["judge_memory_bytes"], processes=False)
     os.chdir(tmpdir or "/tmp")
     os.environ["HOME"] = os.environ["TMPDIR"] = os.environ["PWD"] = tmpdir or "/tmp"
     sys.modules["random"].seed(0)  # a fork inherits the fork server's state: same for every sample

@@ -279,8 +279,7 @@ class CodeVerifier(Verifier):
         ex = self.pool.run({"mode": "assert", "program": program, "tests": spec["code"],
                             "entry_point": spec["entry_point"]}, self.limits)
         report = _report(ex, self.limits.output_kb * 1024)
-        if ex.result == b'{"passed": true}' and ex.judge_status == 0 and not (ex.timed_out or ex.output_limited
-                                                                             or ex.sandbox_error):
+        if ex.result == b'{"passed": true}' and not (ex.timed_out or ex.output_limited or ex.sandbox_error):
             return self._verdict(spec, "passed", ex=ex)
         if report is None and not (ex.sandbox_error or ex.timed_out or ex.output_limited):
             return self._verdict(spec, "error", "the judge gave no report", ex=ex)

@@ -142,7 +142,6 @@ class Execution:
     stderr: bytes = b""
     result: bytes = b""            # the result channel: the judge's report, or call results
     sandbox_error: str | None = None
-    judge_status: int | None = None  # the judge's wait status (`assert` only)
     oom_killed: bool = False       # the memory cgroup killed a process of the sample
     memory_mode: str = "rlimit"
 
@@ -153,7 +152,7 @@ class Execution:
         ex = cls(cpu_s=reply["cpu_s"], wall_s=reply["wall_s"], stdout=reply["out"].encode("latin-1"),
                  stderr=reply["err"].encode("latin-1"), result=reply["res"].encode("latin-1"),
                  output_limited=reply["reason"] == "output", timed_out=reply["reason"] == "timeout",
-                 judge_status=reply.get("judge_status"), oom_killed=bool(reply.get("oom")))
+                 oom_killed=bool(reply.get("oom")))
         status = reply["status"]
         if status is None:
             if reply["reason"] is None:
