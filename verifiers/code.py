@@ -154,7 +154,7 @@ class CodeVerifier(Verifier):
     whole (`memory_mode`: `auto`, `cgroup` or `rlimit`; see `verifiers._sandbox_memory`),
     `output_kb` of stdout + stderr, `max_processes` (processes and threads), `file_size_mb`,
     `tmp_size_mb` of private /tmp. `packages` names the installed packages programs may import
-    (none by default: the standard library only). `workers` sandboxes (default one per core)
+    (none by default: the standard library only). `workers` sandboxes (default two per core)
     run a batch. `io_match` is `lines`, `exact` or `tokens`; `partial_credit` rewards the
     fraction of io/call cases passed. `strict_returns` is kept for compatibility: return
     values always cross as plain data now. `unsafe_no_sandbox=True` runs without bubblewrap,
