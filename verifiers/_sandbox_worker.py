@@ -14,14 +14,14 @@ this module for the control channel's framing (`write_msg`).
       |            output pipes); once S took them, Z forks the next. So every sample starts
       |            from a process that never held another sample's request, reply, program or
       |            output.
-    sample S       reads the candidate's part; for `assert`, forks the judge J; unshares
-      |            a user and a pid namespace, forks C; waits for both and reports exit
-      |            statuses and CPU time on its info pipe.
-      +-- J        (`assert` only) runs the tests (`check(candidate)`) with the entry point
-      |            replaced by a proxy: each call crosses to C as plain data and its return
-      |            value comes back through the strict decoder. J reads the judge's part of
-      |            the request (the tests) itself; C never holds it. J is outside C's pid
-      |            namespace, so C cannot see or signal it. Only J holds the result pipe.
+    sample S       reads the candidate's part, unshares a user and a pid namespace and forks
+      |            C. For `assert`, S then becomes the judge: it reads the tests (which C,
+      |            forked before, never held), confines itself and runs `check(candidate)`
+      |            with the entry point replaced by a proxy whose calls cross to C as plain
+      |            data, return values coming back through the strict decoder. S is outside
+      |            C's pid namespace and process group: C cannot see or signal it. Only S
+      |            holds the result pipe. S waits for C and reports its exit status, CPU time
+      |            and the memory cgroup's OOM kills on the info pipe.
       +-- C        the program: pid 1 of a new pid namespace, with its own user, mount and IPC
                    namespaces, a private /tmp, no capabilities, seccomp and rlimits. When it
                    exits the kernel kills every process left in its namespace.

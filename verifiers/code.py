@@ -1,31 +1,31 @@
 """`code`: run a program against `Task.tests` in the sandbox, and judge it outside.
 
 The completion is the program (code environments assemble it, see `envs.program`).
-`Task.tests` is one of (DESIGN.md; `kind` may be left out when the fields say it):
+`Task.tests` is one of (`kind` may be left out when the fields say it):
 
 | kind | fields | passes when |
 | --- | --- | --- |
-| `assert` | `code`, `entry_point` | `check(entry_point)` from `code` returns normally after the program ran |
+| `assert` | `code`, `entry_point` | `check(entry_point)` from `code` returns normally |
 | `io` | `cases: [{stdin, stdout}]` | every run exits 0 and prints the expected stdout (`io_match`) |
 | `call` | `entry_point`, `cases: [{args, kwargs?, expected}]` | every call returns the expected value |
 
-Why the verdicts cannot be forged from inside (see `verifiers.sandbox` for the limits):
+Why the verdicts cannot be forged from inside (docs/sandbox.md has the details):
 
-* `io` / `call`: stdout and return values cross the sandbox boundary as bytes and plain data
-  (`to_wire`: JSON with tagged tuples, sets, bytes ...) and are compared here, with builtin
-  types only, so an object whose `__eq__` always says True never reaches a comparison.
-  Expected values are never sent into the sandbox.
-* `assert`: the program and the tests share a process, so the exit status and every byte
-  the process writes are under the program's control. A sample passes only when the harness
-  writes a fresh random token, which the parent sends through a pipe that only the fork
-  server reads, after `check(candidate)` returned. `sys.exit(0)`, `os._exit(0)`, atexit or
-  excepthook tricks, `SystemExit` raised in the tests and printed "passed" markers all end
-  without the token. Before the tests run, builtins and trace/profile hooks are restored,
-  and with `strict_returns` the entry point's return values are copied into plain data.
+* `assert`: the tests run in a judge process that never executes the program's code; the
+  entry point there is a proxy whose calls cross to the program's process as plain data
+  (the wire format of `_sandbox_wire`), and whose return values come back through a strict
+  decoder that builds only builtin plain types. The program's process holds neither the
+  tests nor the result channel.
+* `io` / `call`: stdout and return values are compared here, in canonical form; expected
+  values never enter the sandbox.
+* Each sample starts from a zygote that never held another sample's data, sees only the
+  standard library (plus the `packages` allow-list), and has one memory cap for all its
+  processes.
 
 `info["status"]` is `passed`, `failed` (a test failed, wrong output, an early exit),
-`timeout` (CPU or wall limit), `memory` (MemoryError), `error` (an exception, a crash, the
-output cap) or `sandbox_error` (the sandbox itself failed).
+`timeout` (CPU or wall limit), `memory` (MemoryError or the memory cap), `error` (an
+exception, a crash, the output cap, a malformed result) or `sandbox_error` (the sandbox
+itself failed); `info["memory_mode"]` says how memory was capped.
 """
 
 from __future__ import annotations

@@ -1,59 +1,40 @@
 """Run untrusted programs in a pool of warm bubblewrap sandboxes.
 
-Each worker is one `bwrap` process holding a fork server (`verifiers/_sandbox_worker.py`):
-starting it costs one interpreter start, and every program after that costs three `fork`s
-(see the worker's docstring for the process tree). `SandboxPool.run` hands a request to a
-free worker; the `code` verifier runs one request per sample per test, spread over the pool.
+Each worker is one `bwrap` process holding a fork server (`verifiers/_sandbox_worker.py`) and
+its zygote, from which every sample's processes are forked (the process tree, the wire
+format and the threat model are in docs/sandbox.md). `SandboxPool.run` hands a request to a
+free worker; the `code` verifier runs one request per sample (per case for `io`).
 
 What the sandbox protects against (with bubblewrap, the default):
 
-* Reading the host: the program sees `/usr`, the Python installation and its site-packages,
-  read-only, and nothing else -- not the home directory, the caller's working directory, the
-  host's `/tmp`, `/etc`, or the files of other samples. `/proc` is an empty directory and the
-  environment is a fixed minimal set.
+* Reading the host: the program sees `/usr`, the interpreter and its standard library, and the
+  packages of the `packages` allow-list, read-only, and nothing else -- no site-packages (so
+  no dataset shipped in one), not the home directory, the caller's working directory, the
+  host's `/tmp`, `/etc`, or the files of other samples. `/proc` holds only the program's own
+  process and the environment is a fixed minimal set (`_sandbox_confine.py`).
 * Writing the host: the root is read-only; `/tmp` and `/dev/shm` are private tmpfs mounts,
   capped at `tmp_size_mb` and discarded with the sample.
-* Network: the sandbox has its own network namespace with no interfaces but loopback, so no
-  host listener (loopback included) and no outside address is reachable.
-* Other processes: each sample has its own user, pid, mount and IPC namespaces (with
-  bwrap's network and UTS namespaces, shared by the samples of one worker). It cannot
-  see or signal the worker, the host or other samples (`kill(-1, SIGKILL)` reaches only its
-  own processes), and when the sample ends its namespace's init exits, so the kernel kills
-  everything left in it: daemons, double forks and `setsid` included.
-* Privileges: the program runs as an unprivileged uid (65534 when the caller is root; 1000
-  inside its namespaces), with no capabilities, `no_new_privs`, and nosuid mounts.
-* Kernel attack surface (x86_64): a seccomp filter refuses the system calls a program never
-  needs -- new namespaces (so no nested user namespace), mounts, SysV IPC and memfd, io_uring,
-  bpf, userfaultfd, perf events, keyrings, ptrace and cross-process memory access, modules.
-* Exhaustion: CPU seconds (`RLIMIT_CPU`, plus a wall-clock cap), address space, file size,
-  open files, processes and threads (`RLIMIT_NPROC`, counted inside the sample's own user
-  namespace), and the bytes of output are all capped. Verdicts use CPU time, not wall
-  time, so machine load does not change them (the wall cap is a generous backstop).
-* Forged verdicts: see `verifiers.code` -- `io` and `call` results are compared in this
-  process and their expected values never enter the sandbox; `assert` passes only when the
-  harness writes a per-sample token after `check(candidate)` returned.
+* Network: the sandbox has its own network namespace with no interfaces but loopback.
+* Other processes and samples: each program has its own user, pid, mount and IPC namespaces
+  and process group; it cannot see or signal the worker, the judge, the host or other
+  samples, and when it ends the kernel kills everything left in its namespace. Samples are
+  forked from a zygote that never held another sample's data.
+* Privileges: an unprivileged uid (65534 when the caller is root; 1000 inside its
+  namespaces), no capabilities, `no_new_privs`, nosuid mounts, and on x86_64 a seccomp filter
+  that refuses what programs never need (new namespaces, mounts, SysV IPC and memfd,
+  io_uring, bpf, userfaultfd, perf events, keyrings, ptrace and cross-process memory access,
+  modules).
+* Exhaustion: CPU seconds (`RLIMIT_CPU`, plus a wall-clock cap), memory per sample (a memory
+  cgroup, or a split of `RLIMIT_AS` over a process-count limit: `_sandbox_memory.py`), file
+  size, open files, processes and threads, and the bytes of output are all capped. Verdicts
+  use CPU time, not wall time, so machine load does not change them.
+* Forged verdicts: see `verifiers.code` and docs/sandbox.md.
 
-What it does not protect against:
-
-* Kernel bugs. The sandbox shares the host kernel; the seccomp filter is a deny-list (and
-  exists only on x86_64), so a bug in an allowed system call can still escape. Use a VM or
-  gVisor for adversaries stronger than an RL policy.
-* Total memory: `RLIMIT_AS` is per process, so the bound is `max_processes x memory_mb`
-  per worker, plus the tmpfs caps (no cgroups). CPU contention between workers shows in
-  wall time only.
-* Introspection of the `assert` harness. The token lives in raw memory outside Python's
-  object graph (a scan of `gc` objects, frames and modules finds no such string) and
-  `/proc/self/mem` is hidden, but the harness shares the program's process: a program that
-  walks the interpreter's frames to the harness (`sys._getframe`, `sys._current_frames`) or
-  reads memory with `ctypes` can make it write the token and forge a pass. The asserts
-  also run in the program's process, so values they reach other than the entry point's
-  return value (a mutated argument, a monkeypatched standard module, a redefined helper of
-  the prompt) can fool them. Use `call` or `io` tests when that matters: their verdicts
-  are computed here, from plain data.
-* The fork server runs as root inside the sandbox with CAP_SETUID/SETGID/KILL (to switch to
-  the sandbox uid and end samples); it never runs program code.
-* `unsafe_no_sandbox=True` keeps only the rlimits and a scratch directory: the program can
-  read and write the host, use the network, and leave processes behind. Trusted code only.
+What it does not protect against: kernel bugs (the sandbox shares the host kernel; the seccomp
+filter is a deny-list, and only on x86_64), and anything when `unsafe_no_sandbox=True`, which
+keeps only the rlimits and a scratch directory (trusted code only). The fork server runs as
+root inside the sandbox with CAP_SETUID/SETGID/KILL (to switch samples to the sandbox uid and
+end them); it never runs program code.
 """
 
 from __future__ import annotations
