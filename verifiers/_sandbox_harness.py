@@ -3,16 +3,17 @@
 The fork server loads this file by path (the sandbox has no package). The program's harness
 runs in the program's process C and so shares everything with it: nothing it does there
 is trusted, and nothing there is worth forging (C never holds tests or expected values).
-The judge's harness runs in J, a separate process that never executes the program's code:
+The judge's harness (`run_judge`) runs in the sample's supervisor S, a separate process that
+never executes the program's code:
 
-    J: tests (check(candidate)) -- candidate(*args) --> [fd 4] C: entry_point(*args)
+    S: tests (check(candidate)) -- candidate(*args) --> [fd 4] C: entry_point(*args)
        proxy <-- plain data, strict decoder ----------- [fd 5] return value or exception
 
 Messages on fds 4 and 5 are 4-byte big-endian lengths followed by JSON (`_sandbox_wire`).
 C sends `{"ready": true}` once the program has run (or `{"exc", "msg"}` if it failed), then
 one reply per call: `{"ok": value}` (`"iter": true` when the entry point returned an
-iterator, materialised), or `{"exc": name, "msg": text}`. Only J holds the result pipe
-(fd 3), on which it writes `{"passed": true}` after `check` returned, or a failure report.
+iterator, materialised), or `{"exc": name, "msg": text}`. Only S holds the result pipe, on
+which it writes `{"passed": true}` after `check` returned, or a failure report.
 
 Every harness ends its process itself (`os._exit`), so that neither atexit hooks nor
 excepthooks of the program run after it, and a process the program forked that falls out of
