@@ -141,6 +141,11 @@ ATTACKS = {
     "hash-colliding-set": (raw_results('{"results": [{"ok": {"$set": [' + ",".join(
         json.dumps({"$int": hex(k * ((1 << 61) - 1))}) for k in range(1, 5001)) + ']}}, {"ok": 10}]}'),
         "call", "failed"),
+    "hash-colliding-set-to-the-judge": (
+        "def f(x):\n    return {k * ((1 << 61) - 1) for k in range(1, 5001)}\n", "assert", "error"),
+    "hash-colliding-dict-keys": (raw_results('{"results": [{"ok": {"$dict": [' + ",".join(
+        json.dumps([{"$int": hex(k * ((1 << 61) - 1))}, k]) for k in range(1, 3001)) + ']}}, {"ok": 10}]}'),
+        "call", "failed"),
     "memory-across-child-processes": (
         "import os\npids, ok = [], True\nfor _ in range(4):\n    try:\n        pid = os.fork()\n"
         "    except OSError:\n        ok = False\n        break\n    if pid == 0:\n"

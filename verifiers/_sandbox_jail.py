@@ -59,7 +59,6 @@ def enter_private_namespaces(libc, limits: dict, seccomp: bool) -> None:
     ipc = 0 if seccomp else CLONE_NEWIPC  # without SysV IPC (seccomp) there is nothing to isolate
     check(libc.unshare(CLONE_NEWUSER | CLONE_NEWNS | ipc), "unshare(user, mount, ipc)")
     map_ids(libc, *outer)
-    check(libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None), "mount --make-rprivate /")
     tmp = f"size={limits['tmp_bytes']},nr_inodes=16384,mode=1777".encode()
     for target in (b"/tmp", b"/dev/shm"):
         check(libc.mount(b"tmpfs", target, b"tmpfs", MS_NOSUID | MS_NODEV, tmp), f"mount {target}")

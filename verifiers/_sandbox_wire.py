@@ -28,6 +28,7 @@ import json
 import math
 
 MAX_DEPTH = 100        # containers inside containers, on every side of the boundary
+MAX_SAME_HASH = 64     # set elements or dict keys with one hash value (see `_few_collisions`)
 
 
 class WireError(ValueError):
@@ -138,18 +139,33 @@ def decode(tree, depth: int = 0):
             raise WireError("malformed $complex")
         return complex(*parts)
     if tag == "$dict":
-        pairs = [_pair(p, depth) for p in body]
+        pairs = [(decode(k, depth + 1), decode(v, depth + 1)) for k, v in (_pair(p, depth) for p in body)]
         try:
-            return {decode(k, depth + 1): decode(v, depth + 1) for k, v in pairs}
+            _few_collisions([k for k, _ in pairs])
+            return dict(pairs)
         except TypeError as exc:  # an unhashable key
             raise WireError(f"malformed $dict: {exc}") from None
     if tag in ("$tuple", "$set", "$frozenset"):
         items = [decode(v, depth + 1) for v in body]
         try:
+            if tag != "$tuple":
+                _few_collisions(items)
             return {"$tuple": tuple, "$set": set, "$frozenset": frozenset}[tag](items)
         except TypeError as exc:
             raise WireError(f"malformed {tag}: {exc}") from None
     return _scalar(tag, body)
+
+
+def _few_collisions(keys: list) -> None:
+    """Refuse set elements or dict keys crafted to share a hash (ints that differ by multiples
+    of 2**61 - 1 do): building the set would take quadratic time. Counting hash values is
+    linear, since distinct hash values never collide as keys. Honest data never comes close."""
+    counts: dict = {}
+    for key in keys:
+        h = hash(key)
+        counts[h] = counts.get(h, 0) + 1
+        if counts[h] > MAX_SAME_HASH:
+            raise WireError(f"more than {MAX_SAME_HASH} set elements or dict keys with the same hash")
 
 
 def _pair(pair, depth: int):

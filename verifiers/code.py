@@ -278,6 +278,8 @@ class CodeVerifier(Verifier):
     def _judge_assert(self, program: str, spec: dict) -> Verdict:
         ex = self.pool.run({"mode": "assert", "program": program, "tests": spec["code"],
                             "entry_point": spec["entry_point"]}, self.limits)
+        if ex.supervisor_lost:  # the judge hit its own limits (a huge value to compare, say)
+            return self._verdict(spec, "error", "the judge ended without a report (its CPU or memory limit)", ex=ex)
         report = _report(ex, self.limits.output_kb * 1024)
         if ex.result == b'{"passed": true}' and not (ex.timed_out or ex.output_limited or ex.sandbox_error):
             return self._verdict(spec, "passed", ex=ex)

@@ -128,6 +128,7 @@ class Execution:
     result: bytes = b""            # the result channel: the judge's report, or call results
     sandbox_error: str | None = None
     oom_killed: bool = False       # the memory cgroup killed a process of the sample
+    supervisor_lost: bool = False  # the sample's supervisor ended without reporting
     memory_mode: str = "rlimit"
 
     @classmethod
@@ -140,8 +141,8 @@ class Execution:
                  oom_killed=bool(reply.get("oom")))
         status = reply["status"]
         if status is None:
-            if reply["reason"] is None:
-                ex.sandbox_error = "the program's process reported no exit status"
+            if reply["reason"] is None:  # the supervisor (for `assert`, the judge) died
+                ex.sandbox_error, ex.supervisor_lost = "the program's process reported no exit status", True
             return ex
         if os.WIFSIGNALED(status):
             ex.signal = os.WTERMSIG(status)
