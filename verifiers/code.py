@@ -260,9 +260,10 @@ class CodeVerifier(Verifier):
             return "error", f"output limit exceeded ({self.limits.output_kb} KiB)"
         if ex.oom_killed or (report and report["exc"] == "MemoryError") or b"MemoryError" in ex.stderr[-TAIL:]:
             return "memory", f"memory limit exceeded ({self.limits.memory_mb} MiB per sample, {ex.memory_mode})"
-        if ex.signal is not None and ex.signal != signal.SIGKILL or ex.exit_code not in (0, None) and \
-                (report is None or report.get("where") == "exited"):
-            how = f"signal {signal.Signals(ex.signal).name}" if ex.signal is not None else f"code {ex.exit_code}"
+        crashed = ex.signal is not None and ex.signal != signal.SIGKILL  # SIGKILL: ours, at a limit
+        failed_exit = ex.exit_code not in (0, None) and (report is None or report.get("where") == "exited")
+        if crashed or failed_exit:  # a crash outranks the judge's "the program exited"
+            how = f"signal {signal.Signals(ex.signal).name}" if crashed else f"code {ex.exit_code}"
             return "error", f"the program ended with {how}"
         if report:
             text = f"{report['exc']}: {str(report.get('msg', ''))[:1000]}"
