@@ -385,6 +385,17 @@ def test_the_token_is_not_a_python_object():
     assert verdict.info["status"] == "failed" and verdict.info["stdout"].startswith("candidates: 0"), verdict.info
 
 
+def test_frame_walking_cannot_forge_an_assert_pass(verifier):
+    """Once a documented residual risk (an xfail): the harness shared the program's process, so
+    walking frames reached the token writer. Now the program's process holds no result channel."""
+    program = ("import os, sys\ndef f(x):\n    frame = sys._getframe()\n    while frame:\n"
+               "        server = frame.f_locals.get('server')\n        if server is not None:\n"
+               "            server.emit_token()\n            os._exit(0)\n        frame = frame.f_back\n")
+    verdicts = verifier.verify_batch([program, DOUBLE], [assert_task()] * 2)
+    assert [v.passed for v in verdicts] == [False, True]
+    assert verdicts[0].info["status"] == "error", verdicts[0].info  # no such method: an exception in the call
+
+
 ALWAYS_EQUAL = "class Eq:\n    def __eq__(self, other):\n        return True\n\ndef f(x):\n    return Eq()\n"
 
 
