@@ -274,3 +274,21 @@ def test_memory_is_capped_per_sample(mode):
     assert [x.info["memory_mode"].split("-")[0] for x in verdicts] == [mode] * 3
     assert [x.passed for x in verdicts] == [False, True, True], [x.info for x in verdicts]
     assert verdicts[0].info["status"] == ("memory" if mode == "cgroup" else "failed"), verdicts[0].info
+
+
+def test_a_judge_that_dies_takes_the_program_with_it():
+    """The judge hits its own CPU limit (tests that spin) while the program has blocked its
+    harness (a patched `os.read`) and started a child: the sample is an `error`, and nothing of
+    it is left running."""
+    from procs import processes_with
+
+    sentinel = f"4343.{uuid.uuid4().int % 10 ** 8}"
+    program = (f"import os, time\nif os.fork() == 0:\n    os.execv('/usr/bin/sleep', ['sleep', {sentinel!r}])\n"
+               "os.read = lambda fd, n: time.sleep(1000)\n" + DOUBLE)
+    spin = "def check(candidate):\n    while True:\n        pass\n"
+    with get_verifier("code", workers=1, **{**LIMITS, "time_limit": 1, "wall_time_limit": 20}) as v:
+        verdicts = v.verify_batch([program, DOUBLE], [assert_task(spin), assert_task()])
+        left = processes_with(f"sleep {sentinel}")
+    assert [x.passed for x in verdicts] == [False, True]
+    assert verdicts[0].info["status"] == "error" and "judge" in verdicts[0].info["error"], verdicts[0].info
+    assert left == [], left

@@ -169,8 +169,8 @@ class ForkServer:
         run, reason = _Run(self.ctl_in, {name: r for name, (r, _) in pipes.items()}), "error"
         try:
             reason = run.collect(start + limits["wall_s"], limits["output_bytes"])
-        finally:  # also when collecting failed: nothing may outlive its request
-            if reason is not None:
+        finally:  # also when collecting failed, or the supervisor died: nothing may outlive its request
+            if reason is not None or "X" not in run.info:
                 run.kill(self.isolate)
         run.close()
         report = run.info.get("X", {})
@@ -203,6 +203,7 @@ class _Run:
         self.names = {fd: name for name, fd in fds.items()}
         self.bufs = {name: bytearray() for name in fds}
         self.info: dict = {}
+        self.pidfds: dict = {}
         self.poller = select.poll()
         for fd in (*self.names, ctl_in):
             self.poller.register(fd, select.POLLIN)
@@ -243,6 +244,10 @@ class _Run:
             key, _, value = line.decode("utf-8", "replace").partition(" ")
             if key in ("S", "C"):
                 self.info[key] = int(value)
+                try:  # a handle on that very process: signalling it later can never hit a reused pid
+                    self.pidfds[key] = os.pidfd_open(int(value))
+                except OSError:
+                    pass
             elif key == "E":
                 self.info["E"] = value
             elif key == "X":
@@ -251,10 +256,13 @@ class _Run:
     def kill(self, isolate: bool) -> None:
         """End the program (its namespace's init: all of it dies) and the supervisor (the judge)."""
         for key in ("C", "S"):
-            if key in self.info:
-                _signal(self.info[key], signal.SIGKILL)
-                if not isolate:
-                    _signal(-self.info[key], signal.SIGKILL)  # its process group (best effort)
+            if key in self.pidfds:
+                try:
+                    signal.pidfd_send_signal(self.pidfds[key], signal.SIGKILL)
+                except OSError:
+                    pass  # already gone
+            if key in self.info and not isolate:
+                _signal(-self.info[key], signal.SIGKILL)  # its process group (best effort)
         end = time.monotonic() + KILL_WAIT_S
         fd = next((fd for fd, name in self.names.items() if name == "info"), None)
         while fd is not None and (left := end - time.monotonic()) > 0:  # until the supervisor is gone
@@ -262,7 +270,7 @@ class _Run:
                 break
 
     def close(self) -> None:
-        for fd in self.names:
+        for fd in (*self.names, *self.pidfds.values()):
             os.close(fd)
 
 
