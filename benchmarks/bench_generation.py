@@ -3,7 +3,7 @@ on the same model, prompts and sampling parameters, in one run.
 
     python benchmarks/bench_generation.py [--model PATH] [--prompts 32] [--n 8] [--max-new-tokens 16]
 
-Both backends go through `trainers.generation.make_generator`, the path the eval harness and
+Both backends go through `models.sampling.make_generator`, the path the eval harness and
 the trainers use. Each runs in its own fresh interpreter (vLLM's CPU backend pins torch to
 fewer threads for the whole process, which would slow a transformers run sharing it), does one
 untimed warm-up call, then `--repeats` timed calls of `--prompts` prompts x `--n` samples; the
@@ -37,7 +37,7 @@ def measure(args: argparse.Namespace) -> dict:
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
     import envs
-    from trainers.generation import make_generator
+    from models.sampling import make_generator
 
     env = envs.get_env("arithmetic")
     prompts = [env.render(t) for t in env.tasks("test")[: args.prompts]]
@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.model is None:
         sys.path.insert(0, str(ROOT))
-        from trainers.tiny_model import ensure_tiny_model
+        from models.tiny import ensure_tiny_model
 
         args.model = ensure_tiny_model(warm_start=args.warm_start, log=lambda m: print(m, file=sys.stderr))
     results = [run_isolated(args, b) for b in args.backends.split(",")]

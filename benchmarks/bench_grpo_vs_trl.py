@@ -8,7 +8,7 @@ The work per step: 4 prompts x 8 completions (32) of at most 16 tokens, temperat
 beta 0 (no reference model), learning rate 1e-4, one optimizer step per generation batch, the
 `grpo` loss (mean over each completion's tokens, then over completions), group-scaled
 advantages, no evaluation, no checkpoint inside the run. The model is the project's tiny model,
-warm-started (`trainers.tiny_model.ensure_tiny_model()`, built once and cached); both sides
+warm-started (`models.tiny.ensure_tiny_model()`, built once and cached); both sides
 load it from the same folder. Our side is exactly the command line a user types:
 
     python -m trainers.grpo --model PATH --prompts-per-step 4 --group-size 8 --max-new-tokens 16
@@ -238,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     model = args.model
     if model is None:
         sys.path.insert(0, str(ROOT))
-        from trainers.tiny_model import ensure_tiny_model
+        from models.tiny import ensure_tiny_model
 
         model = ensure_tiny_model(log=_log)
     runs = run_all(args, model)

@@ -64,7 +64,7 @@ def build_model(size: str, path: Path) -> str:
     """A random Llama with the tiny model's tokenizer, saved where both trainers load it."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from trainers.tiny_model import build_tokenizer
+    from models.tiny import build_tokenizer
 
     hidden, layers, heads, mlp = SIZES[size]
     tok = build_tokenizer()
@@ -86,7 +86,7 @@ def child(argv: list[str]) -> None:
     """Run one trainer in this process and print its memory figures as one JSON line."""
     algorithm, flags = argv[0], argv[1:]
     module = __import__(f"trainers.{algorithm}", fromlist=["train"])
-    from trainers.config import parse_config
+    from verifiers.options import parse_config
 
     config_cls = module.GRPOConfig if algorithm == "grpo" else module.PPOConfig
     cfg = parse_config(config_cls, flags, algorithm, "")

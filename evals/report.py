@@ -307,14 +307,21 @@ def plot(curves: dict[str, dict], path: str | os.PathLike, title: str = "") -> P
             max_k = max(max_k, ks[-1])
             ax.plot(ks, ys, style, marker="o", ms=3, color=colour, label=f"{label} {metric}".strip())
             ax.fill_between(ks, lo, hi, color=colour, alpha=0.15 if metric == "pass@k" else 0.07)
+            if len(ks) == 1:  # a band over a single k has no width: draw the interval as an error bar
+                ax.errorbar(ks, ys, yerr=[[ys[0] - lo[0]], [hi[0] - ys[0]]], fmt="none", color=colour, capsize=4)
+    plotted = sorted({k for report in curves.values() for k in report["ks"]})
     if max_k >= 16:
         ax.set_xscale("log", base=2)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    else:  # a tick at each k; a locator would put fractional ticks around a single k
+        ax.set_xticks(plotted)
+        ax.set_xlim(min(plotted) - 0.5, max(plotted) + 0.5)
     if missing:
         ks_text = ", ".join(map(str, sorted(missing)))
         ax.text(0.99, 0.01, f"not computable (some task has n < k): k = {ks_text}", transform=ax.transAxes,
                 ha="right", va="bottom", fontsize=7)
-    ax.set(xlabel="k", ylabel="estimate (band: bootstrap CI)", ylim=(-0.02, 1.02), title=title)
+    ax.set(xlabel="k (samples drawn per task)", ylabel="pass@k, pass^k (band: bootstrap CI)", ylim=(-0.02, 1.02),
+           title=title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -330,7 +337,8 @@ def write_report(report: dict, output_dir: str | os.PathLike, *, plot_png: bool 
     paths = {"report": out / "report.json"}
     write_json(report, paths["report"])
     if plot_png:
-        title = f"{report['manifest'].get('model') or 'completions'} on {report['manifest']['env']['name']}"
+        manifest = report["manifest"]
+        title = f"{manifest.get('model_label') or manifest.get('model') or 'completions'} on {manifest['env']['name']}"
         paths["plot"] = plot({"": report}, out / "pass_at_k.png", title=title)
     return paths
 

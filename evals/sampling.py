@@ -119,19 +119,13 @@ def _batches(todo: list, size: int, n: int) -> Iterable[list]:
 
 
 def _generate(generator, env, sampling: Sampling, batch: list) -> tuple[list[list[str]], list[list]]:
-    from trainers.generation import PromptError  # here: scoring given completions needs no torch
+    from models.sampling import sample_tasks  # here: scoring given completions needs no torch
 
-    tokenizer = getattr(generator, "tokenizer", None)
-    if not (sampling.chat_template and getattr(tokenizer, "chat_template", None)):
-        tokenizer = None
-    prompts = [env.render(task, tokenizer=tokenizer) for task, _, _ in batch]
     start = batch[0][1]
-    try:
-        groups = generator.generate(prompts, sampling.n - start, temperature=sampling.temperature,
-                                    top_p=sampling.top_p, max_new_tokens=sampling.max_new_tokens,
-                                    seed=batch_seed(sampling.seed, [task.id for task, _, _ in batch], start))
-    except PromptError as exc:
-        raise exc.for_task(batch[exc.index][0].id) from None
+    groups = sample_tasks(generator, env, [task for task, _, _ in batch], sampling.n - start,
+                          chat_template=sampling.chat_template, temperature=sampling.temperature,
+                          top_p=sampling.top_p, max_new_tokens=sampling.max_new_tokens,
+                          seed=batch_seed(sampling.seed, [task.id for task, _, _ in batch], start))
     stops = tuple(getattr(env, "stop", ()) or ())
     return [[truncate_at_stop(s.text, stops) for s in group] for group in groups], groups
 

@@ -11,7 +11,7 @@ import pytest
 @pytest.fixture(scope="session")
 def tiny_model_path(tmp_path_factory) -> str:
     """Path of the untrained tiny character-level Llama, in a cache private to the session."""
-    from trainers.tiny_model import ensure_tiny_model
+    from models.tiny import ensure_tiny_model
 
     cache = tmp_path_factory.mktemp("verirl-cache")
     old = os.environ.get("VERIRL_CACHE")

@@ -20,7 +20,8 @@ def test_list_shows_names_descriptions_and_options():
     proc = _run(["list"])
     assert proc.returncode == 0
     assert "tags: XML-tag structure reward" in proc.stdout
-    assert "    max_length: int = 1024" in proc.stdout
+    assert "    max_length: [int, default: 1024]" in proc.stdout       # the help shape every option has
+    assert "    parts: [json, required]" in proc.stdout
     assert "math:" in proc.stdout and "composite:" in proc.stdout
 
 

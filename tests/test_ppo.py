@@ -14,12 +14,14 @@ import torch
 
 from envs.base import Environment, register_env
 from trainers import rollout as ro
-from trainers.config import ConfigError, field_docs, parse_config
+from trainers.forward import completion_logprobs
+from verifiers.options import ConfigError, field_docs, parse_config
 from trainers.critic import build_critic
-from trainers.generation import Sample
+from models.sampling import Sample
 from trainers.ppo import PPOConfig, explained_variance, main, ppo_advantages, token_rewards, train, update
-from trainers.run import RunConfig, RunContext
-from trainers.tiny_model import DEFAULT_ALPHABET, TinyConfig, build_model, build_tokenizer
+from trainers.config import RunConfig
+from trainers.run import RunContext
+from models.tiny import DEFAULT_ALPHABET, TinyConfig, build_model, build_tokenizer
 from verifiers import Task, Verdict, Verifier, get_verifier
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -144,7 +146,7 @@ def test_critic_shapes_and_logprobs_match_the_policy(kind, policy_dir):
     B, T = batch.completion_mask.shape
     assert logp.shape == entropy.shape == values.shape == (B, T) == (3, 4)
     assert torch.count_nonzero(values) == 0  # a zero-initialised head claims nothing yet
-    expected, _ = ro.completion_logprobs(policy, batch, 0.7)
+    expected, _ = completion_logprobs(policy, batch, 0.7)
     assert torch.allclose(logp, expected, atol=1e-5)  # the same columns as the GRPO path
     assert values.requires_grad and logp.requires_grad
 

@@ -182,6 +182,34 @@ def test_write_report_writes_json_and_png(tmp_path):
     assert rp.write_report(small_report(), tmp_path / "bare", plot_png=False).keys() == {"report"}
 
 
+def _drawn(monkeypatch, draw):
+    """The figure `draw()` saves, caught when matplotlib closes it."""
+    import matplotlib.pyplot as plt
+
+    figures, close = [], plt.close
+    monkeypatch.setattr(plt, "close", lambda fig=None: figures.append(fig) or close(fig))
+    draw()
+    return figures[-1]
+
+
+@pytest.mark.parametrize("ks, values, expected_ticks", [
+    ([1], {"1": 0.5}, [1]),                                   # one k: one integer tick, no 0.945 .. 1.050
+    ([1, 2, 3], {"1": 0.5, "2": 0.6, "3": 0.7}, [1, 2, 3]),
+    ([1, 2], {"1": 0.5, "2": None}, [1, 2]),                  # a k not computable still has its tick
+])
+def test_pass_at_k_plot_has_integer_ticks_and_the_users_model_name(tmp_path, monkeypatch, ks, values,
+                                                                    expected_ticks):
+    metrics = {k: ({"value": v, "ci": [v - 0.1, v + 0.1]} if v is not None else {"value": None, "ci": None})
+               for k, v in values.items()}
+    report = {**small_report(), "ks": ks, "metrics": {"pass@k": metrics, "pass^k": metrics}}
+    report["manifest"] = {"model": "/cache/tiny-llama-22b5ec5e40f5-warm", "model_label": "tiny",
+                          "env": {"name": "toy", "options": {}}}
+    fig = _drawn(monkeypatch, lambda: rp.write_report(report, tmp_path))
+    ax = fig.axes[0]
+    assert list(ax.get_xticks()) == expected_ticks
+    assert ax.get_title() == "tiny on toy" and ax.get_xlabel().startswith("k")
+
+
 def test_package_versions_names_python_and_absent_packages():
     versions = rp.package_versions()
     assert versions["python"].count(".") == 2

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import pytest
 import torch
 
 from trainers import rollout as ro
-from trainers.generation import Sample, _split_completion
+from trainers.forward import completion_logprobs
+from models.sampling import Sample, _split_completion
 from verifiers import Task, Verdict
 
 
@@ -50,6 +52,38 @@ def test_select_keeps_rows_aligned():
     assert b.input_ids[:, -1].tolist() == [6, 4]
 
 
+def test_select_keeps_every_field_step_rewards_included():
+    samples = [_sample([1], [i + 3, 2], logprobs=[-0.1 * i, -0.2]) for i in range(3)]
+    b = ro.collate(_tasks(3), samples, [Verdict(float(i), True, {}) for i in range(3)], pad_id=0,
+                   mask_truncated=False, timings={"generation_s": 1.0})
+    b.step_rewards, b.step_ends = [[1.0], [0.0, 1.0], []], [[0], [0, 1], []]
+    picked = b.select([2, 0])
+    assert picked.step_rewards == [[], [1.0]] and picked.step_ends == [[], [0]]
+    assert torch.allclose(picked.gen_logprobs, torch.tensor([[-0.2, -0.2], [0.0, -0.2]]))
+    assert [s.token_ids for s in picked.samples] == [[5, 2], [3, 2]]
+    assert picked.verdicts[0].reward == 2.0 and picked.timings == {"generation_s": 1.0}
+    assert picked.prompt_width == b.prompt_width
+    for f in dataclasses.fields(b):                  # nothing left at its default
+        assert getattr(picked, f.name) is not None, f.name
+    assert len(b.select([])) == 0 and b.select([]).step_rewards == []
+
+
+@pytest.mark.parametrize("infos, expected", [
+    ([{}, {}], None),                                                          # no audit: not logged
+    ([{"audit": {"agree": True}}, {"audit": {"agree": False}}, {}], 0.5),      # rows without an audit don't count
+    ([{"parts": {"math": {"info": {"audit": {"agree": False}}}, "format": {"info": {}}}},
+      {"parts": {"math": {"info": {"audit": {"agree": True}}}}}], 0.5),       # inside a composite's part
+    ([{"audit": "not a dict"}, {"audit": {"no_agree_key": 1}}], None),         # malformed audits are ignored
+    ([{"audit": {"agree": False}}] * 3, 1.0),
+])
+def test_audit_disagreement_rate(infos, expected):
+    samples = [_sample([1], [4, 2]) for _ in infos]
+    b = ro.collate(_tasks(len(infos)), samples, [Verdict(1.0, True, i) for i in infos], pad_id=0,
+                   mask_truncated=False)
+    stats = ro.rollout_stats(b, group_size=1)
+    assert stats.get("audit_disagreement_rate") == expected
+
+
 @pytest.mark.parametrize("ids, eos, expected", [
     ([5, 6, 2, 0, 0], {2}, ([5, 6, 2], "stop")),     # stops at EOS, keeps it, drops the padding after it
     ([5, 6, 7], {2}, ([5, 6, 7], "length")),          # ran out of tokens
@@ -70,7 +104,7 @@ def test_completion_logprobs_do_not_depend_on_padding(tiny_model_path):
     samples = [_sample([1, 5, 6], [7, 8, 2]), _sample([1, 9, 10, 11, 12, 13], [14]), _sample([1], [4, 5, 6])]
     batch = ro.collate(_tasks(3), samples, [Verdict(0.0, False, {})] * 3, pad_id=0, mask_truncated=False)
     with torch.no_grad():
-        logp, entropy = ro.completion_logprobs(model, batch, temperature=0.7, with_entropy=True)
+        logp, entropy = completion_logprobs(model, batch, temperature=0.7, with_entropy=True)
         for i, s in enumerate(samples):
             ids = torch.tensor([s.prompt_token_ids + s.token_ids])
             logits = model(ids).logits[0, len(s.prompt_token_ids) - 1:-1] / 0.7
@@ -123,8 +157,8 @@ def test_char_to_token_ends_maps_step_offsets_to_tokens(tiny_model_path):
 def test_prompts_the_tokenizer_cannot_read_are_refused_by_name(prompt, unknown):
     """The tiny tokenizer maps unknown characters to <unk>: sampling from such a prompt would score
     a silent zero, so encoding refuses it and names the characters."""
-    from trainers.generation import PromptError, encode_prompts
-    from trainers.tiny_model import build_tokenizer
+    from models.sampling import PromptError, encode_prompts
+    from models.tiny import build_tokenizer
 
     tok = build_tokenizer()
     with pytest.raises(PromptError, match=r"prompt 1 .*does not know: " + re.escape(unknown)) as info:
@@ -134,8 +168,8 @@ def test_prompts_the_tokenizer_cannot_read_are_refused_by_name(prompt, unknown):
 
 
 def test_readable_prompts_and_token_ids_pass_through():
-    from trainers.generation import encode_prompts
-    from trainers.tiny_model import build_tokenizer
+    from models.sampling import encode_prompts
+    from models.tiny import build_tokenizer
 
     tok = build_tokenizer()
     assert encode_prompts(tok, ["12+34=", [1, 5, 6]]) == [[1] + [tok.convert_tokens_to_ids(c) for c in "12+34="],
@@ -152,7 +186,7 @@ def test_readable_prompts_and_token_ids_pass_through():
 
 def test_rollout_names_the_task_whose_prompt_cannot_be_read(tiny_model_path):
     from envs import get_env
-    from trainers.generation import PromptError, make_generator
+    from models.sampling import PromptError, make_generator
 
     env = get_env("arithmetic", few_shot=2)
     generator = make_generator(tiny_model_path, "hf")
@@ -197,7 +231,7 @@ def test_shared_prompt_forward_matches_the_plain_forward(tiny_model_path, prompt
     for share in (False, True):
         model.zero_grad()
         calls.clear()
-        logp, _ = ro.completion_logprobs(model, batch, temperature=0.7, share_prompts=share)
+        logp, _ = completion_logprobs(model, batch, temperature=0.7, share_prompts=share)
         (logp * mask).sum().backward()
         results[share] = (logp.detach(), [p.grad.clone() for p in model.parameters()], len(calls))
     (plain, plain_grads, n_plain), (shared, shared_grads, n_shared) = results[False], results[True]
@@ -217,5 +251,5 @@ def test_shared_prompt_forward_steps_aside_for_gradient_checkpointing(tiny_model
     calls = []
     model.register_forward_pre_hook(lambda *_: calls.append(1))
     batch = _grouped_batch([5, 5], [3, 2], 4)
-    logp, _ = ro.completion_logprobs(model, batch, temperature=1.0)
+    logp, _ = completion_logprobs(model, batch, temperature=1.0)
     assert len(calls) == 1 and logp.shape == batch.completion_mask.shape and logp.requires_grad

@@ -7,8 +7,8 @@ import json
 import pytest
 import torch
 
-from trainers import tiny_model as tm
-from trainers.generation import HFGenerator, make_generator
+from models import tiny as tm
+from models.sampling import HFGenerator, make_generator
 
 
 def test_tokenizer_is_one_token_per_character_with_bos():
@@ -31,7 +31,7 @@ def test_model_size_matches_the_calibration(tiny_model_path):
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model_path)
     n = sum(p.numel() for p in model.parameters())
-    assert 0.5e6 < n < 0.6e6  # MACHINE.md: hidden 128, 2 layers, 4 heads, intermediate 512: ~0.53M
+    assert 0.5e6 < n < 0.6e6  # hidden 128, 2 layers, 4 heads, intermediate 512: ~0.53M
 
 
 def test_warm_start_is_cached(tmp_path, monkeypatch):
@@ -72,7 +72,7 @@ def test_make_generator_rejects_unknown_backends():
 def test_sample_loop_greedy_matches_transformers_generate(tiny_model_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from trainers.generation import hf_sample
+    from models.sampling import hf_sample
 
     tok = AutoTokenizer.from_pretrained(tiny_model_path)
     torch.manual_seed(3)
@@ -90,7 +90,7 @@ def test_sample_loop_greedy_matches_transformers_generate(tiny_model_path):
 
 
 def test_next_tokens_top_p_keeps_the_smallest_set_with_enough_mass():
-    from trainers.generation import _next_tokens
+    from models.sampling import _next_tokens
 
     logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]])).repeat(4000, 1)
     torch.manual_seed(0)
@@ -107,7 +107,7 @@ def test_next_tokens_top_p_keeps_the_smallest_set_with_enough_mass():
 def test_sample_loop_first_token_frequencies_follow_the_model(tiny_model_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from trainers.generation import hf_sample
+    from models.sampling import hf_sample
 
     tok = AutoTokenizer.from_pretrained(tiny_model_path)
     model = AutoModelForCausalLM.from_pretrained(tiny_model_path).eval()

@@ -1,125 +1,150 @@
-"""One config dataclass per entry point; the CLI and YAML files are generated from it.
+"""The trainers' config: `RunConfig` (the fields every trainer has), the command line of a
+trainer (`run_cli`) and the one seed derivation (`derive_seed`).
 
-Each field's docstring (a string literal right after the field, as in cleanrl/tyro) becomes
-its `--help` text; `--field-name value` sets a field; `--config file.yaml` loads a YAML mapping
-of field names (command-line flags win over the file). A field's `validate()` rule is the
-config class's business: `parse_config` calls `cfg.validate()`, which raises `ConfigError`
-naming the field and the rule, before any work starts.
+A trainer's config is one dataclass (`GRPOConfig`, `PPOConfig`, both `RunConfig`s): each field's
+docstring becomes its `--help` text, `--field-name value` sets it and `--config file.yaml` loads
+a YAML mapping of fields (flags win). Values are read by `verifiers.options`, the parser every
+kind of option shares; `cfg.validate()` raises `ConfigError` naming the field and the rule
+before any work starts.
 """
 
 from __future__ import annotations
 
-import argparse
-import ast
-import dataclasses
-import inspect
-import json
-import textwrap
-import typing
-from functools import lru_cache
-from pathlib import Path
-from typing import Any
+import sys
+from dataclasses import dataclass, field
+
+import torch
+
+from models.sampling import BACKENDS
+from verifiers.options import parse_config, require, require_choice
+
+# Each random stream of a run gets its own seed from the run seed and a counter (the data
+# position, the epoch, the step): distinct prime multipliers keep two streams, or two runs with
+# neighbouring seeds, from drawing the same numbers.
+SEED_STREAMS = {"sampling": 1_000_003, "task_order": 100_003, "minibatch_order": 7919}
 
 
-class ConfigError(ValueError):
-    """A config value breaks a rule; the message names the field."""
+def derive_seed(seed: int, stream: str, counter: int) -> int:
+    """The seed of `stream` (see SEED_STREAMS) at `counter`; below 2**31, which vLLM requires."""
+    return (seed * SEED_STREAMS[stream] + counter) % 2**31
 
 
-@lru_cache(maxsize=None)
-def field_docs(cls: type) -> dict[str, str]:
-    """Field name -> the docstring literal that follows it in the class body (base classes too)."""
-    docs: dict[str, str] = {}
-    for klass in reversed(cls.__mro__):
-        if not dataclasses.is_dataclass(klass):
-            continue
-        body = ast.parse(textwrap.dedent(inspect.getsource(klass))).body[0].body
-        for node, nxt in zip(body, body[1:]):
-            if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and isinstance(nxt, ast.Expr)
-                    and isinstance(nxt.value, ast.Constant) and isinstance(nxt.value.value, str)):
-                docs[node.target.id] = inspect.cleandoc(nxt.value.value)
-    return docs
+@dataclass
+class RunConfig:
+    """Fields every trainer has: model, environment, sampling, optimisation, I/O, evaluation."""
 
+    model: str = "tiny"
+    """Hugging Face causal LM (local path or hub id), or `tiny` for the built-in character-level model"""
+    warm_start: bool = True
+    """with model=tiny: first train it briefly with supervision (cached; GRPO needs a non-zero pass rate)"""
+    env: str = "arithmetic"
+    """registered environment name (see `envs.list_envs()`)"""
+    env_options: dict = field(default_factory=dict)
+    """options passed to the environment, as JSON, e.g. '{"digits": 3}' (`envs.env_help(name)` lists them)"""
+    verifier_url: str = ""
+    """URL[,URL...] of `python -m verifiers serve` servers that judge each step's samples (a failed server's
+    share is retried on another; a sample none can judge is an `error` verdict); empty: verify in-process"""
+    steps: int = 1000
+    """optimizer steps (each on one generation batch; inner_epochs > 1 takes more updates per batch)"""
+    max_minutes: float = 7.0
+    """safety cap: stop training after this many minutes even if `steps` are not done (0 = no limit);
+    the run's result depends on the step count, not on the machine's speed, unless this cap is hit"""
+    prompts_per_step: int = 32
+    """prompts drawn per step"""
+    group_size: int = 8
+    """completions sampled per prompt (G in the paper)"""
+    max_new_tokens: int = 8
+    """longest completion, in tokens"""
+    temperature: float = 1.0
+    """sampling temperature; the trainer's log-probs use the same temperature"""
+    top_p: float = 1.0
+    """nucleus sampling"""
+    learning_rate: float = 3e-4
+    """Adam learning rate (3e-4 for the tiny model; 1e-6 .. 1e-5 is usual for billion-parameter LLMs)"""
+    weight_decay: float = 0.0
+    """AdamW weight decay"""
+    max_grad_norm: float = 1.0
+    """gradient clipping by global norm (0 = off)"""
+    reward_mode: str = "outcome"
+    """outcome | process | both: outcome reward, per-step rewards of a step verifier, or their sum"""
+    step_verifier: str = "arithmetic_steps"
+    """registered step verifier for reward_mode process/both"""
+    minibatch_size: int = 0
+    """completions per forward/backward pass (gradient accumulation); 0 = the whole batch"""
+    mask_truncated: bool = False
+    """exclude completions cut by max_new_tokens from the loss (DAPO overlong filtering)"""
+    generation_backend: str = "auto"
+    """vllm | hf | auto (vllm on a CUDA machine with vLLM installed, else hf: see models.sampling.resolve_backend)"""
+    lora_rank: int = 0
+    """train LoRA adapters of this rank through peft (0 = full fine-tuning)"""
+    lora_alpha: int = 32
+    """LoRA scaling alpha"""
+    gradient_checkpointing: bool = False
+    """recompute activations in the backward pass to save memory"""
+    share_prompts: bool = True
+    """score a group's completions on one forward of their shared prompt (its KV cache copied to
+    each row; same logits, values and gradients, less work); false = a full forward per row"""
+    bf16: bool = False
+    """bfloat16 weights and compute (GPU only)"""
+    output_dir: str = "runs/train"
+    """where checkpoints, metrics.jsonl, report.json and plots go"""
+    checkpoint_every: int = 100
+    """save a checkpoint every N steps (and at the end, and on Ctrl-C); 0 = only at the end"""
+    resume: bool = False
+    """continue from the latest checkpoint in output_dir"""
+    torch_threads: int = 0
+    """CPU threads for torch; 0 = 1 for the built-in tiny model on CPU (its matrices are too small
+    to split across cores, and spinning threads stall when the cores are shared), torch's default
+    otherwise"""
+    seed: int = 0
+    """seed of everything (data order, sampling, initialisation)"""
+    eval_every: int = 0
+    """also evaluate pass@k every N steps during training (0 = only before and after)"""
+    eval_samples: int = 8
+    """samples per test task for pass@k before and after training (0 = no evaluation)"""
+    eval_tasks: int = 200
+    """test tasks used for evaluation (0 = the whole test split)"""
+    eval_temperature: float = 1.0
+    """sampling temperature of the evaluation"""
+    tensorboard: bool = False
+    """also write TensorBoard scalars to output_dir/tb"""
+    log_every: int = 10
+    """print a progress line every N steps"""
+    verbose: bool = False
+    """show vLLM's INFO logging (engine start-up, every weight reload); off, only its warnings"""
 
-def _kind(cls: type, f: dataclasses.Field) -> str:
-    """`bool`, `int`, `float`, `str`, `optional-int`, ... or `json` for lists and dicts."""
-    hint = typing.get_type_hints(cls)[f.name]
-    args = [a for a in typing.get_args(hint) if a is not type(None)]
-    optional = type(None) in typing.get_args(hint)
-    base = args[0] if optional and len(args) == 1 else hint
-    name = {bool: "bool", int: "int", float: "float", str: "str"}.get(base, "json")
-    return ("optional-" if optional else "") + name
+    def env_kwargs(self) -> dict:
+        """The environment's options, `verifier_url` included when the trainer option sets it."""
+        return {**self.env_options, **({"verifier_url": self.verifier_url} if self.verifier_url else {})}
 
-
-_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
-
-
-def coerce(cls: type, name: str, value: Any) -> Any:
-    """Convert a command-line string or YAML value to the field's type, or raise ConfigError."""
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    if name not in fields:
-        raise ConfigError(f"unknown config field {name!r}; valid fields: {', '.join(sorted(fields))}")
-    kind = _kind(cls, fields[name])
-    optional, kind = kind.startswith("optional-"), kind.removeprefix("optional-")
-    if value is None or (optional and isinstance(value, str) and value.lower() in ("none", "null")):
-        if optional:
-            return None
-        raise ConfigError(f"{name}: may not be null")
-    try:
-        if kind == "bool":
-            if isinstance(value, bool):
-                return value
-            if str(value).lower() not in _TRUE | _FALSE:
-                raise ValueError("expected true or false")
-            return str(value).lower() in _TRUE
-        if kind in ("int", "float"):
-            if isinstance(value, bool):
-                raise ValueError("expected a number")
-            number = {"int": int, "float": float}[kind](value)
-            if kind == "int" and isinstance(value, float) and value != number:
-                raise ValueError("expected an integer")
-            return number
-        if kind == "str":
-            return str(value)
-        return json.loads(value) if isinstance(value, str) else value
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{name}: cannot read {value!r} as {kind}: {exc}") from None
-
-
-def build_parser(cls: type, prog: str, description: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description=description,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", metavar="FILE.yaml", help="YAML file of field: value pairs (flags override it)")
-    docs = field_docs(cls)
-    for f in dataclasses.fields(cls):
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-        kind = _kind(cls, f)
-        help_text = f"{docs.get(f.name, '')} [{kind}, default: {json.dumps(default)}]".replace("%", "%%")
-        parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, default=argparse.SUPPRESS,
-                            metavar=kind.upper().replace("OPTIONAL-", "") if kind != "bool" else "BOOL",
-                            help=help_text)
-    return parser
-
-
-def parse_config(cls: type, argv: list[str] | None, prog: str, description: str):
-    """Flags and `--config` YAML -> a validated instance of `cls`."""
-    args = vars(build_parser(cls, prog, description).parse_args(argv))
-    values: dict[str, Any] = {}
-    config_path = args.pop("config", None)
-    if config_path:
-        values.update(load_yaml(cls, Path(config_path)))
-    for name, raw in args.items():
-        values[name] = coerce(cls, name, raw)
-    cfg = cls(**values)
-    cfg.validate()
-    return cfg
+    def validate(self) -> None:
+        """Fail before any work, naming the field and the rule."""
+        for name in ("steps", "prompts_per_step", "group_size", "max_new_tokens"):
+            require(getattr(self, name) >= 1, name, f"must be >= 1, got {getattr(self, name)}")
+        require(self.group_size >= 2, "group_size", "must be >= 2: a group of one has no relative advantage")
+        require(self.temperature > 0, "temperature", "must be > 0 for sampling-based RL")
+        require(0 < self.top_p <= 1, "top_p", "must be in (0, 1]")
+        require(self.learning_rate > 0, "learning_rate", "must be > 0")
+        require_choice(self.reward_mode, ["outcome", "process", "both"], "reward_mode")
+        require_choice(self.generation_backend, BACKENDS, "generation_backend")
+        batch = self.prompts_per_step * self.group_size
+        mb = self.minibatch_size or batch
+        require(0 < mb <= batch and batch % mb == 0, "minibatch_size",
+                f"must divide prompts_per_step * group_size = {batch}, got {self.minibatch_size}")
+        require(self.lora_rank >= 0, "lora_rank", "must be >= 0")
+        require(not self.bf16 or torch.cuda.is_available(), "bf16", "needs a CUDA device")
+        require(self.eval_samples >= 0, "eval_samples", "must be >= 0")
+        require(self.eval_tasks >= 0, "eval_tasks", "must be >= 0")
+        require(self.max_minutes >= 0, "max_minutes", "must be >= 0")
+        require(self.torch_threads >= 0, "torch_threads", "must be >= 0 (0 = automatic)")
+        require(not (self.verifier_url and "verifier_url" in self.env_options), "verifier_url",
+                "is given twice: as a trainer option and in env_options")
 
 
 def run_cli(cls: type, train, argv: list[str] | None, prog: str, description: str) -> int:
     """The body of a trainer's `main`: parse and validate the config (exit 2 naming the field on
     a bad value, before any work), then train (bad input found later, `user_errors`, also exits 2
     with one line)."""
-    import sys
-
     try:
         cfg = parse_config(cls, argv, prog, description)
         train(cfg)
@@ -131,39 +156,9 @@ def run_cli(cls: type, train, argv: list[str] | None, prog: str, description: st
 
 def user_errors() -> tuple[type[BaseException], ...]:
     """The exceptions that mean bad input, not a bug: a config value, an environment option, a
-    data file or row, a report, a prompt the tokenizer cannot read, a missing path. The CLIs print
-    them as one `error:` line and exit 2; anything else keeps its traceback."""
-    from data.hub import DataSourceError
-    from envs import EnvError
-    from evals.report import ReportError
-    from trainers.generation import PromptError
-    from verifiers import VerifierError
+    data file or row, a report, a prompt the tokenizer cannot read, a missing path, a missing
+    system package. The CLIs print them as one `error:` line and exit 2; anything else keeps its
+    traceback."""
+    from evals.pass_at_k import user_errors as eval_errors
 
-    return ConfigError, DataSourceError, EnvError, ReportError, PromptError, VerifierError, OSError
-
-
-def load_yaml(cls: type, path: Path) -> dict:
-    import yaml
-
-    if not path.exists():
-        raise ConfigError(f"--config: no such file {path}")
-    data = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"--config {path}: expected a mapping of field names to values")
-    return {name: coerce(cls, name, value) for name, value in data.items()}
-
-
-def dump_yaml(cfg) -> str:
-    import yaml
-
-    return yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False)
-
-
-def require(ok: bool, field: str, rule: str) -> None:
-    """Raise ConfigError(`field: rule`) unless `ok`."""
-    if not ok:
-        raise ConfigError(f"{field}: {rule}")
-
-
-def require_choice(value: str, choices, field: str) -> None:
-    require(value in choices, field, f"{value!r} is not one of {', '.join(map(repr, choices))}")
+    return eval_errors()

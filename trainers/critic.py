@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from trainers import core
-from trainers.rollout import completion_states
+from trainers.forward import completion_states
 
 
 def _text_hidden_size(config) -> int:
@@ -43,7 +43,7 @@ class Critic(nn.Module):
     def __init__(self, hidden_size: int, trunk: nn.Module | None = None, share_prompts: bool = True):
         super().__init__()
         self.trunk = trunk
-        self.share_prompts = share_prompts  # see `trainers.rollout.completion_states`
+        self.share_prompts = share_prompts  # see `trainers.forward.completion_states`
         self.head = nn.Linear(hidden_size, 1)
         # V = 0 at the start: before any data the critic claims nothing, and the first
         # advantages are plain returns (no random baseline noise).

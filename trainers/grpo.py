@@ -28,8 +28,9 @@ import torch
 
 from trainers import core
 from trainers import rollout as ro
-from trainers.config import require, require_choice, run_cli
-from trainers.run import RunConfig, RunContext
+from trainers.config import RunConfig, derive_seed, require, require_choice, run_cli
+from trainers.forward import completion_logprobs
+from trainers.run import RunContext
 
 
 @dataclass
@@ -98,20 +99,53 @@ def make_loss_fn(cfg: GRPOConfig):
 
 def train(cfg: GRPOConfig) -> dict:
     """Run GRPO; returns the final report (pass@k before/after, comparison, summary)."""
-    ctx = RunContext.create(cfg, algorithm="grpo")
+    run = RunContext.create(cfg, algorithm="grpo")
     loss_fn = make_loss_fn(cfg)
-    before = ctx.evaluate("before")
-    with ctx.checkpoint_on_interrupt():
-        while ctx.next_step():
-            batch = ctx.rollout()                                   # generate + verify
-            metrics = update_policy(ctx, batch, loss_fn)            # advantages + inner epochs
-            ctx.end_step(metrics)                                   # sync, log, checkpoint, eval
-    return ctx.finish(before)
+    before = run.evaluate("before")
+    with run.checkpoint_on_interrupt():
+        while run.next_step():
+            batch = draw_batch(run)                                 # generate + verify (+ dynamic sampling)
+            metrics = update_policy(run, batch, loss_fn)            # advantages + inner epochs
+            metrics["sync_s"] = run.sync_weights()                  # the generator samples the new policy
+            run.log_step(metrics)
+            run.checkpoint_if_due()
+            run.evaluate_if_due()
+    return run.finish(before)
 
 
-def update_policy(ctx: RunContext, batch: ro.Rollout, loss_fn) -> dict:
+def draw_batch(run: RunContext) -> ro.Rollout:
+    """One generation batch. With dynamic sampling (DAPO) groups whose rewards are all equal
+    (no relative advantage, so no gradient) are dropped and more prompts drawn, at most
+    `dynamic_sampling_max_draws` rounds; the batch may then hold fewer than prompts_per_step
+    groups, and is never padded with signal-free groups."""
+    cfg, G = run.cfg, run.cfg.group_size
+    batch = run.generate(run.stream.take(cfg.prompts_per_step))
+    if not cfg.dynamic_sampling:
+        return batch
+    kept, draws, timings = [], 0, batch.timings
+    while True:
+        draws += 1
+        grouped = batch.rewards.reshape(-1, G)
+        signal = (grouped != grouped[:, :1]).any(1).nonzero().squeeze(-1).tolist()
+        kept.append(batch.select([g * G + j for g in signal for j in range(G)]))
+        n_kept = sum(len(b) for b in kept) // G
+        if n_kept >= cfg.prompts_per_step or draws >= cfg.dynamic_sampling_max_draws:
+            break
+        batch = run.generate(run.stream.take(cfg.prompts_per_step - n_kept))
+        timings = {k: timings[k] + batch.timings[k] for k in timings}
+    rows = [(b, i) for b in kept for i in range(len(b))][: cfg.prompts_per_step * G]
+    if not rows:
+        merged = batch.select([])
+    else:
+        merged = run.collate([b.tasks[i] for b, i in rows], [b.samples[i] for b, i in rows],
+                             [b.verdicts[i] for b, i in rows])
+    merged.timings = {**timings, "draws": draws}
+    return merged
+
+
+def update_policy(run: RunContext, batch: ro.Rollout, loss_fn) -> dict:
     """`inner_epochs` optimizer steps on one rollout, accumulating gradients over minibatches."""
-    cfg, model = ctx.cfg, ctx.model
+    cfg, model = run.cfg, run.model
     t0 = time.perf_counter()
     stats = ro.rollout_stats(batch, cfg.group_size)
     if len(batch) == 0:  # dynamic sampling found no group with signal
@@ -119,35 +153,36 @@ def update_policy(ctx: RunContext, batch: ro.Rollout, loss_fn) -> dict:
     advantages = grpo_advantages(cfg, batch)
     mb_size = min(cfg.minibatch_size or len(batch), len(batch))
     n_tokens = float(batch.completion_mask.sum())
-    ref_logp = ctx.ref_logprobs(batch)
-    # On-policy with a single pass, old log-probs equal the current ones (ratio 1): no extra forward.
-    old_logp = None if cfg.inner_epochs == 1 and mb_size == len(batch) else old_logprobs(ctx, batch, mb_size)
-    shuffle = torch.Generator().manual_seed(cfg.seed * 7919 + ctx.step)
+    ref_logp = run.ref_logprobs(batch)
+    # Why no extra forward: in one pass over one minibatch old log-probs are the current ones, detached.
+    old_logp = None if cfg.inner_epochs == 1 and mb_size == len(batch) else old_logprobs(run, batch, mb_size)
+    # Why a seed per step: the minibatch order of a resumed run repeats the uninterrupted one's.
+    shuffle = torch.Generator().manual_seed(derive_seed(cfg.seed, "minibatch_order", run.step))
     logs: dict[str, list[float]] = {"loss": [], "entropy": [], "clip_low": [], "clip_high": [], "kl": []}
     gaps = []
     model.train()
     for epoch in range(cfg.inner_epochs):
-        ctx.optimizer.zero_grad(set_to_none=True)
+        run.optimizer.zero_grad(set_to_none=True)
         parts = ro.minibatches(len(batch), mb_size, shuffle if cfg.inner_epochs > 1 else None)
         for rows in parts:
             mb = batch.select(rows)
-            with ctx.autocast():
-                logp, entropy = ro.completion_logprobs(model, mb, cfg.temperature, with_entropy=True,
-                                                       share_prompts=cfg.share_prompts)
+            with run.autocast():
+                logp, entropy = completion_logprobs(model, mb, cfg.temperature, with_entropy=True,
+                                                    share_prompts=cfg.share_prompts)
             idx = torch.tensor(rows)
             old = logp.detach() if old_logp is None else old_logp[idx]
             ref = None if ref_logp is None else ref_logp[idx]
             adv = advantages[idx].to(logp.device)
             mask = mb.completion_mask.to(logp.device)
             loss = loss_fn(logp, old, ref, adv, mask, n_tokens)
-            # dapo is already normalised by the global token count; the others are means per minibatch.
+            # Why: gradients add up over minibatches, so each mean weighs its share (dapo: already / all tokens).
             (loss if cfg.loss_type == "dapo" else loss * len(rows) / len(batch)).backward()
-            _record(logs, loss, logp, old, ref, adv, mask, entropy, cfg)
+            record_minibatch(logs, loss, logp, old, ref, adv, mask, entropy, cfg)
             if epoch == 0 and batch.gen_logprobs is not None:
                 gaps.append(ro.logprob_gaps(batch, rows, logp, mask))
         if cfg.max_grad_norm:
             stats["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm))
-        ctx.optimizer.step()
+        run.optimizer.step()
     stats.update({k: sum(v) / len(v) for k, v in logs.items() if v})
     if gaps and (gap := torch.cat(gaps)).numel():
         stats.update(logprob_gap_mean=float(gap.mean()), logprob_gap_max=float(gap.max()))
@@ -156,15 +191,16 @@ def update_policy(ctx: RunContext, batch: ro.Rollout, loss_fn) -> dict:
 
 
 @torch.no_grad()
-def old_logprobs(ctx: RunContext, batch: ro.Rollout, mb_size: int) -> torch.Tensor:
+def old_logprobs(run: RunContext, batch: ro.Rollout, mb_size: int) -> torch.Tensor:
     """Log-probs (B, T) of the policy that generated the batch, before any update."""
-    parts = [ro.completion_logprobs(ctx.model, batch.select(rows), ctx.cfg.temperature,
-                                    share_prompts=ctx.cfg.share_prompts)[0]
+    parts = [completion_logprobs(run.model, batch.select(rows), run.cfg.temperature,
+                                 share_prompts=run.cfg.share_prompts)[0]
              for rows in ro.minibatches(len(batch), mb_size)]
     return torch.cat(parts)
 
 
-def _record(logs, loss, logp, old, ref, adv, mask, entropy, cfg) -> None:
+def record_minibatch(logs, loss, logp, old, ref, adv, mask, entropy, cfg) -> None:
+    """Append a minibatch's loss, entropy, clip fractions and KL to `logs` (averaged per step)."""
     with torch.no_grad():
         ratio = core.IMPORTANCE_RATIOS[cfg.importance_level](logp, old, mask)
         clip = core.clip_fractions(ratio, adv, mask, cfg.clip_eps_low, cfg.clip_eps_high)

@@ -43,9 +43,9 @@ import torch
 
 from trainers import core
 from trainers import rollout as ro
-from trainers.config import require, require_choice, run_cli
+from trainers.config import RunConfig, derive_seed, require, require_choice, run_cli
 from trainers.critic import CRITICS, Critic, build_critic
-from trainers.run import RunConfig, RunContext, adamw
+from trainers.run import RunContext, adamw
 
 
 @dataclass
@@ -139,33 +139,36 @@ def explained_variance(values: torch.Tensor, returns: torch.Tensor, mask: torch.
 
 def train(cfg: PPOConfig) -> dict:
     """Run PPO; returns the final report (pass@k before/after, comparison, summary)."""
-    ctx = RunContext.create(cfg, algorithm="ppo")
-    critic, critic_optimizer = attach_critic(ctx)
-    before = ctx.evaluate("before")
-    with ctx.checkpoint_on_interrupt():
-        while ctx.next_step():
-            batch = ctx.rollout()                                           # generate + verify
-            metrics = update(ctx, critic, critic_optimizer, batch)          # GAE + ppo_epochs
-            ctx.end_step(metrics)                                           # sync, log, checkpoint, eval
-    return ctx.finish(before)
+    run = RunContext.create(cfg, algorithm="ppo")
+    critic, critic_optimizer = attach_critic(run)
+    before = run.evaluate("before")
+    with run.checkpoint_on_interrupt():
+        while run.next_step():
+            batch = run.generate(run.stream.take(cfg.prompts_per_step))    # generate + verify
+            metrics = update(run, critic, critic_optimizer, batch)          # GAE + ppo_epochs
+            metrics["sync_s"] = run.sync_weights()                          # the generator samples the new policy
+            run.log_step(metrics)
+            run.checkpoint_if_due()
+            run.evaluate_if_due()
+    return run.finish(before)
 
 
-def attach_critic(ctx: RunContext) -> tuple[Critic, torch.optim.Optimizer]:
+def attach_critic(run: RunContext) -> tuple[Critic, torch.optim.Optimizer]:
     """Build the critic and its optimizer and register both with the run's checkpoints."""
-    cfg = ctx.cfg
-    critic = build_critic(cfg.critic, ctx.model, cfg.critic_model or ctx.model_path, device=ctx.device,
+    cfg = run.cfg
+    critic = build_critic(cfg.critic, run.model, cfg.critic_model or run.model_path, device=run.device,
                           seed=cfg.seed, dtype=torch.bfloat16 if cfg.bf16 else torch.float32,
                           gradient_checkpointing=cfg.gradient_checkpointing)
     critic.share_prompts = cfg.share_prompts
-    optimizer = adamw(critic.parameters(), cfg.critic_learning_rate, cfg.weight_decay, ctx.device)
-    ctx.add_state("critic", critic)
-    ctx.add_state("critic_optimizer", optimizer)
+    optimizer = adamw(critic.parameters(), cfg.critic_learning_rate, cfg.weight_decay, run.device)
+    run.add_state("critic", critic)
+    run.add_state("critic_optimizer", optimizer)
     return critic, optimizer
 
 
-def update(ctx: RunContext, critic: Critic, critic_optimizer, batch: ro.Rollout) -> dict:
+def update(run: RunContext, critic: Critic, critic_optimizer, batch: ro.Rollout) -> dict:
     """Token rewards, GAE, then `ppo_epochs` x `num_minibatches` optimizer steps on one rollout."""
-    cfg = ctx.cfg
+    cfg = run.cfg
     t0 = time.perf_counter()
     stats = ro.rollout_stats(batch, cfg.group_size)
     mask = batch.completion_mask
@@ -175,22 +178,24 @@ def update(ctx: RunContext, critic: Critic, critic_optimizer, batch: ro.Rollout)
     forward = None
     if single_pass:
         critic.train()
-        with ctx.autocast():
-            forward = critic(ctx.model, batch, cfg.temperature, with_entropy=True)
+        with run.autocast():
+            forward = critic(run.model, batch, cfg.temperature, with_entropy=True)
         old_logp, old_values = forward[0].detach().float().cpu(), forward[2].detach().float().cpu()
     else:
-        old_logp, old_values = score_rollout(ctx, critic, batch)
-    ref_logp = ctx.ref_logprobs(batch)
+        old_logp, old_values = score_rollout(run, critic, batch)
+    ref_logp = run.ref_logprobs(batch)
     ref_logp = None if ref_logp is None else ref_logp.float().cpu()  # the targets live on the CPU
     rewards = token_rewards(cfg, batch, old_logp, ref_logp)
     advantages, returns = ppo_advantages(cfg, rewards, old_values, mask)
     targets = {"old_logp": old_logp, "old_values": old_values, "advantages": advantages, "returns": returns}
-    shuffle = None if single_pass else torch.Generator().manual_seed(cfg.seed * 7919 + ctx.step)
+    # Why a seed per step: the minibatch order of a resumed run repeats the uninterrupted one's.
+    shuffle = None if single_pass else torch.Generator().manual_seed(
+        derive_seed(cfg.seed, "minibatch_order", run.step))
     logs: dict[str, list[float]] = {}
     critic.train()
     for _ in range(cfg.ppo_epochs):
         for rows in ro.minibatches(len(batch), len(batch) // cfg.num_minibatches, shuffle):
-            optimizer_step(ctx, critic, critic_optimizer, batch, rows, targets, logs, forward)
+            optimizer_step(run, critic, critic_optimizer, batch, rows, targets, logs, forward)
     stats.update({k: sum(v) / len(v) for k, v in logs.items()})
     stats.update(value_mean=float(core.masked_mean(old_values, mask)),
                  return_mean=float(core.masked_mean(returns, mask)),
@@ -205,25 +210,25 @@ def update(ctx: RunContext, critic: Critic, critic_optimizer, batch: ro.Rollout)
 
 
 @torch.no_grad()
-def score_rollout(ctx: RunContext, critic: Critic, batch: ro.Rollout) -> tuple[torch.Tensor, torch.Tensor]:
+def score_rollout(run: RunContext, critic: Critic, batch: ro.Rollout) -> tuple[torch.Tensor, torch.Tensor]:
     """Log-probs and values (B, T) of the policy and critic that produced the batch, before any update."""
     critic.eval()
     parts = []
-    for rows in ro.minibatches(len(batch), ctx.cfg.minibatch_size or len(batch)):
-        with ctx.autocast():
-            logp, _, values = critic(ctx.model, batch.select(rows), ctx.cfg.temperature)
+    for rows in ro.minibatches(len(batch), run.cfg.minibatch_size or len(batch)):
+        with run.autocast():
+            logp, _, values = critic(run.model, batch.select(rows), run.cfg.temperature)
         parts.append((logp.float().cpu(), values.float().cpu()))
     return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
 
-def optimizer_step(ctx: RunContext, critic: Critic, critic_optimizer, batch: ro.Rollout, rows: list[int],
+def optimizer_step(run: RunContext, critic: Critic, critic_optimizer, batch: ro.Rollout, rows: list[int],
                    targets: dict, logs: dict, forward: tuple | None = None) -> None:
     """One step of the policy and the critic on the minibatch `rows`, accumulating gradients over
     chunks of `minibatch_size`; the losses are normalised by the minibatch's token count, so the
     chunks add up to the whole minibatch's mean. `forward`: the critic's outputs for the whole
     batch in order, already computed (single-pass updates)."""
-    cfg = ctx.cfg
-    ctx.optimizer.zero_grad(set_to_none=True)
+    cfg = run.cfg
+    run.optimizer.zero_grad(set_to_none=True)
     critic_optimizer.zero_grad(set_to_none=True)
     n_tokens = float(batch.completion_mask[torch.tensor(rows)].sum())
     step = {"loss": 0.0, "pg_loss": 0.0, "vf_loss": 0.0}
@@ -231,8 +236,8 @@ def optimizer_step(ctx: RunContext, critic: Critic, critic_optimizer, batch: ro.
     for part in (rows[i:i + chunk] for i in range(0, len(rows), chunk)):
         mb, idx = batch.select(part), torch.tensor(part)
         if forward is None:
-            with ctx.autocast():
-                logp, entropy, values = critic(ctx.model, mb, cfg.temperature, with_entropy=True)
+            with run.autocast():
+                logp, entropy, values = critic(run.model, mb, cfg.temperature, with_entropy=True)
         else:
             logp, entropy, values = forward
         t = {k: v[idx].to(logp.device) for k, v in targets.items()}
@@ -245,18 +250,19 @@ def optimizer_step(ctx: RunContext, critic: Critic, critic_optimizer, batch: ro.
         loss.backward()
         for k, v in (("loss", loss), ("pg_loss", pg_loss), ("vf_loss", vf_loss)):
             step[k] += float(v.detach())
-        _record(logs, logp, t, values, entropy, mask, cfg)
+        record_minibatch(logs, logp, t, values, entropy, mask, cfg)
     if cfg.max_grad_norm:
-        policy_params = [p for p in ctx.model.parameters() if p.requires_grad]
+        policy_params = [p for p in run.model.parameters() if p.requires_grad]
         step["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(policy_params, cfg.max_grad_norm))
         step["critic_grad_norm"] = float(torch.nn.utils.clip_grad_norm_(critic.parameters(), cfg.max_grad_norm))
-    ctx.optimizer.step()
+    run.optimizer.step()
     critic_optimizer.step()
     for k, v in step.items():
         logs.setdefault(k, []).append(v)
 
 
-def _record(logs: dict, logp, t: dict, values, entropy, mask, cfg: PPOConfig) -> None:
+def record_minibatch(logs: dict, logp, t: dict, values, entropy, mask, cfg: PPOConfig) -> None:
+    """Append a minibatch's entropy, clip fractions, approximate KL and value-clip fraction to `logs`."""
     with torch.no_grad():
         ratio = core.token_ratio(logp, t["old_logp"], mask)
         clip = core.clip_fractions(ratio, t["advantages"], mask, cfg.cliprange, cfg.cliprange)

@@ -2,12 +2,12 @@
 
 Layout of a batch of B sequences: prompts left-padded to width P, completions right-padded
 to width T, so the completion of every row starts at column P and `logits[:, P-1:P-1+T]`
-score it. Position ids follow the attention mask, as in generation, so the trainer's
-log-probabilities of the sampled tokens match the generator's.
+score it (`trainers/forward.py` runs those forwards).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import time
 from dataclasses import dataclass, field
@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from trainers import core
-from trainers.generation import PromptError, Sample
+from models.sampling import Sample, sample_tasks
+from trainers.config import derive_seed
 from verifiers import Task, Verdict
 
 
@@ -36,7 +36,7 @@ class TaskStream:
             epoch, i = divmod(self.position, len(self.tasks))
             if epoch != self._epoch:
                 self._epoch, self._order = epoch, list(range(len(self.tasks)))
-                random.Random(self.seed * 100_003 + epoch).shuffle(self._order)
+                random.Random(derive_seed(self.seed, "task_order", epoch)).shuffle(self._order)
             out.append(self.tasks[self._order[i]])
             self.position += 1
         return out
@@ -64,23 +64,25 @@ class Rollout:
         return len(self.samples)
 
     def select(self, rows: list[int]) -> "Rollout":
+        """The rows `rows`, in that order, with every field (tensors, lists and step rewards)."""
         idx = torch.tensor(rows, dtype=torch.long)
-        return Rollout(
-            [self.tasks[i] for i in rows], [self.samples[i] for i in rows], [self.verdicts[i] for i in rows],
-            self.rewards[idx], self.input_ids[idx], self.attention_mask[idx], self.completion_mask[idx],
-            self.prompt_width, self.truncated[idx],
-            None if self.gen_logprobs is None else self.gen_logprobs[idx], dict(self.timings))
+
+        def pick(value):
+            if value is None or isinstance(value, int):
+                return value                                  # prompt_width and absent fields
+            if isinstance(value, dict):
+                return dict(value)                            # timings belong to the whole batch
+            return value[idx] if isinstance(value, Tensor) else [value[i] for i in rows]
+
+        return Rollout(**{f.name: pick(getattr(self, f.name)) for f in dataclasses.fields(self)})
 
 
 def generate_and_verify(generator, env, tasks: list[Task], group_size: int, *, temperature: float, top_p: float,
                         max_new_tokens: int, seed: int | None) -> tuple[list[Task], list[Sample], list[Verdict], dict]:
     """Sample `group_size` completions per task and score them with the env's verifier."""
     t0 = time.perf_counter()
-    try:
-        groups = generator.generate([env.render(t, generator.tokenizer) for t in tasks], group_size,
-                                    temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, seed=seed)
-    except PromptError as exc:
-        raise exc.for_task(tasks[exc.index].id) from None
+    groups = sample_tasks(generator, env, tasks, group_size, temperature=temperature, top_p=top_p,
+                          max_new_tokens=max_new_tokens, seed=seed)
     t1 = time.perf_counter()
     rows = [(task, s) for task, group in zip(tasks, groups) for s in group]
     verdicts = env.verifier.verify_batch([s.text for _, s in rows], [t for t, _ in rows])
@@ -131,75 +133,6 @@ def add_step_rewards(batch: Rollout, step_verifier, tokenizer) -> None:
                        for s, v in zip(batch.samples, verdicts)]
 
 
-def sequence_logits(model, input_ids: Tensor, attention_mask: Tensor, prompt_width: int,
-                    share_prompts: bool = True) -> Tensor:
-    """Logits that score the completion tokens: (B, T, V) for the columns P-1 .. P+T-2."""
-    return completion_states(model, input_ids, attention_mask, prompt_width, share_prompts)[0]
-
-
-def completion_states(model, input_ids: Tensor, attention_mask: Tensor, prompt_width: int,
-                      share_prompts: bool = True, logits: bool = True, hidden: bool = False
-                      ) -> tuple[Tensor | None, Tensor | None]:
-    """The logits (B, T, V) and/or last hidden states (B, T, H) at the columns that score the
-    completion tokens, P-1 .. P+T-2. `model` is a causal LM, or with `logits=False` a bare trunk
-    (`AutoModel`, read through `last_hidden_state`).
-
-    With `share_prompts`, rows with the same (left-padded) prompt, as the completions of one GRPO
-    group are, run that prompt once: its key/value cache, still carrying gradients, is copied to
-    each of its rows, and the completions run on top. Logits, hidden states and gradients are
-    those of the plain forward (to float rounding; the tests compare both), at a fraction of the
-    work when prompts are long or groups large. The plain forward is used when no prompt repeats
-    or the model keeps no cache that can be copied across rows (gradient checkpointing turns the
-    cache off)."""
-    P, T = prompt_width, input_ids.shape[1] - prompt_width
-    device = next(model.parameters()).device  # batches are built on the CPU
-    input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
-    position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
-
-    def run(keep: int, **kw):  # keep: logits of the last `keep` columns, 0 = all
-        extra = dict(logits_to_keep=keep, output_hidden_states=hidden) if logits else {}
-        out = model(**kw, **extra)
-        states = (out.hidden_states[-1] if logits else out.last_hidden_state) if hidden else None
-        return out, (out.logits if logits else None), states
-
-    if share_prompts and P > 0 and T > 0 and not getattr(model, "is_gradient_checkpointing", False):
-        prompts, inverse = torch.unique(torch.cat([input_ids[:, :P], attention_mask[:, :P]], 1), dim=0,
-                                        return_inverse=True)
-        if len(prompts) < len(input_ids):
-            head, head_logits, head_states = run(1, input_ids=prompts[:, :P], attention_mask=prompts[:, P:],
-                                                 position_ids=(prompts[:, P:].cumsum(-1) - 1).clamp(min=0),
-                                                 use_cache=True)
-            if hasattr(head.past_key_values, "reorder_cache"):
-                parts = [None if x is None else x[:, -1:].index_select(0, inverse) for x in (head_logits, head_states)]
-                if T == 1:
-                    return parts[0], parts[1]
-                cache = head.past_key_values
-                cache.reorder_cache(inverse)  # unique prompt -> each row (index_select: gradients add up)
-                _, rest_logits, rest_states = run(0, input_ids=input_ids[:, P:-1], past_key_values=cache,
-                                                  attention_mask=attention_mask[:, :-1],
-                                                  position_ids=position_ids[:, P:-1], use_cache=True)
-                return tuple(None if a is None else torch.cat([a, b], 1)
-                             for a, b in zip(parts, (rest_logits, rest_states)))
-    _, all_logits, all_states = run(T + 1, input_ids=input_ids, attention_mask=attention_mask,
-                                    position_ids=position_ids, use_cache=False)
-    return (None if all_logits is None else all_logits[:, :-1],
-            None if all_states is None else all_states[:, P - 1:P - 1 + T])
-
-
-def completion_logprobs(model, batch: Rollout, temperature: float, with_entropy: bool = False,
-                        share_prompts: bool = True) -> tuple[Tensor, Tensor | None]:
-    """Log-probs (B, T) of the sampled completion tokens under `model` at `temperature`,
-    and optionally the per-token entropy (B, T) of the same distribution."""
-    logits = sequence_logits(model, batch.input_ids, batch.attention_mask, batch.prompt_width, share_prompts)
-    tokens = batch.input_ids[:, batch.prompt_width:].to(logits.device)
-    logp = core.token_logprobs(logits, tokens, temperature=temperature)
-    entropy = None
-    if with_entropy:
-        with torch.no_grad():
-            entropy = core.entropy_from_logits(logits / temperature)
-    return logp, entropy
-
-
 def minibatches(n: int, size: int, generator: torch.Generator | None = None) -> list[list[int]]:
     """Row indices split into shuffled minibatches of `size` (the last may be smaller)."""
     order = torch.randperm(n, generator=generator).tolist() if generator is not None else list(range(n))
@@ -224,4 +157,13 @@ def rollout_stats(batch: Rollout, group_size: int) -> dict:
              if len(batch) else 0.0, "groups": len(batch) // group_size, **batch.timings}
     gen = batch.timings.get("generation_s", 0.0)
     stats["tokens_per_s"] = sum(lengths) / gen if gen else 0.0
+    audits = [a for a in map(_audit, batch.verdicts) if a is not None]
+    if audits:  # a verifier run with `audit` checks its verdicts a second way; how often they disagree
+        stats["audit_disagreement_rate"] = sum(not a["agree"] for a in audits) / len(audits)
     return stats
+
+
+def _audit(verdict: Verdict) -> dict | None:
+    """The verdict's `info["audit"]` (with an `agree` flag), or that of a composite's part."""
+    infos = [verdict.info, *(p.get("info", {}) for p in verdict.info.get("parts", {}).values())]
+    return next((i["audit"] for i in infos if isinstance(i.get("audit"), dict) and "agree" in i["audit"]), None)

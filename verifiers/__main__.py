@@ -20,6 +20,7 @@ from typing import IO, Iterator
 
 from verifiers import Verdict, VerifierError, get_verifier, list_verifiers
 from verifiers.base import iter_chunks, parse_option, verifier_options
+from verifiers.options import REQUIRED, help_line, kind_of, parse_pairs
 from verifiers.records import parse_line, score_parsed, to_json
 
 CHUNK = 256          # lines verified together (verify_batch parallelises inside a chunk)
@@ -40,24 +41,23 @@ def score_lines(verifier, numbered: Iterator[tuple[int, str]], progress: IO | No
 
 def _options(name: str, pairs: list[str]) -> dict:
     params = verifier_options(name)
-    options = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise VerifierError(f"--option {pair!r}: expected k=v")
-        if key not in params:
-            raise VerifierError(f"unknown option {key!r} for verifier {name!r}; valid options: {sorted(params) or 'none'}")
-        options[key] = parse_option(key, params[key], value)
-    return options
+    try:
+        given = parse_pairs(pairs)
+    except ValueError as exc:
+        raise VerifierError(str(exc)) from None
+    unknown = sorted(set(given) - set(params))
+    if unknown:
+        raise VerifierError(f"unknown option {unknown[0]!r} for verifier {name!r}; "
+                            f"valid options: {sorted(params) or 'none'}")
+    return {key: parse_option(key, params[key], value) for key, value in given.items()}
 
 
 def cmd_list(_args) -> int:
     for name, desc in list_verifiers().items():
         print(f"{name}: {desc}")
         for opt, p in verifier_options(name).items():
-            default = "" if p.default is inspect.Parameter.empty else f" = {p.default!r}"
-            ann = p.annotation if isinstance(p.annotation, str) else getattr(p.annotation, "__name__", "")
-            print(f"    {opt}{': ' + ann if ann else ''}{default}")
+            default = REQUIRED if p.default is inspect.Parameter.empty else p.default
+            print(f"    {opt}: {help_line('', kind_of(p.annotation), default)}")
     return 0
 
 

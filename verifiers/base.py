@@ -1,6 +1,6 @@
 """The verifier contract: `Task`, `Verdict`, `Verifier`, the registry, `CompositeVerifier`.
 
-Rules every verifier keeps (DESIGN.md):
+Rules every verifier keeps (docs/verifiers.md has the whole contract):
 
 * `verify` never raises on model output. A bad or hostile completion gives
   `passed=False` with `info["status"]` (one of `STATUSES`) and `info["error"]`.
@@ -18,13 +18,14 @@ a function).
 from __future__ import annotations
 
 import inspect
-import json
 import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from typing import Any, Callable, Iterable
+
+from verifiers.options import kind_of, parse_value
 
 ENTRY_POINT_GROUP = "verirl.verifiers"
 STATUSES = ("passed", "failed", "timeout", "memory", "error", "sandbox_error")
@@ -282,31 +283,13 @@ def get_verifier(name: str, **options: Any) -> Verifier:
     return _entry(name).build(options)
 
 
-_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
-
-
 def parse_option(name: str, param: inspect.Parameter, text: str) -> Any:
-    """Convert a command-line `k=v` value by the option's annotation (JSON for the rest)."""
-    ann = param.annotation if isinstance(param.annotation, str) else getattr(param.annotation, "__name__", "")
-    ann = ann.replace(" ", "")
-    if ann.endswith("|None") and text.lower() in ("none", "null"):
-        return None
+    """Convert a command-line `k=v` value by the option's annotation (`verifiers.options`)."""
+    kind = kind_of(param.annotation)
     try:
-        if ann == "bool":
-            if text.lower() not in _TRUE | _FALSE:
-                raise ValueError("expected true or false")
-            return text.lower() in _TRUE
-        if ann in ("int", "float"):
-            return {"int": int, "float": float}[ann](text)
-        if ann in ("float|None", "int|None"):
-            return None if text.lower() == "none" else {"int": int, "float": float}[ann.split("|")[0]](text)
-        if ann == "str":
-            return text
-        return json.loads(text)
-    except (ValueError, json.JSONDecodeError) as exc:
-        if ann in ("", "Any", "str|None"):
-            return text
-        raise VerifierError(f"option {name}={text!r}: cannot read as {ann}: {exc}") from None
+        return parse_value(kind, text)
+    except (TypeError, ValueError) as exc:
+        raise VerifierError(f"option {name}={text!r}: cannot read as {kind.removeprefix('optional-')}: {exc}") from None
 
 
 # --------------------------------------------------------------------------- composite

@@ -112,7 +112,7 @@ class StepVerifier(Verifier):
 
 # --------------------------------------------------------------------------- arithmetic_steps
 
-_SUBSTITUTIONS = [("\\times", "*"), ("\\cdot", "*"), ("\\div", "/"), ("×", "*"), ("·", "*"), ("÷", "/"),
+SUBSTITUTIONS = [("\\times", "*"), ("\\cdot", "*"), ("\\div", "/"), ("×", "*"), ("·", "*"), ("÷", "/"),
                   ("−", "-"), ("–", "-"), ("^", "**"), ("$", " "), ("\\left", ""), ("\\right", "")]
 _THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
 _RUN = re.compile(r"[\d.+\-*/() =]+")  # one pass, no backtracking: linear in the text
@@ -120,32 +120,37 @@ _MAX_DIGITS = 1000  # a power whose result would have more digits is not checked
 _MAX_CHARS = 1000   # an equation longer than this is not checked (and does not hold)
 
 
-class _Unverifiable(ValueError):
+class Unverifiable(ValueError):
     """An equation side that is not plain arithmetic, or too large to evaluate."""
 
 
-def _evaluate(node: ast.AST):
-    """Exact value (a SymPy Rational) of a plain arithmetic expression. SymPy is imported here,
-    not at module level, so that `import verifiers` stays cheap for the command line."""
+def evaluate_arithmetic(node: ast.AST):
+    """Exact value (a SymPy Rational) of a plain arithmetic expression, parsed with
+    `ast.parse(text, mode="eval")` after `SUBSTITUTIONS`; `Unverifiable` says why there is none.
+    Shared by the `arithmetic_steps` verifier and the `calculator` tool, so both agree on every
+    value. SymPy is imported here, not at module level, so that `import verifiers` stays cheap."""
     import sympy
 
     if isinstance(node, ast.Expression):
-        return _evaluate(node.body)
+        return evaluate_arithmetic(node.body)
     if isinstance(node, ast.Constant) and type(node.value) in (int, float):
+        if isinstance(node.value, float) and not math.isfinite(node.value):
+            # `1e999` parses as inf, which has no exact value (SymPy would raise TypeError)
+            raise Unverifiable("number too large: a decimal literal overflows")
         return sympy.Rational(repr(node.value))
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
-        value = _evaluate(node.operand)
+        value = evaluate_arithmetic(node.operand)
         return -value if isinstance(node.op, ast.USub) else value
     if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Sub, ast.Mult, ast.Div, ast.Pow)):
-        a, b = _evaluate(node.left), _evaluate(node.right)
+        a, b = evaluate_arithmetic(node.left), evaluate_arithmetic(node.right)
         if isinstance(node.op, ast.Div) and b == 0:
-            raise _Unverifiable("division by zero")
+            raise Unverifiable("division by zero")
         if isinstance(node.op, ast.Pow):
             if not b.is_integer or abs(b) * math.log10(max(abs(a.p), a.q, 2)) > _MAX_DIGITS or (a == 0 and b < 0):
-                raise _Unverifiable("power not checked (non-integer exponent, too large, or 0 to a negative power)")
+                raise Unverifiable("power not checked (non-integer exponent, too large, or 0 to a negative power)")
         return {ast.Add: lambda: a + b, ast.Sub: lambda: a - b, ast.Mult: lambda: a * b,
                 ast.Div: lambda: a / b, ast.Pow: lambda: a ** b}[type(node.op)]()
-    raise _Unverifiable(f"not arithmetic: {ast.dump(node)[:60]}")
+    raise Unverifiable(f"not arithmetic: {ast.dump(node)[:60]}")
 
 
 def _trim(part: str) -> str:
@@ -171,7 +176,7 @@ def equations(text: str) -> list[list[str]]:
     >>> equations("Let y = 2^3 = 8 (cubed)"), equations("13 = 2 * x"), equations("-22*5=-110")
     ([['2**3', '8']], [], [['-22*5', '-110']])
     """
-    for old, new in _SUBSTITUTIONS:
+    for old, new in SUBSTITUTIONS:
         text = text.replace(old, new)
     text = _THOUSANDS.sub("", text)
     chains = []
@@ -207,8 +212,8 @@ def check_equation(sides: list[str]) -> tuple[bool, str | None]:
     if sum(map(len, sides)) > _MAX_CHARS:
         return False, f"equation longer than {_MAX_CHARS} characters: not checked"
     try:
-        values = [_evaluate(ast.parse(side, mode="eval")) for side in sides]
-    except (SyntaxError, _Unverifiable, RecursionError, MemoryError, ValueError) as exc:
+        values = [evaluate_arithmetic(ast.parse(side, mode="eval")) for side in sides]
+    except (SyntaxError, Unverifiable, RecursionError, MemoryError, ValueError) as exc:
         return False, f"{type(exc).__name__}: {exc}"[:200]
     return all(v == values[0] for v in values[1:]), None
 

@@ -16,13 +16,12 @@ anything that is not arithmetic (names, calls, comparisons) is an error the mode
 from __future__ import annotations
 
 import ast
-import math
 from fractions import Fraction
 
 from data.arithmetic import format_number
 from envs.tools.base import Tool, ToolError, register_tool
 from verifiers.math_normalize import MAX_NESTING, nesting_depth
-from verifiers.process import _SUBSTITUTIONS, _Unverifiable, _evaluate  # the verifier's exact evaluator
+from verifiers.process import SUBSTITUTIONS, Unverifiable, evaluate_arithmetic
 
 _LOG2_10 = 3.321928094887362
 
@@ -49,7 +48,7 @@ class Calculator(Tool):
     def evaluate(self, expression: str) -> Fraction:
         """The exact value of `expression`; `ToolError` saying why when there is none."""
         text = expression.strip()
-        for old, new in _SUBSTITUTIONS:
+        for old, new in SUBSTITUTIONS:
             text = text.replace(old, new)
         if not text:
             raise ToolError("empty expression")
@@ -61,12 +60,9 @@ class Calculator(Tool):
             tree = ast.parse(text, mode="eval")
         except SyntaxError:
             raise ToolError(f"not an arithmetic expression: {expression[:60]!r}") from None
-        if any(isinstance(n, ast.Constant) and isinstance(n.value, float) and not math.isfinite(n.value)
-               for n in ast.walk(tree)):  # `1e999` reads as inf, which the evaluator cannot take
-            raise ToolError("a number is too large (a decimal literal overflows)")
         try:
-            value = _evaluate(tree)
-        except _Unverifiable as exc:
+            value = evaluate_arithmetic(tree)
+        except Unverifiable as exc:
             raise ToolError(str(exc)) from None
         except RecursionError:
             raise ToolError("expression nested too deeply") from None

