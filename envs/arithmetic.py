@@ -48,6 +48,7 @@ class ArithmeticEnv(Environment):
     train_size: int | None = option(5000, "distinct train problems; None = an endless stream")
     test_size: int = option(300, "distinct test problems")
     test_fraction: float = option(0.1, "share of the problem space reserved for the test split")
+    audit: bool = option(False, "also score with math-verify and record agreement in info['audit']")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -99,4 +100,4 @@ class ArithmeticEnv(Environment):
         return super().format_options()
 
     def correctness_verifier(self) -> Verifier:
-        return get_verifier("math")
+        return get_verifier("math", audit=self.audit)

@@ -40,6 +40,7 @@ class GSM8KEnv(HubEnvironment):
     path: str = option("openai/gsm8k", "hub id, local folder (a clone), or one local data file")
     config: str | None = option("main", "dataset configuration ('main' or 'socratic')")
     instruction: str = option(BOXED_INSTRUCTION, "appended to each question ('' for none)")
+    audit: bool = option(False, "also score with math-verify and record agreement in info['audit']")
 
     def row_task(self, row: dict, split: str, index: int) -> Task:
         answer = gold_answer(row["answer"])
@@ -55,4 +56,4 @@ class GSM8KEnv(HubEnvironment):
         return f"{_CALCULATOR.sub('', task.meta['solution'])}\nThe answer is \\boxed{{{task.answer}}}."
 
     def correctness_verifier(self) -> Verifier:
-        return get_verifier("math")
+        return get_verifier("math", audit=self.audit)

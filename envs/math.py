@@ -59,6 +59,7 @@ class MathEnv(HubEnvironment):
     instruction: str = option(BOXED_INSTRUCTION, "appended to each problem ('' for none)")
     subjects: list | None = option(None, "keep only these subjects (e.g. ['Algebra', 'Precalculus'])")
     levels: list | None = option(None, "keep only these difficulty levels (1-5)")
+    audit: bool = option(False, "also score with math-verify and record agreement in info['audit']")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -86,4 +87,4 @@ class MathEnv(HubEnvironment):
         return solution if last_boxed(solution) else f"{solution}\nThe answer is \\boxed{{{task.answer}}}."
 
     def correctness_verifier(self) -> Verifier:
-        return get_verifier("math")
+        return get_verifier("math", audit=self.audit)

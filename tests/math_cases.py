@@ -466,7 +466,8 @@ AWKWARD = _group("awkward", [
     ("0.3", "\\boxed{0.30}", True),
     ("2", "\\boxed{2} (approximately)", True),
     ("5", "Final Answer: The final answer is $5$. I hope it is correct.", True),
-    ("1, 2", r"\boxed{1} and \boxed{2}", False),                # several boxes: the last wins, lists too
+    ("1, 2", r"\boxed{1} and \boxed{2}", True),                 # one box per answer: joined into the list
+    ("2", r"\boxed{1} and \boxed{2}", False),                   # ... which is not the single answer 2
     ("5", r"\boxed{\text{5 apples}}", True),
     ("5", r"\boxed{}", False),
     ("5", "The answer is $\\boxed{5}$ meters.", True),

@@ -87,7 +87,7 @@ EXTRACT = [
     ("<answer>The answer is 4.</answer>", "4", "answer_tag"),
     ("<answer>x+1</answer>", "x+1", "answer_tag"),
     ("The answer is 12.", "12", "answer_is"),
-    ("Final answer: $\\frac{1}{2}$", "$\\frac{1}{2}$", "answer_is"),
+    ("Final answer: $\\frac{1}{2}$", "\\frac{1}{2}", "answer_is"),
     ("The answer is 3.5 hours because it is.", "3.5", "answer_is"),
     ("46", "46", "whole"),
     ("  -3/4 ", "-3/4", "whole"),
@@ -226,7 +226,8 @@ def test_verify_from_many_threads(verifier):
     assert not wrong
 
 
-def test_batches_spread_over_shared_workers_that_die_with_their_last_user():
+def test_batches_spread_over_shared_workers_that_die_with_their_last_user(monkeypatch):
+    monkeypatch.setattr("verifiers.math.free_cores", lambda: 2)   # as on an idle machine
     a = get_verifier("math", workers=2, memory_mb=640, timeout=TIMEOUT)   # a pool no other test uses
     b = get_verifier("math", workers=2, memory_mb=640, timeout=TIMEOUT, rel_tol=0.5)
     assert a._pool is b._pool and a._pool.users == 2

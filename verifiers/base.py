@@ -344,6 +344,8 @@ class CompositeVerifier(Verifier):
         info = {"status": main["info"].get("status", "passed" if main["passed"] else "failed"), "parts": parts}
         if "error" in main["info"]:
             info["error"] = main["info"]["error"]
+        if "audit" in main["info"]:   # the reward audit of the correctness part, where trainers look
+            info["audit"] = main["info"]["audit"]
         return Verdict(reward, main["passed"], info)
 
     def verify(self, completion: str, task: Task) -> Verdict:

@@ -1,12 +1,12 @@
-"""Answer extraction, string normalisation and the exact-number fast path of the `math`
-verifier. Pure standard library, so the caller never imports SymPy for the common case
-(integers, decimals, fractions, percentages, lists of them).
+"""String normalisation and the exact-number fast path of the `math` verifier (extraction
+is `verifiers.math_extract`, re-exported here). Pure standard library, so the caller never
+imports SymPy for the common case (integers, decimals, fractions, percentages, lists).
 
-Extraction order (first that applies): `<answer>...</answer>` (searched again inside), the
-last complete `\\boxed{}`/`\\fbox{}`, the last `#### x` (GSM8K), the last "the answer is x" /
-"Final answer: x", a completion that is itself a bare answer, then the fallback (the last
-number in the text, or nothing). Every regular expression here is linear in its input:
-completions of a megabyte are scanned once, never backtracked over.
+Normalisation makes equal answers equal strings and gives the parser standard LaTeX:
+markdown, `\\left`/`\\right`, spacing, currency and degree signs and units go; `>=`, `<=`,
+`!=`, `\\lt`, `\\gt` become relations; an `array` becomes a `pmatrix`; thousands separators
+(`1,000`, `1\\,000`, `11,\\!111`, `14{,}916`) go; a doubled backslash before a command name
+(`\\\\frac`, an escaping slip) becomes one; a percent sign is recorded and removed.
 
 The numeric rule (`values_match`) is shared with the SymPy worker so that both paths decide
 alike: equal exact values pass; `rel_tol` admits a relative error; and a decimal answer for
@@ -20,122 +20,9 @@ import re
 from dataclasses import dataclass
 from fractions import Fraction
 
-FALLBACKS = ("last_number", "none")
-MAX_ANSWER_CHARS = 1000    # an extracted answer longer than this is not an answer
+from verifiers.math_extract import FALLBACKS, MAX_ANSWER_CHARS, extract_answer, last_boxed  # noqa: F401 (re-exported)
+
 MAX_NESTING = 60           # brackets deeper than this are refused before any parser sees them
-
-# --------------------------------------------------------------------------- extraction
-
-_ANSWER_TAG = re.compile(r"<answer>(.*?)(?:</answer>|$)", re.DOTALL | re.IGNORECASE)
-_ANSWER_IS = re.compile(
-    r"(?:final\s+answer|the\s+answer|answer)(?:\s+is|\s*:|\s*=)(?:\s*:)?[ \t*]*", re.IGNORECASE)
-_NUMBER_TOKEN = re.compile(
-    r"(?:\\[dt]?frac\{-?\d+\}\{\d+\}|(?<![\w)\]}.])-?\d+(?:,\d{3})*(?:\.\d+)?(?:/\d+)?|(?<![\w)\]}.])-?\.\d+)"
-    r"(?:\s?\\?%)?")
-_WORD = re.compile(r"[A-Za-z]{2,}")
-_LATEX_WORDS = re.compile(r"\\[A-Za-z]+|\\text\{[^{}]*\}")
-
-
-def _brace_pairs(text: str) -> dict[int, int]:
-    """Position of every `{` -> its matching `}` (escaped braces skipped), in one pass."""
-    pairs, stack, i, n = {}, [], 0, len(text)
-    while i < n:
-        c = text[i]
-        if c == "\\":
-            i += 2
-            continue
-        if c == "{":
-            stack.append(i)
-        elif c == "}" and stack:
-            pairs[stack.pop()] = i
-        i += 1
-    return pairs
-
-
-def last_boxed(text: str) -> str | None:
-    """Content of the last complete `\\boxed{...}` or `\\fbox{...}`; nested boxes unwrap.
-    An unclosed box (truncated output) is skipped for an earlier complete one."""
-    boxed, fbox, pairs = text.rfind("\\boxed"), text.rfind("\\fbox"), None
-    while True:
-        at = max(boxed, fbox)
-        if at < 0:
-            return None
-        j = at + (6 if text.startswith("\\boxed", at) else 5)
-        while j < len(text) and text[j] == " ":
-            j += 1
-        if j < len(text) and text[j] == "{":
-            pairs = _brace_pairs(text) if pairs is None else pairs
-            if j in pairs:
-                inner = text[j + 1:pairs[j]].strip()
-                return last_boxed(inner) or inner if "\\boxed" in inner or "\\fbox" in inner else inner
-        elif j < len(text) and text[j] not in "\\$":   # `\\boxed 5`: one token
-            token = re.match(r"[^\s$]+", text[j:])
-            return token.group(0) if token else None
-        if at == boxed:   # each search resumes where the last stopped: linear in the text
-            boxed = text.rfind("\\boxed", 0, at)
-        else:
-            fbox = text.rfind("\\fbox", 0, at)
-
-
-def _last_number(text: str) -> str | None:
-    last = None
-    for last in _NUMBER_TOKEN.finditer(text.replace("\u2212", "-")):
-        pass
-    return last.group(0) if last else None
-
-
-def _after_marker(text: str, start: int) -> str:
-    """The answer that follows a marker: to the end of the line, cut at a sentence end;
-    when that is prose ("18 dollars a day"), the last number in it."""
-    line = text[start:start + 4 * MAX_ANSWER_CHARS].split("\n", 1)[0]
-    boxed = last_boxed(line)
-    if boxed is not None:
-        return boxed
-    m = re.search(r"\.(?:\s|$)|\s+(?:because|since|which|so)\s", line)
-    found = (line[:m.start()] if m else line).strip()
-    if not found.endswith("$"):
-        found = found.rstrip("!").strip()   # prose: an exclamation, not a factorial
-    if not _looks_bare(found.replace("**", "")):
-        return _last_number(found) or found
-    return found
-
-
-def _looks_bare(text: str) -> bool:
-    """A completion that is the answer itself: short, one line, no prose words."""
-    s = text.strip()
-    if not s or len(s) > 200 or "\n" in s:
-        return False
-    return bool(re.fullmatch(r"[A-Za-z]+", s)) or not _WORD.search(_LATEX_WORDS.sub(" ", s))
-
-
-def extract_answer(completion: str, fallback: str = "last_number") -> tuple[str | None, str]:
-    """(answer text or None, the method that found it)."""
-    tags = None
-    at = completion.lower().rfind("<answer>")
-    if at >= 0:
-        tags = _ANSWER_TAG.match(completion, at)
-    if tags:
-        inner = tags.group(1).strip()
-        found, method = extract_answer(inner, "none") if inner else (None, "none")
-        return (found if found is not None else inner or None), "answer_tag"
-    boxed = last_boxed(completion)
-    if boxed is not None:
-        return boxed, "boxed"
-    at = completion.rfind("####")
-    if at >= 0:
-        return _after_marker(completion, at + 4), "gsm8k"
-    last = None
-    for last in _ANSWER_IS.finditer(completion):
-        pass
-    if last is not None:
-        found = _after_marker(completion, last.end())
-        if found:
-            return found, "answer_is"
-    if _looks_bare(completion):
-        return completion.strip(), "whole"
-    number = _last_number(completion) if fallback == "last_number" else None
-    return (number, "last_number") if number is not None else (None, "none")
-
 
 # --------------------------------------------------------------------------- normalisation
 
@@ -147,17 +34,30 @@ _UNICODE = str.maketrans({
     "\u00bc": "1/4", "\u00be": "3/4", "\u2032": "'", "\uff0c": ",", "\u2248": "=",
 })
 _TEXT_CMD = r"\\(?:text|textbf|textit|textrm|textnormal|mathrm|mathbf|mathit|mathsf|mbox|boldsymbol)"
+# A doubled backslash before a command name is an escaping slip (`\\frac` for `\frac`),
+# not a row break followed by text: matrices write `\\ 0` or `\\0`, never `\\frac`.
+_DOUBLED = re.compile(r"(?<!\\)\\\\(?=(?:frac|dfrac|tfrac|left|right|sqrt|boxed|text|le|ge|leq|geq|neq|ne|lt|gt|pi|cdot|times|"
+                      r"infty|in|cup|cap|quad|qquad|pm|mp|mathrm|begin|end)(?![A-Za-z]))")
+_RELATIONS = [(re.compile(r">="), r" \\geq "), (re.compile(r"<="), r" \\leq "), (re.compile(r"!="), r" \\neq "),
+              (re.compile(r"=<"), r" \\leq "), (re.compile(r"=>"), r" \\geq "),
+              (re.compile(r"\\lt(?![A-Za-z])"), " < "), (re.compile(r"\\gt(?![A-Za-z])"), " > ")]
 _SIMPLE_SUBS = [
     (re.compile(r"\*\*|__|`"), ""),                                     # markdown
+    *_RELATIONS,
+    (re.compile(r"\\begin\{array\}\{[^{}]*\}"), r"\\begin{pmatrix}"),
+    (re.compile(r"\\end\{array\}"), r"\\end{pmatrix}"),
+    (re.compile(r"\\\\\s*(?=\\end\{)"), ""),                                # a last row break before \end
+    (re.compile(r"(?<=\d)\s*(?:,\s*\\!|\{\s*,\s*\})\s*(?=\d{3}(?!\d))"), ""),     # 11,\!111 and 14 {,}916
+    (re.compile(r"(?<=[)\]])\s*(?:and|or)\s*(?=[(\[])"), ", "),           # (11,7)or(7,11)
     (re.compile(r"\\[dtc]frac"), r"\\frac"),
-    (re.compile(r"\\(?:displaystyle|textstyle|left\.|right\.|limits)"), ""),
+    (re.compile(r"\\(?:displaystyle|textstyle|left\.|right\.|limits)|^\s*\\approx"), ""),
     (re.compile(r"\\(?:left|right|[Bb]igg?[lrm]?)(?![A-Za-z])\s*"), ""),
     (re.compile(r"\\(?:varnothing)"), r"\\emptyset"),
     (re.compile(r"\^\s*\{?\s*\\circ\s*\}?|\\circ|\\degree|\\textdegree"), ""),
     (re.compile(r"\\?\$|\\euro|\u20ac|\u00a3|\u00a5|\u20b9|^(?:USD|US|EUR|Rs\.?|INR)(?![A-Za-z])\s*"), ""),
     (re.compile(r"(?<=\d)(?:\\,|\\!|\{,\}|\\;|~|\\ )(?=\d{3}(?!\d))"), ""),   # 1\,000 and 1{,}000
     (re.compile(r"(?<=\d)(?: |\\ )(?=\d{3}(?!\d))"), ""),                  # 1 000
-    (re.compile(r"\\[,;:! ]|~|\\q?quad"), " "),
+    (re.compile(r"(?<!\\)((?:\\\\)*)(?:\\[,;:! ]|\\q?quad)|~"), r"\1 "),   # spacing, not the row break `\\`
     (re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)[eE]([+-]?\d+)(?![\d.])"), r"\1\\times10^{\2}"),
     (re.compile(r"\\frac\s*(\d)\s*(\d)"), r"\\frac{\1}{\2}"),
     (re.compile(r"\\frac\s*(\d)\s*\{"), r"\\frac{\1}{"),
@@ -165,6 +65,7 @@ _SIMPLE_SUBS = [
     (re.compile(r"\\sqrt\s*(\d+|[a-zA-Z])"), r"\\sqrt{\1}"),
     (re.compile(r"(?<![\d.])\.(\d)"), r"0.\1"),
     (re.compile(r"\binfinity\b|\binf\b"), r"\\infty"),
+    (re.compile(r"(?<![\\A-Za-z])pi(?![A-Za-z])"), r"\\pi "),                # a plain-text pi
 ]
 _UNIT_TEXT = re.compile(rf"(?<=[\d}}a-zA-Z)])\s*{_TEXT_CMD}\{{\s*[^{{}}\d]*\}}(?:\s*\^\s*\{{?\d\}}?)?\s*$")
 _UNWRAP_TEXT = re.compile(rf"{_TEXT_CMD}\{{([^{{}}]*)\}}")
@@ -175,7 +76,8 @@ _PLAIN_UNIT = re.compile(r"^([-+]?\d[\d,]*(?:\.\d+)?(?:/\d+)?)(\s*)([A-Za-z]+)(?
 _UNITS = frozenset(
     "m g s h l cm mm km kg mg lb lbs oz ft yd mi in ms hr hrs min mins sec secs day days yr yrs mph kmh kph "
     "ml cc sq usd eur".split())
-_PERCENT = re.compile(r"\\%|%|\\text\{\s*percent\s*\}|\s*\bpercent\b")
+_PERCENT = re.compile(r"\\%|%|\\text\{\s*percent\s*\}|\s*\bpercent\b|\s*\bpct\b")
+_DEGREES = re.compile(r"\\circ|\\degree|\\textdegree")
 _AND_OR = re.compile(r"\s*,?\s+(?:and|or)\s+")
 
 
@@ -185,6 +87,7 @@ class Normal:
 
     text: str
     percent: bool
+    degrees: bool = False
 
     @property
     def key(self) -> str:
@@ -207,11 +110,14 @@ def _strip_delimiters(s: str) -> str:
 
 def normalize(text: str) -> Normal:
     """Canonical string of an answer (gold or extracted); see the module docstring."""
-    s = text.translate(_UNICODE).strip()
+    s = _DOUBLED.sub(r"\\", text.translate(_UNICODE)).strip()
     s = _strip_delimiters(s.replace("**", "").strip())
     boxed = last_boxed(s)
     if boxed is not None:
         s = boxed
+    elif re.match(r"\\(?:boxed|fbox)\s*\{", s):
+        s = s[s.index("{") + 1:]   # a box never closed (a truncated gold): its content
+    degrees = bool(_DEGREES.search(s))
     for rx, repl in _SIMPLE_SUBS:
         s = rx.sub(repl, s)
     percent = bool(_PERCENT.search(s))
@@ -226,8 +132,8 @@ def normalize(text: str) -> Normal:
     if m and _is_unit(m.group(3), spaced=bool(m.group(2))):
         s = m.group(1)
     s = re.sub(r"[\s.,;:]+$", "", s)   # not "!": 5! is a factorial
-    s = re.sub(r"(?<=\d),(?=\d{3}(?!\d))", "", s) if re.fullmatch(r"-?\d{1,3}(,\d{3})+(\.\d+)?", s) else s
-    return Normal(s.strip(), percent)
+    s = re.sub(r"(?<=\d),(?=\d{3}(?!\d))", "", s) if re.fullmatch(r"-?[1-9]\d{0,2}(,\d{3})+(\.\d+)?", s) else s
+    return Normal(s.strip(), percent, degrees)
 
 
 def nesting_depth(text: str) -> int:
@@ -252,6 +158,7 @@ _RX_NUMBER = [
     ("slash", re.compile(rf"^({_DEC})\s*/\s*({_DEC})$")),
     ("frac", re.compile(rf"^\\frac\{{\s*(-?{_DEC})\s*\}}\{{\s*(-?{_DEC})\s*\}}$")),
     ("mixed", re.compile(r"^(\d+)\s*(?:\\frac\{\s*(\d+)\s*\}\{\s*(\d+)\s*\}|\s(\d+)\s*/\s*(\d+))$")),
+    ("repeat", re.compile(r"^(\d*)\.(\d{0,50})\\overline\{\s*(\d{1,50})\s*\}$")),   # 0.1\overline{6} = 1/6
 ]
 
 
@@ -265,7 +172,8 @@ class Number:
 
 
 def parse_number(text: str, percent: bool = False) -> Number | None:
-    """The exact value of a plain number (int, decimal, a/b, \\frac{a}{b}, mixed, m×10^k)."""
+    """The exact value of a plain number (int, decimal, a/b, \\frac{a}{b}, mixed, m×10^k, a
+    repeating decimal `0.\\overline{3}`)."""
     s = text.strip()
     sign = 1
     while s[:1] in ("-", "+") and len(s) > 1:
@@ -283,6 +191,11 @@ def parse_number(text: str, percent: bool = False) -> Number | None:
                 value = Fraction(m.group(1)) * Fraction(10) ** int(m.group(2))
             elif kind == "dec":
                 value = Fraction(m.group(1))
+            elif kind == "repeat":
+                head, fixed, cycle = m.group(1) or "0", m.group(2), m.group(3)
+                value = int(head) + Fraction(int(fixed + cycle) - int(fixed or "0"),
+                                             10 ** len(fixed) * (10 ** len(cycle) - 1))
+                return Number(sign * value, False, percent)   # exact: a repeating decimal is a fraction
             elif kind == "mixed":
                 num, den = (m.group(2), m.group(3)) if m.group(2) else (m.group(4), m.group(5))
                 value = int(m.group(1)) + Fraction(int(num), int(den))
@@ -292,6 +205,23 @@ def parse_number(text: str, percent: bool = False) -> Number | None:
             return None
         return Number(sign * value, "." in s, percent)
     return None
+
+
+_TUPLE = re.compile(r"\(([^()]*)\)")
+_TUPLE_LIST = re.compile(r"^\s*\([^()]*\)(?:\s*[,;]\s*\([^()]*\))+\s*$")
+
+
+def parse_tuples(text: str) -> list[tuple[Number, ...]] | None:
+    """Exact values of a list of two or more tuples of plain numbers (`(1,2), (3;4)`), else None."""
+    if len(text) > 2000 or not _TUPLE_LIST.match(text):
+        return None
+    tuples = []
+    for m in _TUPLE.finditer(text):
+        numbers = tuple(parse_number(x) for x in re.split(r"[,;]", m.group(1)))
+        if None in numbers:
+            return None
+        tuples.append(numbers)
+    return tuples
 
 
 def terminates(value: Fraction) -> bool:

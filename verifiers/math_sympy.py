@@ -18,7 +18,14 @@ Decision rules, by the gold's type:
   is a non-zero constant multiple of the other (two equations of the same line);
 * inequalities: as solution sets when they have one variable;
 * sets (braces, or a bare list `1, 2`): unordered; tuples `(a, b)`: ordered; intervals:
-  endpoints and openness (an open `(a, b)` also reads as the pair a, b).
+  endpoints and openness (an open `(a, b)` also reads as the pair a, b); an inequality in
+  one variable against a set or interval compares as its solution set;
+* matrices: entry by entry after evaluating sums and products of explicit matrices; a
+  one-row or one-column matrix against a tuple is a vector;
+* an undefined value (`12:00` read as 12/0) equals nothing.
+
+Parsing and its size guard: `verifiers.math_parse`; math-verify for the audit option:
+`verifiers.math_reference` (both run in the same workers).
 """
 
 from __future__ import annotations
@@ -31,121 +38,13 @@ from fractions import Fraction
 from functools import lru_cache
 
 import sympy
-from antlr4.atn.PredictionMode import PredictionMode
-from latex2sympy2_extended.latex2sympy2 import ConversionConfig, _Latex2Sympy
-from sympy.polys.polyerrors import BasePolynomialError
 
-from verifiers.math_normalize import Number, numbers_match, parse_number, terminates, values_match
+from verifiers.math_normalize import Number, numbers_match, terminates, values_match
+from verifiers.math_parse import SYMPY_ERRORS, AnswerError, parse
+from verifiers.math_reference import reference_check
 
-MAX_DIGITS = 100_000      # refuse to evaluate numbers with more decimal digits than this
 MAX_EXPAND_POWER = 24     # expand() only polynomials of modest degree
 SAMPLE_POINTS = 4
-# What SymPy raises on odd but legal input; anything else escaping is a bug and shows.
-SYMPY_ERRORS = (ValueError, TypeError, AttributeError, ArithmeticError, NotImplementedError,
-                RecursionError, KeyError, IndexError, BasePolynomialError)
-_CONFIG = ConversionConfig(interpret_as_mixed_fractions=True, lowercase_symbols=True)
-_IMAG = sympy.Symbol("i")
-
-
-class AnswerError(ValueError):
-    """An answer that cannot be parsed or is too large to evaluate."""
-
-
-# --------------------------------------------------------------------------- parsing
-
-
-def _magnitude(expr: sympy.Basic) -> float:
-    """An integer's |value| (capped), else 10 ** (its digit bound): exponents and factorial
-    arguments are judged by this before anything is evaluated."""
-    if expr.is_Integer and abs(expr) < 10**9:
-        return float(abs(expr))
-    if expr.is_Rational and max(abs(expr.p), expr.q) < 10**9:
-        return float(max(abs(expr.p), expr.q))
-    digits = _digits(expr)
-    return float("inf") if digits > 9 else 10.0 ** digits
-
-
-def _digits(expr: sympy.Basic) -> float:
-    """Upper bound of the decimal digits of the numbers in an unevaluated tree."""
-    if expr.is_Rational:
-        return max(abs(expr.p), expr.q).bit_length() * 0.30103 + 1
-    if expr.is_Float:
-        return abs(float(expr._mpf_[2] if expr._mpf_[1] else 0)) * 0.30103 + 16
-    if not expr.args:
-        return 1
-    if expr.is_Pow:
-        base, exp = expr.args
-        if base in (0, 1, -1) or not exp.is_number:
-            return _digits(base)
-        return _digits(base) * _magnitude(exp)
-    if isinstance(expr, (sympy.factorial, sympy.binomial, sympy.gamma, sympy.factorial2)):
-        n = max(_magnitude(a) for a in expr.args)
-        return n * max(1.0, float(len(str(int(min(n, 1e300))))))
-    parts = [_digits(a) for a in expr.args]
-    return sum(parts) if expr.is_Mul else max(parts) + len(parts)
-
-
-def _exactify(expr):
-    """Decimals as exact rationals (0.1 is 1/10); also reports whether there were any."""
-    floats = [f for f in expr.atoms(sympy.Float)] if isinstance(expr, sympy.Basic) else []
-    if floats:
-        expr = expr.xreplace({f: sympy.Rational(str(f)) for f in floats})
-    return expr, bool(floats)
-
-
-class _Converter(_Latex2Sympy):
-    """latex2sympy2_extended's converter with ANTLR's two-stage parsing (Parr, Harwell and
-    Fisher, "Adaptive LL(*) parsing", 2014): SLL prediction first, several times faster than
-    the full LL it uses by default, and full LL when SLL reports a syntax error (SLL may
-    reject valid input). On every string of the test table both modes give the same result
-    wherever SLL succeeds."""
-
-    def __init__(self, mode: int):
-        super().__init__(config=_CONFIG)
-        self.mode = mode
-
-    def create_parser(self, latex_str):
-        parser = super().create_parser(latex_str)
-        parser._interp.predictionMode = self.mode
-        return parser
-
-
-def _syntax_error(exc: Exception) -> str:
-    """The parser reports syntax errors as bare `Exception`s; anything else is re-raised."""
-    if type(exc) is not Exception:
-        raise exc
-    return str(exc).splitlines()[0]
-
-
-def _convert(text: str):
-    try:
-        return _Converter(PredictionMode.SLL).parse(text)
-    except SYMPY_ERRORS:
-        pass
-    except Exception as exc:  # noqa: BLE001 - narrowed by _syntax_error
-        _syntax_error(exc)
-    try:
-        return _Converter(PredictionMode.LL).parse(text)
-    except SYMPY_ERRORS as exc:
-        raise AnswerError(f"cannot parse {text!r}: {type(exc).__name__}: {exc}") from None
-    except Exception as exc:  # noqa: BLE001 - narrowed by _syntax_error
-        raise AnswerError(f"cannot parse {text!r}: {_syntax_error(exc)}") from None
-
-
-@lru_cache(maxsize=4096)
-def parse(text: str) -> tuple[sympy.Basic, bool]:
-    """(SymPy object, written with decimals?) of a normalised answer; AnswerError if not.
-    Plain numbers are read exactly as the caller's fast path reads them, without ANTLR."""
-    number = parse_number(text)
-    if number is not None:
-        return sympy.Rational(number.value.numerator, number.value.denominator), number.decimal
-    expr = _convert(text)
-    if isinstance(expr, sympy.Basic):
-        if _digits(expr) > MAX_DIGITS:
-            raise AnswerError(f"{text!r} is a number too large to evaluate")
-        if expr.free_symbols == {_IMAG}:
-            expr = expr.xreplace({_IMAG: sympy.I})
-    return _exactify(expr)
 
 
 # --------------------------------------------------------------------------- equality
@@ -210,6 +109,10 @@ def _points_differ(g, p, rng) -> bool | None:
 def _symbolic_equal(g, p) -> str | None:
     """Random points first: they refute unequal expressions at once, before any expansion."""
     diff = sympy.Add(g, -p)
+    if diff.has(sympy.Sum, sympy.Product, sympy.Integral):
+        # Random points make symbolic bounds fractional, and simplify() then crawls (a second
+        # per pair of sums): closed forms where SymPy knows them, then expansion, decide these.
+        return "difference sums to 0" if sympy.expand(diff.doit()) == 0 else None
     differs = _points_differ(g, p, random.Random(0))
     if differs:
         return None
@@ -338,10 +241,56 @@ def _result_of_chain(e):
     return e
 
 
+def _undefined(e) -> bool:
+    """`12:00` read as 12/0: an undefined value equals nothing, itself included."""
+    return isinstance(e, sympy.Basic) and e.has(sympy.zoo, sympy.nan)
+
+
+def _matrix(e):
+    """A sum or product of explicit matrices, evaluated; a one-row or one-column matrix
+    against a tuple compares as the tuple of its entries (a vector)."""
+    if isinstance(e, sympy.MatrixExpr) and not isinstance(e, sympy.MatrixBase):
+        e = e.doit()
+    return e
+
+
+def _matrix_equal(g, p, ctx) -> str | None:
+    pair = lambda c: isinstance(c, sympy.Interval) and c.left_open and c.right_open  # noqa: E731
+    g, p = (sympy.Tuple(c.start, c.end) if pair(c) else c for c in (g, p))   # `(1, 2)` read as an interval
+    if isinstance(g, sympy.Tuple) or isinstance(p, sympy.Tuple):
+        vector = lambda m: isinstance(m, sympy.MatrixBase) and 1 in m.shape  # noqa: E731
+        if vector(g) or vector(p):
+            gs, ps = list(g), list(p)
+            same = len(gs) == len(ps) and all(equal(a, b, ctx) for a, b in zip(gs, ps))
+            return "same vector" if same else None
+        return None
+    same = getattr(g, "shape", None) == getattr(p, "shape", None)
+    return "same matrix" if same and all(equal(a, b, ctx) for a, b in zip(g, p)) else None
+
+
+def _either_of(e, other):
+    """`x < 0 \\text{ or } x > 1` (read as the list `x < 0, x > 1`) against a set: the union
+    of the solution sets when they are disjoint, since "and" would leave nothing. Overlapping
+    conditions (`x > 0, x < 1`) are ambiguous and stay as they are."""
+    if not (isinstance(e, sympy.FiniteSet) and isinstance(other, sympy.Set) and not isinstance(other, sympy.FiniteSet)):
+        return e
+    if len(e) < 2 or not all(_is_relation(r) for r in e.args) or len({s for r in e.args for s in r.free_symbols}) != 1:
+        return e
+    sets = [_as_set(r) for r in e.args]
+    if any(a.intersect(b) != sympy.S.EmptySet for i, a in enumerate(sets) for b in sets[i + 1:]):
+        return e
+    return sympy.Union(*sets)
+
+
 def equal(g, p, ctx) -> str | None:
     """Reason why `p` (prediction) equals `g` (gold), or None."""
-    if g == p:
+    if _undefined(g) or _undefined(p):
+        return None
+    if g == p or type(g) is type(p) and str(g) == str(p):   # same symbols, assumptions aside
         return "identical"
+    g, p = _matrix(g), _matrix(p)
+    if isinstance(g, sympy.MatrixBase) or isinstance(p, sympy.MatrixBase):
+        return _matrix_equal(g, p, ctx)
     g, p = _collapse_chain(g), _collapse_chain(p)
     if not _is_relation(g):
         p = _result_of_chain(p)
@@ -355,15 +304,13 @@ def equal(g, p, ctx) -> str | None:
         p = p.args[0]
     if _is_relation(g) and _is_relation(p):
         return relation_equal(g, p, ctx)
+    g, p = _either_of(g, p), _either_of(p, g)
     if _is_relation(g) and isinstance(p, sympy.Set) and _as_set(g) is not None:
         g = _as_set(g)
     elif _is_relation(p) and isinstance(g, sympy.Set) and _as_set(p) is not None:
         p = _as_set(p)
     if isinstance(g, (sympy.Set, sympy.Tuple)) or isinstance(p, (sympy.Set, sympy.Tuple)):
         return container_equal(g, p, ctx)
-    if isinstance(g, sympy.MatrixBase) or isinstance(p, sympy.MatrixBase):
-        same = getattr(g, "shape", None) == getattr(p, "shape", None)
-        return "same matrix" if same and all(equal(a, b, ctx) for a, b in zip(g, p)) else None
     if _is_relation(g) or _is_relation(p):
         return None
     return expr_equal(g, p, ctx)
@@ -453,7 +400,7 @@ def serve(memory_mb: int = 0) -> None:
         request = json.loads(line)
         _cap_cpu(request.get("cpu_budget"))
         try:
-            reply = check(request)
+            reply = reference_check(request) if request.get("kind") == "reference" else check(request)
         except MemoryError:
             parse.cache_clear()
             out.write(json.dumps({"status": "memory", "error": "answer exceeded the worker memory limit"}) + "\n")

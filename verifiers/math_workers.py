@@ -10,6 +10,10 @@ caller kills and replaces when the check overruns its deadline.
   says it is ready, then answers one JSON line per request on stdin/stdout.
 * Workers start lazily, from any thread (`subprocess.Popen` is thread-safe; nothing forks
   a threaded parent), in their own session so a terminal's Ctrl-C does not reach them.
+* A check's deadline is CPU time: the worker is killed once the check has used `timeout`
+  seconds of CPU, or after `STARVED_WALL_FACTOR` times that in wall time, so that a busy
+  machine (other processes on every core) does not turn right answers into timeouts.
+  Where /proc is missing, the deadline is wall time.
 * They die with their parent (EOF on stdin), on `close()`, when the pool is collected, and
   at interpreter exit (`weakref.finalize`).
 * Pools are shared by the verifiers of a process that ask for the same size and memory
@@ -30,6 +34,7 @@ import weakref
 
 STARTUP_TIMEOUT = 60.0   # seconds a new worker may take to import SymPy on a loaded machine
 ORPHAN_CPU_GRACE = 30.0  # CPU seconds past the deadline after which a worker ends itself
+STARVED_WALL_FACTOR = 10  # a starved check may take this many times its CPU timeout in wall time
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 # The worker imports only the two sibling modules it needs, not the `verifiers` package
 # (whose other verifiers may be heavy), and runs isolated (-I: no cwd on sys.path, so this
@@ -73,10 +78,38 @@ class _Worker:
             self.proc.stdin.write(json.dumps({**request, **budget}).encode() + b"\n")
         except (BrokenPipeError, OSError) as exc:
             raise _WorkerGone(f"worker pipe closed: {exc}") from None
-        return self._read_line(time.monotonic() + timeout)
+        return self._read_reply(timeout)
+
+    def _read_reply(self, timeout: float) -> dict:
+        """The reply within `timeout` seconds of the worker's CPU time. A worker that the machine
+        starves (other processes on every core) gets more wall time, up to STARVED_WALL_FACTOR
+        times the timeout: on a loaded machine a right answer must not become a timeout."""
+        start, start_cpu = time.monotonic(), _cpu_seconds(self.proc.pid)
+        deadline, wall_end = start + timeout, start + timeout * STARVED_WALL_FACTOR
+        while True:
+            try:
+                return self._read_line(min(deadline, wall_end))
+            except _WorkerGone as exc:
+                used = _cpu_seconds(self.proc.pid)
+                if str(exc) != "timeout" or start_cpu is None or used is None:
+                    raise
+                now = time.monotonic()
+                if used - start_cpu >= timeout or now >= wall_end:
+                    raise
+                deadline = now + timeout - (used - start_cpu)
 
     def kill(self) -> None:
         _kill(self.proc)
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of a process (Linux /proc), or None where unavailable."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _kill(proc: subprocess.Popen) -> None:

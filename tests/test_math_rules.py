@@ -1,0 +1,379 @@
+"""The `math` verifier's rules for forms beyond plain values (verifiers.math_extract,
+verifiers.math_labels and the relation, matrix and number rules): one parametrised table per
+rule, each right form next to a hostile neighbour that must fail, and the reward audit."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import verifiers.math as math_module
+import verifiers.math_workers as workers_module
+from envs import get_env
+from verifiers import CompositeVerifier, Task, VerifierError, get_verifier
+from verifiers.math_extract import boxed_answer, extract_answer, extract_gold
+from verifiers.math_labels import align, strip_labels, text_rule
+from verifiers.math_normalize import normalize
+
+REPO = Path(__file__).resolve().parents[1]
+TIMEOUT = 20.0   # decisions, not speed: a loaded machine must not turn a check into a timeout
+
+
+@pytest.fixture(scope="module")
+def verifier():
+    with get_verifier("math", timeout=TIMEOUT) as v:
+        yield v
+
+
+def _judge(verifier, gold, completion):
+    return verifier.verify(completion, Task("t", "p", gold))
+
+
+def _check_table(verifier, gold, completion, expected):
+    verdict = _judge(verifier, gold, completion)
+    assert verdict.passed is expected, (gold, completion, verdict.info)
+    assert verdict.info["reason"], verdict.info          # every verdict names its rule
+
+
+SOLUTION = ("We want $f(n) = n$, so $n^2 + n - 2 = 0$, which factors as $(n - 1)(n + 2) = 0$; "
+            "the solutions are $n = \\boxed{1,-2}.$")
+FINAL = ("After Monday the value is $90$; after Tuesday $72$. Final Answer: The final answer is "
+         "$28\\%$. I hope it is correct.")
+
+GOLD_SOLUTIONS = [
+    (SOLUTION, r"\boxed{-2, 1}", True),                        # the gold's box, any order
+    (SOLUTION, r"\boxed{1}", False),                           # half of it
+    (SOLUTION, r"\boxed{-2} \quad \text{and} \quad \boxed{1}", True),
+    (FINAL, r"a total loss of $\boxed{28\%}$.", True),        # the gold's final-answer marker
+    (FINAL, r"\boxed{72\%}", False),                           # a number from the gold's reasoning
+    (r"\(\boxed{1}\) and \(\boxed{-2}\).", r"$\boxed{-2,1}$.", True),
+    (r"\(\boxed{1}\) and \(\boxed{-2}\).", r"$\boxed{-2}$.", False),
+    (r"\boxed{1} papers and \boxed{2} bins", r"\boxed{1,2}", True),
+    (r"\boxed{1} papers and \boxed{2} bins", r"\boxed{1,3}", False),
+]
+
+JOINED_BOXES = [
+    ("1, 2", r"\boxed{1}, \boxed{2}", True),
+    ("1, 2", r"\boxed{1}\boxed{2}", True),
+    ("\\{1,2,3\\}", r"\boxed{1} and \boxed{2} and \boxed{3}", True),
+    ("\\{1,2,3\\}", r"\boxed{1} and \boxed{2} and \boxed{4}", False),
+    ("(2, 2), (6, 2)", r"\boxed{(2, 2)} \quad \text{and} \quad \boxed{(6, 2)}", True),
+    ("(2, 2), (6, 2)", r"\boxed{(2, 2)} \quad \text{and} \quad \boxed{(2, 6)}", False),   # a pair reversed
+    ("(3, 3), (1, 1)", r"\boxed{(3, 3)} \text{ for part (a) and } \boxed{(1, 1)}", True),
+    ("42", r"First guess \boxed{40}, but correcting: \boxed{42}", True),    # a correction: last box
+    ("40, 42", r"First guess \boxed{40}, but correcting: \boxed{42}", False),
+    ("3", r"\boxed{2} is wrong; \boxed{3}", True),
+    ("2", r"\boxed{1} and \boxed{2}", False),                  # two answers are not the last one
+    ("3", r"\boxed{3} \boxed{3}", True),                       # repeats collapse
+    ("10455", r"$\boxed{255}$ so she has $10,455. Final Answer: The final answer is $10,455$.", True),
+    ("255", r"$\boxed{255}$ so she has $10,455. Final Answer: The final answer is $10,455$.", False),
+    ("18", "\\boxed{18}\n\nI think my final answer is correct.", True),     # a marker with no answer after it
+]
+
+SPANS = [
+    ("10", "Answer \\( (9+1) \\)", True),                    # the last math span, evaluated
+    ("9", "Answer \\( (9+1) \\)", False),
+    ("9", "Answer $ \n 9 \n $", True),                        # a span across newlines
+    ("(7,6)", "the ordered pair is $(7, 6)$. <|im_start|>user", True),
+    ("(7,6)", "the ordered pair is $(6, 7)$. <|im_start|>user", False),
+    ("5", "Let $x$ be the count; then 5 apples remain", True),   # a number after the span wins
+    ("12, 13", 'Final Answer: The final answer is "$12$ and $13$". I hope it is correct.', True),
+    ("12, 13", 'Final Answer: The final answer is "$12$ and $14$". I hope it is correct.', False),
+]
+
+RELATIONS = [
+    ("x >= 5", r"Therefore $x \geq 5$ is the solution.", True),
+    ("x >= 5", r"Therefore $x > 5$ is the solution.", False),
+    ("x < 3", r"We find that $x \lt 3$.", True),
+    ("x < 3", r"We find that $x \leq 3$.", False),
+    ("x \\leq 2", "Thus $x <= 2$ is our answer.", True),
+    ("x \\leq 2", "Thus $x >= 2$ is our answer.", False),
+    ("x != 3", r"We find that $x \neq 3$.", True),
+    ("x != 3", r"We find that $x \neq 4$.", False),
+    ("x > 5", r"$x \gt 5$", True),
+    ("x > 5", r"$5 \gt x$", False),
+]
+
+INTERVALS = [
+    (r"1\leq|z|\leq \frac{3}{2}", r"$z \in \left[-\frac{3}{2}, -1\right] \cup \left[1, \frac{3}{2}\right]$", True),
+    (r"1\leq|z|\leq \frac{3}{2}", r"$z \in \left[1, \frac{3}{2}\right]$", False),     # |z| is not z
+    ("0<f(x)<1", "$(0,1)$", True),
+    ("0<f(x)<1", "$[0,1]$", False),                            # closed is not open
+    ("0 \\le f(x) < 1", "$[0,1)$", True),
+    (r"-2 \le x \le 7", r"$x \in [-2,7]$", True),
+    (r"-2 \le x \le 7", r"$x \in [-2,7)$", False),
+    ("[2, \\infty)", r"$x \geq 2$", True),
+    ("(2, \\infty)", r"$x \geq 2$", False),
+    (r"x<0 \text{ or } x>1", r"\boxed{(-\infty,0)\cup(1,\infty)}", True),   # disjoint: "or"
+    (r"x<0 \text{ or } x>1", r"\boxed{(-\infty,0)\cup[1,\infty)}", False),
+    (r"x>0, x<1", r"\boxed{(-\infty,\infty)}", False),                      # overlapping: ambiguous
+]
+
+PMATRIX = r"\begin{pmatrix}1 & 2 \\ 3 & 4\end{pmatrix}"
+MATRICES = [
+    (PMATRIX, r"$\left[\begin{array}{cc}1 & 2 \\ 3 & 4\end{array}\right]$", True),
+    (PMATRIX, r"$\left[\begin{array}{cc}1 & 2 \\ 4 & 3\end{array}\right]$", False),
+    (r"\begin{bmatrix}0 & 0 \\ 0 & 0\end{bmatrix}", r"$\begin{pmatrix}0 & 0 \\ 0 & 0\end{pmatrix}$", True),
+    (r"\begin{bmatrix}0 & 0 \\ 0 & 0\end{bmatrix}", r"$\begin{pmatrix}0 & 0 & 0\\ 0 & 0 & 0\end{pmatrix}$", False),
+    (r"\begin{pmatrix}6 & 8 \\ 10 & 12\end{pmatrix}", r"$" + PMATRIX + " + " + PMATRIX.replace("1 & 2 \\\\ 3 & 4",
+                                                                                               "5 & 6 \\\\ 7 & 8") + "$", True),
+    (r"\begin{pmatrix}6 & 8 \\ 10 & 12\end{pmatrix}", "$" + PMATRIX + " + " + PMATRIX + "$", False),
+    (r"\begin{pmatrix}1 \\ 2\end{pmatrix}", r"\boxed{(1, 2)}", True),                  # a vector as a tuple
+    (r"\begin{pmatrix}1 \\ 2\end{pmatrix}", r"\boxed{(2, 1)}", False),
+    (r"$\\left(\\frac{1}{5},\\frac{1}{6}\\right)$", r"is $\left( \frac{1}{5}, \frac{1}{6} \right)$.", True),
+    (r"$\\left(\\frac{1}{5},\\frac{1}{6}\\right)$", r"is $\left( \frac{1}{6}, \frac{1}{5} \right)$.", False),
+    (r"(3, \frac{\pi}{2})", r"$\\boxed{\\left( 3, \\frac{\\pi}{2} \\right)}.$", True),   # doubled backslashes
+]
+
+LABELS = [
+    ("(p,q)=(3,2)", r"\boxed{(3, 2)}", True),
+    ("(p,q)=(3,2)", r"\boxed{(2, 3)}", False),                 # an ordered pair in the wrong order
+    ("AB=4,CD=5", r"\boxed{4, 5}", True),
+    ("AB=4,CD=5", r"\boxed{4, 6}", False),
+    ("S_{MBCN}:S=7:32", r"\boxed{7:32}", True),
+    ("S_{MBCN}:S=7:32", r"\boxed{7:33}", False),
+    (r"\frac{NO}{BO}=\frac{1}{\sqrt{6}}", r"$\frac{1}{\sqrt{6}}$", True),
+    ("|AB|=1", "$$1$$", True),
+    ("f(x)=1", "$$1$$", True),
+    ("f(x)=1", "$$2$$", False),
+    ("2x = 6", r"\boxed{6}", False),                           # an equation, not a label and a value
+    ("x=3", r"\boxed{y=3}", False),                            # a different variable
+    ("a=1, b=2", r"\boxed{b = 2, a = 1}", True),                # labels pair the values
+    ("a=1, b=2", r"\boxed{a = 2, b = 1}", False),
+    ("AB=4,CD=5", r"\boxed{5, 4}", False),                     # distinct labels: in label order
+    (r"x_{1}=2,\quad x_{2}=3", r"\boxed{3} \text{ and } \boxed{2}", True),   # roots: any order
+    ("(x, y) = (5, 8), (8, 5)", r"\boxed{(x, y) = (8, 5) \quad \text{and} \quad (5, 8)}", True),
+    (r"x_{1}=\frac{1}{2}+\sqrt{5},\quad x_{2}=\frac{1}{2}-\sqrt{5}",
+     r"$\boxed{\frac{1}{2}-\sqrt{5}} \quad \text{and} \quad \boxed{\frac{1}{2}+\sqrt{5}}$", True),
+    (r"x_{1}=\frac{1}{2}+\sqrt{5},\quad x_{2}=\frac{1}{2}-\sqrt{5}",
+     r"$\boxed{\frac{1}{2}-\sqrt{5}} \quad \text{and} \quad \boxed{\frac{1}{2}+\sqrt{3}}$", False),
+    ("1 = \\zzz = x = 0", "$0$", True),                        # a chain ends in its value
+    (r"\\boxed{W(n) = 1 \\text{ and } W(n) = -1", "W(x)=1orW(x)=-1", True),
+    (r"\\boxed{W(n) = 1 \\text{ and } W(n) = -1", "W(x)=1orW(x)=-2", False),
+]
+
+NUMBER_FORMATS = [
+    ("11111111100", r"$\boxed{11,\! 111,\! 111,\! 100}$", True),
+    ("11111111100", r"$\boxed{11,\! 111,\! 111,\! 000}$", False),
+    ("16386.20", r"is $\$16,\!386.20$ after five years", True),
+    ("14916", r"the final answer is $14 {, }916$.", True),
+    ("14916", r"the final answer is $14 {, }961$.", False),
+    ("1,22", "1.22", True),                                     # decimal comma on the gold side
+    ("1,22", "122", False),
+    ("1,2", "1.2", False),                                      # a gold list, not a decimal comma
+    ("3.5", r"\boxed{3,5}", True),                              # the prediction's decimal comma
+    ("3.14", r"\boxed{\approx 3.14}", True),
+    ("\\frac{\\pi}{4}", r"\boxed{45^\circ}", True),                 # degrees against radians
+    ("\\frac{\\pi}{4}", r"\boxed{45}", False),                       # no degree sign: the number 45
+    ("180^\\circ", r"\boxed{\pi}", True),
+    ("90^\\circ", r"\boxed{\pi}", False),
+    ("\\frac{5}{3}", r"\boxed{1.\overline{6}}", True),          # a repeating decimal is exact
+    ("(2,1),(1,2),(-1,-20)", r"\boxed{(1, 2), (-1, -20), (2, 1)}", True),   # tuples, any order
+    ("(2,1),(1,2),(-1,-20)", r"\boxed{(1, 2), (-20, -1), (2, 1)}", False),  # one pair reversed
+    ("(0;0;6),(4;-2;0)", r"\boxed{(4, -2, 0), (0, 0, 6)}", True),
+    ("(0;0;6),(4;-2;0)", r"\boxed{(4, -2, 0), (0, 0, 6), (1, 1, 1)}", False),
+    ("\\frac{1}{6}", r"\boxed{0.1\overline{6}}", True),
+    ("\\frac{1}{6}", r"\boxed{0.\overline{16}}", False),         # 16/99
+    ("0,111", "0.111", True),                                   # `0,` never starts a thousands group
+    ("2.74", "Soucis : 2,74 $ a..", True),
+    ("2.74", "Soucis : 2,75 $ a..", False),
+    ("1000", r"\boxed{1,000}", True),                           # three digits after: thousands
+    ("1", r"\boxed{1,000}", False),
+    ("28\\%", r"$\boxed{28 pct}", True),
+    ("28\\%", r"$\boxed{29 pct}", False),
+]
+
+TEXT_ANSWERS = [
+    (r"$\text{odd}$", "$odd$", True),
+    (r"$\text{odd}$", "$even$", False),
+    (r"$\text{Even}$", "$Even$", True),
+    (r"$$\text{The midpoints form a regular hexagon}$$", r"$$\text{The midpoints form a regular hexagon}$$", True),
+    (r"$$\text{The midpoints form a regular hexagon}$$", r"$$\text{The midpoints form a regular pentagon}$$", False),
+    ("$12:00$", "$12:00$", True),
+    ("$12:00$", "$1:00$", False),                              # times, not the ratio 12/0
+    ("$7:32$", r"\boxed{14:64}", True),                        # ratios stay ratios
+    ("xy", r"\boxed{yx}", True),                               # two letters: a product, not a word
+    ("2\\pi", r"\boxed{2pi}", True),                            # plain-text pi is the number
+    ("2\\pi", r"\boxed{2p}", False),
+]
+
+TABLES = {"gold_solutions": GOLD_SOLUTIONS, "joined_boxes": JOINED_BOXES, "spans": SPANS,
+          "relations": RELATIONS, "intervals": INTERVALS, "matrices": MATRICES, "labels": LABELS,
+          "number_formats": NUMBER_FORMATS, "text_answers": TEXT_ANSWERS}
+CASES = [(name, *row) for name, rows in TABLES.items() for row in rows]
+
+
+@pytest.mark.parametrize("table, gold, completion, expected", CASES,
+                         ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)])
+def test_rule_table(verifier, table, gold, completion, expected):
+    _check_table(verifier, gold, completion, expected)
+
+
+def test_every_table_has_hostile_and_honest_rows():
+    for name, rows in TABLES.items():
+        assert {r[2] for r in rows} == {True, False}, name
+
+
+# --------------------------------------------------------------------------- units
+
+
+@pytest.mark.parametrize("text, joined, count", [
+    (r"\boxed{1}, \boxed{2}", "1, 2", 2),
+    (r"\boxed{1} is wrong, \boxed{2}", "2", 1),
+    (r"a \boxed{1} b \boxed{2}", "2", 1),                        # a lone word is no connector
+    (r"\boxed{1} \boxed{1}", "1", 1),
+    (r"\boxed{1} and \boxed{", "1", 1),                         # an unclosed box is skipped
+    ("no box", None, 0),
+])
+def test_boxed_answer_joins_only_across_connectors(text, joined, count):
+    assert boxed_answer(text)[:2] == (joined, count)
+
+
+@pytest.mark.parametrize("gold, answer, method", [
+    ("3", "3", "gold_as_written"),
+    (r"\frac{1}{2}", r"\frac{1}{2}", "gold_as_written"),
+    (SOLUTION, "1,-2", "gold_boxed"),
+    (FINAL, r"28\%", "gold_answer_is"),
+    ("x " * 150, "x " * 150, "gold_as_written"),               # long but nothing to extract
+])
+def test_extract_gold(gold, answer, method):
+    assert extract_gold(gold) == (answer, method)
+
+
+@pytest.mark.parametrize("text, value, rule", [
+    ("(p,q)=(3,2)", "(3,2)", "label stripped"),
+    ("AB=4,CD=5", "(4, 5)", "labelled list"),
+    ("x_1=4, x_2=5", "4, 5", "labelled list"),
+    ("2x = 6", "2x = 6", None),
+    ("x + y = 5", "x + y = 5", None),
+    ("1 = 2 = 3", "1 = 2 = 3", None),                           # no label anywhere
+])
+def test_strip_labels(text, value, rule):
+    assert strip_labels(text) == (value, rule)
+
+
+def test_align_strips_labels_only_against_a_value():
+    assert align("x=3", "y=3")[:2] == ("x=3", "y=3")
+    assert align("(p,q)=(3,2)", "(3,2)") == ("(3,2)", "(3,2)", ["gold: label stripped"])
+
+
+@pytest.mark.parametrize("gold, pred, decided", [
+    ("odd", "Odd", (True, "same words")),
+    ("odd", "even", (False, "different words")),
+    ("12:00", "12:00", (True, "same clock time")),
+    ("12:00", "1:00", (False, "different clock times")),
+    ("x", "y", None), ("3", "3", None),
+])
+def test_text_rule(gold, pred, decided):
+    assert text_rule(gold, pred) == decided
+
+
+def test_decimal_comma_policy_is_read_off_the_digits():
+    assert extract_answer("it costs 2,74 today")[0] == "2,74"
+    assert normalize("1,000").text == "1000" and normalize("0,111").text == "0,111"
+
+
+# --------------------------------------------------------------------------- audit
+
+
+def test_math_audit_records_both_verdicts(verifier):
+    with get_verifier("math_audit", timeout=TIMEOUT) as audit:
+        tasks = [Task("a", "p", "3"), Task("b", "p", "5"), Task("c", "p", "4")]
+        verdicts = audit.verify_batch([r"\boxed{3}", "<answer>5</answer>", r"\boxed{5}"], tasks)
+    got = [v.info["audit"] for v in verdicts]
+    assert got[0] == {"agree": True, "ours": True, "math_verify": True}
+    assert got[1] == {"agree": False, "ours": True, "math_verify": False}   # no <answer> rule there
+    assert got[2] == {"agree": True, "ours": False, "math_verify": False}
+    assert [v.passed for v in verdicts] == [True, True, False]          # the reward stays ours
+    plain = verifier.verify(r"\boxed{3}", tasks[0])
+    assert "audit" not in plain.info
+
+
+def test_audit_without_math_verify_says_so(monkeypatch):
+    monkeypatch.setattr(math_module, "reference_available", lambda: False)
+    with get_verifier("math", audit=True, timeout=TIMEOUT) as v:
+        audit = v.verify(r"\boxed{3}", Task("a", "p", "3")).info["audit"]
+    assert audit["agree"] is None and audit["math_verify"] is None and "not installed" in audit["error"]
+
+
+def test_audit_option_is_checked():
+    with pytest.raises(VerifierError, match="audit"):
+        get_verifier("math", audit="yes")
+
+
+def test_composite_and_env_carry_the_audit_up():
+    composite = CompositeVerifier({"correct": {"verifier": "math", "options": {"audit": True, "timeout": TIMEOUT}},
+                                   "format": {"verifier": "format", "weight": 0.0, "options": {"pattern": ".*"}}})
+    assert composite.verify(r"\boxed{3}", Task("a", "p", "3")).info["audit"]["agree"] is True
+    env = get_env("gsm8k", audit=True, path="unused")
+    assert env.correctness_verifier().audit is True
+
+
+@pytest.mark.slow
+def test_cli_scores_with_math_audit(tmp_path):
+    path = tmp_path / "in.jsonl"
+    path.write_text(json.dumps({"completion": "<answer>5</answer>", "task": {"id": "a", "prompt": "p", "answer": "5"}}))
+    out = subprocess.run([sys.executable, "-m", "verifiers", "score", "--verifier", "math_audit", "--input", str(path)],
+                         capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert out.returncode == 0, out.stderr
+    row = json.loads(out.stdout.splitlines()[0])
+    assert row["passed"] is True and row["info"]["audit"] == {"agree": False, "ours": True, "math_verify": False}
+
+
+HOSTILE = {
+    "unclosed spans": "\\(" * 500_000,
+    "a flood of boxes": "\\boxed{1} and " * 100_000,
+    "a million dollars": "$" * 1_000_000,
+    "labels without end": r"\boxed{" + "a=" * 400 + "1}",
+    "bounds without end": r"\boxed{" + "0<f(x)" * 150 + "}",
+    "connectors only": r"\boxed{1}" + " and " * 100_000 + r"\boxed{2}",
+}
+
+
+@pytest.mark.parametrize("name", list(HOSTILE))
+def test_hostile_forms_fail_without_raising(verifier, name):
+    verdict = _judge(verifier, "10", HOSTILE[name])
+    assert verdict.passed is False and verdict.info["status"] in ("failed", "error", "timeout")
+    assert verdict.info["reason"]
+
+
+# --------------------------------------------------------------------------- deadlines in CPU time
+
+
+def _fake_worker(body: str) -> "workers_module._Worker":
+    """A worker process that says it is ready, reads one request, then runs `body`."""
+    worker = workers_module._Worker.__new__(workers_module._Worker)
+    code = f"import sys, time\nprint('{{\"ready\": true}}', flush=True)\nsys.stdin.readline()\n{body}"
+    worker.proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                   bufsize=0)
+    worker.ready, worker._buffer = False, b""
+    return worker
+
+
+@pytest.mark.skipif(workers_module._cpu_seconds(1) is None, reason="needs /proc")
+@pytest.mark.parametrize("body, replies", [
+    ("time.sleep(0.8)\nprint('{\"status\": \"passed\"}', flush=True)", True),   # starved, not busy: waits
+    ("while True: pass", False),                                                   # busy past its CPU budget
+])
+def test_deadline_counts_the_checks_cpu_time(body, replies):
+    worker = _fake_worker(body)
+    try:
+        if replies:
+            assert worker.call({}, timeout=0.3) == {"status": "passed"}     # 0.8 s wall, ~0 s CPU
+        else:
+            with pytest.raises(workers_module._WorkerGone, match="timeout"):
+                worker.call({}, timeout=0.3)
+    finally:
+        worker.kill()
+
+
+def test_free_cores_is_at_least_one_and_at_most_the_machine(monkeypatch):
+    import os
+
+    assert 1 <= math_module.free_cores() <= (os.cpu_count() or 1)
+    monkeypatch.setattr(os, "getloadavg", lambda: (64.0, 0.0, 0.0))   # a saturated machine
+    assert math_module.free_cores() == 1
