@@ -235,3 +235,15 @@ def test_auto_backend_on_cpu_samples_from_the_trained_module(tmp_path, tiny_mode
 
     ctx = RunContext.create(_cfg(tmp_path, tiny_model_path, generation_backend="auto"), "grpo")
     assert ctx.generator.model is ctx.model
+
+
+def test_math_audit_shows_in_the_metrics(tmp_path, tiny_model_path):
+    """The arithmetic env's `audit` option scores with math-verify beside ours: each step logs the
+    share of rows where the two disagree (a silent false-fail rate would show here)."""
+    pytest.importorskip("math_verify")
+    train(_cfg(tmp_path, tiny_model_path, env="arithmetic", env_options={"audit": True}, steps=1))
+    metrics = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert 0.0 <= metrics[0]["audit_disagreement_rate"] <= 1.0
+    train(_cfg(tmp_path / "plain", tiny_model_path, env="arithmetic", steps=1))
+    plain = json.loads((tmp_path / "plain" / "run" / "metrics.jsonl").read_text().splitlines()[0])
+    assert "audit_disagreement_rate" not in plain  # logged only when the verifier audits
