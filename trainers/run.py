@@ -20,11 +20,12 @@ from typing import Any
 
 import torch
 
+from envs.multiturn import MultiTurnEnvironment
 from models.loading import ModelRef, is_tiny, resolve_model
 from models.sampling import make_generator, resolve_backend
 from trainers import checkpoint
 from trainers import rollout as ro
-from trainers.config import RunConfig, derive_seed
+from trainers.config import RunConfig, derive_seed, require
 from verifiers.options import dump_yaml
 from trainers.forward import completion_logprobs
 from trainers.plots import plot_rewards
@@ -105,6 +106,10 @@ class RunContext:
         torch.manual_seed(cfg.seed)
         run._prepare_output_dir()
         run.env = envs.get_env(cfg.env, **cfg.env_options)
+        # Step verifiers score one completion's text; an episode interleaves observations with it.
+        require(cfg.reward_mode == "outcome" or not isinstance(run.env, MultiTurnEnvironment), "reward_mode",
+                f"must be 'outcome' for the multi-turn environment {cfg.env!r}: per-step rewards "
+                f"({cfg.reward_mode!r}) score single completions, not episodes")
         # Verifier workers (SymPy, sandboxes) start while the model loads, not inside step one.
         threading.Thread(target=_warm_up, args=(run.env.verifier,), daemon=True).start()
         run.model_ref = resolve_model(cfg.model, warm_start=cfg.warm_start, log=log)
