@@ -69,7 +69,7 @@ def test_hf_stop_strings_with_repeats_and_sampling_keep_rows_apart(calc_model):
 
 
 class ScriptedGenerator:
-    """A generator that plays the calculator correctly except on tasks whose id ends in 1, where
+    """A generator that plays the calculator correctly except on tasks whose second digit is odd, where
     it first writes a call the tool cannot evaluate. Records each generate call."""
 
     def __init__(self, tokenizer, answers: dict[str, tuple[str, str]]):
@@ -84,7 +84,7 @@ class ScriptedGenerator:
             expression, answer = self.answers[prompt]
             if text.endswith("="):
                 reply, eos = (f"<calc>{expression}</calc>", [])
-            elif text.count("<result>") == 1 and prompt.startswith("1"):
+            elif text.count("<result>") == 1 and int(prompt[1]) % 2:
                 reply, eos = ("<calc>1+*2</calc>", [])
             else:
                 reply, eos = (answer, [self.tokenizer.eos_token_id])
@@ -104,10 +104,11 @@ def test_play_episodes_samples_first_turns_once_per_group_and_stops_at_the_tag(e
     groups = play_episodes(generator, env, tasks, 2, max_new_tokens=30, seed=0)
     assert generator.calls[0]["prompts"] == 3 and generator.calls[0]["n"] == 2   # prompt shared by the group
     assert all(c["stop"] == ("</calc>",) for c in generator.calls)
+    assert {int(t.prompt[1]) % 2 for t in tasks} == {0, 1}, "the tasks should mix one- and two-call episodes"
     for task, group in zip(tasks, groups):
         for episode in group:
             assert episode.final_text == task.answer and episode.end == "answer"
-            expected_calls = 2 if task.prompt.startswith("1") else 1
+            expected_calls = 2 if int(task.prompt[1]) % 2 else 1
             assert len(episode.tool_calls) == expected_calls and episode.num_turns == expected_calls + 1
 
 

@@ -49,8 +49,8 @@ def fresh_model(env, tokenizer, seed=0):
 
 class ScriptedGenerator:
     """Plays calculator episodes: a call with the task's expression, then the answer; the odd
-    samples of a group answer wrong (rewards differ within groups) and tasks starting with 1 first
-    make a malformed call (an error observation, a third turn)."""
+    samples of a group answer wrong (rewards differ within groups) and tasks whose second digit is
+    odd first make a malformed call (an error observation, a third turn)."""
 
     def __init__(self, tokenizer, tasks, result_override: str | None = None):
         self.tokenizer = tokenizer
@@ -66,7 +66,7 @@ class ScriptedGenerator:
             for j in range(n):
                 if text.endswith("="):
                     reply, eos = f"<calc>{expression}</calc>", []
-                elif text.count("<result>") == 1 and text.startswith("1"):
+                elif text.count("<result>") == 1 and int(text[1]) % 2:
                     reply, eos = "<calc>1+*2</calc>", []
                 else:
                     reply, eos = (answer if j % 2 == 0 else answer + "1"), [self.tokenizer.eos_token_id]
@@ -97,6 +97,7 @@ def test_the_rollout_masks_observations_and_counts_only_model_tokens(env, tokeni
     batch = episode_batch(env, tokenizer, tasks)
     obs = observation_columns(batch)
     assert obs.any(1).all(), "every episode has at least one observation"
+    assert {s.episode.num_turns for s in batch.samples} == {2, 3}, "one and two calls"
     for i, s in enumerate(batch.samples):
         assert batch.completion_mask[i, :len(s.token_ids)].tolist() == [float(m) for m in s.action_mask]
         shown = tokenizer.decode([t for t, o in zip(s.token_ids, obs[i].tolist()) if o])
@@ -269,3 +270,29 @@ def test_two_steps_on_the_calculator_environment_end_to_end(tmp_path, tiny_model
     assert all(m["turns_mean"] >= 1 and "tool_calls_mean" in m for m in lines)
     report = json.loads((out / "report.json").read_text())
     assert report["before"]["num_tasks"] == 3 and "1" in report["comparison"]["metrics"]["pass@k"]
+
+
+def test_pass_at_k_plays_episodes_and_keeps_each_transcript(tmp_path, env, tokenizer):
+    from envs.multiturn import Episode
+    from evals.pass_at_k import evaluate
+
+    tasks = env.tasks("test")[:4]
+    generator = ScriptedGenerator(tokenizer, tasks)
+    out = tmp_path / "eval"
+    report = evaluate(generator, env, n=2, ks=[1, 2], limit=4, max_new_tokens=30, output_dir=str(out),
+                      batch_size=3)
+    assert report["metrics"]["pass@k"]["1"]["value"] == 0.5      # the even samples answer right
+    assert report["metrics"]["pass@k"]["2"]["value"] == 1.0
+    records = [json.loads(x) for x in (out / "samples.jsonl").read_text().splitlines() if '"task_id"' in x]
+    assert len(records) == 8
+    for rec in records:
+        episode = Episode.from_json(rec["episode"])
+        assert rec["completion"] == episode.completion and rec["turns"] == episode.num_turns
+        assert rec["tool_calls"] == len(episode.tool_calls) >= 1 and rec["end"] == "answer"
+        assert rec["passed"] == (episode.final_text == next(t.answer for t in tasks if t.id == rec["task_id"]))
+        assert rec["num_tokens"] == sum(episode.action_mask()) < len(episode.token_ids) - len(episode.prompt) + 1
+    malformed = sum(int(t.prompt[1]) % 2 for t in tasks)
+    assert 0 < malformed < len(tasks), "the tasks should mix one-call and two-call episodes"
+    assert report["episodes"]["tool_calls_mean"] == (len(tasks) + malformed) / len(tasks)
+    assert report["episodes"]["turns_mean"] == report["episodes"]["tool_calls_mean"] + 1
+    assert report["episodes"]["ends"] == {"answer": 8}

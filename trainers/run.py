@@ -319,8 +319,10 @@ class RunContext:
                           temperature=cfg.eval_temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens,
                           seed=cfg.seed + 1, limit=cfg.eval_tasks or None, output_dir=str(out),
                           batch_size=max(1, 256 // cfg.eval_samples), env_options=cfg.env_options)
+        episodes = report.get("episodes")
+        tools = f", {episodes['tool_calls_mean']:.2f} tool calls/episode" if episodes else ""
         log(f"eval {tag}: pass@1 {report['metrics']['pass@k']['1']['value']:.3f} "
-            f"({time.perf_counter() - t0:.1f}s, {len(report['tasks'])} tasks x {cfg.eval_samples})")
+            f"({time.perf_counter() - t0:.1f}s, {len(report['tasks'])} tasks x {cfg.eval_samples}{tools})")
         self.evaluations[tag] = report
         return report
 
