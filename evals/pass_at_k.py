@@ -357,7 +357,7 @@ def _cmd_eval(cfg: EvalConfig) -> int:
     generator, source, model_name, label, sha = None, cfg.completions, None, "completions", None
     if source is None:
         os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")   # stdout is the table
-        model = resolve_model(cfg.model)
+        model = resolve_model(cfg.model, env=cfg.env)
         model_name, label = model.path, model.label
         cfg.backend = resolve_backend(cfg.backend)
         generator = source = LazyGenerator(model_name, cfg.backend, cfg.dtype, cfg.seed, cfg.verbose)

@@ -165,3 +165,31 @@ def test_hf_generator_passes_stop_strings(calc_model):
     out = gen.generate(["12*3="], 1, temperature=0, max_new_tokens=12, stop=[stop])[0][0]
     assert out.text == stop and out.finish_reason == "stop" and out.token_ids == free.token_ids[:1]
     assert torch.is_grad_enabled()
+
+
+def test_the_calculator_tiny_model_reads_the_tool_syntax_under_its_own_cache_key(env):
+    from dataclasses import asdict
+
+    from models.tiny import DEFAULT_ALPHABET, WarmStartConfig, _digest, tiny_configs
+
+    assert tiny_configs("arithmetic") == (TinyConfig(), WarmStartConfig())   # the default's cache is untouched
+    assert tiny_configs(None) == (TinyConfig(), WarmStartConfig())
+    model, warm = tiny_configs("calculator")
+    assert model.alphabet.startswith(DEFAULT_ALPHABET) and set(env.alphabet) <= set(model.alphabet)
+    assert warm.env == "calculator" and _digest(asdict(model)) != _digest(asdict(TinyConfig()))
+    tokenizer = build_tokenizer(model.alphabet)
+    demo = env.demonstration_episode(env.tasks("test")[0])
+    assert tokenizer.unk_token_id not in tokenizer(demo.text)["input_ids"]
+
+
+def test_warm_start_labels_are_the_model_turns_only(env, calc_model):
+    from models.tiny import _encode_episodes
+
+    tokenizer = calc_model[1]
+    tasks = env.tasks("test")[:2]
+    ids, attention, labels = _encode_episodes(tokenizer, [env.demonstration_episode(t) for t in tasks])
+    for row, task in enumerate(tasks):
+        learned = tokenizer.decode([t for t in labels[row].tolist() if t != -100], skip_special_tokens=False)
+        assert learned == f"<calc>{task.meta['expression']}</calc>{task.answer}</s>"
+        shown = tokenizer.decode(ids[row][attention[row].bool()].tolist(), skip_special_tokens=True)
+        assert shown == env.demonstration_episode(task).text

@@ -106,13 +106,15 @@ class RunContext:
         torch.manual_seed(cfg.seed)
         run._prepare_output_dir()
         run.env = envs.get_env(cfg.env, **cfg.env_options)
+        if cfg.max_new_tokens is None:  # the env's own default (a tool call needs more room than an answer)
+            cfg.max_new_tokens = getattr(run.env, "default_max_new_tokens", None) or 8
         # Step verifiers score one completion's text; an episode interleaves observations with it.
         require(cfg.reward_mode == "outcome" or not isinstance(run.env, MultiTurnEnvironment), "reward_mode",
                 f"must be 'outcome' for the multi-turn environment {cfg.env!r}: per-step rewards "
                 f"({cfg.reward_mode!r}) score single completions, not episodes")
         # Verifier workers (SymPy, sandboxes) start while the model loads, not inside step one.
         threading.Thread(target=_warm_up, args=(run.env.verifier,), daemon=True).start()
-        run.model_ref = resolve_model(cfg.model, warm_start=cfg.warm_start, log=log)
+        run.model_ref = resolve_model(cfg.model, warm_start=cfg.warm_start, log=log, env=cfg.env)
         run.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         run._load_model()
         run.optimizer = adamw([p for p in run.model.parameters() if p.requires_grad], cfg.learning_rate,
