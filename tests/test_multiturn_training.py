@@ -113,7 +113,7 @@ def test_the_rollout_masks_observations_and_counts_only_model_tokens(env, tokeni
 def grpo_run(model, batch, **cfg):
     from trainers.grpo import GRPOConfig
 
-    config = GRPOConfig(group_size=2, prompts_per_step=len(batch) // 2, share_prompts=False, **cfg)
+    config = GRPOConfig(group_size=2, prompts_per_step=len(batch) // 2, share_prompts=False, max_new_tokens=30, **cfg)
     ref = copy.deepcopy(model).requires_grad_(False)
     rng = torch.Generator().manual_seed(0)  # the same reference in every call
     with torch.no_grad():
