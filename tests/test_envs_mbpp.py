@@ -72,6 +72,8 @@ def test_round_trip_through_the_sandbox():
         wrong = env.verifier.verify_batch([f"def {t.tests['entry_point']}(*args):\n    return None\n" for t in tasks],
                                           tasks)
         assert [v.passed for v in gold] == [True] * 4, [v.info for v in gold]
+        again = env.verifier.verify_batch([env.demonstration(t) for t in tasks] + [t.answer for t in tasks], tasks * 2)
+        assert [(v.passed, v.info["status"]) for v in again] == [(v.passed, v.info["status"]) for v in gold + raw]
         assert all(v.passed for v in raw)
         assert not any(v.passed for v in wrong)
     finally:

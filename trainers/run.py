@@ -105,7 +105,7 @@ class RunContext:
         random.seed(cfg.seed)
         torch.manual_seed(cfg.seed)
         run._prepare_output_dir()
-        run.env = envs.get_env(cfg.env, **cfg.env_options)
+        run.env = envs.get_env(cfg.env, **cfg.env_kwargs())
         if cfg.max_new_tokens is None:  # the env's own default (a tool call needs more room than an answer)
             cfg.max_new_tokens = getattr(run.env, "default_max_new_tokens", None) or 8
         # Step verifiers score one completion's text; an episode interleaves observations with it.

@@ -1,43 +1,44 @@
 """`code`: run a program against `Task.tests` in the sandbox, and judge it outside.
 
 The completion is the program (code environments assemble it, see `envs.program`).
-`Task.tests` is one of (DESIGN.md; `kind` may be left out when the fields say it):
+`Task.tests` is one of (`kind` may be left out when the fields say it):
 
 | kind | fields | passes when |
 | --- | --- | --- |
-| `assert` | `code`, `entry_point` | `check(entry_point)` from `code` returns normally after the program ran |
+| `assert` | `code`, `entry_point` | `check(entry_point)` from `code` returns normally |
 | `io` | `cases: [{stdin, stdout}]` | every run exits 0 and prints the expected stdout (`io_match`) |
 | `call` | `entry_point`, `cases: [{args, kwargs?, expected}]` | every call returns the expected value |
 
-Why the verdicts cannot be forged from inside (see `verifiers.sandbox` for the limits):
+Why the verdicts cannot be forged from inside (docs/sandbox.md has the details):
 
-* `io` / `call`: stdout and return values cross the sandbox boundary as bytes and plain data
-  (`to_wire`: JSON with tagged tuples, sets, bytes ...) and are compared here, with builtin
-  types only, so an object whose `__eq__` always says True never reaches a comparison.
-  Expected values are never sent into the sandbox.
-* `assert`: the program and the tests share a process, so the exit status and every byte
-  the process writes are under the program's control. A sample passes only when the harness
-  writes a fresh random token, which the parent sends through a pipe that only the fork
-  server reads, after `check(candidate)` returned. `sys.exit(0)`, `os._exit(0)`, atexit or
-  excepthook tricks, `SystemExit` raised in the tests and printed "passed" markers all end
-  without the token. Before the tests run, builtins and trace/profile hooks are restored,
-  and with `strict_returns` the entry point's return values are copied into plain data.
+* `assert`: the tests run in a judge process that never executes the program's code; the
+  entry point there is a proxy whose calls cross to the program's process as plain data
+  (the wire format of `_sandbox_wire`), and whose return values come back through a strict
+  decoder that builds only builtin plain types. The program's process holds neither the
+  tests nor the result channel.
+* `io` / `call`: stdout and return values are compared here, in canonical form; expected
+  values never enter the sandbox.
+* Each sample starts from a zygote that never held another sample's data, sees only the
+  standard library (plus the `packages` allow-list), and has one memory cap for all its
+  processes.
 
 `info["status"]` is `passed`, `failed` (a test failed, wrong output, an early exit),
-`timeout` (CPU or wall limit), `memory` (MemoryError), `error` (an exception, a crash, the
-output cap) or `sandbox_error` (the sandbox itself failed).
+`timeout` (CPU or wall limit), `memory` (MemoryError or the memory cap), `error` (an
+exception, a crash, the output cap, a malformed result) or `sandbox_error` (the sandbox
+itself failed); `info["memory_mode"]` says how memory was capped.
 """
 
 from __future__ import annotations
 
 import json
-import secrets
 import signal
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from verifiers._sandbox_harness import WireError, from_wire, to_wire
+from verifiers._sandbox_wire import WireError, canonical, loads, to_wire
 from verifiers.base import Task, Verdict, Verifier, VerifierError, check_batch, register_verifier
+from verifiers._sandbox_confine import check_packages
+from verifiers._sandbox_memory import MODES
 from verifiers.sandbox import Execution, Limits, SandboxPool, check_workers
 
 KINDS = ("assert", "io", "call")
@@ -97,10 +98,10 @@ def _call_case(case, where: str) -> dict:
         raise VerifierError(f"{where}: 'args' must be a list and 'kwargs' a dict with string keys")
     try:
         wire = {"args": to_wire(list(args)), "kwargs": to_wire(dict(kwargs))}
-        to_wire(case["expected"])
+        expected = canonical(to_wire(case["expected"]))
     except (WireError, RecursionError) as exc:
         raise VerifierError(f"{where}: arguments and expected value must be plain data: {exc}") from None
-    return {**wire, "expected": case["expected"]}
+    return {**wire, "expected": case["expected"], "canonical": expected}
 
 
 def match_output(got: str, expected: str, how: str) -> bool:
@@ -117,35 +118,29 @@ def match_output(got: str, expected: str, how: str) -> bool:
 
 
 def same_value(got, expected) -> bool:
-    """Python `==` on plain data, with tuples and lists interchangeable (JSON has no tuples).
+    """Python `==` on plain data, with tuples and lists interchangeable (JSON has no tuples),
+    compared in canonical form (`_sandbox_wire.canonical`: sets sorted, never hashed).
 
     >>> same_value((1, [2, (3,)]), [1, [2, [3]]]), same_value(True, 1.0), same_value({1}, [1])
     (True, True, False)
     """
-    return _lists(got) == _lists(expected)
+    return canonical(to_wire(got)) == canonical(to_wire(expected))
 
 
-def _lists(value):
-    if isinstance(value, (list, tuple)):
-        return [_lists(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _lists(v) for k, v in value.items()}
-    return value
-
-
-def _short(value, limit: int = 200) -> str:
+def _short(tree, limit: int = 200) -> str:
+    """A wire value as text, for messages (never turned back into Python objects here)."""
     try:
-        return repr(value)[:limit]
-    except (ValueError, RecursionError):  # an int past sys.get_int_max_str_digits(), deep nesting
-        return f"<{type(value).__name__}>"
+        return json.dumps(tree)[:limit]
+    except (ValueError, RecursionError):
+        return "<value>"
 
 
-def _report(ex: Execution) -> dict | None:
-    """The harness's exception report, if the result channel holds one (program-controlled:
-    it only labels a failure, it never makes a pass)."""
+def _report(ex: Execution, max_bytes: int) -> dict | None:
+    """The report on the result channel, if it holds one (for `io` and `call` it comes from the
+    program's process, so it only labels a failure, it never makes a pass)."""
     try:
-        report = json.loads(ex.result.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError):
+        report = loads(ex.result, max_bytes)
+    except WireError:
         return None
     return report if isinstance(report, dict) and isinstance(report.get("exc"), str) else None
 
@@ -154,25 +149,45 @@ def _report(ex: Execution) -> dict | None:
 class CodeVerifier(Verifier):
     """Runs programs in a bubblewrap sandbox against assert / io / call tests.
 
-    Limits apply to each run: `time_limit` CPU seconds (whole seconds, rounded up) under a
-    `wall_time_limit` backstop (default 2 x time_limit + 5), `memory_mb` of address space per
-    process, `output_kb` of stdout + stderr, `max_processes` (processes and threads),
-    `file_size_mb`, `tmp_size_mb` of private /tmp. `workers` sandboxes (default one per core)
-    run a batch. `strict_returns` copies `assert` return values into plain data; `io_match`
-    is `lines`, `exact` or `tokens`; `partial_credit` rewards the fraction of io/call cases
-    passed. `unsafe_no_sandbox=True` runs without bubblewrap, with rlimits only (trusted code).
+    Limits apply to each sample: `time_limit` CPU seconds (whole seconds, rounded up) under a
+    `wall_time_limit` backstop (default 2 x time_limit + 5), `memory_mb` for the sample as a
+    whole (`memory_mode`: `auto`, `cgroup` or `rlimit`; see `verifiers._sandbox_memory`),
+    `output_kb` of stdout + stderr, `max_processes` (processes and threads), `file_size_mb`,
+    `tmp_size_mb` of private /tmp. `packages` names the installed packages programs may import
+    (none by default: the standard library only). `workers` sandboxes (default two per core)
+    run a batch. `io_match` is `lines`, `exact` or `tokens`; `partial_credit` rewards the
+    fraction of io/call cases passed. `strict_returns` is kept for compatibility: return
+    values always cross as plain data now. `unsafe_no_sandbox=True` runs without bubblewrap,
+    with rlimits only (trusted code).
+
+    What is protected: a pass is decided outside the program's process, from plain data.
+    `io` output and `call` return values are compared in this process (in canonical form:
+    bounded, never hashed); `assert` tests run in a separate judge process that never runs
+    the program's code and sees only the plain-data return values of calls that cross to
+    the program's process, so always-equal objects, patched builtins or modules, frame
+    walking and exit tricks cannot reach the tests. Each sample starts from a zygote that never
+    held another sample's data, sees only the standard library and the allowed packages (no
+    dataset), and has one memory cap for all its processes (see `memory_mode`). Whatever the
+    program writes, `verify_batch` returns one verdict per sample. Not protected: kernel bugs
+    (the sandbox shares the host kernel), and tests that need more than plain data to cross
+    (callbacks or objects as arguments, argument mutation): those calls fail with an `error`
+    verdict rather than running unprotected (see docs/sandbox.md).
     """
 
     def __init__(self, time_limit: float = 5.0, wall_time_limit: float | None = None, memory_mb: int = 1024,
                  output_kb: int = 1024, max_processes: int = 16, file_size_mb: int = 16, tmp_size_mb: int = 64,
                  workers: int | None = None, strict_returns: bool = True, io_match: str = "lines",
-                 partial_credit: bool = False, unsafe_no_sandbox: bool = False):
+                 partial_credit: bool = False, unsafe_no_sandbox: bool = False, packages: list | tuple = (),
+                 memory_mode: str = "auto"):
         self.limits = Limits(time_limit, wall_time_limit, memory_mb, output_kb, max_processes, file_size_mb,
                              tmp_size_mb)
         if io_match not in IO_MATCH:
             raise VerifierError(f"option io_match must be one of {list(IO_MATCH)}, got {io_match!r}")
+        if memory_mode not in MODES:
+            raise VerifierError(f"option memory_mode must be one of {list(MODES)}, got {memory_mode!r}")
         check_workers(workers)
-        self.workers, self.unsafe_no_sandbox = workers, unsafe_no_sandbox
+        self.packages = check_packages(packages)
+        self.workers, self.unsafe_no_sandbox, self.memory_mode = workers, unsafe_no_sandbox, memory_mode
         self.strict_returns, self.io_match, self.partial_credit = strict_returns, io_match, partial_credit
         self._pool: SandboxPool | None = None
         self._lock = threading.Lock()
@@ -181,7 +196,7 @@ class CodeVerifier(Verifier):
     def pool(self) -> SandboxPool:
         with self._lock:  # built on first use: it checks for bwrap and starts workers lazily
             if self._pool is None:
-                self._pool = SandboxPool(self.workers, self.unsafe_no_sandbox)
+                self._pool = SandboxPool(self.workers, self.unsafe_no_sandbox, self.packages, self.memory_mode)
             return self._pool
 
     def verify(self, completion: str, task: Task) -> Verdict:
@@ -206,7 +221,14 @@ class CodeVerifier(Verifier):
     def _judge(self, program: str, spec: dict) -> Verdict:
         if not isinstance(program, str):
             return self._verdict(spec, "error", f"the program must be a string, got {type(program).__name__}")
-        return {"assert": self._judge_assert, "io": self._judge_io, "call": self._judge_call}[spec["kind"]](program, spec)
+        judge = {"assert": self._judge_assert, "io": self._judge_io, "call": self._judge_call}[spec["kind"]]
+        try:
+            return judge(program, spec)
+        except VerifierError:
+            raise  # misuse (no bwrap, a closed pool): the caller's problem, not the sample's
+        except (WireError, RecursionError, MemoryError, ValueError, TypeError, KeyError) as exc:
+            # the last line of defence: whatever came back, this sample alone gets `error`
+            return self._verdict(spec, "error", f"unreadable result: {type(exc).__name__}: {str(exc)[:200]}")
 
     def _verdict(self, spec: dict, status: str, error: str | None = None, ex: Execution | None = None,
                  passed_cases: int | None = None, **info) -> Verdict:
@@ -214,7 +236,7 @@ class CodeVerifier(Verifier):
         if error:
             info["error"] = error
         if ex is not None:
-            info.update(cpu_s=ex.cpu_s, wall_s=round(ex.wall_s, 4))
+            info.update(cpu_s=ex.cpu_s, wall_s=round(ex.wall_s, 4), memory_mode=ex.memory_mode)
             if ex.stdout and "stdout" not in info:
                 info["stdout"] = ex.stdout[:TAIL].decode("utf-8", "replace")
             if ex.stderr:
@@ -228,38 +250,43 @@ class CodeVerifier(Verifier):
                 reward = passed_cases / len(spec["cases"])
         return Verdict(reward, status == "passed", info)
 
-    def _failure(self, ex: Execution, early_exit: bool) -> tuple[str, str]:
-        """(status, error) of a run that did not produce a passing result."""
+    def _failure(self, ex: Execution, report: dict | None) -> tuple[str, str]:
+        """(status, error) of a run that did not pass."""
         if ex.sandbox_error:
             return "sandbox_error", ex.sandbox_error
         if ex.timed_out:
             return "timeout", f"time limit exceeded ({self.limits.time_limit:g} s CPU, {self.limits.wall_s:g} s wall)"
         if ex.output_limited:
             return "error", f"output limit exceeded ({self.limits.output_kb} KiB)"
-        report = _report(ex)
-        if (report and report["exc"] == "MemoryError") or b"MemoryError" in ex.stderr[-TAIL:]:
-            return "memory", f"memory limit exceeded ({self.limits.memory_mb} MiB)"
+        if ex.oom_killed or (report and report["exc"] == "MemoryError") or b"MemoryError" in ex.stderr[-TAIL:]:
+            return "memory", f"memory limit exceeded ({self.limits.memory_mb} MiB per sample, {ex.memory_mode})"
+        crashed = ex.signal is not None and ex.signal != signal.SIGKILL  # SIGKILL: ours, at a limit
+        failed_exit = ex.exit_code not in (0, None) and (report is None or report.get("where") == "exited")
+        if crashed or failed_exit:  # a crash outranks the judge's "the program exited"
+            how = f"signal {signal.Signals(ex.signal).name}" if crashed else f"code {ex.exit_code}"
+            return "error", f"the program ended with {how}"
         if report:
-            text = f"{report['exc']}: {report.get('msg', '')}"
+            text = f"{report['exc']}: {str(report.get('msg', ''))[:1000]}"
             if report["exc"] == "AssertionError" and report.get("where") == "tests":
                 return "failed", f"a test failed: {text}"
-            if report["exc"] == "SystemExit":
+            if report["exc"] in ("SystemExit", "Exited"):
                 return "failed", f"the program exited before the tests finished ({text})"
             return "error", text
         if ex.signal is not None:
             return "error", f"killed by signal {signal.Signals(ex.signal).name}"
-        if early_exit and ex.exit_code == 0:
-            return "failed", "the program exited (code 0) before the tests finished"
         return "error", f"the program exited with code {ex.exit_code}"
 
     def _judge_assert(self, program: str, spec: dict) -> Verdict:
-        token = secrets.token_hex(16).encode()
         ex = self.pool.run({"mode": "assert", "program": program, "tests": spec["code"],
-                            "entry_point": spec["entry_point"], "strict_returns": self.strict_returns},
-                           self.limits, token)
-        if ex.result == token and ex.exit_code == 0 and not ex.timed_out and not ex.output_limited:
+                            "entry_point": spec["entry_point"]}, self.limits)
+        if ex.supervisor_lost:  # the judge hit its own limits (a huge value to compare, say)
+            return self._verdict(spec, "error", "the judge ended without a report (its CPU or memory limit)", ex=ex)
+        report = _report(ex, self.limits.output_kb * 1024)
+        if ex.result == b'{"passed": true}' and not (ex.timed_out or ex.output_limited or ex.sandbox_error):
             return self._verdict(spec, "passed", ex=ex)
-        return self._verdict(spec, *self._failure(ex, early_exit=True), ex=ex)
+        if report is None and not (ex.sandbox_error or ex.timed_out or ex.output_limited):
+            return self._verdict(spec, "error", "the judge gave no report", ex=ex)
+        return self._verdict(spec, *self._failure(ex, report), ex=ex)
 
     def _judge_io(self, program: str, spec: dict) -> Verdict:
         passed, first_fail, ex = 0, None, None
@@ -271,7 +298,7 @@ class CodeVerifier(Verifier):
                     continue
                 status, error = "failed", "wrong output"
             else:
-                status, error = self._failure(ex, early_exit=False)
+                status, error = self._failure(ex, _report(ex, self.limits.output_kb * 1024))
             first_fail = first_fail or (status, f"case {i}: {error}", ex)
             if not self.partial_credit:
                 break
@@ -286,32 +313,34 @@ class CodeVerifier(Verifier):
                            self.limits)
         ran = ex.exit_code == 0 and not (ex.timed_out or ex.output_limited or ex.sandbox_error)
         if not ran:
-            return self._verdict(spec, *self._failure(ex, early_exit=False), ex=ex, passed_cases=0)
+            return self._verdict(spec, *self._failure(ex, _report(ex, self.limits.output_kb * 1024)), ex=ex,
+                                 passed_cases=0)
         try:
-            results = json.loads(ex.result.decode("utf-8"))["results"]
-        except (UnicodeDecodeError, ValueError, RecursionError, KeyError, TypeError):
+            results = loads(ex.result, self.limits.output_kb * 1024)
+            results = results["results"] if type(results) is dict and len(results) == 1 else None
+        except (WireError, KeyError):
             results = None
-        if not isinstance(results, list) or len(results) != len(cases):
+        if type(results) is not list or len(results) != len(cases):
             return self._verdict(spec, "error", "malformed results from the harness", ex=ex, passed_cases=0)
         return self._compare_calls(spec, results, ex)
 
     def _compare_calls(self, spec: dict, results: list, ex: Execution) -> Verdict:
         passed, first_fail = 0, None
         for i, (case, result) in enumerate(zip(spec["cases"], results)):
-            failure = None
-            if isinstance(result, dict) and "ok" in result:
+            if type(result) is dict and "ok" in result:
                 try:
-                    got = from_wire(result["ok"])
-                except (WireError, RecursionError) as exc:
+                    got = canonical(result["ok"])
+                except WireError as exc:
                     failure = ("error", f"case {i}: malformed return value: {exc}")
                 else:
-                    if same_value(got, case["expected"]):
+                    if got == case["canonical"]:
                         passed += 1
                         continue
-                    failure = ("failed", f"case {i}: returned {_short(got)}, expected {_short(case['expected'])}")
-            elif isinstance(result, dict) and isinstance(result.get("exc"), str):
+                    failure = ("failed", f"case {i}: returned {_short(result['ok'])}, "
+                                         f"expected {_short(to_wire(case['expected']))}")
+            elif type(result) is dict and type(result.get("exc")) is str:
                 status = "memory" if result["exc"] == "MemoryError" else "error"
-                failure = (status, f"case {i}: {result['exc']}: {str(result.get('msg', ''))[:300]}")
+                failure = (status, f"case {i}: {result['exc'][:100]}: {str(result.get('msg', ''))[:300]}")
             else:
                 failure = ("error", f"case {i}: malformed result")
             first_fail = first_fail or failure

@@ -60,7 +60,7 @@ class RemoteVerifier(Verifier):
 
     def __init__(self, urls: Any, verifier: str | None = None, timeout: float = 300.0, chunk_size: int = 64,
                  per_server: int = 2, cooldown: float = 30.0):
-        self.urls = _parse_urls(urls)
+        self.urls = parse_urls(urls)
         if verifier is not None and (not isinstance(verifier, str) or not verifier):
             raise VerifierError(f"option verifier must be a verifier name or None, got {verifier!r}")
         for name, value in (("timeout", timeout), ("cooldown", cooldown)):
@@ -177,7 +177,8 @@ class RemoteVerifier(Verifier):
         return _Refused(reason)
 
 
-def _parse_urls(urls: Any) -> list[str]:
+def parse_urls(urls: Any) -> list[str]:
+    """Server base URLs from a list or a comma-separated string; `VerifierError` names a bad one."""
     items = urls.split(",") if isinstance(urls, str) else urls
     if not isinstance(items, (list, tuple)) or not items:
         raise VerifierError(f"option urls must be a non-empty list or comma-separated string, got {urls!r}")

@@ -1,59 +1,40 @@
 """Run untrusted programs in a pool of warm bubblewrap sandboxes.
 
-Each worker is one `bwrap` process holding a fork server (`verifiers/_sandbox_worker.py`):
-starting it costs one interpreter start, and every program after that costs three `fork`s
-(see the worker's docstring for the process tree). `SandboxPool.run` hands a request to a
-free worker; the `code` verifier runs one request per sample per test, spread over the pool.
+Each worker is one `bwrap` process holding a fork server (`verifiers/_sandbox_worker.py`) and
+its zygote, from which every sample's processes are forked (the process tree, the wire
+format and the threat model are in docs/sandbox.md). `SandboxPool.run` hands a request to a
+free worker; the `code` verifier runs one request per sample (per case for `io`).
 
 What the sandbox protects against (with bubblewrap, the default):
 
-* Reading the host: the program sees `/usr`, the Python installation and its site-packages,
-  read-only, and nothing else -- not the home directory, the caller's working directory, the
-  host's `/tmp`, `/etc`, or the files of other samples. `/proc` is an empty directory and the
-  environment is a fixed minimal set.
+* Reading the host: the program sees `/usr`, the interpreter and its standard library, and the
+  packages of the `packages` allow-list, read-only, and nothing else -- no site-packages (so
+  no dataset shipped in one), not the home directory, the caller's working directory, the
+  host's `/tmp`, `/etc`, or the files of other samples. `/proc` holds only the program's own
+  process and the environment is a fixed minimal set (`_sandbox_confine.py`).
 * Writing the host: the root is read-only; `/tmp` and `/dev/shm` are private tmpfs mounts,
   capped at `tmp_size_mb` and discarded with the sample.
-* Network: the sandbox has its own network namespace with no interfaces but loopback, so no
-  host listener (loopback included) and no outside address is reachable.
-* Other processes: each sample has its own user, pid, mount and IPC namespaces (with
-  bwrap's network and UTS namespaces, shared by the samples of one worker). It cannot
-  see or signal the worker, the host or other samples (`kill(-1, SIGKILL)` reaches only its
-  own processes), and when the sample ends its namespace's init exits, so the kernel kills
-  everything left in it: daemons, double forks and `setsid` included.
-* Privileges: the program runs as an unprivileged uid (65534 when the caller is root; 1000
-  inside its namespaces), with no capabilities, `no_new_privs`, and nosuid mounts.
-* Kernel attack surface (x86_64): a seccomp filter refuses the system calls a program never
-  needs -- new namespaces (so no nested user namespace), mounts, SysV IPC and memfd, io_uring,
-  bpf, userfaultfd, perf events, keyrings, ptrace and cross-process memory access, modules.
-* Exhaustion: CPU seconds (`RLIMIT_CPU`, plus a wall-clock cap), address space, file size,
-  open files, processes and threads (`RLIMIT_NPROC`, counted inside the sample's own user
-  namespace), and the bytes of output are all capped. Verdicts use CPU time, not wall
-  time, so machine load does not change them (the wall cap is a generous backstop).
-* Forged verdicts: see `verifiers.code` -- `io` and `call` results are compared in this
-  process and their expected values never enter the sandbox; `assert` passes only when the
-  harness writes a per-sample token after `check(candidate)` returned.
+* Network: the sandbox has its own network namespace with no interfaces but loopback.
+* Other processes and samples: each program has its own user, pid, mount and IPC namespaces
+  and process group; it cannot see or signal the worker, the judge, the host or other
+  samples, and when it ends the kernel kills everything left in its namespace. Samples are
+  forked from a zygote that never held another sample's data.
+* Privileges: an unprivileged uid (65534 when the caller is root; 1000 inside its
+  namespaces), no capabilities, `no_new_privs`, nosuid mounts, and on x86_64 a seccomp filter
+  that refuses what programs never need (new namespaces, mounts, SysV IPC and memfd,
+  io_uring, bpf, userfaultfd, perf events, keyrings, ptrace and cross-process memory access,
+  modules).
+* Exhaustion: CPU seconds (`RLIMIT_CPU`, plus a wall-clock cap), memory per sample (a memory
+  cgroup, or a split of `RLIMIT_AS` over a process-count limit: `_sandbox_memory.py`), file
+  size, open files, processes and threads, and the bytes of output are all capped. Verdicts
+  use CPU time, not wall time, so machine load does not change them.
+* Forged verdicts: see `verifiers.code` and docs/sandbox.md.
 
-What it does not protect against:
-
-* Kernel bugs. The sandbox shares the host kernel; the seccomp filter is a deny-list (and
-  exists only on x86_64), so a bug in an allowed system call can still escape. Use a VM or
-  gVisor for adversaries stronger than an RL policy.
-* Total memory: `RLIMIT_AS` is per process, so the bound is `max_processes x memory_mb`
-  per worker, plus the tmpfs caps (no cgroups). CPU contention between workers shows in
-  wall time only.
-* Introspection of the `assert` harness. The token lives in raw memory outside Python's
-  object graph (a scan of `gc` objects, frames and modules finds no such string) and
-  `/proc/self/mem` is hidden, but the harness shares the program's process: a program that
-  walks the interpreter's frames to the harness (`sys._getframe`, `sys._current_frames`) or
-  reads memory with `ctypes` can make it write the token and forge a pass. The asserts
-  also run in the program's process, so values they reach other than the entry point's
-  return value (a mutated argument, a monkeypatched standard module, a redefined helper of
-  the prompt) can fool them. Use `call` or `io` tests when that matters: their verdicts
-  are computed here, from plain data.
-* The fork server runs as root inside the sandbox with CAP_SETUID/SETGID/KILL (to switch to
-  the sandbox uid and end samples); it never runs program code.
-* `unsafe_no_sandbox=True` keeps only the rlimits and a scratch directory: the program can
-  read and write the host, use the network, and leave processes behind. Trusted code only.
+What it does not protect against: kernel bugs (the sandbox shares the host kernel; the seccomp
+filter is a deny-list, and only on x86_64), and anything when `unsafe_no_sandbox=True`, which
+keeps only the rlimits and a scratch directory (trusted code only). The fork server runs as
+root inside the sandbox with CAP_SETUID/SETGID/KILL (to switch samples to the sandbox uid and
+end them); it never runs program code.
 """
 
 from __future__ import annotations
@@ -66,7 +47,6 @@ import secrets
 import select
 import shutil
 import signal
-import site
 import subprocess
 import sys
 import tempfile
@@ -74,14 +54,20 @@ import time
 import warnings
 from dataclasses import dataclass
 
-from verifiers import _sandbox_harness as harness
 from verifiers import _sandbox_worker as worker
+from verifiers._sandbox_confine import check_packages, interpreter, package_paths
+from verifiers._sandbox_memory import MemoryCap, remove
 from verifiers.base import VerifierError
 
 SANDBOX_UID = 65534                  # nobody: the programs' uid on the host when we run as root
 START_TIMEOUT_S = 30.0
 REPLY_SLACK_S = 10.0                 # beyond the wall cap, before a worker counts as hung
 CPU_TOLERANCE_S = 0.25
+# A sample spends much of its time waiting, not computing (a fork's wake-ups, the kernel tearing
+# down its namespaces), so two workers per core keep the cores busy: 164 HumanEval samples on
+# 2 cores took 2.3 s with 4 workers against 3.0-3.9 s with 2.
+WORKERS_PER_CORE = 2
+FILES = ("_sandbox_worker", "_sandbox_wire", "_sandbox_jail", "_sandbox_harness")  # bound into /sandbox
 INSTALL_HINT = ("bubblewrap (`bwrap`) is required to run model code safely; install it with "
                 "`apt-get install bubblewrap` (Debian/Ubuntu) or `dnf install bubblewrap` (Fedora), "
                 "or pass unsafe_no_sandbox=True to run with resource limits only (trusted code only)")
@@ -97,7 +83,7 @@ class Limits:
 
     time_limit: float = 5.0               # CPU seconds, enforced in whole seconds (rounded up)
     wall_time_limit: float | None = None  # wall-clock backstop; default 2 * time_limit + 5
-    memory_mb: int = 1024                 # address space per process
+    memory_mb: int = 1024                 # per sample: see `_sandbox_memory` for each mode
     output_kb: int = 1024                 # stdout + stderr + results, together
     max_processes: int = 16               # processes and threads of the program at once
     file_size_mb: int = 16                # largest file the program may write
@@ -117,12 +103,14 @@ class Limits:
     def wall_s(self) -> float:
         return self.wall_time_limit if self.wall_time_limit is not None else 2 * self.time_limit + 5
 
-    def for_worker(self) -> dict:
+    def for_worker(self, memory: MemoryCap | None = None, cgroup: bool = False) -> dict:
         mib = 1 << 20
-        return {"cpu_s": self.time_limit, "wall_s": self.wall_s, "memory_bytes": int(self.memory_mb * mib),
-                "output_bytes": int(self.output_kb * 1024), "processes": int(self.max_processes),
-                "file_bytes": int(self.file_size_mb * mib), "tmp_bytes": int(self.tmp_size_mb * mib),
-                "open_files": int(self.open_files)}
+        cap = int(self.memory_mb * mib)
+        per_process, processes = (memory or MemoryCap("rlimit")).process_limits(cap, int(self.max_processes), cgroup)
+        return {"cpu_s": self.time_limit, "wall_s": self.wall_s, "memory_bytes": per_process, "memory": cap,
+                "judge_memory_bytes": max(cap, 256 * mib), "output_bytes": int(self.output_kb * 1024),
+                "processes": processes, "file_bytes": int(self.file_size_mb * mib),
+                "tmp_bytes": int(self.tmp_size_mb * mib), "open_files": int(self.open_files)}
 
 
 @dataclass
@@ -137,8 +125,11 @@ class Execution:
     wall_s: float = 0.0
     stdout: bytes = b""
     stderr: bytes = b""
-    result: bytes = b""            # the harness channel: token, call results or an exception report
+    result: bytes = b""            # the result channel: the judge's report, or call results
     sandbox_error: str | None = None
+    oom_killed: bool = False       # the memory cgroup killed a process of the sample
+    supervisor_lost: bool = False  # the sample's supervisor ended without reporting
+    memory_mode: str = "rlimit"
 
     @classmethod
     def from_reply(cls, reply: dict, limits: Limits) -> "Execution":
@@ -146,11 +137,12 @@ class Execution:
             return cls(sandbox_error=reply.get("error") or reply["setup_error"])
         ex = cls(cpu_s=reply["cpu_s"], wall_s=reply["wall_s"], stdout=reply["out"].encode("latin-1"),
                  stderr=reply["err"].encode("latin-1"), result=reply["res"].encode("latin-1"),
-                 output_limited=reply["reason"] == "output", timed_out=reply["reason"] == "timeout")
+                 output_limited=reply["reason"] == "output", timed_out=reply["reason"] == "timeout",
+                 oom_killed=bool(reply.get("oom")))
         status = reply["status"]
         if status is None:
-            if reply["reason"] is None:
-                ex.sandbox_error = "the program's process reported no exit status"
+            if reply["reason"] is None:  # the supervisor (for `assert`, the judge) died
+                ex.sandbox_error, ex.supervisor_lost = "the program's process reported no exit status", True
             return ex
         if os.WIFSIGNALED(status):
             ex.signal = os.WTERMSIG(status)
@@ -167,21 +159,15 @@ def bwrap_path() -> str | None:
     return shutil.which("bwrap") or (os.path.exists("/usr/bin/bwrap") and "/usr/bin/bwrap") or None
 
 
-def _python_paths() -> tuple[str, list[str], list[str]]:
-    """The interpreter, the trees it needs (read-only in the sandbox), and site-packages."""
-    python = os.path.realpath(sys.executable)
-    sites = [p for p in site.getsitepackages() if os.path.isdir(p)]
-    trees = [sys.base_prefix, sys.base_exec_prefix, os.path.dirname(python), *sites]
-    keep: list[str] = []
-    for tree in sorted({os.path.realpath(t) for t in trees}, key=len):
-        if not tree.startswith("/usr/") and not any(tree.startswith(k + "/") for k in keep):
-            keep.append(tree)
-    return python, keep, sites
+def _files() -> list[tuple[str, str]]:
+    here = os.path.dirname(os.path.abspath(worker.__file__))
+    return [(os.path.join(here, f"{name}.py"), f"/sandbox/{name}.py") for name in FILES]
 
 
-def sandbox_command(bwrap: str) -> tuple[list[str], dict]:
+def sandbox_command(bwrap: str, packages: tuple[str, ...] = (), memcg: str | None = None) -> tuple[list[str], dict]:
     """The bwrap command line of one worker, and the worker's config."""
-    python, trees, sites = _python_paths()
+    python, binds, hidden = interpreter()
+    extra, paths = package_paths(packages)
     argv = [bwrap, "--ro-bind", "/usr", "/usr"]
     for name in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
         path = "/" + name
@@ -190,16 +176,21 @@ def sandbox_command(bwrap: str) -> tuple[list[str], dict]:
         elif os.path.isdir(path):
             argv += ["--ro-bind", path, path]
     made: set[str] = set()
-    for tree in trees:  # bwrap would create the parents mode 0700, closed to the sandbox user
+    for tree in [*binds, *extra]:  # bwrap would create the parents mode 0700, closed to the sandbox user
         for parent in _ancestors(tree):
-            if parent not in made and not parent.startswith("/usr"):
+            if parent not in made and not parent.startswith("/usr") and not any(parent == b or parent.startswith(b + "/")
+                                                                                for b in binds):
                 argv += ["--perms", "0755", "--dir", parent]
                 made.add(parent)
         argv += ["--ro-bind", tree, tree]
-    argv += ["--ro-bind", worker.__file__, "/sandbox/worker.py", "--ro-bind", harness.__file__,
-             "/sandbox/_sandbox_harness.py", "--dev", "/dev", "--proc", "/proc",
-             "--dir", "/tmp", "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts",
-             "--unshare-cgroup-try", "--new-session", "--clearenv", "--chdir", "/"]
+    for folder in hidden:  # empty, read-only: the site-packages of the bound trees
+        argv += ["--perms", "0555", "--tmpfs", folder, "--remount-ro", folder]
+    for source, target in _files():
+        argv += ["--ro-bind", source, target]
+    if memcg:  # read-only: the fork server reads its OOM-kill counter
+        argv += ["--ro-bind", memcg, "/sandbox/memcg"]
+    argv += ["--dev", "/dev", "--proc", "/proc", "--dir", "/tmp", "--unshare-ipc", "--unshare-pid", "--unshare-net",
+             "--unshare-uts", "--unshare-cgroup-try", "--new-session", "--clearenv", "--chdir", "/"]
     for key, value in _ENV.items():
         argv += ["--setenv", key, value]
     root = os.geteuid() == 0
@@ -207,8 +198,9 @@ def sandbox_command(bwrap: str) -> tuple[list[str], dict]:
         argv += ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", "--cap-add", "CAP_KILL"]
     else:
         argv += ["--unshare-user"]
-    argv += ["--remount-ro", "/", "--", python, *_PY_FLAGS, "-c", _BOOT, "/sandbox/worker.py"]
-    return argv, {"isolate": True, "uid": SANDBOX_UID if root else None, "site": sites}
+    argv += ["--remount-ro", "/", "--", python, *_PY_FLAGS, "-c", _BOOT, "/sandbox/_sandbox_worker.py"]
+    return argv, {"isolate": True, "uid": SANDBOX_UID if root else None, "paths": paths,
+                  "memcg": "/sandbox/memcg" if memcg else None}
 
 
 def _ancestors(path: str) -> list[str]:
@@ -217,13 +209,15 @@ def _ancestors(path: str) -> list[str]:
     return ["/" + "/".join(parts[:i + 1]) for i in range(len(parts))]
 
 
-def unsafe_command() -> tuple[list[str], dict]:
-    python, _, sites = _python_paths()
-    return [python, *_PY_FLAGS, "-c", _BOOT, worker.__file__], {"isolate": False, "uid": None, "site": sites}
+def unsafe_command(packages: tuple[str, ...] = (), memcg: str | None = None) -> tuple[list[str], dict]:
+    python = os.path.realpath(sys.executable)
+    _, paths = package_paths(packages)
+    return [python, *_PY_FLAGS, "-c", _BOOT, worker.__file__], {"isolate": False, "uid": None, "paths": paths,
+                                                                 "memcg": memcg}
 
 
-# -S: no site import (we add site-packages ourselves, without .pth side effects); -s: no user
-# site; -B: no .pyc writes. Not -I/-E: PYTHONHASHSEED must apply, for reproducible verdicts.
+# -S: no site import (we add the allowed packages ourselves, without .pth side effects); -s: no
+# user site; -B: no .pyc writes. Not -I/-E: PYTHONHASHSEED must apply, for reproducible verdicts.
 _PY_FLAGS = ("-S", "-s", "-B", "-X", "utf8")
 # Run the worker file without putting its folder (or the working directory) on sys.path: next
 # to it live modules such as verifiers/math.py that would shadow the standard library.
@@ -235,25 +229,19 @@ _ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "PYTHON
 class _Worker:
     """One warm fork server, spoken to over length-prefixed JSON on its stdin/stdout."""
 
-    def __init__(self, argv: list[str], cfg: dict):
-        self.errors = ""
-        self.token_r, self.token_w = os.pipe()
+    def __init__(self, argv: list[str], cfg: dict, memcg: str | None = None):
+        self.errors, self.memcg, self.memory_mb = "", memcg, None
         self.errlog = tempfile.TemporaryFile()
         env = dict(_ENV, HOME=tempfile.gettempdir())
-        self.proc = subprocess.Popen([*argv, json.dumps({**cfg, "token_fd": self.token_r})],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.errlog,
-                                     pass_fds=(self.token_r,), env=env, cwd="/", bufsize=0,
-                                     start_new_session=True)
-        os.close(self.token_r)
+        self.proc = subprocess.Popen([*argv, json.dumps(cfg)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=self.errlog, env=env, cwd="/", bufsize=0, start_new_session=True)
         hello = self._read(time.monotonic() + START_TIMEOUT_S)
         if not hello or not hello.get("ready"):
             self.kill()
             raise SandboxError(f"the sandbox did not start: {self.errors or 'no output'}")
 
-    def run(self, request: dict, token: bytes, wall_s: float) -> dict:
+    def run(self, request: dict, wall_s: float) -> dict:
         try:
-            if token:
-                os.write(self.token_w, token)
             worker.write_msg(self.proc.stdin.fileno(), request)
         except OSError as exc:
             raise SandboxError(f"the sandbox worker is gone ({exc}): {self.stderr_tail()}") from None
@@ -303,10 +291,14 @@ class _Worker:
 
     def _release(self) -> None:
         self.errors = self.stderr_tail()  # kept for the error message once the log is closed
-        if self.token_w >= 0:
-            os.close(self.token_w)
-            self.token_w = -1
         self.errlog.close()
+        if self.memcg:  # empty once the sandbox is gone (its processes may take a moment to go)
+            for _ in range(50):
+                remove(self.memcg)
+                if not os.path.exists(self.memcg):
+                    break
+                time.sleep(0.02)
+            self.memcg = None
 
 
 def check_workers(workers) -> None:
@@ -315,41 +307,72 @@ def check_workers(workers) -> None:
 
 
 class SandboxPool:
-    """`workers` warm sandboxes (default: one per core), started on first use; thread-safe."""
+    """`workers` warm sandboxes (default: two per core), started on first use; thread-safe.
 
-    def __init__(self, workers: int | None = None, unsafe_no_sandbox: bool = False):
+    `packages`: names of installed packages the programs may import (none by default);
+    `memory_mode`: `auto`, `cgroup` or `rlimit` (see `_sandbox_memory`)."""
+
+    def __init__(self, workers: int | None = None, unsafe_no_sandbox: bool = False, packages=(),
+                 memory_mode: str = "auto"):
         check_workers(workers)
-        self.size = workers or os.cpu_count() or 1
+        self.size = workers or WORKERS_PER_CORE * (os.cpu_count() or 1)
         self.unsafe = bool(unsafe_no_sandbox)
+        self.packages = check_packages(packages)
+        package_paths(self.packages)  # an unknown package fails here
         if self.unsafe:
             warnings.warn("unsafe_no_sandbox=True: model code runs WITHOUT isolation (rlimits only); it can "
                           "read and write this machine's files, use the network and leave processes behind",
                           RuntimeWarning, stacklevel=3)
-            self.argv, self.cfg = unsafe_command()
+            self.bwrap = None
         else:
-            bwrap = bwrap_path()
-            if bwrap is None:
+            self.bwrap = bwrap_path()
+            if self.bwrap is None:
                 raise VerifierError(INSTALL_HINT)
-            self.argv, self.cfg = sandbox_command(bwrap)
+        self.memory = MemoryCap(memory_mode)
         # In every worker's command line, hence in all its processes' (forks keep it): a way
         # to find anything this pool left behind.
         self.tag = f"verirl-pool-{secrets.token_hex(6)}"
-        self.cfg = {**self.cfg, "tag": self.tag}
         self._idle: queue.Queue = queue.Queue()
         for _ in range(self.size):
             self._idle.put(None)  # a slot whose worker starts on first use
         self._closed = False
 
-    def run(self, request: dict, limits: Limits, token: bytes = b"") -> Execution:
-        """Run one request (`mode`, `program`, ... see the worker's harnesses) on a free worker."""
+    @property
+    def memory_mode(self) -> str:
+        return self.memory.mode
+
+    def _start(self) -> _Worker:
+        memcg = self.memory.make(self.tag)
+        if self.unsafe:
+            argv, cfg = unsafe_command(self.packages, memcg)
+        else:
+            argv, cfg = sandbox_command(self.bwrap, self.packages, memcg)
+        try:
+            return _Worker(self.memory.enter(memcg, argv), {**cfg, "tag": self.tag}, memcg)
+        except SandboxError:
+            remove(memcg)
+            raise
+
+    def run(self, request: dict, limits: Limits) -> Execution:
+        """Run one request (`mode`, `program`, ... see the harnesses) on a free worker."""
         if self._closed:
             raise VerifierError("this sandbox pool is closed")
         slot: _Worker | None = self._idle.get()
         try:
             if slot is None:
-                slot = _Worker(self.argv, self.cfg)
-            reply = slot.run({**request, "limits": limits.for_worker(), "token_len": len(token)}, token, limits.wall_s)
-            return Execution.from_reply(reply, limits)
+                slot = self._start()
+            cgroup = slot.memcg is not None
+            if cgroup and slot.memory_mb != limits.memory_mb:
+                try:
+                    self.memory.set_cap(slot.memcg, int(limits.memory_mb * (1 << 20)))
+                except OSError as exc:
+                    raise SandboxError(f"cannot cap the worker's memory cgroup: {exc}") from None
+                slot.memory_mb = limits.memory_mb
+            reply = slot.run({**request, "limits": limits.for_worker(self.memory, cgroup),
+                              "memory": int(limits.memory_mb * (1 << 20))}, limits.wall_s)
+            ex = Execution.from_reply(reply, limits)
+            ex.memory_mode = self.memory.mode if cgroup else "rlimit"
+            return ex
         except SandboxError as exc:
             if slot is not None:
                 slot.kill()

