@@ -22,7 +22,7 @@ and `</>` of the tool syntax.
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import ClassVar, Iterator
 
 from data.calculator import FORMS, calculator_problems
 from envs.base import EnvError, option, register_env
@@ -39,6 +39,8 @@ class CalculatorEnv(ToolEnvironment):
     """Large products and mixed arithmetic, solved with a calculator tool (multi-turn)."""
 
     tool_names = ("calculator",)
+    # Per model turn: a call `<calc>482*67+315</calc>` is 24 characters (tokens for the tiny model).
+    default_max_new_tokens: ClassVar[int] = 32
 
     forms: list = option(["mul", "mul_add", "mul_sub"], f"problem forms, among {sorted(FORMS)}")
     big_digits: int = option(3, "digits of the large operands")

@@ -52,7 +52,7 @@ from evals import stats
 from evals.report import (ReportError, SampleStore, build_report, dataset_hash, describe, differences,
                           format_comparison_table, format_table, load_report, package_versions, run_key,
                           write_comparison, write_report)
-from evals.sampling import Sampling, collect, completions_source, counts, select_tasks, tally
+from evals.sampling import Sampling, collect, completions_source, counts, episode_means, select_tasks, tally
 from models.sampling import BACKENDS
 from verifiers.options import ConfigError, build_parser, read_args, require, require_choice
 
@@ -215,6 +215,8 @@ def run(cfg: EvalConfig, source, env, model_name: str | None = None, label: str 
     report["statuses"] = tally(store, per_task, "status")
     if sha is None:
         report["finish_reasons"] = tally(store, per_task, "finish_reason")
+        if (means := episode_means(store, per_task)) is not None:  # a multi-turn environment's episodes
+            report["episodes"] = {**means, "ends": tally(store, per_task, "end")}
     return report
 
 
@@ -355,7 +357,7 @@ def _cmd_eval(cfg: EvalConfig) -> int:
     generator, source, model_name, label, sha = None, cfg.completions, None, "completions", None
     if source is None:
         os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")   # stdout is the table
-        model = resolve_model(cfg.model)
+        model = resolve_model(cfg.model, env=cfg.env)
         model_name, label = model.path, model.label
         cfg.backend = resolve_backend(cfg.backend)
         generator = source = LazyGenerator(model_name, cfg.backend, cfg.dtype, cfg.seed, cfg.verbose)
@@ -372,6 +374,9 @@ def _cmd_eval(cfg: EvalConfig) -> int:
         env.close()
     paths = write_report(report, cfg.output_dir, plot_png=cfg.plot)
     print(format_table(report))
+    if episodes := report.get("episodes"):
+        print(f"episodes: {episodes['turns_mean']:.2f} model turns and {episodes['tool_calls_mean']:.2f} tool calls "
+              f"on average; ends {episodes['ends']}")
     print("wrote " + ", ".join(map(str, [*paths.values(), Path(cfg.output_dir) / "samples.jsonl"])), file=sys.stderr)
     return 0
 

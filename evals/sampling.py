@@ -7,6 +7,12 @@ sample index it starts at, so a resumed run draws the same samples an uninterrup
 have drawn for the same batches. The verifier's `verify_batch` (parallel inside) judges one
 batch in a worker thread while the next batch is generated: generation and code execution
 overlap instead of taking turns.
+
+A multi-turn environment's samples are episodes, played through the same episode loop as the
+trainers' rollouts (`models.episodes.play_episodes`, `max_new_tokens` per model turn) and
+verified whole (`envs.multiturn.verify_episodes`); each record keeps the full transcript
+(`episode`: `Episode.to_json()`, with its turn boundaries and tool calls) and its number of
+turns and tool calls.
 """
 
 from __future__ import annotations
@@ -119,15 +125,32 @@ def _batches(todo: list, size: int, n: int) -> Iterable[list]:
 
 
 def _generate(generator, env, sampling: Sampling, batch: list) -> tuple[list[list[str]], list[list]]:
+    from envs.multiturn import MultiTurnEnvironment
     from models.sampling import sample_tasks  # here: scoring given completions needs no torch
 
     start = batch[0][1]
+    if isinstance(env, MultiTurnEnvironment):
+        return _play(generator, env, sampling, batch)
     groups = sample_tasks(generator, env, [task for task, _, _ in batch], sampling.n - start,
                           chat_template=sampling.chat_template, temperature=sampling.temperature,
                           top_p=sampling.top_p, max_new_tokens=sampling.max_new_tokens,
                           seed=batch_seed(sampling.seed, [task.id for task, _, _ in batch], start))
     stops = tuple(getattr(env, "stop", ()) or ())
     return [[truncate_at_stop(s.text, stops) for s in group] for group in groups], groups
+
+
+def _play(generator, env, sampling: Sampling, batch: list) -> tuple[list[list[str]], list[list]]:
+    """A batch's episodes: the transcript after the prompt as each record's completion, and the
+    episodes laid out as samples (`episode_sample`: they carry the episode)."""
+    from models.episodes import episode_sample, play_episodes
+
+    start = batch[0][1]
+    groups = play_episodes(generator, env, [task for task, _, _ in batch], sampling.n - start,
+                           chat_template=sampling.chat_template, temperature=sampling.temperature,
+                           top_p=sampling.top_p, max_new_tokens=sampling.max_new_tokens,
+                           seed=batch_seed(sampling.seed, [task.id for task, _, _ in batch], start))
+    samples = [[episode_sample(e) for e in group] for group in groups]
+    return [[s.text for s in group] for group in samples], samples
 
 
 def truncate_at_stop(text: str, stops: tuple[str, ...]) -> str:
@@ -140,9 +163,15 @@ def truncate_at_stop(text: str, stops: tuple[str, ...]) -> str:
     return text[:cut]
 
 
-def _verify(verifier, batch: list, texts: list[list[str]], samples: list[list] | None) -> list[dict]:
+def _verify(env, batch: list, texts: list[list[str]], samples: list[list] | None) -> list[dict]:
     flat_tasks = [task for (task, _, _), group in zip(batch, texts) for _ in group]
-    verdicts = iter(verifier.verify_batch([t for group in texts for t in group], flat_tasks))
+    episodes = [s.episode for group in samples or [] for s in group if s.episode is not None]
+    if episodes:
+        from envs.multiturn import verify_episodes
+
+        verdicts = iter(verify_episodes(env, episodes, flat_tasks))
+    else:
+        verdicts = iter(env.verifier.verify_batch([t for group in texts for t in group], flat_tasks))
     records = []
     for i, ((task, start, _), group) in enumerate(zip(batch, texts)):
         for j, text in enumerate(group):
@@ -153,6 +182,10 @@ def _verify(verifier, batch: list, texts: list[list[str]], samples: list[list] |
                 sample = samples[i][j]
                 cut = text != sample.text   # cut at a stop sequence
                 rec.update(finish_reason="stop" if cut else sample.finish_reason, num_tokens=len(sample.token_ids))
+                if sample.episode is not None:  # observations are not the model's tokens
+                    rec.update(num_tokens=sum(sample.action_mask), turns=sample.episode.num_turns,
+                               tool_calls=len(sample.episode.tool_calls), end=sample.episode.end,
+                               episode=sample.episode.to_json())
             records.append(rec)
     return records
 
@@ -173,7 +206,7 @@ def collect(source, env, store: SampleStore, tasks: list, completions: Mapping[s
                 texts, samples = _generate(source, env, sampling, batch)
             if pending is not None:
                 _finish(pending, store, bar)
-            pending = pool.submit(_verify, env.verifier, batch, texts, samples)
+            pending = pool.submit(_verify, env, batch, texts, samples)
         if pending is not None:
             _finish(pending, store, bar)
     if bar is not None:
@@ -202,6 +235,15 @@ def counts(store: SampleStore, tasks: list, completions: Mapping[str, list[str]]
         records = records[: len(completions[task.id]) if completions is not None else n]
         per_task[task.id] = {"n": len(records), "c": sum(bool(r["passed"]) for r in records)}
     return per_task
+
+
+def episode_means(store: SampleStore, per_task: Mapping[str, Mapping[str, int]]) -> dict[str, float] | None:
+    """Mean model turns and tool calls per counted sample, when the samples are episodes."""
+    records = [r for tid, pt in per_task.items() for r in store.done.get(tid, [])[: pt["n"]]]
+    if not records or any("turns" not in r for r in records):
+        return None
+    return {"turns_mean": sum(r["turns"] for r in records) / len(records),
+            "tool_calls_mean": sum(r["tool_calls"] for r in records) / len(records)}
 
 
 def tally(store: SampleStore, per_task: Mapping[str, Mapping[str, int]], key: str) -> dict[str, int]:

@@ -30,15 +30,16 @@ class ModelRef:
         return local.name if self.name != TINY and local.is_dir() else self.name
 
 
-def resolve_model(name: str, *, warm_start: bool = True, log=None) -> ModelRef:
-    """`tiny` -> the cached tiny model (warm-started unless `warm_start=False`); anything else is
-    a local folder or hub id that transformers loads as it is."""
+def resolve_model(name: str, *, warm_start: bool = True, log=None, env: str | None = None) -> ModelRef:
+    """`tiny` -> the cached tiny model (warm-started unless `warm_start=False`) for environment
+    `env` (`models.tiny.tiny_configs`); anything else is a local folder or hub id that
+    transformers loads as it is."""
     if name != TINY:
         return ModelRef(name, name)
-    from models.tiny import ensure_tiny_model
+    from models.tiny import ensure_tiny_model, tiny_configs
 
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
-    return ModelRef(name, ensure_tiny_model(warm_start=warm_start, log=log))
+    return ModelRef(name, ensure_tiny_model(warm_start, *tiny_configs(env), log=log))
 
 
 def is_tiny(name: str) -> bool:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Any, Iterable
 
 import torch
 
@@ -66,8 +66,12 @@ class Sample:
     text: str                      # decoded completion, special tokens dropped
     token_ids: list[int]           # completion tokens, including a final EOS when it stopped
     logprobs: list[float] | None   # sampled-token log-probs from the generator, if it has them
-    finish_reason: str             # "stop" (EOS) or "length" (hit max_new_tokens)
+    finish_reason: str             # "stop" (EOS or a stop string) or "length" (hit max_new_tokens)
     prompt_token_ids: list[int]
+    # An episode's sample (`models.episodes.episode_sample`): True at the tokens the model generated,
+    # False at observations (context, never actions); None: every token is the model's.
+    action_mask: list[bool] | None = None
+    episode: Any = None            # the `envs.multiturn.Episode` it came from
 
 
 def vllm_available() -> bool:
@@ -103,6 +107,34 @@ def _split_completion(ids: list[int], eos: set[int]) -> tuple[list[int], str]:
     return ids, "length"
 
 
+class StopStrings:
+    """`check(tokens, done) -> (B,) bool`, `sample_loop`'s `stop_check`: the rows not yet done
+    whose newest token completes one of the `stop` strings (as vLLM's `stop`, matched on the
+    generated text only); `ended[row]` is the index of that token. Only the last
+    `max(len(stop))` tokens are decoded: every token is at least one character, so a stop
+    string that the newest token completes lies within them, and one completed earlier had
+    already ended its row."""
+
+    def __init__(self, tokenizer, stop: tuple[str, ...] | list[str]):
+        self.tokenizer, self.stop = tokenizer, tuple(stop)
+        self.width = max(len(s) for s in self.stop)
+        self.ended: dict[int, int] = {}
+
+    def __call__(self, tokens: list[torch.Tensor], done: torch.Tensor) -> torch.Tensor:
+        tail = torch.stack(tokens[-self.width:], 1).tolist()
+        hit = [not d and any(s in self.tokenizer.decode(row, skip_special_tokens=False) for s in self.stop)
+               for row, d in zip(tail, done.tolist())]
+        for row in (i for i, h in enumerate(hit) if h):
+            self.ended[row] = len(tokens) - 1
+        return torch.tensor(hit, dtype=torch.bool, device=done.device)
+
+    def cut(self, index: int, row: list[int], eos: set[int]) -> tuple[list[int], str]:
+        """Row `index`'s completion and finish reason: up to its first EOS or stop string."""
+        if index in self.ended:  # tokens after the stop string are padding, which may be the EOS id
+            return row[: self.ended[index] + 1], "stop"
+        return _split_completion(row, eos)
+
+
 def _next_tokens(logits: torch.Tensor, temperature: float, top_p: float) -> torch.Tensor:
     """Sample one token per row from logits (B, V): greedy at temperature 0, else softmax of
     logits / temperature restricted to the smallest set of tokens with mass >= top_p."""
@@ -119,13 +151,15 @@ def _next_tokens(logits: torch.Tensor, temperature: float, top_p: float) -> torc
 
 @torch.no_grad()
 def sample_loop(model, input_ids: torch.Tensor, attention: torch.Tensor, max_new_tokens: int, temperature: float,
-                top_p: float, eos: set[int], pad: int, repeats: int = 1) -> torch.Tensor:
+                top_p: float, eos: set[int], pad: int, repeats: int = 1,
+                stop_check: StopStrings | None = None) -> torch.Tensor:
     """Autoregressive sampling with a KV cache: (B, P) left-padded prompts -> (B * repeats,
     <= max_new_tokens) new tokens, `pad` after a row's EOS; rows i*repeats .. (i+1)*repeats-1
     continue prompt i, whose prefill runs once and is shared through the cache. The same
     distribution as transformers `generate` with top_k=0, without its per-token machinery (logits
     processors, stopping criteria), which for small models and short answers costs more than the
-    model itself; stops when every row ended."""
+    model itself; stops when every row ended. `stop_check(tokens, done)` (`StopStrings`) ends
+    rows at stop strings too: they are padded from the next token on."""
     positions = (attention.cumsum(-1) - 1).clamp(min=0)
     out = model(input_ids=input_ids, attention_mask=attention, position_ids=positions, use_cache=True,
                 logits_to_keep=1)
@@ -144,6 +178,8 @@ def sample_loop(model, input_ids: torch.Tensor, attention: torch.Tensor, max_new
     for _ in range(max_new_tokens):
         token = _next_tokens(out.logits[:, -1], temperature, top_p).masked_fill(done, pad)
         tokens.append(token)
+        if stop_check is not None:
+            done |= stop_check(tokens, done)
         done |= torch.isin(token, eos_ids)
         if done.all() or len(tokens) == max_new_tokens:
             break
@@ -156,8 +192,10 @@ def sample_loop(model, input_ids: torch.Tensor, attention: torch.Tensor, max_new
 
 @torch.no_grad()
 def hf_sample(model, tokenizer, prompts: list[str] | list[list[int]], n: int, *, temperature: float = 1.0,
-              top_p: float = 1.0, max_new_tokens: int = 64, seed: int | None = None) -> list[list[Sample]]:
-    """Sample `n` completions per prompt from a transformers model (left padding, `sample_loop`)."""
+              top_p: float = 1.0, max_new_tokens: int = 64, seed: int | None = None,
+              stop: tuple[str, ...] | list[str] | None = None) -> list[list[Sample]]:
+    """Sample `n` completions per prompt from a transformers model (left padding, `sample_loop`);
+    a completion also ends at the first of the `stop` strings, kept in its text and tokens."""
     ids = encode_prompts(tokenizer, prompts)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     width = max(map(len, ids))
@@ -168,12 +206,14 @@ def hf_sample(model, tokenizer, prompts: list[str] | list[list[int]], n: int, *,
     with torch.random.fork_rng(devices=devices, enabled=seed is not None):  # leave the caller's RNG alone
         if seed is not None:
             torch.manual_seed(seed)
-        out = sample_loop(model, input_ids, attention, max_new_tokens, temperature, top_p, eos, pad, repeats=n)
+        check = StopStrings(tokenizer, stop) if stop else None
+        out = sample_loop(model, input_ids, attention, max_new_tokens, temperature, top_p, eos, pad, repeats=n,
+                          stop_check=check)
     result = []
     for i, prompt_ids in enumerate(ids):
         group = []
-        for row in out[i * n:(i + 1) * n].tolist():
-            completion, reason = _split_completion(row, eos)
+        for j, row in enumerate(out[i * n:(i + 1) * n].tolist()):
+            completion, reason = check.cut(i * n + j, row, eos) if check else _split_completion(row, eos)
             group.append(Sample(tokenizer.decode(completion, skip_special_tokens=True), completion, None, reason,
                                 prompt_ids))
         result.append(group)
@@ -196,12 +236,12 @@ class HFGenerator:
         self.model = model
 
     def generate(self, prompts, n: int, *, temperature: float = 1.0, top_p: float = 1.0,
-                 max_new_tokens: int = 64, seed: int | None = None) -> list[list[Sample]]:
+                 max_new_tokens: int = 64, seed: int | None = None, stop=None) -> list[list[Sample]]:
         was_training = self.model.training
         self.model.eval()
         try:
             return hf_sample(self.model, self.tokenizer, prompts, n, temperature=temperature, top_p=top_p,
-                             max_new_tokens=max_new_tokens, seed=seed)
+                             max_new_tokens=max_new_tokens, seed=seed, stop=stop)
         finally:
             self.model.train(was_training)
 
@@ -256,14 +296,16 @@ class VLLMGenerator:
         )
 
     def generate(self, prompts, n: int, *, temperature: float = 1.0, top_p: float = 1.0,
-                 max_new_tokens: int = 64, seed: int | None = None) -> list[list[Sample]]:
+                 max_new_tokens: int = 64, seed: int | None = None, stop=None) -> list[list[Sample]]:
+        """As `HFGenerator.generate`; `stop` strings end a completion and stay in it."""
         from vllm import SamplingParams
 
         ids = encode_prompts(self.tokenizer, prompts)
         # vLLM seeds the k-th sample of a request with seed + k: give each prompt its own range,
         # or every prompt's k-th sample would share one random stream.
         params = [SamplingParams(n=n, temperature=temperature, top_p=top_p, max_tokens=max_new_tokens,
-                                 seed=None if seed is None else seed + i * n, logprobs=0, skip_special_tokens=True)
+                                 seed=None if seed is None else seed + i * n, logprobs=0, skip_special_tokens=True,
+                                 stop=list(stop) if stop else None, include_stop_str_in_output=bool(stop))
                   for i in range(len(ids))]
         outputs = self.llm.generate([{"prompt_token_ids": r} for r in ids], params, use_tqdm=False)
         return [[self._sample(c, prompt_ids) for c in out.outputs] for out, prompt_ids in zip(outputs, ids)]

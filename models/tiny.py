@@ -12,6 +12,12 @@ improvement: in the project's calibration runs plain GRPO moved held-out pass@1 
 ~0.45 in three minutes from such a start (README: `make train` ends near 0.35 -> 0.74). Both
 folders are cached under `$VERIRL_CACHE` (default `~/.cache/verirl`), keyed by a hash of
 everything that shapes them, so a second run skips the work.
+
+`tiny_configs(env)` gives the model and warm start for an environment: the defaults above,
+except for a multi-turn environment with demonstration episodes (`calculator`), whose tiny
+model reads the tool syntax too (the environment's alphabet, longer positions; a cache key of
+its own) and is warm-started on demonstration episodes, loss on the model's turns only (the
+tool results are context), stopped at `target_accuracy` of sampled episodes.
 """
 
 from __future__ import annotations
@@ -106,6 +112,20 @@ def _save_atomically(path: Path, save) -> None:
             shutil.rmtree(tmp)
 
 
+def tiny_configs(env_name: str | None) -> tuple[TinyConfig, WarmStartConfig]:
+    """The tiny model and warm start for `env_name` (see the module docstring)."""
+    if env_name is None:
+        return TinyConfig(), WarmStartConfig()
+    import envs
+
+    env = envs.get_env(env_name)
+    if not hasattr(env, "demonstration_episode"):
+        return TinyConfig(), WarmStartConfig()
+    extra = "".join(sorted(set(env.alphabet) - set(DEFAULT_ALPHABET)))
+    return (TinyConfig(alphabet=DEFAULT_ALPHABET + extra, max_position_embeddings=128),
+            WarmStartConfig(env=env_name, batch_size=64, max_steps=2000))
+
+
 def ensure_tiny_model(warm_start: bool = True, cfg: TinyConfig = TinyConfig(),
                       warm: WarmStartConfig = WarmStartConfig(), log=print) -> str:
     """Path of the tiny model (built, and warm-started if asked, on first use; cached after)."""
@@ -153,6 +173,37 @@ def sampled_accuracy(model, tokenizer, env, tasks, max_new_tokens: int = 8, seed
     return sum(v.passed for v in verdicts) / max(len(verdicts), 1)
 
 
+def _encode_episodes(tokenizer, episodes):
+    """Right-padded ids and labels of demonstration episodes, each segment tokenized as the
+    episode loop tokenizes it: the loss on the model's turns (and a final `</s>`) only, never
+    on the prompt or a tool result."""
+    rows, labels = [], []
+    for e in episodes:
+        ids, lab = [], []
+        for i, seg in enumerate(e.segments):
+            toks = tokenizer(seg.text, add_special_tokens=i == 0)["input_ids"]
+            ids += toks
+            lab += toks if seg.kind == "action" else [-100] * len(toks)
+        rows.append(ids + [tokenizer.eos_token_id])
+        labels.append(lab + [tokenizer.eos_token_id])
+    width = max(map(len, rows))
+    pad = tokenizer.pad_token_id
+    ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows])
+    lab = torch.tensor([r + [-100] * (width - len(r)) for r in labels])
+    return ids, (ids != pad).long(), lab
+
+
+def episode_accuracy(model, tokenizer, env, tasks, max_new_tokens: int = 32, seed: int = 0) -> float:
+    """Fraction of tasks whose one sampled episode (temperature 1) the environment passes."""
+    from envs.multiturn import verify_episodes
+    from models.episodes import play_episodes
+    from models.sampling import HFGenerator
+
+    groups = play_episodes(HFGenerator(model, tokenizer), env, tasks, 1, max_new_tokens=max_new_tokens, seed=seed)
+    verdicts = verify_episodes(env, [g[0] for g in groups], list(tasks))
+    return sum(v.passed for v in verdicts) / max(len(verdicts), 1)
+
+
 def supervised_warm_start(path: str, warm: WarmStartConfig, seed: int = 0, log=print):
     """Train on (prompt, answer) pairs of the env's train split until sampled accuracy reaches
     the target, a step budget or a time budget; returns (model, tokenizer, stats)."""
@@ -168,9 +219,15 @@ def supervised_warm_start(path: str, warm: WarmStartConfig, seed: int = 0, log=p
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     opt = torch.optim.AdamW(model.parameters(), lr=warm.learning_rate)
     start, acc, step = time.perf_counter(), 0.0, 0
+    episodic = hasattr(env, "demonstration_episode")
+    demos = {t.id: env.demonstration_episode(t) for t in tasks} if episodic else {}
     for step in range(1, warm.max_steps + 1):
         batch = rng.sample(tasks, min(warm.batch_size, len(tasks)))
-        ids, attn, labels = _encode_batch(tokenizer, [env.render(t) for t in batch], [str(t.answer) for t in batch])
+        if episodic:
+            ids, attn, labels = _encode_episodes(tokenizer, [demos[t.id] for t in batch])
+        else:
+            ids, attn, labels = _encode_batch(tokenizer, [env.render(t) for t in batch],
+                                              [str(t.answer) for t in batch])
         model.train()
         loss = model(input_ids=ids, attention_mask=attn, labels=labels).loss
         opt.zero_grad()
@@ -178,7 +235,7 @@ def supervised_warm_start(path: str, warm: WarmStartConfig, seed: int = 0, log=p
         opt.step()
         if step % warm.check_every == 0:
             model.eval()
-            acc = sampled_accuracy(model, tokenizer, env, check, seed=seed + step)
+            acc = (episode_accuracy if episodic else sampled_accuracy)(model, tokenizer, env, check, seed=seed + step)
             log(f"  warm start step {step}: loss {loss.item():.3f}, sampled accuracy {acc:.3f}")
             if acc >= warm.target_accuracy:
                 break

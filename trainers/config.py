@@ -53,8 +53,8 @@ class RunConfig:
     """prompts drawn per step"""
     group_size: int = 8
     """completions sampled per prompt (G in the paper)"""
-    max_new_tokens: int = 8
-    """longest completion, in tokens"""
+    max_new_tokens: int | None = None
+    """longest completion (a multi-turn env: model turn), in tokens; null = the env's default (8 unless it sets one)"""
     temperature: float = 1.0
     """sampling temperature; the trainer's log-probs use the same temperature"""
     top_p: float = 1.0
@@ -120,7 +120,8 @@ class RunConfig:
     def validate(self) -> None:
         """Fail before any work, naming the field and the rule."""
         for name in ("steps", "prompts_per_step", "group_size", "max_new_tokens"):
-            require(getattr(self, name) >= 1, name, f"must be >= 1, got {getattr(self, name)}")
+            require(getattr(self, name) is None and name == "max_new_tokens" or getattr(self, name) >= 1, name,
+                    f"must be >= 1, got {getattr(self, name)}")
         require(self.group_size >= 2, "group_size", "must be >= 2: a group of one has no relative advantage")
         require(self.temperature > 0, "temperature", "must be > 0 for sampling-based RL")
         require(0 < self.top_p <= 1, "top_p", "must be in (0, 1]")

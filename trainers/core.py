@@ -224,6 +224,15 @@ def kl_k3(logp: Tensor, ref_logp: Tensor) -> Tensor:
 KL_ESTIMATORS: dict[str, Callable[[Tensor, Tensor], Tensor]] = {"k1": kl_k1, "k2": kl_k2, "k3": kl_k3}
 
 
+def masked_kl(kl_fn: Callable[[Tensor, Tensor], Tensor], logp: Tensor, ref_logp: Tensor, mask: Tensor) -> Tensor:
+    """`kl_fn` per token (B, T), 0 where `mask` is not set. The log-probs there are replaced
+    before the estimator runs: a token the loss never scores (an episode's observation, whose
+    log-prob under an untrained policy can be -100 or lower) would make k3's exp overflow to inf,
+    and inf * 0 is NaN in both the masked sum and its gradient. Set entries are unchanged."""
+    m = mask.bool()
+    return kl_fn(torch.where(m, logp, torch.zeros_like(logp)), torch.where(m, ref_logp, torch.zeros_like(ref_logp)))
+
+
 # Loss aggregations: per-token loss (B, T) and mask -> scalar. All take the same keywords so a
 # trainer calls the chosen one uniformly. For gradient accumulation over k equal minibatches,
 # divide grpo, bnpo and dr_grpo by k; dapo needs no division (its normalizer is global).
@@ -279,7 +288,7 @@ def policy_loss(logp: Tensor, old_logp: Tensor, advantages: Tensor, mask: Tensor
     if beta != 0.0:
         if ref_logp is None:
             raise ValueError("beta != 0 needs ref_logp")
-        per_token = per_token + beta * kl_fn(logp, ref_logp)
+        per_token = per_token + beta * masked_kl(kl_fn, logp, ref_logp, mask)
     return aggregate(per_token, mask, max_new_tokens=max_new_tokens, num_global_tokens=num_global_tokens)
 
 

@@ -209,7 +209,7 @@ def record_minibatch(logs, loss, logp, old, ref, adv, mask, entropy, cfg) -> Non
         logs["clip_low"].append(float(clip["low"]))
         logs["clip_high"].append(float(clip["high"]))
         if ref is not None:
-            logs["kl"].append(float(core.masked_mean(core.kl_k3(logp, ref), mask)))
+            logs["kl"].append(float(core.masked_mean(core.masked_kl(core.kl_k3, logp, ref, mask), mask)))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -117,7 +117,7 @@ def token_rewards(cfg: PPOConfig, batch: ro.Rollout, old_logp: torch.Tensor | No
     rewards = core.place_token_rewards(mask, batch.rewards if outcome else None,
                                        batch.step_rewards if steps else None, batch.step_ends if steps else None)
     if ref_logp is not None and cfg.kl_coef:
-        rewards = rewards - cfg.kl_coef * core.KL_ESTIMATORS[cfg.kl_estimator](old_logp, ref_logp) * mask
+        rewards = rewards - cfg.kl_coef * core.masked_kl(core.KL_ESTIMATORS[cfg.kl_estimator], old_logp, ref_logp, mask)
     return rewards
 
 
@@ -201,7 +201,7 @@ def update(run: RunContext, critic: Critic, critic_optimizer, batch: ro.Rollout)
                  return_mean=float(core.masked_mean(returns, mask)),
                  explained_variance=explained_variance(old_values, returns, mask))
     if ref_logp is not None:
-        stats["kl"] = float(core.masked_mean(core.kl_k3(old_logp, ref_logp), mask))
+        stats["kl"] = float(core.masked_mean(core.masked_kl(core.kl_k3, old_logp, ref_logp, mask), mask))
     gap = None if batch.gen_logprobs is None else ro.logprob_gaps(batch, list(range(len(batch))), old_logp, mask)
     if gap is not None and gap.numel():  # generator vs trainer log-probs: a broken weight sync shows here
         stats.update(logprob_gap_mean=float(gap.mean()), logprob_gap_max=float(gap.max()))

@@ -3,6 +3,13 @@
 Layout of a batch of B sequences: prompts left-padded to width P, completions right-padded
 to width T, so the completion of every row starts at column P and `logits[:, P-1:P-1+T]`
 score it (`trainers/forward.py` runs those forwards).
+
+A multi-turn environment's rows are episodes (`models.episodes`): the "completion" is
+everything after the first prompt, the model's turns and the observations between them, and
+`completion_mask` is the episode's action mask, 0 at observation tokens. Every loss term,
+ratio, KL, entropy, value target and token count goes through that mask, so observations are
+context only; truncation masking, group advantages and dynamic sampling see one row per
+episode.
 """
 
 from __future__ import annotations
@@ -15,6 +22,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from envs.multiturn import MultiTurnEnvironment, verify_episodes
+from models.episodes import episode_sample, episode_stats, play_episodes
 from models.sampling import Sample, sample_tasks
 from trainers.config import derive_seed
 from verifiers import Task, Verdict
@@ -79,7 +88,11 @@ class Rollout:
 
 def generate_and_verify(generator, env, tasks: list[Task], group_size: int, *, temperature: float, top_p: float,
                         max_new_tokens: int, seed: int | None) -> tuple[list[Task], list[Sample], list[Verdict], dict]:
-    """Sample `group_size` completions per task and score them with the env's verifier."""
+    """Sample `group_size` completions per task (episodes, for a multi-turn env) and score them
+    with the env's verifier."""
+    if isinstance(env, MultiTurnEnvironment):
+        return _episodes_and_verify(generator, env, tasks, group_size, temperature=temperature, top_p=top_p,
+                                    max_new_tokens=max_new_tokens, seed=seed)
     t0 = time.perf_counter()
     groups = sample_tasks(generator, env, tasks, group_size, temperature=temperature, top_p=top_p,
                           max_new_tokens=max_new_tokens, seed=seed)
@@ -88,6 +101,21 @@ def generate_and_verify(generator, env, tasks: list[Task], group_size: int, *, t
     verdicts = env.verifier.verify_batch([s.text for _, s in rows], [t for t, _ in rows])
     t2 = time.perf_counter()
     return [t for t, _ in rows], [s for _, s in rows], verdicts, {"generation_s": t1 - t0, "verification_s": t2 - t1}
+
+
+def _episodes_and_verify(generator, env, tasks: list[Task], group_size: int, *, temperature: float, top_p: float,
+                         max_new_tokens: int, seed: int | None):
+    """`group_size` episodes per task (`max_new_tokens` per model turn), verified whole."""
+    t0 = time.perf_counter()
+    groups = play_episodes(generator, env, tasks, group_size, temperature=temperature, top_p=top_p,
+                           max_new_tokens=max_new_tokens, seed=seed)
+    t1 = time.perf_counter()
+    rows = [(task, e) for task, group in zip(tasks, groups) for e in group]
+    verdicts = verify_episodes(env, [e for _, e in rows], [t for t, _ in rows])
+    t2 = time.perf_counter()
+    # Tool time is inside the episode loop: generation_s counts it, as the wall time of a rollout.
+    return ([t for t, _ in rows], [episode_sample(e) for _, e in rows], verdicts,
+            {"generation_s": t1 - t0, "verification_s": t2 - t1})
 
 
 def collate(tasks: list[Task], samples: list[Sample], verdicts: list[Verdict], pad_id: int,
@@ -105,7 +133,8 @@ def collate(tasks: list[Task], samples: list[Sample], verdicts: list[Verdict], p
         input_ids[i, P - len(p):P] = torch.tensor(p)
         input_ids[i, P:P + len(c)] = torch.tensor(c, dtype=torch.long)
         attention[i, P - len(p):P + len(c)] = 1
-        completion_mask[i, :len(c)] = 1
+        # An episode's observation tokens are context: 0 here keeps them out of every loss term.
+        completion_mask[i, :len(c)] = 1 if s.action_mask is None else torch.tensor(s.action_mask, dtype=torch.float)
         if gen_lp is not None:
             gen_lp[i, :len(c)] = torch.tensor(s.logprobs)
     truncated = torch.tensor([s.finish_reason == "length" for s in samples])
@@ -147,7 +176,8 @@ def logprob_gaps(batch: Rollout, rows: list[int], trainer_logp: torch.Tensor, ma
 
 
 def rollout_stats(batch: Rollout, group_size: int) -> dict:
-    lengths = [len(s.token_ids) for s in batch.samples]
+    # Lengths count the model's tokens only: an episode's observations are not its output.
+    lengths = [len(s.token_ids) if s.action_mask is None else sum(s.action_mask) for s in batch.samples]
     passed = [v.passed for v in batch.verdicts]
     n = max(len(batch), 1)
     stats = {"reward_mean": float(batch.rewards.mean()) if len(batch) else 0.0,
@@ -157,6 +187,7 @@ def rollout_stats(batch: Rollout, group_size: int) -> dict:
              if len(batch) else 0.0, "groups": len(batch) // group_size, **batch.timings}
     gen = batch.timings.get("generation_s", 0.0)
     stats["tokens_per_s"] = sum(lengths) / gen if gen else 0.0
+    stats.update(episode_stats(batch.samples))
     audits = [a for a in map(_audit, batch.verdicts) if a is not None]
     if audits:  # a verifier run with `audit` checks its verdicts a second way; how often they disagree
         stats["audit_disagreement_rate"] = sum(not a["agree"] for a in audits) / len(audits)

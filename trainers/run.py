@@ -20,11 +20,12 @@ from typing import Any
 
 import torch
 
+from envs.multiturn import MultiTurnEnvironment
 from models.loading import ModelRef, is_tiny, resolve_model
 from models.sampling import make_generator, resolve_backend
 from trainers import checkpoint
 from trainers import rollout as ro
-from trainers.config import RunConfig, derive_seed
+from trainers.config import RunConfig, derive_seed, require
 from verifiers.options import dump_yaml
 from trainers.forward import completion_logprobs
 from trainers.plots import plot_rewards
@@ -105,9 +106,15 @@ class RunContext:
         torch.manual_seed(cfg.seed)
         run._prepare_output_dir()
         run.env = envs.get_env(cfg.env, **cfg.env_kwargs())
+        if cfg.max_new_tokens is None:  # the env's own default (a tool call needs more room than an answer)
+            cfg.max_new_tokens = getattr(run.env, "default_max_new_tokens", None) or 8
+        # Step verifiers score one completion's text; an episode interleaves observations with it.
+        require(cfg.reward_mode == "outcome" or not isinstance(run.env, MultiTurnEnvironment), "reward_mode",
+                f"must be 'outcome' for the multi-turn environment {cfg.env!r}: per-step rewards "
+                f"({cfg.reward_mode!r}) score single completions, not episodes")
         # Verifier workers (SymPy, sandboxes) start while the model loads, not inside step one.
         threading.Thread(target=_warm_up, args=(run.env.verifier,), daemon=True).start()
-        run.model_ref = resolve_model(cfg.model, warm_start=cfg.warm_start, log=log)
+        run.model_ref = resolve_model(cfg.model, warm_start=cfg.warm_start, log=log, env=cfg.env)
         run.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         run._load_model()
         run.optimizer = adamw([p for p in run.model.parameters() if p.requires_grad], cfg.learning_rate,
@@ -314,8 +321,10 @@ class RunContext:
                           temperature=cfg.eval_temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens,
                           seed=cfg.seed + 1, limit=cfg.eval_tasks or None, output_dir=str(out),
                           batch_size=max(1, 256 // cfg.eval_samples), env_options=cfg.env_options)
+        episodes = report.get("episodes")
+        tools = f", {episodes['tool_calls_mean']:.2f} tool calls/episode" if episodes else ""
         log(f"eval {tag}: pass@1 {report['metrics']['pass@k']['1']['value']:.3f} "
-            f"({time.perf_counter() - t0:.1f}s, {len(report['tasks'])} tasks x {cfg.eval_samples})")
+            f"({time.perf_counter() - t0:.1f}s, {len(report['tasks'])} tasks x {cfg.eval_samples}{tools})")
         self.evaluations[tag] = report
         return report
 

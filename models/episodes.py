@@ -1,0 +1,118 @@
+"""Episodes played by a sampler: the bridge between `models.sampling` and `envs.multiturn`.
+
+`SamplerPolicy(generator, ...)` is the `contexts -> turns` policy that `run_episodes` asks for:
+each round it samples one model turn per running episode, continuing from the episode's exact
+token ids (what the model generated, the observations' tokens in between), ending the turn at
+the environment's stop strings (a tool call's closing tag) or at EOS, and returns each turn's
+token ids and, from generators that report them (vLLM), their log-probs.
+
+`play_episodes(generator, env, tasks, n)` plays `n` episodes of each task with it (trainers'
+groups, eval's samples) and `episode_sample(episode)` lays a played episode out as the trainers'
+`Sample`: the prompt's tokens, then every later token (actions and observations) with an
+`action_mask` that is False at observation tokens, so that no loss term, ratio, KL, entropy,
+value target or token count ever touches them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from envs.multiturn import ACTION, Context, Episode, Turn, run_episodes
+from models.sampling import PromptError, Sample, encode_prompts
+
+# Episode rounds draw their seeds apart: round r of a call seeded s samples with s + r * ROUND_SEED_STRIDE.
+ROUND_SEED_STRIDE = 1_000_003
+
+
+class SamplerPolicy:
+    """A generator as a multi-turn policy. `max_new_tokens` caps each model turn (a context's
+    own `max_tokens`, the episode's remaining token budget, may cap it lower)."""
+
+    def __init__(self, generator, *, temperature: float = 1.0, top_p: float = 1.0, max_new_tokens: int = 64,
+                 seed: int | None = None):
+        self.generator, self.temperature, self.top_p = generator, temperature, top_p
+        self.max_new_tokens, self.seed, self.rounds = max_new_tokens, seed, 0
+
+    def __call__(self, contexts: list[Context]) -> list[Turn]:
+        if not contexts:
+            return []
+        inputs = [c.token_ids if c.token_ids is not None else c.text for c in contexts]
+        caps = [self.max_new_tokens if c.max_tokens is None else min(c.max_tokens, self.max_new_tokens)
+                for c in contexts]
+        stop = tuple(sorted({s for c in contexts for s in c.stop}))
+        seed = None if self.seed is None else self.seed + self.rounds * ROUND_SEED_STRIDE
+        self.rounds += 1
+        # The first turn of a group's episodes has one prompt: sample it once with n (the prefill is shared).
+        k = _run_length(inputs)
+        unique = inputs[::k]
+        groups = self.generator.generate(unique, k, temperature=self.temperature, top_p=self.top_p,
+                                         max_new_tokens=max(caps), seed=seed, stop=stop or None)
+        samples = [s for group in groups for s in group]
+        return [self._turn(s, cap) for s, cap in zip(samples, caps)]
+
+    def _turn(self, sample: Sample, cap: int) -> Turn:
+        """The sample as a turn, cut at `cap` tokens (the tokens past it are simply not taken:
+        the same distribution as sampling `cap` tokens)."""
+        ids, logprobs, reason = sample.token_ids, sample.logprobs, sample.finish_reason
+        if len(ids) > cap:
+            ids, reason = ids[:cap], "length"
+            logprobs = None if logprobs is None else logprobs[:cap]
+        text = sample.text if len(ids) == len(sample.token_ids) else \
+            self.generator.tokenizer.decode(ids, skip_special_tokens=True)
+        return Turn(text, list(ids), None if logprobs is None else list(logprobs), reason)
+
+
+def _run_length(inputs: list) -> int:
+    """k when `inputs` is consecutive runs of k equal items (k > 1), else 1."""
+    for k in range(len(inputs), 1, -1):
+        if len(inputs) % k == 0 and all(inputs[i] == inputs[i - i % k] for i in range(len(inputs))):
+            return k
+    return 1
+
+
+def play_episodes(generator, env, tasks: list, n: int, *, chat_template: bool = True, temperature: float = 1.0,
+                  top_p: float = 1.0, max_new_tokens: int = 64, seed: int | None = None) -> list[list[Episode]]:
+    """`n` episodes of each task (groups in task order), every segment with its token ids.
+    The first prompt is tokenized as `sample_tasks` tokenizes a prompt (a prompt the tokenizer
+    cannot read raises `PromptError` naming the task); observations without special tokens
+    added, as the text the loop appends."""
+    tokenizer = generator.tokenizer
+    chat = tokenizer if chat_template and getattr(tokenizer, "chat_template", None) else None
+    rows = [t for t in tasks for _ in range(n)]
+    prompts = [env.render(t, chat) for t in tasks]
+    try:
+        prompt_ids = dict(zip(prompts, encode_prompts(tokenizer, prompts)))
+    except PromptError as exc:
+        raise exc.for_task(tasks[exc.index].id) from None
+    policy = SamplerPolicy(generator, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, seed=seed)
+    episodes = run_episodes(env, rows, policy, tokenizer=chat,
+                            encode=lambda text: tokenizer(text, add_special_tokens=False)["input_ids"],
+                            encode_prompt=lambda text: prompt_ids.get(text) or tokenizer(text)["input_ids"])
+    return [episodes[i * n:(i + 1) * n] for i in range(len(tasks))]
+
+
+def episode_sample(episode: Episode) -> Sample:
+    """The episode as a trainer's sample: `token_ids` and `action_mask` cover everything after
+    the prompt; log-probs (0 at observations, which are never scored) when every turn has them;
+    "length" when a turn was cut (its own cap or the episode's budget): truncation masking
+    applies to it as to a single-turn completion."""
+    prompt = episode.segments[0].token_ids
+    ids = episode.token_ids
+    if ids is None:
+        raise ValueError(f"episode of task {episode.task_id!r} lacks token ids; play it with play_episodes")
+    later = episode.segments[1:]
+    logprobs = None
+    if all(s.logprobs is not None for s in later if s.kind == ACTION):
+        logprobs = [lp for s in later for lp in (s.logprobs if s.kind == ACTION else [0.0] * len(s.token_ids))]
+    reason = "length" if episode.end in ("length", "budget") else "stop"
+    return Sample(episode.completion, ids[len(prompt):], logprobs, reason, list(prompt),
+                  action_mask=episode.action_mask()[len(prompt):], episode=episode)
+
+
+def episode_stats(samples: list[Any]) -> dict:
+    """Mean turns and tool calls of the samples that are episodes (empty when none is)."""
+    episodes = [s.episode for s in samples if getattr(s, "episode", None) is not None]
+    if not episodes:
+        return {}
+    return {"turns_mean": sum(e.num_turns for e in episodes) / len(episodes),
+            "tool_calls_mean": sum(len(e.tool_calls) for e in episodes) / len(episodes)}
