@@ -340,3 +340,38 @@ def test_pass_at_k_plays_episodes_and_keeps_each_transcript(tmp_path, env, token
     assert report["episodes"]["tool_calls_mean"] == (len(tasks) + malformed) / len(tasks)
     assert report["episodes"]["turns_mean"] == report["episodes"]["tool_calls_mean"] + 1
     assert report["episodes"]["ends"] == {"answer": 8}
+
+
+@pytest.mark.slow
+def test_resume_on_episodes_continues_to_the_same_result(tmp_path, tool_calling_model):
+    """Checkpoint after 2 of 4 steps of calculator episodes, resume, and end at the same weights
+    and the same logged episodes as the straight run (dynamic sampling on: its draws are part of
+    the data position a resume must restore)."""
+    from transformers import AutoModelForCausalLM
+
+    from trainers.grpo import GRPOConfig, train
+
+    def cfg(out, steps, **kw):
+        c = GRPOConfig(model=tool_calling_model, env="calculator", env_options={"train_size": 40, "test_size": 4, "format_weight": 0.5},
+                       steps=steps, prompts_per_step=2, group_size=4, max_new_tokens=32, learning_rate=1e-2,
+                       eval_samples=0, generation_backend="hf", output_dir=str(out), log_every=1000, max_minutes=0,
+                       dynamic_sampling=True, checkpoint_every=1, **kw)
+        c.validate()
+        return c
+
+    straight = train(cfg(tmp_path / "a", 4))
+    train(cfg(tmp_path / "b", 2))
+    resumed = train(cfg(tmp_path / "b", 4, resume=True))
+    weights = [AutoModelForCausalLM.from_pretrained(r["summary"]["final_model"]).state_dict() for r in (straight, resumed)]
+    for k in weights[0]:
+        assert torch.allclose(weights[0][k], weights[1][k], atol=1e-6), k
+    start = AutoModelForCausalLM.from_pretrained(tool_calling_model).state_dict()
+    assert any(not torch.equal(start[k], weights[0][k]) for k in start)
+
+    def logged(run):
+        rows = [json.loads(x) for x in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
+        return [(m["step"], m["reward_mean"], m["groups"], m.get("tool_calls_mean"), m.get("loss")) for m in rows]
+
+    assert logged("b") == logged("a") and len(logged("a")) == 4
+    assert sum(row[3] or 0 for row in logged("a")) > 0  # the episodes called the tool
+    assert sum(row[2] for row in logged("a")) > 0  # and some groups were kept: the weights moved
