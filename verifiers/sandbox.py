@@ -169,6 +169,9 @@ def sandbox_command(bwrap: str, packages: tuple[str, ...] = (), memcg: str | Non
     python, binds, hidden = interpreter()
     extra, paths = package_paths(packages)
     argv = [bwrap, "--ro-bind", "/usr", "/usr"]
+    # The allowed packages are shown under PACKAGES_ROOT, not at their own paths: a venv under
+    # /tmp (a fresh clone there, say) would be covered by the program's private /tmp.
+    shown = {folder: f"{PACKAGES_ROOT}/{i}" for i, folder in enumerate(paths)}
     for name in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
         path = "/" + name
         if os.path.islink(path):
@@ -176,13 +179,15 @@ def sandbox_command(bwrap: str, packages: tuple[str, ...] = (), memcg: str | Non
         elif os.path.isdir(path):
             argv += ["--ro-bind", path, path]
     made: set[str] = set()
-    for tree in [*binds, *extra]:  # bwrap would create the parents mode 0700, closed to the sandbox user
-        for parent in _ancestors(tree):
+    targets = [(tree, tree) for tree in binds] + [(tree, shown[os.path.dirname(tree)] + "/" + os.path.basename(tree))
+                                                  for tree in extra]
+    for tree, target in targets:  # bwrap would create the parents mode 0700, closed to the sandbox user
+        for parent in _ancestors(target):
             if parent not in made and not parent.startswith("/usr") and not any(parent == b or parent.startswith(b + "/")
                                                                                 for b in binds):
                 argv += ["--perms", "0755", "--dir", parent]
                 made.add(parent)
-        argv += ["--ro-bind", tree, tree]
+        argv += ["--ro-bind", tree, target]
     for folder in hidden:  # empty, read-only: the site-packages of the bound trees
         argv += ["--perms", "0555", "--tmpfs", folder, "--remount-ro", folder]
     for source, target in _files():
@@ -199,8 +204,11 @@ def sandbox_command(bwrap: str, packages: tuple[str, ...] = (), memcg: str | Non
     else:
         argv += ["--unshare-user"]
     argv += ["--remount-ro", "/", "--", python, *_PY_FLAGS, "-c", _BOOT, "/sandbox/_sandbox_worker.py"]
-    return argv, {"isolate": True, "uid": SANDBOX_UID if root else None, "paths": paths,
+    return argv, {"isolate": True, "uid": SANDBOX_UID if root else None, "paths": list(shown.values()),
                   "memcg": "/sandbox/memcg" if memcg else None}
+
+
+PACKAGES_ROOT = "/opt/verirl-packages"  # inside the sandbox: one numbered folder per site-packages folder
 
 
 def _ancestors(path: str) -> list[str]:
