@@ -126,31 +126,17 @@ def _batches(todo: list, size: int, n: int) -> Iterable[list]:
 
 def _generate(generator, env, sampling: Sampling, batch: list) -> tuple[list[list[str]], list[list]]:
     from envs.multiturn import MultiTurnEnvironment
-    from models.sampling import sample_tasks  # here: scoring given completions needs no torch
+    from models.episodes import sample_env  # here: scoring given completions needs no torch
 
     start = batch[0][1]
-    if isinstance(env, MultiTurnEnvironment):
-        return _play(generator, env, sampling, batch)
-    groups = sample_tasks(generator, env, [task for task, _, _ in batch], sampling.n - start,
-                          chat_template=sampling.chat_template, temperature=sampling.temperature,
-                          top_p=sampling.top_p, max_new_tokens=sampling.max_new_tokens,
-                          seed=batch_seed(sampling.seed, [task.id for task, _, _ in batch], start))
+    groups = sample_env(generator, env, [task for task, _, _ in batch], sampling.n - start,
+                        chat_template=sampling.chat_template, temperature=sampling.temperature,
+                        top_p=sampling.top_p, max_new_tokens=sampling.max_new_tokens,
+                        seed=batch_seed(sampling.seed, [task.id for task, _, _ in batch], start))
+    if isinstance(env, MultiTurnEnvironment):  # the transcript after the prompt is the record's completion
+        return [[s.text for s in group] for group in groups], groups
     stops = tuple(getattr(env, "stop", ()) or ())
     return [[truncate_at_stop(s.text, stops) for s in group] for group in groups], groups
-
-
-def _play(generator, env, sampling: Sampling, batch: list) -> tuple[list[list[str]], list[list]]:
-    """A batch's episodes: the transcript after the prompt as each record's completion, and the
-    episodes laid out as samples (`episode_sample`: they carry the episode)."""
-    from models.episodes import episode_sample, play_episodes
-
-    start = batch[0][1]
-    groups = play_episodes(generator, env, [task for task, _, _ in batch], sampling.n - start,
-                           chat_template=sampling.chat_template, temperature=sampling.temperature,
-                           top_p=sampling.top_p, max_new_tokens=sampling.max_new_tokens,
-                           seed=batch_seed(sampling.seed, [task.id for task, _, _ in batch], start))
-    samples = [[episode_sample(e) for e in group] for group in groups]
-    return [[s.text for s in group] for group in samples], samples
 
 
 def truncate_at_stop(text: str, stops: tuple[str, ...]) -> str:

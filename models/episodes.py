@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from envs.multiturn import ACTION, Context, Episode, Turn, run_episodes
-from models.sampling import PromptError, Sample, encode_prompts
+from envs.multiturn import ACTION, Context, Episode, MultiTurnEnvironment, Turn, run_episodes
+from models.sampling import PromptError, Sample, encode_prompts, sample_tasks
 
 # Episode rounds draw their seeds apart: round r of a call seeded s samples with s + r * ROUND_SEED_STRIDE.
 ROUND_SEED_STRIDE = 1_000_003
@@ -89,6 +89,16 @@ def play_episodes(generator, env, tasks: list, n: int, *, chat_template: bool = 
                             encode=lambda text: tokenizer(text, add_special_tokens=False)["input_ids"],
                             encode_prompt=lambda text: prompt_ids.get(text) or tokenizer(text)["input_ids"])
     return [episodes[i * n:(i + 1) * n] for i in range(len(tasks))]
+
+
+def sample_env(generator, env, tasks: list, n: int, **sampling: Any) -> list[list[Sample]]:
+    """`n` samples of each task (groups in task order): sampled completions (`sample_tasks`), or
+    for a multi-turn environment played episodes laid out as samples (`episode_sample`: each
+    carries its episode). `sampling`: the keywords of `sample_tasks` and `play_episodes`. The
+    trainers' rollouts and the eval harness both sample through here."""
+    if isinstance(env, MultiTurnEnvironment):
+        return [[episode_sample(e) for e in group] for group in play_episodes(generator, env, tasks, n, **sampling)]
+    return sample_tasks(generator, env, tasks, n, **sampling)
 
 
 def episode_sample(episode: Episode) -> Sample:

@@ -335,8 +335,8 @@ def sample_tasks(generator, env, tasks: list, n: int, *, chat_template: bool = T
                  top_p: float = 1.0, max_new_tokens: int = 64, seed: int | None = None) -> list[list[Sample]]:
     """`n` samples of each task's prompt, as the environment renders it (through the tokenizer's
     chat template when it has one, unless `chat_template` is False). A prompt the tokenizer
-    cannot read raises `PromptError` naming the task. Trainers and the eval harness both sample
-    through here."""
+    cannot read raises `PromptError` naming the task. Trainers and the eval harness sample
+    through `models.episodes.sample_env`, which calls this for single-turn environments."""
     tokenizer = getattr(generator, "tokenizer", None) if chat_template else None
     try:
         return generator.generate([env.render(task, tokenizer) for task in tasks], n, temperature=temperature,

@@ -23,8 +23,8 @@ import torch
 from torch import Tensor
 
 from envs.multiturn import MultiTurnEnvironment, verify_episodes
-from models.episodes import episode_sample, episode_stats, play_episodes
-from models.sampling import Sample, sample_tasks
+from models.episodes import episode_stats, sample_env
+from models.sampling import Sample
 from trainers.config import derive_seed
 from verifiers import Task, Verdict
 
@@ -88,34 +88,21 @@ class Rollout:
 
 def generate_and_verify(generator, env, tasks: list[Task], group_size: int, *, temperature: float, top_p: float,
                         max_new_tokens: int, seed: int | None) -> tuple[list[Task], list[Sample], list[Verdict], dict]:
-    """Sample `group_size` completions per task (episodes, for a multi-turn env) and score them
-    with the env's verifier."""
-    if isinstance(env, MultiTurnEnvironment):
-        return _episodes_and_verify(generator, env, tasks, group_size, temperature=temperature, top_p=top_p,
-                                    max_new_tokens=max_new_tokens, seed=seed)
+    """Sample `group_size` completions per task (episodes, for a multi-turn env, with
+    `max_new_tokens` per model turn) and score them with the env's verifier (an episode whole)."""
     t0 = time.perf_counter()
-    groups = sample_tasks(generator, env, tasks, group_size, temperature=temperature, top_p=top_p,
-                          max_new_tokens=max_new_tokens, seed=seed)
+    # Tool time is inside the episode loop: generation_s counts it, as the wall time of a rollout.
+    groups = sample_env(generator, env, tasks, group_size, temperature=temperature, top_p=top_p,
+                        max_new_tokens=max_new_tokens, seed=seed)
     t1 = time.perf_counter()
     rows = [(task, s) for task, group in zip(tasks, groups) for s in group]
-    verdicts = env.verifier.verify_batch([s.text for _, s in rows], [t for t, _ in rows])
+    row_tasks, samples = [t for t, _ in rows], [s for _, s in rows]
+    if isinstance(env, MultiTurnEnvironment):
+        verdicts = verify_episodes(env, [s.episode for s in samples], row_tasks)
+    else:
+        verdicts = env.verifier.verify_batch([s.text for s in samples], row_tasks)
     t2 = time.perf_counter()
-    return [t for t, _ in rows], [s for _, s in rows], verdicts, {"generation_s": t1 - t0, "verification_s": t2 - t1}
-
-
-def _episodes_and_verify(generator, env, tasks: list[Task], group_size: int, *, temperature: float, top_p: float,
-                         max_new_tokens: int, seed: int | None):
-    """`group_size` episodes per task (`max_new_tokens` per model turn), verified whole."""
-    t0 = time.perf_counter()
-    groups = play_episodes(generator, env, tasks, group_size, temperature=temperature, top_p=top_p,
-                           max_new_tokens=max_new_tokens, seed=seed)
-    t1 = time.perf_counter()
-    rows = [(task, e) for task, group in zip(tasks, groups) for e in group]
-    verdicts = verify_episodes(env, [e for _, e in rows], [t for t, _ in rows])
-    t2 = time.perf_counter()
-    # Tool time is inside the episode loop: generation_s counts it, as the wall time of a rollout.
-    return ([t for t, _ in rows], [episode_sample(e) for _, e in rows], verdicts,
-            {"generation_s": t1 - t0, "verification_s": t2 - t1})
+    return row_tasks, samples, verdicts, {"generation_s": t1 - t0, "verification_s": t2 - t1}
 
 
 def collate(tasks: list[Task], samples: list[Sample], verdicts: list[Verdict], pad_id: int,
