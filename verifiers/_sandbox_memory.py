@@ -70,12 +70,17 @@ def _try_make(mode: str, parent: str, name: str) -> str | None:
         return None
     limit = "memory.max" if mode == "cgroup-v2" else "memory.limit_in_bytes"
     try:
-        with open(os.path.join(path, limit), "w") as f:
-            f.write(str(1 << 30))
+        _write(path, limit, 1 << 30)
         return path
     except OSError:
         remove(path)
         return None
+
+
+def check_mode(mode: str) -> None:
+    """`VerifierError` unless `mode` is a memory mode (the `memory_mode` option)."""
+    if mode not in MODES:
+        raise VerifierError(f"option memory_mode must be one of {list(MODES)}, got {mode!r}")
 
 
 def _write(path: str, name: str, value: int) -> None:
@@ -95,8 +100,7 @@ class MemoryCap:
     """Chooses the mode once, then makes (and removes) one cgroup per sandbox worker."""
 
     def __init__(self, requested: str = "auto"):
-        if requested not in MODES:
-            raise VerifierError(f"option memory_mode must be one of {list(MODES)}, got {requested!r}")
+        check_mode(requested)
         self.mode, self.parent = "rlimit", None
         if requested != "rlimit" and os.geteuid() == 0:
             for mode, parent in _candidates():

@@ -70,10 +70,6 @@ def to_wire(value, depth: int = 0):
     raise WireError(f"{t.__name__} is not plain data")
 
 
-def dumps(value) -> bytes:
-    return json.dumps(to_wire(value), separators=(",", ":")).encode()
-
-
 def _refuse_constant(name: str):
     raise WireError(f"JSON constant {name} is not wire data")
 

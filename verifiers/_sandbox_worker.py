@@ -402,10 +402,7 @@ def _open_oom_counter(memcg: str | None) -> int:
     for name in ("memory.events", "memory.oom_control"):  # v2, v1
         path = os.path.join(memcg or "/nonexistent", name)
         if os.path.exists(path):
-            fd = os.open(path, os.O_RDONLY)
-            high = fcntl.fcntl(fd, fcntl.F_DUPFD, 64)
-            os.close(fd)
-            return high
+            return _high(os.open(path, os.O_RDONLY))
     return -1
 
 

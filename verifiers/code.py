@@ -38,7 +38,7 @@ from concurrent.futures import ThreadPoolExecutor
 from verifiers._sandbox_wire import WireError, canonical, loads, to_wire
 from verifiers.base import Task, Verdict, Verifier, VerifierError, check_batch, register_verifier
 from verifiers._sandbox_confine import check_packages
-from verifiers._sandbox_memory import MODES
+from verifiers._sandbox_memory import check_mode
 from verifiers.sandbox import Execution, Limits, SandboxPool, check_workers
 
 KINDS = ("assert", "io", "call")
@@ -183,8 +183,7 @@ class CodeVerifier(Verifier):
                              tmp_size_mb)
         if io_match not in IO_MATCH:
             raise VerifierError(f"option io_match must be one of {list(IO_MATCH)}, got {io_match!r}")
-        if memory_mode not in MODES:
-            raise VerifierError(f"option memory_mode must be one of {list(MODES)}, got {memory_mode!r}")
+        check_mode(memory_mode)  # here too: the pool, which checks it again, is built lazily
         check_workers(workers)
         self.packages = check_packages(packages)
         self.workers, self.unsafe_no_sandbox, self.memory_mode = workers, unsafe_no_sandbox, memory_mode

@@ -107,7 +107,7 @@ class Limits:
         mib = 1 << 20
         cap = int(self.memory_mb * mib)
         per_process, processes = (memory or MemoryCap("rlimit")).process_limits(cap, int(self.max_processes), cgroup)
-        return {"cpu_s": self.time_limit, "wall_s": self.wall_s, "memory_bytes": per_process, "memory": cap,
+        return {"cpu_s": self.time_limit, "wall_s": self.wall_s, "memory_bytes": per_process,
                 "judge_memory_bytes": max(cap, 256 * mib), "output_bytes": int(self.output_kb * 1024),
                 "processes": processes, "file_bytes": int(self.file_size_mb * mib),
                 "tmp_bytes": int(self.tmp_size_mb * mib), "open_files": int(self.open_files)}
@@ -376,8 +376,7 @@ class SandboxPool:
                 except OSError as exc:
                     raise SandboxError(f"cannot cap the worker's memory cgroup: {exc}") from None
                 slot.memory_mb = limits.memory_mb
-            reply = slot.run({**request, "limits": limits.for_worker(self.memory, cgroup),
-                              "memory": int(limits.memory_mb * (1 << 20))}, limits.wall_s)
+            reply = slot.run({**request, "limits": limits.for_worker(self.memory, cgroup)}, limits.wall_s)
             ex = Execution.from_reply(reply, limits)
             ex.memory_mode = self.memory.mode if cgroup else "rlimit"
             return ex
