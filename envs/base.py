@@ -23,7 +23,7 @@ from functools import cached_property
 from typing import Any, Callable, ClassVar, Iterable, Iterator
 
 from verifiers import CompositeVerifier, Task, Verifier
-from verifiers.options import REQUIRED, help_line, kind_of
+from verifiers.options import field_default, help_line, kind_of
 
 
 class EnvError(ValueError):
@@ -79,9 +79,9 @@ class Environment:
             from verifiers import VerifierError
 
             try:
-                parse_urls(self.verifier_url)
+                parse_urls(self.verifier_url, option="verifier_url")
             except VerifierError as exc:
-                raise EnvError(str(exc).replace("option urls", "option verifier_url")) from None
+                raise EnvError(str(exc)) from None
 
     # ------------------------------------------------------------------ to override
 
@@ -253,9 +253,7 @@ def env_help(name: str) -> dict[str, str]:
     """Option name -> its help line, in the shape every option has (`verifiers.options.help_line`)."""
     out = {}
     for f in env_options(name).values():
-        default = f.default if f.default is not dataclasses.MISSING else (
-            f.default_factory() if f.default_factory is not dataclasses.MISSING else REQUIRED)
-        out[f.name] = help_line(f.metadata.get("help", ""), kind_of(f.type), default)
+        out[f.name] = help_line(f.metadata.get("help", ""), kind_of(f.type), field_default(f))
     return out
 
 

@@ -42,11 +42,10 @@ from functools import lru_cache
 from numbers import Number as _Numeric
 
 from verifiers.base import Task, Verdict, Verifier, VerifierError, check_batch, register_verifier
-from verifiers.math_extract import extract_gold
+from verifiers.math_extract import FALLBACKS, MAX_ANSWER_CHARS, extract_answer, extract_gold
 from verifiers.math_labels import align, text_rule
 from verifiers.math_normalize import (
-    FALLBACKS, MAX_ANSWER_CHARS, MAX_NESTING, Normal, extract_answer, nesting_depth, normalize, numbers_match,
-    parse_number, parse_tuples,
+    MAX_NESTING, Normal, nesting_depth, normalize, numbers_match, parse_number, parse_tuples,
 )
 from verifiers.math_reference import available as reference_available
 from verifiers.math_workers import release, shared_pool
@@ -118,7 +117,7 @@ class MathVerifier(Verifier):
 
     # ---- stage 1 and 2: in the caller
 
-    def _gold(self, task: Task) -> Normal:
+    def _gold(self, task: Task) -> tuple[Normal, str]:
         answer = task.answer
         if answer is None:
             raise VerifierError(f"task {task.id!r} has no gold answer (Task.answer is None)")
@@ -299,12 +298,23 @@ def _decimal_comma(text: str, gold: bool = False) -> bool:
 
 def _same_number_sets(gold: list, pred: list, rel_tol: float, sig_digits: int) -> bool:
     """Bare lists are sets of answers: order and repeats do not matter."""
+    return _same_sets(gold, pred, lambda g, p: numbers_match(g, p, rel_tol, sig_digits))
+
+
+def _same_tuple_sets(gold: list, pred: list, rel_tol: float, sig_digits: int) -> bool:
+    """Lists of tuples (`(1,2), (3,4)`) are sets of ordered tuples."""
+    return _same_sets(gold, pred, lambda g, p: len(g) == len(p) and
+                      all(numbers_match(a, b, rel_tol, sig_digits) for a, b in zip(g, p)))
+
+
+def _same_sets(gold: list, pred: list, match) -> bool:
+    """Each distinct gold item matched by its own distinct predicted item, none left over."""
     gold, pred = list(dict.fromkeys(gold)), list(dict.fromkeys(pred))
     if len(gold) != len(pred):
         return False
     left = list(pred)
     for g in gold:
-        hit = next((i for i, p in enumerate(left) if numbers_match(g, p, rel_tol, sig_digits)), None)
+        hit = next((i for i, p in enumerate(left) if match(g, p)), None)
         if hit is None:
             return False
         left.pop(hit)
@@ -319,21 +329,6 @@ def _radians(text: str, degrees: bool) -> str:
 
 def _with_rules(reason: str, rules: list[str]) -> str:
     return f"{reason} (after {'; '.join(rules)})" if rules else reason
-
-
-def _same_tuple_sets(gold: list, pred: list, rel_tol: float, sig_digits: int) -> bool:
-    """Lists of tuples (`(1,2), (3,4)`) are sets of ordered tuples."""
-    same = lambda g, p: len(g) == len(p) and all(numbers_match(a, b, rel_tol, sig_digits) for a, b in zip(g, p))  # noqa: E731
-    gold, pred = list(dict.fromkeys(gold)), list(dict.fromkeys(pred))
-    if len(gold) != len(pred):
-        return False
-    left = list(pred)
-    for g in gold:
-        hit = next((i for i, p in enumerate(left) if same(g, p)), None)
-        if hit is None:
-            return False
-        left.pop(hit)
-    return True
 
 
 def _verdict(status: str, info: dict, error: str | None = None, reason: str | None = None) -> Verdict:

@@ -9,8 +9,10 @@ Not installed: the reply says so, and the audit records that nothing was compare
 from __future__ import annotations
 
 import importlib.util
+from functools import lru_cache
 
 
+@lru_cache(maxsize=1)  # asked on every audited verdict: one sys.path scan per process is enough
 def available() -> bool:
     return importlib.util.find_spec("math_verify") is not None
 

@@ -36,7 +36,7 @@ STARTUP_TIMEOUT = 60.0   # seconds a new worker may take to import SymPy on a lo
 ORPHAN_CPU_GRACE = 30.0  # CPU seconds past the deadline after which a worker ends itself
 STARVED_WALL_FACTOR = 10  # a starved check may take this many times its CPU timeout in wall time
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
-# The worker imports only the two sibling modules it needs, not the `verifiers` package
+# The worker imports only the sibling math modules it needs (math_sympy and its imports), not the `verifiers` package
 # (whose other verifiers may be heavy), and runs isolated (-I: no cwd on sys.path, so this
 # package's `math.py` never shadows the standard library's).
 _BOOT = ("import sys, types; pkg = types.ModuleType('verifiers'); pkg.__path__ = [sys.argv[1]]; "

@@ -142,8 +142,11 @@ def _field_kind(cls: type, f: dataclasses.Field) -> str:
     return kind_of(typing.get_type_hints(cls)[f.name])
 
 
-def _default(f: dataclasses.Field) -> Any:
-    return f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+def field_default(f: dataclasses.Field) -> Any:
+    """A dataclass field's default (its factory's value), or REQUIRED when it has none."""
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else REQUIRED
 
 
 def coerce(cls: type, name: str, value: Any) -> Any:
@@ -170,7 +173,7 @@ def build_parser(cls: type, prog: str, description: str) -> argparse.ArgumentPar
         kind = _field_kind(cls, f)
         parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, default=argparse.SUPPRESS,
                             metavar=kind.removeprefix("optional-").upper(),
-                            help=help_line(docs.get(f.name, ""), kind, _default(f)).replace("%", "%%"))
+                            help=help_line(docs.get(f.name, ""), kind, field_default(f)).replace("%", "%%"))
     return parser
 
 

@@ -177,19 +177,20 @@ class RemoteVerifier(Verifier):
         return _Refused(reason)
 
 
-def parse_urls(urls: Any) -> list[str]:
-    """Server base URLs from a list or a comma-separated string; `VerifierError` names a bad one."""
+def parse_urls(urls: Any, option: str = "urls") -> list[str]:
+    """Server base URLs from a list or a comma-separated string; `VerifierError` names the
+    `option` they came from and the bad one."""
     items = urls.split(",") if isinstance(urls, str) else urls
     if not isinstance(items, (list, tuple)) or not items:
-        raise VerifierError(f"option urls must be a non-empty list or comma-separated string, got {urls!r}")
+        raise VerifierError(f"option {option} must be a non-empty list or comma-separated string, got {urls!r}")
     out = []
     for item in items:
         parsed = urllib.parse.urlsplit(item.strip()) if isinstance(item, str) else None
         if parsed is None or parsed.scheme not in ("http", "https") or not parsed.netloc:
-            raise VerifierError(f"option urls: {item!r} is not an http(s)://host:port URL")
+            raise VerifierError(f"option {option}: {item!r} is not an http(s)://host:port URL")
         out.append(item.strip().rstrip("/"))
     if len(set(out)) != len(out):
-        raise VerifierError(f"option urls lists a server twice: {out}")
+        raise VerifierError(f"option {option} lists a server twice: {out}")
     return out
 
 
