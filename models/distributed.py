@@ -19,6 +19,7 @@ by one rank stops the whole run instead of leaving the others in a collective. T
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -30,9 +31,15 @@ import torch.distributed as dist
 DEFAULT_TIMEOUT_MIN = 30
 
 
+def launched_world_size() -> int:
+    """The number of processes the launcher started (WORLD_SIZE; 1 without a launcher), known
+    before the group is joined, so configs can be checked against it first."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
 def launched() -> bool:
     """Whether a launcher started this process as one of several (WORLD_SIZE > 1)."""
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+    return launched_world_size() > 1
 
 
 def init(timeout_min: float = DEFAULT_TIMEOUT_MIN) -> bool:
@@ -55,7 +62,10 @@ def active() -> bool:
 
 
 def rank() -> int:
-    return dist.get_rank() if active() else 0
+    """This process's rank; before the group is joined, the launcher's RANK."""
+    if active():
+        return dist.get_rank()
+    return int(os.environ.get("RANK", "0")) if launched() else 0
 
 
 def world_size() -> int:
@@ -131,6 +141,16 @@ def broadcast_object(obj: Any) -> Any:
     box = [obj]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+@contextmanager
+def main_first():
+    """Rank 0 runs the block first, the others after it (e.g. building a cache they then read)."""
+    if not is_main():
+        barrier()
+    yield
+    if is_main():
+        barrier()
 
 
 def barrier() -> None:

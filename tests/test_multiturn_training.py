@@ -28,6 +28,7 @@ from envs import get_env
 from models.sampling import Sample
 from models.tiny import TinyConfig, build_model, build_tokenizer
 from trainers import rollout as ro
+from trainers.parallel import CommTimer
 from trainers.forward import completion_logprobs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -137,7 +138,7 @@ def grpo_run(model, batch, **cfg):
         for p in ref.parameters():
             p.add_(0.01 * torch.randn(p.shape, generator=rng))
     return SimpleNamespace(cfg=config, model=model, step=1, optimizer=torch.optim.SGD(model.parameters(), lr=0.0),
-                           autocast=nullcontext,
+                           autocast=nullcontext, world=1, comm=CommTimer(), reduce_gradients=lambda *modules: None,
                            ref_logprobs=lambda b: completion_logprobs(ref, b, config.temperature,
                                                                       share_prompts=False)[0].detach()
                            if config.beta else None)
@@ -202,7 +203,7 @@ def test_ppo_gradients_at_observations_are_exactly_zero(env, tokenizer):
         critic.head.weight.normal_()
     ref = copy.deepcopy(model).requires_grad_(False)
     run = SimpleNamespace(cfg=cfg, model=model, step=1, optimizer=torch.optim.SGD(model.parameters(), lr=0.0),
-                          autocast=nullcontext,
+                          autocast=nullcontext, world=1, comm=CommTimer(), reduce_gradients=lambda *modules: None,
                           ref_logprobs=lambda b: completion_logprobs(ref, b, 1.0, share_prompts=False)[0].detach())
     values = []
     tap = LogitTap(model)

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from envs.base import Environment, register_env
+from trainers import checkpoint
 from trainers import rollout as ro
 from trainers.forward import completion_logprobs
 from verifiers.options import ConfigError, field_docs, parse_config
@@ -334,15 +335,15 @@ def test_resume_restores_the_critic_and_continues_to_the_same_result(tmp_path, t
     kw = dict(steps=4, critic=kind, minibatch_size=4, kl_coef=0.05, ppo_epochs=2, num_minibatches=2)
     straight = train(_cfg(tmp_path / "a", tiny_model_path, **kw))
     train(_cfg(tmp_path / "b", tiny_model_path, **{**kw, "steps": 2}))
-    state = torch.load(tmp_path / "b" / "run" / "checkpoint-2" / "state.pt", weights_only=False)
-    assert set(state["extra"]) == {"critic", "critic_optimizer"}
-    assert torch.count_nonzero(state["extra"]["critic"]["head.weight"]) > 0  # the critic learned
+    state = checkpoint.read(tmp_path / "b" / "run" / "checkpoint-2")
+    assert set(state) == {"policy", "critic"} and set(state["critic"]) == {"model", "optim"}
+    assert torch.count_nonzero(state["critic"]["model"]["head.weight"]) > 0  # the critic learned
     resumed = train(_cfg(tmp_path / "b", tiny_model_path, **kw, resume=True))
     a, b = _final(straight), _final(resumed)
     for k in a:
         assert torch.allclose(a[k], b[k], atol=1e-6), k
-    ca = torch.load(tmp_path / "a" / "run" / "checkpoint-4" / "state.pt", weights_only=False)["extra"]["critic"]
-    cb = torch.load(tmp_path / "b" / "run" / "checkpoint-4" / "state.pt", weights_only=False)["extra"]["critic"]
+    ca = checkpoint.read(tmp_path / "a" / "run" / "checkpoint-4")["critic"]["model"]
+    cb = checkpoint.read(tmp_path / "b" / "run" / "checkpoint-4")["critic"]["model"]
     for k in ca:
         assert torch.allclose(ca[k], cb[k], atol=1e-6), k
 

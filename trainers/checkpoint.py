@@ -1,10 +1,19 @@
-"""Checkpoints of a training run: `output_dir/checkpoint-STEP/state.pt` (+ its config.yaml).
+"""Checkpoints of a training run: `output_dir/checkpoint-STEP/`, written with
+`torch.distributed.checkpoint` (DCP) by every rank together.
 
-A checkpoint holds the trainable parameters, the optimizer, every RNG state, the step, the data
-position and the elapsed time, plus any extra objects a trainer registers (PPO's critic and its
-optimizer). Sampling seeds are derived from the step and the data position
-(`trainers.config.derive_seed`), so a resumed run continues to the same result as an
-uninterrupted one. The two newest checkpoints are kept.
+A checkpoint holds, for each registered module (the policy, PPO's critic) with its optimizer,
+the trainable parameters and the optimizer state, named by parameter (not by position), in
+DCP's sharded format: under FSDP each rank writes its own shards, under ddp or one process the
+replicated tensors once. Beside them: `meta.json` (step, data position, elapsed time, world
+size), `rng-RANK.pt` (each rank's RNG states) and `config.yaml`. Sampling seeds are derived
+from the step and the data position (`trainers.config.derive_seed`), so a resumed run continues
+to the same result as an uninterrupted one at the same world size. At another world size DCP
+reshards parameters and optimizer state, and the run continues from the same data position,
+but ranks draw other random numbers (no RNG file of theirs), so it is not bit-exact. The two
+newest checkpoints are kept.
+
+`output_dir` must be on a filesystem every rank sees (a shared one across machines), as DCP
+itself requires.
 """
 
 from __future__ import annotations
@@ -12,24 +21,32 @@ from __future__ import annotations
 import json
 import random
 import shutil
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.distributed.checkpoint as dcp
+from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
+                                                     get_optimizer_state_dict, set_model_state_dict,
+                                                     set_optimizer_state_dict)
 
+from models import distributed
 from verifiers.options import dump_yaml
 
 KEEP = 2
+# Frozen weights (a LoRA run's base model) are not saved: they are reloaded from the model path.
+_OPTIONS = StateDictOptions(ignore_frozen_params=True)
 
 
 @dataclass
 class Resumed:
-    """What a loaded checkpoint hands back to the run, besides the weights it restored in place."""
+    """What a loaded checkpoint hands back to the run, besides the state it restored in place."""
 
     step: int
     data_position: int
     elapsed_s: float
-    extra: dict            # name -> state_dict of objects registered with `RunContext.add_state`
+    world_size: int   # the world size that wrote it
     path: Path
 
 
@@ -37,48 +54,103 @@ def _step_of(path: Path) -> int:
     return int(path.name.split("-")[1])
 
 
-def save(out: Path, cfg, step: int, model, optimizer, data_position: int, elapsed_s: float,
-         extra: dict) -> Path:
-    """Write `out/checkpoint-STEP/` and drop all but the KEEP newest; `extra` maps a name to an
-    object with `state_dict()`."""
+def _state(modules: dict) -> dict:
+    """DCP's view of `modules` (name -> (module, optimizer)): per-parameter-name tensors."""
+    with warnings.catch_warnings():  # DCP warns that it keeps plain (replicated) tensors as they are
+        warnings.simplefilter("ignore")
+        return {name: {"model": get_model_state_dict(m, options=_OPTIONS),
+                       "optim": get_optimizer_state_dict(m, opt, options=_OPTIONS)}
+                for name, (m, opt) in modules.items()}
+
+
+def _rng_state() -> dict:
+    return {"python": random.getstate(), "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+
+
+def save(out: Path, cfg, step: int, modules: dict, data_position: int, elapsed_s: float) -> Path:
+    """Write `out/checkpoint-STEP/` (every rank calls this) and drop all but the KEEP newest.
+    `modules` maps a name to a (module, optimizer) pair."""
     path = out / f"checkpoint-{step}"
-    path.mkdir(parents=True, exist_ok=True)
-    trainable = {n: p.detach().cpu() for n, p in model.named_parameters() if p.requires_grad}
-    torch.save({"trainable": trainable, "optimizer": optimizer.state_dict(), "step": step,
-                "data_position": data_position, "elapsed_s": elapsed_s,
-                "rng": {"python": random.getstate(), "torch": torch.get_rng_state(),
-                        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
-                "extra": {name: obj.state_dict() for name, obj in extra.items()}},
-               path / "state.pt")
-    (path / "config.yaml").write_text(dump_yaml(cfg))
-    for old in sorted(out.glob("checkpoint-*"), key=_step_of)[:-KEEP]:
-        shutil.rmtree(old)
+    if distributed.is_main():
+        shutil.rmtree(path, ignore_errors=True)  # a stale one from a run that did not reach here
+        path.mkdir(parents=True)
+    distributed.barrier()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dcp.save(_state(modules), checkpoint_id=path / "dcp")
+    torch.save(_rng_state(), path / f"rng-{distributed.rank()}.pt")
+    distributed.barrier()  # every shard and RNG file is written before meta.json marks it complete
+    if distributed.is_main():
+        (path / "config.yaml").write_text(dump_yaml(cfg))
+        (path / "meta.json").write_text(json.dumps({"step": step, "data_position": data_position,
+                                                    "elapsed_s": elapsed_s,
+                                                    "world_size": distributed.world_size()}))
+        for old in sorted(out.glob("checkpoint-*/meta.json"), key=lambda p: _step_of(p.parent))[:-KEEP]:
+            shutil.rmtree(old.parent)
+    distributed.barrier()
     return path
 
 
-def load_latest(out: Path, model, optimizer) -> Resumed:
-    """Restore the newest checkpoint's parameters, optimizer and RNG states in place."""
-    found = sorted(out.glob("checkpoint-*/state.pt"), key=lambda p: _step_of(p.parent))
+def latest(out: Path) -> Path:
+    """The newest complete checkpoint folder in `out` (one with its meta.json)."""
+    found = sorted(out.glob("checkpoint-*/meta.json"), key=lambda p: _step_of(p.parent))
     if not found:
-        raise FileNotFoundError(f"resume: no checkpoint-*/state.pt in {out}")
-    state = torch.load(found[-1], weights_only=False)
-    params = dict(model.named_parameters())
-    with torch.no_grad():
-        for name, value in state["trainable"].items():
-            params[name].copy_(value)
-    optimizer.load_state_dict(state["optimizer"])
-    random.setstate(state["rng"]["python"])
-    torch.set_rng_state(state["rng"]["torch"])
-    if state["rng"]["cuda"] is not None:
-        torch.cuda.set_rng_state_all(state["rng"]["cuda"])
-    return Resumed(state["step"], state["data_position"], state["elapsed_s"], dict(state.get("extra", {})),
-                   found[-1].parent)
+        raise FileNotFoundError(f"resume: no checkpoint in {out} (a complete one has checkpoint-*/meta.json)")
+    return found[-1].parent
+
+
+def load_latest(out: Path, modules: dict, seed: int = 0) -> Resumed:
+    """Restore the newest checkpoint's parameters, optimizer states and this rank's RNG states
+    in place (every rank calls this). Under another world size than the writer's, ranks without
+    an RNG file of theirs are seeded from (seed, rank, step)."""
+    path = latest(out)
+    meta = json.loads((path / "meta.json").read_text())
+    restore(path, modules)
+    rng = path / f"rng-{distributed.rank()}.pt"
+    if meta["world_size"] == distributed.world_size() and rng.exists():
+        r = torch.load(rng, weights_only=False)
+        random.setstate(r["python"])
+        torch.set_rng_state(r["torch"])
+        if r["cuda"] is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(r["cuda"])
+    else:
+        random.seed(seed * 1_000_003 + distributed.rank() * 7919 + meta["step"])
+        torch.manual_seed(seed * 1_000_003 + distributed.rank() * 7919 + meta["step"])
+    return Resumed(meta["step"], meta["data_position"], meta["elapsed_s"], meta["world_size"], path)
+
+
+def restore(path: Path, modules: dict) -> None:
+    """Load the saved state of `modules` (name -> (module, optimizer)) from the checkpoint at
+    `path` in place, resharded to this run's layout; other saved modules are not read."""
+    state = _state(modules)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dcp.load(state, checkpoint_id=path / "dcp")
+    for name, (m, opt) in modules.items():
+        set_model_state_dict(m, state[name]["model"], options=StateDictOptions(ignore_frozen_params=True,
+                                                                               strict=False))
+        set_optimizer_state_dict(m, opt, state[name]["optim"], options=_OPTIONS)
+
+
+def read(path: Path) -> dict:
+    """A checkpoint's saved tensors as one plain nested dict, in one process (for inspection and
+    tests): {name: {"model": {param: tensor}, "optim": {...}}}."""
+    from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        dcp_to_torch_save(Path(path) / "dcp", Path(tmp) / "state.pt")
+        return torch.load(Path(tmp) / "state.pt", weights_only=False)
 
 
 def trim_metrics(path: Path, step: int) -> list[dict]:
-    """Drop the lines of metrics.jsonl logged after `step` (they will be redone); the rest."""
+    """Drop the lines of metrics.jsonl logged after `step` (they will be redone); the rest.
+    Only rank 0 rewrites the file; every rank gets the kept lines."""
     if not path.exists():
         return []
     lines = [ln for ln in path.read_text().splitlines() if json.loads(ln)["step"] <= step]
-    path.write_text("".join(ln + "\n" for ln in lines))
+    distributed.barrier()  # every rank has read the file before rank 0 rewrites it
+    if distributed.is_main():
+        path.write_text("".join(ln + "\n" for ln in lines))
     return [json.loads(ln) for ln in lines]

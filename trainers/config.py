@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from models.distributed import launched_world_size
 from models.sampling import BACKENDS
 from verifiers.options import parse_config, require, require_choice
 
@@ -50,7 +51,7 @@ class RunConfig:
     """safety cap: stop training after this many minutes even if `steps` are not done (0 = no limit);
     the run's result depends on the step count, not on the machine's speed, unless this cap is hit"""
     prompts_per_step: int = 32
-    """prompts drawn per step"""
+    """prompts drawn per step, over all processes (under torchrun each draws prompts_per_step / world size)"""
     group_size: int = 8
     """completions sampled per prompt (G in the paper)"""
     max_new_tokens: int | None = None
@@ -70,11 +71,14 @@ class RunConfig:
     step_verifier: str = "arithmetic_steps"
     """registered step verifier for reward_mode process/both"""
     minibatch_size: int = 0
-    """completions per forward/backward pass (gradient accumulation); 0 = the whole batch"""
+    """completions per forward/backward pass on each process (gradient accumulation); 0 = its whole batch"""
     mask_truncated: bool = False
     """exclude completions cut by max_new_tokens from the loss (DAPO overlong filtering)"""
     generation_backend: str = "auto"
     """vllm | hf | auto (vllm on a CUDA machine with vLLM installed, else hf: see models.sampling.resolve_backend)"""
+    parallelism: str = "ddp"
+    """with several processes (torchrun): ddp (each holds the model, gradients averaged) | fsdp (FSDP2
+    shards parameters, gradients and optimizer state; for models that do not fit one device)"""
     lora_rank: int = 0
     """train LoRA adapters of this rank through peft (0 = full fine-tuning)"""
     lora_alpha: int = 32
@@ -128,10 +132,15 @@ class RunConfig:
         require(self.learning_rate > 0, "learning_rate", "must be > 0")
         require_choice(self.reward_mode, ["outcome", "process", "both"], "reward_mode")
         require_choice(self.generation_backend, BACKENDS, "generation_backend")
-        batch = self.prompts_per_step * self.group_size
+        world = launched_world_size()
+        require(self.prompts_per_step % world == 0, "prompts_per_step",
+                f"must divide by the {world} processes (each draws an equal share), got {self.prompts_per_step}")
+        require_choice(self.parallelism, ["ddp", "fsdp"], "parallelism")
+        batch = self.prompts_per_step // world * self.group_size
         mb = self.minibatch_size or batch
+        per = "prompts_per_step * group_size" + (f" / {world} processes" if world > 1 else "")
         require(0 < mb <= batch and batch % mb == 0, "minibatch_size",
-                f"must divide prompts_per_step * group_size = {batch}, got {self.minibatch_size}")
+                f"must divide {per} = {batch}, got {self.minibatch_size}")
         require(self.lora_rank >= 0, "lora_rank", "must be >= 0")
         require(not self.bf16 or torch.cuda.is_available(), "bf16", "needs a CUDA device")
         require(self.eval_samples >= 0, "eval_samples", "must be >= 0")
@@ -146,12 +155,17 @@ def run_cli(cls: type, train, argv: list[str] | None, prog: str, description: st
     """The body of a trainer's `main`: parse and validate the config (exit 2 naming the field on
     a bad value, before any work), then train (bad input found later, `user_errors`, also exits 2
     with one line)."""
+    from models import distributed
+
     try:
         cfg = parse_config(cls, argv, prog, description)
         train(cfg)
     except user_errors() as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        # Every rank that sees the error says so, naming itself; torchrun then ends the others.
+        where = f"rank {distributed.rank()}: " if distributed.launched() else ""
+        print(f"error: {where}{exc}", file=sys.stderr)
         return 2
+    distributed.close()
     return 0
 
 

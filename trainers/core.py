@@ -141,7 +141,16 @@ def _lookup(table: dict, name: str, what: str):
     return table[name]
 
 
-def group_advantages(rewards: Tensor, group_size: int, scale_rewards: str = "group", eps: float = 1e-4) -> Tensor:
+def sample_std_from_sums(n: float, total: float, total_sq: float) -> float:
+    """Sample (Bessel) std of n values from their sum and sum of squares: the batch std when
+    the batch is split over processes that all-reduce these three numbers."""
+    if n < 2:
+        return 0.0
+    return max((total_sq - total * total / n) / (n - 1), 0.0) ** 0.5
+
+
+def group_advantages(rewards: Tensor, group_size: int, scale_rewards: str = "group", eps: float = 1e-4,
+                     batch_std: float | None = None) -> Tensor:
     """GRPO outcome advantages (B,) from rewards (B,), B = n_groups * group_size, each group's
     completions contiguous: `(r - mean_group) / (std + eps)`.
 
@@ -150,11 +159,17 @@ def group_advantages(rewards: Tensor, group_size: int, scale_rewards: str = "gro
     (Bessel, torch.std's default), as in TRL's GRPOTrainer, so advantages match TRL's and can be
     cross-checked against it; eps=1e-4 is TRL's too. A group whose rewards are all equal carries
     no signal and gets exactly 0 (with every scaling, despite float rounding of its mean).
+    `batch_std`, with "batch": the std of the whole batch when it is split over processes (the
+    rows here are one rank's share); None computes it from `rewards`.
     """
     if group_size < 1 or rewards.dim() != 1 or rewards.numel() % group_size:
         raise ValueError(f"rewards of shape {tuple(rewards.shape)} do not split into groups of {group_size}")
     grouped = rewards.reshape(-1, group_size).to(torch.result_type(rewards, 1.0))
-    advantages = _lookup(REWARD_SCALES, scale_rewards, "scale_rewards")(grouped, eps)
+    scale = _lookup(REWARD_SCALES, scale_rewards, "scale_rewards")
+    if batch_std is not None and scale_rewards == "batch":
+        advantages = (grouped - grouped.mean(1, keepdim=True)) / (batch_std + eps)
+    else:
+        advantages = scale(grouped, eps)
     all_equal = (grouped == grouped[:, :1]).all(1, keepdim=True)
     return torch.where(all_equal, torch.zeros_like(advantages), advantages).reshape(-1)
 

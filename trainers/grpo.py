@@ -26,7 +26,8 @@ from dataclasses import dataclass
 
 import torch
 
-from trainers import core
+from models import distributed
+from trainers import core, parallel
 from trainers import rollout as ro
 from trainers.config import RunConfig, derive_seed, require, require_choice, run_cli
 from trainers.forward import completion_logprobs
@@ -75,11 +76,16 @@ class GRPOConfig(RunConfig):
         require(self.loss_type != "reinforce" or (self.inner_epochs == 1 and self.beta == 0), "loss_type",
                 "reinforce is on-policy without KL: needs inner_epochs = 1 and beta = 0")
         require(self.dynamic_sampling_max_draws >= 1, "dynamic_sampling_max_draws", "must be >= 1")
+        require(not (self.dynamic_sampling and self.parallelism == "fsdp" and distributed.launched()),
+                "dynamic_sampling", "cannot be combined with parallelism=fsdp on several processes: ranks would "
+                "keep different numbers of groups, and FSDP needs every rank to run the same forward passes "
+                "(use parallelism=ddp)")
 
 
-def grpo_advantages(cfg: GRPOConfig, batch) -> torch.Tensor:
-    """(B,) outcome advantages, or (B, T) when step rewards take part."""
-    outcome = core.group_advantages(batch.rewards, cfg.group_size, cfg.scale_rewards)
+def grpo_advantages(cfg: GRPOConfig, batch, batch_std: float | None = None) -> torch.Tensor:
+    """(B,) outcome advantages, or (B, T) when step rewards take part; `batch_std`: the std of
+    the global batch's rewards (scale_rewards=batch on several processes)."""
+    outcome = core.group_advantages(batch.rewards, cfg.group_size, cfg.scale_rewards, batch_std=batch_std)
     if cfg.reward_mode == "outcome":
         return outcome
     process = core.process_advantages(batch.step_rewards, batch.step_ends, batch.completion_mask, cfg.group_size)
@@ -119,23 +125,32 @@ def draw_batch(run: RunContext) -> ro.Rollout:
     `dynamic_sampling_max_draws` rounds; the batch may then hold fewer than prompts_per_step
     groups, and is never padded with signal-free groups."""
     cfg, G = run.cfg, run.cfg.group_size
-    batch = run.generate(run.stream.take(cfg.prompts_per_step))
+    batch = run.sample(cfg.prompts_per_step)  # this rank's share; prompts_per_step divides by the world size
     if not cfg.dynamic_sampling:
         return batch
     kept, draws, timings = [], 0, batch.timings
     while True:
         draws += 1
-        grouped = batch.rewards.reshape(-1, G)
-        signal = (grouped != grouped[:, :1]).any(1).nonzero().squeeze(-1).tolist()
-        kept.append(batch.select([g * G + j for g in signal for j in range(G)]))
-        n_kept = sum(len(b) for b in kept) // G
+        if batch is not None:
+            grouped = batch.rewards.reshape(-1, G)
+            signal = (grouped != grouped[:, :1]).any(1).nonzero().squeeze(-1).tolist()
+            kept.append(batch.select([g * G + j for g in signal for j in range(G)]))
+        # The quota is global: every rank counts the groups kept on all ranks, so all draw alike.
+        mine = sum(len(b) for b in kept) // G
+        with run.comm:
+            n_kept = int(distributed.all_reduce([mine])[0])
         if n_kept >= cfg.prompts_per_step or draws >= cfg.dynamic_sampling_max_draws:
             break
-        batch = run.generate(run.stream.take(cfg.prompts_per_step - n_kept))
-        timings = {k: timings[k] + batch.timings[k] for k in timings}
-    rows = [(b, i) for b in kept for i in range(len(b))][: cfg.prompts_per_step * G]
+        batch = run.sample(cfg.prompts_per_step - n_kept)
+        if batch is not None:
+            timings = {k: timings[k] + batch.timings[k] for k in timings}
+    # Keep prompts_per_step groups in all: ranks in order, each up to what the ones before it left.
+    with run.comm:
+        before = sum(distributed.all_gather_objects(mine)[:distributed.rank()])
+    quota = max(0, min(mine, cfg.prompts_per_step - before)) * G
+    rows = [(b, i) for b in kept for i in range(len(b))][:quota]
     if not rows:
-        merged = batch.select([])
+        merged = kept[0].select([])  # the first draw always gives each rank a share
     else:
         merged = run.collate([b.tasks[i] for b, i in rows], [b.samples[i] for b, i in rows],
                              [b.verdicts[i] for b, i in rows])
@@ -148,12 +163,22 @@ def update_policy(run: RunContext, batch: ro.Rollout, loss_fn) -> dict:
     cfg, model = run.cfg, run.model
     t0 = time.perf_counter()
     stats = ro.rollout_stats(batch, cfg.group_size)
-    if len(batch) == 0:  # dynamic sampling found no group with signal
-        return {**stats, "loss": 0.0, "update_s": 0.0}
-    advantages = grpo_advantages(cfg, batch)
-    mb_size = min(cfg.minibatch_size or len(batch), len(batch))
     n_tokens = float(batch.completion_mask.sum())
-    ref_logp = run.ref_logprobs(batch)
+    # What needs every rank: the global row and token counts (loss weights, dapo's normaliser)
+    # and, for scale_rewards=batch, the global reward moments; one collective (none on 1 process).
+    with run.comm:
+        global_rows, global_tokens, r_sum, r_sq = distributed.all_reduce(
+            [len(batch), n_tokens, float(batch.rewards.sum()), float((batch.rewards.float() ** 2).sum())])
+    if global_rows == 0:  # dynamic sampling found no group with signal on any rank
+        return {**stats, "loss": 0.0, "update_s": 0.0}
+    batch_std = None
+    if run.world > 1:
+        n_tokens = global_tokens
+        if cfg.scale_rewards == "batch":
+            batch_std = core.sample_std_from_sums(global_rows, r_sum, r_sq)
+    advantages = grpo_advantages(cfg, batch, batch_std)
+    mb_size = min(cfg.minibatch_size or len(batch), len(batch))
+    ref_logp = run.ref_logprobs(batch) if len(batch) else None
     # Why no extra forward: in one pass over one minibatch old log-probs are the current ones, detached.
     old_logp = None if cfg.inner_epochs == 1 and mb_size == len(batch) else old_logprobs(run, batch, mb_size)
     # Why a seed per step: the minibatch order of a resumed run repeats the uninterrupted one's.
@@ -163,7 +188,8 @@ def update_policy(run: RunContext, batch: ro.Rollout, loss_fn) -> dict:
     model.train()
     for epoch in range(cfg.inner_epochs):
         run.optimizer.zero_grad(set_to_none=True)
-        parts = ro.minibatches(len(batch), mb_size, shuffle if cfg.inner_epochs > 1 else None)
+        # A rank with no rows this step (dynamic sampling) still averages gradients below.
+        parts = ro.minibatches(len(batch), mb_size, shuffle if cfg.inner_epochs > 1 else None) if len(batch) else []
         for rows in parts:
             mb = batch.select(rows)
             with run.autocast():
@@ -175,13 +201,15 @@ def update_policy(run: RunContext, batch: ro.Rollout, loss_fn) -> dict:
             adv = advantages[idx].to(logp.device)
             mask = mb.completion_mask.to(logp.device)
             loss = loss_fn(logp, old, ref, adv, mask, n_tokens)
-            # Why: gradients add up over minibatches, so each mean weighs its share (dapo: already / all tokens).
-            (loss if cfg.loss_type == "dapo" else loss * len(rows) / len(batch)).backward()
+            # Why: gradients add up over minibatches and are averaged over ranks, so each mean
+            # weighs its share of the global batch (dapo: already / all tokens of all ranks).
+            (loss * run.world if cfg.loss_type == "dapo" else loss * len(rows) * run.world / global_rows).backward()
             record_minibatch(logs, loss, logp, old, ref, adv, mask, entropy, cfg)
             if epoch == 0 and batch.gen_logprobs is not None:
                 gaps.append(ro.logprob_gaps(batch, rows, logp, mask))
+        run.reduce_gradients()
         if cfg.max_grad_norm:
-            stats["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm))
+            stats["grad_norm"] = parallel.grad_norm(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm))
         run.optimizer.step()
     stats.update({k: sum(v) / len(v) for k, v in logs.items() if v})
     if gaps and (gap := torch.cat(gaps)).numel():

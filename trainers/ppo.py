@@ -41,7 +41,9 @@ from dataclasses import dataclass
 
 import torch
 
-from trainers import core
+from models import distributed
+from models.distributed import launched_world_size
+from trainers import core, parallel
 from trainers import rollout as ro
 from trainers.config import RunConfig, derive_seed, require, require_choice, run_cli
 from trainers.critic import CRITICS, Critic, build_critic
@@ -92,9 +94,11 @@ class PPOConfig(RunConfig):
         require(self.cliprange_value > 0, "cliprange_value", "must be > 0")
         require(self.vf_coef >= 0, "vf_coef", "must be >= 0")
         require(self.ppo_epochs >= 1, "ppo_epochs", f"must be >= 1, got {self.ppo_epochs}")
-        batch = self.prompts_per_step * self.group_size
+        world = launched_world_size()
+        batch = self.prompts_per_step // world * self.group_size
+        per = "prompts_per_step * group_size" + (f" / {world} processes" if world > 1 else "")
         require(self.num_minibatches >= 1 and batch % self.num_minibatches == 0, "num_minibatches",
-                f"must divide prompts_per_step * group_size = {batch}, got {self.num_minibatches}")
+                f"must divide {per} = {batch}, got {self.num_minibatches}")
         per_step = batch // self.num_minibatches
         require(not self.minibatch_size or per_step % self.minibatch_size == 0, "minibatch_size",
                 f"must divide the optimizer minibatch of {per_step} completions, got {self.minibatch_size}")
@@ -144,7 +148,7 @@ def train(cfg: PPOConfig) -> dict:
     before = run.evaluate("before")
     with run.checkpoint_on_interrupt():
         while run.next_step():
-            batch = run.generate(run.stream.take(cfg.prompts_per_step))    # generate + verify
+            batch = run.sample(cfg.prompts_per_step)                        # generate + verify (this rank's share)
             metrics = update(run, critic, critic_optimizer, batch)          # GAE + ppo_epochs
             metrics["sync_s"] = run.sync_weights()                          # the generator samples the new policy
             run.log_step(metrics)
@@ -160,9 +164,9 @@ def attach_critic(run: RunContext) -> tuple[Critic, torch.optim.Optimizer]:
                           seed=cfg.seed, dtype=torch.bfloat16 if cfg.bf16 else torch.float32,
                           gradient_checkpointing=cfg.gradient_checkpointing)
     critic.share_prompts = cfg.share_prompts
+    run.distribute(critic)  # wrapped as the policy is: replicated (ddp) or sharded (fsdp)
     optimizer = adamw(critic.parameters(), cfg.critic_learning_rate, cfg.weight_decay, run.device)
-    run.add_state("critic", critic)
-    run.add_state("critic_optimizer", optimizer)
+    run.add_state("critic", critic, optimizer)
     return critic, optimizer
 
 
@@ -231,6 +235,9 @@ def optimizer_step(run: RunContext, critic: Critic, critic_optimizer, batch: ro.
     run.optimizer.zero_grad(set_to_none=True)
     critic_optimizer.zero_grad(set_to_none=True)
     n_tokens = float(batch.completion_mask[torch.tensor(rows)].sum())
+    if run.world > 1:  # the minibatch's tokens on all ranks: each rank's loss is its share of their mean
+        with run.comm:
+            n_tokens = distributed.all_reduce([n_tokens])[0]
     step = {"loss": 0.0, "pg_loss": 0.0, "vf_loss": 0.0}
     chunk = cfg.minibatch_size or len(rows)
     for part in (rows[i:i + chunk] for i in range(0, len(rows), chunk)):
@@ -247,14 +254,16 @@ def optimizer_step(run: RunContext, critic: Critic, critic_optimizer, batch: ro.
         vf_per_token = core.clipped_value_loss(values.float(), t["old_values"], t["returns"], cfg.cliprange_value)
         vf_loss = core.aggregate_dapo(vf_per_token, mask, num_global_tokens=n_tokens)
         loss = pg_loss + cfg.vf_coef * vf_loss
-        loss.backward()
+        (loss * run.world).backward()  # gradients are averaged over ranks: undo the 1/world
         for k, v in (("loss", loss), ("pg_loss", pg_loss), ("vf_loss", vf_loss)):
             step[k] += float(v.detach())
         record_minibatch(logs, logp, t, values, entropy, mask, cfg)
+    run.reduce_gradients(critic)
     if cfg.max_grad_norm:
         policy_params = [p for p in run.model.parameters() if p.requires_grad]
-        step["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(policy_params, cfg.max_grad_norm))
-        step["critic_grad_norm"] = float(torch.nn.utils.clip_grad_norm_(critic.parameters(), cfg.max_grad_norm))
+        step["grad_norm"] = parallel.grad_norm(torch.nn.utils.clip_grad_norm_(policy_params, cfg.max_grad_norm))
+        step["critic_grad_norm"] = parallel.grad_norm(torch.nn.utils.clip_grad_norm_(critic.parameters(),
+                                                                                      cfg.max_grad_norm))
     run.optimizer.step()
     critic_optimizer.step()
     for k, v in step.items():
