@@ -1,0 +1,166 @@
+"""Data-parallel training on 2 CPU processes (gloo), launched as users launch it, with torchrun:
+one update on 2 ranks against 1 rank (ddp, then fsdp), a run that ends with a report, exact
+resume at the same world size, resume at another, and one rank's failure ending the run."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from trainers import checkpoint
+
+ROOT = Path(__file__).resolve().parent.parent
+TIMEOUT = 300
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _env() -> dict:
+    # One thread per process: two ranks share the two cores of a CI machine.
+    return {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+
+
+def torchrun(args: list[str], nproc: int = 2, timeout: int = TIMEOUT) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
+           "--master_addr", "127.0.0.1", "--master_port", str(_free_port()), *args]
+    return subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=timeout)
+
+
+def grpo(out: Path, model: str, *extra: str, nproc: int = 2) -> subprocess.CompletedProcess:
+    args = ["-m", "trainers.grpo", "--model", model, "--prompts-per-step", "4", "--group-size", "4",
+            "--max-new-tokens", "6", "--generation-backend", "hf", "--output-dir", str(out),
+            "--eval-samples", "0", "--learning-rate", "3e-3", *extra]
+    if nproc == 1:
+        return subprocess.run([sys.executable, *args], cwd=ROOT, env=_env(), capture_output=True, text=True,
+                              timeout=TIMEOUT)
+    return torchrun(args, nproc)
+
+
+@pytest.fixture(scope="module")
+def fitted_model(tmp_path_factory, tiny_model_path) -> str:
+    """The tiny model after a short supervised fit: it answers some arithmetic right, so groups
+    hold different rewards and updates move the weights (an untrained model earns nothing)."""
+    from models.tiny import WarmStartConfig, supervised_warm_start
+
+    warm = WarmStartConfig(batch_size=32, max_steps=150, check_every=10**6)
+    model, tokenizer, _ = supervised_warm_start(tiny_model_path, warm, log=lambda *a: None)
+    path = tmp_path_factory.mktemp("fitted")
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return str(path)
+
+
+def _metrics(out: Path) -> list[dict]:
+    drop = ("elapsed_s", "generation_s", "verification_s", "update_s", "sync_s", "comm_s", "tokens_per_s")
+    return [{k: v for k, v in json.loads(line).items() if k not in drop}
+            for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def _weights(path) -> dict:
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(path).state_dict()
+
+
+@pytest.mark.slow
+def test_one_update_on_two_ranks_gives_the_parameters_of_one_rank(tmp_path, tiny_model_path):
+    """tests/distributed_update.py: the same global rollout, one update per configuration (plain
+    GRPO; dapo with the batch std and gradient accumulation; two inner epochs)."""
+    script = str(ROOT / "tests" / "distributed_update.py")
+    one = subprocess.run([sys.executable, script, tiny_model_path, str(tmp_path / "one.pt"), "ddp"], cwd=ROOT,
+                         env=_env(), capture_output=True, text=True, timeout=TIMEOUT)
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = torchrun([script, tiny_model_path, str(tmp_path / "two.pt"), "ddp,fsdp"])
+    assert two.returncode == 0, two.stderr[-3000:]
+    ref, got = torch.load(tmp_path / "one.pt"), torch.load(tmp_path / "two.pt")
+    start = _weights(tiny_model_path)
+    assert {name for _, name in got} == {name for _, name in ref} and {s for s, _ in got} == {"ddp", "fsdp"}
+    for (strategy, name), result in got.items():
+        expected = ref[("ddp", name)]
+        assert set(result["grads"]) == set(expected["grads"]) == set(start), (strategy, name)
+        for k, v in expected["params"].items():
+            assert not torch.equal(v, start[k]) or not expected["grads"][k].any(), (name, k)  # it moved
+            assert torch.allclose(result["params"][k], v, rtol=0, atol=1e-6), (strategy, name, k)
+            assert torch.allclose(result["grads"][k], expected["grads"][k], rtol=1e-4, atol=1e-6), (strategy, name, k)
+        assert result["grad_norm"] == pytest.approx(expected["grad_norm"], rel=1e-5)
+
+
+@pytest.mark.slow
+def test_two_process_run_ends_with_a_report_and_resumes_exactly(tmp_path, fitted_model):
+    straight, part = tmp_path / "straight", tmp_path / "part"
+    kw = ("--checkpoint-every", "2", "--dynamic-sampling", "true", "--scale-rewards", "batch",
+          "--minibatch-size", "4")
+    run = grpo(straight, fitted_model, "--steps", "4", *kw)
+    assert run.returncode == 0, run.stderr[-3000:]
+    report = json.loads((straight / "report.json").read_text())
+    assert report["summary"]["steps"] == 4 and report["summary"]["world_size"] == 2
+    metrics = [json.loads(line) for line in (straight / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in metrics] == [1, 2, 3, 4]  # rank 0 alone writes
+    assert all(m["world_size"] == 2 and m["comm_s"] > 0 for m in metrics)
+    assert any(0 < m["pass_rate"] < 1 for m in metrics), metrics  # groups with signal: updates happen
+    assert run.stderr.count(f"wrote {straight / 'report.json'}") == 1  # rank 0 alone logs
+    assert sorted(p.name for p in (straight / "checkpoint-4").glob("rng-*.pt")) == ["rng-0.pt", "rng-1.pt"]
+    # Interrupted after 2 steps, resumed to 4 on 2 processes: the same weights and metrics.
+    assert grpo(part, fitted_model, "--steps", "2", *kw).returncode == 0
+    resumed = grpo(part, fitted_model, "--steps", "4", "--resume", "true", *kw)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert _metrics(part) == _metrics(straight)
+    a, b = _weights(straight / "final"), _weights(part / "final")
+    assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])]
+    state = checkpoint.read(straight / "checkpoint-4")
+    assert set(state) == {"policy"} and torch.equal(state["policy"]["model"]["lm_head.weight"], a["lm_head.weight"])
+    # The same checkpoint resumed on 1 process: resharded, continued from its step and data position.
+    one = grpo(part, fitted_model, "--steps", "5", "--resume", "true", *kw, nproc=1)
+    assert one.returncode == 0, one.stderr[-3000:]
+    assert "not bit-exact" in one.stderr
+    lines = [json.loads(line) for line in (part / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in lines] == [1, 2, 3, 4, 5] and lines[-1]["world_size"] == 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("parallelism,critic", [("ddp", "head"), ("fsdp", "separate")])
+def test_ppo_on_two_processes(tmp_path, tiny_model_path, parallelism, critic):
+    out = tmp_path / "ppo"
+    proc = torchrun(["-m", "trainers.ppo", "--model", tiny_model_path, "--steps", "2", "--prompts-per-step", "4",
+                     "--group-size", "2", "--max-new-tokens", "4", "--generation-backend", "hf", "--eval-samples",
+                     "0", "--output-dir", str(out), "--parallelism", parallelism, "--critic", critic,
+                     "--kl-coef", "0.05", "--num-minibatches", "2"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((out / "report.json").read_text())
+    assert report["summary"]["world_size"] == 2 and report["summary"]["steps"] == 2
+    assert set(checkpoint.read(out / "checkpoint-2")) == {"policy", "critic"}
+
+
+def test_a_bad_option_on_one_rank_ends_every_rank_with_the_error(tmp_path, tiny_model_path):
+    """Rank 1 alone gets an environment option it cannot use, after the process group is up:
+    rank 0, already waiting for it in a collective, is ended by torchrun, not left hanging."""
+    script = tmp_path / "entry.py"
+    script.write_text(
+        "import os, sys\n"
+        "from trainers.grpo import main\n"
+        "extra = ['--env-options', '{\"digits\": -1}'] if os.environ['RANK'] == '1' else []\n"
+        "sys.exit(main(sys.argv[1:] + extra))\n")
+    proc = torchrun([str(script), "--model", tiny_model_path, "--steps", "3", "--prompts-per-step", "4",
+                     "--group-size", "2", "--eval-samples", "0", "--generation-backend", "hf",
+                     "--output-dir", str(tmp_path / "out")], timeout=120)
+    assert proc.returncode != 0
+    assert "error: rank 1: " in proc.stderr and "digits" in proc.stderr, proc.stderr[-3000:]
+    assert not (tmp_path / "out" / "report.json").exists()
+
+
+def test_prompts_per_step_must_divide_by_the_world_size(tmp_path, tiny_model_path):
+    proc = torchrun(["-m", "trainers.grpo", "--model", tiny_model_path, "--prompts-per-step", "3",
+                     "--output-dir", str(tmp_path)], timeout=120)
+    assert proc.returncode != 0
+    assert "prompts_per_step" in proc.stderr and "2 processes" in proc.stderr, proc.stderr[-2000:]
