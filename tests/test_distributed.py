@@ -41,24 +41,12 @@ def grpo(out: Path, model: str, *extra: str, nproc: int = 2) -> subprocess.Compl
     args = ["-m", "trainers.grpo", "--model", model, "--prompts-per-step", "4", "--group-size", "4",
             "--max-new-tokens", "6", "--generation-backend", "hf", "--output-dir", str(out),
             "--eval-samples", "0", "--learning-rate", "3e-3", *extra]
+    # The format part of the reward varies within groups even for the untrained model: updates happen.
+    args += ["--env-options", '{"format_weight": 0.5}']
     if nproc == 1:
         return subprocess.run([sys.executable, *args], cwd=ROOT, env=_env(), capture_output=True, text=True,
                               timeout=TIMEOUT)
     return torchrun(args, nproc)
-
-
-@pytest.fixture(scope="module")
-def fitted_model(tmp_path_factory, tiny_model_path) -> str:
-    """The tiny model after a short supervised fit: it answers some arithmetic right, so groups
-    hold different rewards and updates move the weights (an untrained model earns nothing)."""
-    from models.tiny import WarmStartConfig, supervised_warm_start
-
-    warm = WarmStartConfig(batch_size=32, max_steps=150, check_every=10**6)
-    model, tokenizer, _ = supervised_warm_start(tiny_model_path, warm, log=lambda *a: None)
-    path = tmp_path_factory.mktemp("fitted")
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return str(path)
 
 
 def _metrics(out: Path) -> list[dict]:
@@ -97,23 +85,23 @@ def test_one_update_on_two_ranks_gives_the_parameters_of_one_rank(tmp_path, tiny
 
 
 @pytest.mark.slow
-def test_two_process_run_ends_with_a_report_and_resumes_exactly(tmp_path, fitted_model):
+def test_two_process_run_ends_with_a_report_and_resumes_exactly(tmp_path, tiny_model_path):
     straight, part = tmp_path / "straight", tmp_path / "part"
     kw = ("--checkpoint-every", "2", "--dynamic-sampling", "true", "--scale-rewards", "batch",
           "--minibatch-size", "4")
-    run = grpo(straight, fitted_model, "--steps", "4", *kw)
+    run = grpo(straight, tiny_model_path, "--steps", "4", *kw)
     assert run.returncode == 0, run.stderr[-3000:]
     report = json.loads((straight / "report.json").read_text())
     assert report["summary"]["steps"] == 4 and report["summary"]["world_size"] == 2
     metrics = [json.loads(line) for line in (straight / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in metrics] == [1, 2, 3, 4]  # rank 0 alone writes
     assert all(m["world_size"] == 2 and m["comm_s"] > 0 for m in metrics)
-    assert any(0 < m["pass_rate"] < 1 for m in metrics), metrics  # groups with signal: updates happen
+    assert any(m["reward_std"] > 0 and m["groups"] > 0 for m in metrics), metrics  # groups with signal
     assert run.stderr.count(f"wrote {straight / 'report.json'}") == 1  # rank 0 alone logs
     assert sorted(p.name for p in (straight / "checkpoint-4").glob("rng-*.pt")) == ["rng-0.pt", "rng-1.pt"]
     # Interrupted after 2 steps, resumed to 4 on 2 processes: the same weights and metrics.
-    assert grpo(part, fitted_model, "--steps", "2", *kw).returncode == 0
-    resumed = grpo(part, fitted_model, "--steps", "4", "--resume", "true", *kw)
+    assert grpo(part, tiny_model_path, "--steps", "2", *kw).returncode == 0
+    resumed = grpo(part, tiny_model_path, "--steps", "4", "--resume", "true", *kw)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert _metrics(part) == _metrics(straight)
     a, b = _weights(straight / "final"), _weights(part / "final")
@@ -121,7 +109,7 @@ def test_two_process_run_ends_with_a_report_and_resumes_exactly(tmp_path, fitted
     state = checkpoint.read(straight / "checkpoint-4")
     assert set(state) == {"policy"} and torch.equal(state["policy"]["model"]["lm_head.weight"], a["lm_head.weight"])
     # The same checkpoint resumed on 1 process: resharded, continued from its step and data position.
-    one = grpo(part, fitted_model, "--steps", "5", "--resume", "true", *kw, nproc=1)
+    one = grpo(part, tiny_model_path, "--steps", "5", "--resume", "true", *kw, nproc=1)
     assert one.returncode == 0, one.stderr[-3000:]
     assert "not bit-exact" in one.stderr
     lines = [json.loads(line) for line in (part / "metrics.jsonl").read_text().splitlines()]

@@ -9,6 +9,7 @@ bootstrap confidence interval: the figure the run is judged by, not the training
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 
@@ -46,7 +47,11 @@ def plot_rewards(history: list[dict], evaluations: dict[str, dict | None], path:
     the evaluations' pass@1 with confidence intervals."""
     if not history:
         return None
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:  # a declared dependency, but a bare GPU image may lack it: the run's results stand
+        print(f"matplotlib is not installed: no {path.name}", file=sys.stderr, flush=True)
+        return None
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
