@@ -56,3 +56,13 @@ def test_derive_seed_keeps_the_seeds_of_earlier_runs():
     assert derive_seed(10**6, "sampling", 0) < 2**31
     with pytest.raises(KeyError):
         derive_seed(0, "unknown", 0)
+
+
+def test_without_matplotlib_the_figure_is_skipped_with_a_line(tmp_path, monkeypatch, capsys):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # `import matplotlib` raises ImportError
+    history = [{"step": 1, "reward_mean": 0.5, "pass_rate": 0.5}]
+    assert plot_rewards(history, {}, tmp_path / "rewards.png", "t") is None
+    assert not (tmp_path / "rewards.png").exists()
+    assert "matplotlib is not installed: no rewards.png" in capsys.readouterr().err
