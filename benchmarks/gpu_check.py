@@ -239,7 +239,10 @@ CUDA_WORDS = re.compile(r"cuda|gpu|bf16", re.IGNORECASE)
 
 
 def needs_cuda(item) -> bool:
-    """A test marked `gpu`, skipped on a reason that names CUDA or a GPU, or named after them."""
+    """A test marked `gpu`, skipped on a reason that names CUDA or a GPU, or named after them;
+    never this script's own tests (which would run it again)."""
+    if item.path.name == "test_gpu_check.py":
+        return False
     if item.get_closest_marker("gpu"):
         return True
     if any(CUDA_WORDS.search(str(m.kwargs.get("reason", ""))) for m in item.iter_markers("skipif")):
