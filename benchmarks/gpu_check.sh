@@ -14,9 +14,10 @@
 #               transformers sampler, `trainers.grpo.train` run in process to read the peak GPU
 #               memory; the trainer itself stops after 3 minutes of training       (235 s)
 #   cuda_tests  pytest on the tests that need CUDA (marked `gpu`, skipped without CUDA, or named
-#               after it: `-p benchmarks.gpu_check` selects them)                  (110 s)
+#               after it: `-p benchmarks.gpu_check` selects them)                  (100 s)
 #   report      generation and update tokens/s, peak GPU memory, test counts     (20 s)
-# 440 s of limits plus 5 s of grace each to kill a part that ignores its signal: under 8 minutes.
+# With the check for pytest (15 s), 445 s of limits, plus 5 s of grace each to kill a part that
+# ignores its signal: at most 470 s, under 8 minutes.
 #
 # The report is a markdown table and JSON on stdout, also written as gpu_check.md and
 # gpu_check.json to $OUT when it is set, else to benchmarks/results/. A failed part is named on
@@ -55,8 +56,9 @@ part() {
     shift 2
     echo "== $name (limit ${limit}s): $*"
     start=$(date +%s)
-    timeout -k 5 "$limit" "$@" > >(tee "$WORK/$name.log") 2>&1
-    rc=$?
+    # timeout signals the command's whole process group: pytest's children too.
+    timeout -k 5 "$limit" "$@" 2>&1 | tee "$WORK/$name.log"
+    rc=${PIPESTATUS[0]}
     case $rc in
         0) status=ok ;;
         124|137) status="timed out after ${limit}s" ;;
@@ -80,12 +82,12 @@ else
     FAILED=1
 fi
 
-if "$PY" -c "import pytest" 2>/dev/null; then
+if timeout -k 5 15 "$PY" -c "import pytest" 2>/dev/null; then
     # Only files that mention CUDA or a GPU are collected: the others may import what this
     # machine lacks (TRL, vLLM, datasets). A file that still fails to import is counted as an error.
     # This script's own tests would run it again.
     mapfile -t FILES < <(grep -l -i -E "cuda|gpu" tests/test_*.py | grep -v -x tests/test_gpu_check.py)
-    part cuda_tests 110 "$PY" -m pytest -q -p no:cacheprovider -p benchmarks.gpu_check \
+    part cuda_tests 100 "$PY" -m pytest -q -p no:cacheprovider -p benchmarks.gpu_check \
         --continue-on-collection-errors --junitxml="$WORK/cuda_tests.xml" "${FILES[@]}"
 else
     record cuda_tests "skipped: pytest is not installed (pip install pytest)" 0
