@@ -11,8 +11,9 @@ intermediate 4864, vocabulary 151936, tied embeddings, rope theta 1e6), random w
 from a config: nothing comes from the hub. Its tokenizer is the project's character-level one
 (`models.tiny.build_tokenizer`): 22 tokens, so the model samples mostly ids that decode to
 nothing and rarely the EOS; completions run to `max_new_tokens`, which is what a throughput
-figure wants. The full vocabulary stays, so the logits, the embedding and their memory are a
-real 0.5B model's. `--smoke` scales the layers down (hidden 64, 2 layers) and the run to 2
+figure wants. Every reward is then 0, which changes no work: the update still runs forward and
+backward over every token. The full vocabulary stays, so the logits, the embedding and their
+memory are a real 0.5B model's (494.0M parameters, as Qwen2.5-0.5B). `--smoke` scales the layers down (hidden 64, 2 layers) and the run to 2
 float32 steps of 4 x 2 samples, for a CPU.
 
 The figures, from the trainer's own `metrics.jsonl` after the warm-up steps:
