@@ -19,7 +19,8 @@ default for N > 1), so N processes use N cores.
 
 Figures per run, from rank 0's `metrics.jsonl`, after the first `--warmup` steps:
 - steps/s: measured steps / (elapsed_s of the last step - elapsed_s of the last warm-up step);
-- generation, update and all-reduce seconds per step (`generation_s`, `update_s`, `comm_s`:
+- generation, verification, update and all-reduce seconds per step (`generation_s`,
+  `verification_s`, `update_s`, `comm_s`:
   the step's time in collectives, gradient all-reduce and metric reductions; a trainer that
   does not log `comm_s`, one process, counts 0);
 - all-reduce share: sum of `comm_s` / sum of the step times;
@@ -106,7 +107,8 @@ def run_figures(rows: list[dict], warmup: int) -> dict:
     comm = sum(row.get("comm_s", 0.0) for row in measured)
     per_step = lambda key: sum(row.get(key, 0.0) for row in measured) / len(measured)  # noqa: E731
     return {"steps_measured": len(measured), "steps_per_s": len(measured) / span, "step_s": span / len(measured),
-            "generation_s": per_step("generation_s"), "update_s": per_step("update_s"),
+            "generation_s": per_step("generation_s"), "verification_s": per_step("verification_s"),
+            "update_s": per_step("update_s"),
             "comm_s": comm / len(measured), "comm_share": comm / span,
             "comm_logged": any("comm_s" in row for row in measured)}
 
@@ -143,7 +145,8 @@ def summarise(runs: list[dict], nprocs: list[int]) -> list[dict]:
             rows.append({"nprocs": n, "error": errors[0] if errors else "not run"})
             continue
         row = {"nprocs": n, "reps": len(ok[n])}
-        for key in ("steps_per_s", "step_s", "generation_s", "update_s", "comm_s", "comm_share", "wall_s"):
+        for key in ("steps_per_s", "step_s", "generation_s", "verification_s", "update_s", "comm_s", "comm_share",
+                    "wall_s"):
             row[key] = statistics.median(r[key] for r in ok[n])
         row["comm_logged"] = any(r["comm_logged"] for r in ok[n])
         if ok[base]:
@@ -158,19 +161,22 @@ def summarise(runs: list[dict], nprocs: list[int]) -> list[dict]:
 
 def markdown(rows: list[dict], base: int) -> str:
     ms = lambda s: f"{1000 * s:.1f} ms"  # noqa: E731
-    lines = [f"| processes | steps/s | ratio vs {base} (range) | step | generation / step | update / step "
-             "| all-reduce / step | all-reduce share | whole process |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [f"| processes | steps/s | ratio vs {base} (range) | step | generation / step | verification / step "
+             "| update / step | all-reduce / step | all-reduce share | whole process |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for row in rows:
         if "error" in row:
-            lines.append(f"| {row['nprocs']} | failed: {row['error'].splitlines()[0]} |" + " |" * 7)
+            lines.append(f"| {row['nprocs']} | failed: {row['error'].splitlines()[0]} |" + " |" * 8)
             continue
         ratio = "n/a" if "ratio" not in row else f"**{row['ratio']:.2f}**"
         if row.get("ratio_range"):
             ratio += f" ({row['ratio_range'][0]:.2f}-{row['ratio_range'][1]:.2f})"
-        comm = (ms(row["comm_s"]), f"{100 * row['comm_share']:.1f} %") if row["comm_logged"] else ("0 (not logged)",) * 2
+        comm = ("0 (not logged)",) * 2
+        if row["comm_logged"]:
+            comm = (ms(row["comm_s"]), f"{100 * row['comm_share']:.1f} %")
         lines.append(f"| {row['nprocs']} | {row['steps_per_s']:.2f} | {ratio} | {ms(row['step_s'])} | "
-                     f"{ms(row['generation_s'])} | {ms(row['update_s'])} | {comm[0]} | {comm[1]} | "
+                     f"{ms(row['generation_s'])} | {ms(row['verification_s'])} | {ms(row['update_s'])} | "
+                     f"{comm[0]} | {comm[1]} | "
                      f"{row['wall_s']:.1f} s |")
     return "\n".join(lines)
 

@@ -76,11 +76,12 @@ def test_a_run_that_was_not_data_parallel_is_named(rows, n, expected):
 ])
 def test_run_figures_worked_example(comm, share, per_step):
     elapsed, gen = [1.0, 2.0, 2.5, 3.0, 3.6], [0.3, 0.3, 0.2, 0.2, 0.3]
-    rows = [{"step": i + 1, "elapsed_s": elapsed[i], "generation_s": gen[i], "update_s": 0.1,
+    rows = [{"step": i + 1, "elapsed_s": elapsed[i], "generation_s": gen[i], "verification_s": 0.05, "update_s": 0.1,
              **({} if comm is None else {"comm_s": comm[i]})} for i in range(5)]
     figures = _bench().run_figures(rows, warmup=2)
     assert figures["steps_per_s"] == pytest.approx(3 / 1.6) and figures["step_s"] == pytest.approx(1.6 / 3)
     assert figures["generation_s"] == pytest.approx(0.7 / 3) and figures["update_s"] == pytest.approx(0.1)
+    assert figures["verification_s"] == pytest.approx(0.05)
     assert figures["comm_share"] == pytest.approx(share) and figures["comm_s"] == pytest.approx(per_step)
     assert figures["comm_logged"] is (comm is not None)
 
@@ -88,7 +89,8 @@ def test_run_figures_worked_example(comm, share, per_step):
 def test_summary_pairs_repetitions_and_keeps_a_failed_count():
     def run(n, rep, steps_per_s):
         return {"nprocs": n, "rep": rep, "steps_per_s": steps_per_s, "step_s": 1 / steps_per_s, "generation_s": 0.1,
-                "update_s": 0.1, "comm_s": 0.0, "comm_share": 0.0, "comm_logged": False, "wall_s": 10.0}
+                "verification_s": 0.02, "update_s": 0.1, "comm_s": 0.0, "comm_share": 0.0, "comm_logged": False,
+                "wall_s": 10.0}
     runs = [run(1, 0, 4.0), run(2, 0, 6.0), run(1, 1, 5.0), run(2, 1, 9.0), run(1, 2, 6.0),
             {"nprocs": 2, "rep": 2, "error": "exit 1"}, {"nprocs": 4, "rep": 0, "error": "timed out after 600 s"}]
     base, two, four = _bench().summarise(runs, [1, 2, 4])
@@ -103,11 +105,12 @@ def test_summary_pairs_repetitions_and_keeps_a_failed_count():
 def test_ratios_pair_runs_of_the_same_repetition():
     def run(n, rep, steps_per_s):
         return {"nprocs": n, "rep": rep, "steps_per_s": steps_per_s, "step_s": 1 / steps_per_s, "generation_s": 0.1,
-                "update_s": 0.1, "comm_s": 0.01, "comm_share": 0.05, "comm_logged": True, "wall_s": 10.0}
+                "verification_s": 0.02, "update_s": 0.1, "comm_s": 0.01, "comm_share": 0.05, "comm_logged": True,
+                "wall_s": 10.0}
     # The base's first repetition failed: 2 processes' rep 0 (8/s) has no partner; rep 1: 6 / 4 = 1.5.
     runs = [{"nprocs": 1, "rep": 0, "error": "exit 1"}, run(2, 0, 8.0), run(1, 1, 4.0), run(2, 1, 6.0)]
     _, two = _bench().summarise(runs, [1, 2])
     assert two["ratio"] == pytest.approx(7.0 / 4.0) and two["ratio_range"] == pytest.approx([1.5, 1.5])
     # The step column is the median of the step times, (125 + 166.7) / 2 ms.
-    assert "| 2 | 7.00 | **1.75** (1.50-1.50) | 145.8 ms | 100.0 ms | 100.0 ms | 10.0 ms | 5.0 % |" \
+    assert "| 2 | 7.00 | **1.75** (1.50-1.50) | 145.8 ms | 100.0 ms | 20.0 ms | 100.0 ms | 10.0 ms | 5.0 % |" \
         in _bench().markdown([two], 1)
