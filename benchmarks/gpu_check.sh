@@ -23,6 +23,7 @@
 # gpu_check.json to $OUT when it is set, else to benchmarks/results/. A failed part is named on
 # stderr, its log tail printed, and the exit status is 1; the other parts still run (train needs
 # build). Work files go to a temporary folder, removed at the end unless GPU_CHECK_KEEP=1.
+# GPU_CHECK_MAX_PART_S=N lowers every part's limit to at most N seconds.
 # benchmarks/gpu_check.py holds the Python side and explains each figure.
 set -u
 
@@ -48,12 +49,15 @@ trap cleanup EXIT
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 export VERIRL_CACHE=$WORK/cache
 FAILED=0
+MAX_PART_S=${GPU_CHECK_MAX_PART_S:-600}
+case $MAX_PART_S in ''|*[!0-9]*) echo "GPU_CHECK_MAX_PART_S must be a number of seconds" >&2; exit 2 ;; esac
 
 # part NAME LIMIT_S COMMAND...: run COMMAND under `timeout`, its output on stdout and in
 # $WORK/NAME.log, and record NAME<TAB>status<TAB>seconds in $WORK/status.tsv.
 part() {
     local name=$1 limit=$2 start rc status
     shift 2
+    [ "$limit" -gt "$MAX_PART_S" ] && limit=$MAX_PART_S
     echo "== $name (limit ${limit}s): $*"
     start=$(date +%s)
     # timeout signals the command's whole process group: pytest's children too.

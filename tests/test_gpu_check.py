@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -66,8 +67,8 @@ def gpu_machine_python(tmp_path_factory) -> str:
     return str(wrapper)
 
 
-def _run(tmp_path, python: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHON": python, "OUT": str(tmp_path / "out"), "TMPDIR": str(tmp_path)}
+def _run(tmp_path, python: str, timeout: int = 300, **env_vars) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHON": python, "OUT": str(tmp_path / "out"), "TMPDIR": str(tmp_path), **env_vars}
     env.pop("PYTHONPATH", None)
     return subprocess.run(["bash", str(SCRIPT), "--smoke"], cwd=tmp_path, env=env, capture_output=True,
                           text=True, timeout=timeout)
@@ -119,6 +120,22 @@ def test_a_failed_part_is_named_and_the_others_still_report(tmp_path, gpu_machin
     assert result["parts"]["train"]["status"] == "skipped: no model (build failed)"
     assert result["parts"]["cuda_tests"]["status"] == "ok"
     assert result["train"] is None and result["model"] is None
+
+
+def test_a_part_that_hangs_is_cut_at_its_limit_and_named(tmp_path):
+    hanging = tmp_path / "python"
+    # The model builds (a stand-in config.json), then training hangs; no pytest, no report either.
+    hanging.write_text('#!/bin/sh\ncase "$*" in\n'
+                       '  *gpu_check.py\\ build*) mkdir -p "$3" && touch "$3/config.json";;\n'
+                       '  *gpu_check.py\\ train*) sleep 60;;\n'
+                       '  *) exit 1;;\nesac\n')
+    hanging.chmod(0o755)
+    t0 = time.monotonic()
+    proc = _run(tmp_path, str(hanging), timeout=60, GPU_CHECK_MAX_PART_S="2")
+    assert time.monotonic() - t0 < 30
+    assert proc.returncode == 1
+    assert "gpu_check: part train timed out after 2s" in proc.stderr
+    assert "gpu_check: part cuda_tests skipped" in proc.stderr
 
 
 def test_report_of_a_run_cut_short_says_so(tmp_path):
