@@ -22,7 +22,8 @@
 # The report is a markdown table and JSON on stdout, also written as gpu_check.md and
 # gpu_check.json to $OUT when it is set, else to benchmarks/results/. A failed part is named on
 # stderr, its log tail printed, and the exit status is 1; the other parts still run (train needs
-# build). Work files go to a temporary folder, removed at the end unless GPU_CHECK_KEEP=1.
+# build). The parts' logs and the run's metrics.jsonl go to gpu_check_logs/ beside them. Work
+# files (model, checkpoints) go to a temporary folder, removed at the end unless GPU_CHECK_KEEP=1.
 # GPU_CHECK_MAX_PART_S=N lowers every part's limit to at most N seconds.
 # benchmarks/gpu_check.py holds the Python side and explains each figure.
 set -u
@@ -91,8 +92,12 @@ if timeout -k 5 15 "$PY" -c "import pytest" 2>/dev/null; then
     # machine lacks (TRL, vLLM, datasets). A file that still fails to import is counted as an error.
     # This script's own tests would run it again.
     mapfile -t FILES < <(grep -l -i -E "cuda|gpu" tests/test_*.py | grep -v -x tests/test_gpu_check.py)
-    part cuda_tests 100 "$PY" -m pytest -q -p no:cacheprovider -p benchmarks.gpu_check \
-        --continue-on-collection-errors --junitxml="$WORK/cuda_tests.xml" "${FILES[@]}"
+    if [ ${#FILES[@]} -gt 0 ]; then
+        part cuda_tests 100 "$PY" -m pytest -q -p no:cacheprovider -p benchmarks.gpu_check \
+            --continue-on-collection-errors --junitxml="$WORK/cuda_tests.xml" "${FILES[@]}"
+    else
+        record cuda_tests "skipped: no test file mentions CUDA" 0
+    fi
 else
     record cuda_tests "skipped: pytest is not installed (pip install pytest)" 0
     echo "gpu_check: part cuda_tests skipped: $PY has no pytest" >&2
@@ -100,4 +105,8 @@ else
 fi
 
 timeout -k 5 20 "$PY" benchmarks/gpu_check.py report "$WORK" "$RESULTS" "${SMOKE_FLAG[@]}" || FAILED=1
+# The parts' logs and the run's metrics go with the figures (a few kB), to read a failure later.
+mkdir -p "$RESULTS/gpu_check_logs"
+cp "$WORK"/*.log "$WORK/status.tsv" "$RESULTS/gpu_check_logs/" 2>/dev/null
+cp "$WORK/run/metrics.jsonl" "$RESULTS/gpu_check_logs/" 2>/dev/null
 exit $FAILED

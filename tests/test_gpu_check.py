@@ -102,6 +102,10 @@ def test_smoke_mode_end_to_end_on_what_the_gpu_machine_has(tmp_path, gpu_machine
     table = (tmp_path / "out" / "gpu_check.md").read_text()
     assert "| generation | **" in table and "| cuda_tests | ok |" in table
     assert table.strip() in proc.stdout
+    logs = tmp_path / "out" / "gpu_check_logs"
+    assert sorted(p.name for p in logs.iterdir()) == ["build.log", "cuda_tests.log", "metrics.jsonl", "status.tsv",
+                                                      "train.log"]
+    assert len((logs / "metrics.jsonl").read_text().splitlines()) == 2
     assert not list(tmp_path.glob("gpu_check.*")), "the work folder was left behind"
 
 
