@@ -405,21 +405,35 @@ def _cli_backend(name: str, resolve) -> str:
     return "hf"
 
 
+def _resolve_model(cfg: EvalConfig):
+    """`models.loading.resolve_model`, on rank 0 first: it builds (and warm-starts) the tiny
+    model or fetches a hub model once, and the other ranks then find it in the cache."""
+    from models.loading import resolve_model
+
+    model, error = None, None
+    if distributed.is_main():
+        try:
+            model = resolve_model(cfg.model, env=cfg.env)
+        except Exception as exc:
+            error = exc
+    distributed.raise_if_any_failed(error)
+    return model if model is not None else resolve_model(cfg.model, env=cfg.env)
+
+
 def _cmd_eval(cfg: EvalConfig) -> int:
     import os
 
     import envs
 
-    from models.loading import resolve_model
     from models.sampling import resolve_backend
 
     env = envs.get_env(cfg.env, **cfg.env_options)
     generator, source, model_name, label, sha = None, cfg.completions, None, "completions", None
     if source is None:
         os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")   # stdout is the table
-        model = resolve_model(cfg.model, env=cfg.env)
-        model_name, label = model.path, model.label
         cfg.backend = _cli_backend(cfg.backend, resolve_backend)
+        model = _resolve_model(cfg)
+        model_name, label = model.path, model.label
         generator = source = LazyGenerator(model_name, cfg.backend, cfg.dtype, cfg.seed, cfg.verbose)
     else:
         sha = hashlib.sha256(Path(source).read_bytes()).hexdigest()
