@@ -75,7 +75,8 @@ class ScriptedGenerator:
     def __init__(self, tokenizer, answers: dict[str, tuple[str, str]]):
         self.tokenizer, self.answers, self.calls = tokenizer, answers, []
 
-    def generate(self, prompts, n, *, temperature=1.0, top_p=1.0, max_new_tokens=64, seed=None, stop=None):
+    def generate(self, prompts, n, *, temperature=1.0, top_p=1.0, max_new_tokens=64, seed=None, stop=None,
+                 seeds=None):
         self.calls.append({"prompts": len(prompts), "n": n, "stop": stop, "max_new_tokens": max_new_tokens})
         out = []
         for ids in prompts:
