@@ -26,7 +26,7 @@ from models.sampling import HFGenerator, hf_sample, row_uniforms
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "evals" / "pass_at_k.py"
-ENV_OPTIONS = {"digits": 1, "operators": "+"}   # 1-digit sums: a 100-step fit solves about half
+ENV_OPTIONS = {"digits": 1, "operators": "+"}   # 1-digit sums: a 60-step fit solves about a third
 EVAL_ARGS = ["--env", "arithmetic", "--env-options", json.dumps(ENV_OPTIONS), "--limit", "5", "--batch-size", "2",
              "--max-new-tokens", "4", "--seed", "3", "--n-bootstrap", "50", "--progress", "false"]
 
@@ -44,7 +44,7 @@ PROMPTS = ["1+1=", "(12+3)*45-6/7=", "9=", "123*456=", "7-8+9*10/11-12="]
 SEEDS = [2**61 + 5, 0, 17, 10**9, 3]
 
 
-@pytest.mark.parametrize("temperature,top_p", [(1.0, 1.0), (0.7, 0.9), (1.5, 0.5)])
+@pytest.mark.parametrize("temperature,top_p", [(1.0, 1.0), (0.7, 0.9)])
 def test_a_prompts_samples_do_not_depend_on_its_batch(tiny, temperature, top_p):
     kw = dict(temperature=temperature, top_p=top_p, max_new_tokens=12)
     alone = [tiny.generate([p], 4, seeds=[s], **kw)[0] for p, s in zip(PROMPTS, SEEDS)]
@@ -107,8 +107,8 @@ def test_inverse_cdf_sampling_has_multinomials_distribution():
 
 @pytest.fixture(scope="module")
 def fitted_model(tmp_path_factory, tiny_model_path) -> str:
-    """The tiny model fitted for 100 steps on 1-digit sums (train split): it solves about half
-    the held-out sums at temperature 1, so pass counts are neither all 0 nor all n."""
+    """The tiny model fitted for 60 steps on 1-digit sums (train split): it solves about a third
+    of the held-out sums at temperature 1, so pass counts are neither all 0 nor all n."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     import envs
@@ -123,7 +123,7 @@ def fitted_model(tmp_path_factory, tiny_model_path) -> str:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)   # a model this small only loses to thread contention on a busy machine
     try:
-        for _ in range(100):
+        for _ in range(60):
             batch = rng.sample(train, 64)
             ids, attention, labels = _encode_batch(tokenizer, [env.render(t) for t in batch],
                                                    [t.answer for t in batch])
