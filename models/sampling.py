@@ -350,7 +350,8 @@ class VLLMGenerator:
         ids = encode_prompts(self.tokenizer, prompts)
         # vLLM seeds the k-th sample of a request with seed + k: give each prompt its own range,
         # or every prompt's k-th sample would share one random stream.
-        request_seeds = seeds if seeds is not None else [None if seed is None else seed + i * n for i in range(len(ids))]
+        request_seeds = seeds if seeds is not None else \
+            [None if seed is None else seed + i * n for i in range(len(ids))]
         params = [SamplingParams(n=n, temperature=temperature, top_p=top_p, max_tokens=max_new_tokens,
                                  seed=request_seed, logprobs=0, skip_special_tokens=True,
                                  stop=list(stop) if stop else None, include_stop_str_in_output=bool(stop))

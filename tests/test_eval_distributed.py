@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from models.sampling import HFGenerator, hf_sample, row_uniforms
+from models.sampling import HFGenerator, PromptError, hf_sample, row_uniforms
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "evals" / "pass_at_k.py"
@@ -100,6 +100,43 @@ def test_inverse_cdf_sampling_has_multinomials_distribution():
     # the edges: u = 0 takes the first token with mass; u just below 1 the last one with mass
     edge = _inverse_cdf(probs[:2], torch.tensor([0.0, 1 - 2**-53], dtype=torch.float64))
     assert edge.tolist() == [1, 4]
+
+
+# --------------------------------------------------------------------------- unit: errors across ranks
+
+
+class NeedsTwoArguments(Exception):
+    def __init__(self, message: str, code: int):
+        super().__init__(message)
+        self.code = code
+
+
+def test_raise_if_any_failed_on_one_process_raises_the_error_or_nothing():
+    from models import distributed
+
+    distributed.raise_if_any_failed(None)
+    error = ValueError("row 3: bad")
+    with pytest.raises(ValueError) as raised:
+        distributed.raise_if_any_failed(error)
+    assert raised.value is error
+
+
+@pytest.mark.parametrize("error,portable", [
+    (ValueError("plain"), True),
+    (PromptError("task 't1': prompt 0 has '#'", 4), True),  # its index too
+    (NeedsTwoArguments("cannot be rebuilt from its message alone", 7), False),
+])
+def test_an_error_travels_to_the_other_ranks_when_it_unpickles(error, portable):
+    import pickle
+
+    from models.distributed import _portable
+
+    blob = _portable(error)
+    assert (blob is not None) == portable
+    if portable:
+        copy = pickle.loads(blob)
+        assert type(copy) is type(error) and str(copy) == str(error)
+        assert getattr(copy, "index", None) == getattr(error, "index", None)
 
 
 # --------------------------------------------------------------------------- end to end: torchrun
