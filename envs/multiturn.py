@@ -64,7 +64,8 @@ class Turn:
 class Context:
     """What a policy continues: `text` (prompt and every segment so far) or, when all token
     ids are known, exactly `token_ids`; at most `max_tokens` new tokens (None: the sampler's
-    own cap); stop at any of `stop` and keep it in the text."""
+    own cap); stop at any of `stop` and keep it in the text. `index`: the episode's position in
+    `run_episodes`'s tasks (a policy that seeds each episode apart reads it)."""
 
     task: Task
     text: str
@@ -72,6 +73,7 @@ class Context:
     max_tokens: int | None
     stop: tuple[str, ...]
     turn: int
+    index: int = 0
 
 
 @dataclass
@@ -280,9 +282,9 @@ class _Loop:
             episode.messages = self.env.messages(task)
         return episode
 
-    def context(self, episode: Episode, task: Task) -> Context:
+    def context(self, episode: Episode, task: Task, index: int = 0) -> Context:
         left = None if self.budget is None else self.budget - episode.tokens
-        return Context(task, episode.text, episode.token_ids, left, self.stop, episode.num_turns)
+        return Context(task, episode.text, episode.token_ids, left, self.stop, episode.num_turns, index)
 
     def act(self, episode: Episode, turn: Turn) -> bool:
         """Record the model's turn; True when the episode goes on to a step."""
@@ -351,7 +353,7 @@ def run_episodes(env: Environment, tasks: list[Task], policy: Policy, *, tokeniz
         running = [i for i in running if episodes[i].end is None]
         if not running:
             break
-        turns = list(policy([loop.context(episodes[i], tasks[i]) for i in running]))
+        turns = list(policy([loop.context(episodes[i], tasks[i], i) for i in running]))
         if len(turns) != len(running):
             raise ValueError(f"the policy returned {len(turns)} turns for {len(running)} contexts")
         stepping = [i for i, out in zip(running, turns) if loop.act(episodes[i], _as_turn(out))]

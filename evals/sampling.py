@@ -2,11 +2,19 @@
 
 `collect` fills a `SampleStore` with what it still lacks: for a generator, `n` samples per
 task; for given completions, each task's completions. Generation runs in batches of
-`batch_size` prompts, each with its own seed derived from the run seed, its task ids and the
-sample index it starts at, so a resumed run draws the same samples an uninterrupted one would
-have drawn for the same batches. The verifier's `verify_batch` (parallel inside) judges one
-batch in a worker thread while the next batch is generated: generation and code execution
-overlap instead of taking turns.
+`batch_size` prompts. Seeds are per (task, sample index): sample j of task t is drawn with
+`task_seed(seed, t) + j` (its own random stream on the hf backend, vLLM's seed of the j-th
+sample of a request), so it is the same whatever the batch size, the other tasks in its batch,
+the number of processes, or where a resumed run restarts (up to the floating-point effects of
+batch shapes on the logits: see docs/evaluation.md). The verifier's `verify_batch` (parallel
+inside) judges one batch in a worker thread while the next batch is generated: generation and
+code execution overlap instead of taking turns.
+
+Under a process group (`models.distributed`, e.g. `torchrun`) every rank calls `collect`:
+rank 0's store says what is done (broadcast), each rank takes a contiguous share of the
+unfinished tasks and works through its batches, and after each round of batches rank 0
+appends every rank's records to its store (so an interrupted run resumes from them). Ranks
+with fewer batches wait in the round's gather; an error on any rank is raised on all.
 
 A multi-turn environment's samples are episodes, played through the same episode loop as the
 trainers' rollouts (`models.episodes.play_episodes`, `max_new_tokens` per model turn) and
@@ -27,6 +35,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from evals.report import ReportError, SampleStore
+from models import distributed
 
 
 @dataclass(frozen=True)
@@ -96,17 +105,21 @@ def select_tasks(tasks: Iterable, completions: Mapping[str, list[str]] | None, l
     return tasks[:limit] if limit else tasks
 
 
-def batch_seed(seed: int, task_ids: list[str], start: int) -> int:
-    """A batch's sampling seed from the run seed, its tasks and the index it starts at."""
-    raw = json.dumps([seed, task_ids, start]).encode()
-    return int.from_bytes(hashlib.sha256(raw).digest()[:4], "little") >> 1
+def task_seed(seed: int, task_id: str) -> int:
+    """The seed of a task's samples: sample j draws with `task_seed(seed, task_id) + j`. A stable
+    hash (sha256; Python's `hash` of a string changes per process) below 2**62, so that adding
+    the sample index and the episode turns' strides stays a valid 64-bit seed, and tasks' seed
+    ranges practically never meet."""
+    raw = json.dumps([seed, task_id]).encode()
+    return int.from_bytes(hashlib.sha256(raw).digest()[:8], "little") >> 2
 
 
-def _plan(store: SampleStore, tasks: list, completions, n: int) -> list[tuple[Any, int, list[str] | None]]:
-    """(task, first missing index, completions still to verify or None) for unfinished tasks."""
+def _plan(done: Mapping[str, int], tasks: list, completions, n: int) -> list[tuple[Any, int, list[str] | None]]:
+    """(task, first missing index, completions still to verify or None) for unfinished tasks;
+    `done`: task id -> samples already stored."""
     todo = []
     for task in tasks:
-        have = len(store.done.get(task.id, []))
+        have = done.get(task.id, 0)
         if completions is not None and len(completions[task.id]) > have:
             todo.append((task, have, completions[task.id][have:]))
         elif completions is None and have < n:
@@ -128,11 +141,11 @@ def _generate(generator, env, sampling: Sampling, batch: list) -> tuple[list[lis
     from envs.multiturn import MultiTurnEnvironment
     from models.episodes import sample_env  # here: scoring given completions needs no torch
 
-    start = batch[0][1]
+    start = batch[0][1]   # `_batches` groups tasks by need, so they all start at the same index
     groups = sample_env(generator, env, [task for task, _, _ in batch], sampling.n - start,
                         chat_template=sampling.chat_template, temperature=sampling.temperature,
                         top_p=sampling.top_p, max_new_tokens=sampling.max_new_tokens,
-                        seed=batch_seed(sampling.seed, [task.id for task, _, _ in batch], start))
+                        seeds=[task_seed(sampling.seed, task.id) + first for task, first, _ in batch])
     if isinstance(env, MultiTurnEnvironment):  # the transcript after the prompt is the record's completion
         return [[s.text for s in group] for group in groups], groups
     stops = tuple(getattr(env, "stop", ()) or ())
@@ -179,31 +192,54 @@ def _verify(env, batch: list, texts: list[list[str]], samples: list[list] | None
 def collect(source, env, store: SampleStore, tasks: list, completions: Mapping[str, list[str]] | None,
             sampling: Sampling, progress: bool = False) -> None:
     """Generate (or take) and verify every sample `store` still lacks, appending as batches
-    finish; the verification of a batch overlaps the generation of the next."""
-    todo = _plan(store, tasks, completions, sampling.n)
+    finish; the verification of a batch overlaps the generation of the next. Under a process
+    group, every rank calls it with the same tasks; only rank 0's `store` is read and written."""
+    done = {tid: len(records) for tid, records in store.done.items()} if distributed.is_main() else None
+    todo = _plan(distributed.broadcast_object(done), tasks, completions, sampling.n)
     total = sum(len(w) if w is not None else sampling.n - have for _, have, w in todo)
-    bar = _progress_bar(total, getattr(env, "name", "")) if progress and total else None
+    mine = list(_batches(distributed.shard(todo), sampling.batch_size, sampling.n))
+    rounds = int(distributed.all_reduce([len(mine)], "max")[0])   # every rank joins every round's gather
+    show = progress and total and distributed.is_main()
+    bar = _progress_bar(total, getattr(env, "name", "")) if show else None
     pending: Future | None = None
     with ThreadPoolExecutor(max_workers=1) as pool:
-        for batch in _batches(todo, sampling.batch_size, sampling.n):
-            if completions is not None:
-                texts, samples = [w for _, _, w in batch], None
-            else:
-                texts, samples = _generate(source, env, sampling, batch)
-            if pending is not None:
-                _finish(pending, store, bar)
-            pending = pool.submit(_verify, env, batch, texts, samples)
-        if pending is not None:
+        for round_ in range(rounds):
+            batch, error = mine[round_] if round_ < len(mine) else None, None
+            try:
+                texts, samples = _texts(source, env, sampling, completions, batch)
+            except Exception as exc:  # raised on every rank at the round's gather, not left to hang them
+                error = exc
+            _finish(pending, store, bar, error)   # the previous round's records (none in the first)
+            pending = pool.submit(_verify, env, batch, texts, samples) if batch else None
+        if rounds:
             _finish(pending, store, bar)
     if bar is not None:
         bar.close()
 
 
-def _finish(pending: Future, store: SampleStore, bar) -> None:
-    records = pending.result()
-    store.append(records)
-    if bar is not None:
-        bar.update(len(records))
+def _texts(source, env, sampling: Sampling, completions, batch: list | None) -> tuple[list | None, list | None]:
+    """(texts, samples) of a batch: given completions (no samples), or generated; nothing for none."""
+    if batch is None:
+        return None, None
+    if completions is not None:
+        return [w for _, _, w in batch], None
+    return _generate(source, env, sampling, batch)
+
+
+def _finish(pending: Future | None, store: SampleStore, bar, error: BaseException | None = None) -> None:
+    """One round's end on every rank: raise any rank's error on all, then append every rank's
+    verified records (in rank order) to rank 0's store."""
+    records: list[dict] = []
+    if error is None and pending is not None:
+        try:
+            records = pending.result()
+        except Exception as exc:
+            error = exc
+    distributed.raise_if_any_failed(error)
+    for part in distributed.gather_objects(records) or []:
+        store.append(part)
+        if bar is not None:
+            bar.update(len(part))
 
 
 def _progress_bar(total: int, label: str):

@@ -19,6 +19,7 @@ by one rank stops the whole run instead of leaving the others in a collective. T
 from __future__ import annotations
 
 import os
+import pickle
 from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
@@ -151,6 +152,44 @@ def main_first():
     yield
     if is_main():
         barrier()
+
+
+class PeerError(RuntimeError):
+    """Another rank failed (`raise_if_any_failed`): names the rank and its error."""
+
+
+def raise_if_any_failed(error: BaseException | None) -> None:
+    """After work that can fail on some ranks only: raise on every rank when any failed, so that
+    no rank walks on into a collective that a failed peer will never join (the group's timeout,
+    not the error, would end it). The failed rank re-raises its own `error`; the others raise a
+    copy of the first failed rank's error (its type and message, so that callers handle it
+    alike on every rank) from a `PeerError` naming that rank, or the `PeerError` alone when the
+    error cannot be pickled. One small all-gather; on one process, raises `error` if any."""
+    if not active():
+        if error is not None:
+            raise error
+        return
+    mine = None if error is None else (rank(), _portable(error), f"{type(error).__name__}: {error}")
+    failed = [entry for entry in all_gather_objects(mine) if entry is not None]
+    if error is not None:
+        raise error
+    if failed:
+        failed_rank, blob, text = failed[0]
+        peer = PeerError(f"rank {failed_rank} failed: {text}")
+        if blob is None:
+            raise peer
+        raise pickle.loads(blob) from peer
+
+
+def _portable(error: BaseException) -> bytes | None:
+    """The pickled error when it also unpickles (an exception whose __init__ takes other
+    arguments than its message does not), else None."""
+    try:
+        blob = pickle.dumps(error)
+        pickle.loads(blob)
+    except Exception:
+        return None
+    return blob
 
 
 def barrier() -> None:

@@ -26,12 +26,18 @@ ROUND_SEED_STRIDE = 1_000_003
 
 class SamplerPolicy:
     """A generator as a multi-turn policy. `max_new_tokens` caps each model turn (a context's
-    own `max_tokens`, the episode's remaining token budget, may cap it lower)."""
+    own `max_tokens`, the episode's remaining token budget, may cap it lower).
+
+    Seeds: `seed` seeds each round's batch (round r: seed + r * ROUND_SEED_STRIDE; the
+    trainers' rollouts). `seeds`, one per episode (`Context.index`), seed each episode's turns
+    instead: turn t of episode i samples with `seeds[i] + t * ROUND_SEED_STRIDE`, whatever other
+    episodes share the round (the evaluation's per-sample seeds)."""
 
     def __init__(self, generator, *, temperature: float = 1.0, top_p: float = 1.0, max_new_tokens: int = 64,
-                 seed: int | None = None):
+                 seed: int | None = None, seeds: list[int] | None = None):
         self.generator, self.temperature, self.top_p = generator, temperature, top_p
         self.max_new_tokens, self.seed, self.rounds = max_new_tokens, seed, 0
+        self.seeds = seeds
 
     def __call__(self, contexts: list[Context]) -> list[Turn]:
         if not contexts:
@@ -44,9 +50,15 @@ class SamplerPolicy:
         self.rounds += 1
         # The first turn of a group's episodes has one prompt: sample it once with n (the prefill is shared).
         k = _run_length(inputs)
+        per_episode = {}
+        if self.seeds is not None:
+            rows = [self.seeds[c.index] + c.turn * ROUND_SEED_STRIDE for c in contexts]
+            if any(rows[i] != rows[i - i % k] + i % k for i in range(len(rows))):
+                k = 1  # a shared prompt's k samples are seeded seed, seed + 1, ...: only such runs share it
+            seed, per_episode = None, {"seeds": rows[::k]}
         unique = inputs[::k]
         groups = self.generator.generate(unique, k, temperature=self.temperature, top_p=self.top_p,
-                                         max_new_tokens=max(caps), seed=seed, stop=stop or None)
+                                         max_new_tokens=max(caps), seed=seed, stop=stop or None, **per_episode)
         samples = [s for group in groups for s in group]
         return [self._turn(s, cap) for s, cap in zip(samples, caps)]
 
@@ -71,11 +83,13 @@ def _run_length(inputs: list) -> int:
 
 
 def play_episodes(generator, env, tasks: list, n: int, *, chat_template: bool = True, temperature: float = 1.0,
-                  top_p: float = 1.0, max_new_tokens: int = 64, seed: int | None = None) -> list[list[Episode]]:
+                  top_p: float = 1.0, max_new_tokens: int = 64, seed: int | None = None,
+                  seeds: list[int] | None = None) -> list[list[Episode]]:
     """`n` episodes of each task (groups in task order), every segment with its token ids.
     The first prompt is tokenized as `sample_tasks` tokenizes a prompt (a prompt the tokenizer
     cannot read raises `PromptError` naming the task); observations without special tokens
-    added, as the text the loop appends."""
+    added, as the text the loop appends. `seeds`, one per task, seed episode k of task i with
+    `seeds[i] + k` (`SamplerPolicy`), as `sample_tasks` seeds sample k."""
     tokenizer = generator.tokenizer
     chat = tokenizer if chat_template and getattr(tokenizer, "chat_template", None) else None
     rows = [t for t in tasks for _ in range(n)]
@@ -84,7 +98,11 @@ def play_episodes(generator, env, tasks: list, n: int, *, chat_template: bool = 
         prompt_ids = dict(zip(prompts, encode_prompts(tokenizer, prompts)))
     except PromptError as exc:
         raise exc.for_task(tasks[exc.index].id) from None
-    policy = SamplerPolicy(generator, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, seed=seed)
+    if seeds is not None and len(seeds) != len(tasks):
+        raise ValueError(f"seeds: {len(seeds)} seeds for {len(tasks)} tasks; give one per task")
+    row_seeds = None if seeds is None else [s + k for s in seeds for k in range(n)]
+    policy = SamplerPolicy(generator, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, seed=seed,
+                           seeds=row_seeds)
     episodes = run_episodes(env, rows, policy, tokenizer=chat,
                             encode=lambda text: tokenizer(text, add_special_tokens=False)["input_ids"],
                             encode_prompt=lambda text: prompt_ids.get(text) or tokenizer(text)["input_ids"])

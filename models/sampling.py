@@ -38,6 +38,9 @@ class PromptError(ValueError):
     def for_task(self, task_id: str) -> "PromptError":
         return PromptError(f"task {task_id!r}: {self}", self.index)
 
+    def __reduce__(self):  # pickled with its index: a distributed run re-raises it on every rank
+        return PromptError, (str(self), self.index)
+
 
 def encode_prompts(tokenizer, prompts: list[str] | list[list[int]]) -> list[list[int]]:
     """Token ids of each prompt (lists of ids pass through). A text prompt with characters that the
@@ -135,9 +138,12 @@ class StopStrings:
         return _split_completion(row, eos)
 
 
-def _next_tokens(logits: torch.Tensor, temperature: float, top_p: float) -> torch.Tensor:
+def _next_tokens(logits: torch.Tensor, temperature: float, top_p: float,
+                 uniforms: torch.Tensor | None = None) -> torch.Tensor:
     """Sample one token per row from logits (B, V): greedy at temperature 0, else softmax of
-    logits / temperature restricted to the smallest set of tokens with mass >= top_p."""
+    logits / temperature restricted to the smallest set of tokens with mass >= top_p. With
+    `uniforms` (B,) each row draws with its own number (`_inverse_cdf`), else one
+    `torch.multinomial` draws for all rows from the global RNG."""
     if temperature == 0:
         return logits.argmax(-1)
     probs = torch.softmax(logits.float() / temperature, -1)
@@ -146,20 +152,45 @@ def _next_tokens(logits: torch.Tensor, temperature: float, top_p: float) -> torc
         outside = sorted_p.cumsum(-1) - sorted_p >= top_p   # mass before this token already >= top_p
         sorted_p = sorted_p.masked_fill(outside, 0.0)
         probs = torch.zeros_like(probs).scatter(-1, order, sorted_p)
+    if uniforms is not None:
+        return _inverse_cdf(probs, uniforms)
     return torch.multinomial(probs, 1).squeeze(-1)
+
+
+def _inverse_cdf(probs: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
+    """The token (B,) whose interval of the cumulative distribution of `probs` (B, V) holds
+    `uniforms` (B,) in [0, 1) scaled by the row's mass: `torch.multinomial`'s distribution,
+    drawn from a number the row owns. A token without mass has an empty interval; only
+    rounding (u * mass == mass) could step past the last token with mass, so clamp to it."""
+    cdf = probs.double().cumsum(-1)
+    index = torch.searchsorted(cdf, (uniforms.to(cdf) * cdf[:, -1]).unsqueeze(-1), right=True).squeeze(-1)
+    last = (probs > 0).cumsum(-1).argmax(-1)   # the first index reaching the final count: the last with mass
+    return torch.minimum(index, last)
+
+
+def row_uniforms(seeds: list[int], n: int, steps: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """(len(seeds) * n, steps) float64 uniforms: row i * n + k from its own CPU generator seeded
+    `seeds[i] + k` (vLLM's seed of the k-th sample of a request), so a row's draws depend on
+    its seed alone, not on the batch, its size or the device. A generator's stream is the same
+    whatever its length, so a longer `steps` only extends each row."""
+    rows = [torch.rand(steps, generator=torch.Generator().manual_seed(seed + k), dtype=torch.float64)
+            for seed in seeds for k in range(n)]
+    return torch.stack(rows).to(device)
 
 
 @torch.no_grad()
 def sample_loop(model, input_ids: torch.Tensor, attention: torch.Tensor, max_new_tokens: int, temperature: float,
                 top_p: float, eos: set[int], pad: int, repeats: int = 1,
-                stop_check: StopStrings | None = None) -> torch.Tensor:
+                stop_check: StopStrings | None = None, uniforms: torch.Tensor | None = None) -> torch.Tensor:
     """Autoregressive sampling with a KV cache: (B, P) left-padded prompts -> (B * repeats,
     <= max_new_tokens) new tokens, `pad` after a row's EOS; rows i*repeats .. (i+1)*repeats-1
     continue prompt i, whose prefill runs once and is shared through the cache. The same
     distribution as transformers `generate` with top_k=0, without its per-token machinery (logits
     processors, stopping criteria), which for small models and short answers costs more than the
     model itself; stops when every row ended. `stop_check(tokens, done)` (`StopStrings`) ends
-    rows at stop strings too: they are padded from the next token on."""
+    rows at stop strings too: they are padded from the next token on. `uniforms` (B * repeats,
+    max_new_tokens) (`row_uniforms`): row r's token t is drawn with `uniforms[r, t]` instead of
+    the global RNG, so each row's samples are its own whatever shares its batch."""
     positions = (attention.cumsum(-1) - 1).clamp(min=0)
     out = model(input_ids=input_ids, attention_mask=attention, position_ids=positions, use_cache=True,
                 logits_to_keep=1)
@@ -176,7 +207,8 @@ def sample_loop(model, input_ids: torch.Tensor, attention: torch.Tensor, max_new
     position = positions[:, -1:]
     tokens = []
     for _ in range(max_new_tokens):
-        token = _next_tokens(out.logits[:, -1], temperature, top_p).masked_fill(done, pad)
+        draws = None if uniforms is None else uniforms[:, len(tokens)]
+        token = _next_tokens(out.logits[:, -1], temperature, top_p, draws).masked_fill(done, pad)
         tokens.append(token)
         if stop_check is not None:
             done |= stop_check(tokens, done)
@@ -193,9 +225,17 @@ def sample_loop(model, input_ids: torch.Tensor, attention: torch.Tensor, max_new
 @torch.no_grad()
 def hf_sample(model, tokenizer, prompts: list[str] | list[list[int]], n: int, *, temperature: float = 1.0,
               top_p: float = 1.0, max_new_tokens: int = 64, seed: int | None = None,
-              stop: tuple[str, ...] | list[str] | None = None) -> list[list[Sample]]:
+              stop: tuple[str, ...] | list[str] | None = None,
+              seeds: list[int] | None = None) -> list[list[Sample]]:
     """Sample `n` completions per prompt from a transformers model (left padding, `sample_loop`);
-    a completion also ends at the first of the `stop` strings, kept in its text and tokens."""
+    a completion also ends at the first of the `stop` strings, kept in its text and tokens.
+
+    `seed` seeds the one random stream of the whole batch (the trainers' rollouts). `seeds`,
+    one per prompt, instead gives sample k of prompt i its own stream seeded `seeds[i] + k`
+    (`row_uniforms`), so that a prompt's samples do not depend on which prompts share the batch
+    (the evaluation's per-task seeds); `seed` is then unused."""
+    if seeds is not None and len(seeds) != len(prompts):
+        raise ValueError(f"seeds: {len(seeds)} seeds for {len(prompts)} prompts; give one per prompt")
     ids = encode_prompts(tokenizer, prompts)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     width = max(map(len, ids))
@@ -203,12 +243,14 @@ def hf_sample(model, tokenizer, prompts: list[str] | list[list[int]], n: int, *,
     attention = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in ids], device=model.device)
     eos = _eos_ids(model, tokenizer)
     devices = [model.device] if model.device.type == "cuda" else []
+    uniforms = None if seeds is None else row_uniforms(seeds, n, max_new_tokens, model.device)
+    seed = None if seeds is not None else seed
     with torch.random.fork_rng(devices=devices, enabled=seed is not None):  # leave the caller's RNG alone
         if seed is not None:
             torch.manual_seed(seed)
         check = StopStrings(tokenizer, stop) if stop else None
         out = sample_loop(model, input_ids, attention, max_new_tokens, temperature, top_p, eos, pad, repeats=n,
-                          stop_check=check)
+                          stop_check=check, uniforms=uniforms)
     result = []
     for i, prompt_ids in enumerate(ids):
         group = []
@@ -236,12 +278,14 @@ class HFGenerator:
         self.model = model
 
     def generate(self, prompts, n: int, *, temperature: float = 1.0, top_p: float = 1.0,
-                 max_new_tokens: int = 64, seed: int | None = None, stop=None) -> list[list[Sample]]:
+                 max_new_tokens: int = 64, seed: int | None = None, stop=None,
+                 seeds: list[int] | None = None) -> list[list[Sample]]:
+        """`hf_sample`: `seed` for the batch, or `seeds` (sample k of prompt i: `seeds[i] + k`)."""
         was_training = self.model.training
         self.model.eval()
         try:
             return hf_sample(self.model, self.tokenizer, prompts, n, temperature=temperature, top_p=top_p,
-                             max_new_tokens=max_new_tokens, seed=seed, stop=stop)
+                             max_new_tokens=max_new_tokens, seed=seed, stop=stop, seeds=seeds)
         finally:
             self.model.train(was_training)
 
@@ -296,17 +340,22 @@ class VLLMGenerator:
         )
 
     def generate(self, prompts, n: int, *, temperature: float = 1.0, top_p: float = 1.0,
-                 max_new_tokens: int = 64, seed: int | None = None, stop=None) -> list[list[Sample]]:
+                 max_new_tokens: int = 64, seed: int | None = None, stop=None,
+                 seeds: list[int] | None = None) -> list[list[Sample]]:
         """As `HFGenerator.generate`; `stop` strings end a completion and stay in it."""
         from vllm import SamplingParams
 
+        if seeds is not None and len(seeds) != len(prompts):
+            raise ValueError(f"seeds: {len(seeds)} seeds for {len(prompts)} prompts; give one per prompt")
         ids = encode_prompts(self.tokenizer, prompts)
         # vLLM seeds the k-th sample of a request with seed + k: give each prompt its own range,
         # or every prompt's k-th sample would share one random stream.
+        request_seeds = seeds if seeds is not None else \
+            [None if seed is None else seed + i * n for i in range(len(ids))]
         params = [SamplingParams(n=n, temperature=temperature, top_p=top_p, max_tokens=max_new_tokens,
-                                 seed=None if seed is None else seed + i * n, logprobs=0, skip_special_tokens=True,
+                                 seed=request_seed, logprobs=0, skip_special_tokens=True,
                                  stop=list(stop) if stop else None, include_stop_str_in_output=bool(stop))
-                  for i in range(len(ids))]
+                  for request_seed in request_seeds]
         outputs = self.llm.generate([{"prompt_token_ids": r} for r in ids], params, use_tqdm=False)
         return [[self._sample(c, prompt_ids) for c in out.outputs] for out, prompt_ids in zip(outputs, ids)]
 
@@ -337,15 +386,19 @@ class VLLMGenerator:
 
 
 def sample_tasks(generator, env, tasks: list, n: int, *, chat_template: bool = True, temperature: float = 1.0,
-                 top_p: float = 1.0, max_new_tokens: int = 64, seed: int | None = None) -> list[list[Sample]]:
+                 top_p: float = 1.0, max_new_tokens: int = 64, seed: int | None = None,
+                 seeds: list[int] | None = None) -> list[list[Sample]]:
     """`n` samples of each task's prompt, as the environment renders it (through the tokenizer's
     chat template when it has one, unless `chat_template` is False). A prompt the tokenizer
-    cannot read raises `PromptError` naming the task. Trainers and the eval harness sample
-    through `models.episodes.sample_env`, which calls this for single-turn environments."""
+    cannot read raises `PromptError` naming the task. `seeds` (one per task; sample k of task i
+    seeded `seeds[i] + k`) replace the batch's `seed`; a generator gets the keyword only when
+    it is given. Trainers and the eval harness sample through `models.episodes.sample_env`,
+    which calls this for single-turn environments."""
     tokenizer = getattr(generator, "tokenizer", None) if chat_template else None
+    per_task = {} if seeds is None else {"seeds": list(seeds)}
     try:
         return generator.generate([env.render(task, tokenizer) for task in tasks], n, temperature=temperature,
-                                  top_p=top_p, max_new_tokens=max_new_tokens, seed=seed)
+                                  top_p=top_p, max_new_tokens=max_new_tokens, seed=seed, **per_task)
     except PromptError as exc:
         raise exc.for_task(tasks[exc.index].id) from None
 

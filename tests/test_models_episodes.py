@@ -75,7 +75,8 @@ class ScriptedGenerator:
     def __init__(self, tokenizer, answers: dict[str, tuple[str, str]]):
         self.tokenizer, self.answers, self.calls = tokenizer, answers, []
 
-    def generate(self, prompts, n, *, temperature=1.0, top_p=1.0, max_new_tokens=64, seed=None, stop=None):
+    def generate(self, prompts, n, *, temperature=1.0, top_p=1.0, max_new_tokens=64, seed=None, stop=None,
+                 seeds=None):
         self.calls.append({"prompts": len(prompts), "n": n, "stop": stop, "max_new_tokens": max_new_tokens})
         out = []
         for ids in prompts:
@@ -193,3 +194,50 @@ def test_warm_start_labels_are_the_model_turns_only(env, calc_model):
         assert learned == f"<calc>{task.meta['expression']}</calc>{task.answer}</s>"
         shown = tokenizer.decode(ids[row][attention[row].bool()].tolist(), skip_special_tokens=True)
         assert shown == env.demonstration_episode(task).text
+
+
+class SeedRecorder(ScriptedGenerator):
+    """The scripted calculator player, recording (prompt text, seed) of every sample it draws."""
+
+    def __init__(self, tokenizer, answers):
+        super().__init__(tokenizer, answers)
+        self.drawn: list[tuple[str, int | None]] = []
+
+    def generate(self, prompts, n, *, seeds=None, **kw):
+        self.drawn += [(self.tokenizer.decode(ids, skip_special_tokens=True), None if seeds is None else seeds[i] + k)
+                       for i, ids in enumerate(prompts) for k in range(n)]
+        return super().generate(prompts, n, **kw)
+
+
+def test_episodes_seeds_are_per_episode_and_turn_whatever_the_batch(env, calc_model):
+    from models.episodes import ROUND_SEED_STRIDE
+
+    tasks = env.tasks("test")[:4]
+    answers = {t.prompt: (t.meta["expression"], t.answer) for t in tasks}
+    together = SeedRecorder(calc_model[1], answers)
+    play_episodes(together, env, tasks, 2, max_new_tokens=30, seeds=[100, 200, 300, 400])
+    assert together.calls[0]["prompts"] == 4 and together.calls[0]["n"] == 2   # the first turn still shared
+    for i, task in enumerate(tasks):
+        alone = SeedRecorder(calc_model[1], answers)
+        play_episodes(alone, env, [task], 2, max_new_tokens=30, seeds=[100 * (i + 1)])
+        assert sorted(d for d in together.drawn if d[0].startswith(task.prompt)) == sorted(alone.drawn)
+        # turn t of episode k: seeds[i] + k + t * stride; 2 or 3 turns (one or two tool calls) each
+        by_turn = sorted((text.count("<result>"), seed) for text, seed in alone.drawn)
+        turns = 3 if int(task.prompt[1]) % 2 else 2
+        assert by_turn == [(t, 100 * (i + 1) + k + t * ROUND_SEED_STRIDE) for t in range(turns) for k in range(2)]
+
+
+def test_hf_episodes_are_the_same_alone_and_batched(env, calc_model):
+    model, tokenizer = calc_model
+    gen = HFGenerator(model, tokenizer)
+    tasks, seeds = env.tasks("test")[:3], [7, 2**40, 123456]
+    together = play_episodes(gen, env, tasks, 3, max_new_tokens=12, seeds=seeds)
+    for task, seed, group in zip(tasks, seeds, together):
+        alone = play_episodes(gen, env, [task], 3, max_new_tokens=12, seeds=[seed])[0]
+        assert [e.token_ids for e in alone] == [e.token_ids for e in group]
+    assert len({tuple(e.token_ids) for g in together for e in g}) > 3   # sampled, not one fixed reply
+
+
+def test_play_episodes_wants_one_seed_per_task(env, calc_model):
+    with pytest.raises(ValueError, match="seeds: 1 seeds for 2 tasks"):
+        play_episodes(HFGenerator(*calc_model), env, env.tasks("test")[:2], 2, seeds=[1])

@@ -75,7 +75,8 @@ class ScriptedGenerator:
         self.answers = {t.prompt: (t.meta["expression"], t.answer) for t in tasks}
         self.result_override = result_override
 
-    def generate(self, prompts, n, *, temperature=1.0, top_p=1.0, max_new_tokens=64, seed=None, stop=None):
+    def generate(self, prompts, n, *, temperature=1.0, top_p=1.0, max_new_tokens=64, seed=None, stop=None,
+                 seeds=None):
         out = []
         for ids in prompts:
             text = self.tokenizer.decode(ids, skip_special_tokens=True)

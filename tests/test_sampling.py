@@ -67,13 +67,31 @@ def test_select_tasks():
         sampling.select_tasks(tasks, {"t1": ["y"], "HumanEval/0": ["x"], "zz": ["x"]}, None, "toy split")
 
 
-def test_batch_seed_is_deterministic_and_distinct():
-    seed = sampling.batch_seed(0, ["t0", "t1"], 0)
-    assert seed == sampling.batch_seed(0, ["t0", "t1"], 0)
-    assert 0 <= seed < 2**31
-    others = {sampling.batch_seed(1, ["t0", "t1"], 0), sampling.batch_seed(0, ["t0"], 0),
-              sampling.batch_seed(0, ["t0", "t1"], 3)}
-    assert seed not in others and len(others) == 3
+def test_task_seed_is_stable_and_distinct():
+    seed = sampling.task_seed(0, "t0")
+    # sha256 of '[0, "t0"]', its first 8 bytes little-endian, >> 2: fixed across processes and
+    # Python versions (Python's str hash is salted per process)
+    import hashlib
+    digest = hashlib.sha256(b'[0, "t0"]').digest()
+    assert seed == int.from_bytes(digest[:8], "little") >> 2
+    assert 0 <= seed < 2**62
+    others = {sampling.task_seed(1, "t0"), sampling.task_seed(0, "t1"), sampling.task_seed(0, "t0 "),
+              sampling.task_seed(0, "T0")}
+    assert seed not in others and len(others) == 4
+
+
+def test_collect_seeds_each_task_from_its_id_and_first_missing_index(tmp_path):
+    env, tasks = ToyEnv(size=3), ToyEnv(size=3).tasks("test")
+    store = SampleStore.open(tmp_path, {"k": 1})
+    sampling.collect(FakeGenerator(), env, store, tasks[:2], None, sampling.Sampling(n=2, seed=7))
+    gen = FakeGenerator()
+    sampling.collect(gen, env, SampleStore.open(tmp_path, {"k": 1}), tasks, None, sampling.Sampling(n=5, seed=7))
+    seeds = {p: (s, c["n"]) for c in gen.calls for p, s in zip(c["prompts"], c["seeds"])}
+    # t0, t1 resume at sample 2 (their seed + 2: samples 2..4 are what a fresh run draws there);
+    # t2 starts at 0. No batch seed is passed.
+    assert seeds == {"0+0=": (sampling.task_seed(7, "t0") + 2, 3), "1+1=": (sampling.task_seed(7, "t1") + 2, 3),
+                     "2+2=": (sampling.task_seed(7, "t2"), 5)}
+    assert {c["seed"] for c in gen.calls} == {None}
 
 
 def test_collect_generates_n_per_task_in_batches_and_verifies():
@@ -83,7 +101,7 @@ def test_collect_generates_n_per_task_in_batches_and_verifies():
     sampling.collect(gen, env, store, tasks, None, sampling.Sampling(n=3, batch_size=2, temperature=0.5))
     assert [len(c["prompts"]) for c in gen.calls] == [2, 2, 1]
     assert all(c["n"] == 3 and c["temperature"] == 0.5 for c in gen.calls)
-    assert gen.calls[0]["seed"] == sampling.batch_seed(0, ["t0", "t1"], 0)
+    assert gen.calls[0]["seeds"] == [sampling.task_seed(0, "t0"), sampling.task_seed(0, "t1")]
     assert [r["passed"] for r in store.done["t0"]] == [True] * 3
     assert [r["passed"] for r in store.done["t1"]] == [False] * 3
     assert [r["index"] for r in store.done["t4"]] == [0, 1, 2]
