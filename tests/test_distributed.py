@@ -89,10 +89,14 @@ def test_two_process_run_ends_with_a_report_and_resumes_exactly(tmp_path, tiny_m
     straight, part = tmp_path / "straight", tmp_path / "part"
     kw = ("--checkpoint-every", "2", "--dynamic-sampling", "true", "--scale-rewards", "batch",
           "--minibatch-size", "4")
-    run = grpo(straight, tiny_model_path, "--steps", "4", *kw)
+    run = grpo(straight, tiny_model_path, "--steps", "4", *kw, "--eval-samples", "2", "--eval-tasks", "6")
     assert run.returncode == 0, run.stderr[-3000:]
     report = json.loads((straight / "report.json").read_text())
     assert report["summary"]["steps"] == 4 and report["summary"]["world_size"] == 2
+    # Evaluated before and after, each rank on its share of the tasks, gathered on rank 0.
+    assert report["comparison"] is not None and report["after"]["manifest"]["world_size"] == 2
+    assert sum(t["n"] for t in report["after"]["tasks"].values()) == 6 * 2
+    assert len((straight / "eval_after" / "samples.jsonl").read_text().splitlines()) == 6 * 2
     metrics = [json.loads(line) for line in (straight / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in metrics] == [1, 2, 3, 4]  # rank 0 alone writes
     assert all(m["world_size"] == 2 and m["comm_s"] > 0 for m in metrics)
@@ -168,3 +172,25 @@ def test_each_rank_samples_with_its_own_vllm_engine_in_sync(tmp_path, tiny_model
     assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert len(metrics) == 2 and all(m["logprob_gap_max"] < 1e-3 for m in metrics), metrics
+
+
+def test_no_command_option_is_taken_by_torchruns_parser():
+    """argparse matches abbreviations anywhere on the line, so an option of ours that is a prefix
+    of one of torchrun's would be read (or refused as ambiguous) by torchrun. The trainers have
+    none; the evaluation's `--n` is one, hence `torchrun ... -- evals/pass_at_k.py` there."""
+    import dataclasses
+
+    from torch.distributed.run import get_args_parser
+
+    from evals.pass_at_k import EvalConfig
+    from trainers.grpo import GRPOConfig
+    from trainers.ppo import PPOConfig
+
+    theirs = [s for a in get_args_parser()._actions for s in a.option_strings if s.startswith("--")]
+
+    def taken(cls) -> list[str]:
+        names = {o for f in dataclasses.fields(cls) for o in (f"--{f.name}", f"--{f.name.replace('_', '-')}")}
+        return sorted(o for o in names if any(t.startswith(o) for t in theirs))
+
+    assert {cls.__name__: taken(cls) for cls in (GRPOConfig, PPOConfig, EvalConfig)} == \
+        {"GRPOConfig": [], "PPOConfig": [], "EvalConfig": ["--n"]}
