@@ -204,7 +204,9 @@ def update_policy(run: RunContext, batch: ro.Rollout, loss_fn) -> dict:
             # Why: gradients add up over minibatches and are averaged over ranks, so each mean
             # weighs its share of the global batch (dapo: already / all tokens of all ranks).
             (loss * run.world if cfg.loss_type == "dapo" else loss * len(rows) * run.world / global_rows).backward()
-            record_minibatch(logs, loss, logp, old, ref, adv, mask, entropy, cfg)
+            # dapo's loss is this rank's share of the global token mean: x world, the ranks' average is that mean.
+            record_minibatch(logs, loss * run.world if cfg.loss_type == "dapo" else loss, logp, old, ref, adv, mask,
+                             entropy, cfg)
             if epoch == 0 and batch.gen_logprobs is not None:
                 gaps.append(ro.logprob_gaps(batch, rows, logp, mask))
         run.reduce_gradients()

@@ -256,7 +256,7 @@ def optimizer_step(run: RunContext, critic: Critic, critic_optimizer, batch: ro.
         loss = pg_loss + cfg.vf_coef * vf_loss
         (loss * run.world).backward()  # gradients are averaged over ranks: undo the 1/world
         for k, v in (("loss", loss), ("pg_loss", pg_loss), ("vf_loss", vf_loss)):
-            step[k] += float(v.detach())
+            step[k] += float(v.detach()) * run.world  # a rank's share of the global mean; ranks' average = the mean
         record_minibatch(logs, logp, t, values, entropy, mask, cfg)
     run.reduce_gradients(critic)
     if cfg.max_grad_norm:

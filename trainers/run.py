@@ -23,7 +23,7 @@ import torch
 from envs.multiturn import MultiTurnEnvironment
 from models import distributed
 from models.loading import ModelRef, is_tiny, resolve_model
-from models.sampling import HFGenerator, make_generator, resolve_backend
+from models.sampling import make_generator, resolve_backend
 from trainers import checkpoint, parallel
 from trainers import rollout as ro
 from trainers.config import RunConfig, derive_seed, require
