@@ -121,17 +121,23 @@ def test_two_process_run_ends_with_a_report_and_resumes_exactly(tmp_path, tiny_m
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("parallelism,critic", [("ddp", "head"), ("fsdp", "separate")])
-def test_ppo_on_two_processes(tmp_path, tiny_model_path, parallelism, critic):
+@pytest.mark.parametrize("parallelism,critic,lora", [("ddp", "head", 0), ("fsdp", "separate", 4)])
+def test_ppo_on_two_processes(tmp_path, tiny_model_path, parallelism, critic, lora):
+    """PPO's critic wrapped as the policy is; with fsdp a LoRA policy (its frozen base sharded
+    too, the KL reference read with the adapters off) and a critic with a trunk of its own."""
     out = tmp_path / "ppo"
     proc = torchrun(["-m", "trainers.ppo", "--model", tiny_model_path, "--steps", "2", "--prompts-per-step", "4",
                      "--group-size", "2", "--max-new-tokens", "4", "--generation-backend", "hf", "--eval-samples",
                      "0", "--output-dir", str(out), "--parallelism", parallelism, "--critic", critic,
-                     "--kl-coef", "0.05", "--num-minibatches", "2"])
+                     "--kl-coef", "0.05", "--num-minibatches", "2", "--lora-rank", str(lora)])
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads((out / "report.json").read_text())
     assert report["summary"]["world_size"] == 2 and report["summary"]["steps"] == 2
-    assert set(checkpoint.read(out / "checkpoint-2")) == {"policy", "critic"}
+    state = checkpoint.read(out / "checkpoint-2")
+    assert set(state) == {"policy", "critic"}
+    # LoRA: only the adapters are trainable, so only they are saved
+    assert all("lora_" in name for name in state["policy"]["model"]) == bool(lora)
+    assert (out / "final" / ("adapter_config.json" if lora else "config.json")).exists()
 
 
 def test_a_bad_option_on_one_rank_ends_every_rank_with_the_error(tmp_path, tiny_model_path):

@@ -94,8 +94,6 @@ def test_smoke_mode_end_to_end_on_what_the_gpu_machine_has(tmp_path, gpu_machine
     assert train["generation_tokens_per_s"] > 0 and train["update_tokens_per_s"] > 0
     assert train["step_s_median"] > 0
     assert result["memory"]["device"] == "cpu" and result["memory"]["peak_rss_gib"] > 0
-    assert result["memory"]["notes"] == ["matplotlib is not installed: the trainer stopped at its last act, "
-                                         "rewards.png (after the steps and the final save), and wrote no report.json"]
     tests = result["cuda_tests"]
     assert tests["tests"] >= 1 and tests["failures"] == tests["errors"] == 0
     assert tests["skipped"] >= 1   # test_core_ppo's CUDA test, on this CPU
