@@ -225,13 +225,8 @@ def run(cfg: EvalConfig, source, env, model_name: str | None = None, label: str 
     sampling = Sampling(cfg.n, cfg.temperature, cfg.top_p, cfg.max_new_tokens, cfg.seed, cfg.batch_size,
                         cfg.chat_template)
     collect(source, env, store, tasks, completions, sampling, progress=cfg.progress)
-    report, error = None, None
-    if distributed.is_main():
-        try:
-            report = _report(cfg, env, store, tasks, completions, split_size, run_cfg, source, started, label)
-        except Exception as exc:  # raised on every rank, which would otherwise wait for the report
-            error = exc
-    distributed.raise_if_any_failed(error)
+    report = distributed.on_main(
+        lambda: _report(cfg, env, store, tasks, completions, split_size, run_cfg, source, started, label))
     return distributed.broadcast_object(report)
 
 
@@ -239,14 +234,10 @@ def _open_store(cfg: EvalConfig, run_cfg: dict) -> SampleStore:
     """Rank 0's store, resumed from `cfg.output_dir` when it is set; on the other ranks an
     in-memory one that stays empty (rank 0 alone holds the samples). A refused folder (another
     run's samples, say) raises the same error on every rank."""
-    store, error = SampleStore(None, run_cfg), None
-    if cfg.output_dir and distributed.is_main():
-        try:
-            store = SampleStore.open(cfg.output_dir, run_cfg, cfg.overwrite)
-        except Exception as exc:
-            error = exc
-    distributed.raise_if_any_failed(error)
-    return store
+    empty = SampleStore(None, run_cfg)
+    if not cfg.output_dir:
+        return empty
+    return distributed.on_main(lambda: SampleStore.open(cfg.output_dir, run_cfg, cfg.overwrite), default=empty)
 
 
 def _report(cfg: EvalConfig, env, store: SampleStore, tasks: list, completions, split_size: int | None,
@@ -400,14 +391,8 @@ def _resolve_model(cfg: EvalConfig):
     model or fetches a hub model once, and the other ranks then find it in the cache."""
     from models.loading import resolve_model
 
-    model, error = None, None
-    if distributed.is_main():
-        try:
-            model = resolve_model(cfg.model, env=cfg.env)
-        except Exception as exc:
-            error = exc
-    distributed.raise_if_any_failed(error)
-    return model if model is not None else resolve_model(cfg.model, env=cfg.env)
+    with distributed.main_first():
+        return resolve_model(cfg.model, env=cfg.env)
 
 
 def _cmd_eval(cfg: EvalConfig) -> int:

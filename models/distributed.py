@@ -146,12 +146,30 @@ def broadcast_object(obj: Any) -> Any:
 
 @contextmanager
 def main_first():
-    """Rank 0 runs the block first, the others after it (e.g. building a cache they then read)."""
+    """Rank 0 runs the block first, the others after it (e.g. building a cache they then read);
+    an error in rank 0's block is raised on every rank (`raise_if_any_failed`)."""
     if not is_main():
-        barrier()
-    yield
+        raise_if_any_failed(None)  # waits for rank 0's outcome
+        yield
+        return
+    try:
+        yield
+    except Exception as exc:
+        raise_if_any_failed(exc)  # the others, waiting above, raise it too; this re-raises it
+    raise_if_any_failed(None)
+
+
+def on_main(fn, default=None):
+    """`fn()` run on rank 0 alone (the others get `default`); an error there is raised on every
+    rank, so none walks on into a collective rank 0 will not join."""
+    result, error = default, None
     if is_main():
-        barrier()
+        try:
+            result = fn()
+        except Exception as exc:  # noqa: BLE001 - raised again, on every rank, just below
+            error = exc
+    raise_if_any_failed(error)
+    return result
 
 
 class PeerError(RuntimeError):
@@ -187,7 +205,7 @@ def _portable(error: BaseException) -> bytes | None:
     try:
         blob = pickle.dumps(error)
         pickle.loads(blob)
-    except Exception:
+    except Exception:  # noqa: BLE001 - whatever fails the round trip, the error is not portable
         return None
     return blob
 
