@@ -22,6 +22,7 @@ import json
 import random
 import shutil
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +33,7 @@ from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model
                                                      set_optimizer_state_dict)
 
 from models import distributed
+from trainers.config import derive_seed
 from verifiers.options import dump_yaml
 
 KEEP = 2
@@ -56,11 +58,18 @@ def _step_of(path: Path) -> int:
 
 def _state(modules: dict) -> dict:
     """DCP's view of `modules` (name -> (module, optimizer)): per-parameter-name tensors."""
-    with warnings.catch_warnings():  # DCP warns that it keeps plain (replicated) tensors as they are
-        warnings.simplefilter("ignore")
-        return {name: {"model": get_model_state_dict(m, options=_OPTIONS),
-                       "optim": get_optimizer_state_dict(m, opt, options=_OPTIONS)}
-                for name, (m, opt) in modules.items()}
+    return {name: {"model": get_model_state_dict(m, options=_OPTIONS),
+                   "optim": get_optimizer_state_dict(m, opt, options=_OPTIONS)}
+            for name, (m, opt) in modules.items()}
+
+
+@contextmanager
+def _one_process_is_intended():
+    """Without a process group DCP warns on every save and load that it assumes one process:
+    here that is the intent, not news."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="torch.distributed is disabled, unavailable or uninitialized")
+        yield
 
 
 def _rng_state() -> dict:
@@ -76,8 +85,7 @@ def save(out: Path, cfg, step: int, modules: dict, data_position: int, elapsed_s
         shutil.rmtree(path, ignore_errors=True)  # a stale one from a run that did not reach here
         path.mkdir(parents=True)
     distributed.barrier()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with _one_process_is_intended():
         dcp.save(_state(modules), checkpoint_id=path / "dcp")
     torch.save(_rng_state(), path / f"rng-{distributed.rank()}.pt")
     distributed.barrier()  # every shard and RNG file is written before meta.json marks it complete
@@ -114,9 +122,10 @@ def load_latest(out: Path, modules: dict, seed: int = 0) -> Resumed:
         torch.set_rng_state(r["torch"])
         if r["cuda"] is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(r["cuda"])
-    else:
-        random.seed(seed * 1_000_003 + distributed.rank() * 7919 + meta["step"])
-        torch.manual_seed(seed * 1_000_003 + distributed.rank() * 7919 + meta["step"])
+    else:  # no RNG state of this rank's: a seed of its own from the run seed, the step and the rank
+        rank_seed = derive_seed(seed, "rank_rng", meta["step"] * distributed.world_size() + distributed.rank())
+        random.seed(rank_seed)
+        torch.manual_seed(rank_seed)
     return Resumed(meta["step"], meta["data_position"], meta["elapsed_s"], meta["world_size"], path)
 
 
@@ -124,8 +133,7 @@ def restore(path: Path, modules: dict) -> None:
     """Load the saved state of `modules` (name -> (module, optimizer)) from the checkpoint at
     `path` in place, resharded to this run's layout; other saved modules are not read."""
     state = _state(modules)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with _one_process_is_intended():
         dcp.load(state, checkpoint_id=path / "dcp")
     for name, (m, opt) in modules.items():
         set_model_state_dict(m, state[name]["model"], options=StateDictOptions(ignore_frozen_params=True,

@@ -22,7 +22,7 @@ from verifiers.options import parse_config, require, require_choice
 # Each random stream of a run gets its own seed from the run seed and a counter (the data
 # position, the epoch, the step): distinct prime multipliers keep two streams, or two runs with
 # neighbouring seeds, from drawing the same numbers.
-SEED_STREAMS = {"sampling": 1_000_003, "task_order": 100_003, "minibatch_order": 7919}
+SEED_STREAMS = {"sampling": 1_000_003, "task_order": 100_003, "minibatch_order": 7919, "rank_rng": 10_007}
 
 
 def derive_seed(seed: int, stream: str, counter: int) -> int:
