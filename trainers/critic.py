@@ -58,8 +58,7 @@ class Critic(nn.Module):
         logits, hidden = completion_states(policy, ids, attention, P, self.share_prompts, hidden=self.trunk is None)
         if self.trunk is not None:
             hidden = completion_states(self.trunk, ids, attention, P, self.share_prompts, logits=False, hidden=True)[1]
-        # A copy, not a view: FSDP2 hooks a sharded module's outputs, and warns on views.
-        values = self.head(hidden.to(self.head.weight.dtype)).squeeze(-1).clone()
+        values = self.head(hidden.to(self.head.weight.dtype)).squeeze(-1)
         logp = core.token_logprobs(logits, ids[:, P:].to(logits.device), temperature=temperature)
         entropy = None
         if with_entropy:
