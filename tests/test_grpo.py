@@ -14,7 +14,7 @@ import torch
 
 import envs
 from envs.base import Environment, register_env
-from models.sampling import vllm_available
+from models.backends import vllm_available
 from trainers.grpo import GRPOConfig, train
 from verifiers import Task, Verdict, Verifier
 
@@ -120,13 +120,13 @@ def test_loss_variants_train(tmp_path, tiny_model_path, overrides):
 
 
 def test_lora_trains_only_adapters_and_syncs_merged_names(tmp_path, tiny_model_path):
-    from trainers.run import RunContext
+    from trainers.parallel import DataParallel
+    from trainers.policy import Policy
 
-    cfg = _cfg(tmp_path, tiny_model_path, steps=1, lora_rank=4)
-    ctx = RunContext.create(cfg, "grpo")
-    trainable = [n for n, p in ctx.model.named_parameters() if p.requires_grad]
+    policy = Policy.load(_cfg(tmp_path, tiny_model_path, steps=1, lora_rank=4), DataParallel())
+    trainable = [n for n, p in policy.model.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in n for n in trainable)
-    names = {n for n, _ in ctx._named_weights()}
+    names = {n for n, _ in policy.sampler_weights()}
     assert names == set(_weights(tiny_model_path))  # checkpoint names, LoRA merged in
 
 
@@ -222,7 +222,7 @@ def test_process_advantages_penalise_the_wrong_step():
 
 
 def Sample_(text, ids):
-    from models.sampling import Sample
+    from models.sampler import Sample
 
     return Sample(text=text, token_ids=ids, logprobs=None, finish_reason="stop", prompt_token_ids=[1])
 
@@ -231,10 +231,11 @@ def Sample_(text, ids):
 def test_auto_backend_on_cpu_samples_from_the_trained_module(tmp_path, tiny_model_path):
     """With transformers generation the sampler must be the very module being trained,
     or generation would never see an update."""
-    from trainers.run import RunContext
+    from trainers.parallel import DataParallel
+    from trainers.policy import Policy
 
-    ctx = RunContext.create(_cfg(tmp_path, tiny_model_path, generation_backend="auto"), "grpo")
-    assert ctx.generator.model is ctx.model
+    policy = Policy.load(_cfg(tmp_path, tiny_model_path, generation_backend="auto"), DataParallel())
+    assert policy.sampler.model is policy.model
 
 
 def test_math_audit_shows_in_the_metrics(tmp_path, tiny_model_path):

@@ -18,7 +18,7 @@ with fewer batches wait in the round's gather; an error on any rank is raised on
 
 A multi-turn environment's samples are episodes, played through the same episode loop as the
 trainers' rollouts (`models.episodes.play_episodes`, `max_new_tokens` per model turn) and
-verified whole (`envs.multiturn.verify_episodes`); each record keeps the full transcript
+verified whole (`envs.multiturn.episode_verdicts`); each record keeps the full transcript
 (`episode`: `Episode.to_json()`, with its turn boundaries and tool calls) and its number of
 turns and tool calls.
 """
@@ -166,9 +166,9 @@ def _verify(env, batch: list, texts: list[list[str]], samples: list[list] | None
     flat_tasks = [task for (task, _, _), group in zip(batch, texts) for _ in group]
     episodes = [s.episode for group in samples or [] for s in group if s.episode is not None]
     if episodes:
-        from envs.multiturn import verify_episodes
+        from envs.multiturn import episode_verdicts
 
-        verdicts = iter(verify_episodes(env, episodes, flat_tasks))
+        verdicts = iter(episode_verdicts(env, episodes, flat_tasks))
     else:
         verdicts = iter(env.verifier.verify_batch([t for group in texts for t in group], flat_tasks))
     records = []
@@ -197,7 +197,7 @@ def collect(source, env, store: SampleStore, tasks: list, completions: Mapping[s
     done = {tid: len(records) for tid, records in store.done.items()} if distributed.is_main() else None
     todo = _plan(distributed.broadcast_object(done), tasks, completions, sampling.n)
     total = sum(len(w) if w is not None else sampling.n - have for _, have, w in todo)
-    mine = list(_batches(distributed.shard(todo), sampling.batch_size, sampling.n))
+    mine = list(_batches(distributed.rank_share(todo), sampling.batch_size, sampling.n))
     rounds = int(distributed.all_reduce([len(mine)], "max")[0])   # every rank joins every round's gather
     show = progress and total and distributed.is_main()
     bar = _progress_bar(total, getattr(env, "name", "")) if show else None
