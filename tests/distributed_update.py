@@ -23,7 +23,7 @@ from trainers.grpo import GRPOConfig, make_loss_fn, update_policy  # noqa: E402
 from trainers.parallel import DataParallel  # noqa: E402
 from trainers.policy import Policy  # noqa: E402
 from trainers.rollout import RolloutSource  # noqa: E402
-from trainers.startup import start_run  # noqa: E402
+from trainers.lifecycle import start_run  # noqa: E402
 from trainers.task_stream import TaskStream  # noqa: E402
 
 PROMPTS, GROUP = 4, 4

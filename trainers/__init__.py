@@ -2,7 +2,7 @@
 
 A run is a few named parts, which `train(cfg)` in each loop builds and calls in order:
 - `trainers.parallel.DataParallel`: the process group, gradient averaging, timed collectives;
-- `trainers.startup.start_run`: threads, seeds, the output folder, the environment;
+- `trainers.lifecycle`: `start_run` (threads, seeds, output folder, environment), `finish_run`;
 - `trainers.policy.Policy`: the model, its optimizer, the reference, the sampler, weight sync;
 - `trainers.rollout.RolloutSource` over `trainers.task_stream.TaskStream`: verified batches;
 - `trainers.clock.RunClock`: the step counter, the time cap, Ctrl-C;

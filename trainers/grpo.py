@@ -38,7 +38,7 @@ from trainers.metrics_log import MetricsLog
 from trainers.parallel import DataParallel
 from trainers.policy import Policy
 from trainers.rollout import RolloutSource
-from trainers.startup import start_run
+from trainers.lifecycle import finish_run, start_run
 from trainers.task_stream import TaskStream
 
 
@@ -137,11 +137,7 @@ def train(cfg: GRPOConfig) -> dict:
             log.record(clock.step, clock.elapsed(), metrics)
             checkpoints.save_if_due()
             evaluator.evaluate_if_due(clock.step)
-    checkpoints.save()
-    final_model = policy.save_pretrained(Path(cfg.output_dir) / "final")
-    report = evaluator.finish("grpo", clock, log.history, final_model, policy.source)
-    policy.close()
-    return report
+    return finish_run("grpo", policy, checkpoints, evaluator, clock, log)   # final model, after-evaluation, report
 
 
 def draw_batch(cfg: GRPOConfig, rollouts: RolloutSource, dp: DataParallel) -> ro.Rollout:

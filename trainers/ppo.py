@@ -55,7 +55,7 @@ from trainers.metrics_log import MetricsLog
 from trainers.parallel import DataParallel
 from trainers.policy import Policy, adamw
 from trainers.rollout import RolloutSource
-from trainers.startup import start_run
+from trainers.lifecycle import finish_run, start_run
 from trainers.task_stream import TaskStream
 
 
@@ -176,11 +176,7 @@ def train(cfg: PPOConfig) -> dict:
             log.record(clock.step, clock.elapsed(), metrics)
             checkpoints.save_if_due()
             evaluator.evaluate_if_due(clock.step)
-    checkpoints.save()
-    final_model = policy.save_pretrained(Path(cfg.output_dir) / "final")
-    report = evaluator.finish("ppo", clock, log.history, final_model, policy.source)
-    policy.close()
-    return report
+    return finish_run("ppo", policy, checkpoints, evaluator, clock, log)   # final model, after-evaluation, report
 
 
 def make_critic(cfg: PPOConfig, policy: Policy, dp: DataParallel) -> tuple[Critic, torch.optim.Optimizer]:

@@ -1,11 +1,15 @@
-"""What a training run does before it loads a model: torch's threads and the seeds, the output
-folder, and the environment, whose verifier starts its workers (SymPy, sandboxes) in the
-background while the model loads rather than inside step one.
+"""How a training run starts and ends, the same for GRPO and PPO.
 
-`start_run(cfg)` also settles the config's last open value (`max_new_tokens`: the
-environment's default when not given) and writes `config.yaml` beside the results. A fresh
-run clears what an earlier run left in the folder (checkpoints, metrics.jsonl, the before
-evaluation); `resume=true` keeps them.
+`start_run(cfg)` is what a run does before it loads a model: torch's threads and the seeds,
+the output folder, and the environment, whose verifier starts its workers (SymPy, sandboxes)
+in the background while the model loads rather than inside step one. It also settles the
+config's last open value (`max_new_tokens`: the environment's default when not given) and
+writes `config.yaml` beside the results. A fresh run clears what an earlier run left in the
+folder (checkpoints, metrics.jsonl, the before evaluation); `resume=true` keeps them.
+
+`finish_run(...)` is what it does after the last step: the final checkpoint, the trained model
+in `output_dir/final/`, the after-evaluation and the report (`Evaluator.finish`), and the
+sampler shut down.
 """
 
 from __future__ import annotations
@@ -21,7 +25,12 @@ from envs.multiturn import MultiTurnEnvironment
 from evals.config_cli import dump_yaml
 from models import distributed
 from models.loading import is_tiny
+from trainers.checkpoint import Checkpoints
+from trainers.clock import RunClock
 from trainers.config import RunConfig, require
+from trainers.evaluator import Evaluator
+from trainers.metrics_log import MetricsLog
+from trainers.policy import Policy
 
 
 def start_run(cfg: RunConfig):
@@ -48,6 +57,16 @@ def start_run(cfg: RunConfig):
     if distributed.is_main():
         (out / "config.yaml").write_text(dump_yaml(cfg))
     return env
+
+
+def finish_run(algorithm: str, policy: Policy, checkpoints: Checkpoints, evaluator: Evaluator, clock: RunClock,
+               log: MetricsLog) -> dict:
+    """Save the last step and the trained model, evaluate it, write the report; the report."""
+    checkpoints.save()                                           # resumable, like every checkpoint
+    final_model = policy.save_pretrained(Path(evaluator.cfg.output_dir) / "final")
+    report = evaluator.finish(algorithm, clock, log.history, final_model, policy.source)
+    policy.close()                                               # vLLM's engine, before the process group
+    return report
 
 
 def _prepare_output_dir(out: Path, resume: bool) -> None:
