@@ -1,6 +1,6 @@
 """envs/multiturn.py: the episode loop under scripted policies -- segments and their exact
 boundaries, tool errors, bad syntax, max_turns, the token budget, tool timeouts, batching,
-the JSON transcript -- and the README's multi-turn example."""
+the JSON transcript -- and the environments page's multi-turn example."""
 
 from __future__ import annotations
 
