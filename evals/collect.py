@@ -1,6 +1,6 @@
 """From tasks to verified samples: generation (or given completions), verification, resume.
 
-`collect` fills a `SampleStore` with what it still lacks: for a generator, `n` samples per
+`collect` fills a `SampleStore` with what it still lacks: for a sampler, `n` samples per
 task; for given completions, each task's completions. Generation runs in batches of
 `batch_size` prompts. Seeds are per (task, sample index): sample j of task t is drawn with
 `task_seed(seed, t) + j` (its own random stream on the hf backend, vLLM's seed of the j-th
@@ -40,7 +40,7 @@ from models import distributed
 
 @dataclass(frozen=True)
 class Sampling:
-    """Sampling parameters handed to `Generator.generate` (plus how prompts are rendered)."""
+    """Sampling parameters handed to `Sampler.generate` (plus how prompts are rendered)."""
 
     n: int = 10
     temperature: float = 1.0
@@ -74,7 +74,7 @@ def read_completions(path: str | Path) -> dict[str, list[str]]:
 
 def completions_source(source: Any) -> tuple[dict[str, list[str]] | None, str | None]:
     """(completions by task id, their sha256) of a file path or a mapping; (None, None) for a
-    generator (anything with a `generate` method)."""
+    sampler (anything with a `generate` method)."""
     if hasattr(source, "generate"):
         return None, None
     if isinstance(source, (str, Path)):
@@ -82,7 +82,7 @@ def completions_source(source: Any) -> tuple[dict[str, list[str]] | None, str | 
     if isinstance(source, Mapping):
         grouped = {str(k): [str(c) for c in v] for k, v in source.items()}
         return grouped, hashlib.sha256(json.dumps(grouped, sort_keys=True).encode()).hexdigest()
-    raise TypeError(f"source must be a generator, a completions file or a task_id -> completions mapping, "
+    raise TypeError(f"source must be a sampler, a completions file or a task_id -> completions mapping, "
                     f"got {type(source).__name__}")
 
 
@@ -137,12 +137,12 @@ def _batches(todo: list, size: int, n: int) -> Iterable[list]:
             yield group[i: i + size]
 
 
-def _generate(generator, env, sampling: Sampling, batch: list) -> tuple[list[list[str]], list[list]]:
+def _generate(sampler, env, sampling: Sampling, batch: list) -> tuple[list[list[str]], list[list]]:
     from envs.multiturn import MultiTurnEnvironment
     from models.episodes import sample_env  # here: scoring given completions needs no torch
 
     start = batch[0][1]   # `_batches` groups tasks by need, so they all start at the same index
-    groups = sample_env(generator, env, [task for task, _, _ in batch], sampling.n - start,
+    groups = sample_env(sampler, env, [task for task, _, _ in batch], sampling.n - start,
                         chat_template=sampling.chat_template, temperature=sampling.temperature,
                         top_p=sampling.top_p, max_new_tokens=sampling.max_new_tokens,
                         seeds=[task_seed(sampling.seed, task.id) + first for task, first, _ in batch])

@@ -205,7 +205,8 @@ def _report(cfg: EvalConfig, env, store: SampleStore, tasks: list, completions, 
     sha = sample_cfg.get("completions_sha256")
     per_task = counts(store, tasks, completions, cfg.samples)
     ks = parse_ks(cfg.ks, max(p["n"] for p in per_task.values()))
-    report = build_report(per_task, ks, _manifest(cfg, env, tasks, split_size, sample_cfg, source, started, label, command),
+    manifest = _manifest(cfg, env, tasks, split_size, sample_cfg, source, started, label, command)
+    report = build_report(per_task, ks, manifest,
                           confidence=cfg.confidence, n_bootstrap=cfg.n_bootstrap, seed=cfg.seed)
     report["statuses"] = tally(store, per_task, "status")
     if sha is None:

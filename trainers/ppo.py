@@ -170,9 +170,9 @@ def train(cfg: PPOConfig) -> dict:
     evaluator.evaluate("before")
     with clock.interruptible(checkpoints.save):
         while clock.next_step():
-            batch = rollouts.draw(cfg.prompts_per_step)                                  # generate + verify
-            metrics = update(cfg, policy, critic, critic_optimizer, dp, batch, clock.step)  # GAE + ppo_epochs
-            metrics["sync_s"] = policy.sync_weights()                                    # the sampler samples the new policy
+            batch = rollouts.draw(cfg.prompts_per_step)               # generate + verify
+            metrics = update(cfg, policy, critic, critic_optimizer, dp, batch, clock.step)   # GAE + ppo_epochs
+            metrics["sync_s"] = policy.sync_weights()                 # the sampler samples the new policy
             log.record(clock.step, clock.elapsed(), metrics)
             checkpoints.save_if_due()
             evaluator.evaluate_if_due(clock.step)
@@ -233,7 +233,8 @@ def update(cfg: PPOConfig, policy: Policy, critic: Critic, critic_optimizer, dp:
 
 
 @torch.no_grad()
-def score_rollout(cfg: PPOConfig, policy: Policy, critic: Critic, batch: ro.Rollout) -> tuple[torch.Tensor, torch.Tensor]:
+def score_rollout(cfg: PPOConfig, policy: Policy, critic: Critic,
+                  batch: ro.Rollout) -> tuple[torch.Tensor, torch.Tensor]:
     """Log-probs and values (B, T) of the policy and critic that produced the batch, before any update."""
     critic.eval()
     parts = []
