@@ -84,6 +84,16 @@ def test_resume_continues_to_the_same_result(tmp_path, tiny_model_path):
     assert logged == [1, 2, 3, 4]
 
 
+def test_resume_reuses_the_before_evaluation(tmp_path, tiny_model_path):
+    """The before-evaluation measured the starting policy: a resumed run reads its report back
+    instead of measuring the trained policy under that name."""
+    first = train(_cfg(tmp_path, tiny_model_path, steps=2, eval_samples=2, eval_tasks=3))
+    assert (tmp_path / "run" / "eval_before" / "report.json").exists()
+    resumed = train(_cfg(tmp_path, tiny_model_path, steps=3, eval_samples=2, eval_tasks=3, resume=True))
+    assert resumed["summary"]["steps"] == 3
+    assert resumed["before"] == first["before"]   # the same report, its manifest's times included
+
+
 def test_resume_without_checkpoint_is_a_clear_error(tmp_path, tiny_model_path):
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         train(_cfg(tmp_path, tiny_model_path, resume=True))

@@ -132,7 +132,8 @@ def load_latest(out: Path, modules: dict, seed: int = 0) -> Resumed:
         rank_seed = derive_seed(seed, "rank_rng", meta["step"] * distributed.world_size() + distributed.rank())
         random.seed(rank_seed)
         torch.manual_seed(rank_seed)
-    return Resumed(meta["step"], meta["data"], meta["elapsed_s"], meta["world_size"], path)
+    data = meta["data"] if "data" in meta else {"position": meta["data_position"]}   # written before 2026-12-07
+    return Resumed(meta["step"], data, meta["elapsed_s"], meta["world_size"], path)
 
 
 def restore(path: Path, modules: dict) -> None:

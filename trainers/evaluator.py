@@ -2,9 +2,9 @@
 
 `Evaluator.evaluate(tag)` measures pass@k of the current policy on the environment's test
 split with `evals.harness.evaluate` (every rank samples its share of the tasks) into
-`output_dir/eval_TAG/`: `before` training, every `eval_every` steps (`stepN`) and `after`.
-The samples are seeded apart from training's (the run seed + 1), and a resumed run reuses its
-`before` report, since the policy it measured has not changed.
+`output_dir/eval_TAG/` (its samples, and its `report.json`): `before` training, every
+`eval_every` steps (`stepN`) and `after`. The samples are seeded apart from training's (the run
+seed + 1). A resumed run reuses its `before` report: the policy it measured is gone by then.
 
 `Evaluator.finish` ends a run: the after-evaluation, the paired before/after comparison
 (`evals.comparison.compare`), and on rank 0 the comparison table on stdout, `rewards.png`
@@ -38,7 +38,7 @@ class Evaluator:
     def evaluate(self, tag: str) -> dict | None:
         """pass@k of the current policy (None with `eval_samples=0`), kept as `evaluations[tag]`."""
         from evals.harness import evaluate
-        from evals.report import load_report
+        from evals.report import load_report, write_json
 
         cfg = self.cfg
         if not cfg.eval_samples:
@@ -56,6 +56,8 @@ class Evaluator:
                           temperature=cfg.eval_temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens,
                           seed=cfg.seed + 1, limit=cfg.eval_tasks or None, output_dir=str(out),
                           batch_size=max(1, 256 // cfg.eval_samples), env_options=cfg.env_options)
+        if distributed.is_main():  # what a resumed run reuses (the "before" policy is gone by then)
+            write_json(report, out / "report.json")
         episodes = report.get("episodes")
         tools = f", {episodes['tool_calls_mean']:.2f} tool calls/episode" if episodes else ""
         progress(f"eval {tag}: pass@1 {report['metrics']['pass@k']['1']['value']:.3f} "
