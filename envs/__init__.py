@@ -18,5 +18,6 @@ from envs import humaneval as _humaneval  # noqa: E402,F401
 from envs import mbpp as _mbpp  # noqa: E402,F401
 from envs import synthetic_code as _synthetic_code  # noqa: E402,F401
 from envs import calculator as _calculator  # noqa: E402,F401
+from envs import reasoning_gym as _reasoning_gym  # noqa: E402,F401  (reasoning-gym itself: imported on use)
 
 __all__ = ["EnvError", "Environment", "env_help", "env_options", "get_env", "list_envs", "option", "register_env", "take"]

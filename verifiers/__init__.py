@@ -21,6 +21,7 @@ from verifiers import format as _format  # noqa: E402,F401
 from verifiers import math as _math  # noqa: E402,F401
 from verifiers import process as _process  # noqa: E402,F401
 from verifiers import code as _code  # noqa: E402,F401
+from verifiers import reasoning_gym as _reasoning_gym  # noqa: E402,F401  (reasoning-gym itself: imported on use)
 from verifiers.remote import RemoteVerifier  # noqa: E402  (stdlib HTTP only: cheap to import)
 
 
