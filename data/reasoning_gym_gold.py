@@ -3,9 +3,10 @@
 Most generators put a reference answer in the entry's `answer`. Five put `None` there,
 because many answers are right; their scorers check an answer against the puzzle instead.
 For those, the gold answer comes from the entry's metadata (graph_color, propositional_logic,
-rubiks_cube keep an example there) or from a small solver written here (rush_hour: a
+rubiks_cube keep an example there; propositional_logic's is checked with its scorer, since it
+is sometimes not implied by the premises) or from a small solver written here (rush_hour: a
 breadth-first search of the board; boxnet: each box walked to a target of its colour, one
-move per step). Each is checked by the generator's own scorer in
+move per step). `UNSOLVABLE` says which generators make tasks that no answer passes. Each is checked by the generator's own scorer in
 `benchmarks/rgym_sweep.py`.
 """
 
@@ -13,6 +14,11 @@ from __future__ import annotations
 
 import json
 from collections import deque
+
+
+def unsolvable(dataset: str, entry: dict) -> bool:
+    """True for a task of a generator in `CHECKED` that no answer can pass (it has no gold)."""
+    return dataset in CHECKED and gold_answer(dataset, entry) is None
 
 
 def gold_answer(dataset: str, entry: dict) -> str | None:
@@ -120,10 +126,30 @@ def _boxnet(metadata: dict) -> str:
     return json.dumps(plan)
 
 
+# --------------------------------------------------------------------------- propositional logic
+
+
+def _propositional_logic(metadata: dict) -> str | None:
+    """The generator's example answer where its scorer gives it 1.0 (not always: the example can
+    be a formula the premises do not imply), else the first premise, variable or negated variable
+    that scores 1.0; None when nothing does (when every premise is a tautology, every valid
+    conclusion is one too, and a tautology scores 0.25)."""
+    from reasoning_gym.factory import DATASETS
+
+    dataset_cls, config_cls = DATASETS["propositional_logic"]
+    scorer = dataset_cls(config=config_cls(seed=0, size=1))
+    entry = {"question": "", "answer": None, "metadata": metadata}
+    candidates = [metadata["example_answer"], *metadata["premises"], *metadata["variables"],
+                  *(f"¬{v}" for v in metadata["variables"])]
+    return next((c for c in candidates if scorer.score_answer(c, entry) == 1.0), None)
+
+
 DERIVED = {
     "graph_color": _graph_color,
-    "propositional_logic": lambda metadata: metadata["example_answer"],
+    "propositional_logic": _propositional_logic,
     "rubiks_cube": lambda metadata: metadata["example_correct_answer"],
     "rush_hour": _rush_hour,
     "boxnet": _boxnet,
 }
+# Generators whose tasks may have no passing answer at all; their splits leave such tasks out.
+CHECKED = frozenset({"propositional_logic"})

@@ -9,7 +9,8 @@ Splits. The train split draws with seed `seed`, the test split with `seed + TEST
 drawn. Generators with a small problem space can still produce one question from different
 seeds, so the test split keeps distinct questions only, and the train split drops every
 question the test split holds (and keeps its own repeats: sampling with replacement is what
-the generator does). Both are deterministic: the same options give the same items in the
+the generator does). Tasks that no answer can pass are left out of both
+(`data.reasoning_gym_gold.unsolvable`: a few percent of propositional_logic's). Both are deterministic: the same options give the same items in the
 same order. A split of a small problem space may hold fewer items than asked: drawing stops
 after `DRAWS_PER_ITEM` draws per item asked (plus `EXTRA_DRAWS`).
 
@@ -24,10 +25,18 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from data.reasoning_gym_gold import unsolvable
+
 TEST_SEED_OFFSET = 1 << 30
 DRAWS_PER_ITEM = 4
 EXTRA_DRAWS = 100
 RESERVED = ("seed", "size")  # set by the splits, never by a generator's config
+# Scorers of reasoning-gym 0.1.25 that give full credit to an answer that does not depend on the
+# question (found by benchmarks/rgym_sweep.py): a policy trained on them learns that answer.
+FLAWED_SCORERS = {
+    "coin_flip": "any prefix of the answer's digits scores 1.0, so '0' passes every task",
+    "game_of_life_halting": "bool(answer) == bool(gold): any non-empty answer scores 1.0",
+}
 
 
 @dataclass(frozen=True)
@@ -150,7 +159,7 @@ def draw_split(weights: dict, configs: dict, split: str, seed: int, count: int,
             break
         item = source.item(draw)
         key = item.question.strip()
-        if key in exclude or (split == "test" and key in seen):
+        if key in exclude or (split == "test" and key in seen) or unsolvable(item.dataset, item.entry):
             continue
         seen.add(key)
         items.append(item)

@@ -27,11 +27,12 @@ reward is its float (partial credit stays partial), `passed` is `score >= pass_t
 
 from __future__ import annotations
 
+import warnings
 from functools import cached_property
 from typing import Any
 
 from data.reasoning_gym_gold import gold_answer
-from data.reasoning_gym_items import TEST_SEED_OFFSET, Item, draw_split, generator_names, parse_mix
+from data.reasoning_gym_items import FLAWED_SCORERS, TEST_SEED_OFFSET, Item, draw_split, generator_names, parse_mix
 from envs.base import EnvError, Environment, option, register_env
 from verifiers import Task, Verifier, get_verifier
 from verifiers.base import verifier_options
@@ -76,6 +77,9 @@ class ReasoningGymEnv(Environment):
             raise EnvError(str(exc)) from None
         if self.style == "bare":
             self.demo_separator = ""
+        for name in sorted(set(self.weights) & set(FLAWED_SCORERS)):
+            warnings.warn(f"reasoning-gym's {name} scorer is flawed: {FLAWED_SCORERS[name]}; rewards on it can be "
+                          "gamed (docs/reasoning_gym.md)", RuntimeWarning, stacklevel=2)
 
     @classmethod
     def about(cls) -> str:

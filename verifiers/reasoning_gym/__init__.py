@@ -162,6 +162,8 @@ class ReasoningGymVerifier(Verifier):
                                         "error": f"the completion must be a string, got {type(completion).__name__}"})
         if outcome.get("alone"):
             info["scored_alone"] = True
+        if outcome.get("undefined"):  # names the gate kept the answer from reading (`scorer_program`)
+            info["undefined_names"] = outcome["undefined"]
         if "score" in outcome:
             passed = outcome["score"] >= self.pass_threshold
             return Verdict(outcome["score"], passed, {**info, "status": "passed" if passed else "failed",

@@ -83,7 +83,7 @@ def outcome_of(ex: Execution, limits: Limits) -> dict:
 def outcome_of_line(line: dict, time_limit: float) -> dict:
     """The outcome of one answer the scoring process reported."""
     if "score" in line:
-        return {"score": line["score"]}
+        return {"score": line["score"], **({"undefined": line["undefined"]} if line.get("undefined") else {})}
     if "refused" in line:
         return {"status": "error", "error": f"refused to run {line['refused']}"}
     if "timeout" in line:
@@ -158,7 +158,7 @@ class ScorerPool:
             ex = self._run(pending)
             lines, budget = read_lines(ex.result, len(pending))
             k = next((j for j, line in enumerate(lines) if "score" not in line), len(lines))
-            out += [{"score": line["score"]} for line in lines[:k]]
+            out += [outcome_of_line(line, self.time_limit) for line in lines[:k]]
             if k == len(pending) or (budget and k == len(lines)):
                 continue  # all scored, or the process stopped at its budget: the rest go to a fresh one
             if ex.sandbox_error and not lines:  # the sandbox itself fails: do not start it again per answer

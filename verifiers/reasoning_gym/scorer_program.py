@@ -15,19 +15,22 @@ where it ended early. The process ends after any answer whose scoring did not re
 
 The gate: an audit hook (`sys.addaudithook`, which nothing can remove) sees every code object
 before the interpreter runs it (`exec` events: `eval`, `exec`, `compile`d strings; and
-functions and code objects built at run time). It lets through module code from files (the
-read-only installed packages, imported lazily), `from sympy import *` (which SymPy's parser
-runs on every call), and *inert* code: straight-line expressions of constants, operators,
-containers and subscripts, whose only names are, inside SymPy's `parse_expr`, SymPy's number
-and elementary-function constructors and one-letter symbols the scorer bound (see `INERT_*`).
-Inert code reads no attribute, binds no name, imports nothing, defines nothing and cannot loop,
-so scoring an answer runs only the libraries' own code on values built from the answer; any
-string those libraries evaluate in turn meets the same gate. Anything else -- a call of
+functions built at run time). It lets through module code from files (the read-only installed
+packages, imported lazily), `from sympy import *` (which SymPy's parser runs on every call),
+code SymPy generates from its own templates (`CODEGEN`), and *inert* code: straight-line
+expressions of constants, operators, containers and subscripts, whose only names are, inside
+SymPy's `parse_expr`, SymPy's number and elementary-function constructors and one-letter
+symbols the scorer bound (see `INERT_*`). Inert code reads no attribute, binds no name,
+imports nothing, defines nothing and cannot loop, so scoring an answer runs only the
+libraries' own code on values built from the answer; any string those libraries evaluate in
+turn meets the same gate. A name inert code may not load (`oracle_answer`, or any word: the
+Python scorers `eval` the answer in their own scope) behaves as undefined, a `NameError`,
+which the scorer handles as it handles any answer it cannot read. Anything else -- a call of
 `__import__`, an attribute, a lambda -- is refused before it runs: the hook raises `Refused`
 (a BaseException, so `except Exception` in a scorer does not hide it) and records it, and the
-answer's verdict is `error`. The gate also refuses pickle, marshal, ctypes, processes and
-sockets. So no answer runs code of its own, and none can change how a later one is scored
-(the verifier also starts a fresh process after any answer that did not end normally).
+answer's verdict is `error`. The gate also refuses pickle, ctypes, processes and sockets. So no
+answer runs code of its own, and none can change how a later one is scored (the verifier also
+starts a fresh process after any answer that did not end normally).
 """
 
 from __future__ import annotations
@@ -61,7 +64,7 @@ INERT_SYMPY = frozenset({
     "Min", "Max", "pi", "E", "I", "oo", "zoo", "nan",
 })
 SYMPY_PARSER = "sympy.parsing.sympy_parser"
-REFUSED_EVENTS = ("pickle.find_class", "marshal.load", "ctypes.", "os.system", "os.exec", "os.spawn",
+REFUSED_EVENTS = ("pickle.find_class", "ctypes.", "os.system", "os.exec", "os.spawn",
                   "os.posix_spawn", "os.fork", "os.forkpty", "subprocess.Popen", "pty.spawn", "socket.",
                   "sys.settrace", "sys.setprofile", "code.__new__")
 RESULT_FD = 3
@@ -81,35 +84,45 @@ def _snippet(source: str) -> tuple:
 
 
 KNOWN = frozenset({_snippet("from sympy import *")})  # what parse_expr runs before each parse
+# Functions that generate and run code from their library's own templates, never from their input.
+CODEGEN = frozenset({("sympy.polys.monomials", "_build")})  # monomial arithmetic for n generators
 
 
-def inert(code, names: frozenset) -> str | None:
-    """None when `code` is inert (names only from `names`), else why not."""
+def check(code, names: frozenset) -> tuple[str, str] | None:
+    """None when `code` is inert with names from `names`; ("undefined", name) when its only fault
+    is loading another name (no call); else ("refused", why)."""
     if any(type(c) is type(code) for c in code.co_consts):
-        return "it defines a function, lambda or comprehension"
-    ops = sorted({ins.opname for ins in dis.get_instructions(code)} - INERT_OPS)
-    extra = sorted(set(code.co_names) - names)
-    why = ([f"it uses {', '.join(ops)}"] if ops else []) + ([f"it names {', '.join(extra)}"] if extra else [])
-    return "; ".join(why)[:300] or None
+        return "refused", "it defines a function, lambda or comprehension"
+    used = {ins.opname for ins in dis.get_instructions(code)}
+    ops, extra = sorted(used - INERT_OPS), sorted(set(code.co_names) - names)
+    if ops:
+        return "refused", f"it uses {', '.join(ops)}" + (f" and names {', '.join(extra)}" if extra else "")
+    if extra and any("CALL" in op for op in used):
+        return "refused", f"it calls or names {', '.join(extra)}"
+    return ("undefined", extra[0]) if extra else None
 
 
-def allowed(code, caller: str) -> str | None:
-    """None when the gate lets `code` run, else why not."""
+def review(code, frame) -> tuple[str, str] | None:
+    """The gate's decision on `code`, about to run from `frame` (see `check`)."""
     filename = code.co_filename
     if filename.startswith("<frozen ") or (os.path.isabs(filename) and os.path.isfile(filename)):
         return None  # a module of the standard library or of the installed packages, imported now
-    if (code.co_code, code.co_consts, code.co_names) in KNOWN:
+    caller = frame.f_globals.get("__name__", "")
+    if (code.co_code, code.co_consts, code.co_names) in KNOWN or (caller, frame.f_code.co_name) in CODEGEN:
         return None
     names = INERT_SYMPY | {n for n in code.co_names if len(n) == 1 and n.isascii() and n.isalpha()} \
         if caller == SYMPY_PARSER else frozenset()
-    return inert(code, names)
+    return check(code, names)
 
 
 class Gate:
-    """The audit hook: see the module docstring. `refusals` lists what it refused."""
+    """The audit hook (see the module docstring). A name inert code may not load behaves as
+    undefined (`NameError`, as for any unknown word: the scorer's own handling applies; listed in
+    `undefined`); everything else it refuses raises `Refused` (listed in `refusals`)."""
 
     def __init__(self):
         self.refusals: list[str] = []
+        self.undefined: list[str] = []
         self.overtime = False
 
     def on_cpu_limit(self, signum, frame):
@@ -118,12 +131,15 @@ class Gate:
 
     def __call__(self, event: str, args: tuple) -> None:
         if event in ("exec", "function.__new__"):
-            code = args[0]
-            if type(code).__name__ != "code":
+            if type(args[0]).__name__ != "code":
                 return
-            why = allowed(code, sys._getframe(1).f_globals.get("__name__", ""))
-            if why is None:
+            decision = review(args[0], sys._getframe(1))
+            if decision is None:
                 return
+            kind, why = decision
+            if kind == "undefined":
+                self.undefined.append(why)
+                raise NameError(f"name {why!r} is not defined")
             self.refuse(f"code from the answer ({why})")
         elif event.startswith(REFUSED_EVENTS):
             self.refuse(f"the audit event {event}")
@@ -162,6 +178,7 @@ def score_one(scorer, item: dict, gate: Gate, limit: float) -> dict:
     """One answer: the scorer's float, or what went wrong. A Python-level loop ends at `limit`
     CPU seconds (SIGXCPU at the soft limit); C-level work runs to the request's hard limit."""
     random.seed(0)  # a scorer that draws from the global generator sees the same state every time
+    gate.undefined.clear()
     soft = int(_cpu() + limit) + 1
     hard = resource.getrlimit(resource.RLIMIT_CPU)[1]
     resource.setrlimit(resource.RLIMIT_CPU, (soft if hard == resource.RLIM_INFINITY else min(soft, hard), hard))
@@ -178,7 +195,7 @@ def score_one(scorer, item: dict, gate: Gate, limit: float) -> dict:
         return {"exc": type(score).__name__, "msg": str(score)[:500]}
     if isinstance(score, bool) or not isinstance(score, (int, float)) or score != score or abs(score) == float("inf"):
         return {"bad": f"score_answer returned {type(score).__name__} {str(score)[:80]}"}
-    return {"score": float(score)}
+    return {"score": float(score), **({"undefined": gate.undefined[:5]} if gate.undefined else {})}
 
 
 def main() -> None:
