@@ -14,7 +14,7 @@ from verifiers.base import (
     list_verifiers,
     register_verifier,
 )
-from verifiers.interop import as_trl_reward
+from verifiers.interop import as_trl_reward, as_verl_reward
 
 # Built-in verifiers register themselves on import.
 from verifiers import format as _format  # noqa: E402,F401
@@ -33,6 +33,7 @@ __all__ = [
     "Verifier",
     "VerifierError",
     "as_trl_reward",
+    "as_verl_reward",
     "get_verifier",
     "list_verifiers",
     "register_verifier",
