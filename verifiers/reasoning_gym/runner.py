@@ -29,6 +29,7 @@ import functools
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 import sysconfig
@@ -68,7 +69,8 @@ def outcome_of(ex: Execution, limits: Limits) -> dict:
     """The outcome of the answer a process was scoring when it ended without reporting it."""
     if ex.sandbox_error:
         return {"status": "sandbox_error", "error": ex.sandbox_error}
-    if ex.timed_out:
+    # SIGKILL with no other cause is the hard CPU limit (the kernel's accounting may stop a little short of it).
+    if ex.timed_out or (ex.signal == signal.SIGKILL and not (ex.oom_killed or ex.output_limited)):
         return {"status": "timeout", "error": f"CPU time limit ({limits.time_limit:g} s for the process, "
                                               f"{limits.wall_s:g} s wall)"}
     if ex.oom_killed or b"MemoryError" in ex.stderr[-2000:]:
@@ -113,8 +115,10 @@ def read_lines(result: bytes, count: int) -> tuple[list[dict], bool]:
 class ScorerPool:
     """Sandboxed scoring processes (see the module docstring); thread-safe, started on first use."""
 
-    def __init__(self, time_limit: float, memory_mb: int, workers: int | None, memory_mode: str, chunk_size: int):
+    def __init__(self, time_limit: float, memory_mb: int, workers: int | None, memory_mode: str, chunk_size: int,
+                 modules: tuple[str, ...] = ()):
         self.time_limit, self.chunk_size = time_limit, chunk_size
+        self.modules = tuple(modules)  # more installed modules to show and preload (that register generators)
         self.limits = Limits(time_limit=float(math.ceil(2 * time_limit)), memory_mb=memory_mb, max_processes=1,
                              file_size_mb=16, tmp_size_mb=16)
         self.workers, self.memory_mode = workers, memory_mode
@@ -125,16 +129,20 @@ class ScorerPool:
     def pool(self) -> SandboxPool:
         with self._lock:
             if self._pool is None:
-                self._pool = SandboxPool(self.workers, packages=needed_packages(), memory_mode=self.memory_mode,
-                                         preload=("reasoning_gym",), env=ENV)
+                self._pool = SandboxPool(self.workers, packages=needed_packages() + self.modules,
+                                         memory_mode=self.memory_mode, preload=("reasoning_gym", *self.modules), env=ENV)
             return self._pool
+
+    @property
+    def pool_size(self) -> int:
+        return self.pool.size
 
     def score(self, items: list[dict]) -> list[dict]:
         """One outcome per item: `{"score": x}` or `{"status", "error"}`, plus `alone` when the
         answer was scored again alone."""
         if not items:
             return []
-        workers = self.pool.size
+        workers = self.pool_size
         size = max(1, min(self.chunk_size, math.ceil(len(items) / workers)))
         chunks = [items[k:k + size] for k in range(0, len(items), size)]
         if len(chunks) == 1:
