@@ -1,6 +1,6 @@
 """The cost of confining reasoning-gym's scorers: the `reasoning_gym` verifier against `score_answer` in process.
 
-    python benchmarks/bench_reasoning_gym.py [--answers 1000] [--reps 5] [--singles 40]
+    python benchmarks/bench_reasoning_gym.py [--answers 1000] [--reps 5] [--singles 40] [--json PATH]
 
 The answers: the gold answers of the first `--answers` tasks of the `reasoning_gym` environment's
 train split on countdown (default options; countdown's scorer parses each answer with SymPy).
@@ -48,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--answers", type=int, default=1000)
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--singles", type=int, default=40)
+    parser.add_argument("--json", default="", help="also write the result to this file")
     args = parser.parse_args(argv)
 
     from reasoning_gym.factory import DATASETS
@@ -85,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
         "load_average": os.getloadavg(),
     }
     print(json.dumps(result, indent=1))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
     print(f"| {len(tasks)} countdown answers | {result['ours_s']:.3f} s | {result['reference_s']:.3f} s | "
           f"**{result['ratio']:.2f}** ({min(result['ratio_per_rep']):.2f}-{max(result['ratio_per_rep']):.2f}) | "
           f"+{result['single_extra_ms_p50']:.1f} / +{result['single_extra_ms_p90']:.1f} ms | "

@@ -1,6 +1,6 @@
 """Every reasoning-gym generator through the `reasoning_gym` environment and its confined verifier.
 
-    python benchmarks/rgym_sweep.py [--tasks 20] [--only countdown,sudoku] [--markdown table.md]
+    python benchmarks/rgym_sweep.py [--tasks 20] [--only countdown,sudoku] [--markdown table.md] [--json PATH]
 
 For each generator the installed reasoning-gym offers: the first `--tasks` tasks of the
 environment's test split (default options, `instruct` style), and three completions each:
@@ -26,7 +26,7 @@ import json
 import re
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -139,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tasks", type=int, default=20)
     parser.add_argument("--only", default="", help="comma-separated generators (default: all installed)")
     parser.add_argument("--markdown", default="", help="also write the table to this file")
+    parser.add_argument("--json", default="", help="also write the rows to this file")
     args = parser.parse_args(argv)
     names = [n for n in (args.only.split(",") if args.only else generator_names()) if n not in NOT_OFFLINE]
     rows = []
@@ -150,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     print(table)
     if args.markdown:
         Path(args.markdown).write_text(table + "\n")
+    if args.json:
+        Path(args.json).write_text(json.dumps([{**asdict(r), "ok": r.ok} for r in rows], indent=1) + "\n")
     bad = [r.generator for r in rows if not r.ok]
     print(f"{len(rows) - len(bad)}/{len(rows)} generators: gold passes, empty and wrong fail"
           + (f"; failing: {', '.join(bad)}" if bad else ""), file=sys.stderr)
