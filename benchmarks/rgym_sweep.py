@@ -57,7 +57,8 @@ def perturb(gold: str) -> str:
     number = re.search(r"\d+(?:\.\d*)?", text)
     if number:
         value = number.group()
-        new = str(2 * int(value) + 1) if value.isdigit() else f"{2 * float(value) + 1:g}" + ("." if value.endswith(".") else "")
+        new = str(2 * int(value) + 1) if value.isdigit() else \
+            f"{2 * float(value) + 1:g}" + ("." if value.endswith(".") else "")
         return text[:number.start()] + new + text[number.end():]
     for i, ch in enumerate(text):
         if ch.isascii() and ch.isalpha():
@@ -146,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     with get_verifier("reasoning_gym", extract="tags") as verifier:
         for name in names:
             rows.append(sweep_one(name, args.tasks, verifier))
-            print(f"{name}: {'ok' if rows[-1].ok else 'FAILED'} ({rows[-1].seconds:.1f} s)", file=sys.stderr, flush=True)
+            verdict = "ok" if rows[-1].ok else "FAILED"
+            print(f"{name}: {verdict} ({rows[-1].seconds:.1f} s)", file=sys.stderr, flush=True)
     table = markdown(rows)
     print(table)
     if args.markdown:

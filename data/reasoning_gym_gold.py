@@ -6,8 +6,8 @@ For those, the gold answer comes from the entry's metadata (graph_color, proposi
 rubiks_cube keep an example there; propositional_logic's is checked with its scorer, since it
 is sometimes not implied by the premises) or from a small solver written here (rush_hour: a
 breadth-first search of the board; boxnet: each box walked to a target of its colour, one
-move per step). `UNSOLVABLE` says which generators make tasks that no answer passes. Each is checked by the generator's own scorer in
-`benchmarks/rgym_sweep.py`.
+move per step). Each is checked by the generator's own scorer in `benchmarks/rgym_sweep.py`.
+`CHECKED` names the generators whose tasks may have no passing answer at all.
 """
 
 from __future__ import annotations

@@ -10,9 +10,10 @@ drawn. Generators with a small problem space can still produce one question from
 seeds, so the test split keeps distinct questions only, and the train split drops every
 question the test split holds (and keeps its own repeats: sampling with replacement is what
 the generator does). Tasks that no answer can pass are left out of both
-(`data.reasoning_gym_gold.unsolvable`: a few percent of propositional_logic's). Both are deterministic: the same options give the same items in the
-same order. A split of a small problem space may hold fewer items than asked: drawing stops
-after `DRAWS_PER_ITEM` draws per item asked (plus `EXTRA_DRAWS`).
+(`data.reasoning_gym_gold.unsolvable`: a few percent of propositional_logic's). Both splits
+are deterministic: the same options give the same items in the same order. A split of a
+small problem space may hold fewer items than asked: drawing stops after `DRAWS_PER_ITEM`
+draws per item asked (plus `EXTRA_DRAWS`).
 
 Seeds that differ by less than the train size share most train items (item `i` of seed `s`
 is item `i - 1` of seed `s + 1`): to get another training set, move the seed by more than
@@ -79,7 +80,8 @@ def parse_mix(dataset: Any, config: Any) -> tuple[dict[str, float], dict[str, di
     elif isinstance(dataset, dict) and dataset and all(isinstance(n, str) for n in dataset):
         weights = dict(dataset)
     else:
-        raise ValueError(f"option dataset must be a generator name, a list of names or {{name: weight}}, got {dataset!r}")
+        raise ValueError("option dataset must be a generator name, a list of names or {name: weight}, "
+                         f"got {dataset!r}")
     known = registry()
     unknown = sorted(set(weights) - set(known))
     if unknown:
@@ -120,7 +122,8 @@ def check_config(name: str, options: Any, config_cls: type) -> None:
         if hasattr(made, "validate"):
             made.validate()
     except (AssertionError, ValueError, TypeError) as exc:
-        raise ValueError(f"option config for {name!r} is refused by reasoning-gym: {exc or type(exc).__name__}") from None
+        why = exc or type(exc).__name__
+        raise ValueError(f"option config for {name!r} is refused by reasoning-gym: {why}") from None
 
 
 class Source:
@@ -139,7 +142,8 @@ class Source:
         specs = [DatasetSpec(name=n, weight=w, config=dict(configs[n])) for n, w in weights.items()]
         self.dataset = create_dataset("composite", seed=seed, size=draws, datasets=specs)
         # the composite's parts, with the seed and size it gave each
-        self.configs = {n: {**configs[n], "seed": part.seed, "size": part.size} for n, part in self.dataset.datasets.items()}
+        self.configs = {n: {**configs[n], "seed": part.seed, "size": part.size}
+                        for n, part in self.dataset.datasets.items()}
 
     def item(self, draw: int) -> Item:
         entry = self.dataset[draw]

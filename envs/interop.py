@@ -58,6 +58,7 @@ class ReasoningGymStyleDataset:
         return self.env.verifier.verify(answer if isinstance(answer, str) else "", task).reward
 
 
-def as_reasoning_gym_dataset(env: Environment, split: str = "test", size: int | None = None) -> ReasoningGymStyleDataset:
+def as_reasoning_gym_dataset(env: Environment, split: str = "test",
+                             size: int | None = None) -> ReasoningGymStyleDataset:
     """`split` of `env` as a reasoning-gym-style dataset (see `ReasoningGymStyleDataset`)."""
     return ReasoningGymStyleDataset(env, split, size)

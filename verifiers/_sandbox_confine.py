@@ -83,7 +83,8 @@ def package_paths(packages: tuple[str, ...]) -> tuple[list[str], list[str]]:
             folder = os.path.dirname(root)
             binds.append(root)
             binds += glob.glob(os.path.join(folder, f"{name}.libs"))
-            for dist in _distributions().get(name, ()):  # vendored libraries named after the wheel (pillow.libs for PIL)
+            # vendored libraries named after the wheel rather than the package (pillow.libs for PIL)
+            for dist in _distributions().get(name, ()):
                 binds += glob.glob(os.path.join(folder, f"{re.sub(r'[-.]+', '_', dist)}.libs"))
             binds += glob.glob(os.path.join(folder, f"{name}-*.dist-info"))
             paths.append(folder)

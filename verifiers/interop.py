@@ -108,9 +108,11 @@ def as_verl_reward(verifier: Verifier | str, **options: Any) -> Callable[..., An
         if solution_strs is None:
             return _verl_scores(verifier, [data_source], [solution_str], [ground_truth], [extra_info])[0]
         n = len(solution_strs)
-        return _verl_scores(verifier, list(data_sources if data_sources is not None else [None] * n), list(solution_strs),
-                            list(ground_truths if ground_truths is not None else [None] * n),
-                            list(extra_infos if extra_infos is not None else [None] * n))
+
+        def given(values):
+            return list(values) if values is not None else [None] * n
+
+        return _verl_scores(verifier, given(data_sources), list(solution_strs), given(ground_truths), given(extra_infos))
 
     compute_score.__name__ = f"verirl_{verifier.name or type(verifier).__name__}"
     return compute_score

@@ -130,7 +130,8 @@ class ScorerPool:
         with self._lock:
             if self._pool is None:
                 self._pool = SandboxPool(self.workers, packages=needed_packages() + self.modules,
-                                         memory_mode=self.memory_mode, preload=("reasoning_gym", *self.modules), env=ENV)
+                                         memory_mode=self.memory_mode, preload=("reasoning_gym", *self.modules),
+                                         env=ENV)
             return self._pool
 
     @property
