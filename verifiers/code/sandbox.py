@@ -272,7 +272,7 @@ class _Worker:
         self._release()
 
     def kill(self) -> None:
-        self.child.kill()  # its process group: bwrap and, through it, the sandbox
+        self.child.kill()  # bwrap's process group; the fork server sees end of input and ends the sandbox
         self._release()
 
     def _release(self) -> None:
@@ -296,7 +296,14 @@ class SandboxPool:
     """`workers` warm sandboxes (default: two per core), started on first use; thread-safe.
 
     `packages`: names of installed packages the programs may import (none by default);
-    `memory_mode`: `auto`, `cgroup` or `rlimit` (see `memory.py`)."""
+    `memory_mode`: `auto`, `cgroup` or `rlimit` (see `memory.py`).
+
+    Each worker is a `verifiers.worker_process.WorkerProcess`: in its own session (a
+    terminal's Ctrl-C does not reach it), and it dies with the parent (the fork server returns
+    at end of input, whatever ended the parent). `close()`, or the pool's collection, ends every
+    worker, killing one that has not gone within 5 s. Unlike the math pool, a forked child does
+    not forget its parent's workers: a process that forks should build its pool after forking
+    (workers start on first use, so a pool that never ran holds none)."""
 
     def __init__(self, workers: int | None = None, unsafe_no_sandbox: bool = False, packages=(),
                  memory_mode: str = "auto"):
