@@ -5,7 +5,7 @@ evaluate the model's answer (`eval` in spiral_matrix, string_insertion, binary_m
 n_queens; SymPy's `parse_expr`, which evaluates too, in countdown, puzzle24, polynomial
 multiplication and the integration tasks). Run in the trainer, an answer such as
 `__import__('pathlib').Path('pwned').write_text('x') or [[1]]` writes a file there. This
-verifier calls the scorers in the sandbox of `verifiers.sandbox` instead (bubblewrap: no
+verifier calls the scorers in the sandbox of `verifiers.code.sandbox` instead (bubblewrap: no
 network, a read-only view of the interpreter and of the packages reasoning-gym imports, a
 private /tmp; seccomp; CPU, memory and process limits), behind a gate that refuses to run any
 code from the answer (`scorer_program.py`), in processes that no earlier abnormal answer has
@@ -19,7 +19,7 @@ Task fields (what the `reasoning_gym` environment writes; any JSON source can wr
 | `Task.meta["dataset"]` | the generator's registered name (`source_dataset`) |
 | `Task.meta["config"]` | its config (JSON), from which its scorer is built |
 | `Task.meta["question"]` | its `question` |
-| `Task.meta["metadata"]` | its `metadata`, in the wire format of `verifiers._sandbox_wire` (tuples stay tuples) |
+| `Task.meta["metadata"]` | its `metadata`, in the wire format of `verifiers.code.wire` (tuples stay tuples) |
 
 The answer is taken from the completion by `extract` (`extract_answer`) and crosses as a
 string; the entry crosses as plain data. The reward is reasoning-gym's own float (partial
@@ -31,10 +31,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from verifiers._sandbox_memory import check_mode
-from verifiers._sandbox_wire import WireError, decode, to_wire
+from verifiers.code.memory import check_mode
+from verifiers.code.wire import WireError, decode, to_wire
 from verifiers.base import Task, Verdict, Verifier, VerifierError, check_batch, register_verifier
-from verifiers.sandbox import check_workers
+from verifiers.code.sandbox import check_workers
 
 EXTRACT = ("tags", "whole", "auto")
 _ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
@@ -119,7 +119,7 @@ class ReasoningGymVerifier(Verifier):
     `extract`: `tags` (the last `<answer>...</answer>`; none: the scorer gets no answer),
     `whole` (the completion, stripped) or `auto` (tags if present, else whole). `time_limit`
     CPU seconds per answer, `memory_mb` per scoring process (`memory_mode`: see
-    `verifiers._sandbox_memory`), `workers` sandboxes (default two per core), `chunk_size`
+    `verifiers.code.memory`), `workers` sandboxes (default two per core), `chunk_size`
     answers at most per scoring process. Statuses: `passed`/`failed` (score against
     `pass_threshold`), `error` (refused code, the scorer raised or returned no number),
     `timeout`, `memory`, `sandbox_error`.

@@ -38,7 +38,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from verifiers.base import VerifierError
-from verifiers.sandbox import Execution, Limits, SandboxPool
+from verifiers.code.sandbox import Execution, Limits, SandboxPool
 
 PROGRAM = (Path(__file__).with_name("scorer_program.py")).read_text(encoding="utf-8")
 # The fork server imports reasoning-gym before its first request. No BLAS or OpenMP threads (the
