@@ -36,7 +36,7 @@ if [ -n "$$missing" ]; then \
 fi
 endef
 
-# The code sandbox runs model programs under bubblewrap (verifiers/sandbox.py): the tests need it.
+# The code sandbox runs model programs under bubblewrap (verifiers/code/sandbox.py): the tests need it.
 # `python3 -m venv` needs ensurepip, which Debian ships apart, as python3-venv.
 system-test:
 	$(call system_packages,bubblewrap python3-venv)

@@ -3,8 +3,9 @@
 MATH-500 is the 500-problem test subset of MATH used by "Let's Verify Step by Step"
 (Lightman et al., 2023); it has only a `test` split. Rows have `problem`, `solution`,
 `answer`, `subject`, `level` (1-5) and `unique_id`. The gold answer is the `answer` column
-when the dataset has one, otherwise the last `\\boxed{}` of the solution (the original MATH
-files, with `type` and `level` = "Level 3", load too). Offline, pass a local copy with
+when the dataset has one, otherwise the last `\\boxed{}` of the solution (a last box left open
+is no answer: `verifiers.math.extract.last_boxed` with `strict=True`). The original MATH files,
+with `type` and `level` = "Level 3", load too. Offline, pass a local copy with
 `path` or `data_files` (see `data.hub`). `subjects` and `levels` filter the problems.
 Correctness is the `math` verifier (SymPy equivalence of LaTeX answers).
 """
@@ -17,27 +18,7 @@ from data.hub import DataSourceError
 from envs.base import EnvError, HubEnvironment, option, register_env
 from envs.gsm8k import BOXED_INSTRUCTION
 from verifiers import Task, Verifier, get_verifier
-
-_BOX = re.compile(r"\\(?:boxed|fbox)\s*\{")
-
-
-def last_boxed(text: str) -> str | None:
-    """The content of the last `\\boxed{...}` (nested braces allowed), or None.
-
-    >>> last_boxed(r"so $\\boxed{\\frac{1}{2}}$ and finally \\boxed{3}")
-    '3'
-    >>> last_boxed(r"\\boxed{\\dfrac{\\sqrt{3}}{2}}")
-    '\\\\dfrac{\\\\sqrt{3}}{2}'
-    """
-    starts = [m.end() for m in _BOX.finditer(text)]
-    if not starts:
-        return None
-    depth = 0
-    for j in range(starts[-1], len(text)):
-        depth += {"{": 1, "}": -1}.get(text[j], 0)
-        if depth < 0:
-            return text[starts[-1]:j].strip()
-    return None
+from verifiers.math.extract import last_boxed
 
 
 def _level(value) -> int | None:
@@ -73,7 +54,7 @@ class MathEnv(HubEnvironment):
         if (self.subjects is not None and subject not in self.subjects) or \
                 (self.levels is not None and level not in self.levels):
             return None
-        answer = row.get("answer") or last_boxed(row["solution"])
+        answer = row.get("answer") or last_boxed(row["solution"], strict=True)
         if not answer:
             raise DataSourceError(f"math {split} row {index}: no 'answer' column and no \\boxed{{}} in the solution")
         prompt = row["problem"] + (f"\n{self.instruction}" if self.instruction else "")
@@ -84,7 +65,7 @@ class MathEnv(HubEnvironment):
     def demonstration(self, task: Task) -> str:
         """The reference solution (it ends in a `\\boxed{}`)."""
         solution = task.meta["solution"]
-        return solution if last_boxed(solution) else f"{solution}\nThe answer is \\boxed{{{task.answer}}}."
+        return solution if last_boxed(solution, strict=True) else f"{solution}\nThe answer is \\boxed{{{task.answer}}}."
 
     def correctness_verifier(self) -> Verifier:
         return get_verifier("math", audit=self.audit)

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import math
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -106,6 +110,20 @@ def test_registry_lists_names_and_descriptions():
     assert {"format", "tags", "length", "composite", "math"} <= set(names)
     assert list(names) == sorted(names)
     assert Budget.name == "test_budget"
+
+
+def test_import_registers_the_built_ins_without_heavy_libraries():
+    """`import verifiers` is cheap: SymPy loads in the math workers only, torch and transformers
+    with a learned PRM, starlette and uvicorn with `serve`."""
+    heavy = ["sympy", "latex2sympy2_extended", "torch", "transformers", "starlette", "uvicorn"]
+    script = (f"import sys, verifiers; print(__import__('json').dumps([sorted(verifiers.list_verifiers()), "
+              f"[m for m in {heavy!r} if m in sys.modules]]))")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                         cwd=Path(__file__).resolve().parents[1])
+    names, loaded = json.loads(out.stdout)
+    assert {"math", "math_audit", "code", "format", "tags", "length", "arithmetic_steps", "prm", "remote",
+            "composite"} <= set(names), out.stderr
+    assert loaded == []
 
 
 def test_unknown_name_and_option_list_the_valid_choices():

@@ -21,8 +21,8 @@ import pytest
 
 from procs import processes_with
 from verifiers import Task, VerifierError, get_verifier
-from verifiers import sandbox as sandbox_mod
-from verifiers.code import match_output, parse_tests, same_value
+from verifiers.code import sandbox as sandbox_mod
+from verifiers.code.verifier import match_output, parse_tests, same_value
 
 pytestmark = pytest.mark.skipif(sandbox_mod.bwrap_path() is None, reason="needs bubblewrap (bwrap)")
 

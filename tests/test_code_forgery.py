@@ -15,8 +15,8 @@ import uuid
 import pytest
 
 from verifiers import Task, get_verifier
-from verifiers import sandbox as sandbox_mod
-from verifiers._sandbox_memory import MemoryCap
+from verifiers.code import sandbox as sandbox_mod
+from verifiers.code.memory import MemoryCap
 
 pytestmark = pytest.mark.skipif(sandbox_mod.bwrap_path() is None, reason="needs bubblewrap (bwrap)")
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import doctest
+import json
 from pathlib import Path
 
 import pytest
 
-import envs.math
+from data.hub import DataSourceError
 from envs import EnvError, get_env
+from verifiers.math.extract import last_boxed
 
 FIXTURES = Path(__file__).parent / "fixtures" / "envs"
 MATH500 = str(FIXTURES / "math500.jsonl")
@@ -17,16 +18,21 @@ MATH500 = str(FIXTURES / "math500.jsonl")
 pytestmark = pytest.mark.usefixtures("offline")  # conftest.py: no hub retries
 
 
-def test_doctests():
-    assert doctest.testmod(envs.math).failed == 0
-
-
 @pytest.mark.parametrize("text, boxed", [
     (r"\boxed{5}", "5"), (r"a \boxed{1} b \boxed{ \frac{3}{4} }", r"\frac{3}{4}"), (r"\fbox{x^{2}}", "x^{2}"),
     (r"\boxed {7}", "7"), (r"\boxed{unclosed", None), ("none", None),
+    (r"\boxed{1} and at last \boxed{2", None),   # the last box never closed: no gold, not the earlier box
 ])
-def test_last_boxed(text, boxed):
-    assert envs.math.last_boxed(text) == boxed
+def test_gold_is_the_last_box_of_the_solution(text, boxed):
+    assert last_boxed(text, strict=True) == boxed
+
+
+def test_a_solution_whose_last_box_is_open_is_refused(tmp_path):
+    rows = [{"problem": "p", "level": "Level 1", "type": "Algebra", "solution": "so \\boxed{3}, no: \\boxed{4"}]
+    path = tmp_path / "test.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    with pytest.raises(DataSourceError, match="row 0"):
+        get_env("math", data_files={"test": str(path)}).tasks("test")
 
 
 def test_math500_tasks_and_round_trip():

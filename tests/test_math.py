@@ -1,4 +1,4 @@
-"""verifiers.math (+ math_normalize, math_sympy): the case table, extraction and
+"""verifiers.math (verifier, normalize, compare): the case table, extraction and
 normalisation units, hostile inputs, threads, worker life-cycle, misuse, and the CLI."""
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ import pytest
 
 from verifiers import Task, VerifierError, get_verifier
 from verifiers.__main__ import main as cli_main
-from verifiers.math_normalize import extract_answer, normalize, parse_number
+from verifiers.math.extract import extract_answer
+from verifiers.math.normalize import normalize, parse_number
 
 _spec = importlib.util.spec_from_file_location("math_cases", Path(__file__).with_name("math_cases.py"))
 math_cases = importlib.util.module_from_spec(_spec)
@@ -227,7 +228,7 @@ def test_verify_from_many_threads(verifier):
 
 
 def test_batches_spread_over_shared_workers_that_die_with_their_last_user(monkeypatch):
-    monkeypatch.setattr("verifiers.math.free_cores", lambda: 2)   # as on an idle machine
+    monkeypatch.setattr("verifiers.math.verifier.free_cores", lambda: 2)   # as on an idle machine
     a = get_verifier("math", workers=2, memory_mb=640, timeout=TIMEOUT)   # a pool no other test uses
     b = get_verifier("math", workers=2, memory_mb=640, timeout=TIMEOUT, rel_tol=0.5)
     assert a._pool is b._pool and a._pool.users == 2

@@ -1,9 +1,10 @@
-"""The `math` verifier's rules for forms beyond plain values (verifiers.math_extract,
-verifiers.math_labels and the relation, matrix and number rules): one parametrised table per
+"""The `math` verifier's rules for forms beyond plain values (verifiers.math.extract,
+verifiers.math.labels and the relation, matrix and number rules): one parametrised table per
 rule, each right form next to a hostile neighbour that must fail, and the reward audit."""
 
 from __future__ import annotations
 
+import doctest
 import json
 import subprocess
 import sys
@@ -11,13 +12,15 @@ from pathlib import Path
 
 import pytest
 
-import verifiers.math as math_module
-import verifiers.math_workers as workers_module
+import verifiers.math.extract as extract_module
+import verifiers.math.pool as workers_module
+import verifiers.math.verifier as math_module
 from envs import get_env
 from verifiers import CompositeVerifier, Task, VerifierError, get_verifier
-from verifiers.math_extract import boxed_answer, extract_answer, extract_gold
-from verifiers.math_labels import align, strip_labels, text_rule
-from verifiers.math_normalize import normalize
+from verifiers.math.extract import boxed_answer, extract_answer, extract_gold, last_boxed
+from verifiers.math.labels import align, strip_labels, text_rule
+from verifiers.math.normalize import normalize
+from verifiers.worker_process import WorkerTimeout
 
 REPO = Path(__file__).resolve().parents[1]
 TIMEOUT = 20.0   # decisions, not speed: a loaded machine must not turn a check into a timeout
@@ -221,6 +224,21 @@ def test_every_table_has_hostile_and_honest_rows():
 # --------------------------------------------------------------------------- units
 
 
+def test_extract_doctests():
+    result = doctest.testmod(extract_module)
+    assert result.attempted >= 3 and result.failed == 0
+
+
+@pytest.mark.parametrize("text, loose, strict", [
+    (r"\boxed{1}, then \boxed{2", "1", None),          # a truncated last box: the earlier one, or nothing
+    (r"\boxed{a \boxed{b}", "b", "b"),                  # the open box is outside: the complete one is last
+    (r"\boxed{\boxed{3}}", "3", "3"), (r"\boxed 5", "5", "5"), (r"\boxed{\{1,2\}}", r"\{1,2\}", r"\{1,2\}"),
+    ("no box", None, None),
+])
+def test_last_boxed_loose_for_completions_strict_for_golds(text, loose, strict):
+    assert (last_boxed(text), last_boxed(text, strict=True)) == (loose, strict)
+
+
 @pytest.mark.parametrize("text, joined, count", [
     (r"\boxed{1}, \boxed{2}", "1, 2", 2),
     (r"\boxed{1} is wrong, \boxed{2}", "2", 1),
@@ -346,12 +364,8 @@ def test_hostile_forms_fail_without_raising(verifier, name):
 
 def _fake_worker(body: str) -> "workers_module._Worker":
     """A worker process that says it is ready, reads one request, then runs `body`."""
-    worker = workers_module._Worker.__new__(workers_module._Worker)
     code = f"import sys, time\nprint('{{\"ready\": true}}', flush=True)\nsys.stdin.readline()\n{body}"
-    worker.proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                   bufsize=0)
-    worker.ready, worker._buffer = False, b""
-    return worker
+    return workers_module._Worker(0, argv=[sys.executable, "-c", code])
 
 
 @pytest.mark.skipif(workers_module._cpu_seconds(1) is None, reason="needs /proc")
@@ -365,7 +379,7 @@ def test_deadline_counts_the_checks_cpu_time(body, replies):
         if replies:
             assert worker.call({}, timeout=0.3) == {"status": "passed"}     # 0.8 s wall, ~0 s CPU
         else:
-            with pytest.raises(workers_module._WorkerGone, match="timeout"):
+            with pytest.raises(WorkerTimeout):
                 worker.call({}, timeout=0.3)
     finally:
         worker.kill()

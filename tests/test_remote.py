@@ -17,7 +17,7 @@ import pytest
 
 from verifier_servers import Server, free_port
 from verifiers import RemoteVerifier, Task, VerifierError, get_verifier
-from verifiers import sandbox as sandbox_mod
+from verifiers.code import sandbox as sandbox_mod
 
 HANG_S = 10.0  # how long the "hang" server sits on a request (the client gives up far sooner)
 

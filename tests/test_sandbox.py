@@ -6,6 +6,7 @@ that start sandboxes need bubblewrap (`apt-get install bubblewrap`) and are skip
 
 from __future__ import annotations
 
+import ast
 import collections
 import enum
 import json
@@ -13,6 +14,7 @@ import math
 import os
 import signal
 import site
+import sys
 import time
 from pathlib import Path
 
@@ -20,15 +22,47 @@ import pytest
 
 from procs import processes_with
 from verifiers import VerifierError
-from verifiers import sandbox as sandbox_mod
-from verifiers._sandbox_confine import interpreter
-from verifiers import _sandbox_wire as wire
-from verifiers._sandbox_wire import WireError, from_wire, to_wire
-from verifiers.sandbox import Execution, Limits, SandboxPool, sandbox_command
+from verifiers.code import sandbox as sandbox_mod
+from verifiers.code.confine import interpreter
+from verifiers.code import wire
+from verifiers.code.wire import WireError, from_wire, to_wire
+from verifiers.code.sandbox import Execution, Limits, SandboxPool, sandbox_command
 
 needs_bwrap = pytest.mark.skipif(sandbox_mod.bwrap_path() is None, reason="needs bubblewrap (bwrap)")
 SMALL = Limits(time_limit=1, wall_time_limit=3, memory_mb=256, output_kb=64, max_processes=4, file_size_mb=1,
                tmp_size_mb=4, open_files=64)
+
+
+# --------------------------------------------------------------------------- the files inside the sandbox
+
+
+def _imports(tree: ast.AST) -> set[str]:
+    """Top-level modules a file imports, leaving out `except ImportError:` fallbacks."""
+    fallback = {id(node) for handler in ast.walk(tree) if isinstance(handler, ast.ExceptHandler)
+                and getattr(handler.type, "id", None) == "ImportError" for node in ast.walk(handler)}
+    found = set()
+    for node in ast.walk(tree):
+        if id(node) in fallback:
+            continue
+        if isinstance(node, ast.Import):
+            found |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            found.add("." if node.level else node.module.split(".")[0])
+    return found
+
+
+@pytest.mark.parametrize("name", sandbox_mod.FILES)
+def test_the_files_inside_the_sandbox_import_only_the_standard_library(name):
+    """They are loaded by path in /sandbox, where our package is not visible."""
+    tree = ast.parse(Path(sandbox_mod.__file__).with_name(f"{name}.py").read_text(encoding="utf-8"))
+    outside = {m for m in _imports(tree) if m not in sys.stdlib_module_names and not m.startswith("_sandbox_")}
+    assert not outside, f"{name}.py imports {sorted(outside)}"
+
+
+def test_the_import_check_sees_package_and_relative_imports():
+    tree = ast.parse("import os\nfrom . import wire\nfrom verifiers.code import jail\n"
+                     "try:\n    import _sandbox_wire\nexcept ImportError:\n    from verifiers.code import wire\n")
+    assert _imports(tree) == {"os", ".", "verifiers", "_sandbox_wire"}
 
 
 # --------------------------------------------------------------------------- wire codec (pure)

@@ -18,7 +18,7 @@ import pytest
 
 from verifier_servers import ROOT, Server
 from verifiers import Task, get_verifier
-from verifiers import sandbox as sandbox_mod
+from verifiers.code import sandbox as sandbox_mod
 from verifiers.records import parse_record, score_parsed
 
 needs_bwrap = pytest.mark.skipif(sandbox_mod.bwrap_path() is None, reason="needs bubblewrap (bwrap)")

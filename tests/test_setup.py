@@ -95,11 +95,11 @@ def test_a_failing_apt_get_ends_with_the_command_to_run(tmp_path):
 
 
 # Run a CLI with the sandbox's bubblewrap lookup finding nothing, as on a machine without it.
-NO_BWRAP = ("import sys, runpy, verifiers.sandbox as s; s.bwrap_path = lambda: None; "
+NO_BWRAP = ("import sys, runpy, verifiers.code.sandbox as s; s.bwrap_path = lambda: None; "
             "sys.argv = sys.argv[1:]; runpy.run_module(sys.argv[0], run_name='__main__', alter_sys=True)")
 
 
-@pytest.mark.skipif(not hasattr(__import__("verifiers.sandbox").sandbox, "bwrap_path"),
+@pytest.mark.skipif(not hasattr(__import__("verifiers.code.sandbox").code.sandbox, "bwrap_path"),
                     reason="the sandbox no longer looks bubblewrap up through bwrap_path")
 @pytest.mark.parametrize("command", [
     ["evals.pass_at_k", "--env", "synthetic_code", "--completions", "{completions}", "--output-dir", "{out}",

@@ -10,7 +10,7 @@ import pytest
 from envs import get_env
 from envs.multiturn import run_episodes
 from envs.tools import Calculator, PlainSyntax, ToolCall, call_tool, get_tool, list_tools
-from verifiers import sandbox as sandbox_mod
+from verifiers.code import sandbox as sandbox_mod
 
 needs_bwrap = pytest.mark.skipif(sandbox_mod.bwrap_path() is None, reason="needs bubblewrap (bwrap)")
 CALC = {"calculator": Calculator()}

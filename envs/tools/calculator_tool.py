@@ -20,7 +20,7 @@ from fractions import Fraction
 
 from data.arithmetic_problems import format_number
 from envs.tools.base import Tool, ToolError, register_tool
-from verifiers.math_normalize import MAX_NESTING, nesting_depth
+from verifiers.math.normalize import MAX_NESTING, nesting_depth
 from verifiers.process import SUBSTITUTIONS, Unverifiable, evaluate_arithmetic
 
 _LOG2_10 = 3.321928094887362

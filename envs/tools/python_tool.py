@@ -1,7 +1,7 @@
 """`python`: run a program in the `code` verifier's sandbox and show the model its output.
 
 The program runs as a script (the sandbox's `io` mode, empty stdin) under every isolation
-rule of the `code` verifier (`verifiers.sandbox`: no host files, no network, own user, pid
+rule of the `code` verifier (`verifiers.code.sandbox`: no host files, no network, own user, pid
 and mount namespaces, CPU, memory, process, file and output limits). The model is shown
 stdout then stderr, cut to their first and last `output_chars / 2` characters, and a last line saying why the
 program ended when it did not exit cleanly (time limit, output limit, exit code, signal).
@@ -36,7 +36,7 @@ class Python(Tool):
 
     def __init__(self, time_limit: float = 5.0, memory_mb: int = 512, output_chars: int = 2000,
                  workers: int | None = None, unsafe_no_sandbox: bool = False):
-        from verifiers.sandbox import INSTALL_HINT, Limits, bwrap_path
+        from verifiers.code.sandbox import INSTALL_HINT, Limits, bwrap_path
 
         if not unsafe_no_sandbox and bwrap_path() is None:  # now, not as an error at every call
             raise VerifierError(INSTALL_HINT)
@@ -49,7 +49,7 @@ class Python(Tool):
 
     @property
     def pool(self):
-        from verifiers.sandbox import SandboxPool
+        from verifiers.code.sandbox import SandboxPool
 
         with self._lock:  # built on first call: it checks for bwrap and starts workers lazily
             if self._pool is None:

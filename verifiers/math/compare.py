@@ -1,7 +1,7 @@
 """The SymPy half of the `math` verifier: parse two normalised answers with
 latex2sympy2_extended (a maintained ANTLR LaTeX parser) and decide whether they are equal.
 
-It runs only inside the worker processes of `verifiers.math` (`serve()` is their loop),
+It runs only inside the worker processes of the `math` verifier (`verifiers.math.worker`),
 because SymPy work on hostile input cannot be bounded in-process: a Python thread cannot be
 stopped, and SIGALRM works only in the main thread. The parent kills a worker that overruns
 its deadline. Inside, a size guard refuses numbers too large to evaluate (power towers,
@@ -9,7 +9,7 @@ factorials of huge numbers) before anything is evaluated, and an address-space l
 runaway allocations into `MemoryError`.
 
 Decision rules, by the gold's type:
-* numbers: exact values compared exactly; the numeric rule of `verifiers.math_normalize`
+* numbers: exact values compared exactly; the numeric rule of `verifiers.math.normalize`
   (`rel_tol`, `sig_digits` for decimal answers to irrational or repeating golds);
 * expressions with variables: equal when their difference expands to 0, or vanishes at
   random rational points and simplifies to 0 (a point where they differ settles "no");
@@ -24,24 +24,20 @@ Decision rules, by the gold's type:
   one-row or one-column matrix against a tuple is a vector;
 * an undefined value (`12:00` read as 12/0) equals nothing.
 
-Parsing and its size guard: `verifiers.math_parse`; math-verify for the audit option:
-`verifiers.math_reference` (both run in the same workers).
+Parsing and its size guard: `verifiers.math.parse`; math-verify for the audit option:
+`verifiers.math.reference` (both run in the same workers).
 """
 
 from __future__ import annotations
 
-import json
-import os
 import random
-import sys
 from fractions import Fraction
 from functools import lru_cache
 
 import sympy
 
-from verifiers.math_normalize import Number, numbers_match, terminates, values_match
-from verifiers.math_parse import SYMPY_ERRORS, AnswerError, parse
-from verifiers.math_reference import reference_check
+from verifiers.math.normalize import Number, numbers_match, terminates, values_match
+from verifiers.math.parse import SYMPY_ERRORS, AnswerError, parse
 
 MAX_EXPAND_POWER = 24     # expand() only polynomials of modest degree
 SAMPLE_POINTS = 4
@@ -347,65 +343,3 @@ def check(request: dict) -> dict:
     except SYMPY_ERRORS as exc:
         return {**reply, "status": "error", "error": f"comparison failed: {type(exc).__name__}: {exc}"}
     return {**reply, "status": "failed", "reason": "not equivalent"}
-
-
-# --------------------------------------------------------------------------- worker loop
-
-# One parse before "ready" pays ANTLR's first-use set-up outside any check's deadline; the
-# parser's caches for other shapes of answer fill as checks arrive.
-_WARM_UP = ("x^2+1",)
-
-
-def _cap_cpu(seconds: float | None) -> None:
-    """A kernel-enforced CPU budget for one request (SIGXCPU ends the process). The parent
-    kills an overrunning worker long before; this only stops a worker whose parent died
-    mid-check (killed with -9, say) from spinning on for ever with nobody to kill it."""
-    import resource
-
-    soft, hard = resource.getrlimit(resource.RLIMIT_CPU)
-    limit = hard
-    if seconds is not None:
-        limit = int(sum(os.times()[:2]) + seconds) + 1
-        limit = limit if hard == resource.RLIM_INFINITY else min(limit, hard)
-    resource.setrlimit(resource.RLIMIT_CPU, (limit, hard))
-
-
-def _reply_channel():
-    """Replies go to the original stdout; fd 1 itself now points at stderr, so stray prints
-    (Python or C level) can never corrupt the protocol."""
-    out = os.fdopen(os.dup(1), "w", encoding="utf-8")
-    os.dup2(2, 1)
-    sys.stdout = sys.stderr
-    return out
-
-
-def serve(memory_mb: int = 0) -> None:
-    """Worker main loop: one JSON request per stdin line, one JSON reply per stdout line."""
-    import resource
-    import signal
-    import warnings
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    warnings.simplefilter("ignore")
-    sys.setrecursionlimit(20_000)
-    out = _reply_channel()
-    if memory_mb > 0:
-        limit = memory_mb * 2**20
-        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    for text in _WARM_UP:
-        parse(text)
-    out.write('{"ready": true}\n')
-    out.flush()
-    for line in sys.stdin:
-        request = json.loads(line)
-        _cap_cpu(request.get("cpu_budget"))
-        try:
-            reply = reference_check(request) if request.get("kind") == "reference" else check(request)
-        except MemoryError:
-            parse.cache_clear()
-            out.write(json.dumps({"status": "memory", "error": "answer exceeded the worker memory limit"}) + "\n")
-            out.flush()
-            return                          # a fresh worker replaces this one
-        _cap_cpu(None)
-        out.write(json.dumps(reply) + "\n")
-        out.flush()

@@ -15,7 +15,7 @@ from antlr4.atn.PredictionMode import PredictionMode
 from latex2sympy2_extended.latex2sympy2 import ConversionConfig, _Latex2Sympy
 from sympy.polys.polyerrors import BasePolynomialError
 
-from verifiers.math_normalize import parse_number
+from verifiers.math.normalize import parse_number
 
 MAX_DIGITS = 100_000      # refuse to evaluate numbers with more decimal digits than this
 # What SymPy raises on odd but legal input; anything else escaping is a bug and shows.

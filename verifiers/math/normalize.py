@@ -1,5 +1,5 @@
 """String normalisation and the exact-number fast path of the `math` verifier (extraction
-is `verifiers.math_extract`, re-exported here). Pure standard library, so the caller never
+is `verifiers.math.extract`). Pure standard library, so the caller never
 imports SymPy for the common case (integers, decimals, fractions, percentages, lists).
 
 Normalisation makes equal answers equal strings and gives the parser standard LaTeX:
@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass
 from fractions import Fraction
 
-from verifiers.math_extract import FALLBACKS, MAX_ANSWER_CHARS, extract_answer, last_boxed  # noqa: F401 (re-exported)
+from verifiers.math.extract import last_boxed
 
 MAX_NESTING = 60           # brackets deeper than this are refused before any parser sees them
 

@@ -1,6 +1,6 @@
 """Run untrusted programs in a pool of warm bubblewrap sandboxes.
 
-Each worker is one `bwrap` process holding a fork server (`verifiers/_sandbox_worker.py`) and
+Each worker is one `bwrap` process holding a fork server (`forkserver.py`) and
 its zygote, from which every sample's processes are forked (the process tree, the wire
 format and the threat model are in docs/sandbox.md). `SandboxPool.run` hands a request to a
 free worker; the `code` verifier runs one request per sample (per case for `io`).
@@ -11,7 +11,7 @@ What the sandbox protects against (with bubblewrap, the default):
   packages of the `packages` allow-list, read-only, and nothing else -- no site-packages (so
   no dataset shipped in one), not the home directory, the caller's working directory, the
   host's `/tmp`, `/etc`, or the files of other samples. `/proc` holds only the program's own
-  process and the environment is a fixed minimal set (`_sandbox_confine.py`).
+  process and the environment is a fixed minimal set (`confine.py`).
 * Writing the host: the root is read-only; `/tmp` and `/dev/shm` are private tmpfs mounts,
   capped at `tmp_size_mb` and discarded with the sample.
 * Network: the sandbox has its own network namespace with no interfaces but loopback.
@@ -25,10 +25,10 @@ What the sandbox protects against (with bubblewrap, the default):
   io_uring, bpf, userfaultfd, perf events, keyrings, ptrace and cross-process memory access,
   modules).
 * Exhaustion: CPU seconds (`RLIMIT_CPU`, plus a wall-clock cap), memory per sample (a memory
-  cgroup, or a split of `RLIMIT_AS` over a process-count limit: `_sandbox_memory.py`), file
+  cgroup, or a split of `RLIMIT_AS` over a process-count limit: `memory.py`), file
   size, open files, processes and threads, and the bytes of output are all capped. Verdicts
   use CPU time, not wall time, so machine load does not change them.
-* Forged verdicts: see `verifiers.code` and docs/sandbox.md.
+* Forged verdicts: see `verifiers.code.verifier` and docs/sandbox.md.
 
 What it does not protect against: kernel bugs (the sandbox shares the host kernel; the seccomp
 filter is a deny-list, and only on x86_64), and anything when `unsafe_no_sandbox=True`, which
@@ -44,20 +44,18 @@ import math
 import os
 import queue
 import secrets
-import select
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
 import warnings
 from dataclasses import dataclass
 
-from verifiers import _sandbox_worker as worker
-from verifiers._sandbox_confine import check_packages, interpreter, package_paths
-from verifiers._sandbox_memory import MemoryCap, remove
 from verifiers.base import VerifierError
+from verifiers.code.confine import check_packages, interpreter, package_paths
+from verifiers.code.memory import MemoryCap, remove
+from verifiers.worker_process import LENGTH_PREFIXED, WorkerGone, WorkerProcess
 
 SANDBOX_UID = 65534                  # nobody: the programs' uid on the host when we run as root
 START_TIMEOUT_S = 30.0
@@ -67,7 +65,9 @@ CPU_TOLERANCE_S = 0.25
 # down its namespaces), so two workers per core keep the cores busy: 164 HumanEval samples on
 # 2 cores took 2.3 s with 4 workers against 3.0-3.9 s with 2.
 WORKERS_PER_CORE = 2
-FILES = ("_sandbox_worker", "_sandbox_wire", "_sandbox_jail", "_sandbox_harness")  # bound into /sandbox
+# Bound into /sandbox, where the fork server loads them by path: standard library only.
+FILES = ("forkserver", "sample", "wire", "jail", "harness")
+_HERE = os.path.dirname(os.path.abspath(__file__))
 INSTALL_HINT = ("bubblewrap (`bwrap`) is required to run model code safely; install it with "
                 "`apt-get install bubblewrap` (Debian/Ubuntu) or `dnf install bubblewrap` (Fedora), "
                 "or pass unsafe_no_sandbox=True to run with resource limits only (trusted code only)")
@@ -83,7 +83,7 @@ class Limits:
 
     time_limit: float = 5.0               # CPU seconds, enforced in whole seconds (rounded up)
     wall_time_limit: float | None = None  # wall-clock backstop; default 2 * time_limit + 5
-    memory_mb: int = 1024                 # per sample: see `_sandbox_memory` for each mode
+    memory_mb: int = 1024                 # per sample: see `memory.py` for each mode
     output_kb: int = 1024                 # stdout + stderr + results, together
     max_processes: int = 16               # processes and threads of the program at once
     file_size_mb: int = 16                # largest file the program may write
@@ -160,8 +160,7 @@ def bwrap_path() -> str | None:
 
 
 def _files() -> list[tuple[str, str]]:
-    here = os.path.dirname(os.path.abspath(worker.__file__))
-    return [(os.path.join(here, f"{name}.py"), f"/sandbox/{name}.py") for name in FILES]
+    return [(os.path.join(_HERE, f"{name}.py"), f"/sandbox/{name}.py") for name in FILES]
 
 
 def sandbox_command(bwrap: str, packages: tuple[str, ...] = (), memcg: str | None = None) -> tuple[list[str], dict]:
@@ -203,7 +202,7 @@ def sandbox_command(bwrap: str, packages: tuple[str, ...] = (), memcg: str | Non
         argv += ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", "--cap-add", "CAP_KILL"]
     else:
         argv += ["--unshare-user"]
-    argv += ["--remount-ro", "/", "--", python, *_PY_FLAGS, "-c", _BOOT, "/sandbox/_sandbox_worker.py"]
+    argv += ["--remount-ro", "/", "--", python, *_PY_FLAGS, "-c", _BOOT, "/sandbox/forkserver.py"]
     return argv, {"isolate": True, "uid": SANDBOX_UID if root else None, "paths": list(shown.values()),
                   "memcg": "/sandbox/memcg" if memcg else None}
 
@@ -220,15 +219,16 @@ def _ancestors(path: str) -> list[str]:
 def unsafe_command(packages: tuple[str, ...] = (), memcg: str | None = None) -> tuple[list[str], dict]:
     python = os.path.realpath(sys.executable)
     _, paths = package_paths(packages)
-    return [python, *_PY_FLAGS, "-c", _BOOT, worker.__file__], {"isolate": False, "uid": None, "paths": paths,
-                                                                 "memcg": memcg}
+    forkserver = os.path.join(_HERE, "forkserver.py")
+    return [python, *_PY_FLAGS, "-c", _BOOT, forkserver], {"isolate": False, "uid": None, "paths": paths,
+                                                            "memcg": memcg}
 
 
 # -S: no site import (we add the allowed packages ourselves, without .pth side effects); -s: no
 # user site; -B: no .pyc writes. Not -I/-E: PYTHONHASHSEED must apply, for reproducible verdicts.
 _PY_FLAGS = ("-S", "-s", "-B", "-X", "utf8")
-# Run the worker file without putting its folder (or the working directory) on sys.path: next
-# to it live modules such as verifiers/math.py that would shadow the standard library.
+# Run the fork server's file without putting its folder (or the working directory) on sys.path:
+# the programs would find the modules next to it under plain names (`wire`, `jail`).
 _BOOT = ("import sys; del sys.path[0]; sys.argv = sys.argv[1:]; p = sys.argv[0]; "
          "exec(compile(open(p).read(), p, 'exec'), {'__name__': '__main__', '__file__': p})")
 _ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "PYTHONHASHSEED": "0", "HOME": "/tmp"}
@@ -241,35 +241,24 @@ class _Worker:
         self.errors, self.memcg, self.memory_mb = "", memcg, None
         self.errlog = tempfile.TemporaryFile()
         env = dict(_ENV, HOME=tempfile.gettempdir())
-        self.proc = subprocess.Popen([*argv, json.dumps(cfg)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=self.errlog, env=env, cwd="/", bufsize=0, start_new_session=True)
-        hello = self._read(time.monotonic() + START_TIMEOUT_S)
+        self.child = WorkerProcess([*argv, json.dumps(cfg)], LENGTH_PREFIXED, stderr=self.errlog, env=env, cwd="/")
+        try:
+            hello = self.child.receive(time.monotonic() + START_TIMEOUT_S)
+        except WorkerGone:
+            hello = None
         if not hello or not hello.get("ready"):
             self.kill()
             raise SandboxError(f"the sandbox did not start: {self.errors or 'no output'}")
 
     def run(self, request: dict, wall_s: float) -> dict:
         try:
-            worker.write_msg(self.proc.stdin.fileno(), request)
-        except OSError as exc:
+            self.child.send(request)
+        except WorkerGone as exc:
             raise SandboxError(f"the sandbox worker is gone ({exc}): {self.stderr_tail()}") from None
-        reply = self._read(time.monotonic() + wall_s + REPLY_SLACK_S)
-        if reply is None:
-            raise SandboxError(f"the sandbox worker did not answer: {self.stderr_tail() or 'no output'}")
-        return reply
-
-    def _read(self, deadline: float) -> dict | None:
-        fd, data, need = self.proc.stdout.fileno(), bytearray(), 4
-        while len(data) < need:
-            if not select.select([fd], [], [], max(0.0, deadline - time.monotonic()))[0]:
-                return None
-            chunk = os.read(fd, need - len(data))
-            if not chunk:
-                return None
-            data += chunk
-            if need == 4 and len(data) == 4:
-                need += int.from_bytes(data, "big")
-        return json.loads(bytes(data[4:]))
+        try:
+            return self.child.receive(time.monotonic() + wall_s + REPLY_SLACK_S)
+        except WorkerGone:
+            raise SandboxError(f"the sandbox worker did not answer: {self.stderr_tail() or 'no output'}") from None
 
     def stderr_tail(self, n: int = 2000) -> str:
         if self.errlog.closed:
@@ -279,22 +268,11 @@ class _Worker:
 
     def close(self, timeout: float = 5.0) -> None:
         """End of input makes the fork server exit, and with it the whole sandbox."""
-        for f in (self.proc.stdin, self.proc.stdout):
-            f.close()
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
+        self.child.close(timeout)
         self._release()
 
     def kill(self) -> None:
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        for f in (self.proc.stdin, self.proc.stdout):
-            f.close()  # the fork server sees end of input and takes its sandbox down
-        self.proc.wait()
+        self.child.kill()  # bwrap's process group; the fork server sees end of input and ends the sandbox
         self._release()
 
     def _release(self) -> None:
@@ -318,11 +296,21 @@ class SandboxPool:
     """`workers` warm sandboxes (default: two per core), started on first use; thread-safe.
 
     `packages`: names of installed packages the programs may import (none by default);
-    `memory_mode`: `auto`, `cgroup` or `rlimit` (see `_sandbox_memory`)."""
+    `memory_mode`: `auto`, `cgroup` or `rlimit` (see `memory.py`); `preload`: modules
+    (of the standard library or `packages`) each fork server imports before its first request,
+    so that samples start with them loaded, and `env`: variables set before those imports.
+
+    Each worker is a `verifiers.worker_process.WorkerProcess`: in its own session (a
+    terminal's Ctrl-C does not reach it), and it dies with the parent (the fork server returns
+    at end of input, whatever ended the parent). `close()`, or the pool's collection, ends every
+    worker, killing one that has not gone within 5 s. Unlike the math pool, a forked child does
+    not forget its parent's workers: a process that forks should build its pool after forking
+    (workers start on first use, so a pool that never ran holds none)."""
 
     def __init__(self, workers: int | None = None, unsafe_no_sandbox: bool = False, packages=(),
-                 memory_mode: str = "auto"):
+                 memory_mode: str = "auto", preload: tuple[str, ...] = (), env: dict | None = None):
         check_workers(workers)
+        self.preload, self.env = tuple(preload), dict(env or {})
         self.size = workers or WORKERS_PER_CORE * (os.cpu_count() or 1)
         self.unsafe = bool(unsafe_no_sandbox)
         self.packages = check_packages(packages)
@@ -356,7 +344,8 @@ class SandboxPool:
         else:
             argv, cfg = sandbox_command(self.bwrap, self.packages, memcg)
         try:
-            return _Worker(self.memory.enter(memcg, argv), {**cfg, "tag": self.tag}, memcg)
+            return _Worker(self.memory.enter(memcg, argv),
+                           {**cfg, "tag": self.tag, "preload": list(self.preload), "env": self.env}, memcg)
         except SandboxError:
             remove(memcg)
             raise

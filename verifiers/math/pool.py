@@ -5,9 +5,10 @@ cannot be killed, and SIGALRM only works in the main thread (and not at all in a
 used from a thread pool). So each check runs in one of a few worker processes, which the
 caller kills and replaces when the check overruns its deadline.
 
-* A worker is a fresh interpreter (`python -I`) that imports only `verifiers.math_sympy`
-  and `verifiers.math_normalize` (not the whole `verifiers` package), warms the parser up,
-  says it is ready, then answers one JSON line per request on stdin/stdout.
+* A worker is a fresh interpreter (`python -I`) that runs `verifiers.math.worker` and
+  imports only it and the math modules it needs (not the `verifiers` package), warms the
+  parser up, says it is ready, then answers one JSON line per request on stdin/stdout
+  (`verifiers.worker_process`, `LINES`).
 * Workers start lazily, from any thread (`subprocess.Popen` is thread-safe; nothing forks
   a threaded parent), in their own session so a terminal's Ctrl-C does not reach them.
 * A check's deadline is CPU time: the worker is killed once the check has used `timeout`
@@ -23,61 +24,45 @@ caller kills and replaces when the check overruns its deadline.
 
 from __future__ import annotations
 
-import json
 import os
-import select
-import subprocess
 import sys
 import threading
 import time
 import weakref
 
+from verifiers.worker_process import LINES, WorkerGone, WorkerProcess, WorkerTimeout, kill_process
+
 STARTUP_TIMEOUT = 60.0   # seconds a new worker may take to import SymPy on a loaded machine
 ORPHAN_CPU_GRACE = 30.0  # CPU seconds past the deadline after which a worker ends itself
 STARVED_WALL_FACTOR = 10  # a starved check may take this many times its CPU timeout in wall time
-_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
-# The worker imports only the sibling math modules it needs (math_sympy and its imports), not the `verifiers` package
-# (whose other verifiers may be heavy), and runs isolated (-I: no cwd on sys.path, so this
-# package's `math.py` never shadows the standard library's).
-_BOOT = ("import sys, types; pkg = types.ModuleType('verifiers'); pkg.__path__ = [sys.argv[1]]; "
-         "sys.modules['verifiers'] = pkg; from verifiers.math_sympy import serve; serve(int(sys.argv[2]))")
-
-
-class _WorkerGone(Exception):
-    """The worker overran its deadline or died; it must be replaced."""
+_VERIFIERS_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The worker imports only the math modules it needs (`verifiers.math.worker` and its imports),
+# not the `verifiers` package or `verifiers.math`'s __init__ (whose verifiers may be heavy):
+# both are stood in for by empty package modules. It runs isolated (-I: no cwd on sys.path).
+_BOOT = ("import os, sys, types\n"
+         "for name, path in (('verifiers', sys.argv[1]), ('verifiers.math', os.path.join(sys.argv[1], 'math'))):\n"
+         "    pkg = sys.modules[name] = types.ModuleType(name); pkg.__path__ = [path]\n"
+         "from verifiers.math.worker import serve; serve(int(sys.argv[2]))")
 
 
 class _Worker:
-    """One worker process speaking JSON lines over its stdin/stdout."""
+    """One worker process speaking JSON lines over its stdin/stdout (`argv`: for tests)."""
 
-    def __init__(self, memory_mb: int):
-        self.proc = subprocess.Popen(
-            [sys.executable, "-I", "-c", _BOOT, _PACKAGE_DIR, str(memory_mb)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0, start_new_session=True)
+    def __init__(self, memory_mb: int, argv: list[str] | None = None):
+        argv = argv or [sys.executable, "-I", "-c", _BOOT, _VERIFIERS_DIR, str(memory_mb)]
+        self.child = WorkerProcess(argv, LINES)
         self.ready = False
-        self._buffer = b""
 
-    def _read_line(self, deadline: float) -> dict:
-        while b"\n" not in self._buffer:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([self.proc.stdout], [], [], left)[0]:
-                raise _WorkerGone("timeout")
-            chunk = os.read(self.proc.stdout.fileno(), 1 << 16)
-            if not chunk:
-                raise _WorkerGone(f"worker exited with code {self.proc.wait()}")
-            self._buffer += chunk
-        line, self._buffer = self._buffer.split(b"\n", 1)
-        return json.loads(line)
+    @property
+    def proc(self):
+        return self.child.proc
 
     def call(self, request: dict, timeout: float) -> dict:
         if not self.ready:
-            self._read_line(time.monotonic() + STARTUP_TIMEOUT)
+            self.child.receive(time.monotonic() + STARTUP_TIMEOUT)
             self.ready = True
-        try:
-            budget = {"cpu_budget": timeout + ORPHAN_CPU_GRACE}   # see math_sympy._cap_cpu
-            self.proc.stdin.write(json.dumps({**request, **budget}).encode() + b"\n")
-        except (BrokenPipeError, OSError) as exc:
-            raise _WorkerGone(f"worker pipe closed: {exc}") from None
+        budget = {"cpu_budget": timeout + ORPHAN_CPU_GRACE}   # see verifiers.math.worker._cap_cpu
+        self.child.send({**request, **budget})
         return self._read_reply(timeout)
 
     def _read_reply(self, timeout: float) -> dict:
@@ -88,10 +73,10 @@ class _Worker:
         deadline, wall_end = start + timeout, start + timeout * STARVED_WALL_FACTOR
         while True:
             try:
-                return self._read_line(min(deadline, wall_end))
-            except _WorkerGone as exc:
+                return self.child.receive(min(deadline, wall_end))
+            except WorkerTimeout:
                 used = _cpu_seconds(self.proc.pid)
-                if str(exc) != "timeout" or start_cpu is None or used is None:
+                if start_cpu is None or used is None:
                     raise
                 now = time.monotonic()
                 if used - start_cpu >= timeout or now >= wall_end:
@@ -99,7 +84,7 @@ class _Worker:
                 deadline = now + timeout - (used - start_cpu)
 
     def kill(self) -> None:
-        _kill(self.proc)
+        self.child.kill()
 
 
 def _cpu_seconds(pid: int) -> float | None:
@@ -112,18 +97,9 @@ def _cpu_seconds(pid: int) -> float | None:
         return None
 
 
-def _kill(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.kill()
-    proc.wait()
-    for pipe in (proc.stdin, proc.stdout):
-        if pipe is not None:
-            pipe.close()
-
-
 def _kill_all(procs: set) -> None:
     for proc in list(procs):
-        _kill(proc)
+        kill_process(proc)
     procs.clear()
 
 
@@ -191,10 +167,11 @@ class WorkerPool:
             return {"status": "error", "error": f"cannot start a SymPy worker: {exc}"}
         try:
             reply = worker.call(request, timeout)
-        except _WorkerGone as exc:
+        except WorkerTimeout:
             self._release(worker, generation, healthy=False)
-            if str(exc) == "timeout":
-                return {"status": "timeout", "error": f"SymPy check exceeded {timeout:g} s"}
+            return {"status": "timeout", "error": f"SymPy check exceeded {timeout:g} s"}
+        except WorkerGone as exc:
+            self._release(worker, generation, healthy=False)
             return {"status": "error", "error": str(exc)}
         except ValueError as exc:   # a garbled reply line
             self._release(worker, generation, healthy=False)

@@ -1,7 +1,7 @@
 """Confinement of one process inside the sandbox: namespaces, mounts, seccomp, capabilities, rlimits.
 
-Loaded by path by the fork server (`_sandbox_worker.py`; standard library only). What the
-parent binds into the sandbox in the first place is `_sandbox_confine.py`'s job.
+Loaded by path by the fork server (`forkserver.py`; standard library only). What the
+parent binds into the sandbox in the first place is `confine.py`'s job.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ Why the verdicts cannot be forged from inside (docs/sandbox.md has the details):
 
 * `assert`: the tests run in a judge process that never executes the program's code; the
   entry point there is a proxy whose calls cross to the program's process as plain data
-  (the wire format of `_sandbox_wire`), and whose return values come back through a strict
+  (the wire format of `verifiers.code.wire`), and whose return values come back through a strict
   decoder that builds only builtin plain types. The program's process holds neither the
   tests nor the result channel.
 * `io` / `call`: stdout and return values are compared here, in canonical form; expected
@@ -35,11 +35,11 @@ import signal
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from verifiers._sandbox_wire import WireError, canonical, loads, to_wire
 from verifiers.base import Task, Verdict, Verifier, VerifierError, check_batch, register_verifier
-from verifiers._sandbox_confine import check_packages
-from verifiers._sandbox_memory import check_mode
-from verifiers.sandbox import Execution, Limits, SandboxPool, check_workers
+from verifiers.code.confine import check_packages
+from verifiers.code.memory import check_mode
+from verifiers.code.sandbox import Execution, Limits, SandboxPool, check_workers
+from verifiers.code.wire import WireError, canonical, loads, to_wire
 
 KINDS = ("assert", "io", "call")
 FIELDS = {"assert": {"kind", "code", "entry_point"}, "io": {"kind", "cases"},
@@ -119,7 +119,7 @@ def match_output(got: str, expected: str, how: str) -> bool:
 
 def same_value(got, expected) -> bool:
     """Python `==` on plain data, with tuples and lists interchangeable (JSON has no tuples),
-    compared in canonical form (`_sandbox_wire.canonical`: sets sorted, never hashed).
+    compared in canonical form (`wire.canonical`: sets sorted, never hashed).
 
     >>> same_value((1, [2, (3,)]), [1, [2, [3]]]), same_value(True, 1.0), same_value({1}, [1])
     (True, True, False)
@@ -151,7 +151,7 @@ class CodeVerifier(Verifier):
 
     Limits apply to each sample: `time_limit` CPU seconds (whole seconds, rounded up) under a
     `wall_time_limit` backstop (default 2 x time_limit + 5), `memory_mb` for the sample as a
-    whole (`memory_mode`: `auto`, `cgroup` or `rlimit`; see `verifiers._sandbox_memory`),
+    whole (`memory_mode`: `auto`, `cgroup` or `rlimit`; see `verifiers.code.memory`),
     `output_kb` of stdout + stderr, `max_processes` (processes and threads), `file_size_mb`,
     `tmp_size_mb` of private /tmp. `packages` names the installed packages programs may import
     (none by default: the standard library only). `workers` sandboxes (default two per core)

@@ -4,13 +4,13 @@ Three stages, cheapest first:
 
 1. extract the final answer from the completion (`<answer>`, the last `\\boxed{}` or a run of
    boxes holding one answer each, `#### x`, "the answer is x", the last math span, a bare
-   answer, or the last number; `verifiers.math_extract`), and from the gold when the gold is
-   a solution rather than an answer; normalise both (`verifiers.math_normalize`) and apply
-   the label rules (`verifiers.math_labels`: `(p,q)=(3,2)` is `(3,2)` against a value);
+   answer, or the last number; `verifiers.math.extract`), and from the gold when the gold is
+   a solution rather than an answer; normalise both (`verifiers.math.normalize`) and apply
+   the label rules (`verifiers.math.labels`: `(p,q)=(3,2)` is `(3,2)` against a value);
 2. decide in the calling thread when plain Python is certain: equal normalised strings,
    word answers and clock times, plain numbers and lists of them as exact fractions;
 3. otherwise hand both strings to a small pool of long-lived worker processes that parse
-   them with latex2sympy2_extended and compare them with SymPy (`verifiers.math_sympy`:
+   them with latex2sympy2_extended and compare them with SymPy (`verifiers.math.compare`:
    relations, intervals, matrices, sets, tuples, expressions).
 
 `info["reason"]` names the rule that decided every verdict (with the label rules applied
@@ -27,7 +27,7 @@ Every check is bounded: answers longer than 1,000 characters or nested deeper th
 brackets are refused before any parser sees them; numbers too large to evaluate are refused
 inside the worker before evaluation; a worker that overruns `timeout` (CPU seconds) is killed and
 replaced (`status="timeout"`), and its address space is capped (`memory_mb`). Workers and
-their life-cycle: `verifiers.math_workers`.
+their life-cycle: `verifiers.math.pool`.
 
 Misuse raises `VerifierError`: a task without an answer, a gold answer the parser cannot
 read, or an invalid option.
@@ -42,13 +42,13 @@ from functools import lru_cache
 from numbers import Number as _Numeric
 
 from verifiers.base import Task, Verdict, Verifier, VerifierError, check_batch, register_verifier
-from verifiers.math_extract import FALLBACKS, MAX_ANSWER_CHARS, extract_answer, extract_gold
-from verifiers.math_labels import align, text_rule
-from verifiers.math_normalize import (
+from verifiers.math.extract import FALLBACKS, MAX_ANSWER_CHARS, extract_answer, extract_gold
+from verifiers.math.labels import align, text_rule
+from verifiers.math.normalize import (
     MAX_NESTING, Normal, nesting_depth, normalize, numbers_match, parse_number, parse_tuples,
 )
-from verifiers.math_reference import available as reference_available
-from verifiers.math_workers import release, shared_pool
+from verifiers.math.reference import available as reference_available
+from verifiers.math.pool import release, shared_pool
 
 MIN_CHECKS_PER_WORKER = 8   # verify_batch spreads SymPy checks over workers in groups at least this large
 REFERENCE_TIMEOUT = 10.0    # seconds for one math-verify check in an audit (its first call imports it)
@@ -88,7 +88,7 @@ class MathVerifier(Verifier):
         sig_digits: a decimal answer to a gold that no finite decimal writes (1/3, sqrt 2,
             pi) passes when it agrees to this many significant digits (0: off).
         timeout: CPU seconds one SymPy check may use before its worker is killed (a machine too
-            busy to run it gets up to 10 times that in wall time; `verifiers.math_workers`).
+            busy to run it gets up to 10 times that in wall time; `verifiers.math.pool`).
         fallback: "last_number" (use the last number when no answer marker is found) or
             "none" (no marker, no answer).
         workers: SymPy worker processes (verify_batch uses them all).

@@ -99,11 +99,28 @@ def _boxes(text: str) -> list[tuple[int, int, str]]:
     return found
 
 
-def last_boxed(text: str) -> str | None:
-    """Content of the last complete `\\boxed{...}` or `\\fbox{...}`; nested boxes unwrap.
-    An unclosed box (truncated output) is skipped for an earlier complete one."""
+def last_boxed(text: str, strict: bool = False) -> str | None:
+    """Content of the last complete `\\boxed{...}` or `\\fbox{...}` (`\\boxed 5`: one token);
+    nested boxes unwrap.
+
+    An unclosed box (a truncated completion) is skipped for an earlier complete one. With
+    `strict`, the last box counts or nothing does: None when it is unclosed. The `math`
+    environment reads gold answers from solutions that way, so that a damaged solution
+    is refused rather than given the answer of an earlier box.
+
+    >>> last_boxed(r"so $\\boxed{\\frac{1}{2}}$ and finally \\boxed{3}")
+    '3'
+    >>> last_boxed(r"\\boxed{\\dfrac{\\sqrt{3}}{2}}")
+    '\\\\dfrac{\\\\sqrt{3}}{2}'
+    >>> last_boxed(r"\\boxed{1}, then \\boxed{2"), last_boxed(r"\\boxed{1}, then \\boxed{2", strict=True)
+    ('1', None)
+    """
     boxes = _boxes(text)
-    return boxes[-1][2] if boxes else None
+    if not boxes:
+        return None
+    if strict and _BOX_START.search(text, boxes[-1][1]):
+        return None   # a box starts after the last complete one: it never closed
+    return boxes[-1][2]
 
 
 def _is_connector(between: str) -> bool:

@@ -9,7 +9,7 @@ never executes the program's code:
     S: tests (check(candidate)) -- candidate(*args) --> [fd 4] C: entry_point(*args)
        proxy <-- plain data, strict decoder ----------- [fd 5] return value or exception
 
-Messages on fds 4 and 5 are 4-byte big-endian lengths followed by JSON (`_sandbox_wire`).
+Messages on fds 4 and 5 are 4-byte big-endian lengths followed by JSON (`wire.py`).
 C sends `{"ready": true}` once the program has run (or `{"exc", "msg"}` if it failed), then
 one reply per call: `{"ok": value}` (`"iter": true` when the entry point returned an
 iterator, materialised), or `{"exc": name, "msg": text}`. Only S holds the result pipe, on
@@ -32,9 +32,9 @@ import traceback
 import types
 
 try:
-    import _sandbox_wire as wire  # in the sandbox: loaded by path by the fork server
+    import _sandbox_wire as wire  # in the sandbox: wire.py, loaded by path by the fork server
 except ImportError:  # pragma: no cover - imported from the package
-    from verifiers import _sandbox_wire as wire
+    from verifiers.code import wire
 
 RESULT_FD, CALLS_FD, REPLY_FD = 3, 4, 5
 ITER_CAP = 100_000     # most items materialised from a returned iterator

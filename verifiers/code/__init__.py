@@ -1,0 +1,28 @@
+"""The `code` verifier and its sandbox.
+
+In the calling process:
+
+    verifier.py    CodeVerifier: parses `Task.tests`, runs each sample, compares, labels the verdict
+    sandbox.py     SandboxPool: warm bubblewrap sandboxes (Limits, Execution, the bwrap command line)
+    confine.py     what a sandbox shows of the host's Python (the `packages` allow-list; REFUSED)
+    memory.py      the memory cap of one sample: a memory cgroup, or rlimits
+
+Inside the sandbox (also imported by the parent where noted):
+
+    forkserver.py  the fork server: serves the parent's requests, collects each sample's pipes
+    sample.py      the zygote and the process tree of one sample (supervisor/judge S, program C)
+    jail.py        confinement of one process: namespaces, seccomp, capabilities, rlimits
+    harness.py     the program's harnesses (`io`, `call`, `assert`) and the judge's
+    wire.py        the wire format of plain values and its strict decoder (the parent's too)
+
+The files inside the sandbox (`sandbox.FILES`) are bound into `/sandbox` and loaded there by
+path, where our package is not visible: they import only the standard library, never
+anything relative to this package, and they reach each other through the fork server's
+`_load` (as `_sandbox_wire`, `_sandbox_sample`, ...). The one exception, `harness.py`'s
+fallback to `verifiers.code.wire` when `_sandbox_wire` is missing, serves an import from
+the package. `tests/test_sandbox.py` checks their imports and runs them there.
+"""
+
+from verifiers.code.verifier import CodeVerifier
+
+__all__ = ["CodeVerifier"]

@@ -1,0 +1,223 @@
+"""Trusted code inside each sandbox: the zygote and the process tree of one sample.
+
+The fork server (`forkserver.py`) loads this file by path inside the sandbox (standard
+library only, no package-relative import: our package is not visible there), and forks the
+zygote from it before it reads any request. Each function here takes the fork server
+(`forkserver.ForkServer`) as `server`: the modules it loaded (`jail`, `harness`), libc, the
+seccomp filter, the OOM-kill counter and its config.
+
+    zygote Z       never reads a request: it keeps one supervisor S forked ahead, which starts
+      |            a session, becomes the sandbox user and waits for a sample's descriptors
+      |            (two memfds with the candidate's and the judge's part of the request, the
+      |            output pipes); once S took them, Z forks the next. So every sample starts
+      |            from a process that never held another sample's request, reply, program or
+      |            output.
+    sample S       reads the candidate's part, unshares a user and a pid namespace and forks
+      |            C. For `assert`, S then becomes the judge: it reads the tests (which C,
+      |            forked before, never held), confines itself and runs `check(candidate)`
+      |            with the entry point replaced by a proxy whose calls cross to C as plain
+      |            data, return values coming back through the strict decoder. S is outside
+      |            C's pid namespace and process group: C cannot see or signal it. Only S
+      |            holds the result pipe. S waits for C and reports its exit status, CPU time
+      |            and the memory cgroup's OOM kills on the info pipe.
+      +-- C        the program: pid 1 of a new pid namespace, with its own user, mount and IPC
+                   namespaces, a private /tmp, no capabilities, seccomp and rlimits. When it
+                   exits the kernel kills every process left in its namespace.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import signal
+import socket
+import sys
+
+RESULT_FD, CALLS_FD, REPLY_FD = 3, 4, 5   # see `harness.py`
+FDS = ("cand", "judge", "out", "err", "res", "info")   # what the zygote hands to each sample
+
+
+# --------------------------------------------------------------------------- descriptors
+
+
+def write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def memfd(name: str, data: bytes) -> int:
+    fd = os.memfd_create(name)
+    write_all(fd, data)
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd
+
+
+# --------------------------------------------------------------------------- zygote and sample
+
+
+def zygote(server, sock: socket.socket) -> None:
+    """Keep one supervisor forked ahead, waiting for the next sample's descriptors (so the fork
+    is off the sample's critical path); never read what the descriptors hold."""
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps the supervisors
+    while True:
+        took_r, took_w = os.pipe()
+        if os.fork() == 0:
+            try:
+                os.close(took_r)
+                _spare(server, sock, took_w)
+            finally:
+                os._exit(70)
+        os.close(took_w)
+        took = os.read(took_r, 1)  # the spare took a sample (or found the fork server gone)
+        os.close(took_r)
+        if not took:
+            os._exit(0)
+
+
+def _spare(server, sock: socket.socket, took: int) -> None:
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    os.setsid()  # kill(0, ...) from a sample reaches its own group, never the fork server
+    server.jail.become(server.cfg.get("uid"))
+    try:
+        msg, fds, _, _ = socket.recv_fds(sock, 16, len(FDS))
+    except OSError:
+        os._exit(0)
+    if not msg or len(fds) != len(FDS):
+        os._exit(0)  # the fork server is gone
+    os.write(took, b"S")
+    os.close(took)
+    sock.close()
+    _supervise(server, dict(zip(FDS, fds)))
+
+
+def _say(fd: int, line: str) -> None:
+    write_all(fd, (line + "\n").encode())
+
+
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    while chunk := os.read(fd, 1 << 20):
+        chunks.append(chunk)
+    os.close(fd)
+    return b"".join(chunks)
+
+
+def _supervise(server, fds: dict) -> None:
+    """S: set the sample up, start the program, judge it (`assert`), wait for it, report."""
+    # Above every descriptor number the children will set (0-5), so that no dup2 clobbers one.
+    fds = {name: _high(fd) for name, fd in fds.items()}
+    info, libc, jail = fds["info"], server.libc, server.jail
+    try:
+        _say(info, f"S {os.getpid()}")
+        req = json.loads(_read_all(fds["cand"]))
+        oom = _oom_kills(server.oom_counter)
+        judging = req["mode"] == "assert"
+        if judging:
+            calls, replies = os.pipe(), os.pipe()
+            program_fds = {RESULT_FD: replies[1], CALLS_FD: calls[0]}
+        else:
+            program_fds = {RESULT_FD: fds["res"]}
+        if server.isolate:
+            jail.enter_pid_namespace(libc)  # for C; S itself stays where C cannot see it
+        c = os.fork()
+        if c == 0:
+            _start(server, req, fds, program_fds)
+        _say(info, f"C {c}")
+        for name in ("out", "err"):
+            os.close(fds[name])
+        if judging:
+            os.close(calls[0])
+            os.close(replies[1])
+            verdict = _judge(server, fds, calls[1], replies[0])
+            write_all(fds["res"], verdict)
+            for fd in (RESULT_FD, CALLS_FD, REPLY_FD):  # hanging up ends the program's harness
+                os.close(fd)
+        os.close(fds["res"])
+    except OSError as exc:
+        _say(info, f"E sample setup failed: {exc}")
+        os._exit(70)
+    _, status, usage = os.wait4(c, 0)
+    report = {"status": status, "cpu": usage.ru_utime + usage.ru_stime}
+    if server.oom_counter >= 0:
+        report["oom"] = _oom_kills(server.oom_counter) - oom
+    _say(info, "X " + json.dumps(report))
+    os._exit(0)
+
+
+def _judge(server, fds: dict, calls: int, replies: int) -> bytes:
+    """S as the judge, once the program's process is started: read the tests (never read
+    before C was forked, so C cannot hold them), confine, run `check(proxy)`."""
+    req = json.loads(_read_all(fds["judge"]))
+    for target, fd in ((CALLS_FD, _high(calls)), (REPLY_FD, _high(replies))):
+        os.dup2(fd, target)
+        os.close(fd)
+    os.dup2(fds["res"], RESULT_FD)  # unused by the judge; kept so that 3-5 are the channel's
+    _confine(server, req, "judge")
+    return server.harness.run_judge(req)
+
+
+def _high(fd: int) -> int:
+    high = fcntl.fcntl(fd, fcntl.F_DUPFD, 64)
+    os.close(fd)
+    return high
+
+
+def open_oom_counter(memcg: str | None) -> int:
+    """The worker's memory cgroup's OOM-kill counter, opened while we are root, above the
+    descriptor numbers the samples set; -1 without a cgroup."""
+    for name in ("memory.events", "memory.oom_control"):  # v2, v1
+        path = os.path.join(memcg or "/nonexistent", name)
+        if os.path.exists(path):
+            return _high(os.open(path, os.O_RDONLY))
+    return -1
+
+
+def _oom_kills(counter: int) -> int:
+    if counter < 0:
+        return 0
+    for line in os.pread(counter, 4096, 0).decode().splitlines():
+        key, _, value = line.partition(" ")
+        if key == "oom_kill":
+            return int(value)
+    return 0
+
+
+def _start(server, req: dict, fds: dict, channel: dict) -> None:
+    """C: take the sample's pipes, confine, run the program's harness; never returns."""
+    info = fds["info"]
+    try:
+        os.setsid()  # its own process group: kill(0, ...) from the program cannot reach S
+        os.dup2(fds["out"], 1)
+        os.dup2(fds["err"], 2)
+        os.dup2(memfd("stdin", req.get("stdin", "").encode()), 0)
+        channel = {target: fcntl.fcntl(fd, fcntl.F_DUPFD, 64) for target, fd in channel.items()}
+        for target, fd in channel.items():
+            os.dup2(fd, target)
+        _confine(server, req, "program")
+    except OSError as exc:  # the sandbox failed, not the program: say so on S's channel
+        _say(info, f"E sample setup failed: {exc}")
+        os._exit(70)
+    os.closerange(max(channel) + 1, 1 << 20)  # the info pipe and the judge's memfd included
+    try:
+        server.harness.HARNESS[req["mode"]](server, req)
+    finally:
+        os._exit(70)
+
+
+def _confine(server, req: dict, role: str) -> None:
+    jail, libc, limits = server.jail, server.libc, req["limits"]
+    tmpdir = req.get("tmpdir")
+    if role == "program" and server.isolate:
+        jail.enter_private_namespaces(libc, limits, server.seccomp is not None)
+    jail.drop_capabilities(libc)
+    if server.seccomp is not None:
+        jail.install_seccomp(libc, server.seccomp)
+    if role == "program":
+        jail.apply_limits(limits, limits["memory_bytes"])
+    else:  # the judge forks nothing: no process limit, which would also count the program's
+        jail.apply_limits(limits, limits["judge_memory_bytes"], processes=False)
+    os.chdir(tmpdir or "/tmp")
+    os.environ["HOME"] = os.environ["TMPDIR"] = os.environ["PWD"] = tmpdir or "/tmp"
+    sys.modules["random"].seed(0)  # a fork inherits the fork server's state: same for every sample
