@@ -29,6 +29,7 @@ import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 import torch.distributed.checkpoint as dcp
@@ -83,9 +84,12 @@ def _rng_state() -> dict:
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
 
 
-def save(out: Path, cfg, step: int, modules: dict, data: dict, elapsed_s: float) -> Path:
+def save(out: Path, cfg, step: int, modules: dict, data: dict, elapsed_s: float,
+         files: Callable[[Path], None] | None = None) -> Path:
     """Write `out/checkpoint-STEP/` (every rank calls this) and drop all but the KEEP newest.
-    `modules` maps a name to a (module, optimizer) pair; `data` is the data stream's state."""
+    `modules` maps a name to a (module, optimizer) pair; `data` is the data stream's state;
+    `files(path)` writes this rank's files of state that is not JSON (an asynchronous run's
+    queued batches) into the folder."""
     path = out / f"checkpoint-{step}"
     if distributed.is_main():
         shutil.rmtree(path, ignore_errors=True)  # a stale one from a run that did not reach here
@@ -94,6 +98,8 @@ def save(out: Path, cfg, step: int, modules: dict, data: dict, elapsed_s: float)
     with _one_process_is_intended():
         dcp.save(_state(modules), checkpoint_id=path / "dcp")
     torch.save(_rng_state(), path / f"rng-{distributed.rank()}.pt")
+    if files is not None:
+        files(path)
     distributed.barrier()  # every shard and RNG file is written before meta.json marks it complete
     if distributed.is_main():
         (path / "config.yaml").write_text(dump_yaml(cfg))
@@ -161,14 +167,17 @@ def read(path: Path) -> dict:
 
 class Checkpoints:
     """Saves and resumes a run: the `modules` (name -> (module, optimizer)), the data `stream`
-    (`state_dict`), the `clock` (step, training time) and the metrics `log`."""
+    (`state_dict`, JSON in meta.json; and its own files, when it has `save_files(path)` and
+    `load_files(path)`: the queued batches of `trainers.async_rollout`), the `clock` (step,
+    training time) and the metrics `log`."""
 
     def __init__(self, out: Path, cfg, modules: dict, stream, clock: RunClock, log: MetricsLog):
         self.out, self.cfg, self.modules = Path(out), cfg, dict(modules)
         self.stream, self.clock, self.log = stream, clock, log
 
     def save(self) -> Path:
-        return save(self.out, self.cfg, self.clock.step, self.modules, self.stream.state_dict(), self.clock.elapsed())
+        return save(self.out, self.cfg, self.clock.step, self.modules, self.stream.state_dict(), self.clock.elapsed(),
+                    files=getattr(self.stream, "save_files", None))
 
     def save_if_due(self) -> None:
         every = self.cfg.checkpoint_every
@@ -179,6 +188,8 @@ class Checkpoints:
         """Restore every part from the newest checkpoint in `out`, in place; its path."""
         resumed = load_latest(self.out, self.modules, self.cfg.seed)
         self.stream.load_state_dict(resumed.data)
+        if hasattr(self.stream, "load_files"):
+            self.stream.load_files(resumed.path)
         self.clock.resume(resumed.step, resumed.elapsed_s)
         self.log.resume_at(resumed.step)
         world = distributed.world_size()

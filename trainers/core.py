@@ -335,12 +335,15 @@ def policy_loss(logp: Tensor, old_logp: Tensor, advantages: Tensor, mask: Tensor
                 ratio_fn: Callable = token_ratio, loss_agg_mode: str = "grpo", batch: GlobalBatch | None = None,
                 clip_eps_low: float = 0.2, clip_eps_high: float = 0.2, delta: float | None = None,
                 ref_logp: Tensor | None = None, beta: float = 0.0, kl_fn: Callable = kl_k3,
-                max_new_tokens: int | None = None) -> Tensor:
+                max_new_tokens: int | None = None, weights: Tensor | None = None) -> Tensor:
     """The GRPO/PPO policy loss, a scalar: clipped surrogate + beta * KL(pi || ref) per token
     (B, T), aggregated by `aggregate_loss` as this minibatch's share of the step (`batch`).
-    On-policy (one update per rollout) pass `old_logp = logp.detach()`."""
+    On-policy (one update per rollout) pass `old_logp = logp.detach()`. `weights` (B, T): an
+    off-policy correction's per-token weights on the surrogate (`trainers.core_offpolicy`)."""
     ratio = ratio_fn(logp, old_logp, mask)
     per_token = clipped_surrogate_loss(ratio, advantages, clip_eps_low, clip_eps_high, delta)
+    if weights is not None:  # importance weights correct the surrogate's sampling, not the KL to the reference
+        per_token = per_token * weights.detach().to(per_token)
     if beta != 0.0:
         if ref_logp is None:
             raise ValueError("beta != 0 needs ref_logp")
@@ -348,7 +351,8 @@ def policy_loss(logp: Tensor, old_logp: Tensor, advantages: Tensor, mask: Tensor
     return aggregate_loss(per_token, mask, loss_agg_mode, batch, max_new_tokens=max_new_tokens)
 
 
-def reinforce_loss(logp: Tensor, advantages: Tensor, mask: Tensor, batch: GlobalBatch | None = None) -> Tensor:
+def reinforce_loss(logp: Tensor, advantages: Tensor, mask: Tensor, batch: GlobalBatch | None = None,
+                   weights: Tensor | None = None) -> Tensor:
     """Reward-weighted log-likelihood, a scalar: `-(1/B) sum_i w_i * log pi(y_i|x)` over the
     step's B sequences (this minibatch's share of it, as `aggregate_grpo`'s).
 
@@ -356,10 +360,12 @@ def reinforce_loss(logp: Tensor, advantages: Tensor, mask: Tensor, batch: Global
     (the true sequence log-likelihood, so the gradient is the REINFORCE estimator). `advantages`
     (B,) are the weights w_i, normally `group_advantages(rewards, group_size)`: rewards minus the
     group mean (a baseline) over the group's sample std + eps; detached here. No ratio, no
-    clipping, no KL: on-policy only.
+    clipping, no KL: on-policy only, unless `weights` (B, T), an off-policy correction's per-token
+    importance weights (`trainers.core_offpolicy`), weigh each token's log-prob.
     """
     share = _row_share(logp, batch or GlobalBatch.of(mask))
-    return -(advantages.detach().to(logp.dtype) * masked_sum(logp, mask, dim=-1)).mean() * share
+    weighted = logp if weights is None else logp * weights.detach().to(logp)
+    return -(advantages.detach().to(logp.dtype) * masked_sum(weighted, mask, dim=-1)).mean() * share
 
 
 # --------------------------------------------------------------------------- statistics

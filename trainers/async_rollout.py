@@ -1,0 +1,417 @@
+"""Asynchronous rollouts (`--rollout async`): a worker process samples and verifies the next
+batches while the trainer updates on the current one.
+
+**The schedule.** Version v is the policy after v optimizer steps; step s trains on batch s - 1.
+With `max_staleness` N, batch b is sampled with version `max(floor, b - N)` (`behaviour_version`;
+`floor` is the version the run started or resumed from), that version and no other, however
+fast either side runs. So a run is reproducible for a seed, timings aside, and N = 1 overlaps the
+generation of batch b + 1 with the update on batch b. The worker runs at most N + 1 batches ahead
+of the trainer: it cannot sample batch b before version b - N exists.
+
+**The worker** (`worker_main`) runs in a process of its own (spawned: it imports torch afresh,
+and CUDA and vLLM need that) with its own copy of the sampler: the transformers sampler on a
+model of its own, with its own torch threads, or a vLLM engine. It holds its own `RolloutSource`
+on a copy of the trainer's task stream (any class with `take`, `state_dict`, `load_state_dict`),
+rebuilds the environment (importing the module that registered it), and for each batch waits for
+its version, loads the weights between batches, samples, verifies (in process or on
+`--verifier-url` servers) and queues the whole batch, pickled, with the stream's state after it.
+Rows carry their version (`Rollout.versions`) and the sampler's log-probs (`gen_logprobs`), the
+behaviour policy of the off-policy correction (`trainers.core_offpolicy`). Under torchrun each
+rank has its own worker, which samples the rank's share of the prompts; GRPO's dynamic sampling
+runs in the worker, filling the rank's share of the quota (`RankLocal`).
+
+**The trainer's side** (`AsyncRollouts`) takes batches as the loop asks for them (`next_batch`),
+and after each optimizer step publishes the new version (`publish`): the weights into shared
+memory (`trainers.weights_channel`), then a message with the version number and, for a task
+source that adapts (`observe`), the pass rates of the batch just trained, which the worker hands
+to its stream before it draws the batches of that version: batch t + N is drawn with the
+curriculum state of version t, deterministically. Advantages, PPO's values and every loss are
+computed by the trainer when a batch arrives, as in sync mode.
+
+**Checkpoints.** A checkpoint after step s holds the weights of version s, but the batches
+s .. s + N - 1 were sampled by older versions, which it does not hold: they are saved as they
+are (`rollouts-RANK.pt`), with the stream's state after them, so `--resume` continues exactly.
+`meta.json`'s data state is the one before batch s, so a run resumed at another world size, or
+in sync mode, continues from the same data, not bit-exact.
+
+**Failures.** A worker that raises sends its error and exits; one that dies is noticed within
+a second; either ends the run with one line naming the worker and its error (bad input, such as
+a prompt the tokenizer cannot read, is the same `error:` line as in sync mode). The worker
+ignores Ctrl-C (the trainer finishes its step, saves, and stops it), and dies with the trainer
+(`PR_SET_PDEATHSIG`); its verifier children end when their pipes close.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib
+import os
+import pickle
+import queue
+import signal
+import sys
+import time
+import traceback
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.multiprocessing as mp
+
+from models import distributed
+from trainers.metrics_log import progress
+from trainers.rollout import Rollout, RolloutSource, task_feedback
+from trainers.weights_channel import WeightSlots
+
+POLL_S = 0.5          # how often a waiting side checks that the other is alive
+STOP_GRACE_S = 30.0   # how long a stopping worker may take to finish its batch before it is killed
+
+
+def behaviour_version(batch: int, staleness: int, floor: int = 0) -> int:
+    """The policy version that samples batch `batch` (0-based): `batch - staleness`, but never
+    below `floor`, the version the run started or resumed from."""
+    return max(floor, batch - staleness)
+
+
+class RolloutWorkerError(RuntimeError):
+    """The rollout worker failed or died: the run cannot go on."""
+
+
+class RankLocal:
+    """The collectives `trainers.grpo.draw_batch` asks for, answered by one rank's worker alone,
+    as if every rank kept what this one kept: dynamic sampling then fills this rank's share of
+    the quota (prompts_per_step / world groups) without a process group. Ranks may then draw
+    different numbers of rounds; each rank's stream state is checkpointed with its batches."""
+
+    def __init__(self, rank: int, world: int):
+        self.rank, self.world = rank, world
+
+    def all_reduce(self, values: list[float], op: str = "sum") -> list[float]:
+        return [v * self.world for v in values] if op == "sum" else list(values)
+
+    def all_gather(self, obj: Any) -> list:
+        return [obj] * self.world
+
+
+@dataclass
+class WorkerSpec:
+    """What a rollout worker is started with (pickled into the spawned process)."""
+
+    cfg: Any                    # the run's config (GRPOConfig, PPOConfig)
+    env_module: str             # the module whose import registers the environment
+    model_path: str             # what the sampler loads before the first version's weights
+    backend: str                # "hf" or "vllm"
+    tokenizer: Any              # the trainer's tokenizer (pad id, decoding), so rows collate alike
+    stream: Any                 # the trainer's task stream, in the state to draw from
+    threads: int                # torch threads (0: torch's default)
+    rank: int
+    world: int
+    first_batch: int            # the batches to sample: first_batch .. last_batch
+    last_batch: int
+    floor: int                  # the version it starts from (see `behaviour_version`)
+    draw: Callable | None       # `draw(cfg, rollouts, dp)` (GRPO's dynamic sampling) or None
+
+
+# --------------------------------------------------------------------------- the worker process
+
+
+def worker_main(spec: WorkerSpec, slots: WeightSlots, inbox, outbox) -> None:
+    """The rollout worker's process: sample the batches of `spec`, or report why it cannot."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C is the trainer's to handle: it stops us
+    _die_with_parent()
+    worker = None
+    try:
+        worker = RolloutWorker(spec, slots, inbox, outbox)
+        worker.run()
+    except BaseException as exc:  # noqa: BLE001 - every failure is reported to the trainer, then we exit
+        outbox.put(("error", _portable(exc), traceback.format_exc()))
+        sys.exit(1)
+    finally:
+        if worker is not None:
+            worker.sampler.close()
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to kill this process when the trainer dies (even by SIGKILL)."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)   # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass   # not Linux: the worker still notices a dead parent when it next waits (`_orphaned`)
+
+
+def _portable(exc: BaseException) -> BaseException:
+    """`exc` if it survives pickling (the trainer re-raises bad-input errors as they are), else
+    a RuntimeError that names its type and message."""
+    try:
+        pickle.loads(pickle.dumps(exc))
+        return exc
+    except Exception:  # noqa: BLE001 - anything unpicklable is described instead
+        return RuntimeError(f"{type(exc).__name__}: {exc}")
+
+
+class RolloutWorker:
+    """The loop of `worker_main`: wait for a version, load it, draw a batch, queue it."""
+
+    def __init__(self, spec: WorkerSpec, slots: WeightSlots, inbox, outbox):
+        import envs
+        from models.backends import make_sampler
+
+        self.spec, self.slots, self.inbox, self.outbox = spec, slots, inbox, outbox
+        self.parent = os.getppid()
+        cfg = spec.cfg
+        if spec.threads:
+            torch.set_num_threads(spec.threads)
+        if torch.cuda.is_available():
+            torch.cuda.set_device(distributed.local_rank())
+        if spec.env_module != "__main__":   # spawn already re-ran a main script, registrations and all
+            importlib.import_module(spec.env_module)
+        env = envs.get_env(cfg.env, **cfg.env_kwargs())
+        self.sampler = make_sampler(spec.model_path, spec.backend, tokenizer=spec.tokenizer,
+                                    dtype="bfloat16" if cfg.bf16 else "float32", seed=cfg.seed, verbose=cfg.verbose,
+                                    logprobs=True)
+        self.rollouts = RolloutSource(cfg, env, self.sampler, spec.tokenizer, spec.stream, rank=spec.rank,
+                                      world=spec.world)
+        self.latest, self.loaded = -1, None
+
+    def run(self) -> None:
+        spec = self.spec
+        for index in range(spec.first_batch, spec.last_batch + 1):
+            version = behaviour_version(index, spec.cfg.max_staleness, spec.floor)
+            t0 = time.perf_counter()
+            if not self._wait_for(version):
+                return
+            waited = time.perf_counter() - t0
+            load_s = self._load(version)
+            batch = self._draw()
+            batch.versions = torch.full((len(batch),), version, dtype=torch.long)
+            batch.timings.update(worker_wait_s=waited, worker_load_s=load_s)
+            self.outbox.put(("batch", index, pickle.dumps((batch, self.rollouts.stream.state_dict()))))
+        self._wait_for(None)   # every batch is queued: wait to be stopped
+
+    def _draw(self) -> Rollout:
+        spec, cfg = self.spec, self.spec.cfg
+        if spec.draw is None:
+            return self.rollouts.draw(cfg.prompts_per_step)
+        return spec.draw(cfg, self.rollouts, RankLocal(spec.rank, spec.world))
+
+    def _wait_for(self, version: int | None) -> bool:
+        """Read the trainer's messages until `version` is published (None: until stopped),
+        handing each version's feedback to the stream in order; False once told to stop."""
+        while version is None or self.latest < version:
+            try:
+                message = self.inbox.get(timeout=POLL_S)
+            except queue.Empty:
+                if self._orphaned():
+                    raise RolloutWorkerError("the trainer is gone") from None
+                continue
+            if message[0] == "stop":
+                return False
+            _, self.latest, feedback = message
+            if feedback is not None:
+                self.rollouts.stream.observe(feedback)
+        return True
+
+    def _orphaned(self) -> bool:
+        return os.getppid() != self.parent
+
+    def _load(self, version: int) -> float:
+        """Load `version`'s weights into the sampler, unless it has them; seconds."""
+        if version == self.loaded:
+            return 0.0
+        t0 = time.perf_counter()
+        self.sampler.load_weights(self.slots.read(version))
+        self.loaded = version
+        return time.perf_counter() - t0
+
+
+# --------------------------------------------------------------------------- the trainer's side
+
+
+class AsyncRollouts:
+    """Batches from a rollout worker process, on the schedule of `behaviour_version`: the
+    loop's feed under `--rollout async` (`trainers.rollout.SyncRollouts` under sync). Also the
+    run's data stream as `Checkpoints` sees it (`state_dict`, and the queued batches in
+    `save_files` / `load_files`)."""
+
+    def __init__(self, cfg, env, policy, dp, rollouts: RolloutSource, draw: Callable | None = None):
+        self.cfg, self.policy, self.dp, self.rollouts, self.draw = cfg, policy, dp, rollouts, draw
+        self.env_module = type(env).__module__
+        self.held: dict[int, tuple[Rollout, dict]] = {}   # batch index -> (batch, stream state after it)
+        self.trained_state = rollouts.stream.state_dict()  # the stream before the next batch to train
+        self.next_index = 0                                # the next batch to train
+        self.first = self.floor = 0                        # the worker's first batch; its first version
+        self.restored: dict | None = None                  # what a checkpoint queued (load_files)
+        self.feedback = None                               # sent with the newest version
+        self.waited = 0.0
+        self.process = self.slots = self.inbox = self.outbox = None
+
+    # ----------------------------------------------------------- the stream, as checkpoints see it
+    def state_dict(self) -> dict:
+        """The data stream's state before the next batch to train (as in sync mode)."""
+        return dict(self.trained_state)
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rollouts.stream.load_state_dict(state)
+        self.trained_state = self.rollouts.stream.state_dict()
+
+    def _file(self, path: Path) -> Path:
+        return Path(path) / f"rollouts-{distributed.rank()}.pt"
+
+    def save_files(self, path: Path) -> None:
+        """Write this rank's queued batches: those from the next one to train on up to the
+        first that the newest version samples (which a resumed run samples again), with the
+        stream's state after them and the feedback sent with the newest version."""
+        end = max(self.first, self.next_index + self.cfg.max_staleness) if self.next_index > self.floor \
+            else self.first
+        while any(b not in self.held for b in range(self.next_index, end)):
+            self._receive()
+        queued = {b: self.held[b] for b in range(self.next_index, end)}
+        torch.save({"first": self.next_index, "batches": pickle.dumps(queued), "feedback": self.feedback,
+                    "worker_state": queued[end - 1][1] if queued else self.trained_state,
+                    "world_size": distributed.world_size()}, self._file(path))
+
+    def load_files(self, path: Path) -> None:
+        """Read this rank's queued batches back (a checkpoint of the same world size)."""
+        file = self._file(path)
+        if not file.exists():
+            progress(f"resume: {path} holds no queued batches (a sync run's?): the worker starts sampling "
+                     "from the saved weights")
+            return
+        saved = torch.load(file, weights_only=False)
+        if saved["world_size"] != distributed.world_size():
+            progress("resume: the queued batches were sampled at another world size: sampling again")
+            return
+        self.restored = {**saved, "batches": pickle.loads(saved["batches"])}
+
+    # ----------------------------------------------------------- the worker's life
+    @contextmanager
+    def running(self, version: int):
+        """The worker, from version `version` (the step the run starts at) until the block ends."""
+        self._start(version)
+        try:
+            yield self
+        finally:
+            self._stop()
+
+    def _start(self, version: int) -> None:
+        cfg = self.cfg
+        stream, feedback = self.rollouts.stream, None
+        self.floor = self.first = self.next_index = version
+        if self.restored is not None:
+            if self.restored["first"] != version:
+                raise RolloutWorkerError(f"the checkpoint's queued batches start at {self.restored['first']}, "
+                                         f"not at step {version}")
+            self.held = dict(self.restored["batches"])
+            self.first = version + len(self.held)
+            stream.load_state_dict(self.restored["worker_state"])
+            feedback = self.restored["feedback"]
+        weights = self.policy.sampler_weights()
+        self.slots = WeightSlots.create(weights, cfg.max_staleness + 1)
+        self.slots.write(version, weights)
+        ctx = mp.get_context("spawn")
+        self.inbox, self.outbox = ctx.Queue(), ctx.Queue()
+        self.inbox.put(("version", version, feedback))
+        spec = WorkerSpec(cfg=cfg, env_module=self.env_module, model_path=self.policy.source.path,
+                          backend=_backend(cfg), tokenizer=self.policy.tokenizer, stream=stream,
+                          threads=torch.get_num_threads(), rank=distributed.rank(), world=distributed.world_size(),
+                          first_batch=self.first, last_batch=cfg.steps - 1 + cfg.max_staleness, floor=version,
+                          draw=self.draw)
+        self.process = ctx.Process(target=worker_main, args=(spec, self.slots, self.inbox, self.outbox),
+                                   name=f"verirl-rollout-worker-{distributed.rank()}")
+        self.process.start()
+
+    def _stop(self) -> None:
+        """Tell the worker to stop, drain what it still sends, and make sure it is gone."""
+        process = self.process
+        if process is None:
+            return
+        if process.is_alive():
+            self.inbox.put(("stop",))
+        deadline = time.monotonic() + STOP_GRACE_S
+        while process.is_alive() and time.monotonic() < deadline:
+            self._drain()   # a worker exits only once its queued messages are read
+            process.join(0.05)
+        if process.is_alive():
+            process.kill()
+        process.join()
+        self._drain()
+        for q in (self.inbox, self.outbox):
+            q.cancel_join_thread()
+            q.close()
+        self.process = None
+
+    def _drain(self) -> None:
+        try:
+            while True:
+                self.outbox.get_nowait()
+        except (queue.Empty, OSError, EOFError, ValueError):
+            pass
+
+    # ----------------------------------------------------------- the loop's calls
+    def next_batch(self, step: int) -> Rollout:
+        """The batch step `step` trains on (batch step - 1), as soon as the worker has it."""
+        index = step - 1
+        t0 = time.perf_counter()
+        while index not in self.held:
+            self._receive()
+        self.waited = time.perf_counter() - t0
+        batch, self.trained_state = self.held.pop(index)
+        self.next_index = index + 1
+        return batch
+
+    def publish(self, step: int, batch: Rollout) -> dict:
+        """Version `step` to the worker: the weights into their slot, then the message, with the
+        trained batch's feedback for a task source that adapts. The step's async metrics."""
+        t0 = time.perf_counter()
+        self.policy.sync_weights()   # fsdp: the full copy; the trainer's own sampler, for evaluations
+        self.slots.write(step, self.policy.sampler_weights())
+        self.feedback = task_feedback(batch, self.cfg.group_size, self.dp) \
+            if hasattr(self.rollouts.stream, "observe") else None
+        self.inbox.put(("version", step, self.feedback))
+        staleness = (step - 1 - batch.versions).float() if len(batch) else torch.zeros(1)
+        return {"sync_s": time.perf_counter() - t0, "trainer_wait_s": self.waited,
+                "staleness_mean": float(staleness.mean()), "staleness_max": float(staleness.max())}
+
+    def _receive(self) -> None:
+        """One message from the worker: a batch into `held`, or its failure raised here."""
+        while True:
+            try:
+                message = self.outbox.get(timeout=POLL_S)
+            except queue.Empty:
+                if not self.process.is_alive():
+                    raise RolloutWorkerError(f"{self._name()} died: {_exit_reason(self.process.exitcode)}") from None
+                continue
+            if message[0] == "batch":
+                self.held[message[1]] = pickle.loads(message[2])
+                return
+            raise self._failure(message[1], message[2])
+
+    def _failure(self, exc: BaseException, trace: str) -> BaseException:
+        """The worker's error as the trainer raises it: bad input as itself (the CLI's one
+        `error:` line, as in sync mode), anything else as a RolloutWorkerError naming the worker;
+        its traceback goes to output_dir/rollout-worker-RANK.log."""
+        from evals.config_cli import user_errors
+
+        log = Path(self.cfg.output_dir) / f"rollout-worker-{distributed.rank()}.log"
+        log.write_text(trace)
+        if isinstance(exc, user_errors()):
+            return exc
+        return RolloutWorkerError(f"{self._name()} failed: {type(exc).__name__}: {exc} (traceback in {log})")
+
+    def _name(self) -> str:
+        where = f" of rank {distributed.rank()}" if distributed.world_size() > 1 else ""
+        return f"rollout worker{where} (pid {self.process.pid})"
+
+
+def _backend(cfg) -> str:
+    from models.backends import resolve_backend
+
+    return resolve_backend(cfg.generation_backend)
+
+
+def _exit_reason(code: int | None) -> str:
+    if code is not None and code < 0:
+        return f"killed by {signal.Signals(-code).name}"
+    return f"exited with status {code} without a word"
