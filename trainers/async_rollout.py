@@ -156,8 +156,11 @@ class RolloutWorker:
 
     def __init__(self, spec: WorkerSpec, slots: WeightSlots, inbox, outbox):
         import envs
+        from transformers.utils import logging as transformers_logging
+
         from models.backends import make_sampler
 
+        transformers_logging.disable_progress_bar()   # the trainer's own loading already showed one
         self.spec, self.slots, self.inbox, self.outbox = spec, slots, inbox, outbox
         self.parent = os.getppid()
         cfg = spec.cfg
