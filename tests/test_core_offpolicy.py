@@ -129,3 +129,20 @@ def test_no_behaviour_log_probs_means_no_weight_and_unknown_names_are_refused():
     assert correction("none", None)(OLD, BEHAV, MASK) is None
     with pytest.raises(ValueError, match="unknown off-policy correction 'is'.*decoupled"):
         correction("is", 2.0)
+
+
+@pytest.mark.parametrize("rollout, staleness, chosen, applied, cap", [
+    ("sync", 1, "auto", "none", None),      # fresh rows: nothing to correct, no log-probs to compute
+    ("async", 0, "auto", "none", None),     # staleness 0 stays the sync run bit for bit
+    ("async", 1, "auto", "tis", 2.0),       # stale rows: truncated importance weights
+    ("async", 2, "decoupled", "decoupled", 5.0),
+    ("sync", 0, "tis", "tis", 2.0),         # an explicit choice holds in either mode (a vLLM sampler's mismatch)
+    ("async", 3, "none", "none", None),
+])
+def test_auto_corrects_stale_rows_with_tis_and_leaves_fresh_ones_alone(rollout, staleness, chosen, applied, cap):
+    from trainers.grpo import GRPOConfig
+
+    cfg = GRPOConfig(rollout=rollout, max_staleness=staleness, off_policy_correction=chosen)
+    cfg.validate()
+    assert (cfg.correction(), cfg.correction_cap()) == (applied, cap)
+    assert GRPOConfig().off_policy_correction == "auto"

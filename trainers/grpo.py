@@ -105,7 +105,7 @@ def make_loss_fn(cfg: GRPOConfig):
     """The per-minibatch loss, chosen once: (logp, old_logp, ref_logp, advantages, mask, step
     batch, behaviour log-probs or None) -> this minibatch's share of the step's loss
     (`core.aggregate_loss`), with the off-policy correction's weights (`core_offpolicy`)."""
-    weigh = core_offpolicy.correction(cfg.off_policy_correction, cfg.correction_cap())
+    weigh = core_offpolicy.correction(cfg.correction(), cfg.correction_cap())
     if cfg.loss_type == "reinforce":
         return lambda logp, old_logp, ref_logp, adv, mask, batch, behaviour: core.reinforce_loss(
             logp, adv, mask, batch, weights=weigh(old_logp, behaviour, mask))

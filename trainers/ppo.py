@@ -216,7 +216,7 @@ def update(cfg: PPOConfig, policy: Policy, critic: Critic, critic_optimizer, dp:
     targets = {"old_logp": old_logp, "old_values": old_values, "advantages": advantages, "returns": returns}
     # The off-policy correction weighs pi_old / pi_behaviour (the sampler's log-probs); both are
     # fixed for the batch, so one set of weights serves every epoch and minibatch.
-    weights = core_offpolicy.correction(cfg.off_policy_correction, cfg.correction_cap())(
+    weights = core_offpolicy.correction(cfg.correction(), cfg.correction_cap())(
         old_logp, batch.gen_logprobs, mask)
     if weights is not None:
         targets["weights"] = weights
