@@ -1,4 +1,4 @@
-"""Asynchronous rollouts (`trainers.async_rollout`): the schedule, the weights in shared memory,
+"""Asynchronous rollouts (`trainers.async_rollout`): the weights in shared memory,
 dynamic sampling in a worker, and whole runs with a rollout worker process: staleness 0 is the
 sync run, two runs are the same run, resume is exact, everything that trains in sync trains
 async, and a dead worker or a Ctrl-C ends the run cleanly with no process left behind.
@@ -22,7 +22,7 @@ import torch.multiprocessing as mp
 import counting_envs  # noqa: F401 - registers test_ones and broken_verifier, here and in each worker
 from procs import descendants, survivors
 from trainers import rollout as ro
-from trainers.async_rollout import RankLocal, RolloutWorkerError, behaviour_version
+from trainers.async_rollout import RankLocal, RolloutWorkerError
 from trainers.grpo import GRPOConfig, draw_batch, train
 from trainers.weights_channel import WeightSlots
 
@@ -57,13 +57,7 @@ def _same_weights(a, b) -> list[str]:
     return [k for k in wa if not torch.equal(wa[k], wb[k])]
 
 
-# --------------------------------------------------------------------------- the schedule
-
-
-def test_batch_b_is_sampled_by_version_b_minus_n_never_below_the_start():
-    assert [behaviour_version(b, 1) for b in range(5)] == [0, 0, 1, 2, 3]
-    assert [behaviour_version(b, 0) for b in range(3)] == [0, 1, 2]            # staleness 0: the sync schedule
-    assert [behaviour_version(b, 2, floor=5) for b in range(5, 10)] == [5, 5, 5, 6, 7]   # resumed at step 5
+# --------------------------------------------------------------------------- dynamic sampling
 
 
 def _flat_or_not(k: int, world: int, group_size: int):
