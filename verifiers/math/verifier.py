@@ -3,25 +3,63 @@
 Three stages, cheapest first:
 
 1. extract the final answer from the completion (`<answer>`, the last `\\boxed{}` or a run of
-   boxes holding one answer each, `#### x`, "the answer is x", the last math span, a bare
-   answer, or the last number; `verifiers.math.extract`), and from the gold when the gold is
-   a solution rather than an answer; normalise both (`verifiers.math.normalize`) and apply
-   the label rules (`verifiers.math.labels`: `(p,q)=(3,2)` is `(3,2)` against a value);
+   boxes holding one answer each, `#### x`, "the answer is x"; without a marker, the fallback:
+   the last math span, a bare answer, or the last number; `verifiers.math.extract` and
+   `verifiers.math.ending`), and from the gold when the gold is a solution rather than an
+   answer; normalise both (`verifiers.math.normalize`) and apply the form rules
+   (`verifiers.math.fast`: multiple choice, number bases, labels such as `(p,q)=(3,2)`
+   against a value, degrees against radians);
 2. decide in the calling thread when plain Python is certain: equal normalised strings,
    word answers and clock times, plain numbers and lists of them as exact fractions;
 3. otherwise hand both strings to a small pool of long-lived worker processes that parse
    them with latex2sympy2_extended and compare them with SymPy (`verifiers.math.compare`:
    relations, intervals, matrices, sets, tuples, expressions).
 
-`info["reason"]` names the rule that decided every verdict (with the label rules applied
-before it, if any), so a reward can be audited row by row. The `audit` option (or the
-`math_audit` verifier) also scores each row with math-verify, when it is installed, and
-records `info["audit"] = {"agree", "ours", "math_verify"}`; the reward stays ours.
+`info["reason"]` names the rule that decided every verdict (with the form rules applied
+before it, if any), so a reward can be audited row by row; a completion without an answer
+says why (no marker and no number, a hedge, cut off, an unfinished computation). The `audit`
+option (or the `math_audit` verifier) also scores each row with math-verify, when it is
+installed, and records `info["audit"] = {"agree", "ours", "math_verify"}`; the reward stays ours.
 
-Decimal commas: `3,5` is 3.5 when the other side is a plain number and the comma cannot be a
-thousands separator: not exactly three digits after it, or a lone `0` before it (`0,111`).
-On the gold's side, where a list `1,2` is a common answer, only two digits after the comma
-(`1,22`) or a lone `0` before it count. `1,000` is always a thousand.
+The sample's `finish_reason` (contract, docs/verifiers.md): `Task.meta["finish_reason"]` on
+a per-sample copy of the task, "stop" (it ended on its own or at a stop sequence), "length"
+(cut at the token limit) or absent/None (not known); any other value is misuse. The call
+stays `verify(completion, task)`, so the fact travels through composites, the command line
+and the HTTP server unchanged. A cut-off completion keeps only the answers it finished (a
+complete box, a closed `<answer>` tag, a marker whose answer something ends); the fallback
+gives nothing. When the reason is not known, the text decides: a completion that stops
+mid-sentence ("... she sells them at") has no unmarked answer.
+
+Policies (decisions of this verifier; each has its rows in tests/test_math_rules.py):
+
+* The fallback (no marker) reads the ending the way models end answers: "so she has 18
+  apples." is 18; "x = 7. Check: 3(7) - 4 = 17 ✓" is 7, the value stated before the check
+  (a check recomputes the problem's numbers, and the answer was stated first), unless a
+  conclusion follows the check ("... So the total should be 6."); "either 3 or 4", "could be
+  2, 3, 5, or 7" are hedges and no answer, even when one item is right; "so x = 2 or x = 3."
+  (alternatives without a hedge word) is the list of both, which a single gold never equals;
+  "Then 9 × 2" ends inside a computation and has no answer. Rules and examples:
+  `verifiers.math.ending`.
+* Renamed function arguments: a function's argument is a bound name. `f(t) = t^2` is the
+  function x ↦ x², so it equals `x^2` and `f(x) = x^2`; an unlabelled `t^2` is an expression
+  in another variable and fails against `x^2`, as does `f(x) = t^2`.
+* Degree answers against radian golds: an answer marked in degrees (`45^\\circ`) against a
+  gold with `\\pi` (`\\frac{\\pi}{4}`) is converted and passes, and the reverse; an unmarked 45
+  stays the number 45 (models do not write radians without π). A trig function of degrees is
+  evaluated in degrees (`\\sin 60^\\circ` is `\\frac{\\sqrt3}{2}`), of a bare number in radians.
+* `j` against `i`: `j` is the imaginary unit only in an answer whose only symbol it is,
+  against a gold that is a non-real number (`3+2j` is `3+2i`, an engineer's spelling);
+  anywhere else `j` is a variable (an index, a count).
+* Number bases: a number with a number subscript is in that base (`1011_2` is 11 and not
+  `1011_3`, which is 31); bare digits against a gold in base b are read in base b (`1011`
+  for `1011_2`: models drop the subscript the question asked for), and digits base b cannot
+  hold fail (`68` for `2112_3` restates the question's decimal).
+* Infinity keeps its sign: `\\infty` and `-\\infty` differ; sets in words ("all real numbers",
+  `\\mathbb{R}`, "no solution", ∅) are the sets they name.
+* Multiple choice: a letter against a gold letter, the letters decide; a letter against a
+  gold value (or a value against a gold letter), the letter means its choice's value in the
+  task's prompt, and fails when the prompt lists no choices (`verifiers.math.fast`).
+* Decimal commas (`3,5` against 3.5) and what stays a list (`1,2`): `verifiers.math.fast`.
 
 Every check is bounded: answers longer than 1,000 characters or nested deeper than 60
 brackets are refused before any parser sees them; numbers too large to evaluate are refused
@@ -73,8 +111,9 @@ class MathVerifier(Verifier):
             pi) passes when it agrees to this many significant digits (0: off).
         timeout: CPU seconds one SymPy check may use before its worker is killed (a machine too
             busy to run it gets up to 10 times that in wall time; `verifiers.math.pool`).
-        fallback: "last_number" (use the last number when no answer marker is found) or
-            "none" (no marker, no answer).
+        fallback: "last_number" (with no answer marker, read the completion's ending:
+            `verifiers.math.ending`) or "none" (no marker, no number taken; a math span or a
+            completion that is a bare answer still counts).
         workers: SymPy worker processes (verify_batch uses them all).
         memory_mb: address-space cap of a worker (0: none); beyond it, status "memory".
         audit: also score every row with math-verify (in the workers, when installed) and
