@@ -228,6 +228,7 @@ HEDGES = [
     ("3", "Factoring, so x = 2 or x = 3.", False),
     ("2, 3", "Then x could be 2 or 3.", False),
     ("12", "In May she sold 12 more.", True),                       # "May" with no alternatives
+    ("6", "There are 6 ways to pick either the red or the blue ball, so 6 in total.", True),   # one value
     ("3, 4", r"\boxed{3 \text{ or } 4}", True),                      # a box commits: the list
     ("24", "So there are 24 orders, or 4! = 24.", True),            # "or" without alternatives
 ]
@@ -255,6 +256,7 @@ CUT_OFF = [
     ("24", "4 \u00d7 6 = 24", True, STOP),
     ("24", "4 \u00d7 6 = 24", True),                                   # ends in a number: complete
     ("2", "Then 9 \u00d7 2", False),                                   # an operand, not a result
+    ("42", "Totals:\n- 42", True),                                    # a bullet's dash is no operator
     ("4", r"so $x = \frac{8}{", False),
     ("5", "The answer is 5", False, LENGTH),                        # may have been 56
     ("5", "The answer is 5.", True, LENGTH),

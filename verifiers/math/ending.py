@@ -13,10 +13,12 @@ How models end an answer without a marker, and what the fallback takes (`unmarke
   So the total should be 6." -> 6): a sentence that starts "So", "Thus", "Therefore", "Hence",
   "Yes", ... and states a value rather than computing one;
 * a hedge that lists alternatives: "either 3 or 4", "could be 2, 3, 5, or 7", "might be 10 or
-  12" -> no answer, even when one item is right. Alternatives without a hedge word state a set
-  of solutions: "so x = 2 or x = 3." -> the list `2, 3`, which a single gold never equals.
-  One value with a hedge word ("It is probably 5.") is still that value;
-* an unfinished computation: "Then 9 × 2" -> no answer (the last number is an operand);
+  12" (a hedge word, "or", two values or more in the final sentence) -> no answer, even when
+  one item is right. Alternatives without a hedge word state a set of solutions: "so x = 2
+  or x = 3." -> the list `2, 3`, which a single gold never equals. One value with a hedge
+  word ("It is probably 5.", "either the red or the blue ball, so 6") is still that value;
+* an unfinished computation: "Then 9 × 2" -> no answer (the last number is an operand; a
+  bullet's dash, "\\n- 42", is none);
 * a completion cut off mid-sentence -> no answer. With `finish_reason="length"` (the sampler
   cut it) nothing unmarked counts; with "stop" the text is taken as complete; when it is not
   known (None) the text decides (`ends_mid_sentence`): a last word that cannot end a sentence
@@ -62,7 +64,9 @@ _OR = re.compile(r"\bor\b", re.IGNORECASE)
 # No comma inside an item: the list's commas would be ambiguous, and backtracking exponential.
 _ITEM = r"(?:[A-Za-z]\s*=\s*)?\$?-?\d+(?:\.\d+)?(?:/\d+)?\$?"
 _ALTERNATIVES = re.compile(rf"{_ITEM}(?:\s*,\s*{_ITEM})*\s*,?\s+or\s+{_ITEM}$")
-_OPERAND = re.compile(r"(?:[-+*/\u00d7\u00f7^]|\\times|\\cdot|\\div)\s*$")
+# An operator with an operand before it (a digit, a bracket, a one-letter variable): not a
+# bullet (`\n- 42`) or a dash after a word ("Result - 42").
+_OPERAND = re.compile(r"(?:\d|[)\]}]|(?<![A-Za-z\\])[A-Za-z])\s*(?:[-+*/\u00d7\u00f7^]|\\times|\\cdot|\\div)\s*$")
 _QUANTIFIER = re.compile(r"[\s,;]*(?:for\s+(?:all|every|any|each)(?:\s+real)?|where|whenever|\\forall)[\s,]*",
                          re.IGNORECASE)
 # Words a sentence cannot end with: a completion that stops on one was cut off.
@@ -177,8 +181,11 @@ def _final_sentence(text: str) -> str:
 
 
 def hedged(sentence: str) -> bool:
-    """Alternatives offered with a hedge word: "either 3 or 4", "could be 2, 3, 5, or 7"."""
-    return bool(_HEDGE.search(sentence) and _OR.search(sentence))
+    """Alternative values offered with a hedge word: "either 3 or 4", "could be 2, 3, 5, or
+    7"; not "either the red or the blue ball, so 6" (one value)."""
+    if not (_HEDGE.search(sentence) and _OR.search(sentence)):
+        return False
+    return len({m.group(0) for m in NUMBER_TOKEN.finditer(sentence[:1000])}) >= 2
 
 
 def _number_answer(text: str) -> tuple[str | None, str]:
