@@ -261,6 +261,7 @@ CUT_OFF = [
     ("5", "The answer is 5", False, LENGTH),                        # may have been 56
     ("5", "The answer is 5.", True, LENGTH),
     ("18", r"\boxed{18}. Let me double-check: 16 - 3", True, LENGTH),  # a complete box counts
+    ("18", r"\boxed{18}. The final answer is 1", True, LENGTH),      # a restatement cut off: the box
     ("7", r"\boxed{7}, or rather \boxed{1", False, LENGTH),           # cut inside a new box
     ("7", r"\boxed{7}, or rather \boxed{1", True),
     ("7", "<answer>7", False, LENGTH),

@@ -177,11 +177,13 @@ def _after_marker(text: str, start: int) -> str:
     return found
 
 
-def _final_marker_after(completion: str, end: int) -> str | None:
+def _final_marker_after(completion: str, end: int, finish_reason: str | None) -> str | None:
     last = None
     for last in _FINAL_ANSWER_IS.finditer(completion, end):
         pass
-    found = _after_marker(completion, last.end()) if last else None
+    if last is None or finish_reason == "length" and not _ENDED.search(completion[last.end():]):
+        return None        # a restatement cut off: the box stands
+    found = _after_marker(completion, last.end())
     return found if found and re.search(r"[\d\\]", found) else None   # not "... is correct"
 
 
@@ -246,7 +248,7 @@ def extract_answer(completion: str, fallback: str = "last_number",
     if finish_reason == "length" and _BOX_START.search(completion, max(end, 0)):
         return None, "cut_off"
     if boxed is not None:
-        restated = _final_marker_after(completion, end)
+        restated = _final_marker_after(completion, end, finish_reason)
         if restated:
             return restated, "answer_is"
         return _box_words(boxed), "boxes" if count > 1 else "boxed"
