@@ -222,6 +222,7 @@ HEDGES = [
     ("7", "The digit could be 2, 3, 5, or 7.", False),
     ("12", "I am not sure; maybe 10 or 12.", False),
     ("3", "The answer is either 2 or 3.", False),                  # a hedge after a marker
+    ("3", "<answer>either 2 or 3</answer>", False),                   # ... or in the answer tag
     ("5", r"So $n$ is probably $4$ or $5$.", False),
     ("5", "It is probably 5.", True),                              # one value, hedged: still the value
     ("2, 3", "Factoring, so x = 2 or x = 3.", True),               # alternatives, no hedge: the solutions

@@ -213,7 +213,9 @@ def _tagged(completion: str, finish_reason: str | None) -> tuple[str | None, str
     if finish_reason == "length" and "</answer>" not in tags.group(0).lower():
         return None, "cut_off"
     inner = tags.group(1).strip()
-    found, _ = extract_answer(inner, "none", "stop") if inner else (None, "none")
+    found, method = extract_answer(inner, "none", "stop") if inner else (None, "none")
+    if method == "hedge":
+        return None, "hedge"
     return (found if found is not None else inner or None), "answer_tag"
 
 
