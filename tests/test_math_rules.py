@@ -228,6 +228,8 @@ HEDGES = [
     ("2, 3", "Factoring, so x = 2 or x = 3.", True),               # alternatives, no hedge: the solutions
     ("3", "Factoring, so x = 2 or x = 3.", False),
     ("2, 3", "Then x could be 2 or 3.", False),
+    ("6", "Maybe 5? Or 6.", False),                                    # alternatives across sentences
+    ("15", "It is 12, but it could also be 15.", False),
     ("12", "In May she sold 12 more.", True),                       # "May" with no alternatives
     ("6", "There are 6 ways to pick either the red or the blue ball, so 6 in total.", True),   # one value
     ("3, 4", r"\boxed{3 \text{ or } 4}", True),                      # a box commits: the list
@@ -240,6 +242,9 @@ CHECKS = [
     ("7", "x = 7\n3(7) - 4 = 17 \u2713", True),                       # a ticked computation is a check
     ("17", "x = 7\n3(7) - 4 = 17 \u2713", False),
     ("7", "So x = 7 \u2713", True),                                   # a tick on the answer is not
+    ("7", "So x = 7 (check: 3(7) - 4 = 17 \u2713).", True),            # a check inside the answer's sentence
+    ("17", "So x = 7 (check: 3(7) - 4 = 17 \u2713).", False),
+    ("2", "Substituting y = 3 into the first equation, x + 3 = 5, so x = 2.", True),   # solving, not checking
     ("2", r"Thus $x = 2$. Verification: $4(2) - 3 = 5$", True),      # math spans in the check
     ("5", r"Thus $x = 2$. Verification: $4(2) - 3 = 5$", False),
     ("42", "The total is 42.\n\nDouble-check: 6 \u00d7 7 = 42. Yes.", True),
@@ -293,6 +298,8 @@ BASES = [
     ("4C_{16}", r"\boxed{4C}", True),
     ("4C_{16}", r"\boxed{76}", False),                                # 76 read in base 16: a restated decimal
     ("5", "so it is 101_{2}.", True),                                 # the fallback keeps the base
+    ("1011_2", "So 11 is 1011 in base 2.", True),                     # a base in words
+    ("11", "The answer is 1011 (base two).", True),
     ("x_2", r"\boxed{x_2}", True),                                    # a letter's subscript is a label
     ("x_2", r"\boxed{x_3}", False),
     ("10", r"\boxed{A_{12}}", False),                                 # no digit: a label, not 10
@@ -304,6 +311,7 @@ TRIG_DEGREES = [
     ("\\frac{1}{2}", r"\boxed{\cos(60^{\circ})}", True),
     ("\\frac{1}{2}", r"\boxed{\cos(30^{\circ})}", False),
     ("1", "\\boxed{\\tan 45\u00b0}", True),
+    ("\\frac{1}{2}", "\\boxed{sin 30\u00b0}", True),                      # plain-text sin
     ("\\frac{3}{4}", r"\boxed{\sin^2 60^\circ}", True),
     ("\\sin 30^\\circ", r"\boxed{0.5}", True),
     ("60", r"\boxed{60^\circ}", True),                                # a bare angle stays a number
@@ -324,6 +332,8 @@ FUNCTION_LABELS = [
 QUANTIFIERS = [
     ("2x+1", r"\boxed{f(x) = 2x + 1 \text{ for all } x \in \mathbb{R}}", True),
     ("2x+1", r"\boxed{2x + 1, \quad x \in \mathbb{R}}", True),
+    ("2x+1", r"\boxed{f(x) = 2x + 1 \text{ for } x \in \mathbb{R}}", True),
+    ("2k\\pi", r"\boxed{x = 2k\pi, k \in \mathbb{Z}}", True),
     ("2x+1", r"\boxed{f(x) = 2x - 1 \text{ for all real } x}", False),
     ("x", r"Thus $f(x) = x$ for all $x \in \mathbb{R}$.", True),
     ("x", r"Thus $f(x) = x + 1$ for all $x$.", False),
@@ -490,7 +500,7 @@ def test_unmarked_answer(text, finish_reason, found):
 
 
 def test_a_check_is_set_aside_only_after_a_stated_value():
-    assert before_checks("x = 7. Check: 3(7) - 4 = 17") == ("x = 7.", True)
+    assert before_checks("x = 7. Check: 3(7) - 4 = 17") == ("x = 7. ", True)
     assert before_checks("Let me check the units: 16 - 3 = 13.") == ("Let me check the units: 16 - 3 = 13.", False)
     assert before_checks("x = 7. Check: 3(7) = 21. So x = 7.")[1] is False   # a conclusion follows
 

@@ -51,16 +51,22 @@ _LATEX_WORDS = re.compile(r"\\[A-Za-z]+|\\text\{[^{}]*\}")
 
 _SENTENCE_END = re.compile(r"[.!?]+(?=\s|$)|\n+")
 _CHECK = re.compile(
-    r"\b(?:double[- ]?|re)?(?:check|verify)(?:ing)?\b|\bverification\b|\bsanity[- ]check\b"
-    r"|\b(?:substitut|plugg?)\w*\s+(?:\w+\s+){0,3}?(?:back|in)\b", re.IGNORECASE)
+    r"\b(?:double[- ]?|re)?(?:check|verify)(?:ing)?\b|\bverification\b|\bsanity[- ]check\b|\bconfirm(?:ing)?\b"
+    r"|\b(?:substitut|plugg?)\w*\b[^.\n]{0,40}?\b(?:back|original)\b", re.IGNORECASE)
 _TICK = re.compile("[\u2713\u2714\u2705]|\\\\checkmark")
 _OPERATOR = re.compile(r"[\d)]\s*(?:[-+*/\u00d7\u00f7^]|\\times|\\cdot|\\div)\s*[\d(]")
 _CONCLUSION = re.compile(
-    r"^[\s*#>_]*(?:so|thus|therefore|hence|consequently|finally|yes|overall|altogether|in\s+(?:total|conclusion|summary))\b",
+    r"^[\s*#>_]*(?:so|thus|therefore|hence|consequently|finally|yes|overall|altogether"
+    r"|in\s+(?:total|conclusion|summary))\b",
     re.IGNORECASE)
-_HEDGE = re.compile(r"\b(?:either|could|might|may|maybe|perhaps|possibly|probably|likely|unsure|not\s+sure|"
+_HEDGE = re.compile(r"\b(?:either|could|might|may|maybe|perhaps|possibl[ey]|probably|likely|unsure|not\s+sure|"
                     r"uncertain|guess|depending|depends)\b", re.IGNORECASE)
-_OR = re.compile(r"\bor\b", re.IGNORECASE)
+_OR = re.compile(r"\b(?:or|also|alternatively)\b", re.IGNORECASE)
+_OR_FIRST = re.compile(r"[\s*]*(?:or|alternatively)\b", re.IGNORECASE)   # "Maybe 5? Or 6."
+_BASE_WORDS = {"two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9,
+               "ten": 10, "twelve": 12, "sixteen": 16}
+_IN_BASE = re.compile(r"(?<![\w.])([0-9A-Z]{1,64})\s*(\(\s*)?(?:in\s+)?[Bb]ase[\s-]*(\d{1,2}|%s)\b(?(2)\s*\))"
+                      % "|".join(_BASE_WORDS))
 # No comma inside an item: the list's commas would be ambiguous, and backtracking exponential.
 _ITEM = r"(?:[A-Za-z]\s*=\s*)?\$?-?\d+(?:\.\d+)?(?:/\d+)?\$?"
 _ALTERNATIVES = re.compile(rf"{_ITEM}(?:\s*,\s*{_ITEM})*\s*,?\s+or\s+{_ITEM}$")
@@ -148,41 +154,63 @@ def _sentences(text: str) -> list[tuple[int, int]]:
     return spans
 
 
-def _is_check(sentence: str) -> bool:
-    return bool(_CHECK.search(sentence)) or bool(_TICK.search(sentence) and _OPERATOR.search(sentence))
+def _check_start(sentence: str) -> int | None:
+    """Where a check begins in a sentence: at its word ("x = 7 (check: ...)"), or, for a ticked
+    computation, at the sentence's start; None when the sentence is no check."""
+    word = _CHECK.search(sentence)
+    if word:
+        return word.start()
+    return 0 if _TICK.search(sentence) and _OPERATOR.search(sentence) else None
 
 
 def _is_conclusion(sentence: str) -> bool:
     """A sentence that states a value after "So", "Thus", ... (not a computation, not a check)."""
-    if not _CONCLUSION.match(sentence) or _is_check(sentence) or _OPERATOR.search(sentence):
+    if not _CONCLUSION.match(sentence) or _check_start(sentence) is not None or _OPERATOR.search(sentence):
         return False
     return bool(re.search(r"\d", sentence))
 
 
 def before_checks(text: str) -> tuple[str, bool]:
-    """(the text without a verification that follows its answer, whether one was set aside)."""
+    """(the text without a verification that follows its answer, whether one was set aside):
+    cut at the first check after the last conclusion that has a value stated just before it
+    (in its own sentence or the one before)."""
     offset = max(0, len(text) - TAIL_CHARS)
     spans = [(a + offset, b + offset) for a, b in _sentences(text[offset:])]
     sentences = [text[a:b] for a, b in spans]
     last_conclusion = max((i for i, s in enumerate(sentences) if _is_conclusion(s)), default=-1)
-    for i in range(max(last_conclusion, 0) + 1, len(spans)):
-        if _is_check(sentences[i]) and re.search(r"\d", sentences[i - 1]):
-            return text[:spans[i][0]], True
+    for i in range(last_conclusion + 1, len(spans)):
+        start = _check_start(sentences[i])
+        if start is None:
+            continue
+        cut = spans[i][0] + start
+        if re.search(r"\d", text[spans[max(i - 1, 0)][0]:cut]):
+            return text[:cut], True
     return text, False
 
 
 def _final_sentence(text: str) -> str:
-    """The last sentence of the text that holds a digit (the one the fallback reads)."""
+    """The last sentence of the text that holds a digit (the one the fallback reads), with
+    the sentence before it when it starts with "Or" ("Maybe 5? Or 6.")."""
     offset = max(0, len(text) - TAIL_CHARS)
-    for a, b in reversed(_sentences(text[offset:])):
+    spans = _sentences(text[offset:])
+    for i in range(len(spans) - 1, -1, -1):
+        a, b = spans[i]
         if re.search(r"\d", text[offset + a:offset + b]):
+            if i > 0 and _OR_FIRST.match(text, offset + a):
+                a = spans[i - 1][0]
             return text[offset + a:offset + b]
     return ""
 
 
+def with_bases(text: str) -> str:
+    """"1011 in base 2", "1011 (base 2)" written as `1011_{2}`, so the base stays with its digits."""
+    return _IN_BASE.sub(lambda m: f"{m.group(1)}_{{{_BASE_WORDS.get(m.group(3).lower(), m.group(3))}}}", text)
+
+
 def hedged(sentence: str) -> bool:
     """Alternative values offered with a hedge word: "either 3 or 4", "could be 2, 3, 5, or
-    7"; not "either the red or the blue ball, so 6" (one value)."""
+    7", "It is 12, but it could also be 15"; not "either the red or the blue ball, so 6" (one
+    value)."""
     if not (_HEDGE.search(sentence) and _OR.search(sentence)):
         return False
     return len({m.group(0) for m in NUMBER_TOKEN.finditer(sentence[:1000])}) >= 2
@@ -212,7 +240,7 @@ def unmarked_answer(text: str, fallback: str, finish_reason: str | None) -> tupl
     `cut_off`, `hedge` or `unfinished computation`."""
     if finish_reason == "length" or finish_reason is None and ends_mid_sentence(text):
         return None, "cut_off"
-    text = text.replace("\u2212", "-")
+    text = with_bases(text.replace("\u2212", "-"))
     kept, _ = before_checks(text)
     if hedged(_final_sentence(kept)):
         return None, "hedge"

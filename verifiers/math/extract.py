@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import re
 
-from verifiers.math.ending import SPAN, hedged, last_number, looks_bare, unmarked_answer
+from verifiers.math.ending import SPAN, hedged, last_number, looks_bare, unmarked_answer, with_bases
 
 FALLBACKS = ("last_number", "none")
 MAX_ANSWER_CHARS = 1000    # an extracted answer longer than this is not an answer
@@ -167,7 +167,7 @@ def _after_marker(text: str, start: int) -> str:
     if first and not line.lstrip()[first.end():].lstrip().startswith(("and", ",")):
         return next(g for g in first.groups() if g is not None).strip()
     m = re.search(r"\.(?:\s|$)|\s+(?:because|since|which|so)\s", line)
-    found = (line[:m.start()] if m else line).strip().strip('"\\').strip()
+    found = with_bases(line[:m.start()] if m else line).strip().strip('"\\').strip()
     if len(found) > 1 and found.startswith("$") and found.endswith("$"):
         return found                        # `$12$ and $13$`: math, however many spans
     if not found.endswith("$"):

@@ -9,16 +9,18 @@ markdown, `\\left`/`\\right`, spacing, currency and degree signs and units go; `
 (`\\\\frac`, an escaping slip) becomes one; a percent sign is recorded and removed.
 
 Forms that would lose a distinction or miss an equality:
-* a trig function of degrees becomes one of radians (`\\sin 60^\\circ` is `\\sin(\\frac{60\\pi}{180})`,
-  so it equals `\\frac{\\sqrt3}{2}`); any other degree sign is dropped and recorded (`degrees`);
+* a trig function of degrees becomes one of radians (`\\sin 60^\\circ` is
+  `\\sin(\\frac{60\\pi}{180})`, so it equals `\\frac{\\sqrt3}{2}`); any other degree sign is dropped
+  and recorded (`degrees`);
 * a number with a number subscript is in that base (`1011_2` is 11, `1011_3` is 31, `4C_{16}`
   is 76; `base` records it): digits valid in the base, at least one of them a decimal digit,
   a base from 2 to 36. A subscript that is not a number, or digits the base cannot hold, make
   a label (`x_2`, `A_{12}`, `S_{10}`), left as written;
 * a trailing quantifier is no part of the value (`2x+1 \\text{ for all } x \\in \\mathbb{R}`,
-  `2x+1, x \\in \\mathbb{R}`, `\\forall x`): it goes;
-* sets in words: "all real numbers", `\\mathbb{R}`, `x \\in \\mathbb{R}`, ℝ are `(-\\infty, \\infty)`; ∅, `\\varnothing`,
-  `\\{\\}`, "the empty set", "no solution" and "none" are `\\emptyset`.
+  `2x+1, x \\in \\mathbb{R}`, `2k\\pi, k \\in \\mathbb{Z}`, `\\forall x`): it goes;
+* sets in words: "all real numbers", `\\mathbb{R}`, `x \\in \\mathbb{R}`, ℝ are
+  `(-\\infty, \\infty)`; ∅, `\\varnothing`, `\\{\\}`, "the empty set", "no solution" and
+  "none" are `\\emptyset`.
 
 The numeric rule (`values_match`) is shared with the SymPy worker so that both paths decide
 alike: equal exact values pass; `rel_tol` admits a relative error; and a decimal answer for
@@ -48,7 +50,7 @@ _UNICODE = str.maketrans({
 })
 _DEGREE_SIGN = r"(?:\^\s*\{?\s*\\circ\s*\}?|\\degree)"
 _TRIG_DEGREES = re.compile(
-    rf"\\(sin|cos|tan|cot|sec|csc)(\s*\^\s*(?:\{{[^{{}}]*\}}|\d))?\s*(?:\(\s*(?P<p>-?\d+(?:\.\d+)?)\s*{_DEGREE_SIGN}\s*\)"
+    rf"(?:\\|(?<![A-Za-z\\]))(sin|cos|tan|cot|sec|csc)(\s*\^\s*(?:\{{[^{{}}]*\}}|\d))?\s*(?:\(\s*(?P<p>-?\d+(?:\.\d+)?)\s*{_DEGREE_SIGN}\s*\)"
     rf"|\{{\s*(?P<b>-?\d+(?:\.\d+)?)\s*{_DEGREE_SIGN}\s*\}}|(?P<n>-?\d+(?:\.\d+)?)\s*{_DEGREE_SIGN})")
 _TEXT_CMD = r"\\(?:text|textbf|textit|textrm|textnormal|mathrm|mathbf|mathit|mathsf|mbox|boldsymbol)"
 # A doubled backslash before a command name is an escaping slip (`\\frac` for `\frac`),
@@ -96,7 +98,8 @@ _UNITS = frozenset(
     "ml cc sq usd eur".split())
 _PERCENT = re.compile(r"\\%|%|\\text\{\s*percent\s*\}|\s*\bpercent\b|\s*\bpct\b")
 _DEGREES = re.compile(r"\^\s*\{?\s*\\circ|(?<=[\d}])\s*\\circ|\\degree|\\textdegree")
-_QUANTIFIED = re.compile(r"(?<=\S)\s*[,;]?\s*(?:(?:for\s+(?:all|every|any|each)|\\forall)\b.*"
+_QUANTIFIED = re.compile(r"(?<=\S)\s*[,;]?\s*(?:(?:for\s+(?:all|every|any|each|real)|\\forall)\b.*"
+                         r"|(?:for|where)\s+[a-z]\s*\\in\b.*"
                          r"|\(?\s*[a-z]\s*\\in\s*\\mathbb\s*\{?[RCQZN]\}?\s*\)?)$", re.IGNORECASE)
 _ALL_REALS = re.compile(r"(?:the\s+set\s+of\s+)?(?:all|every|any)\s+real(?:\s+numbers?|s)?(?:\s+[a-z])?"
                         r"|(?:[a-z]\s*\\in\s*)?(?:\\mathbb\s*\{?R\}?|\\R|\\Reals)", re.IGNORECASE)
