@@ -6,17 +6,21 @@ How models end an answer without a marker, and what the fallback takes (`unmarke
 * a plain concluding statement: "so she has 18 apples." -> 18; "Therefore x = 7." -> 7 (the
   last number, or the last math span `$...$` when no number follows it);
 * a verification after the answer: "x = 7. Check: 3(7) - 4 = 17 ✓" -> 7. A check is a
-  sentence that says so ("Check:", "Let's verify", "Verification:", "Double-check",
-  "substituting back") or a computation marked with a tick; its numbers are the problem's
-  and the answer's, recomputed, so the fallback reads the text before the first check that
-  follows a stated value. A conclusion after the check wins ("Let me recheck: 2 + 4 = 6, not 5.
+  sentence that says so ("Check:", "Let's verify", "Verification:", "Double-check", "to
+  confirm", "substituting back", "plugging into the original") or a computation marked with
+  a tick; its numbers are the problem's and the answer's, recomputed, so the fallback reads
+  the text before the first check that follows a stated value (cut at the check's word: "So
+  x = 7 (check: ...)" keeps its 7). "Substituting y = 3 into the first equation" solves, and
+  is no check. A conclusion after the check wins ("Let me recheck: 2 + 4 = 6, not 5.
   So the total should be 6." -> 6): a sentence that starts "So", "Thus", "Therefore", "Hence",
   "Yes", ... and states a value rather than computing one;
 * a hedge that lists alternatives: "either 3 or 4", "could be 2, 3, 5, or 7", "might be 10 or
-  12" (a hedge word, "or", two values or more in the final sentence) -> no answer, even when
-  one item is right. Alternatives without a hedge word state a set of solutions: "so x = 2
-  or x = 3." -> the list `2, 3`, which a single gold never equals. One value with a hedge
-  word ("It is probably 5.", "either the red or the blue ball, so 6") is still that value;
+  12", "It is 12, but it could also be 15", "Maybe 5? Or 6." (a hedge word, "or" or "also",
+  two values or more in the final sentence, or in the two when the last starts with "Or")
+  -> no answer, even when one item is right. Alternatives without a hedge word state a set
+  of solutions: "so x = 2 or x = 3." -> the list `2, 3`, which a single gold never equals.
+  One value with a hedge word ("It is probably 5.", "either the red or the blue ball, so 6")
+  is still that value;
 * an unfinished computation: "Then 9 × 2" -> no answer (the last number is an operand; a
   bullet's dash, "\\n- 42", is none);
 * a completion cut off mid-sentence -> no answer. With `finish_reason="length"` (the sampler
@@ -25,9 +29,10 @@ How models end an answer without a marker, and what the fallback takes (`unmarke
   ("the", "and", "is", "at"), a trailing operator, comma or colon, or an open brace, `\\(`,
   `\\[` or box. A text ending in a number or a word that can end a sentence is complete.
 
-A quantifier span after the answer is not the answer: in "$f(x) = x$ for all $x \\in
-\\mathbb{R}$" the span before "for all" is. Every scan here is linear in the text or bounded
-to its tail.
+A base in words stays with its digits ("1011 in base 2", "1011 (base two)" read as
+`1011_{2}`). A quantifier span after the answer is not the answer: in "$f(x) = x$ for all
+$x \\in \\mathbb{R}$" the span before "for all" is. Every scan here is linear in the text or
+bounded to its tail.
 """
 
 from __future__ import annotations
