@@ -4,7 +4,8 @@ The fork server (`forkserver.py`) loads this file by path inside the sandbox (st
 library only, no package-relative import: our package is not visible there), and forks the
 zygote from it before it reads any request. Each function here takes the fork server
 (`forkserver.ForkServer`) as `server`: the modules it loaded (`jail`, `harness`), libc, the
-seccomp filter, the OOM-kill counter and its config.
+seccomp filter, the sample cgroup's descriptors (`accounting.adopt`: its OOM-kill counter, the
+files through which the program joins it) and its config.
 
     zygote Z       never reads a request: it keeps one supervisor S forked ahead, which starts
       |            a session, becomes the sandbox user and waits for a sample's descriptors
