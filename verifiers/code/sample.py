@@ -127,7 +127,8 @@ def _supervise(server, fds: dict) -> None:
         if c == 0:
             _start(server, req, fds, program_fds)
         _say(info, f"C {c}")
-        for fd in server.cgroup.get("join", ()):  # only the program joins the sample cgroup
+        cgroup = server.cgroup  # S keeps only the OOM counter: only C joins, only F reads the rest
+        for fd in [*cgroup.get("join", ()), *(cgroup[key] for key in ("folder", "cpu") if key in cgroup)]:
             os.close(fd)
         for name in ("out", "err"):
             os.close(fds[name])
