@@ -8,11 +8,11 @@ import re
 import pytest
 import torch
 
+from models.hf_sampler import _split_completion
+from models.sampler import Sample
 from trainers import rollout as ro
 from trainers.forward import completion_logprobs
 from trainers.task_stream import TaskStream
-from models.hf_sampler import _split_completion
-from models.sampler import Sample
 from verifiers import Task, Verdict
 
 
