@@ -4,7 +4,8 @@
 
 For each environment, runs `python -m trainers.grpo` with the defaults of `make train` as whole
 processes, `--rollout sync` and `--rollout async --max-staleness 1` alternating (`--pairs`
-pairs; the first mode alternates too), and reports:
+pairs; the first mode alternates too), each with its default off-policy correction (`auto`:
+none in sync mode, tis on the async run's stale rows), and reports:
 
 - training steps/s of each run (steps after the first over the seconds between the first and
   the last logged step: the evaluations and the start-up are left out) and the async/sync ratio

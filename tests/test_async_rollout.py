@@ -1,9 +1,8 @@
-"""Asynchronous rollouts (`trainers.async_rollout`): the weights in shared memory,
-dynamic sampling in a worker, and whole runs with a rollout worker process: staleness 0 is the
-sync run, two runs are the same run, resume is exact, everything that trains in sync trains
-async, and a dead worker or a Ctrl-C ends the run cleanly with no process left behind.
-
-Every test that starts a worker (a second process) is marked slow."""
+"""Asynchronous rollouts (`trainers.async_rollout`, `trainers.rollout_worker`): shared-memory
+weights, dynamic sampling in a worker, and whole runs with a worker process: staleness 0 is the
+sync run, two runs are the same run, resume is exact, what trains in sync trains async, and a
+dead worker or a Ctrl-C ends the run cleanly with no process left behind (the schedule:
+test_async_schedule.py). Every test that starts a worker (a second process) is marked slow."""
 
 from __future__ import annotations
 
@@ -15,15 +14,15 @@ import sys
 import time
 from pathlib import Path
 
+import counting_envs  # noqa: F401 - registers test_ones and broken_verifier, here and in each worker
 import pytest
 import torch
 import torch.multiprocessing as mp
-
-import counting_envs  # noqa: F401 - registers test_ones and broken_verifier, here and in each worker
 from procs import descendants, survivors
+
 from trainers import rollout as ro
-from trainers.async_rollout import RankLocal, RolloutWorkerError
 from trainers.grpo import GRPOConfig, draw_batch, train
+from trainers.rollout_worker import RankLocal, RolloutWorkerError
 from trainers.weights_channel import WeightSlots
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -108,7 +107,8 @@ def _read_in_child(slots: WeightSlots, version: int, out) -> None:
 
 @pytest.mark.slow
 def test_weight_slots_are_read_by_a_spawned_process():
-    named = [("a", torch.arange(6.0).reshape(2, 3)), ("b", torch.ones(4, dtype=torch.bfloat16)), ("c", torch.tensor([2.0]))]
+    named = [("a", torch.arange(6.0).reshape(2, 3)), ("b", torch.ones(4, dtype=torch.bfloat16)),
+             ("c", torch.tensor([2.0]))]
     slots = WeightSlots.create(named, slots=2)
     assert slots.nbytes() == 2 * (7 * 4 + 4 * 2)   # per slot: 7 float32 and 4 bfloat16 values
     slots.write(3, [(n, t * 10) for n, t in named])   # version 3 -> slot 1

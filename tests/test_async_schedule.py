@@ -1,4 +1,4 @@
-"""The schedule of asynchronous rollouts (`trainers.async_rollout.behaviour_version`), as a
+"""The schedule of asynchronous rollouts (`trainers.rollout_worker.behaviour_version`), as a
 function and in a whole run: every batch a worker queues was sampled by exactly the version
 the schedule names, which the trainer checks against weights it kept of every version."""
 
@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import copy
 
+import counting_envs  # noqa: F401 - registers test_ones, here and in the worker
 import pytest
 import torch
 
-import counting_envs  # noqa: F401 - registers test_ones, here and in the worker
 from trainers import async_rollout as ar
-from trainers.async_rollout import behaviour_version
 from trainers.forward import completion_logprobs
 from trainers.grpo import GRPOConfig, train
+from trainers.rollout_worker import behaviour_version
 
 
 def test_batch_b_is_sampled_by_version_b_minus_n_never_below_the_start():
@@ -35,7 +35,8 @@ def test_each_batch_is_sampled_by_the_version_it_names_and_no_other(tmp_path, ti
 
     monkeypatch.setattr(ar.AsyncRollouts, "_start", lambda self, v: (keep(self, v), start(self, v))[1])
     monkeypatch.setattr(ar.AsyncRollouts, "publish", lambda self, s, b: (keep(self, s), publish(self, s, b))[1])
-    monkeypatch.setattr(ar.AsyncRollouts, "next_batch", lambda self, s: batches.append(next_batch(self, s)) or batches[-1])
+    monkeypatch.setattr(ar.AsyncRollouts, "next_batch",
+                        lambda self, s: batches.append(next_batch(self, s)) or batches[-1])
     cfg = GRPOConfig(model=tiny_model_path, env="test_ones", steps=6, prompts_per_step=4, group_size=4,
                      max_new_tokens=4, learning_rate=1e-2, eval_samples=0, generation_backend="hf",
                      output_dir=str(tmp_path), log_every=1000, max_minutes=0, rollout="async", max_staleness=2,

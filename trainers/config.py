@@ -198,7 +198,7 @@ def trainer_main(cls: type, train, argv: list[str] | None, prog: str, descriptio
     a bad value, before any work), then train (bad input found later, `user_errors`, also exits 2
     with one line; a rollout worker that fails or dies, 1 with one line)."""
     from models import distributed
-    from trainers.async_rollout import RolloutWorkerError
+    from trainers.rollout_worker import RolloutWorkerError
 
     try:
         cfg = parse_config(cls, argv, prog, description)

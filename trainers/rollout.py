@@ -51,7 +51,7 @@ class Rollout:
     timings: dict = field(default_factory=dict)
     step_rewards: list[list[float]] | None = None  # per completion, with reward_mode process/both
     step_ends: list[list[int]] | None = None        # completion-token index where each step ends
-    versions: Tensor | None = None                  # (B,) long: the policy version (optimizer steps) that sampled each row
+    versions: Tensor | None = None                  # (B,) long: the policy version that sampled each row
 
     def __len__(self) -> int:
         return len(self.samples)

@@ -30,7 +30,8 @@ from torch import Tensor
 class WeightSlots:
     """`slots` copies of one model's named weights in shared CPU memory."""
 
-    def __init__(self, layout: list[tuple[str, torch.Size, torch.dtype, int]], buffers: list[dict[torch.dtype, Tensor]]):
+    def __init__(self, layout: list[tuple[str, torch.Size, torch.dtype, int]],
+                 buffers: list[dict[torch.dtype, Tensor]]):
         self.layout, self.buffers = layout, buffers
 
     @classmethod
