@@ -58,8 +58,14 @@ class ArithmeticLevels(ArithmeticEnv):
 
 def warm_start(target: float, max_steps: int, log) -> str:
     """The tiny model warm-started on level 0, then on every level of LADDER together (cached)."""
-    from models.tiny import WarmStartConfig, _digest, _save_atomically, cache_root, ensure_tiny_model, \
-        supervised_warm_start
+    from models.tiny import (
+        WarmStartConfig,
+        _digest,
+        _save_atomically,
+        cache_root,
+        ensure_tiny_model,
+        supervised_warm_start,
+    )
 
     start = ensure_tiny_model(log=log)
     warm = WarmStartConfig(env="bench_arithmetic_levels", target_accuracy=target, max_steps=max_steps)
@@ -74,9 +80,9 @@ def warm_start(target: float, max_steps: int, log) -> str:
 
 def level_accuracy(model: str, samples: int = 4, tasks: int = 100) -> list[float]:
     """pass@1 of `model` on the test split of each level (a quick look, not the runs' evaluation)."""
-    from evals.harness import evaluate
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from evals.harness import evaluate
     from models.hf_sampler import HFSampler
 
     sampler = HFSampler(AutoModelForCausalLM.from_pretrained(model), AutoTokenizer.from_pretrained(model))
@@ -90,7 +96,7 @@ def run(name: str, model: str, out: Path, args) -> dict:
     env_options = {"ladder": LADDER, **({"difficulty": "max"} if name == "fixed" else {})}
     cmd = [sys.executable, "-m", "trainers.grpo", "--model", model, "--env-options", json.dumps(env_options),
            "--steps", str(args.steps), "--max-minutes", "0", "--eval-difficulty", "max", "--seed", str(args.seed),
-           "--output-dir", str(out / name), "--log-every", "100"]
+           "--output-dir", str(out / name), "--log-every", "100", "--torch-threads", "1"]
     if name == "adaptive":
         cmd += ["--curriculum", "adaptive", "--curriculum-band", json.dumps(args.band),
                 "--curriculum-start", str(args.start)]
@@ -136,6 +142,10 @@ def main(argv: list[str] | None = None) -> int:
     args.band = [float(x) for x in args.band.split(",")]
     LADDER[:] = args.ladder.split(",")
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
+    # One thread, as the default run gives the tiny model (trainers.lifecycle): on the shared
+    # 2-core machine a second thread mostly waits for the first.
+    import torch
+    torch.set_num_threads(1)
 
     model = warm_start(args.warm_target, args.warm_max_steps, log)
     out = Path(args.out)

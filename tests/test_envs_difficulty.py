@@ -27,7 +27,8 @@ def test_every_level_is_deterministic_disjoint_and_uniquely_named(name):
         first, again = get_env(name, difficulty=level, **SMALL[name]), get_env(name, difficulty=level, **SMALL[name])
         for split in ("train", "test"):
             tasks = first.tasks(split)
-            assert [(t.id, t.prompt, t.answer) for t in tasks] == [(t.id, t.prompt, t.answer) for t in again.tasks(split)]
+            fields = [(t.id, t.prompt, t.answer) for t in tasks]
+            assert fields == [(t.id, t.prompt, t.answer) for t in again.tasks(split)]
             assert all(f"/level{level}/" in t.id or (level == 0 and name != "reasoning_gym") for t in tasks)
             ids |= {t.id for t in tasks}
         test, train = {t.prompt for t in first.tasks("test")}, {t.prompt for t in first.tasks("train")}
