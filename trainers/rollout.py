@@ -50,6 +50,7 @@ class Rollout:
     timings: dict = field(default_factory=dict)
     step_rewards: list[list[float]] | None = None  # per completion, with reward_mode process/both
     step_ends: list[list[int]] | None = None        # completion-token index where each step ends
+    stream_stats: dict = field(default_factory=dict)  # the data stream's `stats()` (a curriculum's difficulty)
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -62,7 +63,7 @@ class Rollout:
             if value is None or isinstance(value, int):
                 return value                                  # prompt_width and absent fields
             if isinstance(value, dict):
-                return dict(value)                            # timings belong to the whole batch
+                return dict(value)                            # timings, stream stats: the whole batch's
             return value[idx] if isinstance(value, Tensor) else [value[i] for i in rows]
 
         return Rollout(**{f.name: pick(getattr(self, f.name)) for f in dataclasses.fields(self)})
@@ -154,7 +155,10 @@ class RolloutSource:
         lo, hi = distributed.rank_share_bounds(k)
         # The sampling seed follows the data position (the end of this rank's share), so a
         # resumed run samples what the uninterrupted one did, and ranks sample apart.
-        return self.make(tasks[lo:hi], start + hi) if hi > lo else None
+        batch = self.make(tasks[lo:hi], start + hi) if hi > lo else None
+        # Every rank, after every draw: a curriculum sums the pass rates over ranks (a collective).
+        self.stream.observe([] if batch is None else batch.verdicts)
+        return batch
 
     def make(self, tasks: list[Task], position: int | None = None) -> Rollout:
         """Sample `group_size` completions of each task, verify them and collate the batch;
@@ -170,6 +174,7 @@ class RolloutSource:
                 timings: dict | None = None) -> Rollout:
         """Tensors of a batch, with step rewards when the run uses them."""
         batch = collate(tasks, samples, verdicts, self.tokenizer.pad_token_id, self.cfg.mask_truncated, timings)
+        batch.stream_stats = self.stream.stats()
         if self.step_verifier is not None:
             add_step_rewards(batch, self.step_verifier, self.tokenizer)
         return batch
@@ -197,7 +202,7 @@ def rollout_stats(batch: Rollout, group_size: int) -> dict:
              "reward_std": float(batch.rewards.std()) if len(batch) > 1 else 0.0,
              "pass_rate": sum(passed) / n, "completion_len_mean": sum(lengths) / n,
              "completion_len_max": max(lengths, default=0), "truncated_frac": float(batch.truncated.float().mean())
-             if len(batch) else 0.0, "groups": len(batch) // group_size, **batch.timings}
+             if len(batch) else 0.0, "groups": len(batch) // group_size, **batch.timings, **batch.stream_stats}
     gen = batch.timings.get("generation_s", 0.0)
     stats["tokens_per_s"] = sum(lengths) / gen if gen else 0.0
     stats.update(episode_stats(batch.samples))
