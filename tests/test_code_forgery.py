@@ -292,3 +292,70 @@ def test_a_judge_that_dies_takes_the_program_with_it():
     assert [x.passed for x in verdicts] == [False, True]
     assert verdicts[0].info["status"] == "error" and "judge" in verdicts[0].info["error"], verdicts[0].info
     assert left == [], left
+
+
+# --------------------------------------------------------------------------- the judge's random numbers (issue 19)
+
+# Ignores its input and replays the generator the judge would have with a public seed: the
+# inputs of HumanEval/38 and /50 are `''.join(choice(letters) for i in range(randint(10, 20)))`.
+REPLAY_RANDOM = """
+
+import random as _random, string as _string
+_rng = _random.Random(0)
+def {name}(s):
+    n = _rng.randint(10, 20)
+    return ''.join(_rng.choice(_string.ascii_lowercase) for i in range(n))
+"""
+
+
+def _humaneval_tasks(*numbers: int) -> list[Task]:
+    from envs import get_env
+
+    tasks = get_env("humaneval").tasks("test")
+    return [tasks[n] for n in numbers]
+
+
+def test_replaying_the_judges_random_numbers_fails():
+    """HumanEval/38 and /50, built as `envs/humaneval` builds them: the replaying program fails
+    beside the canonical solution and a wrong one, in one batch."""
+    from envs.humaneval import read_problems
+
+    problems = read_problems()
+    programs, tasks = [], []
+    for task in _humaneval_tasks(38, 50):
+        p = problems[int(task.id.split("/")[1])]
+        programs += [p["prompt"] + REPLAY_RANDOM.format(name=p["entry_point"]), p["prompt"] + p["canonical_solution"],
+                     p["prompt"] + "    return s\n"]
+        tasks += [task] * 3
+    with get_verifier("code", workers=2, **LIMITS) as v:
+        verdicts = v.verify_batch(programs, tasks)
+    assert [x.info["status"] for x in verdicts] == ["failed", "passed", "failed"] * 2, [x.info for x in verdicts]
+
+
+def test_the_replay_attack_is_real():
+    """A control: with the judge's generator seeded with 0 (as it was), the replay passes /38."""
+    import random
+
+    from envs.humaneval import read_problems
+
+    p = read_problems()[38]
+    g: dict = {}
+    exec(p["prompt"] + REPLAY_RANDOM.format(name=p["entry_point"]) + p["test"], g)  # our own test code
+    random.seed(0)
+    try:
+        g["check"](g[p["entry_point"]])
+    finally:
+        random.seed()
+
+
+def test_the_judges_random_numbers_are_reproducible_within_a_run_and_differ_between_samples():
+    """A test that passes on half of the judge's draws: each sample gets the same verdict every
+    time within one verifier, and samples that differ only by a comment do not all agree."""
+    coin = "def check(candidate):\n    import random\n    assert candidate(random.random()) < 0.5\n"
+    task = assert_task(coin)
+    programs = [f"# {k}\ndef f(x):\n    return x\n" for k in range(16)]
+    with get_verifier("code", workers=2, **LIMITS) as v:
+        first = [x.passed for x in v.verify_batch(programs, [task] * 16)]
+        second = [x.passed for x in v.verify_batch(programs, [task] * 16)]
+    assert first == second
+    assert 0 < sum(first) < 16, first  # all 16 agreeing would happen with probability 2 ** -15

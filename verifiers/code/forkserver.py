@@ -132,8 +132,10 @@ class ForkServer:
                 _remove_tree(tmpdir)
 
     def run(self, req: dict, tmpdir: str | None) -> dict:
-        judge = {"tests": req.pop("tests", None), "entry_point": req.get("entry_point"),
-                 "limits": req["limits"], "max_reply": req["limits"]["output_bytes"]}
+        # The judge's part: what the program's process never holds (the tests, the judge's seed).
+        judge = {"tests": req.pop("tests", None), "seed": req.pop("seed", None),
+                 "entry_point": req.get("entry_point"), "limits": req["limits"],
+                 "max_reply": req["limits"]["output_bytes"]}
         req["tmpdir"] = tmpdir
         theirs = {"cand": sample.memfd("cand", json.dumps(req).encode()),
                   "judge": sample.memfd("judge", json.dumps(judge).encode())}

@@ -220,4 +220,19 @@ def _confine(server, req: dict, role: str) -> None:
         jail.apply_limits(limits, limits["judge_memory_bytes"], processes=False)
     os.chdir(tmpdir or "/tmp")
     os.environ["HOME"] = os.environ["TMPDIR"] = os.environ["PWD"] = tmpdir or "/tmp"
-    sys.modules["random"].seed(0)  # a fork inherits the fork server's state: same for every sample
+    if role == "judge":
+        seed_judge(req.get("seed"))
+    else:
+        sys.modules["random"].seed(0)  # a fork inherits the fork server's state: same for every sample
+
+
+def seed_judge(seed: str | None) -> None:
+    """The judge's random numbers: from a secret the program never holds (the parent's key and
+    the sample, see `verifier.judge_seed`), so that tests drawing from `random` cannot be
+    replayed by the program, yet give the same verdict for the same sample within a run.
+    Without a seed, the OS's entropy. NumPy's global generator too, if something loaded it
+    before the fork (it would otherwise be the same in every sample)."""
+    value = int(seed, 16) if seed else int.from_bytes(os.urandom(16), "big")
+    sys.modules["random"].seed(value)
+    if "numpy.random" in sys.modules:
+        sys.modules["numpy.random"].seed(value % (1 << 32))

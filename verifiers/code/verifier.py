@@ -30,7 +30,10 @@ itself failed); `info["memory_mode"]` says how memory was capped.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
+import secrets
 import signal
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -127,6 +130,15 @@ def same_value(got, expected) -> bool:
     return canonical(to_wire(got)) == canonical(to_wire(expected))
 
 
+def judge_seed(secret: bytes, program: str, spec: dict) -> str:
+    """The seed of the judge's `random`: an HMAC of the sample under this verifier's secret key.
+    Tests that draw inputs from `random` (HumanEval/38 and /50 do) get the same inputs for the
+    same sample within a run, so verdicts are reproducible, but a program cannot know them: a
+    fixed seed would let it replay the judge's generator instead of solving the task."""
+    sample = "\0".join((program, spec["code"], spec["entry_point"])).encode("utf-8", "surrogatepass")
+    return hmac.new(secret, sample, hashlib.sha256).hexdigest()[:32]
+
+
 def _short(tree, limit: int = 200) -> str:
     """A wire value as text, for messages (never turned back into Python objects here)."""
     try:
@@ -190,6 +202,7 @@ class CodeVerifier(Verifier):
         self.strict_returns, self.io_match, self.partial_credit = strict_returns, io_match, partial_credit
         self._pool: SandboxPool | None = None
         self._lock = threading.Lock()
+        self._secret = secrets.token_bytes(32)  # keys the judges' seeds (`judge_seed`)
 
     @property
     def pool(self) -> SandboxPool:
@@ -277,7 +290,8 @@ class CodeVerifier(Verifier):
 
     def _judge_assert(self, program: str, spec: dict) -> Verdict:
         ex = self.pool.run({"mode": "assert", "program": program, "tests": spec["code"],
-                            "entry_point": spec["entry_point"]}, self.limits)
+                            "entry_point": spec["entry_point"], "seed": judge_seed(self._secret, program, spec)},
+                           self.limits)
         if ex.supervisor_lost:  # the judge hit its own limits (a huge value to compare, say)
             return self._verdict(spec, "error", "the judge ended without a report (its CPU or memory limit)", ex=ex)
         report = _report(ex, self.limits.output_kb * 1024)
