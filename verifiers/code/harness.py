@@ -175,6 +175,8 @@ def _call(fn, args, kwargs, me: int) -> dict:
         reply = {"exc": "TypeError", "msg": f"the entry point did not return plain data: {exc}"}
     except BaseException as exc:  # noqa: BLE001 - one call's exception fails that call
         reply = {"exc": type(exc).__name__, "msg": _safe_str(exc, 300)}
+        if isinstance(exc, (StopIteration, StopAsyncIteration)):  # a subclass must not escape the rule below
+            reply["exc"] = "StopIteration"
     _own(me, 0)
     return reply
 
@@ -271,6 +273,10 @@ def _unpack(reply: dict, broken: list):
         name, msg = reply.get("exc"), reply.get("msg")
         if len(reply) == 2 and type(name) is str and type(msg) is str:
             cls = getattr(builtins, name, None)
+            if isinstance(cls, type) and issubclass(cls, (StopIteration, StopAsyncIteration)):
+                # Re-raised as itself, it would end the test's loop that made the call (`all(map(
+                # candidate, xs))` passing): turned into RuntimeError, as PEP 479 does in generators.
+                raise RuntimeError(f"the entry point raised {name}") from cls(msg[:300])
             if isinstance(cls, type) and issubclass(cls, Exception) and cls.__module__ == "builtins":
                 raise cls(msg[:300])  # so that a test expecting ValueError sees one
             raise _Broken(name[:100], msg[:300], "call")  # SystemExit, KeyboardInterrupt ...
