@@ -395,3 +395,33 @@ def test_the_stop_iteration_attack_is_real():
         g: dict = {}
         exec(STOP + STOP_TESTS[name], g)  # our own test code
         g["check"](g["f"])
+
+
+# --------------------------------------------------------------------------- every output gets a verdict (issue 19)
+
+HUGE = str(10 ** 400)
+# Wire values no Python value encodes to, written raw: each must be its sample's `error`, never an
+# exception out of `verify_batch` (tests/test_wire_fuzz.py fuzzes the decoder and the canonical form).
+RAW_REPLIES = {
+    "complex-out-of-range": '{"$complex": [%s, 1]}' % HUGE,
+    "complex-out-of-range-real": '{"$complex": [%s, 0]}' % HUGE,
+    "complex-nested": '[1, {"$tuple": [{"$complex": [1, %s]}]}]' % HUGE,
+}
+
+
+def reply_to_the_judge(value: str) -> str:
+    """An `assert` program that answers the judge's first call with raw bytes of its own."""
+    return ("import json, os, struct\ndef say(data):\n    os.write(3, struct.pack('>I', len(data)) + data)\n"
+            f"say(json.dumps({{'ready': True}}).encode())\nos.read(4, 1 << 16)\n"
+            f"say(b'{{\"ok\": ' + {value!r}.encode() + b'}}')\nos._exit(0)\n")
+
+
+@pytest.mark.parametrize("name", list(RAW_REPLIES))
+def test_unrepresentable_values_are_errors_beside_honest_neighbours(name):
+    value = RAW_REPLIES[name]
+    programs = [raw_results('{"results": [{"ok": %s}, {"ok": 10}]}' % value), DOUBLE, WRONG,
+                reply_to_the_judge(value), DOUBLE, WRONG]
+    tasks = [call_task()] * 3 + [assert_task()] * 3
+    with get_verifier("code", workers=2, **LIMITS) as v:
+        verdicts = v.verify_batch(programs, tasks)
+    assert [x.info["status"] for x in verdicts] == ["error", "passed", "failed"] * 2, [x.info for x in verdicts]

@@ -133,7 +133,10 @@ def decode(tree, depth: int = 0):
         parts = [decode(v, depth + 1) for v in body]
         if len(parts) != 2 or not all(type(p) in (int, float) for p in parts):
             raise WireError("malformed $complex")
-        return complex(*parts)
+        try:
+            return complex(*parts)
+        except OverflowError:  # an int part too large for a float: no such complex exists
+            raise WireError("malformed $complex: a part is out of range") from None
     if tag == "$dict":
         pairs = [(decode(k, depth + 1), decode(v, depth + 1)) for k, v in (_pair(p, depth) for p in body)]
         try:
@@ -217,9 +220,13 @@ def canonical(tree, depth: int = 0) -> str:
         real, imag = (decode(p, depth + 1) for p in body)
         if type(real) not in (int, float) or type(imag) not in (int, float):
             raise WireError("malformed $complex")
+        try:
+            real, imag = float(real), float(imag)  # what complex() would hold
+        except OverflowError:
+            raise WireError("malformed $complex: a part is out of range") from None
         if imag == 0:  # 2+0j == 2
-            return _number(real) if type(real) is int else _float(real)
-        return "c(" + _float(float(real)) + "," + _float(float(imag)) + ")"
+            return _float(real)
+        return "c(" + _float(real) + "," + _float(imag) + ")"
     value = _scalar(tag, body)
     if type(value) is bytes:
         return "b" + body.lower()
