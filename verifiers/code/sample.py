@@ -30,6 +30,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import resource
 import signal
 import socket
 import sys
@@ -119,12 +120,15 @@ def _supervise(server, fds: dict) -> None:
             program_fds = {RESULT_FD: replies[1], CALLS_FD: calls[0]}
         else:
             program_fds = {RESULT_FD: fds["res"]}
-        if server.isolate:
-            jail.enter_pid_namespace(libc)  # for C; S itself stays where C cannot see it
-        c = os.fork()
-        if c == 0:
-            _start(server, req, fds, program_fds)
-        _say(info, f"C {c}")
+        if judging and server.isolate:
+            c = _fork_holder(server, req, fds, program_fds, (calls[1], replies[0]))
+        else:
+            if server.isolate:
+                jail.enter_pid_namespace(libc)  # for C; S itself stays where C cannot see it
+            c = os.fork()
+            if c == 0:
+                _start(server, req, fds, program_fds)
+            _say(info, f"C {c}")
         for name in ("out", "err"):
             os.close(fds[name])
         if judging:
@@ -146,16 +150,62 @@ def _supervise(server, fds: dict) -> None:
     os._exit(0)
 
 
+def _fork_holder(server, req: dict, fds: dict, program_fds: dict, judge_ends: tuple) -> int:
+    """For a judge: fork H, which enters a new pid namespace, forks C as its init, waits for it
+    and ends the way C ended (its exit code, or its signal), so that S's `wait4` on H sees
+    C's status and, with H's few instructions, C's CPU time. The judge cannot enter the pid
+    namespace itself: after `unshare(CLONE_NEWPID)` a process can no longer start threads,
+    and tests may start threads."""
+    h = os.fork()
+    if h:
+        return h
+    try:
+        server.jail.enter_pid_namespace(server.libc)
+        c = os.fork()
+        if c == 0:
+            _start(server, req, fds, program_fds)
+        _say(fds["info"], f"C {c}")
+        for fd in (*program_fds.values(), *judge_ends, fds["judge"], fds["res"], fds["out"], fds["err"], fds["info"]):
+            os.close(fd)  # hang-ups reach each side when the other goes (S's end too): H holds none open
+        _, status, _ = os.wait4(c, 0)
+    except OSError as exc:
+        _say(fds["info"], f"E sample setup failed: {exc}")
+        os._exit(70)
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # no core file of H
+        if sig not in (signal.SIGKILL, signal.SIGSTOP):  # those two have no handler to reset
+            signal.signal(sig, signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, [sig])
+        os.kill(os.getpid(), sig)
+    os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 70)
+
+
 def _judge(server, fds: dict, calls: int, replies: int) -> bytes:
     """S as the judge, once the program's process is started: read the tests (never read
-    before C was forked, so C cannot hold them), confine, run `check(proxy)`."""
+    before C was forked, so C cannot hold them), take a private /tmp, confine, run
+    `check(proxy)`."""
     req = json.loads(_read_all(fds["judge"]))
     for target, fd in ((CALLS_FD, _high(calls)), (REPLY_FD, _high(replies))):
         os.dup2(fd, target)
         os.close(fd)
     os.dup2(fds["res"], RESULT_FD)  # unused by the judge; kept so that 3-5 are the channel's
+    if server.isolate:
+        _private_tmp(server, req["limits"])
     _confine(server, req, "judge")
     return server.harness.run_judge(req)
+
+
+def _private_tmp(server, limits: dict) -> None:
+    """The judge's own writable /tmp and /dev/shm (tmpfs, `tmp_size_mb` each, gone with it): a
+    user and mount namespace of its own, as the program has (`jail.enter_private_namespaces`)."""
+    jail, libc = server.jail, server.libc
+    outer = os.getuid(), os.getgid()
+    jail.check(libc.unshare(jail.CLONE_NEWUSER | jail.CLONE_NEWNS), "unshare(user, mount)")
+    jail.map_ids(libc, *outer)
+    options = f"size={limits['tmp_bytes']},nr_inodes=16384,mode=1777".encode()
+    for target in (b"/tmp", b"/dev/shm"):
+        jail.check(libc.mount(b"tmpfs", target, b"tmpfs", jail.MS_NOSUID | jail.MS_NODEV, options), f"mount {target}")
 
 
 def _high(fd: int) -> int:
