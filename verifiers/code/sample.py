@@ -120,7 +120,7 @@ def _supervise(server, fds: dict) -> None:
             program_fds = {RESULT_FD: replies[1], CALLS_FD: calls[0]}
         else:
             program_fds = {RESULT_FD: fds["res"]}
-        if judging and server.isolate:
+        if judging and server.isolate and req.get("judge_threads"):
             c = _fork_holder(server, req, fds, program_fds, (calls[1], replies[0]))
         else:
             if server.isolate:
@@ -154,8 +154,10 @@ def _fork_holder(server, req: dict, fds: dict, program_fds: dict, judge_ends: tu
     """For a judge: fork H, which enters a new pid namespace, forks C as its init, waits for it
     and ends the way C ended (its exit code, or its signal), so that S's `wait4` on H sees
     C's status and, with H's few instructions, C's CPU time. The judge cannot enter the pid
-    namespace itself: after `unshare(CLONE_NEWPID)` a process can no longer start threads,
-    and tests may start threads."""
+    namespace itself if its tests start threads: after `unshare(CLONE_NEWPID)` a process can
+    no longer create any. H costs about 2 ms of CPU (a fork, and the copy-on-write faults of
+    a Python process), so the parent asks for it only for tests that may start threads
+    (`judge_threads` in the request: `verifier.uses_threads`)."""
     h = os.fork()
     if h:
         return h

@@ -33,6 +33,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 import secrets
 import signal
 import threading
@@ -128,6 +129,21 @@ def same_value(got, expected) -> bool:
     (True, True, False)
     """
     return canonical(to_wire(got)) == canonical(to_wire(expected))
+
+
+# Names through which tests start threads: only then does the judge get a process that can
+# (sample.py's holder, which costs about 2 ms of CPU a sample).
+_THREADS = re.compile(r"\b(threading|_thread|concurrent|multiprocessing|asyncio|Thread|Executor|Timer)\b")
+
+
+def uses_threads(code: str) -> bool:
+    """Whether trusted test code may start threads (a word test on its text; false positives
+    only cost time).
+
+    >>> uses_threads("from concurrent.futures import ThreadPoolExecutor"), uses_threads("def check(c): pass")
+    (True, False)
+    """
+    return _THREADS.search(code) is not None
 
 
 def judge_seed(secret: bytes, program: str, spec: dict) -> str:
@@ -290,7 +306,8 @@ class CodeVerifier(Verifier):
 
     def _judge_assert(self, program: str, spec: dict) -> Verdict:
         ex = self.pool.run({"mode": "assert", "program": program, "tests": spec["code"],
-                            "entry_point": spec["entry_point"], "seed": judge_seed(self._secret, program, spec)},
+                            "entry_point": spec["entry_point"], "seed": judge_seed(self._secret, program, spec),
+                            "judge_threads": uses_threads(spec["code"])},
                            self.limits)
         if ex.supervisor_lost:  # the judge hit its own limits (a huge value to compare, say)
             return self._verdict(spec, "error", "the judge ended without a report (its CPU or memory limit)", ex=ex)
