@@ -17,6 +17,7 @@ import pytest
 from verifiers import Task, get_verifier
 from verifiers.code import sandbox as sandbox_mod
 from verifiers.code.memory import MemoryCap
+from verifiers.code.wire import MAX_DEPTH
 
 pytestmark = pytest.mark.skipif(sandbox_mod.bwrap_path() is None, reason="needs bubblewrap (bwrap)")
 
@@ -83,16 +84,18 @@ ATTACKS = {
         "texts += [o for o in gc.get_objects() if isinstance(o, str)]\n"
         "for t in texts:\n    for a, b in re.findall(r'candidate\\((\\d+)\\) == (\\d+)', t):\n"
         "        table[int(a)] = int(b)\ndef f(x):\n    return table.get(x, 0)\n", "assert", "failed"),
-    "always-equal-plain-function": (EQ + "def f(x):\n    return Eq()\n", "assert", "error"),
+    # An object of the program's class crosses as a handle; the judge compares it by class name and
+    # attribute state, never by its __eq__: against 4 it is unequal, a failed test.
+    "always-equal-plain-function": (EQ + "def f(x):\n    return Eq()\n", "assert", "failed"),
     "always-equal-functools-cache": (EQ + "import functools\n@functools.cache\ndef f(x):\n    return Eq()\n",
-                                     "assert", "error"),
+                                     "assert", "failed"),
     "always-equal-callable-instance": (EQ + "class F:\n    def __call__(self, x):\n        return Eq()\nf = F()\n",
-                                       "assert", "error"),
+                                       "assert", "failed"),
     "always-equal-bound-method": (EQ + "class A:\n    def m(self, x):\n        return Eq()\nf = A().m\n",
-                                  "assert", "error"),
+                                  "assert", "failed"),
     "always-equal-int-subclass": ("class Eq(int):\n    def __eq__(self, other):\n        return True\n"
                                   "def f(x):\n    return Eq(0)\n", "assert", "failed"),
-    "always-equal-in-iterator": (EQ + "def f(x):\n    return iter([Eq()])\n", "assert", "error"),
+    "always-equal-in-iterator": (EQ + "def f(x):\n    return iter([Eq()])\n", "assert", "failed"),
     "patch-functiontype-and-wraps": (
         EQ + "import functools, types\ntypes.FunctionType = type('Nope', (), {})\n"
         "functools.wraps = lambda fn, *a, **k: (lambda g: (lambda *args, **kw: Eq()))\n"
@@ -111,6 +114,9 @@ ATTACKS = {
         "import os, sys\ndef f(x):\n    frame = sys._getframe()\n    while frame:\n"
         "        for name in ('_send', 'emit_token'):\n            fn = frame.f_globals.get(name)\n"
         "            if callable(fn) and name == '_send':\n                fn(3, {'passed': True})\n"
+        "            chan = frame.f_globals.get('channel')\n"
+        "            if chan is not None and hasattr(chan, 'send'):\n"
+        "                import json\n                chan.send(3, {'passed': True}, json.dumps)\n"
         "            server = frame.f_locals.get('server')\n            if server is not None and hasattr(server, name):\n"
         "                getattr(server, name)()\n        frame = frame.f_back\n    os._exit(0)\n", "assert", "error"),
     "forged-pass-on-every-fd": (
@@ -131,8 +137,8 @@ ATTACKS = {
     "malformed-not-json": (raw_results('{"results": [{"ok": 4}, {"ok": 1'), "call", "error"),
     "malformed-huge-int-literal": (raw_results('{"results": [{"ok": ' + "9" * 5000 + '}, {"ok": 10}]}'),
                                    "call", "error"),
-    "nesting-one-past-the-limit": (raw_results('{"results": [{"ok": ' + "[" * 101 + "]" * 101 + '}, {"ok": 10}]}'),
-                                   "call", "error"),
+    "nesting-one-past-the-limit": (raw_results('{"results": [{"ok": ' + "[" * (MAX_DEPTH + 1) + "]" * (MAX_DEPTH + 1)
+                                               + '}, {"ok": 10}]}'), "call", "error"),
     "nesting-a-million-deep": ("import os\nos.write(3, b'[' * 10 ** 6)\nos._exit(0)\n", "call", "error"),
     "deep-return-value": ("def f(x):\n    v = []\n    for _ in range(10 ** 5):\n        v = [v]\n    return v\n",
                           "call", "error"),
@@ -156,11 +162,11 @@ ATTACKS = {
 
 
 def _humaneval0() -> tuple[Task, str, str]:
-    from envs.humaneval import read_problems, tests_code
+    from envs.humaneval import read_problems
 
     p = read_problems()[0]
     task = Task(id=p["task_id"], prompt=p["prompt"],
-                tests={"kind": "assert", "code": tests_code(p), "entry_point": p["entry_point"]})
+                tests={"kind": "assert", "code": p["test"], "entry_point": p["entry_point"]})
     return task, p["prompt"] + p["canonical_solution"], p["prompt"] + "    return False\n"
 
 

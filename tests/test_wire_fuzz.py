@@ -18,12 +18,15 @@ from hypothesis import strategies as st  # noqa: E402
 
 from verifiers import Task  # noqa: E402
 from verifiers.code import wire  # noqa: E402
+from verifiers.code.canonical import canonical  # noqa: E402
 from verifiers.code.sandbox import Execution  # noqa: E402
 from verifiers.code.verifier import CodeVerifier  # noqa: E402
 
 FUZZ = settings(max_examples=400, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-TAGS = ["$tuple", "$set", "$frozenset", "$dict", "$int", "$float", "$bytes", "$complex"]
+TAGS = ["$tuple", "$set", "$frozenset", "$dict", "$int", "$float", "$bytes", "$complex", "$bytearray", "$counter",
+        "$odict", "$ddict", "$deque", "$ntuple", "$fraction", "$decimal", "$range", "$keys", "$values", "$items",
+        "$ndarray", "$builtin", "$same", "$ref", "$yours", "$obj"]
 
 # Edge values a hostile program would try: ints past a float's range, a float's edges, tag
 # bodies that are almost right.
@@ -34,8 +37,14 @@ scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.integers(-10 ** 
                                      "-0", "0" * 400, "1/0", "Infinity", "sNaN", "1e-999999"]))
 
 
+KEYS = ["id", "k", "c", "n", "doc", "sig", "q", "m", "b", "x", "f", "d", "p", "std", "s", "a", "ok", "end"]
+KINDS = st.sampled_from(["fn", "cls", "obj", "iter", "x"])
+
+
 def _node(children):
+    fields = st.dictionaries(st.sampled_from(KEYS), st.one_of(children, KINDS, st.integers(0, 3)), max_size=6)
     return st.one_of(st.lists(children, max_size=4),
+                     st.builds(lambda tag, body: {tag: body}, st.sampled_from(TAGS), fields),
                      st.builds(lambda tag, body: {tag: body}, st.sampled_from(TAGS + ["$x", "tuple"]), children),
                      st.builds(lambda tag, items: {tag: items}, st.sampled_from(TAGS), st.lists(children, max_size=3)),
                      st.builds(lambda tag, items: {tag: items}, st.sampled_from(TAGS),
@@ -59,7 +68,7 @@ def _only_wire_errors(data: bytes) -> None:
         tree = wire.loads(data, 1 << 20)
     except wire.WireError:
         return
-    for fn in (wire.decode, wire.canonical):
+    for fn in (wire.decode, canonical):
         try:
             fn(tree)
         except wire.WireError:
@@ -106,7 +115,7 @@ def test_valid_encodings_round_trip_and_compare_equal_to_themselves(value):
     tree = json.loads(_dumps(wire.to_wire(value)))
     back = wire.decode(tree)
     if not _has_nan(value):  # NaN equals nothing, itself included
-        assert back == value and wire.canonical(tree) == wire.canonical(wire.to_wire(back))
+        assert back == value and canonical(tree) == canonical(wire.to_wire(back))
 
 
 def _has_nan(value) -> bool:
@@ -167,3 +176,88 @@ def test_the_call_path_gives_a_verdict_for_any_results(results):
 @given(st.binary(max_size=80))
 def test_the_call_path_gives_a_verdict_for_any_bytes(data):
     assert _verdict(b'{"results": [' + data).info["status"] in ("passed", "failed", "error")
+
+
+# --------------------------------------------------------------------------- the judge's decoder (with its hook)
+
+
+def _judge():
+    from verifiers.code.judging import JudgeChannel, JudgeSide
+
+    limits = {"reply_bytes": 1 << 20, "max_depth": 50, "message_chars": 1000}
+    side = JudgeSide(limits)
+    side.chan = JudgeChannel(-1, -1, side, limits, json.dumps)  # decoding never touches the descriptors
+    return side
+
+
+@FUZZ
+@given(trees)
+def test_the_judges_decoder_returns_or_raises_wire_error(tree):
+    side = _judge()
+    try:
+        side.chan.decoder().decode(tree)
+    except wire.WireError:
+        pass
+
+
+@FUZZ
+@given(st.dictionaries(st.sampled_from(["ok", "m"]), trees, min_size=1))
+def test_a_reply_either_finishes_or_breaks_the_channel(reply):
+    from verifiers.code.judging import Broken
+
+    side = _judge()
+    try:
+        side.chan.finish(reply, [[1, 2], {"a": 1}, {3}])
+    except Broken:
+        assert side.chan.broken  # recorded: the tests cannot swallow it
+
+
+@FUZZ
+@given(st.one_of(trees, st.dictionaries(st.sampled_from(["c", "a", "s", "d"]), trees, max_size=4)))
+def test_an_exception_description_becomes_an_exception_or_a_wire_error(desc):
+    side = _judge()
+    try:
+        assert isinstance(side.rebuild(side.chan.decoder(), desc), BaseException)
+    except wire.WireError:
+        pass
+
+
+names = st.sampled_from(["Node", "f", "__init__", "__len__", "__lt__", "x", "", "1a", "class", "a b", "__class__"])
+class_descs = st.recursive(
+    st.one_of(st.integers(0, 4), st.fixed_dictionaries({"std": st.sampled_from(
+        ["builtins.ValueError", "builtins.object", "json.decoder.JSONDecodeError", "os.error", "x", "builtins.len"])})),
+    lambda bases: st.fixed_dictionaries(
+        {"id": st.integers(0, 4), "n": names, "q": names, "m": st.sampled_from(["__main__", "json", "builtins", "x.y"]),
+         "b": st.lists(bases, max_size=2), "x": st.booleans(), "f": st.lists(names, max_size=3),
+         "d": st.lists(names, max_size=3), "p": st.lists(names, max_size=2)}),
+    max_leaves=4)
+params = st.lists(st.one_of(st.lists(st.one_of(names, st.integers(-1, 5), st.none(),
+                                                st.fixed_dictionaries({"$default": scalars}),
+                                                st.fixed_dictionaries({"$default": st.fixed_dictionaries(
+                                                    {"$repr": st.text(max_size=5)})})), max_size=4), scalars),
+                  max_size=4)
+refs = st.fixed_dictionaries({"id": st.integers(0, 4), "k": KINDS},
+                             optional={"c": class_descs, "n": names, "doc": st.one_of(st.none(), st.text(max_size=5)),
+                                       "sig": st.one_of(st.lists(params, max_size=2), scalars)})
+
+
+@FUZZ
+@given(st.lists(st.builds(lambda body: {"$ref": body}, refs), min_size=1, max_size=4))
+def test_the_judges_decoder_survives_hostile_handles(values):
+    side = _judge()
+    try:
+        for value in side.chan.decoder().decode(values):
+            repr(value)
+    except wire.WireError:
+        pass
+
+
+@FUZZ
+@given(st.fixed_dictionaries({"c": class_descs, "a": st.lists(scalars, max_size=2), "s": st.text(max_size=5)},
+                             optional={"d": st.lists(st.lists(scalars, min_size=2, max_size=2), max_size=2)}))
+def test_hostile_exception_classes_become_exceptions_or_wire_errors(desc):
+    side = _judge()
+    try:
+        assert isinstance(side.rebuild(side.chan.decoder(), desc), BaseException)
+    except wire.WireError:
+        pass

