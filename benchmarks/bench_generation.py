@@ -3,7 +3,7 @@ on the same model, prompts and sampling parameters, in one run.
 
     python benchmarks/bench_generation.py [--model PATH] [--prompts 32] [--n 8] [--max-new-tokens 16]
 
-Both backends go through `models.sampling.make_generator`, the path the eval harness and
+Both backends go through `models.backends.make_sampler`, the path the eval harness and
 the trainers use. Each runs in its own fresh interpreter (vLLM's CPU backend pins torch to
 fewer threads for the whole process, which would slow a transformers run sharing it), does one
 untimed warm-up call, then `--repeats` timed calls of `--prompts` prompts x `--n` samples; the
@@ -37,12 +37,12 @@ def measure(args: argparse.Namespace) -> dict:
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
     import envs
-    from models.sampling import make_generator
+    from models.backends import make_sampler
 
     env = envs.get_env("arithmetic")
     prompts = [env.render(t) for t in env.tasks("test")[: args.prompts]]
     start = time.perf_counter()
-    generator = make_generator(args.model, args.backend, dtype="float32", seed=0)
+    generator = make_sampler(args.model, args.backend, dtype="float32", seed=0)
     startup = time.perf_counter() - start
     kw = dict(temperature=args.temperature, top_p=1.0, max_new_tokens=args.max_new_tokens)
     generator.generate(prompts, args.n, seed=0, **kw)   # warm-up: allocations, lazy kernels

@@ -86,12 +86,12 @@ def child(argv: list[str]) -> None:
     """Run one trainer in this process and print its memory figures as one JSON line."""
     algorithm, flags = argv[0], argv[1:]
     module = __import__(f"trainers.{algorithm}", fromlist=["train"])
-    from verifiers.options import parse_config
+    from evals.config_cli import parse_config
 
     config_cls = module.GRPOConfig if algorithm == "grpo" else module.PPOConfig
     cfg = parse_config(config_cls, flags, algorithm, "")
     # What every run imports anyway goes into the baseline, not into the training peak.
-    for name in ("matplotlib.pyplot", "transformers.models.llama.modeling_llama", "envs", "evals.pass_at_k"):
+    for name in ("matplotlib.pyplot", "transformers.models.llama.modeling_llama", "envs", "evals.harness"):
         importlib.import_module(name)
     baseline = _rss_mb()
     report = module.train(cfg)

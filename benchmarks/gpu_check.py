@@ -18,7 +18,7 @@ layers down (hidden 64, 2 layers) and the run to 2 float32 steps of 4 x 2 sample
 
 The figures, from the trainer's own `metrics.jsonl` after the warm-up steps:
 - generation tokens/s: completion tokens sampled / `generation_s` (the transformers sampler,
-  `models.sampling.sample_loop`, on the trainer's own module; prompts are 6-8 tokens);
+  `models.hf_sampler.sample_loop`, on the trainer's own module; prompts are 6-8 tokens);
 - update tokens/s: completion tokens trained on / `update_s` (forward, backward and optimizer
   step on the whole batch; the shared prompts are run once per group besides);
 - peak GPU memory: `torch.cuda.max_memory_allocated()` (and reserved) over the whole run,

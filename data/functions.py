@@ -3,7 +3,7 @@
 All polynomials of a degree with integer coefficients in [-max_coef, max_coef] (leading
 coefficient non-zero) are enumerated — 342 linear ones for the defaults — and assigned to the
 train or test split by a hash of their printed form, like the arithmetic problems
-(`data.arithmetic.split_of`), so the splits never share a function. Each comes with its
+(`data.arithmetic_problems.split_of`), so the splits never share a function. Each comes with its
 values on fixed inputs: the hidden test cases, and the examples a prompt may show.
 """
 
@@ -13,7 +13,7 @@ import random
 from dataclasses import dataclass
 from itertools import product
 
-from data.arithmetic import split_of
+from data.arithmetic_problems import split_of
 
 INPUTS = (-3, -1, 0, 1, 2, 5, 10)  # where every function is checked
 _SALT = b"verirl-functions-split:"

@@ -1,7 +1,7 @@
 """`arithmetic`: generated integer and fraction arithmetic, the default environment of the suite.
 
-Offline and deterministic given `seed` (problems from `data.arithmetic`). The defaults are
-the calibrated demo of the embedded GRPO run: two two-digit operands with `+` and `-`,
+Offline and deterministic given `seed` (problems from `data.arithmetic_problems`). The
+defaults are the calibrated demo of the embedded GRPO run: two two-digit operands with `+` and `-`,
 prompts in the `bare` style, exactly `12+34=`, and the expected completion just the answer,
 `46`. Bare prompts and answers use only the characters of `alphabet` (`0123456789+-*/=`,
 plus `()` with `multi_step` and `\\n` between few-shot examples), so a character-level
@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from typing import Iterator
 
-from data.arithmetic import ArithmeticSpec, Problem, problems
+from data.arithmetic_problems import ArithmeticSpec, Problem, problems
 from envs.base import EnvError, Environment, option, register_env
 from verifiers import Task, Verifier, get_verifier
 

@@ -96,6 +96,11 @@ class Environment:
         """Options of the `format` verifier for this environment's expected answer shape."""
         return {"pattern": r"\\boxed\{.+\}", "fullmatch": False}
 
+    @classmethod
+    def about(cls) -> str:
+        """One line on what the environment draws from, for `python -m envs list` ("" for nothing)."""
+        return ""
+
     def demonstration(self, task: Task) -> str:
         """A correct completion of `task`, used as a few-shot example."""
         return f"The answer is \\boxed{{{task.answer}}}."
@@ -242,6 +247,11 @@ def list_envs() -> dict[str, str]:
     """Registered names -> one-line descriptions, sorted by name."""
     return {n: _REGISTRY[n].description or (_REGISTRY[n].__doc__ or "").strip().split("\n")[0]
             for n in sorted(_REGISTRY)}
+
+
+def env_about(name: str) -> str:
+    """What environment `name` says about its catalogue (`Environment.about`)."""
+    return _env_class(name).about()
 
 
 def env_options(name: str) -> dict[str, dataclasses.Field]:

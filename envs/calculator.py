@@ -1,7 +1,7 @@
 """`calculator`: arithmetic too hard to do in one's head, easy with the calculator tool.
 
-Problems from `data.calculator`: a 3-digit times 2-digit product, alone or with a 3-digit
-number added or subtracted (`482*67+315`). The model may call the `calculator` tool, in
+Problems from `data.calculator_problems`: a 3-digit times 2-digit product, alone or with a
+3-digit number added or subtracted (`482*67+315`). The model may call the `calculator` tool, in
 plain text `<calc>482*67+315</calc>`, and reads `<result>32609</result>` before it answers.
 The `bare` style (the built-in tiny model's) gives the prompt `482*67+315=` and expects the
 answer alone after the last result:
@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from typing import ClassVar, Iterator
 
-from data.calculator import FORMS, calculator_problems
+from data.calculator_problems import FORMS, calculator_problems
 from envs.base import EnvError, option, register_env
 from envs.multiturn import Context, Episode, run_episode
 from envs.tool_env import ToolEnvironment

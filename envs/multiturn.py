@@ -228,7 +228,7 @@ class MultiTurnEnvironment(Environment):
         return [Verdict(v.reward, v.passed, {**v.info, "episode": e.summary()}) for v, e in zip(out, episodes)]
 
 
-def verify_episodes(env: Environment, episodes: list[Episode], tasks: list[Task]) -> list[Verdict]:
+def episode_verdicts(env: Environment, episodes: list[Episode], tasks: list[Task]) -> list[Verdict]:
     """Verdicts of played episodes, multi-turn or not (a single-turn episode's completion is its one turn)."""
     if isinstance(env, MultiTurnEnvironment):
         return env.verify_episodes(episodes, tasks)
@@ -237,7 +237,7 @@ def verify_episodes(env: Environment, episodes: list[Episode], tasks: list[Task]
 
 # --------------------------------------------------------------------------- the loop
 
-Policy = Callable[[list[Context]], Sequence[Any]]
+TurnPolicy = Callable[[list[Context]], Sequence[Any]]
 
 
 def _as_turn(out: Any) -> Turn:
@@ -330,7 +330,7 @@ class _Loop:
         return action.endswith(self.syntax.eot) if not ids else ids[-1] == eos
 
 
-def run_episodes(env: Environment, tasks: list[Task], policy: Policy, *, tokenizer: Any = None,
+def run_episodes(env: Environment, tasks: list[Task], policy: TurnPolicy, *, tokenizer: Any = None,
                  encode: Callable[[str], list[int]] | None = None,
                  encode_prompt: Callable[[str], list[int]] | None = None,
                  count_tokens: Callable[[str], int] | None = None) -> list[Episode]:

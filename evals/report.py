@@ -3,10 +3,10 @@ and a PNG plot.
 
 `samples.jsonl` holds one line per completion with its verdict, appended as batches finish,
 so an interrupted run loses at most the batch in flight. Every line carries the key of the
-run configuration (model, environment, sampling parameters, seed; not n or the task count),
-and `run.json` holds that configuration: a rerun with the same configuration resumes, reusing
-finished samples, and a rerun with a different one is refused, naming the fields that differ,
-instead of silently pooling samples from two configurations.
+sample configuration (`evals.harness.sample_config`: model, environment, sampling parameters,
+seed; not n or the task count), and `run.json` holds that configuration: a rerun with the same
+configuration resumes, reusing finished samples, and a rerun with a different one is refused,
+naming the fields that differ, instead of silently pooling samples from two configurations.
 """
 
 from __future__ import annotations
@@ -56,9 +56,10 @@ def dataset_hash(tasks: Iterable[Any]) -> str:
     return digest.hexdigest()
 
 
-def run_key(run: dict) -> str:
-    """Short stable key of a run configuration (what samples.jsonl lines are tagged with)."""
-    return hashlib.sha256(json.dumps(run, sort_keys=True, default=repr).encode()).hexdigest()[:16]
+def sample_config_key(config: dict) -> str:
+    """Short stable key of a sample configuration (`evals.harness.sample_config`; what samples.jsonl
+    lines are tagged with)."""
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=repr).encode()).hexdigest()[:16]
 
 
 def describe(value: Any, depth: int = 0) -> Any:
@@ -102,21 +103,21 @@ def _is_data(value: Any) -> bool:
 
 @dataclass
 class SampleStore:
-    """Append-only samples.jsonl of one run configuration; `done` maps task id -> records."""
+    """Append-only samples.jsonl of one sample configuration; `done` maps task id -> records."""
 
     path: Path | None      # None: keep samples in memory only
-    run: dict
+    config: dict           # `evals.harness.sample_config`
     done: dict[str, list[dict]] = field(default_factory=dict)
 
     @property
     def key(self) -> str:
-        return run_key(self.run)
+        return sample_config_key(self.config)
 
     @classmethod
-    def open(cls, output_dir: str | os.PathLike, run: dict, overwrite: bool = False) -> "SampleStore":
+    def open(cls, output_dir: str | os.PathLike, config: dict, overwrite: bool = False) -> "SampleStore":
         out = Path(output_dir)
         out.mkdir(parents=True, exist_ok=True)
-        store = cls(out / "samples.jsonl", run)
+        store = cls(out / "samples.jsonl", config)
         run_file = out / "run.json"
         if overwrite:
             store.path.unlink(missing_ok=True)
@@ -125,8 +126,8 @@ class SampleStore:
                 old = json.loads(run_file.read_text())
             except json.JSONDecodeError as exc:
                 raise ReportError(f"{run_file}: invalid JSON ({exc}); use --overwrite to start afresh") from None
-            _check_same_run(old, run, out)
-        run_file.write_text(json.dumps(run, indent=1, sort_keys=True, default=repr) + "\n")
+            _check_same_config(old, config, out)
+        run_file.write_text(json.dumps(config, indent=1, sort_keys=True, default=repr) + "\n")
         store._load()
         return store
 
@@ -199,7 +200,7 @@ class _Missing:
 _MISSING = _Missing()
 
 
-def _check_same_run(old: dict, new: dict, out: Path) -> None:
+def _check_same_config(old: dict, new: dict, out: Path) -> None:
     differ = differences(old, new)
     if differ:
         raise ReportError(f"{out} holds samples of another run configuration ({'; '.join(differ)}); "

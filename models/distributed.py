@@ -87,7 +87,7 @@ def device() -> torch.device:
     return torch.device("cuda", local_rank()) if torch.cuda.is_available() else torch.device("cpu")
 
 
-def shard_bounds(n: int, rank_: int | None = None, world: int | None = None) -> tuple[int, int]:
+def rank_share_bounds(n: int, rank_: int | None = None, world: int | None = None) -> tuple[int, int]:
     """[start, end) of this rank's contiguous share of n items; shares differ by at most one,
     the first `n % world` ranks taking the larger."""
     r = rank() if rank_ is None else rank_
@@ -97,9 +97,9 @@ def shard_bounds(n: int, rank_: int | None = None, world: int | None = None) -> 
     return start, start + base + (r < extra)
 
 
-def shard(items: list, rank_: int | None = None, world: int | None = None) -> list:
-    """This rank's contiguous share of `items` (see `shard_bounds`)."""
-    start, end = shard_bounds(len(items), rank_, world)
+def rank_share(items: list, rank_: int | None = None, world: int | None = None) -> list:
+    """This rank's contiguous share of `items` (see `rank_share_bounds`)."""
+    start, end = rank_share_bounds(len(items), rank_, world)
     return items[start:end]
 
 

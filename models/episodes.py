@@ -1,12 +1,12 @@
-"""Episodes played by a sampler: the bridge between `models.sampling` and `envs.multiturn`.
+"""Episodes played by a sampler: the bridge between `models.sampler` and `envs.multiturn`.
 
-`SamplerPolicy(generator, ...)` is the `contexts -> turns` policy that `run_episodes` asks for:
+`SamplerPolicy(sampler, ...)` is the `contexts -> turns` policy that `run_episodes` asks for:
 each round it samples one model turn per running episode, continuing from the episode's exact
 token ids (what the model generated, the observations' tokens in between), ending the turn at
 the environment's stop strings (a tool call's closing tag) or at EOS, and returns each turn's
-token ids and, from generators that report them (vLLM), their log-probs.
+token ids and, from samplers that report them (vLLM), their log-probs.
 
-`play_episodes(generator, env, tasks, n)` plays `n` episodes of each task with it (trainers'
+`play_episodes(sampler, env, tasks, n)` plays `n` episodes of each task with it (trainers'
 groups, eval's samples) and `episode_sample(episode)` lays a played episode out as the trainers'
 `Sample`: the prompt's tokens, then every later token (actions and observations) with an
 `action_mask` that is False at observation tokens, so that no loss term, ratio, KL, entropy,
@@ -18,14 +18,14 @@ from __future__ import annotations
 from typing import Any
 
 from envs.multiturn import ACTION, Context, Episode, MultiTurnEnvironment, Turn, run_episodes
-from models.sampling import PromptError, Sample, encode_prompts, sample_tasks
+from models.sampler import PromptError, Sample, encode_prompts, sample_tasks
 
 # Episode rounds draw their seeds apart: round r of a call seeded s samples with s + r * ROUND_SEED_STRIDE.
 ROUND_SEED_STRIDE = 1_000_003
 
 
 class SamplerPolicy:
-    """A generator as a multi-turn policy. `max_new_tokens` caps each model turn (a context's
+    """A sampler as a multi-turn policy. `max_new_tokens` caps each model turn (a context's
     own `max_tokens`, the episode's remaining token budget, may cap it lower).
 
     Seeds: `seed` seeds each round's batch (round r: seed + r * ROUND_SEED_STRIDE; the
@@ -33,9 +33,9 @@ class SamplerPolicy:
     instead: turn t of episode i samples with `seeds[i] + t * ROUND_SEED_STRIDE`, whatever other
     episodes share the round (the evaluation's per-sample seeds)."""
 
-    def __init__(self, generator, *, temperature: float = 1.0, top_p: float = 1.0, max_new_tokens: int = 64,
+    def __init__(self, sampler, *, temperature: float = 1.0, top_p: float = 1.0, max_new_tokens: int = 64,
                  seed: int | None = None, seeds: list[int] | None = None):
-        self.generator, self.temperature, self.top_p = generator, temperature, top_p
+        self.sampler, self.temperature, self.top_p = sampler, temperature, top_p
         self.max_new_tokens, self.seed, self.rounds = max_new_tokens, seed, 0
         self.seeds = seeds
 
@@ -57,7 +57,7 @@ class SamplerPolicy:
                 k = 1  # a shared prompt's k samples are seeded seed, seed + 1, ...: only such runs share it
             seed, per_episode = None, {"seeds": rows[::k]}
         unique = inputs[::k]
-        groups = self.generator.generate(unique, k, temperature=self.temperature, top_p=self.top_p,
+        groups = self.sampler.generate(unique, k, temperature=self.temperature, top_p=self.top_p,
                                          max_new_tokens=max(caps), seed=seed, stop=stop or None, **per_episode)
         samples = [s for group in groups for s in group]
         return [self._turn(s, cap) for s, cap in zip(samples, caps)]
@@ -70,7 +70,7 @@ class SamplerPolicy:
             ids, reason = ids[:cap], "length"
             logprobs = None if logprobs is None else logprobs[:cap]
         text = sample.text if len(ids) == len(sample.token_ids) else \
-            self.generator.tokenizer.decode(ids, skip_special_tokens=True)
+            self.sampler.tokenizer.decode(ids, skip_special_tokens=True)
         return Turn(text, list(ids), None if logprobs is None else list(logprobs), reason)
 
 
@@ -82,7 +82,7 @@ def _run_length(inputs: list) -> int:
     return 1
 
 
-def play_episodes(generator, env, tasks: list, n: int, *, chat_template: bool = True, temperature: float = 1.0,
+def play_episodes(sampler, env, tasks: list, n: int, *, chat_template: bool = True, temperature: float = 1.0,
                   top_p: float = 1.0, max_new_tokens: int = 64, seed: int | None = None,
                   seeds: list[int] | None = None) -> list[list[Episode]]:
     """`n` episodes of each task (groups in task order), every segment with its token ids.
@@ -90,7 +90,7 @@ def play_episodes(generator, env, tasks: list, n: int, *, chat_template: bool = 
     cannot read raises `PromptError` naming the task); observations without special tokens
     added, as the text the loop appends. `seeds`, one per task, seed episode k of task i with
     `seeds[i] + k` (`SamplerPolicy`), as `sample_tasks` seeds sample k."""
-    tokenizer = generator.tokenizer
+    tokenizer = sampler.tokenizer
     chat = tokenizer if chat_template and getattr(tokenizer, "chat_template", None) else None
     rows = [t for t in tasks for _ in range(n)]
     prompts = [env.render(t, chat) for t in tasks]
@@ -101,7 +101,7 @@ def play_episodes(generator, env, tasks: list, n: int, *, chat_template: bool = 
     if seeds is not None and len(seeds) != len(tasks):
         raise ValueError(f"seeds: {len(seeds)} seeds for {len(tasks)} tasks; give one per task")
     row_seeds = None if seeds is None else [s + k for s in seeds for k in range(n)]
-    policy = SamplerPolicy(generator, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, seed=seed,
+    policy = SamplerPolicy(sampler, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, seed=seed,
                            seeds=row_seeds)
     episodes = run_episodes(env, rows, policy, tokenizer=chat,
                             encode=lambda text: tokenizer(text, add_special_tokens=False)["input_ids"],
@@ -109,14 +109,14 @@ def play_episodes(generator, env, tasks: list, n: int, *, chat_template: bool = 
     return [episodes[i * n:(i + 1) * n] for i in range(len(tasks))]
 
 
-def sample_env(generator, env, tasks: list, n: int, **sampling: Any) -> list[list[Sample]]:
+def sample_env(sampler, env, tasks: list, n: int, **sampling: Any) -> list[list[Sample]]:
     """`n` samples of each task (groups in task order): sampled completions (`sample_tasks`), or
     for a multi-turn environment played episodes laid out as samples (`episode_sample`: each
     carries its episode). `sampling`: the keywords of `sample_tasks` and `play_episodes`. The
     trainers' rollouts and the eval harness both sample through here."""
     if isinstance(env, MultiTurnEnvironment):
-        return [[episode_sample(e) for e in group] for group in play_episodes(generator, env, tasks, n, **sampling)]
-    return sample_tasks(generator, env, tasks, n, **sampling)
+        return [[episode_sample(e) for e in group] for group in play_episodes(sampler, env, tasks, n, **sampling)]
+    return sample_tasks(sampler, env, tasks, n, **sampling)
 
 
 def episode_sample(episode: Episode) -> Sample:

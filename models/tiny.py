@@ -165,7 +165,7 @@ def _encode_batch(tokenizer, prompts: list[str], answers: list[str]):
 
 def sampled_accuracy(model, tokenizer, env, tasks, max_new_tokens: int = 8, seed: int = 0) -> float:
     """Fraction of tasks whose single temperature-1 sample the env's verifier passes."""
-    from models.sampling import hf_sample
+    from models.hf_sampler import hf_sample
 
     texts = hf_sample(model, tokenizer, [env.render(t) for t in tasks], n=1, temperature=1.0, top_p=1.0,
                       max_new_tokens=max_new_tokens, seed=seed)
@@ -195,12 +195,12 @@ def _encode_episodes(tokenizer, episodes):
 
 def episode_accuracy(model, tokenizer, env, tasks, max_new_tokens: int = 32, seed: int = 0) -> float:
     """Fraction of tasks whose one sampled episode (temperature 1) the environment passes."""
-    from envs.multiturn import verify_episodes
+    from envs.multiturn import episode_verdicts
     from models.episodes import play_episodes
-    from models.sampling import HFGenerator
+    from models.hf_sampler import HFSampler
 
-    groups = play_episodes(HFGenerator(model, tokenizer), env, tasks, 1, max_new_tokens=max_new_tokens, seed=seed)
-    verdicts = verify_episodes(env, [g[0] for g in groups], list(tasks))
+    groups = play_episodes(HFSampler(model, tokenizer), env, tasks, 1, max_new_tokens=max_new_tokens, seed=seed)
+    verdicts = episode_verdicts(env, [g[0] for g in groups], list(tasks))
     return sum(v.passed for v in verdicts) / max(len(verdicts), 1)
 
 

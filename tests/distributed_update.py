@@ -20,7 +20,11 @@ import torch  # noqa: E402
 from models import distributed  # noqa: E402
 from trainers import parallel  # noqa: E402
 from trainers.grpo import GRPOConfig, make_loss_fn, update_policy  # noqa: E402
-from trainers.run import RunContext  # noqa: E402
+from trainers.parallel import DataParallel  # noqa: E402
+from trainers.policy import Policy  # noqa: E402
+from trainers.rollout import RolloutSource  # noqa: E402
+from trainers.lifecycle import start_run  # noqa: E402
+from trainers.task_stream import TaskStream  # noqa: E402
 
 PROMPTS, GROUP = 4, 4
 # Loss aggregations and advantage scalings whose global batch needs collectives (dapo's token
@@ -37,20 +41,23 @@ def one_update(model: str, out_dir: Path, parallelism: str, name: str, overrides
                      max_new_tokens=6, eval_samples=0, generation_backend="hf", parallelism=parallelism,
                      output_dir=str(out_dir / f"{parallelism}-{name}"), learning_rate=0.1, **overrides)
     cfg.validate()
-    run = RunContext.create(cfg, "grpo")
+    dp = DataParallel.join(cfg.parallelism)
+    env = start_run(cfg)
+    policy = Policy.load(cfg, dp)
     # SGD, so parameters move by lr x gradient: AdamW's first step, lr * g / (|g| + eps), turns
     # the float rounding of gradients near zero into differences up to lr (the gradients, also
     # compared, match either way).
-    run.optimizer = torch.optim.SGD([p for p in run.model.parameters() if p.requires_grad], lr=cfg.learning_rate)
-    tasks = run.stream.take(PROMPTS)
-    batch = run.generate(tasks, position=0)  # the same global rollout on every rank
+    policy.optimizer = torch.optim.SGD(policy.trainable_parameters(), lr=cfg.learning_rate)
+    stream = TaskStream.of(env, cfg.seed)
+    rollouts = RolloutSource(cfg, env, policy.sampler, policy.tokenizer, stream)
+    batch = rollouts.make(stream.take(PROMPTS), position=0)  # the same global rollout on every rank
     batch.rewards = torch.tensor([float((i * 5) % 3 == 0) + 0.25 * (i % 2) for i in range(len(batch))])
-    lo, hi = distributed.shard_bounds(PROMPTS)
+    lo, hi = distributed.rank_share_bounds(PROMPTS)
     mine = batch.select(list(range(lo * GROUP, hi * GROUP)))
-    metrics = update_policy(run, mine, make_loss_fn(cfg))
-    state = parallel.full_state_dict(run.model) if distributed.active() else run.model.state_dict()
+    metrics = update_policy(cfg, policy, dp, mine, make_loss_fn(cfg), step=1)
+    state = parallel.full_state_dict(policy.model) if distributed.active() else policy.model.state_dict()
     grads = {n: p.grad.full_tensor() if hasattr(p.grad, "full_tensor") else p.grad
-             for n, p in run.model.named_parameters() if p.grad is not None}
+             for n, p in policy.model.named_parameters() if p.grad is not None}
     return {"params": {k: v.detach().cpu().clone() for k, v in state.items()},
             "grads": {k: v.detach().cpu().clone() for k, v in grads.items()}, "grad_norm": metrics.get("grad_norm")}
 

@@ -18,9 +18,10 @@ import sys
 from pathlib import Path
 
 import envs
-from evals.pass_at_k import evaluate
+from evals.harness import evaluate
 from models import distributed
-from models.sampling import HFGenerator, PromptError
+from models.hf_sampler import HFSampler
+from models.sampler import PromptError
 
 ENV_OPTIONS = {"digits": 1, "operators": "+"}
 EVAL = dict(n=4, ks=[1, 2, 4], limit=5, batch_size=2, max_new_tokens=4, seed=3, n_bootstrap=50,
@@ -51,7 +52,7 @@ def outcome(call) -> dict:
 def main(model: str, out: Path) -> None:
     distributed.init()
     env = envs.get_env("arithmetic", **ENV_OPTIONS)
-    generator = HFGenerator(model)
+    generator = HFSampler(model)
     results = {
         "report": outcome(lambda: evaluate(generator, env, output_dir=str(out / "eval"), model="fitted", **EVAL)),
         "refused": outcome(lambda: evaluate(generator, env, output_dir=str(out / "eval"), model="fitted",

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from verifiers.options import ConfigError, build_parser, coerce, field_docs, parse_config, require
+from evals.config_cli import ConfigError, build_parser, coerce, field_docs, parse_config, require
 from trainers.grpo import GRPOConfig
 
 

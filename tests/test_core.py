@@ -11,12 +11,8 @@ import torch
 from trainers.core import (
     IMPORTANCE_RATIOS,
     KL_ESTIMATORS,
-    LOSS_AGGREGATIONS,
     REWARD_SCALES,
-    aggregate_bnpo,
-    aggregate_dapo,
-    aggregate_dr_grpo,
-    aggregate_grpo,
+    GlobalBatch,
     approx_kl,
     clip_fractions,
     clipped_surrogate_loss,
@@ -32,6 +28,7 @@ from trainers.core import (
     masked_whiten,
     policy_loss,
     reinforce_loss,
+    sample_std_from_sums,
     sequence_ratio,
     token_logprobs,
     token_ratio,
@@ -156,6 +153,19 @@ def test_group_advantages_hand_batch_scaling():
     rewards = T([1.0, 0.0, 0.0, 0.5, 0.5, 0.5])
     s = math.sqrt(102 / 144 / 5)
     close(group_advantages(rewards, 3, "batch", eps=0.0), [2 / 3 / s, -1 / 3 / s, -1 / 3 / s, 0.0, 0.0, 0.0])
+
+
+def test_batch_scaling_of_one_ranks_share_uses_the_whole_batchs_std():
+    # the batch above split over 2 ranks: each all-reduces n = 6, sum 2.5, sum of squares
+    # 1 + 3 * .25 = 1.75 -> var (1.75 - 2.5^2 / 6) / 5 = 0.141667, the std of the whole batch
+    s = math.sqrt(102 / 144 / 5)
+    close(sample_std_from_sums(6, 2.5, 1.75), s)
+    first_group = group_advantages(T([1.0, 0.0, 0.0]), 3, "batch", eps=0.0, batch_std=s)
+    close(first_group, [2 / 3 / s, -1 / 3 / s, -1 / 3 / s])  # as in the whole batch, not its own std
+    # the other scalings ignore it: a group's own std, or none
+    close(group_advantages(T([1.0, 0.0, 0.0]), 3, "group", eps=0.0, batch_std=s),
+          group_advantages(T([1.0, 0.0, 0.0]), 3, "group", eps=0.0))
+    close(group_advantages(T([1.0, 0.0, 0.0]), 3, "none", batch_std=s), [2 / 3, -1 / 3, -1 / 3])
 
 
 def test_group_advantages_hand_no_scaling():
@@ -322,80 +332,6 @@ def test_approx_kl():
     close(approx_kl(logp, old, T([[1, 0]])), 0.0)
 
 
-# --------------------------------------------------------------------------- aggregation
-
-LOSS = T([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
-MASK = T([[1, 1, 0], [1, 1, 1]])
-
-
-def test_aggregations_hand():
-    close(aggregate_grpo(LOSS, MASK), 3.25)  # (1.5 + 5) / 2
-    close(aggregate_bnpo(LOSS, MASK), 3.6)  # (1 + 2 + 4 + 5 + 6) / 5 = 18 / 5
-    close(aggregate_dr_grpo(LOSS, MASK, max_new_tokens=4), 2.25)  # 18 / (2 * 4)
-    close(aggregate_dapo(LOSS, MASK, num_global_tokens=10), 1.8)  # 18 / 10
-    assert set(LOSS_AGGREGATIONS) == {"grpo", "bnpo", "dr_grpo", "dapo"}
-
-
-def test_aggregations_with_empty_rows_and_batches():
-    empty_row = T([[0, 0, 0], [1, 1, 1]])
-    close(aggregate_grpo(LOSS, empty_row), 2.5)  # (0 + 5) / 2: the empty row counts as 0
-    close(aggregate_bnpo(LOSS, empty_row), 5.0)
-    nothing = torch.zeros(2, 3)
-    for name, fn in LOSS_AGGREGATIONS.items():
-        value = fn(LOSS, nothing, max_new_tokens=3, num_global_tokens=0)
-        assert value.item() == 0.0, name
-
-
-def test_aggregations_need_their_normalizers():
-    with pytest.raises(ValueError, match="max_new_tokens"):
-        aggregate_dr_grpo(LOSS, MASK)
-    with pytest.raises(ValueError, match="num_global_tokens"):
-        aggregate_dapo(LOSS, MASK)
-
-
-def _grads(logp, old, adv, mask, aggregate, **kw):
-    loss = policy_loss(logp, old, adv, mask, aggregate=aggregate, clip_eps_high=0.28, **kw)
-    return torch.autograd.grad(loss, logp)[0]
-
-
-@pytest.fixture
-def batch():
-    g = torch.Generator().manual_seed(5)
-    logp = (-torch.rand(4, 5, generator=g) * 3).requires_grad_()
-    old = logp.detach() + 0.3 * torch.randn(4, 5, generator=g)
-    adv = torch.randn(4, generator=g)
-    mask = (torch.arange(5) < T([5, 2, 4, 1]).unsqueeze(-1)).float()  # 12 tokens, 7 + 5 per half
-    return logp, old, adv, mask
-
-
-def test_dapo_gradient_accumulation_equals_one_big_batch(batch):
-    logp, old, adv, mask = batch
-    full = _grads(logp, old, adv, mask, aggregate_dapo, num_global_tokens=12)
-    # each minibatch only sees its own rows; the normalizer stays the global 12
-    half = _split_grads_by_rows(logp, old, adv, mask, aggregate_dapo, num_global_tokens=12)
-    close(half, full)
-    assert full.abs().sum() > 0
-
-
-def _split_grads_by_rows(logp, old, adv, mask, aggregate, k=2, **kw):
-    total = torch.zeros_like(logp)
-    for rows in torch.arange(logp.shape[0]).chunk(k):
-        loss = policy_loss(logp[rows], old[rows], adv[rows], mask[rows], aggregate=aggregate,
-                           clip_eps_high=0.28, **kw)
-        total += torch.autograd.grad(loss, logp)[0]
-    return total
-
-
-def test_bnpo_accumulation_differs_but_grpo_and_dr_grpo_divide_by_k(batch):
-    logp, old, adv, mask = batch
-    # bnpo: minibatch token counts 7 and 5 differ from 12 / 2, so (sum of minibatch grads) / 2 != full
-    full = _grads(logp, old, adv, mask, aggregate_bnpo)
-    assert not torch.allclose(_split_grads_by_rows(logp, old, adv, mask, aggregate_bnpo) / 2, full)
-    for aggregate in (aggregate_grpo, aggregate_dr_grpo):
-        full = _grads(logp, old, adv, mask, aggregate, max_new_tokens=5)
-        close(_split_grads_by_rows(logp, old, adv, mask, aggregate, max_new_tokens=5) / 2, full)
-
-
 # --------------------------------------------------------------------------- full policy loss
 
 
@@ -435,6 +371,8 @@ def test_reinforce_loss_hand():
     grad_logp, grad_w = torch.autograd.grad(loss, [logp, w], allow_unused=True)
     close(grad_logp, [[-0.5, -0.5, 0.0], [0.5, 0.5, 0.5]])  # -w_i / B on every valid token
     assert grad_w is None  # the weights are detached
+    # as one of two minibatches of a 4-row step: half of it
+    close(reinforce_loss(logp, w, mask, GlobalBatch(rows=4, tokens=10)), 0.375)
 
 
 def test_reinforce_with_group_advantages_naive():

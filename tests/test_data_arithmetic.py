@@ -1,4 +1,4 @@
-"""data.arithmetic: the offline problem generator (values checked against SymPy)."""
+"""data.arithmetic_problems: the offline problem generator (values checked against SymPy)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from math import gcd
 import pytest
 import sympy
 
-from data.arithmetic import ArithmeticSpec, format_number, generate, problems, split_of
+from data.arithmetic_problems import ArithmeticSpec, format_number, generate, problems, split_of
 
 SPECS = [
     ArithmeticSpec(),

@@ -181,22 +181,25 @@ def test_each_rank_samples_with_its_own_vllm_engine_in_sync(tmp_path, tiny_model
 
 
 def test_no_command_option_is_taken_by_torchruns_parser():
-    """argparse matches abbreviations anywhere on the line, so an option of ours that is a prefix
-    of one of torchrun's would be read (or refused as ambiguous) by torchrun. The trainers have
-    none; the evaluation's `--n` is one, hence `torchrun ... -- evals/pass_at_k.py` there."""
-    import dataclasses
-
+    """argparse matches abbreviations anywhere on the line, even after the script, so an option
+    of ours that is a prefix of one of torchrun's would be read (or refused as ambiguous, as the
+    evaluation's old `--n` was) by torchrun. Checked on the parsers the commands build, so a new
+    field or flag is covered; equal `--help`s are fine (an exact match is not an abbreviation)."""
     from torch.distributed.run import get_args_parser
 
-    from evals.pass_at_k import EvalConfig
+    from evals.config_cli import build_parser
+    from evals.pass_at_k import make_parser
     from trainers.grpo import GRPOConfig
     from trainers.ppo import PPOConfig
 
-    theirs = [s for a in get_args_parser()._actions for s in a.option_strings if s.startswith("--")]
+    def flags(parser) -> set[str]:
+        return {s for a in parser._actions for s in a.option_strings if s.startswith("--")} - {"--help"}
 
-    def taken(cls) -> list[str]:
-        names = {o for f in dataclasses.fields(cls) for o in (f"--{f.name}", f"--{f.name.replace('_', '-')}")}
-        return sorted(o for o in names if any(t.startswith(o) for t in theirs))
+    theirs = flags(get_args_parser())
+    ours = {"trainers.grpo": build_parser(GRPOConfig, "grpo", ""), "trainers.ppo": build_parser(PPOConfig, "ppo", ""),
+            "evals/pass_at_k.py": make_parser()}
+    assert all(len(flags(parser)) > 20 for parser in ours.values())   # the real parsers, not empty ones
+    taken = {name: sorted(o for o in flags(parser) if any(t.startswith(o) for t in theirs))
+             for name, parser in ours.items()}
+    assert taken == {name: [] for name in ours}, f"options torchrun would read as its own: {taken}"
 
-    assert {cls.__name__: taken(cls) for cls in (GRPOConfig, PPOConfig, EvalConfig)} == \
-        {"GRPOConfig": [], "PPOConfig": [], "EvalConfig": ["--n"]}

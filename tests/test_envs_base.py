@@ -1,4 +1,4 @@
-"""envs/base.py: the registry, options, rendering (plain, few-shot, chat template) and the README example."""
+"""envs/base.py: the registry, options, rendering (plain, few-shot, chat template) and the docs example."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from verifiers import Task, get_verifier
 BUILT_IN = ["arithmetic", "gsm8k", "humaneval", "math", "mbpp", "synthetic_code"]
 
 
-# The "write your own environment" example of the README, verbatim.
+# The "write your own environment" example of docs/environments.md, verbatim.
 @register_env("list_sum")
 class ListSumEnv(Environment):
     """Add up a list of small integers."""
@@ -31,6 +31,14 @@ class ListSumEnv(Environment):
 
     def correctness_verifier(self):
         return get_verifier("math")
+
+
+def test_the_environments_page_shows_the_example_verbatim():
+    import inspect
+    from pathlib import Path
+
+    page = (Path(__file__).parents[1] / "docs" / "environments.md").read_text()
+    assert inspect.getsource(ListSumEnv) in page   # getsource includes the decorator
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -1,4 +1,4 @@
-"""envs/calculator.py and data/calculator.py: problems, splits, demonstrations, the alphabet
+"""envs/calculator.py and data/calculator_problems.py: problems, splits, demonstrations, the alphabet
 the tool syntax needs, and verdicts on whole episodes."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ from fractions import Fraction
 
 import pytest
 
-from data.arithmetic import split_of
-from data.calculator import FORMS, _SALT, calculator_problems
+from data.arithmetic_problems import split_of
+from data.calculator_problems import FORMS, _SALT, calculator_problems
 from envs import EnvError, Environment, env_options, get_env, list_envs
 from envs.multiturn import ACTION, OBSERVATION, PROMPT, MultiTurnEnvironment, run_episode
 

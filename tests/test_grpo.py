@@ -14,7 +14,7 @@ import torch
 
 import envs
 from envs.base import Environment, register_env
-from models.sampling import vllm_available
+from models.backends import vllm_available
 from trainers.grpo import GRPOConfig, train
 from verifiers import Task, Verdict, Verifier
 
@@ -84,6 +84,16 @@ def test_resume_continues_to_the_same_result(tmp_path, tiny_model_path):
     assert logged == [1, 2, 3, 4]
 
 
+def test_resume_reuses_the_before_evaluation(tmp_path, tiny_model_path):
+    """The before-evaluation measured the starting policy: a resumed run reads its report back
+    instead of measuring the trained policy under that name."""
+    first = train(_cfg(tmp_path, tiny_model_path, steps=2, eval_samples=2, eval_tasks=3))
+    assert (tmp_path / "run" / "eval_before" / "report.json").exists()
+    resumed = train(_cfg(tmp_path, tiny_model_path, steps=3, eval_samples=2, eval_tasks=3, resume=True))
+    assert resumed["summary"]["steps"] == 3
+    assert resumed["before"] == first["before"]   # the same report, its manifest's times included
+
+
 def test_resume_without_checkpoint_is_a_clear_error(tmp_path, tiny_model_path):
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         train(_cfg(tmp_path, tiny_model_path, resume=True))
@@ -120,13 +130,13 @@ def test_loss_variants_train(tmp_path, tiny_model_path, overrides):
 
 
 def test_lora_trains_only_adapters_and_syncs_merged_names(tmp_path, tiny_model_path):
-    from trainers.run import RunContext
+    from trainers.parallel import DataParallel
+    from trainers.policy import Policy
 
-    cfg = _cfg(tmp_path, tiny_model_path, steps=1, lora_rank=4)
-    ctx = RunContext.create(cfg, "grpo")
-    trainable = [n for n, p in ctx.model.named_parameters() if p.requires_grad]
+    policy = Policy.load(_cfg(tmp_path, tiny_model_path, steps=1, lora_rank=4), DataParallel())
+    trainable = [n for n, p in policy.model.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in n for n in trainable)
-    names = {n for n, _ in ctx._named_weights()}
+    names = {n for n, _ in policy.sampler_weights()}
     assert names == set(_weights(tiny_model_path))  # checkpoint names, LoRA merged in
 
 
@@ -222,7 +232,7 @@ def test_process_advantages_penalise_the_wrong_step():
 
 
 def Sample_(text, ids):
-    from models.sampling import Sample
+    from models.sampler import Sample
 
     return Sample(text=text, token_ids=ids, logprobs=None, finish_reason="stop", prompt_token_ids=[1])
 
@@ -231,10 +241,11 @@ def Sample_(text, ids):
 def test_auto_backend_on_cpu_samples_from_the_trained_module(tmp_path, tiny_model_path):
     """With transformers generation the sampler must be the very module being trained,
     or generation would never see an update."""
-    from trainers.run import RunContext
+    from trainers.parallel import DataParallel
+    from trainers.policy import Policy
 
-    ctx = RunContext.create(_cfg(tmp_path, tiny_model_path, generation_backend="auto"), "grpo")
-    assert ctx.generator.model is ctx.model
+    policy = Policy.load(_cfg(tmp_path, tiny_model_path, generation_backend="auto"), DataParallel())
+    assert policy.sampler.model is policy.model
 
 
 def test_math_audit_shows_in_the_metrics(tmp_path, tiny_model_path):

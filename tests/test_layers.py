@@ -40,7 +40,7 @@ def upward_imports(source: str, package: str, where: str) -> list[str]:
     ("import trainers.config as c", ["x.py:1 imports trainers"]),
     ("def f():\n    from trainers import run\n    return run", ["x.py:2 imports trainers"]),  # lazy: still a dependency
     ("import os, trainers.run", ["x.py:1 imports trainers"]),
-    ("from models.sampling import Sample\nfrom envs import get_env\nfrom . import stats", []),   # down or own
+    ("from models.sampler import Sample\nfrom envs import get_env\nfrom . import stats", []),   # down or own
     ("import trainers_extra\nfrom evalsx import y", []),     # names that merely start like a layer
     ("s = 'from trainers import x'", []),                    # text is not an import
 ])

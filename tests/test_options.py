@@ -1,4 +1,4 @@
-"""verifiers/options.py: the one parser of verifier, environment and trainer options."""
+"""verifiers/options.py: how option values are read and documented (verifier, environment and trainer options alike)."""
 
 from __future__ import annotations
 
@@ -72,7 +72,7 @@ def test_help_line_has_one_shape(text, kind, default, expected):
 def test_environment_and_trainer_help_use_the_same_shape():
     import envs
     from trainers.grpo import GRPOConfig
-    from verifiers.options import build_parser
+    from evals.config_cli import build_parser
 
     assert envs.env_help("arithmetic")["digits"] == "digits of each integer operand [int, default: 2]"
     text = " ".join(build_parser(GRPOConfig, "grpo", "").format_help().split())

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from evals import comparison, harness
 from evals import pass_at_k as pk
-from evals.report import REPORT_FORMAT, ReportError, load_report
-from verifiers.options import ConfigError
+from evals.config_cli import ConfigError
+from evals.report import REPORT_FORMAT, ReportError, load_report, write_report
 
 sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "evals"))
 from evals_toy import FakeGenerator, ToyEnv  # noqa: E402
@@ -42,18 +43,18 @@ def cli(*args: str, cwd: Path | None = None, timeout: float = 120, env: dict | N
     (None, 2, [1, 2]),
 ])
 def test_parse_ks(spec, n, expected):
-    assert pk.parse_ks(spec, n) == expected
+    assert harness.parse_ks(spec, n) == expected
 
 
 @pytest.mark.parametrize("spec", ["1,x", "", "0", "1,-2", "one"])
 def test_parse_ks_rejects(spec):
     with pytest.raises(ConfigError, match="ks"):
-        pk.parse_ks(spec, 5)
+        harness.parse_ks(spec, 5)
 
 
 @pytest.mark.parametrize("field,value,message", [
     ("backend", "tgi", "backend: 'tgi' is not one of 'auto', 'vllm', 'hf'"),
-    ("n", 0, "n: must be >= 1"),
+    ("samples", 0, "samples: must be >= 1"),
     ("limit", 0, "limit: must be >= 1"),
     ("batch_size", 0, "batch_size"),
     ("temperature", -0.1, "temperature"),
@@ -66,7 +67,7 @@ def test_parse_ks_rejects(spec):
 ])
 def test_config_validation_names_the_field(field, value, message):
     with pytest.raises(ConfigError, match=message):
-        dataclasses.replace(pk.EvalConfig(), **{field: value}).validate()
+        dataclasses.replace(harness.EvalConfig(), **{field: value}).validate()
 
 
 # --------------------------------------------------------------------------- evaluate
@@ -76,7 +77,7 @@ def test_evaluate_completions_mapping_by_hand():
     # t0: 2 of 3 correct, t1: 1 of 2, t2: 0 of 4, t3: 4 of 4 ("6" is t3's answer; "|" cut is not applied
     # to given completions, so "6|" would fail).
     completions = {"t0": ["0", " 0 ", "1"], "t1": ["2", "x"], "t2": ["5"] * 4, "t3": ["6"] * 4}
-    report = pk.evaluate(completions, ToyEnv(), ks=[1, 2, 3], n_bootstrap=200)
+    report = harness.evaluate(completions, ToyEnv(), ks=[1, 2, 3], n_bootstrap=200)
     assert report["format"] == REPORT_FORMAT
     assert report["tasks"] == {"t0": {"n": 3, "c": 2}, "t1": {"n": 2, "c": 1}, "t2": {"n": 4, "c": 0},
                                "t3": {"n": 4, "c": 4}}
@@ -91,7 +92,7 @@ def test_evaluate_completions_mapping_by_hand():
 
 
 def test_evaluate_manifest_names_what_shapes_the_numbers():
-    report = pk.evaluate({"t1": ["2"]}, ToyEnv(size=3), ks=[1], n_bootstrap=10, seed=3)
+    report = harness.evaluate({"t1": ["2"]}, ToyEnv(size=3), ks=[1], n_bootstrap=10, seed=3)
     m = report["manifest"]
     assert m["env"] == {"name": "toy", "options": {"size": 3, "strip": True}}
     assert m["verifier"]["name"] == "exact_answer" and m["verifier"]["options"] == {"strip": True}
@@ -103,7 +104,7 @@ def test_evaluate_manifest_names_what_shapes_the_numbers():
 
 def test_evaluate_generator_samples_n_per_task_and_cuts_at_stop_sequences():
     gen = FakeGenerator(solves={0, 2})
-    report = pk.evaluate(gen, ToyEnv(size=4), n=3, ks=[1, 3], n_bootstrap=50, temperature=0.7, batch_size=3)
+    report = harness.evaluate(gen, ToyEnv(size=4), n=3, ks=[1, 3], n_bootstrap=50, temperature=0.7, batch_size=3)
     assert [len(c["prompts"]) for c in gen.calls] == [3, 1] and {c["temperature"] for c in gen.calls} == {0.7}
     assert report["tasks"]["t0"] == {"n": 3, "c": 3} and report["tasks"]["t1"] == {"n": 3, "c": 0}
     assert report["metrics"]["pass@k"]["1"]["value"] == pytest.approx(0.5)
@@ -114,34 +115,34 @@ def test_evaluate_generator_samples_n_per_task_and_cuts_at_stop_sequences():
 
 
 def test_evaluate_resumes_from_its_output_folder(tmp_path):
-    pk.evaluate(FakeGenerator(), ToyEnv(size=3), n=2, output_dir=tmp_path, n_bootstrap=10)
+    harness.evaluate(FakeGenerator(), ToyEnv(size=3), n=2, output_dir=tmp_path, n_bootstrap=10)
     gen = FakeGenerator()
-    report = pk.evaluate(gen, ToyEnv(size=3), n=5, output_dir=tmp_path, n_bootstrap=10)
+    report = harness.evaluate(gen, ToyEnv(size=3), n=5, output_dir=tmp_path, n_bootstrap=10)
     assert [(c["n"], len(c["prompts"])) for c in gen.calls] == [(3, 3)]   # only the 3 missing of each task
     assert report["tasks"]["t0"] == {"n": 5, "c": 5}
     lines = (tmp_path / "samples.jsonl").read_text().splitlines()
     assert len(lines) == 15
     with pytest.raises(ReportError, match="temperature: 1.0 != 0.5"):
-        pk.evaluate(FakeGenerator(), ToyEnv(size=3), n=5, output_dir=tmp_path, temperature=0.5)
+        harness.evaluate(FakeGenerator(), ToyEnv(size=3), n=5, output_dir=tmp_path, temperature=0.5)
 
 
 def test_evaluate_rejects_completions_of_another_environment():
     with pytest.raises(ReportError, match=r"not in 'toy' split 'test', e.g. \['HumanEval/0'\]"):
-        pk.evaluate({"HumanEval/0": ["x"]}, ToyEnv())
+        harness.evaluate({"HumanEval/0": ["x"]}, ToyEnv())
 
 
 # --------------------------------------------------------------------------- compare
 
 
 def two_reports(after_env: ToyEnv | None = None, after_solves=frozenset({0, 1, 2})):
-    before = pk.evaluate(FakeGenerator(solves={0}), ToyEnv(size=4), n=2, n_bootstrap=100)
-    after = pk.evaluate(FakeGenerator(solves=after_solves), after_env or ToyEnv(size=4), n=2, n_bootstrap=100)
+    before = harness.evaluate(FakeGenerator(solves={0}), ToyEnv(size=4), n=2, n_bootstrap=100)
+    after = harness.evaluate(FakeGenerator(solves=after_solves), after_env or ToyEnv(size=4), n=2, n_bootstrap=100)
     return before, after
 
 
 def test_compare_paired_by_hand():
     before, after = two_reports()
-    result = pk.compare(before, after)
+    result = comparison.compare(before, after)
     one = result["metrics"]["pass@k"]["1"]
     # per task before 1,0,0,0 ; after 1,1,1,0 -> difference 2/4, 2 wins, 0 losses, 2 ties
     assert (one["before"], one["after"], one["difference"]) == pytest.approx((0.25, 0.75, 0.5))
@@ -158,23 +159,23 @@ def test_compare_paired_by_hand():
 def test_compare_refuses_different_measurements(after_env, message):
     before, after = two_reports(after_env)
     with pytest.raises(ReportError, match="cannot compare these reports: " + message):
-        pk.compare(before, after)
+        comparison.compare(before, after)
 
 
 def test_compare_refuses_same_ids_with_different_contents():
     before, after = two_reports()
     after["manifest"]["dataset_hash"] = "0" * 64
     with pytest.raises(ReportError, match="task contents differ"):
-        pk.compare(before, after)
+        comparison.compare(before, after)
 
 
-def test_lazy_generator_builds_only_when_sampling(monkeypatch):
-    import models.sampling
+def test_lazy_sampler_builds_only_when_sampling(monkeypatch):
+    import models.backends
 
     built = []
-    monkeypatch.setattr(models.sampling, "make_generator",
+    monkeypatch.setattr(models.backends, "make_sampler",
                         lambda *args, **kw: built.append((args, kw)) or FakeGenerator())
-    lazy = pk.LazyGenerator("m", "hf", "float32", 3)
+    lazy = pk.LazySampler("m", "hf", "float32", 3)
     lazy.close()
     assert built == []
     assert lazy.generate(["1+1="], 2)[0][0].text == "x"
@@ -185,7 +186,7 @@ def test_lazy_generator_builds_only_when_sampling(monkeypatch):
 def test_package_exposes_the_library_entry_points():
     import evals
 
-    assert (evals.evaluate, evals.compare, evals.write_report) == (pk.evaluate, pk.compare, pk.write_report)
+    assert (evals.evaluate, evals.compare, evals.write_report) == (harness.evaluate, comparison.compare, write_report)
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         evals.nope
 
@@ -197,7 +198,7 @@ def test_package_exposes_the_library_entry_points():
 def test_help_documents_every_field(entry):
     out = subprocess.run([sys.executable, *entry, "--help"], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert out.returncode == 0, out.stderr
-    for f in dataclasses.fields(pk.EvalConfig):
+    for f in dataclasses.fields(harness.EvalConfig):
         assert "--" + f.name.replace("_", "-") in out.stdout
     assert "--compare BEFORE AFTER" in out.stdout and "not computable" in out.stdout
 
@@ -224,8 +225,8 @@ def test_cli_compare_refusal_and_bad_input_exit_2(tmp_path):
     assert out.returncode == 2 and "error: cannot compare these reports:" in out.stderr and "task sets differ" in out.stderr
     out = cli("--compare", str(tmp_path / "b.json"), str(tmp_path / "missing.json"))
     assert out.returncode == 2 and "cannot read report" in out.stderr
-    out = cli("--n", "0")
-    assert out.returncode == 2 and "error: n: must be >= 1" in out.stderr
+    out = cli("--samples", "0")
+    assert out.returncode == 2 and "error: samples: must be >= 1" in out.stderr
     out = cli("--env", "nope", "--completions", str(tmp_path / "b.json"))
     assert out.returncode == 2 and "error: unknown environment 'nope'" in out.stderr
     out = cli("--env-options", '{"digits": 0, "bogus": 1}', "--completions", str(tmp_path / "b.json"))
@@ -329,7 +330,7 @@ def test_evaluate_metric_module_loads_offline_and_matches_stats(tmp_path):
         cases.append((ns, [int(rng.integers(0, n + 1)) for n in ns], [1, 2, 5, 10, 30]))
     offline = {"HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1", "HF_EVALUATE_OFFLINE": "1",
                "HF_DATASETS_OFFLINE": "1"}
-    out = subprocess.run([sys.executable, "-c", METRIC_SCRIPT, str(ROOT / "evals" / "metrics" / "pass_at_k"),
+    out = subprocess.run([sys.executable, "-c", METRIC_SCRIPT, str(ROOT / "evals" / "metrics" / "verirl_pass_at_k"),
                           json.dumps(cases)], capture_output=True, text=True, cwd=tmp_path, timeout=180,
                          env={**os.environ, **offline})
     assert out.returncode == 0, out.stderr
@@ -356,7 +357,7 @@ def test_tiny_model_on_arithmetic_end_to_end(tmp_path, backend):
 
     model = ensure_tiny_model(warm_start=False, log=lambda *_: None)
     out_dir = tmp_path / "out"
-    args = ["--model", model, "--backend", backend, "--limit", "3", "--n", "4", "--max-new-tokens", "6",
+    args = ["--model", model, "--backend", backend, "--limit", "3", "--samples", "4", "--max-new-tokens", "6",
             "--output-dir", str(out_dir), "--n-bootstrap", "100", "--progress", "false"]
     out = cli(*args, timeout=600, env={"VLLM_CPU_KVCACHE_SPACE": "1"})
     assert out.returncode == 0, out.stderr[-3000:]

@@ -16,12 +16,13 @@ from envs.base import Environment, register_env
 from trainers import checkpoint
 from trainers import rollout as ro
 from trainers.forward import completion_logprobs
-from verifiers.options import ConfigError, field_docs, parse_config
+from evals.config_cli import ConfigError, field_docs, parse_config
 from trainers.critic import build_critic
-from models.sampling import Sample
+from models.sampler import Sample
 from trainers.ppo import PPOConfig, explained_variance, main, ppo_advantages, token_rewards, train, update
 from trainers.config import RunConfig
-from trainers.run import RunContext
+from trainers.parallel import DataParallel
+from trainers.policy import Policy
 from models.tiny import DEFAULT_ALPHABET, TinyConfig, build_model, build_tokenizer
 from verifiers import Task, Verdict, Verifier, get_verifier
 
@@ -277,15 +278,13 @@ def test_update_changes_every_trainable_parameter(kind, policy_dir, tmp_path):
     # in the first step, so that trunk moves from the second step on
     cfg = PPOConfig(critic=kind, learning_rate=1e-2, critic_learning_rate=1e-2, prompts_per_step=2, group_size=2,
                     ppo_epochs=2, num_minibatches=2, output_dir=str(tmp_path))
-    ctx = RunContext(cfg, "ppo")
-    ctx.model, ctx.ref_model, ctx.step = policy, None, 1
-    ctx.optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.learning_rate)
+    trained = Policy(policy, tok, torch.optim.AdamW(policy.parameters(), lr=cfg.learning_rate), None)
     critic = build_critic(kind, policy, policy_dir)
     critic_optimizer = torch.optim.AdamW(critic.parameters(), lr=cfg.critic_learning_rate)
     before = {f"policy.{n}": p.detach().clone() for n, p in policy.named_parameters()}
     before.update({f"critic.{n}": p.detach().clone() for n, p in critic.named_parameters()})
     batch = _batch(tok, ["15", "14", "1", "150"], [1.0, 0.0, 0.0, 1.0])
-    stats = update(ctx, critic, critic_optimizer, batch)
+    stats = update(cfg, trained, critic, critic_optimizer, DataParallel(), batch, step=1)
     after = {f"policy.{n}": p for n, p in policy.named_parameters()}
     after.update({f"critic.{n}": p for n, p in critic.named_parameters()})
     unchanged = [n for n in before if torch.equal(before[n], after[n])]
@@ -309,14 +308,12 @@ def test_minibatch_chunks_accumulate_to_the_same_step(tmp_path, epochs, minibatc
         policy, tok = _tiny_policy()
         cfg = PPOConfig(prompts_per_step=2, group_size=2, minibatch_size=chunk, ppo_epochs=epochs,
                         num_minibatches=minibatches, output_dir=str(tmp_path))
-        ctx = RunContext(cfg, "ppo")
-        ctx.model, ctx.ref_model, ctx.step = policy, None, 1
         # SGD: Adam's normalisation would blow float noise in near-zero gradients up to lr-sized steps
-        ctx.optimizer = torch.optim.SGD(policy.parameters(), lr=0.1)
+        trained = Policy(policy, tok, torch.optim.SGD(policy.parameters(), lr=0.1), None)
         critic = build_critic("head", policy)
         start = _flat(policy, critic)
-        update(ctx, critic, torch.optim.SGD(critic.parameters(), lr=0.1),
-               _batch(tok, ["15", "14", "1", "150"], [1.0, 0.0, 0.0, 1.0]))
+        update(cfg, trained, critic, torch.optim.SGD(critic.parameters(), lr=0.1), DataParallel(),
+               _batch(tok, ["15", "14", "1", "150"], [1.0, 0.0, 0.0, 1.0]), step=1)
         results.append(_flat(policy, critic))
         assert not torch.allclose(results[-1], start, atol=1e-4)
     assert torch.allclose(results[0], results[1], atol=1e-6)

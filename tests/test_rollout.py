@@ -10,7 +10,9 @@ import torch
 
 from trainers import rollout as ro
 from trainers.forward import completion_logprobs
-from models.sampling import Sample, _split_completion
+from trainers.task_stream import TaskStream
+from models.hf_sampler import _split_completion
+from models.sampler import Sample
 from verifiers import Task, Verdict
 
 
@@ -115,20 +117,22 @@ def test_completion_logprobs_do_not_depend_on_padding(tiny_model_path):
 
 def test_task_stream_is_deterministic_and_resumable():
     tasks = _tasks(5)
-    a = ro.TaskStream(tasks, seed=3)
+    a = TaskStream(tasks, seed=3)
     first = [t.id for t in a.take(12)]           # crosses two epoch boundaries
     assert sorted(first[:5]) == sorted(t.id for t in tasks)   # each epoch is a permutation
     assert sorted(first[5:10]) == sorted(t.id for t in tasks)
-    b = ro.TaskStream(tasks, seed=3)
+    b = TaskStream(tasks, seed=3)
     b.take(7)
-    resumed = ro.TaskStream(tasks, seed=3, position=b.position)
+    assert b.state_dict() == {"position": 7}
+    resumed = TaskStream(tasks, seed=3)
+    resumed.load_state_dict(b.state_dict())      # as a checkpoint restores it
     assert [t.id for t in resumed.take(5)] == first[7:12]
-    assert [t.id for t in ro.TaskStream(tasks, seed=4).take(12)] != first
+    assert [t.id for t in TaskStream(tasks, seed=4).take(12)] != first
 
 
 def test_task_stream_refuses_empty_split():
     with pytest.raises(ValueError, match="empty"):
-        ro.TaskStream([], seed=0)
+        TaskStream([], seed=0)
 
 
 def test_minibatches_cover_every_row_once():
@@ -157,7 +161,7 @@ def test_char_to_token_ends_maps_step_offsets_to_tokens(tiny_model_path):
 def test_prompts_the_tokenizer_cannot_read_are_refused_by_name(prompt, unknown):
     """The tiny tokenizer maps unknown characters to <unk>: sampling from such a prompt would score
     a silent zero, so encoding refuses it and names the characters."""
-    from models.sampling import PromptError, encode_prompts
+    from models.sampler import PromptError, encode_prompts
     from models.tiny import build_tokenizer
 
     tok = build_tokenizer()
@@ -168,7 +172,7 @@ def test_prompts_the_tokenizer_cannot_read_are_refused_by_name(prompt, unknown):
 
 
 def test_readable_prompts_and_token_ids_pass_through():
-    from models.sampling import encode_prompts
+    from models.sampler import encode_prompts
     from models.tiny import build_tokenizer
 
     tok = build_tokenizer()
@@ -186,13 +190,14 @@ def test_readable_prompts_and_token_ids_pass_through():
 
 def test_rollout_names_the_task_whose_prompt_cannot_be_read(tiny_model_path):
     from envs import get_env
-    from models.sampling import PromptError, make_generator
+    from models.backends import make_sampler
+    from models.sampler import PromptError
 
     env = get_env("arithmetic", few_shot=2)
-    generator = make_generator(tiny_model_path, "hf")
+    sampler = make_sampler(tiny_model_path, "hf")
     tasks = list(env.tasks("test"))[:3]
     with pytest.raises(PromptError, match=r"^task 'arithmetic/test/0': prompt 0 .*'\\n'"):
-        ro.generate_and_verify(generator, env, tasks, 2, temperature=1.0, top_p=1.0, max_new_tokens=2, seed=0)
+        ro.generate_and_verify(sampler, env, tasks, 2, temperature=1.0, top_p=1.0, max_new_tokens=2, seed=0)
     env.close()
 
 

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from models import tiny as tm
-from models.sampling import HFGenerator, make_generator
+from models.backends import make_sampler
+from models.hf_sampler import HFSampler
 
 
 def test_tokenizer_is_one_token_per_character_with_bos():
@@ -49,8 +50,8 @@ def test_warm_start_is_cached(tmp_path, monkeypatch):
 
 
 def test_hf_sampling_is_seeded_and_leaves_the_global_rng_alone(tiny_model_path):
-    gen = make_generator(tiny_model_path, "hf")
-    assert isinstance(gen, HFGenerator)
+    gen = make_sampler(tiny_model_path, "hf")
+    assert isinstance(gen, HFSampler)
     torch.manual_seed(5)
     state = torch.get_rng_state()
     a = gen.generate(["12+34=", "5-7="], n=3, max_new_tokens=5, seed=11)
@@ -64,15 +65,15 @@ def test_hf_sampling_is_seeded_and_leaves_the_global_rng_alone(tiny_model_path):
             assert (s.finish_reason == "stop") == (s.token_ids[-1] == gen.tokenizer.eos_token_id)
 
 
-def test_make_generator_rejects_unknown_backends():
+def test_make_sampler_rejects_unknown_backends():
     with pytest.raises(ValueError, match="not one of"):
-        make_generator("x", "tgi")
+        make_sampler("x", "tgi")
 
 
 def test_sample_loop_greedy_matches_transformers_generate(tiny_model_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from models.sampling import hf_sample
+    from models.hf_sampler import hf_sample
 
     tok = AutoTokenizer.from_pretrained(tiny_model_path)
     torch.manual_seed(3)
@@ -90,7 +91,7 @@ def test_sample_loop_greedy_matches_transformers_generate(tiny_model_path):
 
 
 def test_next_tokens_top_p_keeps_the_smallest_set_with_enough_mass():
-    from models.sampling import _next_tokens
+    from models.hf_sampler import _next_tokens
 
     logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]])).repeat(4000, 1)
     torch.manual_seed(0)
@@ -107,7 +108,7 @@ def test_next_tokens_top_p_keeps_the_smallest_set_with_enough_mass():
 def test_sample_loop_first_token_frequencies_follow_the_model(tiny_model_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from models.sampling import hf_sample
+    from models.hf_sampler import hf_sample
 
     tok = AutoTokenizer.from_pretrained(tiny_model_path)
     model = AutoModelForCausalLM.from_pretrained(tiny_model_path).eval()

@@ -1,13 +1,19 @@
 """verirl trainers: `python -m trainers.grpo` and `python -m trainers.ppo`.
 
-- `trainers.core`: the RL math, pure tensor functions (advantages, losses, KL, GAE);
-- `trainers.grpo`, `trainers.ppo`: the two training loops and their configs;
-- `trainers.config`: `RunConfig` (fields every trainer has), `run_cli`, `derive_seed`;
-- `trainers.run`: `RunContext`, the frame both loops share (set-up, sampling, weight sync, logs);
-- `trainers.rollout`: prompts -> completions -> verdicts -> a padded tensor batch;
-- `trainers.forward`: the forward passes that score completion tokens;
-- `trainers.critic`: PPO's value model (a head on the policy's trunk, or a separate trunk);
-- `trainers.checkpoint`, `trainers.plots`: checkpoints (exact resume) and `rewards.png`.
+A run is a few named parts, which `train(cfg)` in each loop builds and calls in order:
+- `trainers.parallel.DataParallel`: the process group, gradient averaging, timed collectives;
+- `trainers.lifecycle`: `start_run` (threads, seeds, output folder, environment), `finish_run`;
+- `trainers.policy.Policy`: the model, its optimizer, the reference, the sampler, weight sync;
+- `trainers.rollout.RolloutSource` over `trainers.task_stream.TaskStream`: verified batches;
+- `trainers.clock.RunClock`: the step counter, the time cap, Ctrl-C;
+- `trainers.metrics_log.MetricsLog`: metrics.jsonl, TensorBoard, progress lines;
+- `trainers.checkpoint.Checkpoints`: sharded checkpoints of all of the above, exact resume;
+- `trainers.evaluator.Evaluator`: pass@k before, during and after training, and the report.
 
-Trainers sample through `models.sampling` and evaluate through `evals`; nothing below imports them.
+The math is pure: `trainers.core` (advantages, ratios, losses and their aggregation) and
+`trainers.core_credit` (GAE, the value loss, step rewards on tokens). `trainers.forward` runs
+the forward passes that score completion tokens, `trainers.critic` is PPO's value model,
+`trainers.config` holds the fields every trainer has, `trainers.plots` draws `rewards.png`.
+
+Trainers sample through `models` and evaluate through `evals`; nothing below imports them.
 """

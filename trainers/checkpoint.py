@@ -14,6 +14,10 @@ newest checkpoints are kept.
 
 `output_dir` must be on a filesystem every rank sees (a shared one across machines), as DCP
 itself requires.
+
+`Checkpoints` is the run's part that saves and resumes: it is built with every stateful part
+of the run (the trained modules with their optimizers, the data stream, the clock, the metrics
+log), so nothing can be registered after a resume has already happened.
 """
 
 from __future__ import annotations
@@ -33,8 +37,10 @@ from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model
                                                      set_optimizer_state_dict)
 
 from models import distributed
+from trainers.clock import RunClock
 from trainers.config import derive_seed
-from verifiers.options import dump_yaml
+from trainers.metrics_log import MetricsLog, progress
+from evals.config_cli import dump_yaml
 
 KEEP = 2
 # Frozen weights (a LoRA run's base model) are not saved: they are reloaded from the model path.
@@ -46,7 +52,7 @@ class Resumed:
     """What a loaded checkpoint hands back to the run, besides the state it restored in place."""
 
     step: int
-    data_position: int
+    data: dict        # the data stream's `state_dict()`
     elapsed_s: float
     world_size: int   # the world size that wrote it
     path: Path
@@ -77,9 +83,9 @@ def _rng_state() -> dict:
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
 
 
-def save(out: Path, cfg, step: int, modules: dict, data_position: int, elapsed_s: float) -> Path:
+def save(out: Path, cfg, step: int, modules: dict, data: dict, elapsed_s: float) -> Path:
     """Write `out/checkpoint-STEP/` (every rank calls this) and drop all but the KEEP newest.
-    `modules` maps a name to a (module, optimizer) pair."""
+    `modules` maps a name to a (module, optimizer) pair; `data` is the data stream's state."""
     path = out / f"checkpoint-{step}"
     if distributed.is_main():
         shutil.rmtree(path, ignore_errors=True)  # a stale one from a run that did not reach here
@@ -91,7 +97,7 @@ def save(out: Path, cfg, step: int, modules: dict, data_position: int, elapsed_s
     distributed.barrier()  # every shard and RNG file is written before meta.json marks it complete
     if distributed.is_main():
         (path / "config.yaml").write_text(dump_yaml(cfg))
-        (path / "meta.json").write_text(json.dumps({"step": step, "data_position": data_position,
+        (path / "meta.json").write_text(json.dumps({"step": step, "data": data,
                                                     "elapsed_s": elapsed_s,
                                                     "world_size": distributed.world_size()}))
         for old in sorted(out.glob("checkpoint-*/meta.json"), key=lambda p: _step_of(p.parent))[:-KEEP]:
@@ -126,7 +132,8 @@ def load_latest(out: Path, modules: dict, seed: int = 0) -> Resumed:
         rank_seed = derive_seed(seed, "rank_rng", meta["step"] * distributed.world_size() + distributed.rank())
         random.seed(rank_seed)
         torch.manual_seed(rank_seed)
-    return Resumed(meta["step"], meta["data_position"], meta["elapsed_s"], meta["world_size"], path)
+    data = meta["data"] if "data" in meta else {"position": meta["data_position"]}   # written before 2026-12-07
+    return Resumed(meta["step"], data, meta["elapsed_s"], meta["world_size"], path)
 
 
 def restore(path: Path, modules: dict) -> None:
@@ -152,13 +159,31 @@ def read(path: Path) -> dict:
         return torch.load(Path(tmp) / "state.pt", weights_only=False)
 
 
-def trim_metrics(path: Path, step: int) -> list[dict]:
-    """Drop the lines of metrics.jsonl logged after `step` (they will be redone); the rest.
-    Only rank 0 rewrites the file; every rank gets the kept lines."""
-    if not path.exists():
-        return []
-    lines = [ln for ln in path.read_text().splitlines() if json.loads(ln)["step"] <= step]
-    distributed.barrier()  # every rank has read the file before rank 0 rewrites it
-    if distributed.is_main():
-        path.write_text("".join(ln + "\n" for ln in lines))
-    return [json.loads(ln) for ln in lines]
+class Checkpoints:
+    """Saves and resumes a run: the `modules` (name -> (module, optimizer)), the data `stream`
+    (`state_dict`), the `clock` (step, training time) and the metrics `log`."""
+
+    def __init__(self, out: Path, cfg, modules: dict, stream, clock: RunClock, log: MetricsLog):
+        self.out, self.cfg, self.modules = Path(out), cfg, dict(modules)
+        self.stream, self.clock, self.log = stream, clock, log
+
+    def save(self) -> Path:
+        return save(self.out, self.cfg, self.clock.step, self.modules, self.stream.state_dict(), self.clock.elapsed())
+
+    def save_if_due(self) -> None:
+        every = self.cfg.checkpoint_every
+        if every and self.clock.step % every == 0:
+            self.save()
+
+    def resume(self) -> Path:
+        """Restore every part from the newest checkpoint in `out`, in place; its path."""
+        resumed = load_latest(self.out, self.modules, self.cfg.seed)
+        self.stream.load_state_dict(resumed.data)
+        self.clock.resume(resumed.step, resumed.elapsed_s)
+        self.log.resume_at(resumed.step)
+        world = distributed.world_size()
+        if resumed.world_size != world:
+            progress(f"resuming a {resumed.world_size}-process checkpoint on {world}: parameters and optimizer "
+                     f"state are resharded, the data position kept; the random draws differ (not bit-exact)")
+        progress(f"resumed from {resumed.path} at step {resumed.step}")
+        return resumed.path

@@ -1,11 +1,11 @@
 """The trainers' config: `RunConfig` (the fields every trainer has), the command line of a
-trainer (`run_cli`) and the one seed derivation (`derive_seed`).
+trainer (`trainer_main`) and the one seed derivation (`derive_seed`).
 
 A trainer's config is one dataclass (`GRPOConfig`, `PPOConfig`, both `RunConfig`s): each field's
 docstring becomes its `--help` text, `--field-name value` sets it and `--config file.yaml` loads
-a YAML mapping of fields (flags win). Values are read by `verifiers.options`, the parser every
-kind of option shares; `cfg.validate()` raises `ConfigError` naming the field and the rule
-before any work starts.
+a YAML mapping of fields (flags win). The command line is `evals.config_cli`'s, the one the
+evaluation has too; `cfg.validate()` raises `ConfigError` naming the field and the rule before
+any work starts.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 import torch
 
 from models.distributed import launched_world_size
-from models.sampling import BACKENDS
-from verifiers.options import parse_config, require, require_choice
+from evals.config_cli import parse_config, require, require_choice, user_errors
+from models.backends import BACKENDS
 
 # Each random stream of a run gets its own seed from the run seed and a counter (the data
 # position, the epoch, the step): distinct prime multipliers keep two streams, or two runs with
@@ -75,7 +75,7 @@ class RunConfig:
     mask_truncated: bool = False
     """exclude completions cut by max_new_tokens from the loss (DAPO overlong filtering)"""
     generation_backend: str = "auto"
-    """vllm | hf | auto (vllm on a CUDA machine with vLLM installed, else hf: see models.sampling.resolve_backend)"""
+    """vllm | hf | auto (vllm on a CUDA machine with vLLM installed, else hf: see models.backends.resolve_backend)"""
     parallelism: str = "ddp"
     """with several processes (torchrun): ddp (each holds the model, gradients averaged) | fsdp (FSDP2
     shards parameters, gradients and optimizer state; for models that do not fit one device)"""
@@ -151,7 +151,7 @@ class RunConfig:
                 "is given twice: as a trainer option and in env_options")
 
 
-def run_cli(cls: type, train, argv: list[str] | None, prog: str, description: str) -> int:
+def trainer_main(cls: type, train, argv: list[str] | None, prog: str, description: str) -> int:
     """The body of a trainer's `main`: parse and validate the config (exit 2 naming the field on
     a bad value, before any work), then train (bad input found later, `user_errors`, also exits 2
     with one line)."""
@@ -167,13 +167,3 @@ def run_cli(cls: type, train, argv: list[str] | None, prog: str, description: st
         return 2
     distributed.close()
     return 0
-
-
-def user_errors() -> tuple[type[BaseException], ...]:
-    """The exceptions that mean bad input, not a bug: a config value, an environment option, a
-    data file or row, a report, a prompt the tokenizer cannot read, a missing path, a missing
-    system package. The CLIs print them as one `error:` line and exit 2; anything else keeps its
-    traceback."""
-    from evals.pass_at_k import user_errors as eval_errors
-
-    return eval_errors()

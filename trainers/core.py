@@ -8,15 +8,22 @@ A variant is a function chosen once at start-up from a table, never an `if` insi
 `REWARD_SCALES` (GRPO advantage scaling), `IMPORTANCE_RATIOS` (token ratio or GSPO sequence
 ratio), `LOSS_AGGREGATIONS` (grpo, bnpo, dr_grpo, dapo), `KL_ESTIMATORS` (k1, k2, k3).
 
-Sources: GRPO and process supervision, DeepSeekMath (Shao et al. 2024) §4.1; clip-higher and
-token-level aggregation, DAPO (Yu et al. 2025); Dr. GRPO (Liu et al. 2025); sequence ratios,
-GSPO (Zheng et al. 2025); the `delta` cap, INTELLECT-2 (Prime Intellect 2025); KL estimators,
-Schulman, "Approximating KL divergence" (2020); GAE, Schulman et al. 2016.
+Loss scaling lives in one place, `aggregate_loss`: a minibatch's loss is its share of the
+optimizer step's loss over all minibatches and data-parallel ranks (`GlobalBatch`: the step's
+rows, tokens and the number of ranks), so the training loops call `backward()` on it as it is
+and never see the world size. Per-token credit (GAE, the value loss, step rewards on tokens)
+is in `trainers/core_credit.py`.
+
+Sources: GRPO, DeepSeekMath (Shao et al. 2024) §4.1; clip-higher and token-level aggregation,
+DAPO (Yu et al. 2025); Dr. GRPO (Liu et al. 2025); sequence ratios, GSPO (Zheng et al. 2025);
+the `delta` cap, INTELLECT-2 (Prime Intellect 2025); KL estimators, Schulman, "Approximating
+KL divergence" (2020); the global normaliser, verl's `agg_loss`.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch import Tensor
@@ -113,22 +120,27 @@ def _sample_std(x: Tensor, dim: int | None = None) -> Tensor:
     return (sq / max(n - 1, 1)).sqrt()
 
 
-def _scale_group(grouped: Tensor, eps: float) -> Tensor:
+# A reward scale: (grouped rewards (G, group_size), eps, batch std) -> advantages. `batch_std` is
+# the std of the whole batch's rewards when the batch is split over processes, else None.
+
+
+def _scale_group(grouped: Tensor, eps: float, batch_std: float | None = None) -> Tensor:
     return (grouped - grouped.mean(1, keepdim=True)) / (_sample_std(grouped, dim=1) + eps)
 
 
-def _scale_batch(grouped: Tensor, eps: float) -> Tensor:
+def _scale_batch(grouped: Tensor, eps: float, batch_std: float | None = None) -> Tensor:
     # Group mean, batch std ("Tricks or Traps", Liu et al. 2025): a group with a tiny std (one
     # success among many failures) no longer gets outsized advantages.
-    return (grouped - grouped.mean(1, keepdim=True)) / (_sample_std(grouped) + eps)
+    std = _sample_std(grouped) if batch_std is None else batch_std
+    return (grouped - grouped.mean(1, keepdim=True)) / (std + eps)
 
 
-def _scale_none(grouped: Tensor, eps: float) -> Tensor:
+def _scale_none(grouped: Tensor, eps: float, batch_std: float | None = None) -> Tensor:
     # Dr. GRPO: dividing by the std over-weights groups that are nearly all right or all wrong.
     return grouped - grouped.mean(1, keepdim=True)
 
 
-REWARD_SCALES: dict[str, Callable[[Tensor, float], Tensor]] = {
+REWARD_SCALES: dict[str, Callable[[Tensor, float, float | None], Tensor]] = {
     "group": _scale_group,
     "batch": _scale_batch,
     "none": _scale_none,
@@ -159,17 +171,14 @@ def group_advantages(rewards: Tensor, group_size: int, scale_rewards: str = "gro
     (Bessel, torch.std's default), as in TRL's GRPOTrainer, so advantages match TRL's and can be
     cross-checked against it; eps=1e-4 is TRL's too. A group whose rewards are all equal carries
     no signal and gets exactly 0 (with every scaling, despite float rounding of its mean).
-    `batch_std`, with "batch": the std of the whole batch when it is split over processes (the
-    rows here are one rank's share); None computes it from `rewards`.
+    `batch_std`: the std of the whole batch's rewards when it is split over processes (the rows
+    here are one rank's share; `GlobalBatch.reward_std`), which "batch" divides by; None: the
+    std of `rewards`.
     """
     if group_size < 1 or rewards.dim() != 1 or rewards.numel() % group_size:
         raise ValueError(f"rewards of shape {tuple(rewards.shape)} do not split into groups of {group_size}")
     grouped = rewards.reshape(-1, group_size).to(torch.result_type(rewards, 1.0))
-    scale = _lookup(REWARD_SCALES, scale_rewards, "scale_rewards")
-    if batch_std is not None and scale_rewards == "batch":
-        advantages = (grouped - grouped.mean(1, keepdim=True)) / (batch_std + eps)
-    else:
-        advantages = scale(grouped, eps)
+    advantages = _lookup(REWARD_SCALES, scale_rewards, "scale_rewards")(grouped, eps, batch_std)
     all_equal = (grouped == grouped[:, :1]).all(1, keepdim=True)
     return torch.where(all_equal, torch.zeros_like(advantages), advantages).reshape(-1)
 
@@ -248,42 +257,62 @@ def masked_kl(kl_fn: Callable[[Tensor, Tensor], Tensor], logp: Tensor, ref_logp:
     return kl_fn(torch.where(m, logp, torch.zeros_like(logp)), torch.where(m, ref_logp, torch.zeros_like(ref_logp)))
 
 
-# Loss aggregations: per-token loss (B, T) and mask -> scalar. All take the same keywords so a
-# trainer calls the chosen one uniformly. For gradient accumulation over k equal minibatches,
-# divide grpo, bnpo and dr_grpo by k; dapo needs no division (its normalizer is global).
+# --------------------------------------------------------------------------- loss aggregation
 
 
-def aggregate_grpo(loss: Tensor, mask: Tensor, *, max_new_tokens: int | None = None,
-                   num_global_tokens: float | None = None) -> Tensor:
-    """Mean over each sequence's tokens, then mean over the B sequences (an empty row counts 0).
-    Tokens of long completions weigh less than those of short ones (DeepSeekMath eq. 3)."""
-    return masked_mean(loss, mask, dim=-1).mean()
+@dataclass(frozen=True)
+class GlobalBatch:
+    """The batch of one optimizer step, over its gradient-accumulation minibatches and all
+    data-parallel ranks: what a minibatch's loss is normalised by, so that the minibatches'
+    gradients, summed and then averaged over ranks, are those of one loss over this batch."""
+
+    rows: float                         # completions on all ranks
+    tokens: float                       # loss tokens (mask set) on all ranks
+    dp_size: int = 1                    # ranks whose gradients are averaged
+    reward_std: float | None = None     # std of all ranks' rewards; None: one process holds them all
+
+    @classmethod
+    def of(cls, mask: Tensor) -> "GlobalBatch":
+        """One process, one minibatch: the batch is `mask`'s own rows and tokens."""
+        return cls(rows=float(mask.shape[0]), tokens=float(mask.sum()))
 
 
-def aggregate_bnpo(loss: Tensor, mask: Tensor, *, max_new_tokens: int | None = None,
-                   num_global_tokens: float | None = None) -> Tensor:
-    """Sum over all tokens of the batch / number of set tokens of the batch (every token equal)."""
-    return masked_mean(loss, mask)
+# A loss aggregation: (per-token loss (B, T), mask, the step's GlobalBatch, max_new_tokens) -> this
+# minibatch's share of the step's loss, times dp_size (averaging gradients over ranks divides by it).
 
 
-def aggregate_dr_grpo(loss: Tensor, mask: Tensor, *, max_new_tokens: int | None = None,
-                      num_global_tokens: float | None = None) -> Tensor:
-    """Sum over all tokens / (B * max_new_tokens): a constant normalizer, no length bias."""
+def _row_share(loss: Tensor, batch: GlobalBatch) -> float:
+    """This minibatch's share of the step's rows, times dp_size."""
+    return loss.shape[0] * batch.dp_size / batch.rows
+
+
+def aggregate_grpo(loss: Tensor, mask: Tensor, batch: GlobalBatch, max_new_tokens: int | None = None) -> Tensor:
+    """Mean over each sequence's tokens, then mean over the step's sequences (an empty row
+    counts 0). Tokens of long completions weigh less than those of short ones (DeepSeekMath eq. 3)."""
+    return masked_mean(loss, mask, dim=-1).mean() * _row_share(loss, batch)
+
+
+def aggregate_bnpo(loss: Tensor, mask: Tensor, batch: GlobalBatch, max_new_tokens: int | None = None) -> Tensor:
+    """Mean over the minibatch's tokens (every token of it equal), weighted by the minibatch's
+    share of the step's rows: the normaliser is the minibatch's own, as in TRL's bnpo."""
+    return masked_mean(loss, mask) * _row_share(loss, batch)
+
+
+def aggregate_dr_grpo(loss: Tensor, mask: Tensor, batch: GlobalBatch, max_new_tokens: int | None = None) -> Tensor:
+    """Sum over all tokens / (the step's sequences * max_new_tokens): a constant normaliser, no
+    length bias (Dr. GRPO)."""
     if max_new_tokens is None or max_new_tokens < 1:
         raise ValueError(f"dr_grpo aggregation needs max_new_tokens >= 1, got {max_new_tokens!r}")
-    return masked_sum(loss, mask) / (loss.shape[0] * max_new_tokens)
+    return masked_sum(loss, mask) / (loss.shape[0] * max_new_tokens) * _row_share(loss, batch)
 
 
-def aggregate_dapo(loss: Tensor, mask: Tensor, *, max_new_tokens: int | None = None,
-                   num_global_tokens: float | None = None) -> Tensor:
-    """Sum over all tokens / `num_global_tokens`, the set tokens of the WHOLE batch across
-    minibatches (and processes): summed gradients of the minibatches equal one big batch's."""
-    if num_global_tokens is None:
-        raise ValueError("dapo aggregation needs num_global_tokens (the set tokens of the global batch)")
-    return masked_sum(loss, mask) / max(float(num_global_tokens), 1.0)
+def aggregate_dapo(loss: Tensor, mask: Tensor, batch: GlobalBatch, max_new_tokens: int | None = None) -> Tensor:
+    """Sum over all tokens / the step's loss tokens on all ranks (token-level, DAPO; PPO's mean
+    over an optimizer minibatch's tokens): every token of the step weighs the same."""
+    return masked_sum(loss, mask) / max(batch.tokens, 1.0) * batch.dp_size
 
 
-LOSS_AGGREGATIONS: dict[str, Callable[..., Tensor]] = {
+LOSS_AGGREGATIONS: dict[str, Callable[[Tensor, Tensor, GlobalBatch, int | None], Tensor]] = {
     "grpo": aggregate_grpo,
     "bnpo": aggregate_bnpo,
     "dr_grpo": aggregate_dr_grpo,
@@ -291,24 +320,37 @@ LOSS_AGGREGATIONS: dict[str, Callable[..., Tensor]] = {
 }
 
 
+def aggregate_loss(loss: Tensor, mask: Tensor, loss_agg_mode: str, batch: GlobalBatch | None = None, *,
+                   max_new_tokens: int | None = None) -> Tensor:
+    """A minibatch's per-token loss (B, T) as its share of the optimizer step's loss, a scalar,
+    with `LOSS_AGGREGATIONS[loss_agg_mode]`: the one place that knows the global normaliser
+    (the step's rows or tokens on all ranks) and the data-parallel size. Call `backward()` on
+    each minibatch's share; the summed gradients, averaged over ranks, are those of the whole
+    step's loss. `batch` None: this minibatch is the whole step, on one process."""
+    aggregate = _lookup(LOSS_AGGREGATIONS, loss_agg_mode, "loss aggregation")
+    return aggregate(loss, mask, batch or GlobalBatch.of(mask), max_new_tokens)
+
+
 def policy_loss(logp: Tensor, old_logp: Tensor, advantages: Tensor, mask: Tensor, *,
-                ratio_fn: Callable = token_ratio, aggregate: Callable = aggregate_grpo,
+                ratio_fn: Callable = token_ratio, loss_agg_mode: str = "grpo", batch: GlobalBatch | None = None,
                 clip_eps_low: float = 0.2, clip_eps_high: float = 0.2, delta: float | None = None,
                 ref_logp: Tensor | None = None, beta: float = 0.0, kl_fn: Callable = kl_k3,
-                max_new_tokens: int | None = None, num_global_tokens: float | None = None) -> Tensor:
+                max_new_tokens: int | None = None) -> Tensor:
     """The GRPO/PPO policy loss, a scalar: clipped surrogate + beta * KL(pi || ref) per token
-    (B, T), aggregated. On-policy (one update per rollout) pass `old_logp = logp.detach()`."""
+    (B, T), aggregated by `aggregate_loss` as this minibatch's share of the step (`batch`).
+    On-policy (one update per rollout) pass `old_logp = logp.detach()`."""
     ratio = ratio_fn(logp, old_logp, mask)
     per_token = clipped_surrogate_loss(ratio, advantages, clip_eps_low, clip_eps_high, delta)
     if beta != 0.0:
         if ref_logp is None:
             raise ValueError("beta != 0 needs ref_logp")
         per_token = per_token + beta * masked_kl(kl_fn, logp, ref_logp, mask)
-    return aggregate(per_token, mask, max_new_tokens=max_new_tokens, num_global_tokens=num_global_tokens)
+    return aggregate_loss(per_token, mask, loss_agg_mode, batch, max_new_tokens=max_new_tokens)
 
 
-def reinforce_loss(logp: Tensor, advantages: Tensor, mask: Tensor) -> Tensor:
-    """Reward-weighted log-likelihood, a scalar: `-(1/B) sum_i w_i * log pi(y_i|x)`.
+def reinforce_loss(logp: Tensor, advantages: Tensor, mask: Tensor, batch: GlobalBatch | None = None) -> Tensor:
+    """Reward-weighted log-likelihood, a scalar: `-(1/B) sum_i w_i * log pi(y_i|x)` over the
+    step's B sequences (this minibatch's share of it, as `aggregate_grpo`'s).
 
     `logp` (B, T) token log-probs; `log pi(y_i|x)` is their SUM over the completion's tokens
     (the true sequence log-likelihood, so the gradient is the REINFORCE estimator). `advantages`
@@ -316,7 +358,8 @@ def reinforce_loss(logp: Tensor, advantages: Tensor, mask: Tensor) -> Tensor:
     group mean (a baseline) over the group's sample std + eps; detached here. No ratio, no
     clipping, no KL: on-policy only.
     """
-    return -(advantages.detach().to(logp.dtype) * masked_sum(logp, mask, dim=-1)).mean()
+    share = _row_share(logp, batch or GlobalBatch.of(mask))
+    return -(advantages.detach().to(logp.dtype) * masked_sum(logp, mask, dim=-1)).mean() * share
 
 
 # --------------------------------------------------------------------------- statistics
@@ -339,117 +382,3 @@ def approx_kl(logp: Tensor, old_logp: Tensor, mask: Tensor) -> Tensor:
     """KL(pi_old || pi) estimated with k3 on the rollout tokens (sampled from pi_old):
     masked mean of (r - 1) - log r, r = pi/pi_old. A scalar, for logging and early stopping."""
     return masked_mean(kl_k3(old_logp, logp), mask)
-
-
-# --------------------------------------------------------------------------- PPO
-
-
-@torch.no_grad()
-def gae_advantages(rewards: Tensor, values: Tensor, mask: Tensor, gamma: float = 1.0,
-                   lam: float = 0.95) -> tuple[Tensor, Tensor]:
-    """Generalised advantage estimation; returns (advantages, returns), both (B, T).
-
-    `rewards`, `values` (B, T) per token. Unmasked tokens are skipped (their reward and value
-    ignored), so right padding ends the episode: the value after the last set token is 0.
-    A_t = delta_t + gamma * lam * A_{t+1}, delta_t = r_t + gamma * V_{t+1} - V_t;
-    returns = A + V. Both are 0 on padding and detached (they are targets). Vectorised over B,
-    a backward loop over T.
-    """
-    m = mask.bool()
-    advantages = torch.zeros_like(values)
-    next_value = values.new_zeros(values.shape[0])
-    next_adv = values.new_zeros(values.shape[0])
-    for t in reversed(range(values.shape[1])):
-        delta = rewards[:, t] + gamma * next_value - values[:, t]
-        adv = delta + gamma * lam * next_adv
-        next_value = torch.where(m[:, t], values[:, t], next_value)
-        next_adv = torch.where(m[:, t], adv, next_adv)
-        advantages[:, t] = torch.where(m[:, t], adv, torch.zeros_like(adv))
-    return advantages, (advantages + values) * _as(mask, values)
-
-
-def clipped_value_loss(values: Tensor, old_values: Tensor, returns: Tensor, cliprange_value: float = 0.2) -> Tensor:
-    """Per-token PPO value loss (B, T): `0.5 * max((V - R)^2, (clip(V, V_old +- eps) - R)^2)`.
-    The max keeps the update pessimistic: a value that moved more than `cliprange_value` from the
-    rollout's gets no credit for it. Not aggregated; use `masked_mean`."""
-    clipped = old_values + torch.clamp(values - old_values, -cliprange_value, cliprange_value)
-    return 0.5 * torch.max((values - returns) ** 2, (clipped - returns) ** 2)
-
-
-@torch.no_grad()
-def value_clip_fraction(values: Tensor, old_values: Tensor, returns: Tensor, mask: Tensor,
-                        cliprange_value: float = 0.2) -> Tensor:
-    """Fraction of masked tokens where the clipped value term is the larger one (a scalar)."""
-    clipped = old_values + torch.clamp(values - old_values, -cliprange_value, cliprange_value)
-    return masked_mean(((clipped - returns) ** 2 > (values - returns) ** 2).to(values.dtype), mask)
-
-
-# --------------------------------------------------------------------------- process supervision
-
-
-def _flatten_steps(step_rewards: Sequence, step_ends: Sequence, shape: tuple[int, int],
-                   device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
-    """Ragged per-completion steps -> flat (rows, ends, rewards), validated against (B, T)."""
-    b, t = shape
-    if len(step_rewards) != b or len(step_ends) != b:
-        raise ValueError(f"need step rewards and step ends for each of the {b} completions, "
-                         f"got {len(step_rewards)} and {len(step_ends)}")
-    rewards = [torch.as_tensor(r, dtype=torch.float32, device=device).reshape(-1) for r in step_rewards]
-    ends = [torch.as_tensor(e, dtype=torch.long, device=device).reshape(-1) for e in step_ends]
-    for i, (r, e) in enumerate(zip(rewards, ends)):
-        if r.numel() != e.numel():
-            raise ValueError(f"completion {i}: {r.numel()} step rewards but {e.numel()} step ends")
-        if e.numel() and (e.min() < 0 or e.max() >= t):
-            raise ValueError(f"completion {i}: step ends {e.tolist()} outside [0, {t})")
-    none = torch.zeros(0, dtype=torch.long, device=device)
-    rows = torch.cat([none] + [torch.full((e.numel(),), i, dtype=torch.long, device=device) for i, e in enumerate(ends)])
-    return rows, torch.cat([none] + ends), torch.cat([none.float()] + rewards)
-
-
-def process_advantages(step_rewards: Sequence, step_ends: Sequence, mask: Tensor, group_size: int,
-                       eps: float = 1e-4) -> Tensor:
-    """GRPO with process supervision (DeepSeekMath §4.1.3): token advantages (B, T).
-
-    `step_rewards[i]`, `step_ends[i]`: 1-D (ragged) rewards of completion i's steps and the
-    completion-token index (0-based, < T) at which each step ends. All step rewards of a group
-    (contiguous `group_size` completions) are normalised together, `(r - mean) / (std + eps)`
-    with the sample std as in `group_advantages` (exactly 0 if all equal); a token's advantage is
-    the sum of the normalised rewards of the steps ending at or after it. Tokens after the last
-    step end, and padding, get 0.
-    """
-    b, t = mask.shape
-    if group_size < 1 or b % group_size:
-        raise ValueError(f"{b} completions do not split into groups of {group_size}")
-    rows, ends, rewards = _flatten_steps(step_rewards, step_ends, (b, t), mask.device)
-    group = rows // group_size
-    n_groups = b // group_size
-    count = torch.zeros(n_groups, device=mask.device).index_add_(0, group, torch.ones_like(rewards))
-    mean = torch.zeros(n_groups, device=mask.device).index_add_(0, group, rewards) / count.clamp(min=1)
-    centered = rewards - mean[group]
-    sq = torch.zeros(n_groups, device=mask.device).index_add_(0, group, centered**2)
-    std = (sq / (count - 1).clamp(min=1)).sqrt()
-    lo = torch.full((n_groups,), float("inf"), device=mask.device).scatter_reduce(0, group, rewards, "amin")
-    hi = torch.full((n_groups,), float("-inf"), device=mask.device).scatter_reduce(0, group, rewards, "amax")
-    normed = torch.where((lo == hi)[group], torch.zeros_like(centered), centered / (std[group] + eps))
-    placed = torch.zeros(b, t, device=mask.device).index_put_((rows, ends), normed, accumulate=True)
-    return placed.flip(-1).cumsum(-1).flip(-1) * _as(mask, placed)
-
-
-def place_token_rewards(mask: Tensor, outcome_rewards: Tensor | None = None, step_rewards: Sequence | None = None,
-                        step_ends: Sequence | None = None) -> Tensor:
-    """Token rewards (B, T) for PPO: each step's reward at its step-end token (`step_rewards`,
-    `step_ends` ragged as in `process_advantages`) plus `outcome_rewards` (B,) at the last set
-    token of each row. Rewards landing on one token add up; an empty row gets none. Add the
-    KL penalty `-kl_coef * kl_k1(old_logp, ref_logp) * mask` to these before `gae_advantages`."""
-    b, t = mask.shape
-    placed = torch.zeros(b, t, device=mask.device)
-    if step_rewards is not None or step_ends is not None:
-        if step_rewards is None or step_ends is None:
-            raise ValueError("step_rewards and step_ends go together")
-        rows, ends, rewards = _flatten_steps(step_rewards, step_ends, (b, t), mask.device)
-        placed.index_put_((rows, ends), rewards, accumulate=True)
-    if outcome_rewards is not None:
-        last = last_token_index(mask)
-        has = last >= 0
-        placed[has.nonzero().squeeze(-1), last[has]] += outcome_rewards.to(placed)[has]
-    return placed

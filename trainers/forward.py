@@ -44,7 +44,7 @@ def completion_states(model, input_ids: Tensor, attention_mask: Tensor, prompt_w
     input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
     position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
 
-    def run(keep: int, **kw):  # keep: logits of the last `keep` columns, 0 = all
+    def forward(keep: int, **kw):  # keep: logits of the last `keep` columns, 0 = all
         extra = dict(logits_to_keep=keep, output_hidden_states=hidden) if logits else {}
         out = model(**kw, **extra)
         states = (out.hidden_states[-1] if logits else out.last_hidden_state) if hidden else None
@@ -54,7 +54,7 @@ def completion_states(model, input_ids: Tensor, attention_mask: Tensor, prompt_w
         prompts, inverse = torch.unique(torch.cat([input_ids[:, :P], attention_mask[:, :P]], 1), dim=0,
                                         return_inverse=True)
         if len(prompts) < len(input_ids):
-            head, head_logits, head_states = run(1, input_ids=prompts[:, :P], attention_mask=prompts[:, P:],
+            head, head_logits, head_states = forward(1, input_ids=prompts[:, :P], attention_mask=prompts[:, P:],
                                                  position_ids=(prompts[:, P:].cumsum(-1) - 1).clamp(min=0),
                                                  use_cache=True)
             if hasattr(head.past_key_values, "reorder_cache"):
@@ -63,12 +63,12 @@ def completion_states(model, input_ids: Tensor, attention_mask: Tensor, prompt_w
                     return parts[0], parts[1]
                 cache = head.past_key_values
                 cache.reorder_cache(inverse)  # unique prompt -> each row (index_select: gradients add up)
-                _, rest_logits, rest_states = run(0, input_ids=input_ids[:, P:-1], past_key_values=cache,
+                _, rest_logits, rest_states = forward(0, input_ids=input_ids[:, P:-1], past_key_values=cache,
                                                   attention_mask=attention_mask[:, :-1],
                                                   position_ids=position_ids[:, P:-1], use_cache=True)
                 return tuple(None if a is None else torch.cat([a, b], 1)
                              for a, b in zip(parts, (rest_logits, rest_states)))
-    _, all_logits, all_states = run(T + 1, input_ids=input_ids, attention_mask=attention_mask,
+    _, all_logits, all_states = forward(T + 1, input_ids=input_ids, attention_mask=attention_mask,
                                     position_ids=position_ids, use_cache=False)
     return (None if all_logits is None else all_logits[:, :-1],
             None if all_states is None else all_states[:, P - 1:P - 1 + T])

@@ -23,15 +23,23 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
 from models import distributed
-from trainers import core, parallel
+from trainers import core, core_credit, parallel
 from trainers import rollout as ro
-from trainers.config import RunConfig, derive_seed, require, require_choice, run_cli
-from trainers.forward import completion_logprobs
-from trainers.run import RunContext
+from trainers.checkpoint import Checkpoints
+from trainers.clock import RunClock
+from trainers.config import RunConfig, derive_seed, require, require_choice, trainer_main
+from trainers.evaluator import Evaluator
+from trainers.metrics_log import MetricsLog
+from trainers.parallel import DataParallel
+from trainers.policy import Policy
+from trainers.rollout import RolloutSource
+from trainers.lifecycle import finish_run, start_run
+from trainers.task_stream import TaskStream
 
 
 @dataclass
@@ -82,50 +90,63 @@ class GRPOConfig(RunConfig):
                 "(use parallelism=ddp)")
 
 
-def grpo_advantages(cfg: GRPOConfig, batch, batch_std: float | None = None) -> torch.Tensor:
+def grpo_advantages(cfg: GRPOConfig, batch: ro.Rollout, batch_std: float | None = None) -> torch.Tensor:
     """(B,) outcome advantages, or (B, T) when step rewards take part; `batch_std`: the std of
     the global batch's rewards (scale_rewards=batch on several processes)."""
     outcome = core.group_advantages(batch.rewards, cfg.group_size, cfg.scale_rewards, batch_std=batch_std)
     if cfg.reward_mode == "outcome":
         return outcome
-    process = core.process_advantages(batch.step_rewards, batch.step_ends, batch.completion_mask, cfg.group_size)
+    process = core_credit.process_advantages(batch.step_rewards, batch.step_ends, batch.completion_mask,
+                                             cfg.group_size)
     return process if cfg.reward_mode == "process" else process + outcome.unsqueeze(-1)
 
 
 def make_loss_fn(cfg: GRPOConfig):
-    """The per-minibatch loss, chosen once: (logp, old_logp, ref_logp, advantages, mask, n_tokens) -> scalar."""
+    """The per-minibatch loss, chosen once: (logp, old_logp, ref_logp, advantages, mask, step
+    batch) -> this minibatch's share of the step's loss (`core.aggregate_loss`)."""
     if cfg.loss_type == "reinforce":
-        return lambda logp, old_logp, ref_logp, adv, mask, n_tokens: core.reinforce_loss(logp, adv, mask)
-    kw = dict(ratio_fn=core.IMPORTANCE_RATIOS[cfg.importance_level], aggregate=core.LOSS_AGGREGATIONS[cfg.loss_type],
+        return lambda logp, old_logp, ref_logp, adv, mask, batch: core.reinforce_loss(logp, adv, mask, batch)
+    kw = dict(ratio_fn=core.IMPORTANCE_RATIOS[cfg.importance_level], loss_agg_mode=cfg.loss_type,
               clip_eps_low=cfg.clip_eps_low, clip_eps_high=cfg.clip_eps_high, delta=cfg.delta, beta=cfg.beta,
               max_new_tokens=cfg.max_new_tokens)
-    return lambda logp, old_logp, ref_logp, adv, mask, n_tokens: core.policy_loss(
-        logp, old_logp, adv, mask, ref_logp=ref_logp, num_global_tokens=n_tokens, **kw)
+    return lambda logp, old_logp, ref_logp, adv, mask, batch: core.policy_loss(
+        logp, old_logp, adv, mask, ref_logp=ref_logp, batch=batch, **kw)
 
 
 def train(cfg: GRPOConfig) -> dict:
     """Run GRPO; returns the final report (pass@k before/after, comparison, summary)."""
-    run = RunContext.create(cfg, algorithm="grpo")
+    dp = DataParallel.join(cfg.parallelism, bf16=cfg.bf16)             # the process group (1 process: no-ops)
+    env = start_run(cfg)                                                # seeds, output folder, environment
+    policy = Policy.load(cfg, dp)                                       # model, optimizer, reference, sampler
+    rollouts = RolloutSource(cfg, env, policy.sampler, policy.tokenizer, TaskStream.of(env, cfg.seed))
+    clock = RunClock(cfg.steps, cfg.max_minutes, dp)                    # step counter, time cap, Ctrl-C
+    log = MetricsLog(Path(cfg.output_dir), dp, log_every=cfg.log_every, tensorboard=cfg.tensorboard)
+    checkpoints = Checkpoints(Path(cfg.output_dir), cfg, {"policy": (policy.model, policy.optimizer)},
+                              rollouts.stream, clock, log)
+    if cfg.resume:
+        checkpoints.resume()                                            # every part above, in place
+    policy.sync_weights()                                               # the sampler starts from these weights
+    evaluator = Evaluator(cfg, env, policy.sampler)
     loss_fn = make_loss_fn(cfg)
-    before = run.evaluate("before")
-    with run.checkpoint_on_interrupt():
-        while run.next_step():
-            batch = draw_batch(run)                                 # generate + verify (+ dynamic sampling)
-            metrics = update_policy(run, batch, loss_fn)            # advantages + inner epochs
-            metrics["sync_s"] = run.sync_weights()                  # the generator samples the new policy
-            run.log_step(metrics)
-            run.checkpoint_if_due()
-            run.evaluate_if_due()
-    return run.finish(before)
+    evaluator.evaluate("before")
+    with clock.interruptible(checkpoints.save):
+        while clock.next_step():
+            batch = draw_batch(cfg, rollouts, dp)                     # generate + verify (+ dynamic sampling)
+            metrics = update_policy(cfg, policy, dp, batch, loss_fn, clock.step)   # advantages + inner epochs
+            metrics["sync_s"] = policy.sync_weights()                 # the sampler samples the new policy
+            log.record(clock.step, clock.elapsed(), metrics)
+            checkpoints.save_if_due()
+            evaluator.evaluate_if_due(clock.step)
+    return finish_run("grpo", policy, checkpoints, evaluator, clock, log)   # final model, after-evaluation, report
 
 
-def draw_batch(run: RunContext) -> ro.Rollout:
+def draw_batch(cfg: GRPOConfig, rollouts: RolloutSource, dp: DataParallel) -> ro.Rollout:
     """One generation batch. With dynamic sampling (DAPO) groups whose rewards are all equal
     (no relative advantage, so no gradient) are dropped and more prompts drawn, at most
     `dynamic_sampling_max_draws` rounds; the batch may then hold fewer than prompts_per_step
     groups, and is never padded with signal-free groups."""
-    cfg, G = run.cfg, run.cfg.group_size
-    batch = run.sample(cfg.prompts_per_step)  # this rank's share; prompts_per_step divides by the world size
+    G = cfg.group_size
+    batch = rollouts.draw(cfg.prompts_per_step)  # this rank's share; prompts_per_step divides by the world size
     if not cfg.dynamic_sampling:
         return batch
     kept, draws, timings = [], 0, batch.timings
@@ -137,82 +158,72 @@ def draw_batch(run: RunContext) -> ro.Rollout:
             kept.append(batch.select([g * G + j for g in signal for j in range(G)]))
         # The quota is global: every rank counts the groups kept on all ranks, so all draw alike.
         mine = sum(len(b) for b in kept) // G
-        with run.comm:
-            n_kept = int(distributed.all_reduce([mine])[0])
+        n_kept = int(dp.all_reduce([mine])[0])
         if n_kept >= cfg.prompts_per_step or draws >= cfg.dynamic_sampling_max_draws:
             break
-        batch = run.sample(cfg.prompts_per_step - n_kept)
+        batch = rollouts.draw(cfg.prompts_per_step - n_kept)
         if batch is not None:
             timings = {k: timings[k] + batch.timings[k] for k in timings}
     # Keep prompts_per_step groups in all: ranks in order, each up to what the ones before it left.
-    with run.comm:
-        before = sum(distributed.all_gather_objects(mine)[:distributed.rank()])
+    before = sum(dp.all_gather(mine)[:dp.rank])
     quota = max(0, min(mine, cfg.prompts_per_step - before)) * G
     rows = [(b, i) for b in kept for i in range(len(b))][:quota]
     if not rows:
         merged = kept[0].select([])  # the first draw always gives each rank a share
     else:
-        merged = run.collate([b.tasks[i] for b, i in rows], [b.samples[i] for b, i in rows],
-                             [b.verdicts[i] for b, i in rows])
+        merged = rollouts.collate([b.tasks[i] for b, i in rows], [b.samples[i] for b, i in rows],
+                                  [b.verdicts[i] for b, i in rows])
     merged.timings = {**timings, "draws": draws}
     return merged
 
 
-def update_policy(run: RunContext, batch: ro.Rollout, loss_fn) -> dict:
+def update_policy(cfg: GRPOConfig, policy: Policy, dp: DataParallel, batch: ro.Rollout, loss_fn,
+                  step: int) -> dict:
     """`inner_epochs` optimizer steps on one rollout, accumulating gradients over minibatches."""
-    cfg, model = run.cfg, run.model
     t0 = time.perf_counter()
     stats = ro.rollout_stats(batch, cfg.group_size)
-    n_tokens = float(batch.completion_mask.sum())
-    # What needs every rank: the global row and token counts (loss weights, dapo's normaliser)
-    # and, for scale_rewards=batch, the global reward moments; one collective (none on 1 process).
-    with run.comm:
-        global_rows, global_tokens, r_sum, r_sq = distributed.all_reduce(
-            [len(batch), n_tokens, float(batch.rewards.sum()), float((batch.rewards.float() ** 2).sum())])
-    if global_rows == 0:  # dynamic sampling found no group with signal on any rank
+    # The step's batch on all ranks (rows, loss tokens, reward std): what each minibatch's loss
+    # is its share of (`core.aggregate_loss`); one collective, none on one process.
+    whole = dp.global_batch(batch.completion_mask, batch.rewards)
+    if whole.rows == 0:  # dynamic sampling found no group with signal on any rank
         return {**stats, "loss": 0.0, "update_s": 0.0}
-    batch_std = None
-    if run.world > 1:
-        n_tokens = global_tokens
-        if cfg.scale_rewards == "batch":
-            batch_std = core.sample_std_from_sums(global_rows, r_sum, r_sq)
-    advantages = grpo_advantages(cfg, batch, batch_std)
+    advantages = grpo_advantages(cfg, batch, whole.reward_std)
     mb_size = min(cfg.minibatch_size or len(batch), len(batch))
-    ref_logp = run.ref_logprobs(batch) if len(batch) else None
+    ref_logp = policy.ref_logprobs(batch) if len(batch) else None
     # Why no extra forward: in one pass over one minibatch old log-probs are the current ones, detached.
-    old_logp = None if cfg.inner_epochs == 1 and mb_size == len(batch) else old_logprobs(run, batch, mb_size)
+    old_logp = None if cfg.inner_epochs == 1 and mb_size == len(batch) else old_logprobs(policy, batch, mb_size)
     # Why a seed per step: the minibatch order of a resumed run repeats the uninterrupted one's.
-    shuffle = torch.Generator().manual_seed(derive_seed(cfg.seed, "minibatch_order", run.step))
+    shuffle = torch.Generator().manual_seed(derive_seed(cfg.seed, "minibatch_order", step))
     logs: dict[str, list[float]] = {"loss": [], "entropy": [], "clip_low": [], "clip_high": [], "kl": []}
     gaps = []
-    model.train()
+    policy.model.train()
     for epoch in range(cfg.inner_epochs):
-        run.optimizer.zero_grad(set_to_none=True)
+        policy.optimizer.zero_grad(set_to_none=True)
+        epoch_loss = 0.0
         # A rank with no rows this step (dynamic sampling) still averages gradients below.
         parts = ro.minibatches(len(batch), mb_size, shuffle if cfg.inner_epochs > 1 else None) if len(batch) else []
         for rows in parts:
             mb = batch.select(rows)
-            with run.autocast():
-                logp, entropy = completion_logprobs(model, mb, cfg.temperature, with_entropy=True,
-                                                    share_prompts=cfg.share_prompts)
+            with policy.autocast():
+                logp, entropy = policy.logprobs(mb, with_entropy=True)
             idx = torch.tensor(rows)
             old = logp.detach() if old_logp is None else old_logp[idx]
             ref = None if ref_logp is None else ref_logp[idx]
             adv = advantages[idx].to(logp.device)
             mask = mb.completion_mask.to(logp.device)
-            loss = loss_fn(logp, old, ref, adv, mask, n_tokens)
-            # Why: gradients add up over minibatches and are averaged over ranks, so each mean
-            # weighs its share of the global batch (dapo: already / all tokens of all ranks).
-            (loss * run.world if cfg.loss_type == "dapo" else loss * len(rows) * run.world / global_rows).backward()
-            # dapo's loss is this rank's share of the global token mean: x world, the ranks' average is that mean.
-            record_minibatch(logs, loss * run.world if cfg.loss_type == "dapo" else loss, logp, old, ref, adv, mask,
-                             entropy, cfg)
+            loss = loss_fn(logp, old, ref, adv, mask, whole)   # this minibatch's share of the step's loss
+            loss.backward()                                    # gradients add up over the minibatches
+            epoch_loss += float(loss.detach())
+            for key, value in grpo_minibatch_stats(cfg, logp, old, ref, adv, mask, entropy).items():
+                logs[key].append(value)
             if epoch == 0 and batch.gen_logprobs is not None:
                 gaps.append(ro.logprob_gaps(batch, rows, logp, mask))
-        run.reduce_gradients()
+        dp.reduce_gradients(policy.model)   # ddp: averaged over ranks, once per optimizer step
         if cfg.max_grad_norm:
-            stats["grad_norm"] = parallel.grad_norm(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm))
-        run.optimizer.step()
+            stats["grad_norm"] = parallel.grad_norm(torch.nn.utils.clip_grad_norm_(policy.model.parameters(),
+                                                                                   cfg.max_grad_norm))
+        policy.optimizer.step()
+        logs["loss"].append(epoch_loss)
     stats.update({k: sum(v) / len(v) for k, v in logs.items() if v})
     if gaps and (gap := torch.cat(gaps)).numel():
         stats.update(logprob_gap_mean=float(gap.mean()), logprob_gap_max=float(gap.max()))
@@ -221,31 +232,26 @@ def update_policy(run: RunContext, batch: ro.Rollout, loss_fn) -> dict:
 
 
 @torch.no_grad()
-def old_logprobs(run: RunContext, batch: ro.Rollout, mb_size: int) -> torch.Tensor:
+def old_logprobs(policy: Policy, batch: ro.Rollout, mb_size: int) -> torch.Tensor:
     """Log-probs (B, T) of the policy that generated the batch, before any update."""
-    parts = [completion_logprobs(run.model, batch.select(rows), run.cfg.temperature,
-                                 share_prompts=run.cfg.share_prompts)[0]
-             for rows in ro.minibatches(len(batch), mb_size)]
-    return torch.cat(parts)
+    return torch.cat([policy.logprobs(batch.select(rows))[0] for rows in ro.minibatches(len(batch), mb_size)])
 
 
-def record_minibatch(logs, loss, logp, old, ref, adv, mask, entropy, cfg) -> None:
-    """Append a minibatch's loss, entropy, clip fractions and KL to `logs` (averaged per step)."""
+def grpo_minibatch_stats(cfg: GRPOConfig, logp, old, ref, adv, mask, entropy) -> dict[str, float]:
+    """A minibatch's entropy, clip fractions and KL to the reference (averaged per step)."""
     with torch.no_grad():
         ratio = core.IMPORTANCE_RATIOS[cfg.importance_level](logp, old, mask)
         clip = core.clip_fractions(ratio, adv, mask, cfg.clip_eps_low, cfg.clip_eps_high)
-        logs["loss"].append(float(loss))
-        logs["entropy"].append(float(core.masked_mean(entropy, mask)))
-        logs["clip_low"].append(float(clip["low"]))
-        logs["clip_high"].append(float(clip["high"]))
+        stats = {"entropy": float(core.masked_mean(entropy, mask)), "clip_low": float(clip["low"]),
+                 "clip_high": float(clip["high"])}
         if ref is not None:
-            logs["kl"].append(float(core.masked_mean(core.masked_kl(core.kl_k3, logp, ref, mask), mask)))
+            stats["kl"] = float(core.masked_mean(core.masked_kl(core.kl_k3, logp, ref, mask), mask))
+    return stats
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_cli(GRPOConfig, train, argv, "python -m trainers.grpo", __doc__.split("\n\n")[1])
+    return trainer_main(GRPOConfig, train, argv, "python -m trainers.grpo", __doc__.split("\n\n")[1])
 
 
 if __name__ == "__main__":
     sys.exit(main())
-

@@ -2,9 +2,11 @@
 modules and gradients of a run launched with torchrun on more than one process.
 
 Each rank draws its own whole groups, generates and verifies them, and computes their group
-advantages locally (`trainers/run.py`). What needs every rank is reduced here or in the loops:
-the gradients, dapo's global token count, the batch std of `scale_rewards=batch`, dynamic
-sampling's quota, the logged metrics.
+advantages locally (`trainers/rollout.py`). What needs every rank goes through `DataParallel`,
+the part of a run that the loops call for it: the gradients, the step's global rows and tokens
+(`core.GlobalBatch`, which the loss aggregation normalises by), the batch std of
+`scale_rewards=batch`, dynamic sampling's quota, the logged metrics. Its collectives time
+themselves (`comm_s` in the metrics).
 
 `ddp`: every rank holds the whole model; after a step's last backward the gradients are
 averaged over ranks with bucketed `all_reduce`s, which is what `DistributedDataParallel` does
@@ -24,20 +26,23 @@ groups) is refused with fsdp. Generation reads a full, unsharded copy of the pol
 `full_state_dict` refills after each update ("gather the full parameters"): each rank then
 samples on its own, as a colocated vLLM engine would.
 
-Both: the loss of a micro-batch is weighted `rows * world / global_rows`, so the average over
-ranks is the 1-process loss over the global batch (tests/test_distributed.py checks parameters
-after one update against 1 process, within float rounding).
+Both: a micro-batch's loss is its share of the step's loss on all ranks, times the number of
+ranks (`core.aggregate_loss`), so the average over ranks is the 1-process loss over the global
+batch (tests/test_distributed.py checks parameters after one update against 1 process, within
+float rounding).
 """
 
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import torch
 import torch.distributed as dist
-from torch import nn
+from torch import Tensor, nn
 
 from models import distributed
+from trainers import core
 
 STRATEGIES = ("ddp", "fsdp")
 BUCKET_BYTES = 25 * 2**20  # DDP's default bucket size
@@ -68,7 +73,7 @@ def block_classes(module: nn.Module) -> set[str]:
     return {name for m in module.modules() for name in (getattr(m, "_no_split_modules", None) or [])}
 
 
-def shard(module: nn.Module, *, bf16: bool = False) -> nn.Module:
+def shard_module(module: nn.Module, *, bf16: bool = False) -> nn.Module:
     """FSDP2 in place: each transformer block, then the root (which keeps the embeddings, the
     final norm and the head). Returns `module`."""
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
@@ -165,3 +170,76 @@ def reduce_metrics(per_rank: list[dict]) -> dict:
             total = sum(w for _, w in have)
             out[key] = sum(v * w for v, w in have) / total if total else sum(v for v, _ in have) / len(have)
     return out
+
+
+class DataParallel:
+    """The run's data-parallel group, as the training loop and the other parts use it: the world
+    size and this rank, the strategy (`ddp` or `fsdp`) applied to trained modules and their
+    gradients, and the few collectives a step needs, each timed. On one process every
+    collective is a no-op that returns its input."""
+
+    def __init__(self, strategy: str = "ddp", *, bf16: bool = False):
+        if strategy not in STRATEGIES:
+            raise ValueError(f"parallelism {strategy!r} is not one of {STRATEGIES}")
+        self.strategy, self.bf16 = strategy, bf16
+        self.world, self.rank = distributed.world_size(), distributed.rank()
+        self._comm = CommTimer()
+
+    @classmethod
+    def join(cls, strategy: str = "ddp", *, bf16: bool = False) -> "DataParallel":
+        """Join the launcher's process group (a no-op without torchrun) and describe it."""
+        distributed.init()
+        return cls(strategy, bf16=bf16)
+
+    @property
+    def sharded(self) -> bool:
+        """Whether trained modules are sharded (fsdp on several processes)."""
+        return self.world > 1 and self.strategy == "fsdp"
+
+    def distribute(self, module: nn.Module) -> nn.Module:
+        """Make a trained module (PPO's critic) data parallel as the policy is: sharded (fsdp) or
+        with rank 0's weights on every rank (ddp)."""
+        if self.sharded:
+            return shard_module(module, bf16=self.bf16)
+        broadcast_parameters(module)
+        return module
+
+    def reduce_gradients(self, *modules: nn.Module) -> None:
+        """ddp on several processes: average the trainable gradients of `modules` over ranks,
+        once per optimizer step, after its last backward; fsdp reduces its own in backward."""
+        if self.world > 1 and self.strategy == "ddp":
+            with self._comm:
+                average_gradients([p for m in modules for p in m.parameters() if p.requires_grad])
+
+    def full_state_dict(self, module: nn.Module) -> dict[str, Tensor]:
+        """The whole state of a sharded module, on every rank (`full_state_dict`)."""
+        with self._comm:
+            return full_state_dict(module)
+
+    def all_reduce(self, values: list[float], op: str = "sum") -> list[float]:
+        with self._comm:
+            return distributed.all_reduce(values, op)
+
+    def all_gather(self, obj: Any) -> list:
+        with self._comm:
+            return distributed.all_gather_objects(obj)
+
+    def global_batch(self, mask: Tensor, rewards: Tensor | None = None) -> core.GlobalBatch:
+        """The optimizer step's batch on all ranks, from this rank's share of it (`mask` (B, T),
+        its rewards (B,) when the batch std is needed): one collective, none on one process."""
+        local = [float(mask.shape[0]), float(mask.sum())]
+        if rewards is not None:
+            local += [float(rewards.sum()), float((rewards.float() ** 2).sum())]
+        total = self.all_reduce(local)
+        reward_std = core.sample_std_from_sums(total[0], total[2], total[3]) \
+            if rewards is not None and self.world > 1 else None
+        return core.GlobalBatch(rows=total[0], tokens=total[1], dp_size=self.world, reward_std=reward_std)
+
+    def step_metrics(self, metrics: dict) -> dict:
+        """One step's metrics of all ranks as one dict (`reduce_metrics`), with the seconds spent
+        in collectives since the last step (`comm_s`); this rank's own on one process."""
+        if self.world == 1:
+            return metrics
+        metrics = reduce_metrics(self.all_gather(metrics))
+        metrics["comm_s"] = self._comm.take()
+        return metrics

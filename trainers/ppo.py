@@ -38,16 +38,25 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
 from models import distributed
 from models.distributed import launched_world_size
-from trainers import core, parallel
+from trainers import core, core_credit, parallel
 from trainers import rollout as ro
-from trainers.config import RunConfig, derive_seed, require, require_choice, run_cli
+from trainers.checkpoint import Checkpoints
+from trainers.clock import RunClock
+from trainers.config import RunConfig, derive_seed, require, require_choice, trainer_main
 from trainers.critic import CRITICS, Critic, build_critic
-from trainers.run import RunContext, adamw
+from trainers.evaluator import Evaluator
+from trainers.metrics_log import MetricsLog
+from trainers.parallel import DataParallel
+from trainers.policy import Policy, adamw
+from trainers.rollout import RolloutSource
+from trainers.lifecycle import finish_run, start_run
+from trainers.task_stream import TaskStream
 
 
 @dataclass
@@ -118,8 +127,9 @@ def token_rewards(cfg: PPOConfig, batch: ro.Rollout, old_logp: torch.Tensor | No
     step's score at the token that ends it (`reward_mode`), minus kl_coef * KL(old || ref)."""
     outcome, steps = REWARD_PARTS[cfg.reward_mode]
     mask = batch.completion_mask
-    rewards = core.place_token_rewards(mask, batch.rewards if outcome else None,
-                                       batch.step_rewards if steps else None, batch.step_ends if steps else None)
+    rewards = core_credit.place_token_rewards(mask, batch.rewards if outcome else None,
+                                              batch.step_rewards if steps else None,
+                                              batch.step_ends if steps else None)
     if ref_logp is not None and cfg.kl_coef:
         rewards = rewards - cfg.kl_coef * core.masked_kl(core.KL_ESTIMATORS[cfg.kl_estimator], old_logp, ref_logp, mask)
     return rewards
@@ -128,7 +138,7 @@ def token_rewards(cfg: PPOConfig, batch: ro.Rollout, old_logp: torch.Tensor | No
 def ppo_advantages(cfg: PPOConfig, rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor
                    ) -> tuple[torch.Tensor, torch.Tensor]:
     """GAE advantages (whitened if asked) and returns, both (B, T)."""
-    advantages, returns = core.gae_advantages(rewards, values, mask, cfg.gamma, cfg.lam)
+    advantages, returns = core_credit.gae_advantages(rewards, values, mask, cfg.gamma, cfg.lam)
     if cfg.whiten_advantages:
         advantages = core.masked_whiten(advantages, mask)
     return advantages, returns
@@ -143,36 +153,46 @@ def explained_variance(values: torch.Tensor, returns: torch.Tensor, mask: torch.
 
 def train(cfg: PPOConfig) -> dict:
     """Run PPO; returns the final report (pass@k before/after, comparison, summary)."""
-    run = RunContext.create(cfg, algorithm="ppo")
-    critic, critic_optimizer = attach_critic(run)
-    before = run.evaluate("before")
-    with run.checkpoint_on_interrupt():
-        while run.next_step():
-            batch = run.sample(cfg.prompts_per_step)                        # generate + verify (this rank's share)
-            metrics = update(run, critic, critic_optimizer, batch)          # GAE + ppo_epochs
-            metrics["sync_s"] = run.sync_weights()                          # the generator samples the new policy
-            run.log_step(metrics)
-            run.checkpoint_if_due()
-            run.evaluate_if_due()
-    return run.finish(before)
+    dp = DataParallel.join(cfg.parallelism, bf16=cfg.bf16)             # the process group (1 process: no-ops)
+    env = start_run(cfg)                                                # seeds, output folder, environment
+    policy = Policy.load(cfg, dp)                                       # model, optimizer, reference, sampler
+    critic, critic_optimizer = make_critic(cfg, policy, dp)             # value head (or model) and its optimizer
+    rollouts = RolloutSource(cfg, env, policy.sampler, policy.tokenizer, TaskStream.of(env, cfg.seed))
+    clock = RunClock(cfg.steps, cfg.max_minutes, dp)                    # step counter, time cap, Ctrl-C
+    log = MetricsLog(Path(cfg.output_dir), dp, log_every=cfg.log_every, tensorboard=cfg.tensorboard)
+    checkpoints = Checkpoints(Path(cfg.output_dir), cfg, {"policy": (policy.model, policy.optimizer),
+                                                          "critic": (critic, critic_optimizer)},
+                              rollouts.stream, clock, log)
+    if cfg.resume:
+        checkpoints.resume()                                            # every part above, in place
+    policy.sync_weights()                                               # the sampler starts from these weights
+    evaluator = Evaluator(cfg, env, policy.sampler)
+    evaluator.evaluate("before")
+    with clock.interruptible(checkpoints.save):
+        while clock.next_step():
+            batch = rollouts.draw(cfg.prompts_per_step)               # generate + verify
+            metrics = update(cfg, policy, critic, critic_optimizer, dp, batch, clock.step)   # GAE + ppo_epochs
+            metrics["sync_s"] = policy.sync_weights()                 # the sampler samples the new policy
+            log.record(clock.step, clock.elapsed(), metrics)
+            checkpoints.save_if_due()
+            evaluator.evaluate_if_due(clock.step)
+    return finish_run("ppo", policy, checkpoints, evaluator, clock, log)   # final model, after-evaluation, report
 
 
-def attach_critic(run: RunContext) -> tuple[Critic, torch.optim.Optimizer]:
-    """Build the critic and its optimizer and register both with the run's checkpoints."""
-    cfg = run.cfg
-    critic = build_critic(cfg.critic, run.model, cfg.critic_model or run.model_path, device=run.device,
+def make_critic(cfg: PPOConfig, policy: Policy, dp: DataParallel) -> tuple[Critic, torch.optim.Optimizer]:
+    """The critic, data parallel as the policy is, and its optimizer."""
+    device = distributed.device()
+    critic = build_critic(cfg.critic, policy.model, cfg.critic_model or policy.source.path, device=device,
                           seed=cfg.seed, dtype=torch.bfloat16 if cfg.bf16 else torch.float32,
                           gradient_checkpointing=cfg.gradient_checkpointing)
     critic.share_prompts = cfg.share_prompts
-    run.distribute(critic)  # wrapped as the policy is: replicated (ddp) or sharded (fsdp)
-    optimizer = adamw(critic.parameters(), cfg.critic_learning_rate, cfg.weight_decay, run.device)
-    run.add_state("critic", critic, optimizer)
-    return critic, optimizer
+    dp.distribute(critic)  # replicated (ddp) or sharded (fsdp), as the policy
+    return critic, adamw(critic.parameters(), cfg.critic_learning_rate, cfg.weight_decay, device)
 
 
-def update(run: RunContext, critic: Critic, critic_optimizer, batch: ro.Rollout) -> dict:
+def update(cfg: PPOConfig, policy: Policy, critic: Critic, critic_optimizer, dp: DataParallel, batch: ro.Rollout,
+           step: int) -> dict:
     """Token rewards, GAE, then `ppo_epochs` x `num_minibatches` optimizer steps on one rollout."""
-    cfg = run.cfg
     t0 = time.perf_counter()
     stats = ro.rollout_stats(batch, cfg.group_size)
     mask = batch.completion_mask
@@ -182,24 +202,23 @@ def update(run: RunContext, critic: Critic, critic_optimizer, batch: ro.Rollout)
     forward = None
     if single_pass:
         critic.train()
-        with run.autocast():
-            forward = critic(run.model, batch, cfg.temperature, with_entropy=True)
+        with policy.autocast():
+            forward = critic(policy.model, batch, cfg.temperature, with_entropy=True)
         old_logp, old_values = forward[0].detach().float().cpu(), forward[2].detach().float().cpu()
     else:
-        old_logp, old_values = score_rollout(run, critic, batch)
-    ref_logp = run.ref_logprobs(batch)
+        old_logp, old_values = score_rollout(cfg, policy, critic, batch)
+    ref_logp = policy.ref_logprobs(batch)
     ref_logp = None if ref_logp is None else ref_logp.float().cpu()  # the targets live on the CPU
     rewards = token_rewards(cfg, batch, old_logp, ref_logp)
     advantages, returns = ppo_advantages(cfg, rewards, old_values, mask)
     targets = {"old_logp": old_logp, "old_values": old_values, "advantages": advantages, "returns": returns}
     # Why a seed per step: the minibatch order of a resumed run repeats the uninterrupted one's.
-    shuffle = None if single_pass else torch.Generator().manual_seed(
-        derive_seed(cfg.seed, "minibatch_order", run.step))
+    shuffle = None if single_pass else torch.Generator().manual_seed(derive_seed(cfg.seed, "minibatch_order", step))
     logs: dict[str, list[float]] = {}
     critic.train()
     for _ in range(cfg.ppo_epochs):
         for rows in ro.minibatches(len(batch), len(batch) // cfg.num_minibatches, shuffle):
-            optimizer_step(run, critic, critic_optimizer, batch, rows, targets, logs, forward)
+            optimizer_step(cfg, policy, critic, critic_optimizer, dp, batch, rows, targets, logs, forward)
     stats.update({k: sum(v) / len(v) for k, v in logs.items()})
     stats.update(value_mean=float(core.masked_mean(old_values, mask)),
                  return_mean=float(core.masked_mean(returns, mask)),
@@ -214,77 +233,77 @@ def update(run: RunContext, critic: Critic, critic_optimizer, batch: ro.Rollout)
 
 
 @torch.no_grad()
-def score_rollout(run: RunContext, critic: Critic, batch: ro.Rollout) -> tuple[torch.Tensor, torch.Tensor]:
+def score_rollout(cfg: PPOConfig, policy: Policy, critic: Critic,
+                  batch: ro.Rollout) -> tuple[torch.Tensor, torch.Tensor]:
     """Log-probs and values (B, T) of the policy and critic that produced the batch, before any update."""
     critic.eval()
     parts = []
-    for rows in ro.minibatches(len(batch), run.cfg.minibatch_size or len(batch)):
-        with run.autocast():
-            logp, _, values = critic(run.model, batch.select(rows), run.cfg.temperature)
+    for rows in ro.minibatches(len(batch), cfg.minibatch_size or len(batch)):
+        with policy.autocast():
+            logp, _, values = critic(policy.model, batch.select(rows), cfg.temperature)
         parts.append((logp.float().cpu(), values.float().cpu()))
     return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
 
-def optimizer_step(run: RunContext, critic: Critic, critic_optimizer, batch: ro.Rollout, rows: list[int],
-                   targets: dict, logs: dict, forward: tuple | None = None) -> None:
+def optimizer_step(cfg: PPOConfig, policy: Policy, critic: Critic, critic_optimizer, dp: DataParallel,
+                   batch: ro.Rollout, rows: list[int], targets: dict, logs: dict, forward: tuple | None = None) -> None:
     """One step of the policy and the critic on the minibatch `rows`, accumulating gradients over
-    chunks of `minibatch_size`; the losses are normalised by the minibatch's token count, so the
-    chunks add up to the whole minibatch's mean. `forward`: the critic's outputs for the whole
-    batch in order, already computed (single-pass updates)."""
-    cfg = run.cfg
-    run.optimizer.zero_grad(set_to_none=True)
+    chunks of `minibatch_size`; each chunk's loss is its share of the minibatch's token mean on
+    all ranks (`core.aggregate_loss`), so the chunks add up to the whole minibatch's.
+    `forward`: the critic's outputs for the whole batch in order, already computed (single-pass
+    updates)."""
+    policy.optimizer.zero_grad(set_to_none=True)
     critic_optimizer.zero_grad(set_to_none=True)
-    n_tokens = float(batch.completion_mask[torch.tensor(rows)].sum())
-    if run.world > 1:  # the minibatch's tokens on all ranks: each rank's loss is its share of their mean
-        with run.comm:
-            n_tokens = distributed.all_reduce([n_tokens])[0]
+    # PPO's losses are token means over the optimizer minibatch: its tokens on all ranks normalise them.
+    whole = dp.global_batch(batch.completion_mask[torch.tensor(rows)])
     step = {"loss": 0.0, "pg_loss": 0.0, "vf_loss": 0.0}
     chunk = cfg.minibatch_size or len(rows)
     for part in (rows[i:i + chunk] for i in range(0, len(rows), chunk)):
         mb, idx = batch.select(part), torch.tensor(part)
         if forward is None:
-            with run.autocast():
-                logp, entropy, values = critic(run.model, mb, cfg.temperature, with_entropy=True)
+            with policy.autocast():
+                logp, entropy, values = critic(policy.model, mb, cfg.temperature, with_entropy=True)
         else:
             logp, entropy, values = forward
         t = {k: v[idx].to(logp.device) for k, v in targets.items()}
         mask = mb.completion_mask.to(logp.device)
-        pg_loss = core.policy_loss(logp, t["old_logp"], t["advantages"], mask, aggregate=core.aggregate_dapo,
-                                   clip_eps_low=cfg.cliprange, clip_eps_high=cfg.cliprange, num_global_tokens=n_tokens)
-        vf_per_token = core.clipped_value_loss(values.float(), t["old_values"], t["returns"], cfg.cliprange_value)
-        vf_loss = core.aggregate_dapo(vf_per_token, mask, num_global_tokens=n_tokens)
+        pg_loss = core.policy_loss(logp, t["old_logp"], t["advantages"], mask, loss_agg_mode="dapo", batch=whole,
+                                   clip_eps_low=cfg.cliprange, clip_eps_high=cfg.cliprange)
+        vf_per_token = core_credit.clipped_value_loss(values.float(), t["old_values"], t["returns"],
+                                                      cfg.cliprange_value)
+        vf_loss = core.aggregate_loss(vf_per_token, mask, "dapo", whole)
         loss = pg_loss + cfg.vf_coef * vf_loss
-        (loss * run.world).backward()  # gradients are averaged over ranks: undo the 1/world
+        loss.backward()   # gradients add up over the chunks (and are averaged over ranks below)
         for k, v in (("loss", loss), ("pg_loss", pg_loss), ("vf_loss", vf_loss)):
-            step[k] += float(v.detach()) * run.world  # a rank's share of the global mean; ranks' average = the mean
-        record_minibatch(logs, logp, t, values, entropy, mask, cfg)
-    run.reduce_gradients(critic)
+            step[k] += float(v.detach())
+        for key, value in ppo_minibatch_stats(cfg, logp, t, values, entropy, mask).items():
+            logs.setdefault(key, []).append(value)
+    dp.reduce_gradients(policy.model, critic)   # ddp: averaged over ranks, once per optimizer step
     if cfg.max_grad_norm:
-        policy_params = [p for p in run.model.parameters() if p.requires_grad]
-        step["grad_norm"] = parallel.grad_norm(torch.nn.utils.clip_grad_norm_(policy_params, cfg.max_grad_norm))
+        step["grad_norm"] = parallel.grad_norm(torch.nn.utils.clip_grad_norm_(policy.trainable_parameters(),
+                                                                               cfg.max_grad_norm))
         step["critic_grad_norm"] = parallel.grad_norm(torch.nn.utils.clip_grad_norm_(critic.parameters(),
                                                                                       cfg.max_grad_norm))
-    run.optimizer.step()
+    policy.optimizer.step()
     critic_optimizer.step()
     for k, v in step.items():
         logs.setdefault(k, []).append(v)
 
 
-def record_minibatch(logs: dict, logp, t: dict, values, entropy, mask, cfg: PPOConfig) -> None:
-    """Append a minibatch's entropy, clip fractions, approximate KL and value-clip fraction to `logs`."""
+def ppo_minibatch_stats(cfg: PPOConfig, logp, t: dict, values, entropy, mask) -> dict[str, float]:
+    """A minibatch's entropy, clip fractions, approximate KL and value-clip fraction (averaged per step)."""
     with torch.no_grad():
         ratio = core.token_ratio(logp, t["old_logp"], mask)
         clip = core.clip_fractions(ratio, t["advantages"], mask, cfg.cliprange, cfg.cliprange)
         row = {"entropy": core.masked_mean(entropy, mask), "clip_low": clip["low"], "clip_high": clip["high"],
                "approx_kl": core.approx_kl(logp, t["old_logp"], mask),
-               "vf_clip_frac": core.value_clip_fraction(values.float(), t["old_values"], t["returns"], mask,
-                                                        cfg.cliprange_value)}
-    for k, v in row.items():
-        logs.setdefault(k, []).append(float(v))
+               "vf_clip_frac": core_credit.value_clip_fraction(values.float(), t["old_values"], t["returns"], mask,
+                                                               cfg.cliprange_value)}
+    return {k: float(v) for k, v in row.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_cli(PPOConfig, train, argv, "python -m trainers.ppo", __doc__.split("\n\n")[1])
+    return trainer_main(PPOConfig, train, argv, "python -m trainers.ppo", __doc__.split("\n\n")[1])
 
 
 if __name__ == "__main__":

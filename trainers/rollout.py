@@ -10,45 +10,27 @@ everything after the first prompt, the model's turns and the observations betwee
 ratio, KL, entropy, value target and token count goes through that mask, so observations are
 context only; truncation masking, group advantages and dynamic sampling see one row per
 episode.
+
+`RolloutSource` is where a step's batch comes from: it draws prompts from the data stream
+(`trainers.task_stream`), samples and verifies this rank's share of them, and collates the
+tensors. It keeps batch production apart from the update: the loops only ask it for batches.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import random
 import time
 from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 
-from envs.multiturn import MultiTurnEnvironment, verify_episodes
+from envs.multiturn import MultiTurnEnvironment, episode_verdicts
+from models import distributed
 from models.episodes import episode_stats, sample_env
-from models.sampling import Sample
-from trainers.config import derive_seed
+from models.sampler import Sample, Sampler
+from trainers.config import RunConfig, derive_seed
 from verifiers import Task, Verdict
-
-
-class TaskStream:
-    """Endless shuffled passes over the train split; `position` (tasks handed out so far)
-    is all the state a checkpoint needs to resume it exactly."""
-
-    def __init__(self, tasks: list[Task], seed: int, position: int = 0):
-        if not tasks:
-            raise ValueError("the environment's train split is empty")
-        self.tasks, self.seed, self.position = tasks, seed, position
-        self._epoch, self._order = -1, []
-
-    def take(self, k: int) -> list[Task]:
-        out = []
-        for _ in range(k):
-            epoch, i = divmod(self.position, len(self.tasks))
-            if epoch != self._epoch:
-                self._epoch, self._order = epoch, list(range(len(self.tasks)))
-                random.Random(derive_seed(self.seed, "task_order", epoch)).shuffle(self._order)
-            out.append(self.tasks[self._order[i]])
-            self.position += 1
-        return out
 
 
 @dataclass
@@ -86,19 +68,19 @@ class Rollout:
         return Rollout(**{f.name: pick(getattr(self, f.name)) for f in dataclasses.fields(self)})
 
 
-def generate_and_verify(generator, env, tasks: list[Task], group_size: int, *, temperature: float, top_p: float,
+def generate_and_verify(sampler: Sampler, env, tasks: list[Task], group_size: int, *, temperature: float, top_p: float,
                         max_new_tokens: int, seed: int | None) -> tuple[list[Task], list[Sample], list[Verdict], dict]:
     """Sample `group_size` completions per task (episodes, for a multi-turn env, with
     `max_new_tokens` per model turn) and score them with the env's verifier (an episode whole)."""
     t0 = time.perf_counter()
     # Tool time is inside the episode loop: generation_s counts it, as the wall time of a rollout.
-    groups = sample_env(generator, env, tasks, group_size, temperature=temperature, top_p=top_p,
+    groups = sample_env(sampler, env, tasks, group_size, temperature=temperature, top_p=top_p,
                         max_new_tokens=max_new_tokens, seed=seed)
     t1 = time.perf_counter()
     rows = [(task, s) for task, group in zip(tasks, groups) for s in group]
     row_tasks, samples = [t for t, _ in rows], [s for _, s in rows]
     if isinstance(env, MultiTurnEnvironment):
-        verdicts = verify_episodes(env, [s.episode for s in samples], row_tasks)
+        verdicts = episode_verdicts(env, [s.episode for s in samples], row_tasks)
     else:
         verdicts = env.verifier.verify_batch([s.text for s in samples], row_tasks)
     t2 = time.perf_counter()
@@ -147,6 +129,48 @@ def add_step_rewards(batch: Rollout, step_verifier, tokenizer) -> None:
     batch.step_rewards = [[float(st["score"]) for st in v.info.get("steps", [])] for v in verdicts]
     batch.step_ends = [char_to_token_ends(tokenizer, s.token_ids, [st["end"] for st in v.info.get("steps", [])])
                        for s, v in zip(batch.samples, verdicts)]
+
+
+class RolloutSource:
+    """Batches of `group_size` completions per prompt, sampled by `sampler` from `env`'s prompts
+    as the `stream` hands them out, verified by the environment's verifier, collated with the
+    tokenizer's pad id, and with per-step rewards when `reward_mode` uses a step verifier."""
+
+    def __init__(self, cfg: RunConfig, env, sampler: Sampler, tokenizer, stream):
+        self.cfg, self.env, self.sampler, self.tokenizer, self.stream = cfg, env, sampler, tokenizer, stream
+        self.step_verifier = None
+        if cfg.reward_mode != "outcome":
+            from verifiers import get_verifier
+
+            self.step_verifier = get_verifier(cfg.step_verifier)
+
+    def draw(self, k: int) -> Rollout | None:
+        """Draw k prompts from the stream (every rank draws the same ones), and sample, verify
+        and collate this rank's contiguous share of them; None when the share is empty."""
+        start = self.stream.position
+        tasks = self.stream.take(k)
+        lo, hi = distributed.rank_share_bounds(k)
+        # The sampling seed follows the data position (the end of this rank's share), so a
+        # resumed run samples what the uninterrupted one did, and ranks sample apart.
+        return self.make(tasks[lo:hi], start + hi) if hi > lo else None
+
+    def make(self, tasks: list[Task], position: int | None = None) -> Rollout:
+        """Sample `group_size` completions of each task, verify them and collate the batch;
+        `position`, the data position that seeds the sampling (default: the stream's)."""
+        cfg = self.cfg
+        seed = derive_seed(cfg.seed, "sampling", self.stream.position if position is None else position)
+        tasks, samples, verdicts, timings = generate_and_verify(
+            self.sampler, self.env, tasks, cfg.group_size, temperature=cfg.temperature, top_p=cfg.top_p,
+            max_new_tokens=cfg.max_new_tokens, seed=seed)
+        return self.collate(tasks, samples, verdicts, timings)
+
+    def collate(self, tasks: list[Task], samples: list[Sample], verdicts: list[Verdict],
+                timings: dict | None = None) -> Rollout:
+        """Tensors of a batch, with step rewards when the run uses them."""
+        batch = collate(tasks, samples, verdicts, self.tokenizer.pad_token_id, self.cfg.mask_truncated, timings)
+        if self.step_verifier is not None:
+            add_step_rewards(batch, self.step_verifier, self.tokenizer)
+        return batch
 
 
 def minibatches(n: int, size: int, generator: torch.Generator | None = None) -> list[list[int]]:

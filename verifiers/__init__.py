@@ -14,13 +14,14 @@ from verifiers.base import (
     list_verifiers,
     register_verifier,
 )
-from verifiers.interop import as_trl_reward
+from verifiers.interop import as_trl_reward, as_verl_reward
 
 # Built-in verifiers register themselves on import.
 from verifiers import format as _format  # noqa: E402,F401
 from verifiers import math as _math  # noqa: E402,F401
 from verifiers import process as _process  # noqa: E402,F401
 from verifiers import code as _code  # noqa: E402,F401
+from verifiers import reasoning_gym as _reasoning_gym  # noqa: E402,F401  (reasoning-gym itself: imported on use)
 from verifiers.remote import RemoteVerifier  # noqa: E402  (stdlib HTTP only: cheap to import)
 
 
@@ -32,6 +33,7 @@ __all__ = [
     "Verifier",
     "VerifierError",
     "as_trl_reward",
+    "as_verl_reward",
     "get_verifier",
     "list_verifiers",
     "register_verifier",

@@ -1,4 +1,5 @@
-"""Use verirl verifiers from other trainers: `as_trl_reward` makes a TRL reward function.
+"""Use verirl verifiers from other trainers: `as_trl_reward` makes a TRL reward function,
+`as_verl_reward` a verl `compute_score` function.
 
 TRL's `GRPOTrainer` calls each reward function as `f(prompts=..., completions=...,
 completion_ids=..., **columns)`, where every other dataset column arrives as a keyword argument
@@ -32,16 +33,20 @@ def _task_id(row: dict, i: int) -> str:
     return next((str(v) for v in ids if v is not None and v != ""), f"row-{i}")
 
 
+def _build(verifier: Verifier | str, options: dict, caller: str) -> Verifier:
+    if isinstance(verifier, str):
+        return get_verifier(verifier, **options)
+    if not isinstance(verifier, Verifier):
+        raise VerifierError(f"{caller} needs a Verifier or a registered verifier name, got {type(verifier).__name__}")
+    if options:
+        raise VerifierError("options are only accepted with a verifier name")
+    return verifier
+
+
 def as_trl_reward(verifier: Verifier | str, **options: Any) -> Callable[..., list[float]]:
     """A TRL-style reward function `(prompts, completions, **columns) -> list[float]` that
     scores with `verifier` (an instance, or a registered name built with `options`)."""
-    if isinstance(verifier, str):
-        verifier = get_verifier(verifier, **options)
-    elif not isinstance(verifier, Verifier):
-        raise VerifierError(f"as_trl_reward needs a Verifier or a registered verifier name, got "
-                            f"{type(verifier).__name__}")
-    elif options:
-        raise VerifierError("options are only accepted with a verifier name")
+    verifier = _build(verifier, options, "as_trl_reward")
 
     def reward(prompts: list, completions: list, **columns: Any) -> list[float]:
         columns = {k: v for k, v in columns.items() if k not in _TRL_INTERNAL}
@@ -63,3 +68,60 @@ def as_trl_reward(verifier: Verifier | str, **options: Any) -> Callable[..., lis
 
     reward.__name__ = f"verirl_{verifier.name or type(verifier).__name__}"
     return reward
+
+
+# --------------------------------------------------------------------------- verl
+
+
+def _verl_task(data_source: Any, ground_truth: Any, extra_info: Any, i: int) -> Task:
+    """verl's row -> Task: `ground_truth` is the answer; from `extra_info`, `id`/`task_id`/`index`
+    give the id, `prompt` the prompt (default ""), `tests` the tests, a `meta` dict and every other
+    key the meta, which also gets `data_source`."""
+    if extra_info is not None and not isinstance(extra_info, dict):
+        raise VerifierError(f"extra_info of row {i} must be a dict or None, got {type(extra_info).__name__}")
+    row = dict(extra_info or {})
+    row.pop("num_turns", None)  # verl's own bookkeeping (multi-turn rollouts), not the task's
+    ids = [row.pop(key, None) for key in ("id", "task_id", "index")]
+    task_id = next((str(v) for v in ids if v is not None and v != ""), f"row-{i}")
+    meta = row.pop("meta", None) or {}
+    if not isinstance(meta, dict):
+        raise VerifierError(f"extra_info['meta'] of row {i} must be a dict, got {type(meta).__name__}")
+    prompt = _text(row.pop("prompt", ""), "prompt", i)
+    return Task(id=task_id, prompt=prompt, answer=ground_truth, tests=row.pop("tests", None),
+                meta={**meta, **row, "data_source": data_source})
+
+
+def as_verl_reward(verifier: Verifier | str, **options: Any) -> Callable[..., Any]:
+    """A verl reward function that scores with `verifier` (an instance, or a registered name
+    built with `options`); give it to verl as `custom_reward_function.path/name`.
+
+    verl's `NaiveRewardManager` calls `compute_score(data_source=..., solution_str=...,
+    ground_truth=..., extra_info=...)` once per response; its `BatchRewardManager` calls
+    `compute_score(data_sources=..., solution_strs=..., ground_truths=..., extra_infos=...)` once
+    per batch. The function answers both: a dict `{"score": reward, "acc": 1.0 | 0.0}` (verl takes
+    `score` as the reward and logs every key), or a list of them. Tasks are rebuilt by `_verl_task`.
+    """
+    verifier = _build(verifier, options, "as_verl_reward")
+
+    def compute_score(data_source=None, solution_str=None, ground_truth=None, extra_info=None, *,
+                      data_sources=None, solution_strs=None, ground_truths=None, extra_infos=None):
+        if solution_strs is None:
+            return _verl_scores(verifier, [data_source], [solution_str], [ground_truth], [extra_info])[0]
+        n = len(solution_strs)
+
+        def given(values):
+            return list(values) if values is not None else [None] * n
+
+        return _verl_scores(verifier, given(data_sources), list(solution_strs), given(ground_truths), given(extra_infos))
+
+    compute_score.__name__ = f"verirl_{verifier.name or type(verifier).__name__}"
+    return compute_score
+
+
+def _verl_scores(verifier: Verifier, sources: list, solutions: list, truths: list, infos: list) -> list[dict]:
+    if not len(sources) == len(solutions) == len(truths) == len(infos):
+        raise VerifierError(f"got {len(sources)} data sources, {len(solutions)} solutions, {len(truths)} ground "
+                            f"truths and {len(infos)} extra infos; verl passes one of each per response")
+    tasks = [_verl_task(s, g, e, i) for i, (s, g, e) in enumerate(zip(sources, truths, infos))]
+    verdicts = verifier.verify_batch([_text(c, "solution_str", i) for i, c in enumerate(solutions)], tasks)
+    return [{"score": v.reward, "acc": float(v.passed)} for v in verdicts]

@@ -1,12 +1,11 @@
-"""The one option parser: verifier, environment and trainer options are read and documented here.
+"""How option values are read and documented: verifier, environment and run-config options alike.
 
 Three kinds of options share it:
 - verifier options: keyword arguments of a verifier, given as `--option k=v` on the command
   line (`parse_pairs`, then `parse_value` by the parameter's annotation);
 - environment options: dataclass fields declared with `envs.option(default, help)`;
-- run configs (trainers, the eval harness): dataclass fields whose help is the docstring
-  literal after the field; `build_parser` turns them into `--field-name` flags and
-  `parse_config` reads flags and a `--config` YAML file into a validated instance.
+- run configs (trainers, the eval harness): dataclass fields read from flags and YAML by
+  `evals.config_cli`, with the value parsing and help lines of this module.
 
 Values are read the same way everywhere (`true/false/yes/no/on/off/1/0` for booleans, JSON for
 lists and dicts, `none`/`null` for an optional value), and help lines have one shape:
@@ -16,23 +15,14 @@ every layer above may use it.
 
 from __future__ import annotations
 
-import argparse
-import ast
 import dataclasses
 import inspect
 import json
-import textwrap
 import typing
-from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 TRUE, FALSE = frozenset({"1", "true", "yes", "on"}), frozenset({"0", "false", "no", "off"})
 _NAMED = {bool: "bool", int: "int", float: "float", str: "str"}
-
-
-class ConfigError(ValueError):
-    """A config value breaks a rule; the message names the field."""
 
 
 def parse_bool(value: Any) -> bool:
@@ -120,103 +110,8 @@ def help_line(text: str, kind: str, default: Any) -> str:
     return f"{text} [{kind}, {shown}]".lstrip()
 
 
-# --------------------------------------------------------------------------- dataclass configs
-
-
-@lru_cache(maxsize=None)
-def field_docs(cls: type) -> dict[str, str]:
-    """Field name -> the docstring literal that follows it in the class body (base classes too)."""
-    docs: dict[str, str] = {}
-    for klass in reversed(cls.__mro__):
-        if not dataclasses.is_dataclass(klass):
-            continue
-        body = ast.parse(textwrap.dedent(inspect.getsource(klass))).body[0].body
-        for node, nxt in zip(body, body[1:]):
-            if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and isinstance(nxt, ast.Expr)
-                    and isinstance(nxt.value, ast.Constant) and isinstance(nxt.value.value, str)):
-                docs[node.target.id] = inspect.cleandoc(nxt.value.value)
-    return docs
-
-
-def _field_kind(cls: type, f: dataclasses.Field) -> str:
-    return kind_of(typing.get_type_hints(cls)[f.name])
-
-
 def field_default(f: dataclasses.Field) -> Any:
     """A dataclass field's default (its factory's value), or REQUIRED when it has none."""
     if f.default is not dataclasses.MISSING:
         return f.default
     return f.default_factory() if f.default_factory is not dataclasses.MISSING else REQUIRED
-
-
-def coerce(cls: type, name: str, value: Any) -> Any:
-    """Convert a command-line string or YAML value to the field's type, or raise ConfigError."""
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    if name not in fields:
-        raise ConfigError(f"unknown config field {name!r}; valid fields: {', '.join(sorted(fields))}")
-    kind = _field_kind(cls, fields[name])
-    try:
-        return parse_value(kind, value)
-    except (TypeError, ValueError) as exc:
-        if str(exc) == "may not be null":
-            raise ConfigError(f"{name}: may not be null") from None
-        raise ConfigError(f"{name}: cannot read {value!r} as {kind.removeprefix('optional-')}: {exc}") from None
-
-
-def build_parser(cls: type, prog: str, description: str) -> argparse.ArgumentParser:
-    """`--field-name VALUE` per field (help from `field_docs`), and `--config FILE.yaml`."""
-    parser = argparse.ArgumentParser(prog=prog, description=description,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", metavar="FILE.yaml", help="YAML file of field: value pairs (flags override it)")
-    docs = field_docs(cls)
-    for f in dataclasses.fields(cls):
-        kind = _field_kind(cls, f)
-        parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, default=argparse.SUPPRESS,
-                            metavar=kind.removeprefix("optional-").upper(),
-                            help=help_line(docs.get(f.name, ""), kind, field_default(f)).replace("%", "%%"))
-    return parser
-
-
-def read_args(cls: type, args: dict[str, Any]):
-    """Parsed flags (and the `config` YAML path among them) -> a validated instance of `cls`."""
-    values: dict[str, Any] = {}
-    config_path = args.pop("config", None)
-    if config_path:
-        values.update(load_yaml(cls, Path(config_path)))
-    for name, raw in args.items():
-        values[name] = coerce(cls, name, raw)
-    cfg = cls(**values)
-    cfg.validate()
-    return cfg
-
-
-def parse_config(cls: type, argv: list[str] | None, prog: str, description: str):
-    """Flags and `--config` YAML -> a validated instance of `cls`."""
-    return read_args(cls, vars(build_parser(cls, prog, description).parse_args(argv)))
-
-
-def load_yaml(cls: type, path: Path) -> dict:
-    import yaml
-
-    if not path.exists():
-        raise ConfigError(f"--config: no such file {path}")
-    data = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"--config {path}: expected a mapping of field names to values")
-    return {name: coerce(cls, name, value) for name, value in data.items()}
-
-
-def dump_yaml(cfg) -> str:
-    import yaml
-
-    return yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False)
-
-
-def require(ok: bool, field: str, rule: str) -> None:
-    """Raise ConfigError(`field: rule`) unless `ok`."""
-    if not ok:
-        raise ConfigError(f"{field}: {rule}")
-
-
-def require_choice(value: str, choices, field: str) -> None:
-    require(value in choices, field, f"{value!r} is not one of {', '.join(map(repr, choices))}")

@@ -9,6 +9,7 @@ Debian's under /usr) are covered with empty read-only tmpfs mounts.
 
 from __future__ import annotations
 
+import functools
 import glob
 import importlib.util
 import os
@@ -69,6 +70,14 @@ def check_packages(packages) -> tuple[str, ...]:
     return tuple(dict.fromkeys(packages))
 
 
+@functools.lru_cache(maxsize=1)
+def _distributions() -> dict:
+    """Top-level module name -> names of the installed distributions that provide it."""
+    from importlib.metadata import packages_distributions
+
+    return packages_distributions()
+
+
 def package_paths(packages: tuple[str, ...]) -> tuple[list[str], list[str]]:
     """(the paths to bind, the folders to put on the sandbox's sys.path) of the allowed packages:
     each package's folder (or module file), its `NAME.libs` folder of vendored shared libraries
@@ -90,6 +99,9 @@ def package_paths(packages: tuple[str, ...]) -> tuple[list[str], list[str]]:
             folder = os.path.dirname(root)
             binds.append(root)
             binds += glob.glob(os.path.join(folder, f"{name}.libs"))
+            # vendored libraries named after the wheel rather than the package (pillow.libs for PIL)
+            for dist in _distributions().get(name, ()):
+                binds += glob.glob(os.path.join(folder, f"{re.sub(r'[-.]+', '_', dist)}.libs"))
             binds += glob.glob(os.path.join(folder, f"{name}-*.dist-info"))
             paths.append(folder)
     return sorted(set(binds)), list(dict.fromkeys(paths))

@@ -92,7 +92,10 @@ class ForkServer:
         os.dup2(null, 1)
         os.close(null)
         sys.path.extend(cfg.get("paths", []))  # the allowed packages' folders only
-        for name in PRELOAD:
+        # The pool's own preloads (trusted library modules, imported before any request so that
+        # every sample finds them loaded), with the environment they must see at import time.
+        os.environ.update(cfg.get("env") or {})
+        for name in PRELOAD + tuple(cfg.get("preload") or ()):
             __import__(name)
         self.wire, self.jail = _load("wire"), _load("jail")
         for name in ("decoder", "channel", "hosting", "proxies", "judging"):  # what the harness imports

@@ -306,7 +306,9 @@ class SandboxPool:
     """`workers` warm sandboxes (default: two per core), started on first use; thread-safe.
 
     `packages`: names of installed packages the programs may import (none by default);
-    `memory_mode`: `auto`, `cgroup` or `rlimit` (see `memory.py`).
+    `memory_mode`: `auto`, `cgroup` or `rlimit` (see `memory.py`); `preload`: modules
+    (of the standard library or `packages`) each fork server imports before its first request,
+    so that samples start with them loaded, and `env`: variables set before those imports.
 
     Each worker is a `verifiers.worker_process.WorkerProcess`: in its own session (a
     terminal's Ctrl-C does not reach it), and it dies with the parent (the fork server returns
@@ -316,8 +318,9 @@ class SandboxPool:
     (workers start on first use, so a pool that never ran holds none)."""
 
     def __init__(self, workers: int | None = None, unsafe_no_sandbox: bool = False, packages=(),
-                 memory_mode: str = "auto"):
+                 memory_mode: str = "auto", preload: tuple[str, ...] = (), env: dict | None = None):
         check_workers(workers)
+        self.preload, self.env = tuple(preload), dict(env or {})
         self.size = workers or WORKERS_PER_CORE * (os.cpu_count() or 1)
         self.unsafe = bool(unsafe_no_sandbox)
         self.packages = check_packages(packages)
@@ -351,7 +354,8 @@ class SandboxPool:
         else:
             argv, cfg = sandbox_command(self.bwrap, self.packages, memcg)
         try:
-            return _Worker(self.memory.enter(memcg, argv), {**cfg, "tag": self.tag}, memcg)
+            return _Worker(self.memory.enter(memcg, argv),
+                           {**cfg, "tag": self.tag, "preload": list(self.preload), "env": self.env}, memcg)
         except SandboxError:
             remove(memcg)
             raise

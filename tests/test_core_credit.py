@@ -1,4 +1,5 @@
-"""trainers/core.py, PPO side: GAE, value loss, process supervision (hand-worked and naive loops)."""
+"""trainers/core_credit.py: GAE, value loss, process supervision (hand-worked and naive loops), and
+the purity of both core modules."""
 
 from __future__ import annotations
 
@@ -7,18 +8,20 @@ import math
 import pytest
 import torch
 
-from trainers import core
+from trainers import core, core_credit
 from trainers.core import (
-    clipped_value_loss,
     entropy_from_logits,
-    gae_advantages,
     group_advantages,
     last_token_index,
-    place_token_rewards,
     policy_loss,
-    process_advantages,
     sequence_ratio,
     token_logprobs,
+)
+from trainers.core_credit import (
+    clipped_value_loss,
+    gae_advantages,
+    place_token_rewards,
+    process_advantages,
     value_clip_fraction,
 )
 
@@ -178,9 +181,10 @@ def test_placed_rewards_through_gae_credit_each_step():
     close(adv, [[1.25, 0.75, 0.75, 1.0]])
 
 
-def test_module_is_pure():
-    src = open(core.__file__).read()
-    for word in ("print(", "import logging", "open(", "import os"):
+@pytest.mark.parametrize("module", [core, core_credit])
+def test_module_is_pure(module):
+    src = open(module.__file__).read()
+    for word in ("print(", "import logging", "open(", "import os", "distributed"):
         assert word not in src
 
 

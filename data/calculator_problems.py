@@ -10,8 +10,9 @@ Forms (`FORMS`), with `a` and `c` of `big_digits` digits and `b` of `small_digit
     add_mul  c+a*b      315+482*67
     sub_mul  c-a*b      315-482*67   (negative answers)
 
-Answers are exact integers. Splits as in `data.arithmetic`: a problem's split is a hash of its
-printed expression (with this module's own salt), so train and test never share a problem.
+Answers are exact integers. Splits as in `data.arithmetic_problems`: a problem's split is a
+hash of its printed expression (with this module's own salt), so train and test never share a
+problem.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from __future__ import annotations
 import random
 from typing import Iterator
 
-from data.arithmetic import Problem, problems
+from data.arithmetic_problems import Problem, problems
 
 FORMS = {
     "mul": ("{a}*{b}", lambda a, b, c: a * b),
@@ -48,7 +49,8 @@ def draw(rng: random.Random, forms: tuple[str, ...], big_digits: int, small_digi
 def calculator_problems(split: str, seed: int, test_fraction: float, size: int | None,
                         forms: tuple[str, ...] = ("mul", "mul_add", "mul_sub"), big_digits: int = 3,
                         small_digits: int = 2) -> Iterator[Problem]:
-    """Distinct problems of `split` (endless when `size` is None), as `data.arithmetic.problems`."""
+    """Distinct problems of `split` (endless when `size` is None), as
+    `data.arithmetic_problems.problems`."""
     unknown = sorted(set(forms) - set(FORMS))
     if not forms or unknown:
         raise ValueError(f"forms must be a non-empty list of {sorted(FORMS)}, got {list(forms)!r}")

@@ -1,7 +1,7 @@
 """pass@k and pass^k as a Hugging Face `evaluate` metric, loadable offline from this folder:
 
     import evaluate
-    metric = evaluate.load("evals/metrics/pass_at_k")          # a local path: no hub access
+    metric = evaluate.load("evals/metrics/verirl_pass_at_k")   # a local path: no hub access
     metric.compute(num_samples=[10, 10], num_correct=[3, 0], k=[1, 5])
     # {'pass@1': 0.15..., 'pass^1': 0.15, 'pass@5': 0.4583..., 'pass^5': 0.0, 'not_computable': {}}
 
@@ -41,7 +41,7 @@ Returns:
     `pass@{k}` and `pass^{k}` for each k (floats, or None where some task has fewer than k
     samples), and `not_computable`: {"pass@{k}": reason} for those k.
 Examples:
-    >>> metric = evaluate.load("evals/metrics/pass_at_k")
+    >>> metric = evaluate.load("evals/metrics/verirl_pass_at_k")
     >>> metric.compute(num_samples=[4, 4], num_correct=[1, 4], k=[1, 2])["pass@2"]
     0.75
 """

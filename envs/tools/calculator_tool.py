@@ -18,7 +18,7 @@ from __future__ import annotations
 import ast
 from fractions import Fraction
 
-from data.arithmetic import format_number
+from data.arithmetic_problems import format_number
 from envs.tools.base import Tool, ToolError, register_tool
 from verifiers.math.normalize import MAX_NESTING, nesting_depth
 from verifiers.process import SUBSTITUTIONS, Unverifiable, evaluate_arithmetic

@@ -1,6 +1,6 @@
 """From tasks to verified samples: generation (or given completions), verification, resume.
 
-`collect` fills a `SampleStore` with what it still lacks: for a generator, `n` samples per
+`collect` fills a `SampleStore` with what it still lacks: for a sampler, `n` samples per
 task; for given completions, each task's completions. Generation runs in batches of
 `batch_size` prompts. Seeds are per (task, sample index): sample j of task t is drawn with
 `task_seed(seed, t) + j` (its own random stream on the hf backend, vLLM's seed of the j-th
@@ -18,7 +18,7 @@ with fewer batches wait in the round's gather; an error on any rank is raised on
 
 A multi-turn environment's samples are episodes, played through the same episode loop as the
 trainers' rollouts (`models.episodes.play_episodes`, `max_new_tokens` per model turn) and
-verified whole (`envs.multiturn.verify_episodes`); each record keeps the full transcript
+verified whole (`envs.multiturn.episode_verdicts`); each record keeps the full transcript
 (`episode`: `Episode.to_json()`, with its turn boundaries and tool calls) and its number of
 turns and tool calls.
 """
@@ -40,7 +40,7 @@ from models import distributed
 
 @dataclass(frozen=True)
 class Sampling:
-    """Sampling parameters handed to `Generator.generate` (plus how prompts are rendered)."""
+    """Sampling parameters handed to `Sampler.generate` (plus how prompts are rendered)."""
 
     n: int = 10
     temperature: float = 1.0
@@ -74,7 +74,7 @@ def read_completions(path: str | Path) -> dict[str, list[str]]:
 
 def completions_source(source: Any) -> tuple[dict[str, list[str]] | None, str | None]:
     """(completions by task id, their sha256) of a file path or a mapping; (None, None) for a
-    generator (anything with a `generate` method)."""
+    sampler (anything with a `generate` method)."""
     if hasattr(source, "generate"):
         return None, None
     if isinstance(source, (str, Path)):
@@ -82,7 +82,7 @@ def completions_source(source: Any) -> tuple[dict[str, list[str]] | None, str | 
     if isinstance(source, Mapping):
         grouped = {str(k): [str(c) for c in v] for k, v in source.items()}
         return grouped, hashlib.sha256(json.dumps(grouped, sort_keys=True).encode()).hexdigest()
-    raise TypeError(f"source must be a generator, a completions file or a task_id -> completions mapping, "
+    raise TypeError(f"source must be a sampler, a completions file or a task_id -> completions mapping, "
                     f"got {type(source).__name__}")
 
 
@@ -137,12 +137,12 @@ def _batches(todo: list, size: int, n: int) -> Iterable[list]:
             yield group[i: i + size]
 
 
-def _generate(generator, env, sampling: Sampling, batch: list) -> tuple[list[list[str]], list[list]]:
+def _generate(sampler, env, sampling: Sampling, batch: list) -> tuple[list[list[str]], list[list]]:
     from envs.multiturn import MultiTurnEnvironment
     from models.episodes import sample_env  # here: scoring given completions needs no torch
 
     start = batch[0][1]   # `_batches` groups tasks by need, so they all start at the same index
-    groups = sample_env(generator, env, [task for task, _, _ in batch], sampling.n - start,
+    groups = sample_env(sampler, env, [task for task, _, _ in batch], sampling.n - start,
                         chat_template=sampling.chat_template, temperature=sampling.temperature,
                         top_p=sampling.top_p, max_new_tokens=sampling.max_new_tokens,
                         seeds=[task_seed(sampling.seed, task.id) + first for task, first, _ in batch])
@@ -166,9 +166,9 @@ def _verify(env, batch: list, texts: list[list[str]], samples: list[list] | None
     flat_tasks = [task for (task, _, _), group in zip(batch, texts) for _ in group]
     episodes = [s.episode for group in samples or [] for s in group if s.episode is not None]
     if episodes:
-        from envs.multiturn import verify_episodes
+        from envs.multiturn import episode_verdicts
 
-        verdicts = iter(verify_episodes(env, episodes, flat_tasks))
+        verdicts = iter(episode_verdicts(env, episodes, flat_tasks))
     else:
         verdicts = iter(env.verifier.verify_batch([t for group in texts for t in group], flat_tasks))
     records = []
@@ -197,7 +197,7 @@ def collect(source, env, store: SampleStore, tasks: list, completions: Mapping[s
     done = {tid: len(records) for tid, records in store.done.items()} if distributed.is_main() else None
     todo = _plan(distributed.broadcast_object(done), tasks, completions, sampling.n)
     total = sum(len(w) if w is not None else sampling.n - have for _, have, w in todo)
-    mine = list(_batches(distributed.shard(todo), sampling.batch_size, sampling.n))
+    mine = list(_batches(distributed.rank_share(todo), sampling.batch_size, sampling.n))
     rounds = int(distributed.all_reduce([len(mine)], "max")[0])   # every rank joins every round's gather
     show = progress and total and distributed.is_main()
     bar = _progress_bar(total, getattr(env, "name", "")) if show else None

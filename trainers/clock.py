@@ -1,0 +1,64 @@
+"""The run's clock: the optimizer step counter, the `max_minutes` safety cap, and Ctrl-C.
+
+A run's result depends on its step count, not on the machine's speed, unless `max_minutes` is
+hit: then every rank stops at the same step (one collective decides). Ctrl-C saves a checkpoint
+and exits with status 130, and `--resume true` continues from it; with several processes the
+ranks stop at different points and cannot save together, so they resume from the last periodic
+checkpoint instead.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable
+
+from trainers.metrics_log import progress
+from trainers.parallel import DataParallel
+
+
+class RunClock:
+    """Steps done (`step`) out of `steps`, and the training time, which a resumed run continues."""
+
+    def __init__(self, steps: int, max_minutes: float, dp: DataParallel):
+        self.steps, self.max_minutes, self.dp = steps, max_minutes, dp
+        self.step = 0
+        self._start = time.perf_counter()
+
+    def elapsed(self) -> float:
+        """Seconds of training so far, a resumed run's earlier ones included."""
+        return time.perf_counter() - self._start
+
+    def resume(self, step: int, elapsed_s: float) -> None:
+        self.step = step
+        self._start -= elapsed_s
+
+    def next_step(self) -> bool:
+        """Advance the step counter; False once `steps` are done or `max_minutes` is up."""
+        if self.step >= self.steps or self.time_is_up():
+            return False
+        self.step += 1
+        return True
+
+    def time_is_up(self) -> bool:
+        limit = self.max_minutes
+        up = bool(limit) and self.elapsed() > 60 * limit
+        if self.dp.world > 1 and limit:  # all ranks stop at the same step, or some would wait forever
+            up = self.dp.all_reduce([float(up)], "max")[0] > 0
+        if up:
+            progress(f"max_minutes={limit} reached: stopping at step {self.step} of {self.steps}")
+        return up
+
+    @contextmanager
+    def interruptible(self, save: Callable[[], Path]):
+        """Ctrl-C inside the block calls `save` (one process) and exits with status 130."""
+        try:
+            yield
+        except KeyboardInterrupt:
+            if self.dp.world > 1:
+                progress("interrupted: with several processes no checkpoint is saved on Ctrl-C; "
+                         "--resume true continues from the last periodic one")
+            else:
+                progress(f"interrupted: saved {save()}; continue with --resume true")
+            raise SystemExit(130) from None

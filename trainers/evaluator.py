@@ -1,0 +1,99 @@
+"""The run's held-out evaluations and its final report.
+
+`Evaluator.evaluate(tag)` measures pass@k of the current policy on the environment's test
+split with `evals.harness.evaluate` (every rank samples its share of the tasks) into
+`output_dir/eval_TAG/` (its samples, and its `report.json`): `before` training, every
+`eval_every` steps (`stepN`) and `after`. The samples are seeded apart from training's (the run
+seed + 1). A resumed run reuses its `before` report: the policy it measured is gone by then.
+
+`Evaluator.finish` ends a run: the after-evaluation, the paired before/after comparison
+(`evals.comparison.compare`), and on rank 0 the comparison table on stdout, `rewards.png`
+(`trainers.plots`) and `report.json` with both reports and the run's summary.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import time
+from pathlib import Path
+
+from models import distributed
+from models.loading import ModelRef
+from trainers.clock import RunClock
+from trainers.config import RunConfig
+from trainers.metrics_log import progress
+from trainers.plots import plot_rewards
+
+
+class Evaluator:
+    """pass@k reports of the policy that `sampler` samples, by tag (`evaluations`)."""
+
+    def __init__(self, cfg: RunConfig, env, sampler):
+        self.cfg, self.env, self.sampler = cfg, env, sampler
+        self.out = Path(cfg.output_dir)
+        self.evaluations: dict[str, dict | None] = {}
+
+    def evaluate(self, tag: str) -> dict | None:
+        """pass@k of the current policy (None with `eval_samples=0`), kept as `evaluations[tag]`."""
+        from evals.harness import evaluate
+        from evals.report import load_report, write_json
+
+        cfg = self.cfg
+        if not cfg.eval_samples:
+            return None
+        out = self.out / f"eval_{tag}"
+        if tag == "before" and (out / "report.json").exists():
+            self.evaluations[tag] = load_report(out / "report.json")
+            return self.evaluations[tag]
+        if distributed.is_main():
+            shutil.rmtree(out, ignore_errors=True)
+        distributed.barrier()
+        t0 = time.perf_counter()
+        # seed + 1: the evaluation's samples are drawn apart from training's (seeded by the run seed).
+        report = evaluate(self.sampler, self.env, n=cfg.eval_samples, model=f"{cfg.model}@{tag}",
+                          temperature=cfg.eval_temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens,
+                          seed=cfg.seed + 1, limit=cfg.eval_tasks or None, output_dir=str(out),
+                          batch_size=max(1, 256 // cfg.eval_samples), env_options=cfg.env_options)
+        if distributed.is_main():  # what a resumed run reuses (the "before" policy is gone by then)
+            write_json(report, out / "report.json")
+        episodes = report.get("episodes")
+        tools = f", {episodes['tool_calls_mean']:.2f} tool calls/episode" if episodes else ""
+        progress(f"eval {tag}: pass@1 {report['metrics']['pass@k']['1']['value']:.3f} "
+                 f"({time.perf_counter() - t0:.1f}s, {len(report['tasks'])} tasks x {cfg.eval_samples}{tools})")
+        self.evaluations[tag] = report
+        return report
+
+    def evaluate_if_due(self, step: int) -> None:
+        if self.cfg.eval_every and step % self.cfg.eval_every == 0:
+            self.evaluate(f"step{step}")
+
+    def finish(self, algorithm: str, clock: RunClock, history: list[dict], final_model: Path,
+               source: ModelRef) -> dict:
+        """The after-evaluation and the run's report: {summary, before, after, comparison}."""
+        from evals.comparison import compare
+
+        after = self.evaluate("after")  # every rank samples its share of the tasks
+        before = self.evaluations.get("before")
+        summary = {"algorithm": algorithm, "config": dataclasses.asdict(self.cfg), "steps": clock.step,
+                   "train_seconds": round(clock.elapsed(), 1), "final_model": str(final_model),
+                   "backend": self.sampler.backend, "world_size": distributed.world_size(),
+                   "last_metrics": history[-1] if history else None}
+        report = {"summary": summary, "before": before, "after": after, "comparison": None}
+        if before is not None and after is not None:
+            report["comparison"] = compare(before, after)
+        if distributed.is_main():
+            self._write(report, history, f"{algorithm} on {self.cfg.env}, model {source.label}")
+        distributed.barrier()  # no rank ends the run before rank 0 has written it
+        return report
+
+    def _write(self, report: dict, history: list[dict], title: str) -> None:
+        """Rank 0's output: the reward figure, the comparison table and report.json."""
+        from evals.report import format_comparison_table
+
+        plot_rewards(history, self.evaluations, self.out / "rewards.png", title)
+        if report["comparison"] is not None:
+            print(format_comparison_table(report["comparison"]))
+        (self.out / "report.json").write_text(json.dumps(report, indent=1, default=str))
+        progress(f"wrote {self.out / 'report.json'}")

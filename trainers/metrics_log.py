@@ -1,0 +1,69 @@
+"""What a run reports while it trains: `metrics.jsonl` (one JSON object per optimizer step),
+TensorBoard scalars when asked, and a progress line on stderr every `log_every` steps.
+
+Every rank computes its own step metrics; `MetricsLog.record` reduces them over ranks
+(`DataParallel.step_metrics`) and rank 0 alone writes. A resumed run first drops the lines
+logged after its checkpoint (`resume_at`): they will be logged again.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from models import distributed
+from trainers.parallel import DataParallel
+
+
+def progress(*args) -> None:
+    """A progress line on stderr, from rank 0 only (every rank would print the same)."""
+    if distributed.is_main():
+        print(*args, file=sys.stderr, flush=True)
+
+
+class MetricsLog:
+    """`out/metrics.jsonl` and `history`, the metrics logged so far (one dict per step)."""
+
+    def __init__(self, out: Path, dp: DataParallel, *, log_every: int = 10, tensorboard: bool = False):
+        self.path, self.dp, self.log_every = Path(out) / "metrics.jsonl", dp, log_every
+        self.history: list[dict] = []
+        self._tb = None
+        if tensorboard and distributed.is_main():
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._tb = SummaryWriter(str(Path(out) / "tb"))
+
+    def record(self, step: int, elapsed_s: float, metrics: dict) -> dict:
+        """Log one step's metrics (this rank's; reduced over ranks here); the logged dict."""
+        metrics = self.dp.step_metrics(metrics)
+        metrics = {"step": step, "elapsed_s": round(elapsed_s, 3), "world_size": self.dp.world, **metrics}
+        self.history.append(metrics)
+        if not distributed.is_main():
+            return metrics
+        with open(self.path, "a") as f:
+            f.write(json.dumps(metrics) + "\n")
+        if self._tb is not None:
+            for k, v in metrics.items():
+                if isinstance(v, (int, float)):
+                    self._tb.add_scalar(k, v, step)
+        if step % self.log_every == 0 or step == 1:
+            progress(f"step {step:4d}  reward {metrics['reward_mean']:.3f}  pass {metrics['pass_rate']:.3f}  "
+                     f"loss {metrics['loss']:+.4f}  gen {metrics['generation_s']:.2f}s  upd {metrics['update_s']:.2f}s")
+        return metrics
+
+    def resume_at(self, step: int) -> None:
+        """Keep the lines of steps up to `step` (those after it are redone) as the history."""
+        self.history = trim_metrics(self.path, step)
+
+
+def trim_metrics(path: Path, step: int) -> list[dict]:
+    """Drop the lines of metrics.jsonl logged after `step` (they will be redone); the rest.
+    Only rank 0 rewrites the file; every rank gets the kept lines."""
+    if not path.exists():
+        return []
+    lines = [ln for ln in path.read_text().splitlines() if json.loads(ln)["step"] <= step]
+    distributed.barrier()  # every rank has read the file before rank 0 rewrites it
+    if distributed.is_main():
+        path.write_text("".join(ln + "\n" for ln in lines))
+    return [json.loads(ln) for ln in lines]
