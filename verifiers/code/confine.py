@@ -70,12 +70,21 @@ def check_packages(packages) -> tuple[str, ...]:
     return tuple(dict.fromkeys(packages))
 
 
-@functools.lru_cache(maxsize=1)
-def _distributions() -> dict:
-    """Top-level module name -> names of the installed distributions that provide it."""
-    from importlib.metadata import packages_distributions
-
-    return packages_distributions()
+@functools.lru_cache(maxsize=256)
+def _provides(folder: str, dist: str, name: str) -> bool:
+    """Whether the distribution `dist` installed in `folder` provides the top-level package
+    `name` (its `top_level.txt`, else its `RECORD`). Read for the few `*.libs` folders only:
+    `importlib.metadata.packages_distributions()` reads every installed distribution's
+    RECORD, about 0.7 s, which each process would pay before its first sandbox."""
+    for info in glob.glob(os.path.join(folder, f"{glob.escape(dist)}-*.dist-info")):
+        for listing, prefix in (("top_level.txt", ""), ("RECORD", f"{name}/")):
+            try:
+                with open(os.path.join(info, listing), encoding="utf-8") as f:
+                    lines = f.read().splitlines()
+            except OSError:
+                continue
+            return any(line == name if not prefix else line.startswith(prefix) for line in lines)
+    return False
 
 
 def package_paths(packages: tuple[str, ...]) -> tuple[list[str], list[str]]:
@@ -98,10 +107,9 @@ def package_paths(packages: tuple[str, ...]) -> tuple[list[str], list[str]]:
             root = os.path.realpath(root)
             folder = os.path.dirname(root)
             binds.append(root)
-            binds += glob.glob(os.path.join(folder, f"{name}.libs"))
-            # vendored libraries named after the wheel rather than the package (pillow.libs for PIL)
-            for dist in _distributions().get(name, ()):
-                binds += glob.glob(os.path.join(folder, f"{re.sub(r'[-.]+', '_', dist)}.libs"))
+            # vendored libraries: NAME.libs, or named after the wheel (pillow.libs for PIL)
+            binds += [libs for libs in glob.glob(os.path.join(folder, "*.libs"))
+                      if os.path.basename(libs)[:-5] == name or _provides(folder, os.path.basename(libs)[:-5], name)]
             binds += glob.glob(os.path.join(folder, f"{name}-*.dist-info"))
             paths.append(folder)
     return sorted(set(binds)), list(dict.fromkeys(paths))

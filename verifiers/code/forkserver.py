@@ -139,8 +139,8 @@ class ForkServer:
 
     def run(self, req: dict, tmpdir: str | None) -> dict:
         # The judge's part: what the program's process never holds (the tests, the judge's seed).
-        judge = {"tests": req.pop("tests", None), "setup": req.pop("setup", None), "seed": req.pop("seed", None),
-                 "entry_point": req.get("entry_point"), "limits": req["limits"]}
+        judge = {name: req.pop(name, None) for name in ("tests", "tests_code", "setup", "setup_code", "seed")}
+        judge.update(entry_point=req.get("entry_point"), limits=req["limits"])
         req["tmpdir"] = tmpdir
         theirs = {"cand": sample.memfd("cand", json.dumps(req).encode()),
                   "judge": sample.memfd("judge", json.dumps(judge).encode())}

@@ -11,10 +11,10 @@ never executes the program's code:
 
 C sends `{"ready": {"entry": the entry point, "names": its global names}}` once the program
 has run (or `{"failed": {"exc", "msg"}}`), then serves the judge's requests until it hangs
-up. The judge runs the task's trusted `setup` and the tests in a fresh `__main__`, gives the
-names the tests use and do not define themselves (nor the builtins do) the program's values
-(functions and classes as proxies), binds the entry point's name to its proxy and runs
-`check(candidate)`. Only S holds the result pipe, on which it writes `{"passed": true}` after
+up. The judge runs the task's trusted `setup` and the tests in a fresh `__main__` whose
+builtins are followed by the program's globals (`judging.ProgramNames`: a name the tests
+use and neither they nor the builtins define is fetched from the program, functions and
+classes as proxies), binds the entry point's name to its proxy and runs `check(candidate)`. Only S holds the result pipe, on which it writes `{"passed": true}` after
 `check` returned, or a failure report.
 
 Every harness ends its process itself (`os._exit`), so that neither atexit hooks nor
@@ -60,13 +60,21 @@ def _fresh_main() -> dict:
     return module.__dict__
 
 
-def _exec(source: str, filename: str, g: dict) -> types.CodeType:
+def _exec(source: str, filename: str, g: dict, compiled: str | None = None) -> None:
+    """Run `source` in `g`; `compiled` is its code object as the parent compiled it (trusted:
+    the tests and the setup, never the program), marshalled, base64: compiling a prompt with
+    its docstrings costs the judge a few hundred microseconds a sample."""
     import linecache
 
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-    code = compile(source, filename, "exec")
+    if compiled:
+        import binascii
+        import marshal
+
+        code = marshal.loads(binascii.a2b_base64(compiled))
+    else:
+        code = compile(source, filename, "exec")
     exec(code, g)
-    return code
 
 
 def _safe_str(obj, limit: int = 1000) -> str:
@@ -207,15 +215,6 @@ def run_io(server, req: dict) -> None:
 # --------------------------------------------------------------------------- the judge's side
 
 
-def _names_used(code: types.CodeType) -> set:
-    """Every name the code (and the functions in it) may look up: a superset of its globals."""
-    names = set(code.co_names)
-    for const in code.co_consts:
-        if isinstance(const, types.CodeType):
-            names |= _names_used(const)
-    return names
-
-
 def run_judge(req: dict) -> bytes:
     """The judge: wait for the program to be ready, run the setup and the tests, then
     `check(candidate)` against the proxy; return the verdict to write on the result channel."""
@@ -227,20 +226,15 @@ def run_judge(req: dict) -> bytes:
     try:
         candidate, program_names = chan.hello()
         g = _fresh_main()
-        codes = []
-        for where, name in (("setup", "<setup>"), ("tests", "<tests>")):
+        g["__builtins__"] = judging.ProgramNames(chan, program_names)
+        for where in ("setup", "tests"):
             if req.get(where):
-                codes.append(_exec(req[where], name, g))
+                _exec(req[where], f"<{where}>", g, req.get(where + "_code"))
         if "check" not in g:
             raise NameError("the tests do not define check()")
         side.trust(g)
-        entry = req["entry_point"]
-        wanted = set().union(*map(_names_used, codes)) & set(program_names)
-        wanted -= set(g) | set(vars(builtins)) | {entry}
-        if wanted:
-            g.update(chan.program_globals(sorted(wanted)))
-        if entry.isidentifier():
-            g[entry] = candidate
+        if req["entry_point"].isidentifier():
+            g[req["entry_point"]] = candidate
         g["check"](candidate)
         chan.check()
     except judging.Broken as exc:

@@ -168,6 +168,29 @@ class JudgeChannel(channel.Channel):
             raise self.fail("WireError", f"malformed reply: {exc}", "wire") from None
 
 
+class ProgramNames(dict):
+    """The builtins of the tests' module, then the program's globals: a name the tests look up
+    and define nowhere (a helper the program defines, its class `Pair`) is fetched from the
+    program the first time (one request), a proxy for a function or a class. The real builtins
+    come first, so a program's `abs` never replaces the tests' (`LOAD_GLOBAL` reads a dict
+    subclass of builtins through `__missing__`)."""
+
+    def __init__(self, chan: JudgeChannel, names: list):
+        import builtins
+
+        super().__init__(vars(builtins))
+        self._chan, self._names = chan, frozenset(names)
+
+    def __missing__(self, name: str):
+        if name not in self._names:
+            raise KeyError(name)
+        found = self._chan.program_globals([name])
+        if name not in found:
+            raise KeyError(name)
+        self[name] = found[name]
+        return found[name]
+
+
 class JudgeSide:
     """The judge's policy on the channel (see the module docstring)."""
 
@@ -285,14 +308,14 @@ class JudgeSide:
         for i, p in enumerate(sig[0][:256]):
             if type(p) is not list or len(p) < 2 or type(p[0]) is not str or type(p[1]) is not int:
                 raise WireError("malformed parameter")
-            params.append((p[0], p[1]))
+            params.append((p[0][:200], p[1]))
             if len(p) > 2 and type(p[2]) is dict and "$default" in p[2]:
-                defaults[f"_d{i}"] = self._default(p[2]["$default"])
+                defaults[i] = self._default(p[2]["$default"])
             if len(p) > 3:
                 annotations[p[0]] = _annotation(p[3])
         if len(sig) > 1:
             annotations["return"] = _annotation(sig[1])
-        return proxies.signature_function(name, params, defaults, annotations)
+        return proxies.LazySignature(params, defaults, annotations)
 
     def _default(self, tree):
         if type(tree) is dict and list(tree) == ["$repr"] and type(tree["$repr"]) is str:

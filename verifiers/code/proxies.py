@@ -6,7 +6,7 @@ channel (`channel.py`) as plain data and comes back through the strict decoder:
 
 * a program function (the entry point, a helper the tests call): a real function of the same
   name and docstring whose calls cross; `inspect.signature` gives the program's signature
-  (`__wrapped__` is a function compiled from the parameter names, checked to be identifiers);
+  (`__wrapped__` is a `LazySignature`: names, kinds, plain defaults, builtin annotations);
 * a program class: a class of the same name (metaclass `RemoteClass`): calling it constructs
   the object in the program's process; its attributes and static methods are read there;
   `isinstance` and `issubclass` follow the program's class tree;
@@ -20,7 +20,6 @@ channel (`channel.py`) as plain data and comes back through the strict decoder:
 
 from __future__ import annotations
 
-import keyword
 import threading
 
 try:
@@ -191,32 +190,27 @@ def function(handle: int, name: str, doc, signature):
     return proxy
 
 
-def signature_function(name: str, params: list, defaults: dict, annotations: dict):
-    """A do-nothing function with the program's parameters, for `inspect.signature`; None if
-    they are not a valid parameter list. Names must be identifiers, so compiling them runs
-    nothing; default values are bound by name (`_d0`, ...), not written into the source."""
-    parts, kinds, ns = [], [], dict(defaults)
-    for i, (pname, kind) in enumerate(params):
-        if not (isinstance(pname, str) and pname.isidentifier() and not keyword.iskeyword(pname)) or kind not in range(5):
-            return None
-        if kinds and kind < kinds[-1] or kind in (2, 4) and kind in kinds:
-            return None
-        if kind == 3 and 2 not in kinds and "*" not in parts:
-            parts.append("*")
-        if kind != 0 and 0 in kinds and "/" not in parts:
-            parts.append("/")
-        parts.append({2: "*", 4: "**"}.get(kind, "") + pname + (f"=_d{i}" if f"_d{i}" in ns else ""))
-        kinds.append(kind)
-    if kinds and kinds[-1] == 0:
-        parts.append("/")
-    fname = name if name.isidentifier() and not keyword.iskeyword(name) else "candidate"
-    try:
-        exec(compile(f"def {fname}({', '.join(parts)}):\n    pass\n", "<signature>", "exec"), ns)
-    except SyntaxError:
-        return None
-    fn = ns[fname]
-    fn.__annotations__ = annotations
-    return fn
+class LazySignature:
+    """What `inspect.signature(proxy)` finds behind `__wrapped__`: the program's parameters, made
+    into an `inspect.Signature` only when asked (the tests that ask have imported inspect; the
+    others should not pay for it). Names that are not a valid parameter list give
+    `(*args, **kwargs)`: they came from the program."""
+
+    def __init__(self, params: list, defaults: dict, annotations: dict):
+        self.params, self.defaults, self.annotations = params, defaults, annotations
+
+    @property
+    def __signature__(self):
+        import inspect
+
+        p = inspect.Parameter
+        try:
+            return inspect.Signature(
+                [p(name, kind, default=self.defaults.get(i, p.empty), annotation=self.annotations.get(name, p.empty))
+                 for i, (name, kind) in enumerate(self.params)],
+                return_annotation=self.annotations.get("return", inspect.Signature.empty))
+        except (ValueError, TypeError):
+            return inspect.Signature([p("args", p.VAR_POSITIONAL), p("kwargs", p.VAR_KEYWORD)])
 
 
 class Default:

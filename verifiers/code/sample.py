@@ -112,6 +112,7 @@ def _supervise(server, fds: dict) -> None:
     info, libc, jail = fds["info"], server.libc, server.jail
     try:
         _say(info, f"S {os.getpid()}")
+        clean_tmp(server)
         req = json.loads(_read_all(fds["cand"]))
         oom = _oom_kills(server.oom_counter)
         judging = req["mode"] == "assert"
@@ -136,6 +137,7 @@ def _supervise(server, fds: dict) -> None:
             os.close(replies[1])
             verdict = _judge(server, fds, calls[1], replies[0])
             write_all(fds["res"], verdict)
+            clean_tmp(server)
             for fd in (RESULT_FD, CALLS_FD, REPLY_FD):  # hanging up ends the program's harness
                 os.close(fd)
         os.close(fds["res"])
@@ -185,29 +187,40 @@ def _fork_holder(server, req: dict, fds: dict, program_fds: dict, judge_ends: tu
 
 def _judge(server, fds: dict, calls: int, replies: int) -> bytes:
     """S as the judge, once the program's process is started: read the tests (never read
-    before C was forked, so C cannot hold them), take a private /tmp, confine, run
-    `check(proxy)`."""
+    before C was forked, so C cannot hold them), confine, run `check(proxy)`. Its working
+    directory is the worker's /tmp (`clean_tmp`)."""
     req = json.loads(_read_all(fds["judge"]))
     for target, fd in ((CALLS_FD, _high(calls)), (REPLY_FD, _high(replies))):
         os.dup2(fd, target)
         os.close(fd)
     os.dup2(fds["res"], RESULT_FD)  # unused by the judge; kept so that 3-5 are the channel's
-    if server.isolate:
-        _private_tmp(server, req["limits"])
     _confine(server, req, "judge")
     return server.harness.run_judge(req)
 
 
-def _private_tmp(server, limits: dict) -> None:
-    """The judge's own writable /tmp and /dev/shm (tmpfs, `tmp_size_mb` each, gone with it): a
-    user and mount namespace of its own, as the program has (`jail.enter_private_namespaces`)."""
-    jail, libc = server.jail, server.libc
-    outer = os.getuid(), os.getgid()
-    jail.check(libc.unshare(jail.CLONE_NEWUSER | jail.CLONE_NEWNS), "unshare(user, mount)")
-    jail.map_ids(libc, *outer)
-    options = f"size={limits['tmp_bytes']},nr_inodes=16384,mode=1777".encode()
-    for target in (b"/tmp", b"/dev/shm"):
-        jail.check(libc.mount(b"tmpfs", target, b"tmpfs", jail.MS_NOSUID | jail.MS_NODEV, options), f"mount {target}")
+def clean_tmp(server) -> None:
+    """Empty the worker's /tmp, which only the judges see (each program has a private tmpfs over
+    it): before each sample (a judge that was killed leaves its files) and after each judge,
+    so that every judge starts with an empty /tmp and its files do not count against the next
+    sample's memory. A shared tmpfs, cleaned, costs far less than a mount namespace a sample."""
+    if not server.isolate:
+        return  # the unsafe mode's judge works in its own scratch folder
+    try:
+        names = os.listdir("/tmp")
+    except OSError:
+        return
+    if names:
+        import shutil
+
+        for name in names:
+            path = os.path.join("/tmp", name)
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                try:
+                    os.unlink(path)
+                except OSError:
+                    pass
 
 
 def _high(fd: int) -> int:

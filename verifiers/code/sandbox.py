@@ -39,6 +39,8 @@ end them); it never runs program code.
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import json
 import math
 import os
@@ -46,6 +48,7 @@ import queue
 import secrets
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -167,11 +170,35 @@ def bwrap_path() -> str | None:
 
 
 def _files() -> list[tuple[str, str]]:
-    return [(os.path.join(_HERE, f"{name}.py"), f"/sandbox/{name}.py") for name in FILES]
+    files = [(os.path.join(_HERE, f"{name}.py"), f"/sandbox/{name}.py") for name in FILES]
+    if _bytecode_cached():  # the fork server loads them with their bytecode, not compiling 3,000 lines
+        files.append((os.path.join(_HERE, "__pycache__"), "/sandbox/__pycache__"))
+    return files
 
 
-def sandbox_command(bwrap: str, packages: tuple[str, ...] = (), memcg: str | None = None) -> tuple[list[str], dict]:
-    """The bwrap command line of one worker, and the worker's config."""
+@functools.lru_cache(maxsize=1)
+def _bytecode_cached() -> bool:
+    """Write the standard bytecode cache of the files in `FILES` where it is missing or stale
+    (as an import would; the parent imports only some of them), so that every worker's fork
+    server finds it beside them (bound read-only; Python checks it against the sources'
+    modification times and sizes, and compiles a stale one in memory)."""
+    import py_compile
+
+    for name in FILES:
+        source = os.path.join(_HERE, f"{name}.py")
+        cached = importlib.util.cache_from_source(source)
+        try:
+            if not os.path.exists(cached) or os.path.getmtime(cached) < os.path.getmtime(source):
+                py_compile.compile(source, cfile=cached, doraise=True)
+        except (OSError, py_compile.PyCompileError):
+            pass  # a read-only installation: the fork server compiles what it lacks
+    return os.path.isdir(os.path.join(_HERE, "__pycache__"))
+
+
+def sandbox_command(bwrap: str, packages: tuple[str, ...] = (), memcg: str | None = None,
+                    tmp_bytes: int = 64 << 20) -> tuple[list[str], dict]:
+    """The bwrap command line of one worker, and the worker's config. Its /tmp is a tmpfs of
+    `tmp_bytes` that only the judges write (each program has its own over it, `jail.py`)."""
     python, binds, hidden = interpreter()
     extra, paths = package_paths(packages)
     argv = [bwrap, "--ro-bind", "/usr", "/usr"]
@@ -200,7 +227,9 @@ def sandbox_command(bwrap: str, packages: tuple[str, ...] = (), memcg: str | Non
         argv += ["--ro-bind", source, target]
     if memcg:  # read-only: the fork server reads its OOM-kill counter
         argv += ["--ro-bind", memcg, "/sandbox/memcg"]
-    argv += ["--dev", "/dev", "--proc", "/proc", "--dir", "/tmp", "--unshare-ipc", "--unshare-pid", "--unshare-net",
+    size = ["--size", str(int(tmp_bytes))] if _bwrap_has_size(bwrap) else []
+    argv += ["--dev", "/dev", "--proc", "/proc", "--perms", "1777", *size, "--tmpfs", "/tmp",
+             "--unshare-ipc", "--unshare-pid", "--unshare-net",
              "--unshare-uts", "--unshare-cgroup-try", "--new-session", "--clearenv", "--chdir", "/"]
     for key, value in _ENV.items():
         argv += ["--setenv", key, value]
@@ -212,6 +241,15 @@ def sandbox_command(bwrap: str, packages: tuple[str, ...] = (), memcg: str | Non
     argv += ["--remount-ro", "/", "--", python, *_PY_FLAGS, "-c", _BOOT, "/sandbox/forkserver.py"]
     return argv, {"isolate": True, "uid": SANDBOX_UID if root else None, "paths": list(shown.values()),
                   "memcg": "/sandbox/memcg" if memcg else None}
+
+
+@functools.lru_cache(maxsize=4)
+def _bwrap_has_size(bwrap: str) -> bool:
+    """bwrap 0.8 and later cap a tmpfs with `--size`; older ones leave it at the kernel's default."""
+    try:
+        return "--size" in subprocess.run([bwrap, "--help"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return False
 
 
 PACKAGES_ROOT = "/opt/verirl-packages"  # inside the sandbox: one numbered folder per site-packages folder
@@ -236,8 +274,10 @@ def unsafe_command(packages: tuple[str, ...] = (), memcg: str | None = None) -> 
 _PY_FLAGS = ("-S", "-s", "-B", "-X", "utf8")
 # Run the fork server's file without putting its folder (or the working directory) on sys.path:
 # the programs would find the modules next to it under plain names (`wire`, `jail`).
+# Its code comes through the loader, which uses the bytecode cache bound beside it (`_files`).
 _BOOT = ("import sys; del sys.path[0]; sys.argv = sys.argv[1:]; p = sys.argv[0]; "
-         "exec(compile(open(p).read(), p, 'exec'), {'__name__': '__main__', '__file__': p})")
+         "from importlib.machinery import SourceFileLoader as L; "
+         "exec(L('forkserver', p).get_code('forkserver'), {'__name__': '__main__', '__file__': p})")
 # One thread for numerical libraries (numpy's OpenBLAS starts one per core at import): the
 # process limit counts threads, and a sample has one core's worth of time.
 _ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "PYTHONHASHSEED": "0", "HOME": "/tmp",
@@ -347,12 +387,12 @@ class SandboxPool:
     def memory_mode(self) -> str:
         return self.memory.mode
 
-    def _start(self) -> _Worker:
+    def _start(self, limits: Limits) -> _Worker:
         memcg = self.memory.make(self.tag)
         if self.unsafe:
             argv, cfg = unsafe_command(self.packages, memcg)
         else:
-            argv, cfg = sandbox_command(self.bwrap, self.packages, memcg)
+            argv, cfg = sandbox_command(self.bwrap, self.packages, memcg, int(limits.tmp_size_mb * (1 << 20)))
         try:
             return _Worker(self.memory.enter(memcg, argv),
                            {**cfg, "tag": self.tag, "preload": list(self.preload), "env": self.env}, memcg)
@@ -367,7 +407,7 @@ class SandboxPool:
         slot: _Worker | None = self._idle.get()
         try:
             if slot is None:
-                slot = self._start()
+                slot = self._start(limits)
             cgroup = slot.memcg is not None
             if cgroup and slot.memory_mb != limits.memory_mb:
                 try:

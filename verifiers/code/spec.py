@@ -19,9 +19,11 @@ define a helper that sees the test's input and answer with it.
 from __future__ import annotations
 
 import ast
+import binascii
 import functools
 import hashlib
 import hmac
+import marshal
 import re
 
 from verifiers.base import Task, VerifierError
@@ -157,3 +159,16 @@ def judge_seed(secret: bytes, program: str, spec: dict) -> str:
     fixed seed would let it replay the judge's generator instead of solving the task."""
     sample = "\0".join((program, spec["code"], spec["entry_point"])).encode("utf-8", "surrogatepass")
     return hmac.new(secret, sample, hashlib.sha256).hexdigest()[:32]
+
+
+@functools.lru_cache(maxsize=4096)
+def compiled(source: str | None, filename: str) -> str | None:
+    """Trusted code (tests, setup) compiled once here for every judge that runs it: its code
+    object, marshalled and base64 (the sandbox runs this same interpreter); None if it does not
+    compile, in which case the judge compiles it and reports the error."""
+    if not source:
+        return None
+    try:
+        return binascii.b2a_base64(marshal.dumps(compile(source, filename, "exec")), newline=False).decode()
+    except (SyntaxError, ValueError):
+        return None

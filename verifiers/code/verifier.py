@@ -40,7 +40,7 @@ from verifiers.code.canonical import canonical
 from verifiers.code.confine import check_packages, default_packages
 from verifiers.code.memory import check_mode
 from verifiers.code.sandbox import Execution, Limits, SandboxPool, check_workers
-from verifiers.code.spec import judge_seed, judge_setup, parse_tests
+from verifiers.code.spec import compiled, judge_seed, judge_setup, parse_tests
 from verifiers.code.wire import WireError, loads, to_wire
 
 __all__ = ["CodeVerifier", "match_output", "parse_tests", "same_value"]
@@ -229,8 +229,10 @@ class CodeVerifier(Verifier):
         return "error", f"the program exited with code {ex.exit_code}"
 
     def _judge_assert(self, program: str, spec: dict) -> Verdict:
+        setup = judge_setup(spec, program)
         ex = self.pool.run({"mode": "assert", "program": program, "tests": spec["code"],
-                            "setup": judge_setup(spec, program), "entry_point": spec["entry_point"],
+                            "tests_code": compiled(spec["code"], "<tests>"), "setup": setup,
+                            "setup_code": compiled(setup, "<setup>"), "entry_point": spec["entry_point"],
                             "seed": judge_seed(self._secret, program, spec), "judge_threads": spec["threads"]},
                            self.limits)
         if ex.supervisor_lost:  # the judge hit its own limits (a huge value to compare, say)
