@@ -23,9 +23,9 @@ requests (a callback from the program, a call of the candidate from that callbac
 
 from __future__ import annotations
 
+import _thread
 import os
 import struct
-import threading
 from collections import OrderedDict, defaultdict, deque
 
 try:
@@ -87,7 +87,7 @@ class Channel:
     def __init__(self, send_fd: int, recv_fd: int, side, limits: dict, dumps):
         self.send_fd, self.recv_fd, self.side, self.dumps = send_fd, recv_fd, side, dumps
         self.max_bytes, self.max_depth = int(limits["reply_bytes"]), int(limits["max_depth"])
-        self.lock = threading.RLock()  # one exchange at a time; a nested one in the same thread
+        self.lock = _thread.RLock()  # one exchange at a time; a nested one in the same thread
         self.hosted: dict = {}          # handle -> object hosted for the other side
         self.handles: dict = {}         # id(object) -> handle
         self.epoch = 0                  # counts exchanges that ran the other side's code
@@ -188,11 +188,8 @@ class Channel:
 
     def serve_call(self, msg: dict) -> dict:
         target = self.hosted_object(msg)
-        dec = self.decoder()
-        args = dec.items(msg.get("a"), 0, "arguments")
-        kwargs = {k: dec.decode(v) for k, v in _pairs(msg.get("k"))}
-        objects = dec.objects
-        before = [self.encoder(objects).body(o) for o in objects]
+        args, kwargs, objects = wire.room(self._arguments, self.max_depth, msg)
+        before = [snapshot(o, self.side) for o in objects]
         value, exc = None, None
         try:
             fn = target if msg["op"] == "call" else getattr(target, str(msg.get("name")))
@@ -200,8 +197,17 @@ class Channel:
         except BaseException as error:  # noqa: BLE001 - it crosses to the caller
             exc = error
         self.side.after_code()
+        return wire.room(self._reply, self.max_depth, objects, before, value, exc)
+
+    def _arguments(self, msg: dict) -> tuple[list, dict, list]:
+        dec = self.decoder()
+        args = dec.items(msg.get("a"), 0, "arguments")
+        kwargs = {k: dec.decode(v) for k, v in _pairs(msg.get("k"))}
+        return args, kwargs, dec.objects
+
+    def _reply(self, objects: list, before: list, value, exc: BaseException | None) -> dict:
         enc = self.encoder(objects)
-        changes = [[n, body] for n, body in enumerate(enc.body(o) for o in objects) if body != before[n]]
+        changes = [[n, enc.body(o)] for n, o in enumerate(objects) if snapshot(o, self.side) != before[n]]
         if exc is None:
             try:
                 return {"ok": enc.encode(value), "m": changes}
@@ -259,6 +265,23 @@ def _pairs(body) -> list:
     if type(body) is not list or not all(type(p) is list and len(p) == 2 and type(p[0]) is str for p in body):
         raise WireError("malformed keyword arguments")
     return body
+
+
+def snapshot(obj, side):
+    """What tells whether a call changed a numbered container: its contents, one level deep
+    (a nested container is numbered and has its own), compared after the call by identity
+    first, then `==` (C's lists, dicts and tuples do both in one pass)."""
+    if isinstance(obj, (list, deque)):
+        return list(list.__iter__(obj) if isinstance(obj, list) else deque.__iter__(obj))
+    if isinstance(obj, dict):
+        return getattr(obj, "default_factory", None), list(dict.items(obj))
+    if isinstance(obj, set):
+        return set(set.__iter__(obj))
+    if isinstance(obj, bytearray):
+        return bytes(obj)
+    if type(obj).__name__ == "ndarray":
+        return obj.shape, obj.dtype.str, obj.tobytes()
+    return list(side.state(obj).items())
 
 
 def restore(obj, new, side) -> None:

@@ -140,7 +140,7 @@ class ForkServer:
     def run(self, req: dict, tmpdir: str | None) -> dict:
         # The judge's part: what the program's process never holds (the tests, the judge's seed).
         judge = {name: req.pop(name, None) for name in ("tests", "tests_code", "setup", "setup_code", "seed")}
-        judge.update(entry_point=req.get("entry_point"), limits=req["limits"])
+        judge.update(entry_point=req.get("entry_point"), limits=req["limits"], tmpdir=tmpdir)
         req["tmpdir"] = tmpdir
         theirs = {"cand": sample.memfd("cand", json.dumps(req).encode()),
                   "judge": sample.memfd("judge", json.dumps(judge).encode())}
@@ -148,7 +148,8 @@ class ForkServer:
         theirs.update({name: w for name, (_, w) in pipes.items()})
         start = time.monotonic()
         try:
-            socket.send_fds(self.zygote, [b"S"], [theirs[name] for name in sample.FDS])
+            flags = f"S {req['mode']} {int(bool(req.get('judge_threads')))}".encode()  # all S needs of the request
+            socket.send_fds(self.zygote, [flags], [theirs[name] for name in sample.FDS])
         finally:
             for fd in theirs.values():
                 os.close(fd)

@@ -24,9 +24,11 @@ the program does not answer or report in its name (`_own`).
 
 from __future__ import annotations
 
+import binascii
 import builtins
 import itertools
 import json
+import marshal
 import os
 import sys
 import traceback
@@ -68,9 +70,6 @@ def _exec(source: str, filename: str, g: dict, compiled: str | None = None) -> N
 
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
     if compiled:
-        import binascii
-        import marshal
-
         code = marshal.loads(binascii.a2b_base64(compiled))
     else:
         code = compile(source, filename, "exec")

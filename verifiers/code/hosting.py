@@ -260,6 +260,8 @@ class ProgramSide:
     def restore_object(self, obj, new) -> None:
         set_state(obj, state(new))
 
+    state = staticmethod(state)
+
     def rebuild(self, dec, desc: dict) -> BaseException:
         """The judge's exception (raised in a callback) as one the program can catch."""
         cls = self._exception_class(desc.get("c"))

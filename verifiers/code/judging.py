@@ -416,6 +416,8 @@ class JudgeSide:
         hosting.set_state(obj, {k: v for k, v in values.items() if type(k) is str})
         return obj
 
+    state = staticmethod(hosting.state)
+
     def restore_object(self, obj, new) -> None:
         if type(new) is not type(obj):
             raise WireError("malformed mutation: another type")

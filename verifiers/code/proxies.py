@@ -20,7 +20,7 @@ channel (`channel.py`) as plain data and comes back through the strict decoder:
 
 from __future__ import annotations
 
-import threading
+import _thread
 
 try:
     import _sandbox_hosting as hosting  # in the sandbox: loaded by path by the fork server
@@ -29,7 +29,7 @@ except ImportError:  # pragma: no cover - imported from the package
 
 OPERATORS = hosting.OPERATORS
 _CHANNEL: list = [None]   # the judge's channel: one per judge process (`use`)
-_COMPARING = threading.local()
+_COMPARING = _thread._local()
 
 
 def use(chan) -> None:

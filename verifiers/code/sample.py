@@ -82,7 +82,7 @@ def _spare(server, sock: socket.socket, took: int) -> None:
     os.setsid()  # kill(0, ...) from a sample reaches its own group, never the fork server
     server.jail.become(server.cfg.get("uid"))
     try:
-        msg, fds, _, _ = socket.recv_fds(sock, 16, len(FDS))
+        msg, fds, _, _ = socket.recv_fds(sock, 64, len(FDS))
     except OSError:
         os._exit(0)
     if not msg or len(fds) != len(FDS):
@@ -90,7 +90,8 @@ def _spare(server, sock: socket.socket, took: int) -> None:
     os.write(took, b"S")
     os.close(took)
     sock.close()
-    _supervise(server, dict(zip(FDS, fds)))
+    _, mode, threads = msg.decode().split()  # the request's mode and whether its tests start threads
+    _supervise(server, dict(zip(FDS, fds)), mode, threads == "1")
 
 
 def _say(fd: int, line: str) -> None:
@@ -105,32 +106,33 @@ def _read_all(fd: int) -> bytes:
     return b"".join(chunks)
 
 
-def _supervise(server, fds: dict) -> None:
-    """S: set the sample up, start the program, judge it (`assert`), wait for it, report."""
+def _supervise(server, fds: dict, mode: str, threads: bool) -> None:
+    """S: set the sample up, start the program, judge it (`assert`), wait for it, report. S
+    never reads the candidate's part (the program reads it): what it parses before the fork
+    would be copied again by both processes' first writes."""
     # Above every descriptor number the children will set (0-5), so that no dup2 clobbers one.
     fds = {name: _high(fd) for name, fd in fds.items()}
     info, libc, jail = fds["info"], server.libc, server.jail
     try:
         _say(info, f"S {os.getpid()}")
         clean_tmp(server)
-        req = json.loads(_read_all(fds["cand"]))
         oom = _oom_kills(server.oom_counter)
-        judging = req["mode"] == "assert"
+        judging = mode == "assert"
         if judging:
             calls, replies = os.pipe(), os.pipe()
             program_fds = {RESULT_FD: replies[1], CALLS_FD: calls[0]}
         else:
             program_fds = {RESULT_FD: fds["res"]}
-        if judging and server.isolate and req.get("judge_threads"):
-            c = _fork_holder(server, req, fds, program_fds, (calls[1], replies[0]))
+        if judging and server.isolate and threads:
+            c = _fork_holder(server, fds, program_fds, (calls[1], replies[0]))
         else:
             if server.isolate:
                 jail.enter_pid_namespace(libc)  # for C; S itself stays where C cannot see it
             c = os.fork()
             if c == 0:
-                _start(server, req, fds, program_fds)
+                _start(server, fds, program_fds)
             _say(info, f"C {c}")
-        for name in ("out", "err"):
+        for name in ("out", "err", "cand"):
             os.close(fds[name])
         if judging:
             os.close(calls[0])
@@ -152,7 +154,7 @@ def _supervise(server, fds: dict) -> None:
     os._exit(0)
 
 
-def _fork_holder(server, req: dict, fds: dict, program_fds: dict, judge_ends: tuple) -> int:
+def _fork_holder(server, fds: dict, program_fds: dict, judge_ends: tuple) -> int:
     """For a judge: fork H, which enters a new pid namespace, forks C as its init, waits for it
     and ends the way C ended (its exit code, or its signal), so that S's `wait4` on H sees
     C's status and, with H's few instructions, C's CPU time. The judge cannot enter the pid
@@ -167,9 +169,10 @@ def _fork_holder(server, req: dict, fds: dict, program_fds: dict, judge_ends: tu
         server.jail.enter_pid_namespace(server.libc)
         c = os.fork()
         if c == 0:
-            _start(server, req, fds, program_fds)
+            _start(server, fds, program_fds)
         _say(fds["info"], f"C {c}")
-        for fd in (*program_fds.values(), *judge_ends, fds["judge"], fds["res"], fds["out"], fds["err"], fds["info"]):
+        for fd in (*program_fds.values(), *judge_ends, fds["judge"], fds["res"], fds["out"], fds["err"], fds["info"],
+                   fds["cand"]):
             os.close(fd)  # hang-ups reach each side when the other goes (S's end too): H holds none open
         _, status, _ = os.wait4(c, 0)
     except OSError as exc:
@@ -249,10 +252,12 @@ def _oom_kills(counter: int) -> int:
     return 0
 
 
-def _start(server, req: dict, fds: dict, channel: dict) -> None:
-    """C: take the sample's pipes, confine, run the program's harness; never returns."""
+def _start(server, fds: dict, channel: dict) -> None:
+    """C: read the candidate's part of the request, take the sample's pipes, confine, run the
+    program's harness; never returns."""
     info = fds["info"]
     try:
+        req = json.loads(_read_all(fds["cand"]))
         os.setsid()  # its own process group: kill(0, ...) from the program cannot reach S
         os.dup2(fds["out"], 1)
         os.dup2(fds["err"], 2)

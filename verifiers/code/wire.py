@@ -36,6 +36,7 @@ parent compares results in `canonical.py`'s form instead of decoding them.
 from __future__ import annotations
 
 import builtins
+import functools
 import json
 import math
 import re
@@ -257,6 +258,7 @@ def decode(tree, max_depth: int = MAX_DEPTH):
 from_wire = decode  # the older name
 
 
+@functools.lru_cache(maxsize=1)
 def _decoder():
     try:
         import _sandbox_decoder as module  # in the sandbox, loaded by path by the fork server
