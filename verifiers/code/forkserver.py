@@ -98,12 +98,15 @@ class ForkServer:
         for name in PRELOAD + tuple(cfg.get("preload") or ()):
             __import__(name)
         self.wire, self.jail = _load("wire"), _load("jail")
-        for name in ("decoder", "channel", "hosting", "proxies", "judging"):  # what the harness imports
+        for name in ("decoder", "channel", "hosting", "proxies", "judging", "judge_side"):  # what the harness imports
             _load(name)
         self.harness = _load("harness")
         bpf = self.jail.seccomp_filter() if self.isolate else None
         self.seccomp = None if bpf is None else ctypes.create_string_buffer(bpf, len(bpf))
         self.oom_counter = sample.open_oom_counter(cfg.get("memcg"))
+        # The compiler's AST types are made on the first compile() of a process: here, once, and
+        # not in every program's process (the modules above came from their bytecode cache).
+        compile("pass", "<warm>", "exec")
         gc.collect()
         gc.freeze()  # the children's collections skip these objects: fewer copy-on-write faults
         self.zygote, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -139,7 +142,7 @@ class ForkServer:
 
     def run(self, req: dict, tmpdir: str | None) -> dict:
         # The judge's part: what the program's process never holds (the tests, the judge's seed).
-        judge = {name: req.pop(name, None) for name in ("tests", "tests_code", "setup", "setup_code", "seed")}
+        judge = {name: req.pop(name, None) for name in ("tests", "tests_code", "setup", "setup_code", "seed", "prefetch")}
         judge.update(entry_point=req.get("entry_point"), limits=req["limits"], tmpdir=tmpdir)
         req["tmpdir"] = tmpdir
         theirs = {"cand": sample.memfd("cand", json.dumps(req).encode()),

@@ -37,14 +37,16 @@ import types
 try:  # in the sandbox: loaded by path by the fork server
     import _sandbox_channel as channel
     import _sandbox_hosting as hosting
+    import _sandbox_judge_side as judge_side
     import _sandbox_judging as judging
     import _sandbox_proxies as proxies
     import _sandbox_wire as wire
 except ImportError:  # pragma: no cover - imported from the package
-    from verifiers.code import channel, hosting, judging, proxies, wire
+    from verifiers.code import channel, hosting, judge_side, judging, proxies, wire
 
 RESULT_FD, CALLS_FD, REPLY_FD = 3, 4, 5
 MAX_NAMES = 10_000     # global names of the program the judge hears of
+PROGRAM_BUSY = [False]  # the judge left calls sent ahead unanswered (see `run_judge`)
 
 _dumps = json.dumps     # the harness's own references, taken before any program runs
 _exit = os._exit
@@ -218,7 +220,7 @@ def run_judge(req: dict) -> bytes:
     """The judge: wait for the program to be ready, run the setup and the tests, then
     `check(candidate)` against the proxy; return the verdict to write on the result channel."""
     limits = req["limits"]
-    side = judging.JudgeSide(limits)
+    side = judge_side.JudgeSide(limits)
     chan = side.chan = judging.JudgeChannel(CALLS_FD, REPLY_FD, side, limits, _dumps)
     proxies.use(chan)
     where = "program"
@@ -234,7 +236,12 @@ def run_judge(req: dict) -> bytes:
         side.trust(g)
         if req["entry_point"].isidentifier():
             g[req["entry_point"]] = candidate
-        g["check"](candidate)
+        if req.get("prefetch") and isinstance(candidate, (types.FunctionType, proxies.RemoteClass)):
+            chan.pipeline(side.handles[id(candidate)], req["prefetch"])
+        try:
+            g["check"](candidate)
+        finally:
+            PROGRAM_BUSY[0] = bool(chan.pending)  # calls sent ahead and not needed: S ends the program
         chan.check()
     except judging.Broken as exc:
         return _dumps(chan.broken[0] if chan.broken else exc.report).encode()

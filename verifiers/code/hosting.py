@@ -16,7 +16,8 @@ What crosses to the judge (`encode_hook`), besides plain data:
 
 Ops it serves beyond `call`, `method` and `next`: `get`/`set` an attribute, `state` (the
 attribute values of an object and of the program objects they reach, for the judge's cache),
-`globals` (the program's values of names the tests use), `trust` (the judge's class names).
+`globals` (the program's values of names the tests use), `signature` (of a function, for
+`inspect.signature`), `trust` (the judge's class names).
 """
 
 from __future__ import annotations
@@ -148,10 +149,7 @@ class ProgramSide:
         doc = getattr(fn, "__doc__", None)
         if isinstance(doc, str):
             desc["doc"] = doc[:self.limits["message_chars"]]
-        signature = self.signature(fn)
-        if signature is not None:
-            desc["sig"] = signature
-        return desc
+        return desc  # its signature only when the judge asks (`signature` op): reading it costs
 
     def signature(self, fn) -> list | None:
         """[[name, kind (0-4, as inspect's), default?, annotation?], ...], read from the code
@@ -307,6 +305,8 @@ class ProgramSide:
             return {"ok": [[n, enc.encode(self.globals[n])] for n in names]}
         if op == "state":
             return {"ok": self._states(chan, chan.hosted_object(msg))}
+        if op == "signature":
+            return {"ok": self.signature(chan.hosted_object(msg))}
         try:
             obj = chan.hosted_object(msg)
             if op == "get":

@@ -6,7 +6,8 @@ channel (`channel.py`) as plain data and comes back through the strict decoder:
 
 * a program function (the entry point, a helper the tests call): a real function of the same
   name and docstring whose calls cross; `inspect.signature` gives the program's signature
-  (`__wrapped__` is a `LazySignature`: names, kinds, plain defaults, builtin annotations);
+  (`__wrapped__` is a `LazySignature`, fetched on first use: names, kinds, plain defaults,
+  builtin annotations);
 * a program class: a class of the same name (metaclass `RemoteClass`): calling it constructs
   the object in the program's process; its attributes and static methods are read there;
   `isinstance` and `issubclass` follow the program's class tree;
@@ -191,24 +192,25 @@ def function(handle: int, name: str, doc, signature):
 
 
 class LazySignature:
-    """What `inspect.signature(proxy)` finds behind `__wrapped__`: the program's parameters, made
-    into an `inspect.Signature` only when asked (the tests that ask have imported inspect; the
-    others should not pay for it). Names that are not a valid parameter list give
-    `(*args, **kwargs)`: they came from the program."""
+    """What `inspect.signature(proxy)` finds behind `__wrapped__`: the program's parameters,
+    asked of the program and made into an `inspect.Signature` only when a test asks (the tests
+    that ask have imported inspect; the others pay nothing). Names that are not a valid
+    parameter list give `(*args, **kwargs)`: they came from the program."""
 
-    def __init__(self, params: list, defaults: dict, annotations: dict):
-        self.params, self.defaults, self.annotations = params, defaults, annotations
+    def __init__(self, fetch):
+        self._fetch = fetch  # -> (params [(name, kind)], defaults {position: value}, annotations)
 
     @property
     def __signature__(self):
         import inspect
 
         p = inspect.Parameter
+        params, defaults, annotations = self._fetch()
         try:
             return inspect.Signature(
-                [p(name, kind, default=self.defaults.get(i, p.empty), annotation=self.annotations.get(name, p.empty))
-                 for i, (name, kind) in enumerate(self.params)],
-                return_annotation=self.annotations.get("return", inspect.Signature.empty))
+                [p(name, kind, default=defaults.get(i, p.empty), annotation=annotations.get(name, p.empty))
+                 for i, (name, kind) in enumerate(params)],
+                return_annotation=annotations.get("return", inspect.Signature.empty))
         except (ValueError, TypeError):
             return inspect.Signature([p("args", p.VAR_POSITIONAL), p("kwargs", p.VAR_KEYWORD)])
 

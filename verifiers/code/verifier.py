@@ -40,7 +40,7 @@ from verifiers.code.canonical import canonical
 from verifiers.code.confine import check_packages, default_packages
 from verifiers.code.memory import check_mode
 from verifiers.code.sandbox import Execution, Limits, SandboxPool, check_workers
-from verifiers.code.spec import compiled, judge_seed, judge_setup, parse_tests
+from verifiers.code.spec import compiled, judge_seed, judge_setup, parse_tests, prefetch_calls
 from verifiers.code.wire import WireError, loads, to_wire
 
 __all__ = ["CodeVerifier", "match_output", "parse_tests", "same_value"]
@@ -233,7 +233,8 @@ class CodeVerifier(Verifier):
         ex = self.pool.run({"mode": "assert", "program": program, "tests": spec["code"],
                             "tests_code": compiled(spec["code"], "<tests>"), "setup": setup,
                             "setup_code": compiled(setup, "<setup>"), "entry_point": spec["entry_point"],
-                            "seed": judge_seed(self._secret, program, spec), "judge_threads": spec["threads"]},
+                            "seed": judge_seed(self._secret, program, spec), "judge_threads": spec["threads"],
+                            "prefetch": [] if spec["threads"] else prefetch_calls(spec["code"])},
                            self.limits)
         if ex.supervisor_lost:  # the judge hit its own limits (a huge value to compare, say)
             return self._verdict(spec, "error", "the judge ended without a report (its CPU or memory limit)", ex=ex)
