@@ -30,6 +30,7 @@ REFUSED = ("verifiers", "envs", "data", "evals", "trainers", "models", "sampling
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
+@functools.lru_cache(maxsize=1)
 def interpreter() -> tuple[str, list[str], list[str]]:
     """(the interpreter, the paths to bind read-only, the folders to cover with empty mounts)."""
     python = os.path.realpath(sys.executable)
@@ -41,7 +42,7 @@ def interpreter() -> tuple[str, list[str], list[str]]:
         path = os.path.join(libdir, name)
         if os.path.exists(path):  # a shared libpython outside /usr
             binds.append(os.path.realpath(path))
-    binds = sorted({b for b in binds if not b.startswith("/usr/")})
+    binds = sorted({b for b in binds if not b.startswith("/usr/")})  # (cached: a tuple, not to be changed)
     hidden = [p for p in [os.path.join(stdlib, "site-packages"), os.path.join(stdlib, "dist-packages"),
                           *glob.glob("/usr/lib/python3*/*-packages"), *glob.glob("/usr/local/lib/python3*/*-packages")]
               if os.path.isdir(p) and p.rsplit("/", 1)[1] in ("site-packages", "dist-packages")]
@@ -89,6 +90,7 @@ def _provides(folder: str, dist: str, name: str) -> bool:
     return False
 
 
+@functools.lru_cache(maxsize=32)
 def package_paths(packages: tuple[str, ...]) -> tuple[list[str], list[str]]:
     """(the paths to bind, the folders to put on the sandbox's sys.path) of the allowed packages:
     each package's folder (or module file), its `NAME.libs` folder of vendored shared libraries

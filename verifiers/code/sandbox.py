@@ -1,11 +1,10 @@
 """Run untrusted programs in a pool of warm bubblewrap sandboxes.
 
-Each worker is one `bwrap` process holding a fork server (`forkserver.py`) and
-its zygote, from which every sample's processes are forked (the process tree, the wire
-format and the threat model are in docs/sandbox.md). `SandboxPool.run` hands a request to a
-free worker; the `code` verifier runs one request per sample (per case for `io`).
-
-What the sandbox protects against (with bubblewrap, the default):
+Each worker is one `bwrap` process holding a fork server (`forkserver.py`) and its zygote,
+from which every sample's processes are forked (the process tree, the wire format and the
+threat model are in docs/sandbox.md). `SandboxPool.run` hands a request to a free worker; the
+`code` verifier runs one request per sample (per case for `io`). With bubblewrap (the
+default), the sandbox protects against:
 
 * Reading the host: the program sees `/usr`, the interpreter and its standard library, and the
   packages of the `packages` allow-list, read-only, and nothing else -- no site-packages (so
@@ -21,20 +20,18 @@ What the sandbox protects against (with bubblewrap, the default):
   forked from a zygote that never held another sample's data.
 * Privileges: an unprivileged uid (65534 when the caller is root; 1000 inside its
   namespaces), no capabilities, `no_new_privs`, nosuid mounts, and on x86_64 a seccomp filter
-  that refuses what programs never need (new namespaces, mounts, SysV IPC and memfd,
-  io_uring, bpf, userfaultfd, perf events, keyrings, ptrace and cross-process memory access,
-  modules).
+  that refuses what programs never need (`jail.py`).
 * Exhaustion: CPU seconds (`RLIMIT_CPU`, plus a wall-clock cap), memory per sample (a memory
-  cgroup, or a split of `RLIMIT_AS` over a process-count limit: `memory.py`), file
-  size, open files, processes and threads, and the bytes of output are all capped. Verdicts
-  use CPU time, not wall time, so machine load does not change them.
+  cgroup, or a split of `RLIMIT_AS` over a process-count limit: `memory.py`), file size, open
+  files, processes and threads, and the bytes of output are all capped. Verdicts use CPU
+  time, not wall time, so machine load does not change them.
 * Forged verdicts: see `verifiers.code.verifier` and docs/sandbox.md.
 
-What it does not protect against: kernel bugs (the sandbox shares the host kernel; the seccomp
-filter is a deny-list, and only on x86_64), and anything when `unsafe_no_sandbox=True`, which
-keeps only the rlimits and a scratch directory (trusted code only). The fork server runs as
-root inside the sandbox with CAP_SETUID/SETGID/KILL (to switch samples to the sandbox uid and
-end them); it never runs program code.
+Not against kernel bugs (the sandbox shares the host kernel; the seccomp filter is a
+deny-list, and only on x86_64), nor anything when `unsafe_no_sandbox=True`, which keeps only
+the rlimits and a scratch directory (trusted code only). The fork server runs as root inside
+the sandbox with CAP_SETUID/SETGID/KILL (to switch samples to the sandbox uid and end them);
+it never runs program code.
 """
 
 from __future__ import annotations
@@ -50,6 +47,7 @@ import sys
 import tempfile
 import time
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from verifiers.base import VerifierError
@@ -101,8 +99,7 @@ class Limits:
                 continue
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or not math.isfinite(value):
                 raise VerifierError(f"option {name} must be a positive number, got {value!r}")
-            if name in ("max_processes", "open_files", "max_depth", "message_chars", "iter_items") and \
-                    not isinstance(value, int):
+            if name in ("max_processes", "open_files", "max_depth", "message_chars", "iter_items") and type(value) is not int:
                 raise VerifierError(f"option {name} must be a whole number, got {value!r}")
 
     @property
@@ -392,10 +389,9 @@ class SandboxPool:
 
     def close(self) -> None:
         self._closed = True
-        for _ in range(self.size):
-            slot = self._idle.get()
-            if slot is not None:
-                slot.close()
+        slots = [slot for slot in (self._idle.get() for _ in range(self.size)) if slot is not None]
+        with ThreadPoolExecutor(max(1, len(slots))) as closing:  # each waits tens of ms for its sandbox to go
+            list(closing.map(_Worker.close, slots))
 
     def __del__(self) -> None:
         if not getattr(self, "_closed", True):
