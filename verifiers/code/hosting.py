@@ -66,7 +66,10 @@ def state(obj) -> dict:
 
 
 def set_state(obj, values: dict) -> None:
+    """Set plain attributes; never a dunder (`__class__`, `__dict__`) the other side named."""
     for name, value in values.items():
+        if type(name) is not str or name.startswith("__"):
+            continue
         try:
             object.__setattr__(obj, name, value)
         except (AttributeError, TypeError):
