@@ -94,7 +94,7 @@ def _report(ex: Execution, max_bytes: int) -> dict | None:
 class CodeVerifier(Verifier):
     """Runs programs in a bubblewrap sandbox against assert / io / call tests.
 
-    Limits apply to each sample: `time_limit` CPU seconds (whole seconds, rounded up) under a
+    Limits apply to each sample: `time_limit` CPU seconds of all its processes together under a
     `wall_time_limit` backstop (default 2 x time_limit + 5), `memory_mb` for the sample as a
     whole (`memory_mode`: `auto`, `cgroup` or `rlimit`; see `verifiers.code.memory`),
     `output_kb` of stdout + stderr, `max_processes` (processes and threads), `file_size_mb`,
@@ -117,10 +117,10 @@ class CodeVerifier(Verifier):
     data and handles, and the judge decides equality from data, so always-equal objects,
     patched builtins or modules, frame walking and exit tricks cannot reach the tests. Each
     sample starts from a zygote that never held another sample's data, sees only the
-    standard library and the allowed packages (no dataset), and has one memory cap for all its
-    processes (see `memory_mode`). Whatever the program writes, `verify_batch` returns one
-    verdict per sample. Not protected: kernel bugs (the sandbox shares the host kernel); what
-    docs/sandbox.md lists under "What is not protected".
+    standard library and the allowed packages (no dataset), and has one memory cap and one CPU
+    limit for all its processes (see `memory_mode`). Whatever the program writes, `verify_batch`
+    returns one verdict per sample. Not protected: kernel bugs (the sandbox shares the host
+    kernel); what docs/sandbox.md lists under "What is not protected".
     """
 
     def __init__(self, time_limit: float = 5.0, wall_time_limit: float | None = None, memory_mb: int = 1024,
