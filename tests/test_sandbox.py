@@ -517,6 +517,36 @@ def test_a_dead_worker_is_replaced():
         p.close()
 
 
+def _fork_server_descriptors(tag: str) -> int:
+    """Open descriptors of the pool's fork servers and zygotes (the interpreter processes whose
+    command line names the pool's tag; samples between runs are gone)."""
+    count = 0
+    for line in processes_with(tag):
+        pid = line.split(":")[0]
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        if "bwrap" not in os.path.basename(argv[0].decode()):
+            count += len(os.listdir(f"/proc/{pid}/fd"))
+    return count
+
+
+@needs_bwrap
+def test_the_fork_server_closes_what_each_sample_opened():
+    """A worker serves thousands of samples: one that kept a sample's pipes would run out of
+    descriptors (select() refused past 1023 when a timed-out sample was killed)."""
+    p = SandboxPool(workers=1)
+    try:
+        programs = ["print(1)", "import sys\nsys.stderr.write('x')", "while True:\n    pass\n"]
+        run = lambda n: [p.run({"mode": "io", "program": programs[i % 3], "stdin": ""}, SMALL) for i in range(n)]
+        run(3)
+        before = _fork_server_descriptors(p.tag)
+        results = run(9)
+        after = _fork_server_descriptors(p.tag)
+    finally:
+        p.close()
+    assert [r.timed_out for r in results] == [False, False, True] * 3, results
+    assert before > 0 and after == before
+
+
 @needs_bwrap
 def test_close_leaves_no_process_behind():
     p = SandboxPool(workers=2)

@@ -227,6 +227,7 @@ class _Run:
                 if not chunk:
                     self.poller.unregister(fd)
                     del self.names[fd]
+                    os.close(fd)  # the fork server serves thousands of samples: every descriptor it opens, it closes
                     if name == "info":
                         drain_until = time.monotonic() + GRACE_S  # the sample's processes are gone
                 elif name == "info":
@@ -267,8 +268,11 @@ class _Run:
                 _signal(-self.info[key], signal.SIGKILL)  # its process group (best effort)
         end = time.monotonic() + KILL_WAIT_S
         fd = next((fd for fd, name in self.names.items() if name == "info"), None)
+        poller = select.poll()  # not select(): it refuses descriptor numbers past 1023
+        if fd is not None:
+            poller.register(fd, select.POLLIN)
         while fd is not None and (left := end - time.monotonic()) > 0:  # until the supervisor is gone
-            if select.select([fd], [], [], left)[0] and not os.read(fd, 1 << 16):
+            if poller.poll(max(1, math.ceil(left * 1000))) and not os.read(fd, 1 << 16):
                 break
 
     def close(self) -> None:
