@@ -63,7 +63,8 @@ class Environment:
 
     def __post_init__(self) -> None:
         if isinstance(self.few_shot, bool) or not isinstance(self.few_shot, (int, list)):
-            raise EnvError(f"option few_shot must be an int or a list of {{prompt, completion}} dicts, got {self.few_shot!r}")
+            raise EnvError("option few_shot must be an int or a list of {prompt, completion} dicts, "
+                           f"got {self.few_shot!r}")
         if isinstance(self.few_shot, int) and self.few_shot < 0:
             raise EnvError(f"option few_shot must be >= 0, got {self.few_shot}")
         for i, demo in enumerate(self.few_shot if isinstance(self.few_shot, list) else []):
@@ -75,8 +76,8 @@ class Environment:
         if not isinstance(self.verifier_url, str):
             raise EnvError(f"option verifier_url must be a comma-separated string of URLs, got {self.verifier_url!r}")
         if self.verifier_url:
-            from verifiers.remote import parse_urls  # checked now, not at the first verification
             from verifiers import VerifierError
+            from verifiers.remote import parse_urls  # checked now, not at the first verification
 
             try:
                 parse_urls(self.verifier_url, option="verifier_url")

@@ -63,7 +63,8 @@ def test_select_tasks():
     assert [t.id for t in collect.select_tasks(tasks, None, 2, "toy")] == ["t0", "t1"]
     chosen = collect.select_tasks(tasks, {"t3": ["x"], "t1": ["y"]}, None, "toy")
     assert [t.id for t in chosen] == ["t1", "t3"]   # split order, not file order
-    with pytest.raises(ReportError, match=r"2 task id\(s\) of the completions are not in toy split, e.g. \['HumanEval/0', 'zz'\]"):
+    with pytest.raises(ReportError, match=r"2 task id\(s\) of the completions are not in toy split, "
+                                          r"e.g. \['HumanEval/0', 'zz'\]"):
         collect.select_tasks(tasks, {"t1": ["y"], "HumanEval/0": ["x"], "zz": ["x"]}, None, "toy split")
 
 
@@ -106,7 +107,8 @@ def test_collect_generates_n_per_task_in_batches_and_verifies():
     assert [r["passed"] for r in store.done["t1"]] == [False] * 3
     assert [r["index"] for r in store.done["t4"]] == [0, 1, 2]
     first = store.done["t2"][0]
-    assert (first["completion"], first["status"], first["finish_reason"], first["num_tokens"]) == ("4", "passed", "stop", 2)
+    assert (first["completion"], first["status"], first["finish_reason"], first["num_tokens"]) == (
+        "4", "passed", "stop", 2)
     assert store.done["t1"][0]["finish_reason"] == "length"
     assert collect.counts(store, tasks, None, 3)["t2"] == {"n": 3, "c": 3}
     assert collect.tally(store, collect.counts(store, tasks, None, 3), "status") == {"failed": 9, "passed": 6}
@@ -166,3 +168,27 @@ def test_cut_samples_are_marked_stopped():
     collect.collect(FakeGenerator(solves={0}), env, store, env.tasks("test"), None, collect.Sampling(n=1))
     assert store.done["t0"][0]["completion"] == "0" and store.done["t0"][0]["finish_reason"] == "stop"
     assert store.done["t1"][0]["completion"] == "x" and store.done["t1"][0]["finish_reason"] == "length"
+
+
+def test_generated_samples_reach_the_verifier_with_their_finish_reason():
+    """A completion the token limit cut is verified as cut ("length"); one cut at a stop sequence
+    (its text shorter than the sampler's) counts as ended ("stop"), in the task and the record."""
+    from types import SimpleNamespace
+
+    from models.sampler import Sample
+    from verifiers import Task, Verdict
+
+    seen = []
+
+    class Recording:
+        def verify_batch(self, texts, tasks):
+            seen.extend(tasks)
+            return [Verdict(0.0, False) for _ in texts]
+
+    task = Task(id="t0", prompt="p", answer="7")
+    samples = [[Sample("so 7", [1], None, "stop", [0]), Sample("so 7 and", [2], None, "length", [0]),
+                Sample("so 7\n\nQ: next", [3], None, "length", [0])]]
+    texts = [["so 7", "so 7 and", "so 7"]]
+    records = collect._verify(SimpleNamespace(verifier=Recording()), [(task, 0, None)], texts, samples)
+    assert [t.meta["finish_reason"] for t in seen] == ["stop", "length", "stop"]
+    assert [r["finish_reason"] for r in records] == ["stop", "length", "stop"]

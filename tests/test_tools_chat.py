@@ -50,7 +50,8 @@ def call_text(name: str, arguments) -> str:
      [("calculator", {"expression": "3"}, None)]),                      # arguments as a JSON string
     ('<tool_call>{"name": "python", "parameters": {"code": "print(1)"}}</tool_call>',
      [("python", {"code": "print(1)"}, None)]),
-    ("I will add. " + call_text("a", {}) + " and " + call_text("b", {"x": "1"}), [("a", {}, None), ("b", {"x": "1"}, None)]),
+    ("I will add. " + call_text("a", {}) + " and " + call_text("b", {"x": "1"}),
+     [("a", {}, None), ("b", {"x": "1"}, None)]),
     ("<tool_call>{name: calculator}</tool_call>", [("", "{name: calculator}", "not valid JSON")]),
     ('<tool_call>["calculator"]</tool_call>', [("", '["calculator"]', "must be")]),
     ('<tool_call>{"arguments": {}}</tool_call>', [("", '{"arguments": {}}', "must be")]),
@@ -125,8 +126,8 @@ def test_chat_errors_are_tool_messages(tokenizer):
 
 
 def test_a_template_that_rewrites_history_is_refused(tokenizer):
-    from transformers import PreTrainedTokenizerFast
     from tokenizers import Tokenizer, models
+    from transformers import PreTrainedTokenizerFast
 
     tok = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.WordLevel({"[UNK]": 0}, unk_token="[UNK]")),
                                   unk_token="[UNK]", eos_token="[UNK]")
