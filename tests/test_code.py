@@ -18,8 +18,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-
 from procs import processes_with
+
 from verifiers import Task, VerifierError, get_verifier
 from verifiers.code import sandbox as sandbox_mod
 from verifiers.code.verifier import match_output, parse_tests, same_value

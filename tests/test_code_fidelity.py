@@ -17,8 +17,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from code_fidelity import CASES, EXCEPTIONS
+
 from verifiers import Task, get_verifier
 from verifiers.code import sandbox as sandbox_mod
 

@@ -742,6 +742,7 @@ def test_a_killed_parents_cgroups_are_swept_at_the_next_start_and_a_live_ones_ke
     from pathlib import Path
 
     from procs import processes_with
+
     from verifiers.code.memory import MemoryCap
 
     _mode("cgroup")

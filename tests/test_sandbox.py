@@ -21,16 +21,16 @@ import time
 from pathlib import Path
 
 import pytest
-
 from procs import processes_with
+
 from verifiers import VerifierError
 from verifiers.code import sandbox as sandbox_mod
-from verifiers.code.confine import interpreter
-from verifiers.code.memory import cgroup_available
 from verifiers.code import wire
 from verifiers.code.canonical import canonical
-from verifiers.code.wire import WireError, from_wire, to_wire
+from verifiers.code.confine import interpreter
+from verifiers.code.memory import cgroup_available
 from verifiers.code.sandbox import Execution, Limits, SandboxPool, sandbox_command
+from verifiers.code.wire import WireError, from_wire, to_wire
 
 needs_bwrap = pytest.mark.skipif(sandbox_mod.bwrap_path() is None, reason="needs bubblewrap (bwrap)")
 SMALL = Limits(time_limit=1, wall_time_limit=3, memory_mb=256, output_kb=64, max_processes=4, file_size_mb=1,
@@ -204,7 +204,7 @@ def test_depth_is_capped_on_both_sides():
     ({"a": 1, "b": 2}, {"b": 2, "a": 1}, True), ({1: "x"}, {1.0: "x"}, True), ("1", 1, False), (b"a", "a", False),
     (2 + 0j, 2, True), (1 + 2j, 1 + 2j, True), (-0.0, 0, True), (10 ** 40, 1e40, False), (float("inf"), math.inf, True),
     (float("nan"), float("nan"), False), ([0.1 + 0.2], [0.3], False), ({(1, 2): [3]}, {(1, 2): (3,)}, True),
-    (None, 0, False), (True, 1, True), ({1, True}, {1}, True),
+    (None, 0, False), (True, 1, True), ({1, True}, {1}, True),  # noqa: B033 (the point: 1 and True are one element)
 ])
 def test_canonical_compares_like_python_eq(a, b, same):
     assert (canonical(to_wire(a)) == canonical(to_wire(b))) is same
@@ -536,7 +536,10 @@ def test_the_fork_server_closes_what_each_sample_opened():
     p = SandboxPool(workers=1)
     try:
         programs = ["print(1)", "import sys\nsys.stderr.write('x')", "while True:\n    pass\n"]
-        run = lambda n: [p.run({"mode": "io", "program": programs[i % 3], "stdin": ""}, SMALL) for i in range(n)]
+
+        def run(n):
+            return [p.run({"mode": "io", "program": programs[i % 3], "stdin": ""}, SMALL) for i in range(n)]
+
         run(3)
         before = _fork_server_descriptors(p.tag)
         results = run(9)

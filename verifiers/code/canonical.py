@@ -24,7 +24,13 @@ import json
 import math
 
 from verifiers.code.decoder import (
-    _peek, check_decimal, check_ndarray, decode_float, decode_int, decode_range, decode_rational,
+    _peek,
+    check_decimal,
+    check_ndarray,
+    decode_float,
+    decode_int,
+    decode_range,
+    decode_rational,
 )
 from verifiers.code.wire import MAX_DEPTH, SAFE_BUILTINS, WireError, room
 

@@ -42,7 +42,7 @@ class JudgeSide:
 
     def __init__(self, limits: dict):
         self.limits = limits
-        self.chan: JudgeChannel | None = None
+        self.chan = None            # the judge's JudgeChannel (judging.py), once the program is ready
         self.proxies: dict = {}     # handle -> the proxy of a program object (one per handle)
         self.handles: dict = {}     # id(proxy) -> handle
         self.classes: dict = {}     # handle -> the judge's class for a program class

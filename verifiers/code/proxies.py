@@ -98,7 +98,8 @@ class Remote:
                 return False
             theirs = other._verirl_fetch
         elif type(other).__name__ == type(self).__name__ and type(other).__module__ == "__main__":
-            theirs = (lambda: hosting.state(other))  # the tests' own class of that name
+            def theirs():  # the tests' own class of that name
+                return hosting.state(other)
         else:
             return NotImplemented
         pending = _COMPARING.__dict__.setdefault("pairs", set())

@@ -223,7 +223,8 @@ _ENCODE = {
     defaultdict: lambda enc, v, d: {"$ddict": [_encode_factory(enc, v.default_factory, d), enc.pairs(v, d)]},
     deque: lambda enc, v, d: {"$deque": [enc.items(v, d), v.maxlen]},
     range: _encode_range,
-    **{view: (lambda tag: lambda enc, v, d: {tag: enc.pairs(dict(v), d) if tag == "$items" else enc.items(v, d)})(tag)
+    # the outer lambda binds each tag (B023 cannot see it)
+    **{view: (lambda tag: lambda enc, v, d: {tag: enc.pairs(dict(v), d) if tag == "$items" else enc.items(v, d)})(tag)  # noqa: B023
        for view, tag in _VIEWS.items()},
 }
 _NUMBERED = frozenset((list, dict, set, bytearray, Counter, OrderedDict, defaultdict, deque))
