@@ -12,11 +12,12 @@ queues the whole batch.
 
 **The trainer's side** (`AsyncRollouts`) takes batches as the loop asks for them (`next_batch`),
 and after each optimizer step publishes the new version (`publish`): the weights into shared
-memory (`trainers.weights_channel`), then a message with the version number and, for a task
-source that adapts (`observe`), the pass rates of the batch just trained, which the worker hands
-to its stream before it draws the batches of that version: batch t + N is drawn with the
-curriculum state of version t, deterministically. Advantages, PPO's values and every loss are
-computed by the trainer when a batch arrives, as in sync mode.
+memory (`trainers.weights_channel`), then a message with the version number. A task source that
+adapts (the curriculum) lives in the worker: its stream observes the verdicts of each batch the
+worker draws (`RolloutSource.draw`), in order, so batch b is drawn with the curriculum state
+after batches 0 .. b - 1, deterministically, whatever the timings; its state travels with each
+batch. Advantages, PPO's values and every loss are computed by the trainer when a batch arrives,
+as in sync mode.
 
 **Checkpoints.** A checkpoint after step s holds the weights of version s, but the batches
 s .. s + N - 1 were sampled by older versions, which it does not hold: they are saved as they
@@ -46,7 +47,7 @@ import torch.multiprocessing as mp
 
 from models import distributed
 from trainers.metrics_log import progress
-from trainers.rollout import Rollout, RolloutSource, task_feedback
+from trainers.rollout import Rollout, RolloutSource
 from trainers.rollout_worker import POLL_S, RolloutWorkerError, WorkerSpec, worker_main
 from trainers.weights_channel import WeightSlots
 
@@ -70,7 +71,6 @@ class AsyncRollouts:
         self.next_index = 0                                # the next batch to train
         self.first = self.floor = 0                        # the worker's first batch; its first version
         self.restored: dict | None = None                  # what a checkpoint queued (load_files)
-        self.feedback = None                               # sent with the newest version
         self.waited = 0.0
         self.process = self.slots = self.inbox = self.outbox = None
 
@@ -89,13 +89,13 @@ class AsyncRollouts:
     def save_files(self, path: Path) -> None:
         """Write this rank's queued batches: those from the next one to train on up to the
         first that the newest version samples (which a resumed run samples again), with the
-        stream's state after them and the feedback sent with the newest version."""
+        stream's state after them."""
         end = max(self.first, self.next_index + self.cfg.max_staleness) if self.next_index > self.floor \
             else self.first
         while any(b not in self.held for b in range(self.next_index, end)):
             self._receive()
         queued = {b: self.held[b] for b in range(self.next_index, end)}
-        torch.save({"first": self.next_index, "batches": pickle.dumps(queued), "feedback": self.feedback,
+        torch.save({"first": self.next_index, "batches": pickle.dumps(queued),
                     "worker_state": queued[end - 1][1] if queued else self.trained_state,
                     "world_size": distributed.world_size()}, self._file(path))
 
@@ -124,7 +124,7 @@ class AsyncRollouts:
 
     def _start(self, version: int) -> None:
         cfg = self.cfg
-        stream, feedback = self.rollouts.stream, None
+        stream = self.rollouts.stream
         self.floor = self.first = self.next_index = version
         if self.restored is not None:
             if self.restored["first"] != version:
@@ -133,13 +133,12 @@ class AsyncRollouts:
             self.held = dict(self.restored["batches"])
             self.first = version + len(self.held)
             stream.load_state_dict(self.restored["worker_state"])
-            feedback = self.restored["feedback"]
         weights = self.policy.sampler_weights()
         self.slots = WeightSlots.create(weights, cfg.max_staleness + 1)
         self.slots.write(version, weights)
         ctx = mp.get_context("spawn")
         self.inbox, self.outbox = ctx.Queue(), ctx.Queue()
-        self.inbox.put(("version", version, feedback))
+        self.inbox.put(("version", version))
         spec = WorkerSpec(cfg=cfg, env_module=self.env_module, model_path=self.policy.source.path,
                           backend=_backend(cfg), tokenizer=self.policy.tokenizer, stream=stream,
                           threads=torch.get_num_threads(), rank=distributed.rank(), world=distributed.world_size(),
@@ -189,14 +188,12 @@ class AsyncRollouts:
         return batch
 
     def publish(self, step: int, batch: Rollout) -> dict:
-        """Version `step` to the worker: the weights into their slot, then the message, with the
-        trained batch's feedback for a task source that adapts. The step's async metrics."""
+        """Version `step` to the worker: the weights into their slot, then the message. The
+        step's async metrics."""
         t0 = time.perf_counter()
         self.policy.sync_weights()   # fsdp: the full copy; the trainer's own sampler, for evaluations
         self.slots.write(step, self.policy.sampler_weights())
-        self.feedback = task_feedback(batch, self.cfg.group_size, self.dp) \
-            if hasattr(self.rollouts.stream, "observe") else None
-        self.inbox.put(("version", step, self.feedback))
+        self.inbox.put(("version", step))
         staleness = (step - 1 - batch.versions).float() if len(batch) else torch.zeros(1)
         return {"sync_s": time.perf_counter() - t0, "trainer_wait_s": self.waited,
                 "staleness_mean": float(staleness.mean()), "staleness_max": float(staleness.max())}

@@ -52,6 +52,7 @@ class Rollout:
     step_rewards: list[list[float]] | None = None  # per completion, with reward_mode process/both
     step_ends: list[list[int]] | None = None        # completion-token index where each step ends
     versions: Tensor | None = None                  # (B,) long: the policy version that sampled each row
+    stream_stats: dict = field(default_factory=dict)  # the data stream's `stats()` (a curriculum's difficulty)
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -64,7 +65,7 @@ class Rollout:
             if value is None or isinstance(value, int):
                 return value                                  # prompt_width and absent fields
             if isinstance(value, dict):
-                return dict(value)                            # timings belong to the whole batch
+                return dict(value)                            # timings, stream stats: the whole batch's
             return value[idx] if isinstance(value, Tensor) else [value[i] for i in rows]
 
         return Rollout(**{f.name: pick(getattr(self, f.name)) for f in dataclasses.fields(self)})
@@ -159,7 +160,10 @@ class RolloutSource:
         lo, hi = distributed.rank_share_bounds(k, self.rank, self.world)
         # The sampling seed follows the data position (the end of this rank's share), so a
         # resumed run samples what the uninterrupted one did, and ranks sample apart.
-        return self.make(tasks[lo:hi], start + hi) if hi > lo else None
+        batch = self.make(tasks[lo:hi], start + hi) if hi > lo else None
+        # Every rank, after every draw: a curriculum sums the pass rates over ranks (a collective).
+        self.stream.observe([] if batch is None else batch.verdicts)
+        return batch
 
     def make(self, tasks: list[Task], position: int | None = None) -> Rollout:
         """Sample `group_size` completions of each task, verify them and collate the batch;
@@ -175,6 +179,7 @@ class RolloutSource:
                 timings: dict | None = None) -> Rollout:
         """Tensors of a batch, with step rewards when the run uses them."""
         batch = collate(tasks, samples, verdicts, self.tokenizer.pad_token_id, self.cfg.mask_truncated, timings)
+        batch.stream_stats = self.stream.stats()
         if self.step_verifier is not None:
             add_step_rewards(batch, self.step_verifier, self.tokenizer)
         return batch
@@ -202,7 +207,7 @@ def rollout_stats(batch: Rollout, group_size: int) -> dict:
              "reward_std": float(batch.rewards.std()) if len(batch) > 1 else 0.0,
              "pass_rate": sum(passed) / n, "completion_len_mean": sum(lengths) / n,
              "completion_len_max": max(lengths, default=0), "truncated_frac": float(batch.truncated.float().mean())
-             if len(batch) else 0.0, "groups": len(batch) // group_size, **batch.timings}
+             if len(batch) else 0.0, "groups": len(batch) // group_size, **batch.timings, **batch.stream_stats}
     gen = batch.timings.get("generation_s", 0.0)
     stats["tokens_per_s"] = sum(lengths) / gen if gen else 0.0
     stats.update(episode_stats(batch.samples))
@@ -218,21 +223,12 @@ def _audit(verdict: Verdict) -> dict | None:
     return next((i["audit"] for i in infos if isinstance(i.get("audit"), dict) and "agree" in i["audit"]), None)
 
 
-def task_feedback(batch: Rollout, group_size: int, dp) -> list[dict]:
-    """Each trained group's task id and pass rate, every rank's in rank order (one collective):
-    what a task source that adapts to the policy learns from a step, through its `observe`."""
-    mine = [{"task_id": batch.tasks[g].id, "pass_rate": sum(v.passed for v in batch.verdicts[g:g + group_size])
-             / group_size} for g in range(0, len(batch), group_size)]
-    return [row for rank_rows in dp.all_gather(mine) for row in rank_rows] if dp.world > 1 else mine
-
-
 class SyncRollouts:
     """The loop's feed under `--rollout sync`: each step's batch is drawn in this process between
     updates (`draw(cfg, rollouts, dp)`, GRPO's dynamic sampling, or `rollouts.draw`), and after
     the update the sampler gets the new weights. `trainers.async_rollout.AsyncRollouts` is the
     same four calls with a worker process behind them; both are the data stream `Checkpoints`
-    saves. A task source with `observe(feedback)` gets each trained batch's pass rates
-    (`task_feedback`) before the next batch is drawn."""
+    saves. The stream observes each draw's verdicts where it draws (`RolloutSource.draw`)."""
 
     def __init__(self, cfg: RunConfig, policy, dp, rollouts: RolloutSource, draw=None):
         self.cfg, self.policy, self.dp, self.rollouts, self.draw = cfg, policy, dp, rollouts, draw
@@ -256,9 +252,7 @@ class SyncRollouts:
         return batch
 
     def publish(self, step: int, batch: Rollout) -> dict:
-        """The sampler samples the new policy (version `step`); the stream learns from the batch."""
-        if hasattr(self.rollouts.stream, "observe"):
-            self.rollouts.stream.observe(task_feedback(batch, self.cfg.group_size, self.dp))
+        """The sampler samples the new policy (version `step`)."""
         return {"sync_s": self.policy.sync_weights()}
 
 

@@ -180,8 +180,8 @@ class RolloutWorker:
         return spec.draw(cfg, self.rollouts, RankLocal(spec.rank, spec.world))
 
     def _wait_for(self, version: int | None) -> bool:
-        """Read the trainer's messages until `version` is published (None: until stopped),
-        handing each version's feedback to the stream in order; False once told to stop."""
+        """Read the trainer's messages until `version` is published (None: until stopped);
+        False once told to stop."""
         while version is None or self.latest < version:
             try:
                 message = self.inbox.get(timeout=POLL_S)
@@ -191,9 +191,7 @@ class RolloutWorker:
                 continue
             if message[0] == "stop":
                 return False
-            _, self.latest, feedback = message
-            if feedback is not None:
-                self.rollouts.stream.observe(feedback)
+            _, self.latest = message
         return True
 
     def _orphaned(self) -> bool:
