@@ -62,3 +62,38 @@ def _model(path: str):
     from transformers import AutoModelForCausalLM
 
     return AutoModelForCausalLM.from_pretrained(path).eval()
+
+
+@pytest.mark.slow
+def test_the_curriculum_moves_in_the_worker_and_resumes_exactly(tmp_path, tiny_model_path):
+    """Under async the curriculum's stream observes each draw where it happens, in the worker:
+    the level moves, and a run resumed at step 3 logs what the straight run did (the stream's
+    state travels with the queued batches)."""
+    from test_curriculum import _cfg  # its environment with levels, and a curriculum that moves in 6 steps
+
+    kw = dict(rollout="async", max_staleness=1)
+    train(_cfg(tmp_path / "a", tiny_model_path, **kw))
+    train(_cfg(tmp_path / "b", tiny_model_path, steps=3, **kw))
+    train(_cfg(tmp_path / "b", tiny_model_path, resume=True, **kw))
+    a, b = (_metrics(tmp_path / name / "run") for name in ("a", "b"))
+    assert a == b and len(a) == 6
+    assert len({m["difficulty"] for m in a}) > 1, [m["difficulty"] for m in a]
+
+
+def _metrics(out) -> list[dict]:
+    """metrics.jsonl without its timings."""
+    import json
+
+    return [{k: v for k, v in json.loads(line).items() if not k.endswith(("_s", "tokens_per_s"))}
+            for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_the_curriculum_under_async_is_refused_on_several_ranks(monkeypatch):
+    """A worker has no process group: each rank's curriculum would read its own verdicts only."""
+    from evals.config_cli import ConfigError
+
+    GRPOConfig(rollout="async", curriculum="adaptive").validate()      # one process: fine
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    GRPOConfig(rollout="sync", curriculum="adaptive").validate()       # sync on two ranks: fine
+    with pytest.raises(ConfigError, match="curriculum.*one process only"):
+        GRPOConfig(rollout="async", curriculum="adaptive").validate()
