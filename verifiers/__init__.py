@@ -5,6 +5,7 @@ Importing the package registers the built-in verifiers; third-party ones come fr
 """
 
 from verifiers.base import (
+    VERIFIER_FAULTS,
     CompositeVerifier,
     Task,
     Verdict,
@@ -26,6 +27,7 @@ from verifiers.remote import RemoteVerifier  # noqa: E402  (stdlib HTTP only: ch
 
 
 __all__ = [
+    "VERIFIER_FAULTS",
     "CompositeVerifier",
     "RemoteVerifier",
     "Task",

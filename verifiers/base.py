@@ -7,6 +7,12 @@ Rules every verifier keeps (docs/verifiers.md has the whole contract):
 * Misuse raises `VerifierError` (a `ValueError`): an unknown verifier name, an unknown or
   badly typed option, a task that lacks what the verifier needs. The message names the
   offending field and lists the valid choices.
+* A failure is the model's or the verifier's own. The model's (`failed`, `timeout`,
+  `memory`, `error`: a wrong, slow, greedy or unreadable answer) is a judgement, and its
+  reward trains. The verifier's (`VERIFIER_FAULTS`: `sandbox_error`, the sandbox could not
+  run the sample; `verifier_error`, a checker that crashed or could not start, a server none
+  could reach) is no judgement at all: `Verdict.verifier_fault` is true, trainers leave the
+  row out of the loss and stop when such rows are frequent, evaluations count them apart.
 
 A verifier is a `Verifier` subclass whose keyword arguments are its options, or a plain
 function `(completion, task, **options) -> float | Verdict` registered with
@@ -28,7 +34,9 @@ from typing import Any, Callable, Iterable
 from verifiers.options import kind_of, parse_value
 
 ENTRY_POINT_GROUP = "verirl.verifiers"
-STATUSES = ("passed", "failed", "timeout", "memory", "error", "sandbox_error")
+STATUSES = ("passed", "failed", "timeout", "memory", "error", "sandbox_error", "verifier_error")
+# The statuses that are the verifier's failure, not the model's: no judgement was made.
+VERIFIER_FAULTS = frozenset({"sandbox_error", "verifier_error"})
 
 
 class VerifierError(ValueError):
@@ -109,12 +117,19 @@ class Verdict:
 
     __hash__ = None
 
+    @property
+    def verifier_fault(self) -> bool:
+        """Whether this is the verifier's failure (`VERIFIER_FAULTS`): no judgement of the
+        completion was made, so its reward must not train and pass@k must not count it."""
+        return self.info.get("status") in VERIFIER_FAULTS
+
     def to_dict(self) -> dict:
         return {"reward": self.reward, "passed": self.passed, "info": self.info}
 
 
 def error_verdict(status: str, error: str, **info: Any) -> Verdict:
-    """A failing verdict for bad model output (never for misuse, which raises)."""
+    """A failing verdict: bad model output (`error`, `timeout`, ...) or the verifier's own
+    failure (`VERIFIER_FAULTS`); never for misuse, which raises."""
     assert status in STATUSES, status
     return Verdict(0.0, False, {"status": status, "error": error, **info})
 
@@ -172,7 +187,11 @@ class FunctionVerifier(Verifier):
 
     A float result becomes `Verdict(reward, passed=reward >= pass_threshold)`; the
     threshold is an option of every function verifier (default 1.0, i.e. full credit).
-    Exceptions from the function are not swallowed: a function that raises has a bug.
+
+    A function that raises on a sample has a bug, and that sample gets a `verifier_error`
+    verdict naming the exception, rather than the whole batch failing or the sample a 0: the
+    trainers leave it out of the loss, count it, and stop the run when such verdicts are
+    frequent (the bug is reported there, not hidden). `VerifierError` (misuse) still raises.
     """
 
     def __init__(self, fn: Callable, name: str, description: str, pass_threshold: float = 1.0, **options: Any):
@@ -181,7 +200,13 @@ class FunctionVerifier(Verifier):
         self.options = options
 
     def verify(self, completion: str, task: Task) -> Verdict:
-        out = self.fn(completion, task, **self.options)
+        try:
+            out = self.fn(completion, task, **self.options)
+        except VerifierError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the checker's bug, reported as its fault (docstring)
+            return error_verdict("verifier_error", f"verifier {self.name!r} raised {type(exc).__name__}: "
+                                                   f"{str(exc)[:500]}")
         if isinstance(out, Verdict):
             return out
         if isinstance(out, bool) or not isinstance(out, (int, float)):
@@ -303,6 +328,10 @@ class CompositeVerifier(Verifier):
     "options": {...}}`; a bare name is the registered verifier of that name. Built verifiers
     may be given as `(verifier, weight)` pairs. A weight of 0 logs the part without
     rewarding it. Per-part rewards, statuses and infos go in `info["parts"]`.
+
+    A verifier fault in the correctness part, or in any part with a weight, makes the whole
+    verdict that fault (its status and error, and `info["fault_part"]` naming the part): the
+    weighted sum would be no judgement either. A fault in a logged-only part (weight 0) does not.
     """
 
     def __init__(self, parts: dict | list, correctness: str | None = None):
@@ -344,6 +373,12 @@ class CompositeVerifier(Verifier):
         info = {"status": main["info"].get("status", "passed" if main["passed"] else "failed"), "parts": parts}
         if "error" in main["info"]:
             info["error"] = main["info"]["error"]
+        faulted = next((name for (name, _, weight), v in zip(self.parts, verdicts)
+                        if v.verifier_fault and (weight != 0 or name == self.correctness)), None)
+        if faulted is not None:
+            fault = parts[faulted]["info"]
+            info.update(status=fault["status"], error=f"{faulted}: {fault.get('error', 'no error text')}",
+                        fault_part=faulted)
         if "audit" in main["info"]:   # the reward audit of the correctness part, where trainers look
             info["audit"] = main["info"]["audit"]
         return Verdict(reward, main["passed"], info)
