@@ -327,7 +327,8 @@ class CompositeVerifier(Verifier):
     `parts` maps a part name to a weight, or to `{"weight": w, "verifier": registered name,
     "options": {...}}`; a bare name is the registered verifier of that name. Built verifiers
     may be given as `(verifier, weight)` pairs. A weight of 0 logs the part without
-    rewarding it. Per-part rewards, statuses and infos go in `info["parts"]`.
+    rewarding it. Per-part rewards, statuses and infos go in `info["parts"]`, the correctness
+    part's name in `info["correctness"]` (the trainers' reward-composition telemetry reads both).
 
     A verifier fault in the correctness part, or in any part with a weight, makes the whole
     verdict that fault (its status and error, and `info["fault_part"]` naming the part): the
@@ -370,7 +371,8 @@ class CompositeVerifier(Verifier):
             parts[name] = {"reward": v.reward, "passed": v.passed, "weight": weight, "info": v.info}
         main = parts[self.correctness]
         reward = sum(w * v.reward for (_, _, w), v in zip(self.parts, verdicts))
-        info = {"status": main["info"].get("status", "passed" if main["passed"] else "failed"), "parts": parts}
+        info = {"status": main["info"].get("status", "passed" if main["passed"] else "failed"), "parts": parts,
+                "correctness": self.correctness}
         if "error" in main["info"]:
             info["error"] = main["info"]["error"]
         faulted = next((name for (name, _, weight), v in zip(self.parts, verdicts)
