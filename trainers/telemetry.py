@@ -29,11 +29,10 @@ import re
 from dataclasses import dataclass
 from typing import Callable
 
-from verifiers.math.extract import boxed_answer
+from verifiers.math.extract import box_runs
 
 WINDOW = 20          # steps: the last WINDOW/2 against the WINDOW/2 before them
 FLAT = 0.02          # a pass-rate change below this is no progress
-_BOX = re.compile(r"\\(?:boxed|fbox)\s*\{")
 _HASHES = re.compile(r"^\s*####", re.MULTILINE)
 _ANSWER_TAG = re.compile(r"<answer>", re.IGNORECASE)
 
@@ -46,10 +45,7 @@ def final_answers(text: str) -> int:
     that the math extraction joins into one list answer, `\\boxed{1}, \\boxed{2}`, counts once),
     `####` lines, `<answer>` tags. A restated answer in another form ("the answer is \\boxed{3}")
     is one answer, not two."""
-    boxes = len(_BOX.findall(text))
-    if boxes:
-        boxes -= boxed_answer(text)[1] - 1   # the last run of joined boxes is one answer
-    return max(boxes, len(_HASHES.findall(text)), len(_ANSWER_TAG.findall(text)))
+    return max(box_runs(text), len(_HASHES.findall(text)), len(_ANSWER_TAG.findall(text)))
 
 
 def duplicate_share(texts: list[str]) -> float:
