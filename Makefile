@@ -12,7 +12,7 @@ VLLM_STAMP := $(VENV)/.verirl-vllm-installed
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := test
-.PHONY: test train install vllm clean system-test system-train
+.PHONY: test sweep train install vllm clean system-test system-train
 
 # `$(call system_packages,PACKAGES)`: install the Debian PACKAGES that are missing (each has
 # its check below). One line and exit 1 when some are missing and we may not install them.
@@ -67,10 +67,17 @@ $(VLLM_STAMP): $(STAMP)
 install: $(STAMP)
 vllm: $(VLLM_STAMP)
 
-# The system check runs first and alone: where it fails, nothing is created.
+# The system check runs first and alone: where it fails, nothing is created. The exhaustive
+# sweeps (marked `sweep`) take minutes each and run apart, with `make sweep`; a smaller sample
+# of each is in `make test`. worksteal: an idle worker takes queued tests from a busy one, so
+# that a few long end-to-end runs do not finish alone at the end.
 test: system-test
 	@$(MAKE) --no-print-directory $(VLLM_STAMP)
-	$(PY) -m pytest -n auto $(PYTEST_ARGS)
+	$(PY) -m pytest -n auto --dist worksteal -m "not sweep" $(PYTEST_ARGS)
+
+sweep: system-test
+	@$(MAKE) --no-print-directory $(VLLM_STAMP)
+	$(PY) -m pytest -n auto -m sweep $(PYTEST_ARGS)
 
 # The default run (arithmetic) needs no sandbox; a code environment says so in one line.
 train: system-train

@@ -1,9 +1,13 @@
 """Throughput and agreement of the `math` verifier against math-verify (HuggingFace).
 
-Two tables, each run by both sides as whole processes over the same rows (written to a
+Three tables, each run by both sides as whole processes over the same rows (written to a
 temporary JSONL), alternating, several repetitions:
 
 * ours: the default-option rows of tests/math_cases.py;
+* realistic endings: tests/math_realistic.py, model-style completions and near misses for
+  hedges, checks after the answer, cut-off text, infinity signs, number bases, trig of degrees,
+  labels, sets in words and multiple choice, written before the rules they exercise (each
+  row's prompt, and its sample's finish_reason in `Task.meta`, which math-verify cannot use);
 * math-verify's: the literal (gold, prediction, expected) rows of math-verify 0.9.0's own test
   suite, read with `ast` from its sdist at run time (never copied here): the parametrised
   tests whose arguments include gold, pred and expected (or result), default options only,
@@ -19,7 +23,7 @@ Sides:
 
 Wall times include interpreter start, imports and (ours) worker start-up: what a user
 waits for. Agreement is reported case by case against each table's expectations, with the
-reason for every difference (EXPLAINED, MV_TABLE_POLICY below).
+reason for every difference (EXPLAINED, REALISTIC_EXPLAINED, MV_TABLE_POLICY below).
 
     python benchmarks/bench_math.py [--reps 5] [--sdist math_verify-0.9.0.tar.gz] [--json out.json]
 """
@@ -117,6 +121,27 @@ EXPLAINED = {
     ("5", r"\boxed{\text{5 apples}}"): "the unit inside `\\text{}` is kept: the symbol '5apples'",
 }
 
+# The realistic table: what math-verify does with each class (keyed by the case group; a
+# (gold, completion) key overrides it for one row). Read off both checkers' parses.
+REALISTIC_EXPLAINED = {
+    "hedge": "math-verify takes the last number of a hedge (`either 3 or 4`: 4) and of alternatives "
+             "(`x = 2 or x = 3`: 3)",
+    ("10", r"The answer is 10, or equivalently $2 \cdot 5$."):
+        "ours takes the last number after the marker (5 of `10, or equivalently 2·5`), a miss; "
+        "math-verify takes the math span, 2·5 = 10",
+    "check": "math-verify takes the last number or equation of the verification (`Check: 3(7) - 4 = 17`: 17), "
+             "not the value stated before it",
+    "cut": "math-verify takes the last number of a completion cut off mid-sentence or inside a computation "
+           "(`9 × 2`: 2); it has no finish_reason input",
+    "base": "math-verify drops the base subscript: `1011_2` and `1011_3` are both 1011",
+    "trig": "math-verify reads `\\sin 60^\\circ` as the sine of 60 radians (`\\sin 45°`: 45)",
+    "label": "math-verify keeps the label or the words: `f(t) = t^2` is an equation, `x \\in \\mathbb{R}` "
+             "(the last span) the answer, `\\text{The answer is } 42` a product of symbols",
+    "set": "math-verify reads `\\text{all real numbers}`, `\\varnothing` and `\\text{No solution}` as symbols",
+    "choice": "math-verify has no multiple-choice rule: `\\text{(C) }12` is c·12, 'the correct option is "
+              "**(D)**' gives nothing, and no value is mapped to its letter",
+}
+
 # math-verify's table: why we differ from its expectation. Keyed by (gold, prediction).
 MV_TABLE_POLICY = {
     ("$9$", "Answer $ \n 9 \n $"): "policy: math across newlines is still math; its test expects no "
@@ -134,13 +159,26 @@ class Row(NamedTuple):
     gold: str
     completion: str
     expected: bool
+    prompt: str = "p"
+    meta: dict = {}
+
+
+def _tests_module(name: str):
+    spec = importlib.util.spec_from_file_location(name, REPO / "tests" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def load_cases() -> list[Row]:
-    spec = importlib.util.spec_from_file_location("math_cases", REPO / "tests" / "math_cases.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return [Row(c.id, str(c.gold), c.completion, c.expected) for c in module.DEFAULT_CASES]
+    return [Row(c.id, str(c.gold), c.completion, c.expected) for c in _tests_module("math_cases").DEFAULT_CASES]
+
+
+def load_realistic() -> list[Row]:
+    """tests/math_realistic.py: its prompts, and each sample's finish_reason in `Task.meta`."""
+    return [Row(c.id, c.gold, c.completion, c.expected, c.prompt,
+                {"finish_reason": c.finish_reason} if c.finish_reason else {})
+            for c in _tests_module("math_realistic").CASES]
 
 
 def find_sdist(given: Path | None) -> Path | None:
@@ -213,7 +251,8 @@ def agreement(cases: list[Row], ours: list[bool], theirs: list[bool], explained:
         if a != b or a != case.expected:
             rows.append({"id": case.id, "gold": case.gold[-80:], "completion": case.completion[-80:],
                          "expected": case.expected, "ours": a, "math_verify": b,
-                         "why": explained.get((case.gold, case.completion), "(unexplained)")})
+                         "why": explained.get((case.gold, case.completion))
+                         or explained.get(case.id.rsplit("-", 1)[0], "(unexplained)")})
     count = lambda f: sum(1 for c, a, b in zip(cases, ours, theirs) if f(c.expected, a, b))  # noqa: E731
     return {"cases": len(cases), "agree": count(lambda e, a, b: a == b),
             "ours_correct": count(lambda e, a, b: a == e), "math_verify_correct": count(lambda e, a, b: b == e),
@@ -226,7 +265,7 @@ def run_table(name: str, cases: list[Row], wrap: bool, reps: int, explained: dic
         tmp = Path(tmp)
         cases_path, script = tmp / "cases.jsonl", tmp / "math_verify_side.py"
         cases_path.write_text("".join(json.dumps({"completion": c.completion, "task": {
-            "id": c.id, "prompt": "p", "answer": c.gold}}) + "\n" for c in cases))
+            "id": c.id, "prompt": c.prompt, "answer": c.gold, "meta": c.meta}}) + "\n" for c in cases))
         script.write_text(MATH_VERIFY_SCRIPT)
         ours_cmd = [sys.executable, "-m", "verifiers", "score", "--verifier", "math",
                     "--input", str(cases_path), "--output", str(tmp / "ours.jsonl")]
@@ -293,8 +332,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sdist", type=Path, help=f"math-verify {MV_VERSION} sdist (.tar.gz) or its unpacked folder")
     parser.add_argument("--json", type=Path, help="also write the figures and disagreements here")
     args = parser.parse_args(argv)
-    results = [run_table("verirl's table (tests/math_cases.py)", load_cases(), True, args.reps, EXPLAINED)]
-    print(markdown(results[0]) + "\n")
+    results = [run_table("verirl's table (tests/math_cases.py)", load_cases(), True, args.reps, EXPLAINED),
+               run_table("realistic endings (tests/math_realistic.py)", load_realistic(), True, args.reps,
+                         REALISTIC_EXPLAINED)]
+    print(markdown(results[0]) + "\n\n" + markdown(results[1]) + "\n")
     sdist = find_sdist(args.sdist)
     if sdist is None:
         print(f"math-verify's own table: SKIPPED, no sdist ({args.sdist or 'pip download into ' + str(MV_CACHE)} "
@@ -302,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         results.append(run_table(f"math-verify {MV_VERSION}'s own test table ({sdist.name})", load_mv_table(sdist),
                                  False, args.reps, MV_TABLE_POLICY))
-        print(markdown(results[1]))
+        print(markdown(results[2]))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     return 0

@@ -8,18 +8,27 @@
 Importing the package registers the built-in environments, one module each.
 """
 
-from envs.base import EnvError, Environment, env_about, env_help, env_options, get_env, list_envs, option, register_env, take
-
-from envs.interop import as_reasoning_gym_dataset  # noqa: E402
-
 # Built-in environments register themselves on import.
 from envs import arithmetic as _arithmetic  # noqa: E402,F401
-from envs import gsm8k as _gsm8k  # noqa: E402,F401
-from envs import math as _math  # noqa: E402,F401
-from envs import humaneval as _humaneval  # noqa: E402,F401
-from envs import mbpp as _mbpp  # noqa: E402,F401
-from envs import synthetic_code as _synthetic_code  # noqa: E402,F401
 from envs import calculator as _calculator  # noqa: E402,F401
+from envs import gsm8k as _gsm8k  # noqa: E402,F401
+from envs import humaneval as _humaneval  # noqa: E402,F401
+from envs import math as _math  # noqa: E402,F401
+from envs import mbpp as _mbpp  # noqa: E402,F401
 from envs import reasoning_gym as _reasoning_gym  # noqa: E402,F401  (reasoning-gym itself: imported on use)
+from envs import synthetic_code as _synthetic_code  # noqa: E402,F401
+from envs.base import (
+    EnvError,
+    Environment,
+    env_about,
+    env_help,
+    env_options,
+    get_env,
+    list_envs,
+    option,
+    register_env,
+    take,
+)
+from envs.interop import as_reasoning_gym_dataset  # noqa: E402
 
 __all__ = ["EnvError", "Environment", "as_reasoning_gym_dataset", "env_about", "env_help", "env_options", "get_env", "list_envs", "option", "register_env", "take"]

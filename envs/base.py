@@ -75,8 +75,8 @@ class Environment:
         if not isinstance(self.verifier_url, str):
             raise EnvError(f"option verifier_url must be a comma-separated string of URLs, got {self.verifier_url!r}")
         if self.verifier_url:
-            from verifiers.remote import parse_urls  # checked now, not at the first verification
             from verifiers import VerifierError
+            from verifiers.remote import parse_urls  # checked now, not at the first verification
 
             try:
                 parse_urls(self.verifier_url, option="verifier_url")

@@ -163,6 +163,11 @@ def truncate_at_stop(text: str, stops: tuple[str, ...]) -> str:
     return text[:cut]
 
 
+def _finish_reason(text: str, sample) -> str:
+    """A completion cut at a stop sequence ended ("stop"), whatever the sampler reported."""
+    return "stop" if text != sample.text else sample.finish_reason
+
+
 def _verify(env, batch: list, texts: list[list[str]], samples: list[list] | None) -> list[dict]:
     flat_tasks = [task for (task, _, _), group in zip(batch, texts) for _ in group]
     episodes = [s.episode for group in samples or [] for s in group if s.episode is not None]
@@ -171,6 +176,9 @@ def _verify(env, batch: list, texts: list[list[str]], samples: list[list] | None
 
         verdicts = iter(episode_verdicts(env, episodes, flat_tasks))
     else:
+        if samples is not None:   # the verifier learns which completions the token limit cut
+            reasons = [_finish_reason(text, s) for group, ts in zip(samples, texts) for s, text in zip(group, ts)]
+            flat_tasks = [task.sampled(reason) for task, reason in zip(flat_tasks, reasons)]
         verdicts = iter(env.verifier.verify_batch([t for group in texts for t in group], flat_tasks))
     records = []
     for i, ((task, start, _), group) in enumerate(zip(batch, texts)):
@@ -180,8 +188,7 @@ def _verify(env, batch: list, texts: list[list[str]], samples: list[list] | None
                    "reward": v.reward, "status": v.info.get("status"), "info": v.info}
             if samples is not None:
                 sample = samples[i][j]
-                cut = text != sample.text   # cut at a stop sequence
-                rec.update(finish_reason="stop" if cut else sample.finish_reason, num_tokens=len(sample.token_ids))
+                rec.update(finish_reason=_finish_reason(text, sample), num_tokens=len(sample.token_ids))
                 if sample.episode is not None:  # observations are not the model's tokens
                     rec.update(num_tokens=sum(sample.action_mask), turns=sample.episode.num_turns,
                                tool_calls=len(sample.episode.tool_calls), end=sample.episode.end,

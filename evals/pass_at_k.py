@@ -63,8 +63,14 @@ from pathlib import Path
 from evals.comparison import compare
 from evals.config_cli import build_parser, read_args, user_errors
 from evals.harness import EvalConfig, evaluate_config, sample_config
-from evals.report import (format_comparison_table, format_table, load_report, sample_config_key, write_comparison,
-                          write_report)
+from evals.report import (
+    format_comparison_table,
+    format_table,
+    load_report,
+    sample_config_key,
+    write_comparison,
+    write_report,
+)
 from models import distributed
 from models.sampler import Sampler
 
@@ -142,7 +148,6 @@ def _cmd_eval(cfg: EvalConfig) -> int:
     import os
 
     import envs
-
     from models.backends import resolve_backend
 
     env = envs.get_env(cfg.env, **cfg.env_options)

@@ -293,7 +293,6 @@ def plot(curves: dict[str, dict], path: str | os.PathLike, title: str = "") -> P
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
     from matplotlib.ticker import MaxNLocator
 
     fig, ax = plt.subplots(figsize=(6, 4), dpi=100)

@@ -207,8 +207,9 @@ def episode_accuracy(model, tokenizer, env, tasks, max_new_tokens: int = 32, see
 def supervised_warm_start(path: str, warm: WarmStartConfig, seed: int = 0, log=print):
     """Train on (prompt, answer) pairs of the env's train split until sampled accuracy reaches
     the target, a step budget or a time budget; returns (model, tokenizer, stats)."""
-    import envs
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    import envs
 
     torch.manual_seed(seed)
     rng = random.Random(seed)

@@ -307,3 +307,11 @@ def test_math_warm_up_starts_a_worker_before_the_first_check():
         assert v.verify(r"\boxed{\frac{1}{2}}", Task(id="m", prompt="p", answer="0.5")).passed
     finally:
         v.close()
+
+
+def test_a_sampled_task_carries_the_finish_reason_and_keeps_its_meta():
+    task = Task(id="t", prompt="p", answer="1", meta={"source": "x"})
+    cut = task.sampled("length")
+    assert cut.meta == {"source": "x", "finish_reason": "length"} and task.meta == {"source": "x"}
+    assert (cut.id, cut.prompt, cut.answer) == ("t", "p", "1")
+    assert task.sampled(None) is task and cut.sampled("length") is cut

@@ -16,7 +16,7 @@ import pytest
 
 from verifiers import Task, get_verifier
 from verifiers.code import sandbox as sandbox_mod
-from verifiers.code.memory import MemoryCap
+from verifiers.code.memory import cgroup_available
 
 pytestmark = pytest.mark.skipif(sandbox_mod.bwrap_path() is None, reason="needs bubblewrap (bwrap)")
 
@@ -265,7 +265,7 @@ def test_replaying_the_previous_answer_fails():
 
 @pytest.mark.parametrize("mode", ["rlimit", "cgroup"])
 def test_memory_is_capped_per_sample(mode):
-    if mode == "cgroup" and MemoryCap("auto").parent is None:
+    if mode == "cgroup" and not cgroup_available():
         pytest.skip("no writable memory cgroup here")
     hog = ATTACKS["memory-across-child-processes"][0]
     small = "import os\nif os.fork() == 0:\n    b'x' * (20 << 20)\n    os._exit(0)\nos.wait()\n" + DOUBLE
@@ -292,3 +292,234 @@ def test_a_judge_that_dies_takes_the_program_with_it():
     assert [x.passed for x in verdicts] == [False, True]
     assert verdicts[0].info["status"] == "error" and "judge" in verdicts[0].info["error"], verdicts[0].info
     assert left == [], left
+
+
+# --------------------------------------------------------------------------- kernel memory, CPU time, cgroups
+# The program's processes alone are charged and counted per sample (docs/sandbox.md, "Memory"
+# and "CPU time"): buffers and tmpfs pages no process owns, children that share the CPU limit,
+# a timeout that must be labelled as one, and the cgroups a killed parent leaves behind.
+
+MODES = ["cgroup", "rlimit"]
+
+
+def _mode(mode: str) -> str:
+    if mode == "cgroup" and not cgroup_available():
+        pytest.skip("no writable memory cgroup here")
+    return mode
+
+
+def _memory_attacks() -> dict:
+    """The programs of benchmarks/bench_sandbox_memory.py, which measures the host memory they
+    hold: each pins kernel memory (TCP, Unix-socket or pipe buffers, in up to 16 processes; or
+    tmpfs pages) and leaves the bytes it holds in `pinned`. Here they answer correctly only if
+    they pinned 300 MiB, more than the 256 MiB cap."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_sandbox_memory.py"
+    spec = importlib.util.spec_from_file_location("bench_sandbox_memory", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    answer = "def f(x):\n    return 2 * x if pinned >= (300 << 20) else 0\n"
+    return {name: bench.ATTACKS[name] + answer for name in ("tcp", "unix", "tmpfs")}
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_socket_and_tmpfs_memory_is_the_samples_and_only_it_dies(mode):
+    """Memory that no process owns: TCP buffers (refused: only Unix sockets may be opened),
+    Unix-socket buffers, tmpfs pages. With a cgroup they are charged to the sample cgroup,
+    which holds the program's processes only: past the cap the kernel kills one of them
+    (`memory`), never the fork server (which made the verdict `sandbox_error`); the honest
+    samples after each attack run on the same worker and pass. In rlimit mode they are bounded
+    by the descriptors and the tmpfs sizes (docs/sandbox.md), short of the target here."""
+    mode = _mode(mode)
+    # cgroup: /tmp and /dev/shm may hold 512 MiB each, so that the cgroup is what stops the fill;
+    # rlimit: 64 MiB each, the documented cap of that mode.
+    limits = {**LIMITS, "tmp_size_mb": 512 if mode == "cgroup" else 64, "time_limit": 10, "wall_time_limit": 60}
+    programs = _memory_attacks()
+    attacks = {"tcp": (programs["tcp"], "failed"), "unix": (programs["unix"], "memory" if mode == "cgroup" else "failed"),
+               "tmpfs": (programs["tmpfs"], "memory" if mode == "cgroup" else "failed")}
+    programs = [p for program, _ in attacks.values() for p in (program, DOUBLE, WRONG)]
+    with get_verifier("code", workers=1, memory_mode=mode, **limits) as v:
+        verdicts = v.verify_batch(programs, [assert_task()] * len(programs))
+    for i, (name, (_, status)) in enumerate(attacks.items()):
+        attack, honest, wrong = verdicts[3 * i:3 * i + 3]
+        assert attack.info["status"] == status and not attack.passed, (name, attack.info)
+        assert honest.passed, (name, honest.info)
+        assert wrong.info["status"] == "failed", (name, wrong.info)
+
+
+CHILD_BURNS = """
+import os, time
+def burn(seconds):
+    while time.process_time() < seconds:
+        pass
+"""
+
+
+def burners(n: int, share: float) -> str:
+    """`n` children at once, each burning `share` of the limit, waited for."""
+    return CHILD_BURNS + f"""
+pids = []
+for _ in range({n}):
+    pid = os.fork()
+    if pid == 0:
+        burn({share} * LIMIT)
+        os._exit(0)
+    pids.append(pid)
+ok = all(os.waitpid(p, 0)[1] == 0 for p in pids)
+def f(x):
+    return 2 * x if ok else 0
+"""
+
+
+CONCURRENT = burners(3, 0.8)  # 2.4 times the limit in all
+# One after the other, each reaped by the kernel if it may (SIGCHLD ignored: refused without a
+# CPU counter), the parent told of each end by a pipe.
+SEQUENTIAL_UNSEEN = CHILD_BURNS + """
+import signal
+try:
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+except OSError:
+    pass
+ok = True
+for _ in range(3):
+    r, w = os.pipe()
+    if os.fork() == 0:
+        burn(0.8 * LIMIT)
+        os.write(w, b"done")
+        os._exit(0)
+    os.close(w)
+    ok = os.read(r, 4) == b"done" and ok
+def f(x):
+    return 2 * x if ok else 0
+"""
+# Orphans: each child forks a grandchild that burns, and exits at once (the grandchildren are
+# adopted by the program's process, pid 1 of its namespace).
+ORPHANS = CHILD_BURNS + """
+ends = []
+for _ in range(2):
+    r, w = os.pipe()
+    child = os.fork()
+    if child == 0:
+        if os.fork() == 0:
+            burn(0.8 * LIMIT)
+            os.write(w, b"done")
+        os._exit(0)
+    os.close(w)
+    os.waitpid(child, 0)
+    ends.append(r)
+ok = all(os.read(r, 4) == b"done" for r in ends)
+def f(x):
+    return 2 * x if ok else 0
+"""
+LIGHT = burners(2, 0.2)  # honest: 0.4 of the limit in all
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_cpu_time_is_the_samples_not_each_processs(mode):
+    """Each child stays under the limit, and would have passed when the limit was per process;
+    together they spend 1.6 to 2.4 times it, and the sample is a timeout. Counted by the sample
+    cgroup, or (rlimit mode) summed over the program's process tree."""
+    mode = _mode(mode)
+    limit = 1.5
+    programs = [CONCURRENT, SEQUENTIAL_UNSEEN, ORPHANS, LIGHT, DOUBLE, WRONG]
+    programs = [p.replace("LIMIT", repr(limit)) for p in programs]
+    # memory_mb=512: four processes in rlimit mode (the program and three children)
+    with get_verifier("code", workers=2, memory_mode=mode, **{**LIMITS, "time_limit": limit, "memory_mb": 512,
+                                                               "wall_time_limit": 60}) as v:
+        verdicts = v.verify_batch(programs, [assert_task()] * len(programs))
+    for name, verdict in zip(["concurrent", "sequential, unseen", "orphans"], verdicts):
+        assert verdict.info["status"] == "timeout" and not verdict.passed, (name, verdict.info)
+        assert verdict.info["cpu_s"] >= limit, (name, verdict.info)
+    assert verdicts[3].passed and verdicts[4].passed, [verdicts[3].info, verdicts[4].info]
+    assert verdicts[5].info["status"] == "failed", verdicts[5].info
+
+
+LOOPS = [
+    "def f(x):\n    while True:\n        pass\n",
+    "def f(x):\n    n = 0\n    while True:\n        n += x\n",
+    "while True:\n    pass\ndef f(x):\n    return 2 * x\n",
+    "def f(x):\n    while True:\n        try:\n            sum(range(10 ** 6))\n        except BaseException:\n            pass\n",
+    "import itertools\ndef f(x):\n    for _ in itertools.count():\n        pass\n",
+    "def f(x):\n    return any(iter(int, 1))\n",
+    "def f(x):\n    if x == 5:\n        while True:\n            pass\n    return 2 * x\n",
+    "import re\ndef f(x):\n    re.match('(a+)+$', 'a' * 64 + 'b')\n    return 2 * x\n",
+    "import threading\nt = threading.Thread(target=lambda: any(iter(int, 1)))\nt.start()\nt.join()\n"
+    "def f(x):\n    return 2 * x\n",
+    "import os\nif os.fork() == 0:\n    while True:\n        pass\nos.wait()\ndef f(x):\n    return 2 * x\n",
+    "import signal\nsignal.signal(signal.SIGXCPU, signal.SIG_IGN)\ndef f(x):\n    while True:\n        pass\n",
+    "import sys\nsys.setrecursionlimit(10 ** 6)\ndef f(x):\n    while True:\n        x = (x * x) % 1000003\n",
+    "def f(x):\n    d = {}\n    i = 0\n    while True:\n        d[i % 1000] = i\n        i += 1\n",
+    "def f(x):\n    s = 'a'\n    while True:\n        s = (s + s)[-1000:]\n",
+]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_infinite_loops_are_timeouts_however_loaded(mode):
+    """14 infinite loops of different shapes in one batch, beside honest neighbours, on all
+    workers at once: each is a `timeout` with at least the limit of CPU time. (They came back
+    `failed` when the kernel's tick-sampled RLIMIT_CPU killed them before the exact CPU time
+    the verdict was checked against had reached the limit; the fork server now counts, kills
+    and labels with one clock, and RLIMIT_CPU is only a far backstop.)"""
+    mode = _mode(mode)
+    assert len(LOOPS) == 14
+    programs = [p for loop in LOOPS for p in (loop, DOUBLE)]
+    with get_verifier("code", memory_mode=mode, **{**LIMITS, "time_limit": 1, "wall_time_limit": 30}) as v:
+        verdicts = v.verify_batch(programs, [assert_task()] * len(programs))
+    loops, honest = verdicts[0::2], verdicts[1::2]
+    wrong = [(LOOPS[i], x.info) for i, x in enumerate(loops) if x.info["status"] != "timeout" or x.info["cpu_s"] < 1]
+    assert wrong == []
+    assert all(x.passed for x in honest), [x.info for x in honest if not x.passed]
+
+
+HOLD_A_POOL = """
+import sys
+from verifiers.code.sandbox import Limits, SandboxPool
+pool = SandboxPool(workers=1, memory_mode="cgroup")
+ran = pool.run({"mode": "io", "program": "print(1)", "stdin": ""}, Limits())
+folders = [f.path for f in (pool.memory.memory, pool.memory.cpu) if f]
+print(pool.tag, *folders, ran.stdout == b"1\\n", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_killed_parents_cgroups_are_swept_at_the_next_start_and_a_live_ones_kept():
+    """Two verifier processes in our cgroup, each with a pool that ran a sample; one is killed
+    (`kill -9`, no `close()`). A new pool's start-up removes the dead one's folders (memory and
+    cpuacct), and not the live one's, which it cannot tell apart by pid (other pid namespaces
+    share the tree): the live one holds a lock on its folders."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from procs import processes_with
+    from verifiers.code.memory import MemoryCap
+
+    _mode("cgroup")
+    root = Path(__file__).resolve().parent.parent
+    parents = [subprocess.Popen([sys.executable, "-c", HOLD_A_POOL], cwd=root, stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    try:
+        (dead_tag, *dead, dead_ran), (live_tag, *live, live_ran) = [p.stdout.readline().split() for p in parents]
+        assert dead_ran == live_ran == "True"
+        assert all(os.path.isdir(f) and os.listdir(f) for f in dead + live)
+        parents[0].send_signal(signal.SIGKILL)
+        parents[0].wait()
+        end = time.monotonic() + 30
+        while processes_with(dead_tag) and time.monotonic() < end:  # its workers see the end of input
+            time.sleep(0.05)
+        assert any(os.path.isdir(f) for f in dead)  # left behind
+        while any(os.path.isdir(f) for f in dead) and time.monotonic() < end:
+            MemoryCap("cgroup").close()  # a start: sweeps (again, while a worker's cgroup is still emptying)
+            time.sleep(0.05)
+        assert not any(os.path.isdir(f) for f in dead)
+        assert all(os.path.isdir(f) for f in live)
+        assert processes_with(live_tag)
+    finally:
+        for p in parents:
+            p.kill()
+            p.wait()

@@ -166,3 +166,27 @@ def test_cut_samples_are_marked_stopped():
     collect.collect(FakeGenerator(solves={0}), env, store, env.tasks("test"), None, collect.Sampling(n=1))
     assert store.done["t0"][0]["completion"] == "0" and store.done["t0"][0]["finish_reason"] == "stop"
     assert store.done["t1"][0]["completion"] == "x" and store.done["t1"][0]["finish_reason"] == "length"
+
+
+def test_generated_samples_reach_the_verifier_with_their_finish_reason():
+    """A completion the token limit cut is verified as cut ("length"); one cut at a stop sequence
+    (its text shorter than the sampler's) counts as ended ("stop"), in the task and the record."""
+    from types import SimpleNamespace
+
+    from models.sampler import Sample
+    from verifiers import Task, Verdict
+
+    seen = []
+
+    class Recording:
+        def verify_batch(self, texts, tasks):
+            seen.extend(tasks)
+            return [Verdict(0.0, False) for _ in texts]
+
+    task = Task(id="t0", prompt="p", answer="7")
+    samples = [[Sample("so 7", [1], None, "stop", [0]), Sample("so 7 and", [2], None, "length", [0]),
+                Sample("so 7\n\nQ: next", [3], None, "length", [0])]]
+    texts = [["so 7", "so 7 and", "so 7"]]
+    records = collect._verify(SimpleNamespace(verifier=Recording()), [(task, 0, None)], texts, samples)
+    assert [t.meta["finish_reason"] for t in seen] == ["stop", "length", "stop"]
+    assert [r["finish_reason"] for r in records] == ["stop", "length", "stop"]

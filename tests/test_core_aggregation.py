@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from numeric import close
 
 from trainers.core import LOSS_AGGREGATIONS, GlobalBatch, aggregate_loss, policy_loss
-
-from numeric import close
 
 T = torch.tensor
 

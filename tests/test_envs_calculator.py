@@ -9,7 +9,7 @@ from fractions import Fraction
 import pytest
 
 from data.arithmetic_problems import split_of
-from data.calculator_problems import FORMS, _SALT, calculator_problems
+from data.calculator_problems import _SALT, FORMS, calculator_problems
 from envs import EnvError, Environment, env_options, get_env, list_envs
 from envs.multiturn import ACTION, OBSERVATION, PROMPT, MultiTurnEnvironment, run_episode
 

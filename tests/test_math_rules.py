@@ -17,7 +17,9 @@ import verifiers.math.pool as workers_module
 import verifiers.math.verifier as math_module
 from envs import get_env
 from verifiers import CompositeVerifier, Task, VerifierError, get_verifier
+from verifiers.math.ending import before_checks, ends_mid_sentence, unmarked_answer
 from verifiers.math.extract import boxed_answer, extract_answer, extract_gold, last_boxed
+from verifiers.math.fast import letter_and_value, prompt_choices
 from verifiers.math.labels import align, strip_labels, text_rule
 from verifiers.math.normalize import normalize
 from verifiers.worker_process import WorkerTimeout
@@ -32,13 +34,16 @@ def verifier():
         yield v
 
 
-def _judge(verifier, gold, completion):
-    return verifier.verify(completion, Task("t", "p", gold))
+def _judge(verifier, gold, completion, task: dict | None = None):
+    """`task` may give the prompt and the sample's finish_reason (`Task.meta`)."""
+    task = task or {}
+    meta = {"finish_reason": task["finish_reason"]} if "finish_reason" in task else {}
+    return verifier.verify(completion, Task("t", task.get("prompt", "p"), gold, meta=meta))
 
 
-def _check_table(verifier, gold, completion, expected):
-    verdict = _judge(verifier, gold, completion)
-    assert verdict.passed is expected, (gold, completion, verdict.info)
+def _check_table(verifier, gold, completion, expected, task=None):
+    verdict = _judge(verifier, gold, completion, task)
+    assert verdict.passed is expected, (gold, completion, task, verdict.info)
     assert verdict.info["reason"], verdict.info          # every verdict names its rule
 
 
@@ -204,16 +209,194 @@ TEXT_ANSWERS = [
     ("2\\pi", r"\boxed{2p}", False),
 ]
 
+# The rules of issue 24: the fallback's hedges, checks and cut-off text; values that lost a
+# distinction; labels, words and sets around answers; multiple choice. A fourth column gives
+# the task's prompt or the sample's finish_reason.
+STOP, LENGTH = {"finish_reason": "stop"}, {"finish_reason": "length"}
+AMC = (r"What is $3 \cdot 4$? $\textbf{(A) }10 \qquad \textbf{(B) }11 \qquad \textbf{(C) }12 \qquad "
+       r"\textbf{(D) }13 \qquad \textbf{(E) }14$")
+LINES = "How many vertices does a cube have?\nA. 6\nB. 8\nC. 12\nD. 24"
+
+HEDGES = [
+    ("4", "So the count is either 3 or 4.", False),
+    ("7", "The digit could be 2, 3, 5, or 7.", False),
+    ("12", "I am not sure; maybe 10 or 12.", False),
+    ("3", "The answer is either 2 or 3.", False),                  # a hedge after a marker
+    ("3", "<answer>either 2 or 3</answer>", False),                   # ... or in the answer tag
+    ("5", r"So $n$ is probably $4$ or $5$.", False),
+    ("5", "It is probably 5.", True),                              # one value, hedged: still the value
+    ("2, 3", "Factoring, so x = 2 or x = 3.", True),               # alternatives, no hedge: the solutions
+    ("3", "Factoring, so x = 2 or x = 3.", False),
+    ("2, 3", "Then x could be 2 or 3.", False),
+    ("6", "Maybe 5? Or 6.", False),                                    # alternatives across sentences
+    ("15", "It is 12, but it could also be 15.", False),
+    ("12", "In May she sold 12 more.", True),                       # "May" with no alternatives
+    ("6", "There are 6 ways to pick either the red or the blue ball, so 6 in total.", True),   # one value
+    ("3, 4", r"\boxed{3 \text{ or } 4}", True),                      # a box commits: the list
+    ("24", "So there are 24 orders, or 4! = 24.", True),            # "or" without alternatives
+]
+
+CHECKS = [
+    ("7", "x = 7. Check: 3(7) - 4 = 17 \u2713", True),
+    ("17", "x = 7. Check: 3(7) - 4 = 17 \u2713", False),
+    ("7", "x = 7\n3(7) - 4 = 17 \u2713", True),                       # a ticked computation is a check
+    ("17", "x = 7\n3(7) - 4 = 17 \u2713", False),
+    ("7", "So x = 7 \u2713", True),                                   # a tick on the answer is not
+    ("7", "So x = 7 (check: 3(7) - 4 = 17 \u2713).", True),            # a check inside the answer's sentence
+    ("17", "So x = 7 (check: 3(7) - 4 = 17 \u2713).", False),
+    ("2", "Substituting y = 3 into the first equation, x + 3 = 5, so x = 2.", True),   # solving, not checking
+    ("2", r"Thus $x = 2$. Verification: $4(2) - 3 = 5$", True),      # math spans in the check
+    ("5", r"Thus $x = 2$. Verification: $4(2) - 3 = 5$", False),
+    ("42", "The total is 42.\n\nDouble-check: 6 \u00d7 7 = 42. Yes.", True),
+    ("6", "Let me recheck: 2 + 4 = 6, not 5. So the total is 6.", True),   # a conclusion after the check
+    ("5", "Let me recheck: 2 + 4 = 6, not 5. So the total is 6.", False),
+    ("7", "x = 7. Substituting back, 3(7) - 4 = 17. Yes, 3(7) - 4 = 17.", True),
+    ("17", "x = 7. Substituting back, 3(7) - 4 = 17. Yes, 3(7) - 4 = 17.", False),   # a computation concludes nothing
+    ("18", "Let me check the units first: 16 - 3 - 4 = 9 eggs, and 9 \u00d7 2 = 18 dollars a day.", True),
+]
+
+CUT_OFF = [
+    ("9", "16 - 3 - 4 = 9 eggs. Then she sells them at", False),       # mid-sentence, reason unknown
+    ("9", "16 - 3 - 4 = 9 eggs. Then she sells them at", True, STOP),  # the sampler says it ended
+    ("24", "4 \u00d7 6 = 24", False, LENGTH),
+    ("24", "4 \u00d7 6 = 24", True, STOP),
+    ("24", "4 \u00d7 6 = 24", True),                                   # ends in a number: complete
+    ("2", "Then 9 \u00d7 2", False),                                   # an operand, not a result
+    ("42", "Totals:\n- 42", True),                                    # a bullet's dash is no operator
+    ("4", r"so $x = \frac{8}{", False),
+    ("5", "The answer is 5", False, LENGTH),                        # may have been 56
+    ("5", "The answer is 5.", True, LENGTH),
+    ("18", r"\boxed{18}. Let me double-check: 16 - 3", True, LENGTH),  # a complete box counts
+    ("18", r"\boxed{18}. The final answer is 1", True, LENGTH),      # a restatement cut off: the box
+    ("7", r"\boxed{7}, or rather \boxed{1", False, LENGTH),           # cut inside a new box
+    ("7", r"\boxed{7}, or rather \boxed{1", True),
+    ("7", "<answer>7", False, LENGTH),
+    ("7", "<answer>7", True, STOP),                                  # a stop sequence at </answer>
+    ("72", "#### 72", False, LENGTH),
+    ("72", "#### 72", True, STOP),
+]
+
+INFINITIES = [
+    ("\\infty", r"\boxed{\infty}", True),
+    ("\\infty", r"\boxed{-\infty}", False),
+    ("-\\infty", r"\boxed{\infty}", False),
+    ("\\infty", r"\boxed{+\infty}", True),
+    ("-\\infty", r"The limit is $-\infty$.", True),
+    ("(-\\infty, 0)", r"\boxed{(-\infty, 0)}", True),
+    ("(-\\infty, 0)", r"\boxed{(\infty, 0)}", False),
+    ("(-\\infty,-1)\\cup(1,\\infty)", r"\boxed{(-\infty,-1)\cup(1,-\infty)}", False),
+]
+
+BASES = [
+    ("11", r"\boxed{1011_2}", True),
+    ("31", r"\boxed{1011_3}", True),
+    ("31", r"\boxed{1011_2}", False),
+    ("1011_2", r"\boxed{1011_3}", False),
+    ("1011_2", r"\boxed{1011}", True),                               # digits in the gold's base
+    ("1011_2", r"\boxed{11}", False),                                 # ... read in base 2: 3
+    ("2112_3", r"\boxed{68}", False),                                 # base 3 cannot hold 6 or 8
+    ("4C_{16}", r"\boxed{4C}", True),
+    ("4C_{16}", r"\boxed{76}", False),                                # 76 read in base 16: a restated decimal
+    ("5", "so it is 101_{2}.", True),                                 # the fallback keeps the base
+    ("1011_2", "So 11 is 1011 in base 2.", True),                     # a base in words
+    ("11", "The answer is 1011 (base two).", True),
+    ("x_2", r"\boxed{x_2}", True),                                    # a letter's subscript is a label
+    ("x_2", r"\boxed{x_3}", False),
+    ("10", r"\boxed{A_{12}}", False),                                 # no digit: a label, not 10
+]
+
+TRIG_DEGREES = [
+    ("\\frac{\\sqrt{3}}{2}", r"\boxed{\sin 60^\circ}", True),
+    ("\\frac{\\sqrt{3}}{2}", r"\boxed{\sin 60}", False),               # radians
+    ("\\frac{1}{2}", r"\boxed{\cos(60^{\circ})}", True),
+    ("\\frac{1}{2}", r"\boxed{\cos(30^{\circ})}", False),
+    ("1", "\\boxed{\\tan 45\u00b0}", True),
+    ("\\frac{1}{2}", "\\boxed{sin 30\u00b0}", True),                      # plain-text sin
+    ("\\frac{3}{4}", r"\boxed{\sin^2 60^\circ}", True),
+    ("\\sin 30^\\circ", r"\boxed{0.5}", True),
+    ("60", r"\boxed{60^\circ}", True),                                # a bare angle stays a number
+]
+
+FUNCTION_LABELS = [
+    ("\\frac{x+3}{2}", r"\boxed{f^{-1}(x) = \frac{x+3}{2}}", True),
+    ("\\frac{x+3}{2}", r"\boxed{f^{-1}(x) = \frac{x-3}{2}}", False),
+    ("2x", r"\boxed{f'(x) = 2x}", True),
+    ("x+1", r"\boxed{(f \circ g)(x) = x + 1}", True),
+    ("x^2", r"\boxed{f(t) = t^2}", True),                             # a renamed argument
+    ("f(x)=x^2", r"\boxed{f(t) = t^2}", True),
+    ("x^2", r"\boxed{t^2}", False),                                   # no label: another variable
+    ("x^2", r"\boxed{f(x) = t^2}", False),
+    ("x^2+y", r"\boxed{f(t) = t^2 + y}", False),
+]
+
+QUANTIFIERS = [
+    ("2x+1", r"\boxed{f(x) = 2x + 1 \text{ for all } x \in \mathbb{R}}", True),
+    ("2x+1", r"\boxed{2x + 1, \quad x \in \mathbb{R}}", True),
+    ("2x+1", r"\boxed{f(x) = 2x + 1 \text{ for } x \in \mathbb{R}}", True),
+    ("2k\\pi", r"\boxed{x = 2k\pi, k \in \mathbb{Z}}", True),
+    ("2x+1", r"\boxed{f(x) = 2x - 1 \text{ for all real } x}", False),
+    ("x", r"Thus $f(x) = x$ for all $x \in \mathbb{R}$.", True),
+    ("x", r"Thus $f(x) = x + 1$ for all $x$.", False),
+    ("(-\\infty, \\infty)", r"\boxed{x \in \mathbb{R}}", True),          # membership, not a quantifier
+]
+
+BOX_WORDS = [
+    ("42", r"\boxed{\text{The answer is } 42}", True),
+    ("42", r"\boxed{\text{The answer is } 24}", False),
+    ("18", r"\boxed{\text{Janet makes } \$18 \text{ per day}}", True),
+    ("7", r"\boxed{\text{Total: } 7}", True),
+    ("\\text{even}", r"\boxed{\text{The function is even}}", True),
+    ("\\text{odd}", r"\boxed{\text{The function is even}}", False),
+    ("5", r"\boxed{\text{No solution}}", False),
+]
+
+SETS_IN_WORDS = [
+    ("(-\\infty,\\infty)", r"\boxed{\text{all real numbers}}", True),
+    ("(-\\infty,\\infty)", r"\boxed{\mathbb{R}}", True),
+    ("\\mathbb{R}", "\\boxed{\u211d}", True),
+    ("(-\\infty,\\infty)", r"\boxed{\text{all positive real numbers}}", False),
+    ("(0,\\infty)", r"\boxed{\text{all real numbers}}", False),
+    ("\\emptyset", r"\boxed{\varnothing}", True),
+    ("\\emptyset", "\\boxed{\u2205}", True),
+    ("\\varnothing", r"\boxed{\{\}}", True),
+    ("\\emptyset", r"\boxed{\text{no solution}}", True),
+    ("\\emptyset", r"\boxed{\{0\}}", False),
+    ("\\emptyset", r"\boxed{0}", False),
+]
+
+CHOICES = [
+    ("C", r"\boxed{\textbf{(C) }12}", True),
+    ("C", r"\boxed{\textbf{(D) }12}", False),                         # against a letter, the letter decides
+    ("D", "Comparing the options, the correct option is **(D)**.", True),
+    ("D", "Comparing the options, the correct option is **(B)**.", False),
+    ("C", r"\boxed{12}", True, {"prompt": AMC}),                       # a value against a letter: the prompt
+    ("C", r"\boxed{13}", False, {"prompt": AMC}),
+    ("C", r"\boxed{12}", False),                                       # no choices in the prompt
+    ("12", "The answer is (C).", True, {"prompt": AMC}),
+    ("12", "The answer is (C).", False),
+    ("12", r"\boxed{\textbf{(C) }12}", True),                         # against a value, the value decides
+    ("13", r"\boxed{\textbf{(C) }12}", False),
+    ("B", "**Answer: B**", True, {"prompt": LINES}),
+    ("8", "The answer is B.", True, {"prompt": LINES}),
+    ("6", "The answer is B.", False, {"prompt": LINES}),
+    ("12", "The first option is to multiply: 3 \u00d7 4 = 12.", True),   # "option is" without a letter
+    ("e", r"\boxed{e}", True, {"prompt": AMC}),                       # choices are capitals: e is e, not (E)
+    ("14", r"\boxed{e}", False, {"prompt": AMC}),
+]
+
 TABLES = {"gold_solutions": GOLD_SOLUTIONS, "joined_boxes": JOINED_BOXES, "spans": SPANS,
           "relations": RELATIONS, "intervals": INTERVALS, "matrices": MATRICES, "labels": LABELS,
-          "number_formats": NUMBER_FORMATS, "text_answers": TEXT_ANSWERS}
-CASES = [(name, *row) for name, rows in TABLES.items() for row in rows]
+          "number_formats": NUMBER_FORMATS, "text_answers": TEXT_ANSWERS, "hedges": HEDGES, "checks": CHECKS,
+          "cut_off": CUT_OFF, "infinities": INFINITIES, "bases": BASES, "trig_degrees": TRIG_DEGREES,
+          "function_labels": FUNCTION_LABELS, "quantifiers": QUANTIFIERS, "box_words": BOX_WORDS,
+          "sets_in_words": SETS_IN_WORDS, "choices": CHOICES}
+CASES = [(name, *row, None)[:5] for name, rows in TABLES.items() for row in rows]
 
 
-@pytest.mark.parametrize("table, gold, completion, expected", CASES,
+@pytest.mark.parametrize("table, gold, completion, expected, task", CASES,
                          ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)])
-def test_rule_table(verifier, table, gold, completion, expected):
-    _check_table(verifier, gold, completion, expected)
+def test_rule_table(verifier, table, gold, completion, expected, task):
+    _check_table(verifier, gold, completion, expected, task)
 
 
 def test_every_table_has_hostile_and_honest_rows():
@@ -290,6 +473,83 @@ def test_text_rule(gold, pred, decided):
     assert text_rule(gold, pred) == decided
 
 
+@pytest.mark.parametrize("text, cut", [
+    ("so she makes 18 dollars.", False), ("The sum of 20 and 26 is 46", False), ("it is -5 today", False),
+    ("**5**", False), (r"$\boxed{12}$", False), ("Then she sells them at", True), ("The answer is", True),
+    ("9 \u00d7 2 =", True), ("we get (", True), (r"so $x = \frac{8}{", True), (r"\(x + 1", True),
+    ("the first case, n = 2 and", True), ("9 *", True), ("", False),
+])
+def test_ends_mid_sentence(text, cut):
+    assert ends_mid_sentence(text) is cut
+
+
+@pytest.mark.parametrize("text, finish_reason, found", [
+    ("so x = 7.", None, ("7", "last_number")),
+    ("x = 7. Check: 3(7) - 4 = 17 \u2713", None, ("7", "last_number")),
+    ("It is either 3 or 4.", None, (None, "hedge")),
+    ("so x = 2 or x = 3.", None, ("x = 2 or x = 3", "alternatives")),
+    ("Then 9 \u00d7 2", None, (None, "unfinished computation")),
+    ("so x = 7.", "length", (None, "cut_off")),
+    ("so x = 7 and", None, (None, "cut_off")),
+    ("so x = 7 and", "stop", ("7", "last_number")),
+    (r"we get $f(x) = x$ for every $x > 0$.", None, ("f(x) = x", "math_span")),
+    ("I am not sure.", None, (None, "none")),
+])
+def test_unmarked_answer(text, finish_reason, found):
+    assert unmarked_answer(text, "last_number", finish_reason) == found
+
+
+def test_a_check_is_set_aside_only_after_a_stated_value():
+    assert before_checks("x = 7. Check: 3(7) - 4 = 17") == ("x = 7. ", True)
+    assert before_checks("Let me check the units: 16 - 3 = 13.") == ("Let me check the units: 16 - 3 = 13.", False)
+    assert before_checks("x = 7. Check: 3(7) = 21. So x = 7.")[1] is False   # a conclusion follows
+
+
+@pytest.mark.parametrize("prompt, choices", [
+    (r"$\textbf{(A) }10 \qquad \textbf{(B) }11 \qquad\textbf{(C) }\frac{1}{2}$", {"A": "10", "B": "11", "C": r"\frac{1}{2}"}),
+    ("Pick one.\nA. 6\nB) 8\nC. 12", {"A": "6", "B": "8", "C": "12"}),
+    ([{"role": "user", "content": "(A) 3 (B) 4"}], {"A": "3", "B": "4"}),
+    ("Is (C) true? (A) yes (B) no", {"A": "yes", "B": "no"}),               # a stray letter before the run
+    ("See (A) alone.", {}), ("no choices", {}),
+])
+def test_prompt_choices(prompt, choices):
+    assert prompt_choices(prompt) == choices
+
+
+@pytest.mark.parametrize("text, pair", [
+    ("C", ("C", None)), ("(C)", ("C", None)), ("(C) 12", ("C", "12")), ("C) 12", ("C", "12")),
+    ("option D", ("D", None)), ("12", (None, None)), ("(1, 2)", (None, None)), ("c", (None, None)), ("CD", (None, None)),
+])
+def test_letter_and_value(text, pair):
+    assert letter_and_value(text) == pair
+
+
+@pytest.mark.parametrize("text, value, base", [
+    ("1011_2", "11", 2), ("1011_{3}", "31", 3), (r"4\text{C}_{16}", "76", 16), ("(101)_2", "5", 2),
+    ("1011_2 + 1_2", "11 + 1", None), ("x_2", "x_2", None), ("A_{12}", "A_{12}", None), ("129_8", "129_8", None),
+    ("S_{10}", "S_{10}", None),
+])
+def test_base_subscripts(text, value, base):
+    got = normalize(text)
+    assert (got.text, got.base) == (value, base)
+
+
+@pytest.mark.parametrize("text, normal", [
+    (r"\sin 60^\circ", r"\sin(\frac{60\pi}{180})"), (r"\cos^2(30^{\circ})", r"\cos^2(\frac{30\pi}{180})"),
+    (r"\sin 60", r"\sin 60"), (r"f(x) = x \text{ for all } x", "f(x) = x"), (r"x \in \mathbb{R}", r"(-\infty, \infty)"),
+    (r"2x, x \in \mathbb{R}", "2x"), (r"\text{the empty set}", r"\emptyset"), ("negative infinity", r"-\infty"),
+    (r"f \circ g", r"f \circ g"),
+])
+def test_normalize_forms(text, normal):
+    assert normalize(text).text == normal
+
+
+def test_finish_reason_is_checked(verifier):
+    with pytest.raises(VerifierError, match=r"finish_reason.*'task-3'.*'stop', 'length'"):
+        verifier.verify("5", Task("task-3", "p", "5", meta={"finish_reason": "eos"}))
+    assert verifier.verify("5", Task("task-4", "p", "5", meta={"finish_reason": None})).passed
+
+
 def test_decimal_comma_policy_is_read_off_the_digits():
     assert extract_answer("it costs 2,74 today")[0] == "2,74"
     assert normalize("1,000").text == "1000" and normalize("0,111").text == "0,111"
@@ -349,6 +609,12 @@ HOSTILE = {
     "labels without end": r"\boxed{" + "a=" * 400 + "1}",
     "bounds without end": r"\boxed{" + "0<f(x)" * 150 + "}",
     "connectors only": r"\boxed{1}" + " and " * 100_000 + r"\boxed{2}",
+    "hedges without end": "either 1 or " * 100_000 + "2.",
+    "checks without end": "x = 1. Check: 3(1) - 4 = -1 \u2713 " * 40_000,
+    "ticks": "\u2713" * 1_000_000,
+    "a list without end": "1, " * 300_000 + "or 2",
+    "bases without end": "1" * 1_000_000 + "_2",
+    "words in a box without end": r"\boxed{\text{" + "The answer is " * 50_000 + "}}",
 }
 
 

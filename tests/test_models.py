@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models.loading import ModelRef, resolve_model
 from models.backends import BACKENDS, resolve_backend
+from models.loading import ModelRef, resolve_model
 from models.sampler import PromptError, Sample, sample_tasks
 from verifiers import Task
 

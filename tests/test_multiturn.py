@@ -11,14 +11,19 @@ import time
 import pytest
 
 from envs import get_env
-from envs.base import _REGISTRY
 from envs.multiturn import (
-    ACTION, OBSERVATION, PROMPT, Context, Episode, MultiTurnEnvironment, Observation, Turn, run_episode,
-    episode_verdicts, run_episodes,
+    ACTION,
+    OBSERVATION,
+    PROMPT,
+    Context,
+    Episode,
+    Turn,
+    episode_verdicts,
+    run_episode,
+    run_episodes,
 )
 from envs.tools import Tool, ToolError, register_tool
 from envs.tools.base import _TOOLS
-from verifiers import Task
 
 
 def calc_env(**options):

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import pytest
-
-from envs.base import _REGISTRY
-
 # ---- the docs example, verbatim (from here to the end marker)
 import random
 import re
 
+import pytest
+
 from envs import get_env, option, register_env
+from envs.base import _REGISTRY
 from envs.multiturn import MultiTurnEnvironment, Observation, run_episode
 from verifiers import Task, get_verifier
+
 
 @register_env("guess")
 class GuessEnv(MultiTurnEnvironment):

@@ -71,8 +71,8 @@ def test_help_line_has_one_shape(text, kind, default, expected):
 
 def test_environment_and_trainer_help_use_the_same_shape():
     import envs
-    from trainers.grpo import GRPOConfig
     from evals.config_cli import build_parser
+    from trainers.grpo import GRPOConfig
 
     assert envs.env_help("arithmetic")["digits"] == "digits of each integer operand [int, default: 2]"
     text = " ".join(build_parser(GRPOConfig, "grpo", "").format_help().split())

@@ -1,7 +1,7 @@
 """The `reasoning_gym` verifier: reasoning-gym's scorers in the sandbox, behind the code gate.
 
 Tables: answer extraction; gold, empty and wrong answers on a fast subset of generators (the
-whole sweep is slow-marked); hostile answers against every scorer that evaluates or parses its
+whole sweep over every generator is marked `sweep`: `make sweep`); hostile answers against every scorer that evaluates or parses its
 answer, each with honest neighbours in its batch; scorers that raise, hang, eat memory, exit,
 print or return no number (a generator registered by a module shown to the sandbox for the
 test); and the confinement itself, tried without the gate (files, network, host files,
@@ -109,7 +109,7 @@ def test_gold_passes_empty_and_wrong_fail(name, verifier):
     assert row.agree == 60, row
 
 
-@pytest.mark.slow
+@pytest.mark.sweep
 def test_every_installed_generator(tmp_path):
     """The whole sweep (benchmarks/rgym_sweep.py): every generator the installed reasoning-gym offers."""
     import subprocess

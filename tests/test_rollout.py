@@ -8,11 +8,11 @@ import re
 import pytest
 import torch
 
+from models.hf_sampler import _split_completion
+from models.sampler import Sample
 from trainers import rollout as ro
 from trainers.forward import completion_logprobs
 from trainers.task_stream import TaskStream
-from models.hf_sampler import _split_completion
-from models.sampler import Sample
 from verifiers import Task, Verdict
 
 
@@ -258,3 +258,22 @@ def test_shared_prompt_forward_steps_aside_for_gradient_checkpointing(tiny_model
     batch = _grouped_batch([5, 5], [3, 2], 4)
     logp, _ = completion_logprobs(model, batch, temperature=1.0)
     assert len(calls) == 1 and logp.shape == batch.completion_mask.shape and logp.requires_grad
+
+
+def test_the_verifier_is_told_which_completions_the_token_limit_cut(monkeypatch):
+    """Each row's task reaches the verifier with the sampler's finish_reason in its meta, the
+    task's own meta kept (a cut-off completion must not yield a fallback answer)."""
+    seen = []
+
+    class Recording:
+        def verify_batch(self, texts, tasks):
+            seen.extend(tasks)
+            return [Verdict(0.0, False) for _ in texts]
+
+    groups = [[Sample("so 7", [1], None, "stop", [0]), Sample("so the answer is 1", [2], None, "length", [0])]]
+    monkeypatch.setattr(ro, "sample_env", lambda *args, **kwargs: groups)
+    task = Task(id="t0", prompt="p", answer="7", meta={"level": 2})
+    ro.generate_and_verify(None, dataclasses.make_dataclass("Env", [("verifier", object)])(Recording()), [task], 2,
+                           temperature=1.0, top_p=1.0, max_new_tokens=4, seed=0)
+    assert [t.meta for t in seen] == [{"level": 2, "finish_reason": "stop"}, {"level": 2, "finish_reason": "length"}]
+    assert task.meta == {"level": 2}   # the stream's task is not changed

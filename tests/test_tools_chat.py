@@ -125,8 +125,8 @@ def test_chat_errors_are_tool_messages(tokenizer):
 
 
 def test_a_template_that_rewrites_history_is_refused(tokenizer):
-    from transformers import PreTrainedTokenizerFast
     from tokenizers import Tokenizer, models
+    from transformers import PreTrainedTokenizerFast
 
     tok = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.WordLevel({"[UNK]": 0}, unk_token="[UNK]")),
                                   unk_token="[UNK]", eos_token="[UNK]")

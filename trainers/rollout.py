@@ -109,7 +109,9 @@ def generate_and_verify(sampler: Sampler, env, tasks: list[Task], group_size: in
     if isinstance(env, MultiTurnEnvironment):
         verdicts = episode_verdicts(env, [s.episode for s in samples], row_tasks)
     else:
-        verdicts = env.verifier.verify_batch([s.text for s in samples], row_tasks)
+        # the verifier learns which completions the token limit cut (no answer read into cut-off text)
+        verdicts = env.verifier.verify_batch([s.text for s in samples],
+                                             [t.sampled(s.finish_reason) for t, s in zip(row_tasks, samples)])
     t2 = time.perf_counter()
     return row_tasks, samples, verdicts, {"generation_s": t1 - t0, "verification_s": t2 - t1}
 

@@ -27,7 +27,7 @@ import inspect
 import math
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from importlib import metadata
 from typing import Any, Callable, Iterable
 
@@ -95,6 +95,14 @@ class Task:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def sampled(self, finish_reason: str | None) -> "Task":
+        """This task as the verifier of one sample sees it: `meta["finish_reason"]` says whether
+        the sampler cut the completion ("length") or it ended ("stop"), so that a verifier never
+        reads an answer into text that was cut off (docs/verifiers.md, `Task.meta`)."""
+        if finish_reason is None or self.meta.get("finish_reason") == finish_reason:
+            return self
+        return replace(self, meta={**self.meta, "finish_reason": finish_reason})
 
 
 @dataclass(frozen=True)

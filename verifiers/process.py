@@ -25,9 +25,9 @@ from __future__ import annotations
 
 import ast
 import math
-from bisect import bisect_left
 import re
 import threading
+from bisect import bisect_left
 from dataclasses import dataclass
 from typing import Any
 

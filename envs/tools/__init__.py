@@ -2,7 +2,16 @@
 share (`envs.tools.base`) and the two ways calls are written (`envs.tools.syntax`)."""
 
 from envs.tools.base import (
-    INPUT_ERRORS, STATUSES, Tool, ToolCall, ToolError, ToolTimeout, call_tool, get_tool, list_tools, register_tool,
+    INPUT_ERRORS,
+    STATUSES,
+    Tool,
+    ToolCall,
+    ToolError,
+    ToolTimeout,
+    call_tool,
+    get_tool,
+    list_tools,
+    register_tool,
 )
 from envs.tools.calculator_tool import Calculator
 from envs.tools.python_tool import Python

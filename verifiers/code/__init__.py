@@ -5,12 +5,14 @@ In the calling process:
     verifier.py    CodeVerifier: parses `Task.tests`, runs each sample, compares, labels the verdict
     sandbox.py     SandboxPool: warm bubblewrap sandboxes (Limits, Execution, the bwrap command line)
     confine.py     what a sandbox shows of the host's Python (the `packages` allow-list; REFUSED)
-    memory.py      the memory cap of one sample: a memory cgroup, or rlimits
+    memory.py      the memory cap and CPU time of one sample: a sample cgroup per worker, or rlimits
+    cgroups.py     the pool's cgroup folders, locked while it lives; the sweep of dead pools' ones
 
 Inside the sandbox (also imported by the parent where noted):
 
     forkserver.py  the fork server: serves the parent's requests, collects each sample's pipes
     sample.py      the zygote and the process tree of one sample (supervisor/judge S, program C)
+    accounting.py  the fork server's view of a sample's cgroup and its CPU time (all its processes)
     jail.py        confinement of one process: namespaces, seccomp, capabilities, rlimits
     harness.py     the program's harnesses (`io`, `call`, `assert`) and the judge's
     wire.py        the wire format of plain values and its strict decoder (the parent's too)

@@ -20,6 +20,7 @@ import ctypes
 import gc
 import importlib.util
 import json
+import math
 import os
 import select
 import signal
@@ -48,6 +49,7 @@ def _load(name: str):
 
 
 sample = _load("sample")
+accounting = _load("accounting")
 
 
 # --------------------------------------------------------------------------- control channel
@@ -98,9 +100,12 @@ class ForkServer:
         for name in PRELOAD + tuple(cfg.get("preload") or ()):
             __import__(name)
         self.wire, self.jail, self.harness = _load("wire"), _load("jail"), _load("harness")
-        bpf = self.jail.seccomp_filter() if self.isolate else None
+        self.cgroup = accounting.adopt(cfg.get("cgroup") or {})
+        # Without a CPU counter the sample's time is summed over its process tree, which only
+        # holds if no child can be reaped unseen: then SIGCHLD's disposition is refused.
+        bpf = self.jail.seccomp_filter(sigchld="cpu" not in self.cgroup) if self.isolate else None
         self.seccomp = None if bpf is None else ctypes.create_string_buffer(bpf, len(bpf))
-        self.oom_counter = sample.open_oom_counter(cfg.get("memcg"))
+        self.oom_counter = self.cgroup.get("oom", -1)
         gc.collect()
         gc.freeze()  # the children's collections skip these objects: fewer copy-on-write faults
         self.zygote, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -143,6 +148,7 @@ class ForkServer:
         pipes = {name: os.pipe() for name in ("out", "err", "res", "info")}
         theirs.update({name: w for name, (_, w) in pipes.items()})
         start = time.monotonic()
+        clock = accounting.Clock(self.cgroup, req["limits"]["cpu_s"], start)
         try:
             socket.send_fds(self.zygote, [b"S"], [theirs[name] for name in sample.FDS])
         finally:
@@ -151,15 +157,21 @@ class ForkServer:
         limits = req["limits"]
         run, reason = _Run(self.ctl_in, {name: r for name, (r, _) in pipes.items()}), "error"
         try:
-            reason = run.collect(start + limits["wall_s"], limits["output_bytes"])
+            reason = run.collect(start + limits["wall_s"], limits["output_bytes"], clock)
         finally:  # also when collecting failed, or the supervisor died: nothing may outlive its request
             if reason is not None or "X" not in run.info:
                 run.kill(self.isolate)
+                accounting.wait_empty(self.cgroup.get("folder", -1))
         run.close()
         report = run.info.get("X", {})
+        cpu = clock.total(report.get("cpu"))
+        # One rule, one clock: a sample whose processes spent the limit timed out, whoever
+        # ended it (our check, the RLIMIT_CPU backstop, its own exit just before our check).
+        if reason is None and cpu >= limits["cpu_s"]:
+            reason = "timeout"
         reply = {k: bytes(run.bufs[k]).decode("latin-1") for k in ("out", "err", "res")}
         reply.update(wall_s=time.monotonic() - start, reason=reason, setup_error=run.info.get("E"),
-                     status=report.get("status"), cpu_s=report.get("cpu"),
+                     status=report.get("status"), cpu_s=cpu,
                      oom=report.get("oom", 0), shutdown=reason == "shutdown")
         return reply
 
@@ -184,16 +196,21 @@ class _Run:
         for fd in (*self.names, ctl_in):
             self.poller.register(fd, select.POLLIN)
 
-    def collect(self, deadline: float, cap: int) -> str | None:
+    def collect(self, deadline: float, cap: int, clock: "accounting.Clock") -> str | None:
         """Read until the supervisor has gone and the pipes are closed; or return the reason to
-        kill the sample: "timeout", "output" (over `cap` bytes) or "shutdown"."""
+        kill the sample: "timeout" (CPU time or wall clock), "output" (over `cap` bytes) or
+        "shutdown"."""
         total, drain_until = 0, None
         while self.names:
             now = time.monotonic()
-            end = deadline if drain_until is None else min(deadline, drain_until)
+            running = drain_until is None
+            if running and now >= clock.next and clock.over(now, self.info.get("C")):
+                return "timeout"
+            end = deadline if running else min(deadline, drain_until)
             if now >= end:
-                return "timeout" if drain_until is None else None
-            for fd, _ in self.poller.poll(max(1, int((end - now) * 1000))):
+                return "timeout" if running else None
+            wake = min(end, clock.next) if running else end
+            for fd, _ in self.poller.poll(max(1, math.ceil((wake - now) * 1000))):
                 if fd == self.ctl_in:
                     return "shutdown"  # the parent went away
                 chunk = os.read(fd, 1 << 16)
@@ -248,6 +265,9 @@ class _Run:
     def close(self) -> None:
         for fd in (*self.names, *self.pidfds.values()):
             os.close(fd)
+
+
+# --------------------------------------------------------------------------- unsafe mode
 
 
 def _make_tmpdir() -> str:

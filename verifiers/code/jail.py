@@ -94,22 +94,52 @@ _DENIED_X86_64 = (29, 64, 68, 240, 319, 447,                            # shmget
                   103, 163, 167, 168, 169, 179)                         # syslog acct swapon/off reboot quotactl
 _NS_FLAGS = 0x7E020000  # CLONE_NEWNS | NEWCGROUP | NEWUTS | NEWIPC | NEWUSER | NEWPID | NEWNET
 _AUDIT_ARCH_X86_64, _ALLOW, _ERRNO = 0xC000003E, 0x7FFF0000, 0x00050000
+_EPERM, _ENOSYS, _EAFNOSUPPORT = 1, 38, 97
+# Arguments the filter inspects: system call, argument (its low 32 bits), refused values.
+# * socket, socketpair: only AF_UNIX (1). The sandbox has no network, so TCP/IP is loopback
+#   only, and its buffers are charged to no memory cgroup (v1) and draw on the host's TCP
+#   pool; netlink, packet and the rest are kernel attack surface. Unix sockets stay: asyncio
+#   and multiprocessing's duplex pipes need socketpair, and their buffers are charged to the
+#   sample cgroup. Refused with EAFNOSUPPORT, as by a kernel without that family.
+# * setsockopt(SOL_SOCKET, SO_SNDBUF / SO_RCVBUF / ...FORCE) and fcntl(F_SETPIPE_SZ): buffers
+#   keep their default sizes, which bounds what one descriptor holds in rlimit mode.
+_SOCKET, _SOCKETPAIR, _SETSOCKOPT, _FCNTL, _RT_SIGACTION = 41, 53, 54, 72, 13
+_AF_UNIX, _SOL_SOCKET, _BUFFER_OPTS, _F_SETPIPE_SZ, _SIGCHLD = 1, 1, (7, 8, 32, 33), 1031, 17
 
 
 class _SockFprog(ctypes.Structure):
     _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
 
 
-def seccomp_filter() -> bytes | None:
-    """The classic-BPF program above, or None where we have no table for the architecture."""
+def _arg(i: int, high: bool = False) -> tuple:
+    """Load argument `i` (its low 32 bits, or its high ones) of `struct seccomp_data`."""
+    return ("ld", 16 + 8 * i + (4 if high else 0))
+
+
+def seccomp_filter(sigchld: bool = False) -> bytes | None:
+    """The classic-BPF program above, or None where we have no table for the architecture.
+
+    `sigchld`: also refuse setting SIGCHLD's disposition (rt_sigaction with a new action), for
+    when the sample's CPU time is summed over its process tree (`accounting.Clock`): a process
+    that ignores SIGCHLD, or sets SA_NOCLDWAIT, has its children reaped by the kernel, and
+    their time is then counted nowhere. Reading the disposition stays allowed."""
     if os.uname().machine != "x86_64":
         return None
     code = [("ld", 4), ("jeq", _AUDIT_ARCH_X86_64, 0, "deny"), ("ld", 0),
             ("jge", 0x40000000, "deny", 0),              # the x32 ABI
             ("jeq", 56, "clone", 0), ("jeq", 435, "nosys", 0),
+            ("jeq", _SOCKET, "family", 0), ("jeq", _SOCKETPAIR, "family", 0),
+            ("jeq", _SETSOCKOPT, "sockopt", 0), ("jeq", _FCNTL, "fcntl", 0),
+            *([("jeq", _RT_SIGACTION, "sigaction", 0)] if sigchld else []),
             *[("jeq", nr, "deny", 0) for nr in _DENIED_X86_64], ("ret", _ALLOW),
-            "clone", ("ld", 16), ("jset", _NS_FLAGS, "deny", 0), ("ret", _ALLOW),
-            "nosys", ("ret", _ERRNO | 38), "deny", ("ret", _ERRNO | 1)]
+            "clone", _arg(0), ("jset", _NS_FLAGS, "deny", 0), ("ret", _ALLOW),
+            "family", _arg(0), ("jeq", _AF_UNIX, "allow", 0), ("ret", _ERRNO | _EAFNOSUPPORT),
+            "sockopt", _arg(1), ("jeq", _SOL_SOCKET, 0, "allow"), _arg(2),
+            *[("jeq", opt, "deny", 0) for opt in _BUFFER_OPTS], ("ret", _ALLOW),
+            "fcntl", _arg(1), ("jeq", _F_SETPIPE_SZ, "deny", "allow"),
+            "sigaction", _arg(0), ("jeq", _SIGCHLD, 0, "allow"), _arg(1), ("jeq", 0, 0, "deny"),
+            _arg(1, high=True), ("jeq", 0, "allow", "deny"),
+            "allow", ("ret", _ALLOW), "nosys", ("ret", _ERRNO | _ENOSYS), "deny", ("ret", _ERRNO | _EPERM)]
     labels, program = {}, []
     for item in code:
         if isinstance(item, str):
@@ -120,6 +150,7 @@ def seccomp_filter() -> bytes | None:
     out = bytearray()
     for i, (op, k, *jumps) in enumerate(program):
         jt, jf = (labels[j] - i - 1 if isinstance(j, str) else j for j in (jumps or (0, 0)))
+        assert 0 <= jt < 256 and 0 <= jf < 256, "a jump too far for classic BPF"
         out += struct.pack("HBBI", ops[op], jt, jf, k)
     return bytes(out)
 
@@ -141,8 +172,18 @@ def drop_capabilities(libc) -> None:
     libc.capset(ctypes.byref(_CapHeader(0x20080522, 0)), (ctypes.c_uint32 * 6)())
 
 
-def apply_limits(limits: dict, memory_bytes: int, processes: bool = True) -> None:
+def apply_limits(limits: dict, memory_bytes: int, program: bool = True) -> None:
+    """rlimits of the program's processes, or (`program=False`) of the judge.
+
+    The program's CPU time is counted for all its processes together and ended at the limit by
+    the fork server (`accounting.Clock`); its RLIMIT_CPU is only a backstop, far enough above
+    the limit that it never fires first: the kernel checks it against a tick-sampled count,
+    which under load runs well ahead of the exact time (a loop was killed at 4.3 s of CPU under
+    a 5 s limit). The judge's limit is its own, and it gets no process limit (it forks nothing,
+    and RLIMIT_NPROC would also count the program's processes)."""
     cpu = max(1, math.ceil(limits["cpu_s"]))
+    if program:
+        cpu = 2 * cpu + 1
     # soft == hard: SIGKILL at the limit (a namespace's init ignores SIGXCPU)
     for res, value in ((resource.RLIMIT_CPU, cpu),
                        (resource.RLIMIT_AS, memory_bytes),
@@ -150,5 +191,5 @@ def apply_limits(limits: dict, memory_bytes: int, processes: bool = True) -> Non
                        (resource.RLIMIT_NOFILE, limits["open_files"]),
                        (resource.RLIMIT_NPROC, limits["processes"]),
                        (resource.RLIMIT_CORE, 0)):
-        if res != resource.RLIMIT_NPROC or processes:
+        if res != resource.RLIMIT_NPROC or program:
             resource.setrlimit(res, (value, value))

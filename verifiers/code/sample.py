@@ -4,7 +4,8 @@ The fork server (`forkserver.py`) loads this file by path inside the sandbox (st
 library only, no package-relative import: our package is not visible there), and forks the
 zygote from it before it reads any request. Each function here takes the fork server
 (`forkserver.ForkServer`) as `server`: the modules it loaded (`jail`, `harness`), libc, the
-seccomp filter, the OOM-kill counter and its config.
+seccomp filter, the sample cgroup's descriptors (`accounting.adopt`: its OOM-kill counter, the
+files through which the program joins it) and its config.
 
     zygote Z       never reads a request: it keeps one supervisor S forked ahead, which starts
       |            a session, becomes the sandbox user and waits for a sample's descriptors
@@ -19,9 +20,10 @@ seccomp filter, the OOM-kill counter and its config.
       |            data, return values coming back through the strict decoder. S is outside
       |            C's pid namespace and process group: C cannot see or signal it. Only S
       |            holds the result pipe. S waits for C and reports its exit status, CPU time
-      |            and the memory cgroup's OOM kills on the info pipe.
+      |            and the sample cgroup's OOM kills on the info pipe.
       +-- C        the program: pid 1 of a new pid namespace, with its own user, mount and IPC
-                   namespaces, a private /tmp, no capabilities, seccomp and rlimits. When it
+                   namespaces, a private /tmp, no capabilities, seccomp and rlimits; the only
+                   process that joins the worker's sample cgroup (`accounting.py`). When it
                    exits the kernel kills every process left in its namespace.
 """
 
@@ -125,6 +127,9 @@ def _supervise(server, fds: dict) -> None:
         if c == 0:
             _start(server, req, fds, program_fds)
         _say(info, f"C {c}")
+        cgroup = server.cgroup  # S keeps only the OOM counter: only C joins, only F reads the rest
+        for fd in [*cgroup.get("join", ()), *(cgroup[key] for key in ("folder", "cpu") if key in cgroup)]:
+            os.close(fd)
         for name in ("out", "err"):
             os.close(fds[name])
         if judging:
@@ -164,16 +169,6 @@ def _high(fd: int) -> int:
     return high
 
 
-def open_oom_counter(memcg: str | None) -> int:
-    """The worker's memory cgroup's OOM-kill counter, opened while we are root, above the
-    descriptor numbers the samples set; -1 without a cgroup."""
-    for name in ("memory.events", "memory.oom_control"):  # v2, v1
-        path = os.path.join(memcg or "/nonexistent", name)
-        if os.path.exists(path):
-            return _high(os.open(path, os.O_RDONLY))
-    return -1
-
-
 def _oom_kills(counter: int) -> int:
     if counter < 0:
         return 0
@@ -188,6 +183,10 @@ def _start(server, req: dict, fds: dict, channel: dict) -> None:
     """C: take the sample's pipes, confine, run the program's harness; never returns."""
     info = fds["info"]
     try:
+        # Into the sample cgroup (memory and CPU time) before any code of the program runs, so
+        # that all it forks is charged and counted there; the supervisors never join it.
+        for fd in server.cgroup.get("join", ()):
+            os.write(fd, b"0")
         os.setsid()  # its own process group: kill(0, ...) from the program cannot reach S
         os.dup2(fds["out"], 1)
         os.dup2(fds["err"], 2)
@@ -216,8 +215,8 @@ def _confine(server, req: dict, role: str) -> None:
         jail.install_seccomp(libc, server.seccomp)
     if role == "program":
         jail.apply_limits(limits, limits["memory_bytes"])
-    else:  # the judge forks nothing: no process limit, which would also count the program's
-        jail.apply_limits(limits, limits["judge_memory_bytes"], processes=False)
+    else:
+        jail.apply_limits(limits, limits["judge_memory_bytes"], program=False)
     os.chdir(tmpdir or "/tmp")
     os.environ["HOME"] = os.environ["TMPDIR"] = os.environ["PWD"] = tmpdir or "/tmp"
     sys.modules["random"].seed(0)  # a fork inherits the fork server's state: same for every sample

@@ -14,7 +14,8 @@ What the sandbox protects against (with bubblewrap, the default):
   process and the environment is a fixed minimal set (`confine.py`).
 * Writing the host: the root is read-only; `/tmp` and `/dev/shm` are private tmpfs mounts,
   capped at `tmp_size_mb` and discarded with the sample.
-* Network: the sandbox has its own network namespace with no interfaces but loopback.
+* Network: the sandbox has its own network namespace with no interfaces but loopback, and
+  programs may open only Unix sockets (seccomp, x86_64).
 * Other processes and samples: each program has its own user, pid, mount and IPC namespaces
   and process group; it cannot see or signal the worker, the judge, the host or other
   samples, and when it ends the kernel kills everything left in its namespace. Samples are
@@ -23,11 +24,12 @@ What the sandbox protects against (with bubblewrap, the default):
   namespaces), no capabilities, `no_new_privs`, nosuid mounts, and on x86_64 a seccomp filter
   that refuses what programs never need (new namespaces, mounts, SysV IPC and memfd,
   io_uring, bpf, userfaultfd, perf events, keyrings, ptrace and cross-process memory access,
-  modules).
-* Exhaustion: CPU seconds (`RLIMIT_CPU`, plus a wall-clock cap), memory per sample (a memory
-  cgroup, or a split of `RLIMIT_AS` over a process-count limit: `memory.py`), file
-  size, open files, processes and threads, and the bytes of output are all capped. Verdicts
-  use CPU time, not wall time, so machine load does not change them.
+  modules, sockets other than Unix ones, resizing socket and pipe buffers).
+* Exhaustion: CPU seconds of the sample's processes together (counted by the fork server from
+  the sample cgroup or /proc, plus a wall-clock cap), memory per sample (a cgroup that holds
+  only the program's processes, or a split of `RLIMIT_AS` over a process-count limit:
+  `memory.py`), file size, open files, processes and threads, and the bytes of output are
+  all capped. Verdicts use CPU time, not wall time, so machine load does not change them.
 * Forged verdicts: see `verifiers.code.verifier` and docs/sandbox.md.
 
 What it does not protect against: kernel bugs (the sandbox shares the host kernel; the seccomp
@@ -45,7 +47,6 @@ import os
 import queue
 import secrets
 import shutil
-import signal
 import sys
 import tempfile
 import time
@@ -54,19 +55,19 @@ from dataclasses import dataclass
 
 from verifiers.base import VerifierError
 from verifiers.code.confine import check_packages, interpreter, package_paths
-from verifiers.code.memory import MemoryCap, remove
+from verifiers.code.cgroups import PREFIX
+from verifiers.code.memory import MemoryCap, SampleCgroup
 from verifiers.worker_process import LENGTH_PREFIXED, WorkerGone, WorkerProcess
 
 SANDBOX_UID = 65534                  # nobody: the programs' uid on the host when we run as root
 START_TIMEOUT_S = 30.0
 REPLY_SLACK_S = 10.0                 # beyond the wall cap, before a worker counts as hung
-CPU_TOLERANCE_S = 0.25
 # A sample spends much of its time waiting, not computing (a fork's wake-ups, the kernel tearing
 # down its namespaces), so two workers per core keep the cores busy: 164 HumanEval samples on
 # 2 cores took 2.3 s with 4 workers against 3.0-3.9 s with 2.
 WORKERS_PER_CORE = 2
 # Bound into /sandbox, where the fork server loads them by path: standard library only.
-FILES = ("forkserver", "sample", "wire", "jail", "harness")
+FILES = ("forkserver", "sample", "accounting", "wire", "jail", "harness")
 _HERE = os.path.dirname(os.path.abspath(__file__))
 INSTALL_HINT = ("bubblewrap (`bwrap`) is required to run model code safely; install it with "
                 "`apt-get install bubblewrap` (Debian/Ubuntu) or `dnf install bubblewrap` (Fedora), "
@@ -81,7 +82,7 @@ class SandboxError(RuntimeError):
 class Limits:
     """Limits of one execution (the `code` verifier's options of the same names)."""
 
-    time_limit: float = 5.0               # CPU seconds, enforced in whole seconds (rounded up)
+    time_limit: float = 5.0               # CPU seconds of all the program's processes together
     wall_time_limit: float | None = None  # wall-clock backstop; default 2 * time_limit + 5
     memory_mb: int = 1024                 # per sample: see `memory.py` for each mode
     output_kb: int = 1024                 # stdout + stderr + results, together
@@ -119,7 +120,7 @@ class Execution:
 
     exit_code: int | None = None   # None when killed by a signal or never started
     signal: int | None = None
-    timed_out: bool = False        # CPU limit (SIGXCPU, or SIGKILL at the hard limit) or wall cap
+    timed_out: bool = False        # the fork server's word: the sample's CPU time reached the limit, or the wall cap
     output_limited: bool = False
     cpu_s: float | None = None
     wall_s: float = 0.0
@@ -132,7 +133,9 @@ class Execution:
     memory_mode: str = "rlimit"
 
     @classmethod
-    def from_reply(cls, reply: dict, limits: Limits) -> "Execution":
+    def from_reply(cls, reply: dict) -> "Execution":
+        """The fork server's reply. Why it ended the sample (`reason`) is its word alone: a
+        SIGKILL is not read as a timeout from the CPU time it reports (see `accounting.py`)."""
         if reply.get("error") or reply.get("setup_error"):
             return cls(sandbox_error=reply.get("error") or reply["setup_error"])
         ex = cls(cpu_s=reply["cpu_s"], wall_s=reply["wall_s"], stdout=reply["out"].encode("latin-1"),
@@ -146,10 +149,6 @@ class Execution:
             return ex
         if os.WIFSIGNALED(status):
             ex.signal = os.WTERMSIG(status)
-            # RLIMIT_CPU ends a program with SIGKILL (soft == hard); the tolerance absorbs the
-            # difference between the kernel's check and the rusage it reports.
-            cpu_cap = max(1, math.ceil(limits.time_limit)) - CPU_TOLERANCE_S
-            ex.timed_out |= ex.signal in (signal.SIGXCPU, signal.SIGKILL) and (ex.cpu_s or 0) >= cpu_cap
         else:
             ex.exit_code = os.WEXITSTATUS(status)
         return ex
@@ -163,7 +162,7 @@ def _files() -> list[tuple[str, str]]:
     return [(os.path.join(_HERE, f"{name}.py"), f"/sandbox/{name}.py") for name in FILES]
 
 
-def sandbox_command(bwrap: str, packages: tuple[str, ...] = (), memcg: str | None = None) -> tuple[list[str], dict]:
+def sandbox_command(bwrap: str, packages: tuple[str, ...] = ()) -> tuple[list[str], dict]:
     """The bwrap command line of one worker, and the worker's config."""
     python, binds, hidden = interpreter()
     extra, paths = package_paths(packages)
@@ -191,8 +190,6 @@ def sandbox_command(bwrap: str, packages: tuple[str, ...] = (), memcg: str | Non
         argv += ["--perms", "0555", "--tmpfs", folder, "--remount-ro", folder]
     for source, target in _files():
         argv += ["--ro-bind", source, target]
-    if memcg:  # read-only: the fork server reads its OOM-kill counter
-        argv += ["--ro-bind", memcg, "/sandbox/memcg"]
     argv += ["--dev", "/dev", "--proc", "/proc", "--dir", "/tmp", "--unshare-ipc", "--unshare-pid", "--unshare-net",
              "--unshare-uts", "--unshare-cgroup-try", "--new-session", "--clearenv", "--chdir", "/"]
     for key, value in _ENV.items():
@@ -203,8 +200,7 @@ def sandbox_command(bwrap: str, packages: tuple[str, ...] = (), memcg: str | Non
     else:
         argv += ["--unshare-user"]
     argv += ["--remount-ro", "/", "--", python, *_PY_FLAGS, "-c", _BOOT, "/sandbox/forkserver.py"]
-    return argv, {"isolate": True, "uid": SANDBOX_UID if root else None, "paths": list(shown.values()),
-                  "memcg": "/sandbox/memcg" if memcg else None}
+    return argv, {"isolate": True, "uid": SANDBOX_UID if root else None, "paths": list(shown.values())}
 
 
 PACKAGES_ROOT = "/opt/verirl-packages"  # inside the sandbox: one numbered folder per site-packages folder
@@ -216,12 +212,11 @@ def _ancestors(path: str) -> list[str]:
     return ["/" + "/".join(parts[:i + 1]) for i in range(len(parts))]
 
 
-def unsafe_command(packages: tuple[str, ...] = (), memcg: str | None = None) -> tuple[list[str], dict]:
+def unsafe_command(packages: tuple[str, ...] = ()) -> tuple[list[str], dict]:
     python = os.path.realpath(sys.executable)
     _, paths = package_paths(packages)
     forkserver = os.path.join(_HERE, "forkserver.py")
-    return [python, *_PY_FLAGS, "-c", _BOOT, forkserver], {"isolate": False, "uid": None, "paths": paths,
-                                                            "memcg": memcg}
+    return [python, *_PY_FLAGS, "-c", _BOOT, forkserver], {"isolate": False, "uid": None, "paths": paths}
 
 
 # -S: no site import (we add the allowed packages ourselves, without .pth side effects); -s: no
@@ -237,11 +232,20 @@ _ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "PYTHON
 class _Worker:
     """One warm fork server, spoken to over length-prefixed JSON on its stdin/stdout."""
 
-    def __init__(self, argv: list[str], cfg: dict, memcg: str | None = None):
-        self.errors, self.memcg, self.memory_mb = "", memcg, None
+    def __init__(self, argv: list[str], cfg: dict, cgroup: SampleCgroup | None = None):
+        self.errors, self.cgroup, self.memory_mb = "", cgroup, None
         self.errlog = tempfile.TemporaryFile()
         env = dict(_ENV, HOME=tempfile.gettempdir())
-        self.child = WorkerProcess([*argv, json.dumps(cfg)], LENGTH_PREFIXED, stderr=self.errlog, env=env, cwd="/")
+        try:  # the sample cgroup's files, as descriptors the fork server inherits (it cannot open them)
+            fds = cgroup.descriptors() if cgroup else {}
+            self.child = WorkerProcess([*argv, json.dumps({**cfg, "cgroup": fds})], LENGTH_PREFIXED,
+                                       stderr=self.errlog, env=env, cwd="/", pass_fds=cgroup.fds if cgroup else ())
+        except OSError as exc:
+            self.errlog.close()
+            raise SandboxError(f"the sandbox did not start: {exc}") from None
+        finally:
+            if cgroup:
+                cgroup.close_descriptors()
         try:
             hello = self.child.receive(time.monotonic() + START_TIMEOUT_S)
         except WorkerGone:
@@ -278,13 +282,9 @@ class _Worker:
     def _release(self) -> None:
         self.errors = self.stderr_tail()  # kept for the error message once the log is closed
         self.errlog.close()
-        if self.memcg:  # empty once the sandbox is gone (its processes may take a moment to go)
-            for _ in range(50):
-                remove(self.memcg)
-                if not os.path.exists(self.memcg):
-                    break
-                time.sleep(0.02)
-            self.memcg = None
+        if self.cgroup:  # empty once the sandbox is gone (its processes may take a moment to go)
+            self.cgroup.remove(wait_s=1.0)
+            self.cgroup = None
 
 
 def check_workers(workers) -> None:
@@ -324,10 +324,10 @@ class SandboxPool:
             self.bwrap = bwrap_path()
             if self.bwrap is None:
                 raise VerifierError(INSTALL_HINT)
-        self.memory = MemoryCap(memory_mode)
-        # In every worker's command line, hence in all its processes' (forks keep it): a way
-        # to find anything this pool left behind.
-        self.tag = f"verirl-pool-{secrets.token_hex(6)}"
+        # In every worker's command line, hence in all its processes' (forks keep it), and the
+        # name of the pool's cgroup folders: a way to find anything this pool left behind.
+        self.tag = f"{PREFIX}{secrets.token_hex(6)}"
+        self.memory = MemoryCap(memory_mode, self.tag)
         self._idle: queue.Queue = queue.Queue()
         for _ in range(self.size):
             self._idle.put(None)  # a slot whose worker starts on first use
@@ -338,16 +338,13 @@ class SandboxPool:
         return self.memory.mode
 
     def _start(self) -> _Worker:
-        memcg = self.memory.make(self.tag)
-        if self.unsafe:
-            argv, cfg = unsafe_command(self.packages, memcg)
-        else:
-            argv, cfg = sandbox_command(self.bwrap, self.packages, memcg)
+        cgroup = self.memory.make()
+        argv, cfg = unsafe_command(self.packages) if self.unsafe else sandbox_command(self.bwrap, self.packages)
         try:
-            return _Worker(self.memory.enter(memcg, argv),
-                           {**cfg, "tag": self.tag, "preload": list(self.preload), "env": self.env}, memcg)
+            return _Worker(argv, {**cfg, "tag": self.tag, "preload": list(self.preload), "env": self.env}, cgroup)
         except SandboxError:
-            remove(memcg)
+            if cgroup:
+                cgroup.remove(wait_s=1.0)
             raise
 
     def run(self, request: dict, limits: Limits) -> Execution:
@@ -358,15 +355,15 @@ class SandboxPool:
         try:
             if slot is None:
                 slot = self._start()
-            cgroup = slot.memcg is not None
+            cgroup = slot.cgroup is not None
             if cgroup and slot.memory_mb != limits.memory_mb:
                 try:
-                    self.memory.set_cap(slot.memcg, int(limits.memory_mb * (1 << 20)))
+                    self.memory.set_cap(slot.cgroup, int(limits.memory_mb * (1 << 20)))
                 except OSError as exc:
                     raise SandboxError(f"cannot cap the worker's memory cgroup: {exc}") from None
                 slot.memory_mb = limits.memory_mb
             reply = slot.run({**request, "limits": limits.for_worker(self.memory, cgroup)}, limits.wall_s)
-            ex = Execution.from_reply(reply, limits)
+            ex = Execution.from_reply(reply)
             ex.memory_mode = self.memory.mode if cgroup else "rlimit"
             return ex
         except SandboxError as exc:
@@ -383,6 +380,7 @@ class SandboxPool:
             slot = self._idle.get()
             if slot is not None:
                 slot.close()
+        self.memory.close()
 
     def __del__(self) -> None:
         if not getattr(self, "_closed", True):

@@ -150,7 +150,7 @@ def _report(ex: Execution, max_bytes: int) -> dict | None:
 class CodeVerifier(Verifier):
     """Runs programs in a bubblewrap sandbox against assert / io / call tests.
 
-    Limits apply to each sample: `time_limit` CPU seconds (whole seconds, rounded up) under a
+    Limits apply to each sample: `time_limit` CPU seconds of all its processes together under a
     `wall_time_limit` backstop (default 2 x time_limit + 5), `memory_mb` for the sample as a
     whole (`memory_mode`: `auto`, `cgroup` or `rlimit`; see `verifiers.code.memory`),
     `output_kb` of stdout + stderr, `max_processes` (processes and threads), `file_size_mb`,
@@ -168,7 +168,7 @@ class CodeVerifier(Verifier):
     the program's process, so always-equal objects, patched builtins or modules, frame
     walking and exit tricks cannot reach the tests. Each sample starts from a zygote that never
     held another sample's data, sees only the standard library and the allowed packages (no
-    dataset), and has one memory cap for all its processes (see `memory_mode`). Whatever the
+    dataset), and has one memory cap and one CPU limit for all its processes (see `memory_mode`). Whatever the
     program writes, `verify_batch` returns one verdict per sample. Not protected: kernel bugs
     (the sandbox shares the host kernel), and tests that need more than plain data to cross
     (callbacks or objects as arguments, argument mutation): those calls fail with an `error`

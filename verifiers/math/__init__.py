@@ -2,10 +2,12 @@
 
 In the calling process (standard library only, so that `import verifiers` never imports SymPy):
 
-    verifier.py    MathVerifier, MathAuditVerifier: the three stages and the options
+    verifier.py    MathVerifier, MathAuditVerifier: the three stages, the options, the policies
     extract.py     the final answer of a completion or a gold solution (`last_boxed`, boxes, markers)
-    normalize.py   canonical strings, and the exact-number fast path (`numbers_match`)
+    ending.py      the fallback without a marker: last number or span, checks, hedges, cut-off text
+    normalize.py   canonical strings, number bases, trig of degrees, exact numbers (`numbers_match`)
     labels.py      labelled answers (`(p,q)=(3,2)`), membership, clock times and text answers
+    fast.py        form rules (multiple choice, bases, labels, degrees) and the fast path
     pool.py        the shared pools of SymPy worker processes: start, deadline in CPU time, kill
 
 In the worker processes only (they import SymPy):

@@ -22,7 +22,13 @@ Decision rules, by the gold's type:
   one variable against a set or interval compares as its solution set;
 * matrices: entry by entry after evaluating sums and products of explicit matrices; a
   one-row or one-column matrix against a tuple is a vector;
-* an undefined value (`12:00` read as 12/0) equals nothing.
+* an undefined value (`12:00` read as 12/0) equals nothing; an infinity equals only itself
+  (`\\infty` is not `-\\infty`);
+* a function's argument is a bound name: the value of `f(t) = t^2` (its argument `t` sent by the
+  caller) is renamed to the other side's one variable, so it equals `x^2` and `f(x) = x^2`;
+  an unlabelled `t^2` is an expression in another variable and does not;
+* `j` is the imaginary unit in an answer whose only symbol it is, against a gold that is a
+  non-real number (`3+2j` is `3+2i`); anywhere else it is a variable.
 
 Parsing and its size guard: `verifiers.math.parse`; math-verify for the audit option:
 `verifiers.math.reference` (both run in the same workers).
@@ -63,6 +69,8 @@ def _numeric_equal(g, p, ctx) -> str | None:
     g, p = g.doit(), p.doit()
     if g == p:
         return "equal values"
+    if any(x.has(sympy.oo, sympy.S.NegativeInfinity, sympy.zoo) for x in (g, p)):
+        return None     # at 60 digits oo - (-oo) is no smaller than oo: only identical infinities are equal
     if g.is_Rational and p.is_Rational:
         gold, pred = Number(_fraction(g), False), Number(_fraction(p), ctx["decimal"])
         return "equal within tolerance" if numbers_match(gold, pred, ctx["rel_tol"], ctx["sig_digits"]) else None
@@ -319,8 +327,39 @@ def _percent_variants(expr, percent_here: bool, percent_there: bool):
     return [expr]
 
 
+def _symbol(expr, name: str):
+    return next((s for s in expr.free_symbols if s.name == name), None)
+
+
+def _rename_argument(expr, argument: str | None, other, other_argument: str | None):
+    """`expr` with its function argument renamed to the other side's variable (docstring)."""
+    if not argument or not isinstance(expr, sympy.Basic) or not isinstance(other, sympy.Basic):
+        return expr
+    mine = _symbol(expr, argument.lower())
+    theirs = other.free_symbols if other_argument is None else {_symbol(other, other_argument.lower())} - {None}
+    if mine is None or expr.free_symbols != {mine} or len(theirs) != 1 or mine in other.free_symbols:
+        return expr
+    return expr.xreplace({mine: next(iter(theirs))})
+
+
+def _imaginary_j(expr, other):
+    """`3+2j` as `3+2i` against a non-real number (see the module docstring)."""
+    j = _symbol(expr, "j") if isinstance(expr, sympy.Expr) else None
+    if j is None or expr.free_symbols != {j} or not isinstance(other, sympy.Expr) or other.free_symbols:
+        return expr
+    return expr.xreplace({j: sympy.I}) if other.has(sympy.I) else expr
+
+
+def _aligned(gold, pred, request: dict):
+    """Both sides after the renaming rules: function arguments, `j` for `i`."""
+    pred = _rename_argument(pred, request.get("pred_argument"), gold, request.get("gold_argument"))
+    gold = _rename_argument(gold, request.get("gold_argument"), pred, request.get("pred_argument"))
+    return _imaginary_j(gold, pred), _imaginary_j(pred, gold)
+
+
 def check(request: dict) -> dict:
-    """Decide one request {gold, pred, gold_percent, pred_percent, rel_tol, sig_digits}."""
+    """Decide one request {gold, pred, gold_percent, pred_percent, rel_tol, sig_digits, and
+    optionally gold_argument, pred_argument}."""
     try:
         gold, _ = parse(request["gold"])
     except AnswerError as exc:
@@ -330,6 +369,7 @@ def check(request: dict) -> dict:
     except AnswerError as exc:
         return {"status": "error", "error": str(exc), "gold_parsed": str(gold)}
     ctx = {"decimal": decimal, "rel_tol": request["rel_tol"], "sig_digits": request["sig_digits"]}
+    gold, pred = _aligned(gold, pred, request)
     reply = {"gold_parsed": str(gold), "answer_parsed": str(pred)}
     ordered = isinstance(gold, sympy.Tuple) or isinstance(gold, sympy.Interval) and gold.left_open and gold.right_open
     if ordered and isinstance(pred, sympy.FiniteSet) and request["pred"].lstrip().startswith("\\{"):

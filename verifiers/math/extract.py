@@ -8,41 +8,49 @@ Order for a completion (first that applies; `extract_answer`):
    \\boxed{(6,2)}`, `\\boxed{1}\\boxed{2}`, `\\boxed{1} papers and \\boxed{2} bins`): several
    answers given one box each. A correction (`\\boxed{40}, but correcting: \\boxed{42}`) has
    words that are no connector, and the last box wins. A "final answer is" marker written
-   after the last box wins over it (the model restated its answer);
-3. the last `#### x` (GSM8K), then the last "the answer is x" / "Final answer: x";
-4. the last math span `$...$`, `$$...$$`, `\\(...\\)`, `\\[...\\]` (across newlines), unless
-   a number follows it in the text (then that number is the later answer);
-5. a completion that is itself a bare answer, then the fallback (the last number, or nothing).
+   after the last box wins over it (the model restated its answer). Words that introduce the
+   value inside a box go (`\\boxed{\\text{The answer is } 42}`, `\\boxed{\\text{Janet makes }
+   \\$18}`: a prose phrase ending in "is", "are", "has", "makes", ... or a colon);
+3. the last `#### x` (GSM8K), then the last "the answer is x" / "Final answer: x" / "the
+   correct option is (D)". A hedge after a marker ("the answer is either 2 or 3") is no answer;
+4. no marker: the fallback of `verifiers.math.ending` (the last math span, a bare answer, the
+   last number), with its rules for verifications, hedges and cut-off text.
+
+`finish_reason` is what the sampler said about the completion: "stop" (it ended on its own
+or at a stop sequence), "length" (cut at the token limit) or None (not known). A cut-off
+completion keeps only answers it finished: a complete box (the model's protocol for a
+final answer, even with reasoning cut after it), a closed `<answer>` tag, or a marker whose
+answer a sentence end, a line end or a closing delimiter ends ("The answer is 5" cut there
+may have been "The answer is 56"); an unclosed box after the last complete one means the
+model was cut while writing a new answer, so nothing counts. Without a marker, nothing does.
 
 A gold answer goes through the same extraction when it is not itself an answer (MATH's
-`solution` field, a sentence with boxes); a short gold is left as written (`extract_gold`).
-Every regular expression here is linear in its input, or bounded to the text's tail:
-completions of a megabyte are scanned once, never backtracked over.
+`solution` field, a sentence with boxes), as complete text; a short gold is left as written
+(`extract_gold`). Every regular expression here is linear in its input, or bounded to the
+text's tail: completions of a megabyte are scanned once, never backtracked over.
 """
 
 from __future__ import annotations
 
 import re
 
+from verifiers.math.ending import SPAN, hedged, last_number, looks_bare, unmarked_answer, with_bases
+
 FALLBACKS = ("last_number", "none")
 MAX_ANSWER_CHARS = 1000    # an extracted answer longer than this is not an answer
-SPAN_SCAN_CHARS = 20_000   # math spans are looked for in this much of the text's tail
 MAX_JOINED = 32            # boxes joined into one answer at most (a list, not a flood)
 
 _ANSWER_TAG = re.compile(r"<answer>(.*?)(?:</answer>|$)", re.DOTALL | re.IGNORECASE)
 _ANSWER_IS = re.compile(
-    r"(?:final\s+answer|the\s+answer|answer)(?:\s+is|\s*:|\s*=)(?:\s*:)?[ \t*]*", re.IGNORECASE)
+    r"(?:final\s+answer|the\s+answer|answer|(?:correct|right|best)\s+(?:option|choice))(?:\s+is|\s*:|\s*=)(?:\s*:)?[ \t*]*",
+    re.IGNORECASE)
+FINISH_REASONS = ("stop", "length", None)
+# A phrase that introduces the value inside a box: "The answer is", "Janet makes", "Total:".
+_BOX_PROSE = re.compile(r"[A-Za-z][A-Za-z ,']*?(?:\s(?:is|are|was|were|equals|has|have|makes|gets|needs|costs)|:)\s*:?\s*")
+_BOX_TEXT = re.compile(r"\s*\\(?:text|textbf|textrm|textit|mbox|mathrm)\{([^{}]*)\}\s*")
+_ENDED = re.compile(r"[.!?](?:\s|$)|\n|[.!?$)\]}*]\s*$")
 _FINAL_ANSWER_IS = re.compile(r"final\s+answer\s+is\s*:?[ \t*]*", re.IGNORECASE)
-# Decimal commas count ("2,74"): only in the last-number fallback, where nothing else tells.
-_NUMBER_TOKEN = re.compile(
-    r"(?:\\[dt]?frac\{-?\d+\}\{\d+\}|(?<![\w)\]}.,])-?\d+(?:,\d{3})*(?:\.\d+|,\d{1,2}(?![\d,]))?(?:/\d+)?"
-    r"|(?<![\w)\]}.])-?\.\d+)(?:\s?\\?%)?")
-_WORD = re.compile(r"[A-Za-z]{2,}")
-_CONJUNCTION = re.compile(r"(?<![A-Za-z])(?:and|or)(?![a-z])")   # `1 and 2`, `W(x)=1orW(x)=-1`
-_LATEX_WORDS = re.compile(r"\\[A-Za-z]+|\\text\{[^{}]*\}")
 _BOX_START = re.compile(r"\\(?:boxed|fbox)")
-_SPAN = re.compile(r"\$\$(.{1,%d}?)\$\$|(?<![\\$])\$((?:\\.|[^$\\]){1,%d}?)\$|\\\((.{1,%d}?)\\\)|\\\[(.{1,%d}?)\\\]"
-                   % ((MAX_ANSWER_CHARS,) * 4), re.DOTALL)
 # What may stand between two boxes that hold parts of one answer: punctuation, `and`/`or`,
 # one word before it ("papers and"), spacing, math delimiters, and a label (`y_2 =`).
 _TEXT_CONNECTOR = re.compile(r"\\text\{[^{}]*?\b(?:and|or)\s*\}|\\text\{\s*[,;]?\s*\}")
@@ -148,25 +156,6 @@ def boxed_answer(text: str) -> tuple[str | None, int, int]:
     return ", ".join(parts), len(parts), boxes[-1][1]
 
 
-def last_math_span(text: str) -> tuple[str | None, int]:
-    """(content of the last `$..$`, `$$..$$`, `\\(..\\)` or `\\[..\\]` in the text's tail, its end)."""
-    offset = max(0, len(text) - SPAN_SCAN_CHARS)
-    last = None
-    for last in _SPAN.finditer(text, offset):
-        pass
-    if last is None:
-        return None, -1
-    inner = next(g for g in last.groups() if g is not None).strip()
-    return (inner or None), last.end()
-
-
-def _last_number(text: str) -> str | None:
-    last = None
-    for last in _NUMBER_TOKEN.finditer(text.replace("\u2212", "-")):
-        pass
-    return last.group(0) if last else None
-
-
 def _after_marker(text: str, start: int) -> str:
     """The answer that follows a marker: to the end of the line, cut at a sentence end;
     when that is prose ("18 dollars a day"), the last number in it."""
@@ -174,79 +163,112 @@ def _after_marker(text: str, start: int) -> str:
     boxed = last_boxed(line)
     if boxed is not None:
         return boxed
-    first = _SPAN.match(line.lstrip())
+    first = SPAN.match(line.lstrip())
     if first and not line.lstrip()[first.end():].lstrip().startswith(("and", ",")):
         return next(g for g in first.groups() if g is not None).strip()
     m = re.search(r"\.(?:\s|$)|\s+(?:because|since|which|so)\s", line)
-    found = (line[:m.start()] if m else line).strip().strip('"\\').strip()
+    found = with_bases(line[:m.start()] if m else line).strip().strip('"\\').strip()
     if len(found) > 1 and found.startswith("$") and found.endswith("$"):
         return found                        # `$12$ and $13$`: math, however many spans
     if not found.endswith("$"):
         found = found.rstrip("!").strip()   # prose: an exclamation, not a factorial
     if not looks_bare(found.replace("**", "")):
-        return _last_number(found) or found
+        return last_number(found) or found
     return found
 
 
-def looks_bare(text: str) -> bool:
-    """A completion that is the answer itself: short, one line, no prose words."""
-    s = text.strip()
-    if not s or len(s) > 200 or "\n" in s:
-        return False
-    s = _CONJUNCTION.sub(" ", _LATEX_WORDS.sub(" ", s)) if not re.fullmatch(r"[A-Za-z]+", s) else s
-    return bool(re.fullmatch(r"[A-Za-z]+", s)) or not _WORD.search(s)
-
-
-def _final_marker_after(completion: str, end: int) -> str | None:
+def _final_marker_after(completion: str, end: int, finish_reason: str | None) -> str | None:
     last = None
     for last in _FINAL_ANSWER_IS.finditer(completion, end):
         pass
-    found = _after_marker(completion, last.end()) if last else None
+    if last is None or finish_reason == "length" and not _ENDED.search(completion[last.end():]):
+        return None        # a restatement cut off: the box stands
+    found = _after_marker(completion, last.end())
     return found if found and re.search(r"[\d\\]", found) else None   # not "... is correct"
 
 
-def extract_answer(completion: str, fallback: str = "last_number") -> tuple[str | None, str]:
-    """(answer text or None, the method that found it); see the module docstring."""
+def _box_words(content: str) -> str:
+    """A box's value without the prose that introduces it (module docstring, step 2)."""
+    text = _BOX_TEXT.match(content)
+    prose, rest = (text.group(1), content[text.end():]) if text else (content, None)
+    words = _BOX_PROSE.match(prose)
+    if not words or not re.search(r"[A-Za-z]{3,}", words.group(0)):
+        return content
+    rest = prose[words.end():] + (rest or "") if text else prose[words.end():]
+    return rest.strip() or content
+
+
+def _marker_sentence(text: str, start: int) -> str:
+    """The sentence a marker at `start` stands in (for the hedge rule)."""
+    begin = max(text.rfind(". ", 0, start), text.rfind("\n", 0, start)) + 1
+    rest = re.split(r"[.!?](?:\s|$)|\n", text[start:start + 400], maxsplit=1)[0]
+    return text[begin:start] + rest
+
+
+def _tagged(completion: str, finish_reason: str | None) -> tuple[str | None, str] | None:
     at = completion.lower().rfind("<answer>")
     tags = _ANSWER_TAG.match(completion, at) if at >= 0 else None
-    if tags:
-        inner = tags.group(1).strip()
-        found, _ = extract_answer(inner, "none") if inner else (None, "none")
-        return (found if found is not None else inner or None), "answer_tag"
+    if not tags:
+        return None
+    if finish_reason == "length" and "</answer>" not in tags.group(0).lower():
+        return None, "cut_off"
+    inner = tags.group(1).strip()
+    found, method = extract_answer(inner, "none", "stop") if inner else (None, "none")
+    if method == "hedge":
+        return None, "hedge"
+    return (found if found is not None else inner or None), "answer_tag"
+
+
+def _marked(completion: str, finish_reason: str | None) -> tuple[str | None, str] | None:
+    """`#### x` or an answer marker; None when there is neither."""
+    at, method = completion.rfind("####"), "gsm8k"
+    if at >= 0:
+        start = at + 4
+    else:
+        last = None
+        for last in _ANSWER_IS.finditer(completion):
+            pass
+        if last is None:
+            return None
+        start, method = last.end(), "answer_is"
+    if hedged(_marker_sentence(completion, start)):
+        return None, "hedge"
+    if finish_reason == "length" and not _ENDED.search(completion[start:start + 4 * MAX_ANSWER_CHARS]):
+        return None, "cut_off"
+    found = _after_marker(completion, start)
+    return (found, method) if found or method == "gsm8k" else None
+
+
+def extract_answer(completion: str, fallback: str = "last_number",
+                   finish_reason: str | None = None) -> tuple[str | None, str]:
+    """(answer text or None, the method that found it, or why there is none: `none`, `hedge`,
+    `cut_off`, `unfinished computation`); see the module docstring."""
+    tagged = _tagged(completion, finish_reason)
+    if tagged is not None:
+        return tagged
     boxed, count, end = boxed_answer(completion)
+    if finish_reason == "length" and _BOX_START.search(completion, max(end, 0)):
+        return None, "cut_off"
     if boxed is not None:
-        restated = _final_marker_after(completion, end)
+        restated = _final_marker_after(completion, end, finish_reason)
         if restated:
             return restated, "answer_is"
-        return boxed, "boxes" if count > 1 else "boxed"
-    at = completion.rfind("####")
-    if at >= 0:
-        return _after_marker(completion, at + 4), "gsm8k"
-    last = None
-    for last in _ANSWER_IS.finditer(completion):
-        pass
-    if last is not None:
-        found = _after_marker(completion, last.end())
-        if found:
-            return found, "answer_is"
-    span, end = last_math_span(completion)
-    if span is not None and _last_number(completion[end:]) is None:
-        return span, "math_span"
-    if looks_bare(completion):
-        return completion.strip(), "whole"
-    number = _last_number(completion) if fallback == "last_number" else None
-    return (number, "last_number") if number is not None else (None, "none")
+        return _box_words(boxed), "boxes" if count > 1 else "boxed"
+    marked = _marked(completion, finish_reason)
+    if marked is not None:
+        return marked
+    return unmarked_answer(completion, fallback, finish_reason)
 
 
 def extract_gold(gold: str) -> tuple[str, str]:
     """(the answer in a gold string, how it was found): boxes, a final-answer marker or a math
     span in a solution or sentence; a gold that is itself an answer stays as written."""
     if "\\boxed" in gold or "\\fbox" in gold:
-        found, method = extract_answer(gold, "none")
+        found, method = extract_answer(gold, "none", "stop")
         if found:
             return found, "gold_" + method
     if len(gold) > 200 or "\n" in gold.strip() or not looks_bare(gold):
-        found, method = extract_answer(gold, "none")
+        found, method = extract_answer(gold, "none", "stop")
         if found:
             return found, "gold_" + method
     return gold, "gold_as_written"

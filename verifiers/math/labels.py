@@ -3,7 +3,8 @@ rather than its value. Pure standard library; they rewrite normalised strings be
 exact-number path and SymPy see them.
 
 * A labelled answer stands for its value when the other side is not a relation:
-  `(p,q)=(3,2)` is `(3,2)`, `S_{MBCN}:S=7:32` is `7:32`, `|AB|=1`, `f(x)=1` and
+  `(p,q)=(3,2)` is `(3,2)`, `S_{MBCN}:S=7:32` is `7:32`, `|AB|=1`, `f(x)=1`, `f^{-1}(x)=1`,
+  `f'(x)=1`, `(f \\circ g)(x)=1`, `f(g(x))=1` and
   `\\frac{NO}{BO}=\\frac{1}{\\sqrt6}` are their right sides, and a list of labelled values
   (`AB=4, CD=5`, `x_1=.., x_2=..`) is its values: a set when the labels share one name
   (`x_1`, `x_2`: roots in any order), else a tuple in label order (`AB=4, CD=5` is not
@@ -25,9 +26,12 @@ from __future__ import annotations
 
 import re
 
-_NAME = r"(?:[A-Za-z]+|\\[a-z]+)(?:\d+)?(?:_\{[^{}]{1,12}\}|_[A-Za-z0-9])?'*(?:\^\{?\\prime\}?)?"
+# A name: letters or a command, digits, a subscript, primes, and an inverse or derivative
+# order (`f^{-1}`, `f^{(2)}`).
+_NAME = r"(?:[A-Za-z]+|\\[a-z]+)(?:\d+)?(?:_\{[^{}]{1,12}\}|_[A-Za-z0-9])?'*(?:\^\{?\\prime\}?|\^\{-1\}|\^\{\(\d\)\})?"
+_CALL = rf"{_NAME}\s*\(\s*{_NAME}(?:\s*,\s*{_NAME})*\s*\)"
 _LABEL = re.compile(
-    rf"{_NAME}|{_NAME}\s*\(\s*{_NAME}(?:\s*,\s*{_NAME})*\s*\)|\|\s*{_NAME}\s*\||"
+    rf"{_NAME}|{_CALL}|\(\s*{_NAME}\s*\\circ\s*{_NAME}\s*\)\s*\(\s*{_NAME}\s*\)|{_NAME}\s*\(\s*{_CALL}\s*\)|\|\s*{_NAME}\s*\||"
     rf"\(\s*{_NAME}(?:\s*,\s*{_NAME})+\s*\)|{_NAME}\s*:\s*{_NAME}|\\frac\{{\s*{_NAME}\s*\}}\{{\s*{_NAME}\s*\}}")
 _RELATION = re.compile(r"<|>|\\[lg]eq?(?![a-z])|\\neq?(?![a-z])|\\in(?![a-z])|\\subset")
 _LESS = r"(<|\\leq?(?![a-z]))"
@@ -85,6 +89,15 @@ def _values(items: list[tuple[str, str]]) -> str:
     if len(items) == 1 or len({_base(k) for k, _ in items}) == 1:
         return values
     return f"({values})"
+
+
+def function_argument(text: str) -> str | None:
+    """The argument of a function label with one one-letter argument (`f(t) = t^2`: "t")."""
+    items = _labelled_items(text) if "=" in text else None
+    if not items or len(items) != 1:
+        return None
+    call = re.fullmatch(rf"{_NAME}\s*\(\s*([A-Za-z])\s*\)", items[0][0])
+    return call.group(1) if call else None
 
 
 def strip_labels(text: str) -> tuple[str, str | None]:

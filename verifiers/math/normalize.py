@@ -8,6 +8,20 @@ markdown, `\\left`/`\\right`, spacing, currency and degree signs and units go; `
 (`1,000`, `1\\,000`, `11,\\!111`, `14{,}916`) go; a doubled backslash before a command name
 (`\\\\frac`, an escaping slip) becomes one; a percent sign is recorded and removed.
 
+Forms that would lose a distinction or miss an equality:
+* a trig function of degrees becomes one of radians (`\\sin 60^\\circ` is
+  `\\sin(\\frac{60\\pi}{180})`, so it equals `\\frac{\\sqrt3}{2}`); any other degree sign is dropped
+  and recorded (`degrees`);
+* a number with a number subscript is in that base (`1011_2` is 11, `1011_3` is 31, `4C_{16}`
+  is 76; `base` records it): digits valid in the base, at least one of them a decimal digit,
+  a base from 2 to 36. A subscript that is not a number, or digits the base cannot hold, make
+  a label (`x_2`, `A_{12}`, `S_{10}`), left as written;
+* a trailing quantifier is no part of the value (`2x+1 \\text{ for all } x \\in \\mathbb{R}`,
+  `2x+1, x \\in \\mathbb{R}`, `2k\\pi, k \\in \\mathbb{Z}`, `\\forall x`): it goes;
+* sets in words: "all real numbers", `\\mathbb{R}`, `x \\in \\mathbb{R}`, ℝ are
+  `(-\\infty, \\infty)`; ∅, `\\varnothing`, `\\{\\}`, "the empty set", "no solution" and
+  "none" are `\\emptyset`.
+
 The numeric rule (`values_match`) is shared with the SymPy worker so that both paths decide
 alike: equal exact values pass; `rel_tol` admits a relative error; and a decimal answer for
 a gold that no finite decimal writes (1/3, sqrt 2, pi) passes when it agrees with the gold
@@ -32,7 +46,12 @@ _UNICODE = str.maketrans({
     "\u2265": r" \ge ", "\u2260": r" \ne ", "\u00b0": r"^\circ", "\u00a0": " ", "\u202f": " ",
     "\u2009": " ", "\u222a": r" \cup ", "\u2229": r" \cap ", "\u2205": r"\emptyset ", "\u00bd": "1/2",
     "\u00bc": "1/4", "\u00be": "3/4", "\u2032": "'", "\uff0c": ",", "\u2248": "=",
+    "\u211d": r"\mathbb{R}", "\u2208": r" \in ", "\u2200": r"\forall ",
 })
+_DEGREE_SIGN = r"(?:\^\s*\{?\s*\\circ\s*\}?|\\degree)"
+_TRIG_DEGREES = re.compile(
+    rf"(?:\\|(?<![A-Za-z\\]))(sin|cos|tan|cot|sec|csc)(\s*\^\s*(?:\{{[^{{}}]*\}}|\d))?\s*(?:\(\s*(?P<p>-?\d+(?:\.\d+)?)\s*{_DEGREE_SIGN}\s*\)"
+    rf"|\{{\s*(?P<b>-?\d+(?:\.\d+)?)\s*{_DEGREE_SIGN}\s*\}}|(?P<n>-?\d+(?:\.\d+)?)\s*{_DEGREE_SIGN})")
 _TEXT_CMD = r"\\(?:text|textbf|textit|textrm|textnormal|mathrm|mathbf|mathit|mathsf|mbox|boldsymbol)"
 # A doubled backslash before a command name is an escaping slip (`\\frac` for `\frac`),
 # not a row break followed by text: matrices write `\\ 0` or `\\0`, never `\\frac`.
@@ -53,7 +72,7 @@ _SIMPLE_SUBS = [
     (re.compile(r"\\(?:displaystyle|textstyle|left\.|right\.|limits)|^\s*\\approx"), ""),
     (re.compile(r"\\(?:left|right|[Bb]igg?[lrm]?)(?![A-Za-z])\s*"), ""),
     (re.compile(r"\\(?:varnothing)"), r"\\emptyset"),
-    (re.compile(r"\^\s*\{?\s*\\circ\s*\}?|\\circ|\\degree|\\textdegree"), ""),
+    (re.compile(r"\^\s*\{?\s*\\circ\s*\}?|(?<=[\d}])\s*\\circ|\\degree|\\textdegree"), ""),
     (re.compile(r"\\?\$|\\euro|\u20ac|\u00a3|\u00a5|\u20b9|^(?:USD|US|EUR|Rs\.?|INR)(?![A-Za-z])\s*"), ""),
     (re.compile(r"(?<=\d)(?:\\,|\\!|\{,\}|\\;|~|\\ )(?=\d{3}(?!\d))"), ""),   # 1\,000 and 1{,}000
     (re.compile(r"(?<=\d)(?: |\\ )(?=\d{3}(?!\d))"), ""),                  # 1 000
@@ -64,6 +83,7 @@ _SIMPLE_SUBS = [
     (re.compile(r"\\frac\s*(\{[^{}]*\})\s*(\d)"), r"\\frac\1{\2}"),
     (re.compile(r"\\sqrt\s*(\d+|[a-zA-Z])"), r"\\sqrt{\1}"),
     (re.compile(r"(?<![\d.])\.(\d)"), r"0.\1"),
+    (re.compile(r"\b(?:negative|minus)\s+(?:infinity|\\infty)"), r"-\\infty"),
     (re.compile(r"\binfinity\b|\binf\b"), r"\\infty"),
     (re.compile(r"(?<![\\A-Za-z])pi(?![A-Za-z])"), r"\\pi "),                # a plain-text pi
 ]
@@ -77,7 +97,15 @@ _UNITS = frozenset(
     "m g s h l cm mm km kg mg lb lbs oz ft yd mi in ms hr hrs min mins sec secs day days yr yrs mph kmh kph "
     "ml cc sq usd eur".split())
 _PERCENT = re.compile(r"\\%|%|\\text\{\s*percent\s*\}|\s*\bpercent\b|\s*\bpct\b")
-_DEGREES = re.compile(r"\\circ|\\degree|\\textdegree")
+_DEGREES = re.compile(r"\^\s*\{?\s*\\circ|(?<=[\d}])\s*\\circ|\\degree|\\textdegree")
+_QUANTIFIED = re.compile(r"(?<=\S)\s*[,;]?\s*(?:(?:for\s+(?:all|every|any|each|real)|\\forall)\b.*"
+                         r"|(?:for|where)\s+[a-z]\s*\\in\b.*"
+                         r"|\(?\s*[a-z]\s*\\in\s*\\mathbb\s*\{?[RCQZN]\}?\s*\)?)$", re.IGNORECASE)
+_ALL_REALS = re.compile(r"(?:the\s+set\s+of\s+)?(?:all|every|any)\s+real(?:\s+numbers?|s)?(?:\s+[a-z])?"
+                        r"|(?:[a-z]\s*\\in\s*)?(?:\\mathbb\s*\{?R\}?|\\R|\\Reals)", re.IGNORECASE)
+_EMPTY = re.compile(r"(?:the\s+)?empty\s+set|\\emptyset|\\\{\s*\\\}|\{\s*\}|no\s+(?:real\s+)?solutions?|none",
+                    re.IGNORECASE)
+_BASE = re.compile(r"(?<![\w\\^_.{])\(?([0-9A-Z]{1,64})\)?_(?:\{(\d{1,2})\}|(\d{1,2}))(?![\w}])")
 _AND_OR = re.compile(r"\s*,?\s+(?:and|or)\s+")
 
 
@@ -88,6 +116,7 @@ class Normal:
     text: str
     percent: bool
     degrees: bool = False
+    base: int | None = None    # the number base of an answer that is one based numeral (`1011_2`)
 
     @property
     def key(self) -> str:
@@ -117,6 +146,7 @@ def normalize(text: str) -> Normal:
         s = boxed
     elif re.match(r"\\(?:boxed|fbox)\s*\{", s):
         s = s[s.index("{") + 1:]   # a box never closed (a truncated gold): its content
+    s = _TRIG_DEGREES.sub(_trig_in_radians, s)
     degrees = bool(_DEGREES.search(s))
     for rx, repl in _SIMPLE_SUBS:
         s = rx.sub(repl, s)
@@ -133,7 +163,41 @@ def normalize(text: str) -> Normal:
         s = m.group(1)
     s = re.sub(r"[\s.,;:]+$", "", s)   # not "!": 5! is a factorial
     s = re.sub(r"(?<=\d),(?=\d{3}(?!\d))", "", s) if re.fullmatch(r"-?[1-9]\d{0,2}(,\d{3})+(\.\d+)?", s) else s
-    return Normal(s.strip(), percent, degrees)
+    s, base = _words_and_bases(s.strip())
+    return Normal(s, percent, degrees, base)
+
+
+def _trig_in_radians(m: re.Match) -> str:
+    number = m.group("p") or m.group("b") or m.group("n")
+    return f"\\{m.group(1)}{m.group(2) or ''}(\\frac{{{number}\\pi}}{{180}})"
+
+
+def in_base(digits: str, base: int) -> int | None:
+    """The value of `digits` in `base` (2-36), or None when the base cannot hold them or they
+    are no numeral (no decimal digit: `A_{12}` is a label)."""
+    if not 2 <= base <= 36 or not re.search(r"\d", digits):
+        return None
+    try:
+        return int(digits, base)
+    except ValueError:
+        return None
+
+
+def _to_decimal(m: re.Match) -> str:
+    value = in_base(m.group(1), int(m.group(2) or m.group(3)))
+    return m.group(0) if value is None else str(value)
+
+
+def _words_and_bases(s: str) -> tuple[str, int | None]:
+    """Trailing quantifiers dropped, sets in words as sets, based numerals in decimal."""
+    s = _QUANTIFIED.sub("", s).strip() or s
+    if _ALL_REALS.fullmatch(s):
+        return r"(-\infty, \infty)", None
+    if _EMPTY.fullmatch(s):
+        return r"\emptyset", None
+    whole = _BASE.fullmatch(s)
+    base = int(whole.group(2) or whole.group(3)) if whole and _to_decimal(whole) != s else None
+    return _BASE.sub(_to_decimal, s), base
 
 
 def nesting_depth(text: str) -> int:

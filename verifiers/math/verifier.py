@@ -3,25 +3,63 @@
 Three stages, cheapest first:
 
 1. extract the final answer from the completion (`<answer>`, the last `\\boxed{}` or a run of
-   boxes holding one answer each, `#### x`, "the answer is x", the last math span, a bare
-   answer, or the last number; `verifiers.math.extract`), and from the gold when the gold is
-   a solution rather than an answer; normalise both (`verifiers.math.normalize`) and apply
-   the label rules (`verifiers.math.labels`: `(p,q)=(3,2)` is `(3,2)` against a value);
+   boxes holding one answer each, `#### x`, "the answer is x"; without a marker, the fallback:
+   the last math span, a bare answer, or the last number; `verifiers.math.extract` and
+   `verifiers.math.ending`), and from the gold when the gold is a solution rather than an
+   answer; normalise both (`verifiers.math.normalize`) and apply the form rules
+   (`verifiers.math.fast`: multiple choice, number bases, labels such as `(p,q)=(3,2)`
+   against a value, degrees against radians);
 2. decide in the calling thread when plain Python is certain: equal normalised strings,
    word answers and clock times, plain numbers and lists of them as exact fractions;
 3. otherwise hand both strings to a small pool of long-lived worker processes that parse
    them with latex2sympy2_extended and compare them with SymPy (`verifiers.math.compare`:
    relations, intervals, matrices, sets, tuples, expressions).
 
-`info["reason"]` names the rule that decided every verdict (with the label rules applied
-before it, if any), so a reward can be audited row by row. The `audit` option (or the
-`math_audit` verifier) also scores each row with math-verify, when it is installed, and
-records `info["audit"] = {"agree", "ours", "math_verify"}`; the reward stays ours.
+`info["reason"]` names the rule that decided every verdict (with the form rules applied
+before it, if any), so a reward can be audited row by row; a completion without an answer
+says why (no marker and no number, a hedge, cut off, an unfinished computation). The `audit`
+option (or the `math_audit` verifier) also scores each row with math-verify, when it is
+installed, and records `info["audit"] = {"agree", "ours", "math_verify"}`; the reward stays ours.
 
-Decimal commas: `3,5` is 3.5 when the other side is a plain number and the comma cannot be a
-thousands separator: not exactly three digits after it, or a lone `0` before it (`0,111`).
-On the gold's side, where a list `1,2` is a common answer, only two digits after the comma
-(`1,22`) or a lone `0` before it count. `1,000` is always a thousand.
+The sample's `finish_reason` (contract, docs/verifiers.md): `Task.meta["finish_reason"]` on
+a per-sample copy of the task, "stop" (it ended on its own or at a stop sequence), "length"
+(cut at the token limit) or absent/None (not known); any other value is misuse. The call
+stays `verify(completion, task)`, so the fact travels through composites, the command line
+and the HTTP server unchanged. A cut-off completion keeps only the answers it finished (a
+complete box, a closed `<answer>` tag, a marker whose answer something ends); the fallback
+gives nothing. When the reason is not known, the text decides: a completion that stops
+mid-sentence ("... she sells them at") has no unmarked answer.
+
+Policies (decisions of this verifier; each has its rows in tests/test_math_rules.py):
+
+* The fallback (no marker) reads the ending the way models end answers: "so she has 18
+  apples." is 18; "x = 7. Check: 3(7) - 4 = 17 ✓" is 7, the value stated before the check
+  (a check recomputes the problem's numbers, and the answer was stated first), unless a
+  conclusion follows the check ("... So the total should be 6."); "either 3 or 4", "could be
+  2, 3, 5, or 7" are hedges and no answer, even when one item is right; "so x = 2 or x = 3."
+  (alternatives without a hedge word) is the list of both, which a single gold never equals;
+  "Then 9 × 2" ends inside a computation and has no answer. Rules and examples:
+  `verifiers.math.ending`.
+* Renamed function arguments: a function's argument is a bound name. `f(t) = t^2` is the
+  function x ↦ x², so it equals `x^2` and `f(x) = x^2`; an unlabelled `t^2` is an expression
+  in another variable and fails against `x^2`, as does `f(x) = t^2`.
+* Degree answers against radian golds: an answer marked in degrees (`45^\\circ`) against a
+  gold with `\\pi` (`\\frac{\\pi}{4}`) is converted and passes, and the reverse; an unmarked 45
+  stays the number 45 (models do not write radians without π). A trig function of degrees is
+  evaluated in degrees (`\\sin 60^\\circ` is `\\frac{\\sqrt3}{2}`), of a bare number in radians.
+* `j` against `i`: `j` is the imaginary unit only in an answer whose only symbol it is,
+  against a gold that is a non-real number (`3+2j` is `3+2i`, an engineer's spelling);
+  anywhere else `j` is a variable (an index, a count).
+* Number bases: a number with a number subscript is in that base (`1011_2` is 11 and not
+  `1011_3`, which is 31); bare digits against a gold in base b are read in base b (`1011`
+  for `1011_2`: models drop the subscript the question asked for), and digits base b cannot
+  hold fail (`68` for `2112_3` restates the question's decimal).
+* Infinity keeps its sign: `\\infty` and `-\\infty` differ; sets in words ("all real numbers",
+  `\\mathbb{R}`, "no solution", ∅) are the sets they name.
+* Multiple choice: a letter against a gold letter, the letters decide; a letter against a
+  gold value (or a value against a gold letter), the letter means its choice's value in the
+  task's prompt, and fails when the prompt lists no choices (`verifiers.math.fast`).
+* Decimal commas (`3,5` against 3.5) and what stays a list (`1,2`): `verifiers.math.fast`.
 
 Every check is bounded: answers longer than 1,000 characters or nested deeper than 60
 brackets are refused before any parser sees them; numbers too large to evaluate are refused
@@ -42,16 +80,16 @@ from functools import lru_cache
 from numbers import Number as _Numeric
 
 from verifiers.base import Task, Verdict, Verifier, VerifierError, check_batch, register_verifier
-from verifiers.math.extract import FALLBACKS, MAX_ANSWER_CHARS, extract_answer, extract_gold
-from verifiers.math.labels import align, text_rule
-from verifiers.math.normalize import (
-    MAX_NESTING, Normal, nesting_depth, normalize, numbers_match, parse_number, parse_tuples,
-)
+from verifiers.math.extract import FALLBACKS, FINISH_REASONS, MAX_ANSWER_CHARS, extract_answer, extract_gold
+from verifiers.math.fast import align_forms, decide
+from verifiers.math.normalize import MAX_NESTING, Normal, nesting_depth, normalize
 from verifiers.math.reference import available as reference_available
 from verifiers.math.pool import release, shared_pool
 
 MIN_CHECKS_PER_WORKER = 8   # verify_batch spreads SymPy checks over workers in groups at least this large
 REFERENCE_TIMEOUT = 10.0    # seconds for one math-verify check in an audit (its first call imports it)
+_NO_ANSWER = {"hedge": "no answer: a hedge between alternatives", "cut_off": "no answer: cut off before one",
+              "unfinished computation": "no answer: the text ends inside a computation"}
 
 # --------------------------------------------------------------------------- the verifier
 
@@ -61,22 +99,6 @@ def _normal_gold(answer: str) -> tuple[Normal, str]:
     """A gold is extracted like a completion when it is a solution, not an answer."""
     found, method = extract_gold(answer)
     return normalize(found), method
-
-
-def _split_list(text: str) -> list[str] | None:
-    """Items of a bare comma list of plain numbers ("1, 2"), else None."""
-    if "," not in text or any(c in text for c in "()[]{}\\=") :
-        return None
-    return [item.strip() for item in text.split(",")]
-
-
-def _strip_assignment(text: str) -> tuple[str | None, str]:
-    """("x", "3") for "x = 3"; (None, text) when it is not a one-variable assignment."""
-    name, sep, value = text.partition("=")
-    name = name.strip()
-    if sep and len(name) == 1 and name.isalpha() and "=" not in value:
-        return name.lower(), value.strip()
-    return None, text
 
 
 @register_verifier("math")
@@ -89,8 +111,9 @@ class MathVerifier(Verifier):
             pi) passes when it agrees to this many significant digits (0: off).
         timeout: CPU seconds one SymPy check may use before its worker is killed (a machine too
             busy to run it gets up to 10 times that in wall time; `verifiers.math.pool`).
-        fallback: "last_number" (use the last number when no answer marker is found) or
-            "none" (no marker, no answer).
+        fallback: "last_number" (with no answer marker, read the completion's ending:
+            `verifiers.math.ending`) or "none" (no marker, no number taken; a math span or a
+            completion that is a bare answer still counts).
         workers: SymPy worker processes (verify_batch uses them all).
         memory_mb: address-space cap of a worker (0: none); beyond it, status "memory".
         audit: also score every row with math-verify (in the workers, when installed) and
@@ -134,10 +157,10 @@ class MathVerifier(Verifier):
         gold, gold_method = self._gold(task)
         if not isinstance(completion, str):
             raise VerifierError(f"the completion for task {task.id!r} must be a string, got {type(completion).__name__}")
-        answer, method = extract_answer(completion, self.fallback)
+        answer, method = extract_answer(completion, self.fallback, finish_reason(task))
         info = {"answer": answer, "method": method, "gold": gold.text, "gold_method": gold_method}
         if answer is None:
-            return _verdict("failed", info, error="no answer found", reason="no answer extracted")
+            return _verdict("failed", info, error="no answer found", reason=_NO_ANSWER.get(method, "no answer extracted"))
         if len(answer) > MAX_ANSWER_CHARS or nesting_depth(answer) > MAX_NESTING:
             info["answer"] = answer[:80] + "..." if len(answer) > 80 else answer
             return _verdict("error", info, error="answer too long or nested too deeply to parse", reason="size guard")
@@ -145,52 +168,19 @@ class MathVerifier(Verifier):
         info["normalized"] = pred.text
         if not pred.text:
             return _verdict("failed", info, error="empty answer", reason="empty answer")
-        gold_text, pred_text, rules = align(gold.text, pred.text)
-        if gold.degrees != pred.degrees and "\\pi" in (pred_text if gold.degrees else gold_text):
-            gold_text, pred_text = _radians(gold_text, gold.degrees), _radians(pred_text, pred.degrees)
-            rules.append("degrees against radians")
-        if rules:
-            info["rules"] = rules
-        gold, pred = Normal(gold_text, gold.percent), Normal(pred_text, pred.percent)
-        decided = self._fast(gold, pred)
+        forms = align_forms(gold, pred, task.prompt)
+        if forms.rules:
+            info["rules"] = forms.rules
+        decided = (*forms.decided, {}) if forms.decided else decide(forms.gold, forms.pred, self.rel_tol, self.sig_digits)
         if decided is not None:
             passed, reason, parsed = decided
             return _verdict("passed" if passed else "failed", {**info, "path": "fast", **parsed},
-                            reason=_with_rules(reason, rules))
+                            reason=_with_rules(reason, forms.rules))
+        gold, pred = forms.gold, forms.pred
         info["request"] = {"gold": gold.text, "pred": pred.text, "gold_percent": gold.percent,
-                           "pred_percent": pred.percent, "rel_tol": self.rel_tol, "sig_digits": self.sig_digits}
+                           "pred_percent": pred.percent, "rel_tol": self.rel_tol, "sig_digits": self.sig_digits,
+                           **forms.arguments}
         return info
-
-    def _fast(self, gold: Normal, pred: Normal) -> tuple[bool, str, dict] | None:
-        """(passed, reason, parsed forms) when plain Python is sure; None to ask SymPy."""
-        if gold.key == pred.key and gold.percent == pred.percent:
-            return True, "same normalized text", {}
-        words = text_rule(gold.text, pred.text)
-        if words is not None:
-            return (*words, {})
-        gvar, gtext = _strip_assignment(gold.text)
-        pvar, ptext = _strip_assignment(pred.text)
-        if gvar and pvar and gvar != pvar:
-            return False, f"assignment to {pvar!r}, gold assigns {gvar!r}", {}
-        g, p = parse_number(gtext, gold.percent), parse_number(ptext, pred.percent)
-        if g is not None and p is None and _decimal_comma(ptext):
-            p = parse_number(ptext.replace(",", "."), pred.percent)
-        if p is not None and g is None and _decimal_comma(gtext, gold=True):
-            g = parse_number(gtext.replace(",", "."), gold.percent)
-        if g is not None and p is not None:
-            same = numbers_match(g, p, self.rel_tol, self.sig_digits)
-            return same, "equal numbers" if same else "different numbers", _parsed([g], [p])
-        gl, pl = _split_list(gtext), _split_list(ptext)
-        if gl and pl:
-            gn, pn = [parse_number(x) for x in gl], [parse_number(x) for x in pl]
-            if None not in gn and None not in pn:
-                same = _same_number_sets(gn, pn, self.rel_tol, self.sig_digits)
-                return same, "same numbers in any order" if same else "different number lists", _parsed(gn, pn)
-        gt, pt = parse_tuples(gtext), parse_tuples(ptext)
-        if gt and pt:
-            same = _same_tuple_sets(gt, pt, self.rel_tol, self.sig_digits)
-            return same, "same tuples in any order" if same else "different tuples", {}
-        return None
 
     # ---- stage 3: in a worker
 
@@ -278,54 +268,19 @@ def free_cores() -> int:
         return os.cpu_count() or 1
 
 
+def finish_reason(task: Task) -> str | None:
+    """`Task.meta["finish_reason"]`: "stop", "length", or None (not known); see the module docstring."""
+    reason = task.meta.get("finish_reason")
+    if reason not in FINISH_REASONS:
+        raise VerifierError(f'Task.meta["finish_reason"] of task {task.id!r} is {reason!r}; '
+                            f"valid values: 'stop', 'length', None")
+    return reason
+
+
 def _check_option(name: str, value, kind: type, ok, valid: str) -> None:
     numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
     if not numeric or (kind is int and not isinstance(value, int)) or not ok(value):
         raise VerifierError(f"option {name}={value!r} is not valid; valid values: {valid}")
-
-
-def _parsed(gold: list, pred: list) -> dict:
-    show = lambda numbers: ", ".join(str(n.value) + ("%" if n.percent else "") for n in numbers)  # noqa: E731
-    return {"gold_parsed": show(gold), "answer_parsed": show(pred)}
-
-
-def _decimal_comma(text: str, gold: bool = False) -> bool:
-    """`3,5` is 3.5 when it cannot be a thousands separator (see the module docstring)."""
-    head, _, tail = text.lstrip("-").partition(",")
-    if not (head.isdigit() and tail.isdigit()):
-        return False
-    return head == "0" or (len(tail) == 2 if gold else len(tail) != 3)
-
-
-def _same_number_sets(gold: list, pred: list, rel_tol: float, sig_digits: int) -> bool:
-    """Bare lists are sets of answers: order and repeats do not matter."""
-    return _same_sets(gold, pred, lambda g, p: numbers_match(g, p, rel_tol, sig_digits))
-
-
-def _same_tuple_sets(gold: list, pred: list, rel_tol: float, sig_digits: int) -> bool:
-    """Lists of tuples (`(1,2), (3,4)`) are sets of ordered tuples."""
-    return _same_sets(gold, pred, lambda g, p: len(g) == len(p) and
-                      all(numbers_match(a, b, rel_tol, sig_digits) for a, b in zip(g, p)))
-
-
-def _same_sets(gold: list, pred: list, match) -> bool:
-    """Each distinct gold item matched by its own distinct predicted item, none left over."""
-    gold, pred = list(dict.fromkeys(gold)), list(dict.fromkeys(pred))
-    if len(gold) != len(pred):
-        return False
-    left = list(pred)
-    for g in gold:
-        hit = next((i for i, p in enumerate(left) if match(g, p)), None)
-        if hit is None:
-            return False
-        left.pop(hit)
-    return True
-
-
-def _radians(text: str, degrees: bool) -> str:
-    """`45^\\circ` (its sign stripped by normalisation) as radians, to meet a gold or answer
-    given in radians; unmarked numbers stay numbers (45 is not pi/4)."""
-    return f"({text}) \\cdot \\frac{{\\pi}}{{180}}" if degrees else text
 
 
 def _with_rules(reason: str, rules: list[str]) -> str:
