@@ -6,7 +6,6 @@ Importing the package registers the built-in verifiers; third-party ones come fr
 
 from verifiers.base import (
     VERIFIER_FAULTS,
-    CompositeVerifier,
     Task,
     Verdict,
     Verifier,
@@ -15,6 +14,7 @@ from verifiers.base import (
     list_verifiers,
     register_verifier,
 )
+from verifiers.composite import CompositeVerifier
 from verifiers.interop import as_trl_reward, as_verl_reward
 
 # Built-in verifiers register themselves on import.
