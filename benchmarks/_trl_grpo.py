@@ -5,13 +5,13 @@ run as a whole process so that its imports count, as they would for a user.
 
 Settings that differ from TRL's defaults, to match ours (`trainers/grpo.py`, `trainers/policy.py`):
 `loss_type="grpo"` (TRL's default is `dapo`), constant learning rate (TRL: linear decay),
-`bf16=False` and `gradient_checkpointing=False` (TRL turns both on by default), `beta=0`
-(no reference model), `num_iterations=1`, `gradient_accumulation_steps=1`, one generation
-batch of `prompts_per_step * group_size` completions per optimizer step, `top_k=0`, AdamW
-(transformers' default `adamw_torch_fused`, as ours; no weight decay, gradient clipping at 1.0), logging every step, no saving, no
-evaluation. The prompts are the arithmetic train split in the order our trainer draws them
-(`trainers.task_stream.TaskStream` with the same seed) and `shuffle_dataset=False`, so both sides
-see the same prompts at the same steps. The reward is the environment's verifier through
+`bf16=False` and `gradient_checkpointing=False` (TRL turns both on by default), `beta=0` (no
+reference model), `num_iterations=1`, `gradient_accumulation_steps=1`, one generation batch of
+`prompts_per_step * group_size` completions per optimizer step, `top_k=0`, AdamW (transformers'
+default `adamw_torch_fused`, as ours; no weight decay, gradient clipping at 1.0), logging every
+step, no saving, no evaluation. The prompts are the arithmetic train split in the order our trainer
+draws them (`trainers.task_stream.TaskStream` with the same seed) and `shuffle_dataset=False`, so
+both sides see the same prompts at the same steps. The reward is the environment's verifier through
 `verifiers.as_trl_reward`.
 
 Writes one JSON object: import and set-up seconds, each step's begin/end (seconds since this

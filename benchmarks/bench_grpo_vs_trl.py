@@ -121,7 +121,8 @@ def run_ours(args: argparse.Namespace, model: str, backend: str, threads: str) -
     return {"side": f"ours-{backend}", "threads": threads, "wall_s": wall, "loop_s": sum(steps),
             "steps": len(metrics), "step_s": [round(x, 4) for x in steps],
             "step1_s": step1, "median_step_s": statistics.median(steps),
-            **{k: sum(m.get(k, 0.0) for m in metrics) for k in ("generation_s", "verification_s", "update_s", "sync_s")},
+            **{k: sum(m.get(k, 0.0) for m in metrics)
+               for k in ("generation_s", "verification_s", "update_s", "sync_s")},
             "completion_len": statistics.mean(m["completion_len_mean"] for m in metrics),
             "final_reward": _tail_mean([m["reward_mean"] for m in metrics])}
 
@@ -173,9 +174,9 @@ def summarize(runs: list[dict], backends: list[str], threads: list[str]) -> list
 
 
 def table(rows: list[dict], runs: list[dict]) -> str:
-    lines = ["| ours | threads | runs ours/TRL | whole process: ours / TRL (s) | ratio (paired range) | training loop: ours / TRL (s) "
-             "| ratio (paired range) | step 1: ours / TRL (s) | median step: ours / TRL (s) "
-             "| completion tokens: ours / TRL | reward, last 20%: ours / TRL |",
+    lines = ["| ours | threads | runs ours/TRL | whole process: ours / TRL (s) | ratio (paired range) "
+             "| training loop: ours / TRL (s) | ratio (paired range) | step 1: ours / TRL (s) "
+             "| median step: ours / TRL (s) | completion tokens: ours / TRL | reward, last 20%: ours / TRL |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         cells = [r["ours"], r["threads"], r["reps"]]

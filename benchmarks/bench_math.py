@@ -223,7 +223,7 @@ def load_mv_table(sdist: Path) -> list[Row]:
     defaults = {"precision": 6, "allow_set_relation_comp": False, "strict": True}
     rows: dict[tuple[str, str], Row] = {}
     for filename, source in _test_sources(sdist):
-        for test, line, args in _parametrised_rows(source):
+        for _test, line, args in _parametrised_rows(source):
             expected = args.get("expected", args.get("result"))
             extra = {k: v for k, v in args.items() if k not in ("gold", "pred", "expected", "result")}
             if "gold" not in args or "pred" not in args or expected is None or \
@@ -269,7 +269,8 @@ def run_table(name: str, cases: list[Row], wrap: bool, reps: int, explained: dic
         script.write_text(MATH_VERIFY_SCRIPT)
         ours_cmd = [sys.executable, "-m", "verifiers", "score", "--verifier", "math",
                     "--input", str(cases_path), "--output", str(tmp / "ours.jsonl")]
-        theirs_cmd = [sys.executable, str(script), str(cases_path), str(tmp / "theirs.json"), "wrap" if wrap else "asis"]
+        theirs_cmd = [sys.executable, str(script), str(cases_path), str(tmp / "theirs.json"),
+                      "wrap" if wrap else "asis"]
         walls, cpus = {"ours": [], "theirs": []}, {"ours": [], "theirs": []}
         runs: dict[str, list[list[bool]]] = {"ours": [], "theirs": []}
         load_before = os.getloadavg()[0]
@@ -305,11 +306,13 @@ def markdown(result: dict) -> str:
         f"{a['cases']} cases, {result['reps']} alternating repetitions, whole processes "
         f"(interpreter, imports, workers included); load average {result['load_before']:.1f} before, "
         f"{result['load_after']:.1f} after, on {os.cpu_count()} CPUs\n",
-        "| checker | median wall s | min wall s | max wall s | median CPU s | cases/s (median wall) | correct vs table |",
+        "| checker | median wall s | min wall s | max wall s | median CPU s | cases/s (median wall) "
+        "| correct vs table |",
         "| --- | --- | --- | --- | --- | --- | --- |",
         f"| verirl `math` (CLI) | {med(o):.2f} | {min(o):.2f} | {max(o):.2f} | {med(result['ours_cpu_s']):.2f} | "
         f"{a['cases'] / med(o):.0f} | {a['ours_correct']}/{a['cases']} ({100 * a['ours_correct'] / a['cases']:.1f}%) |",
-        f"| math-verify {MV_VERSION} | {med(m):.2f} | {min(m):.2f} | {max(m):.2f} | {med(result['math_verify_cpu_s']):.2f} | "
+        f"| math-verify {MV_VERSION} | {med(m):.2f} | {min(m):.2f} | {max(m):.2f} "
+        f"| {med(result['math_verify_cpu_s']):.2f} | "
         f"{a['cases'] / med(m):.0f} | {a['math_verify_correct']}/{a['cases']} |",
         "",
         f"ratio ours / math-verify: **{result['ratio']:.2f}** median wall (target <= 0.5), "

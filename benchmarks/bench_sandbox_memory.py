@@ -5,8 +5,9 @@
 Each attack is an `io` program that, in its process and up to 15 children, holds as much
 kernel memory as it can and prints how many bytes it pinned: TCP buffers (loopback
 sender/receiver pairs), Unix-socket buffers (socketpairs), pipe buffers, and tmpfs pages
-(/tmp and /dev/shm). `tests/test_code_forgery.py` runs the same programs as attacks. Kernel buffers belong to no process, so neither
-`RLIMIT_AS` nor the resident size of the processes sees them.
+(/tmp and /dev/shm). `tests/test_code_forgery.py` runs the same programs as attacks. Kernel
+buffers belong to no process, so neither `RLIMIT_AS` nor the resident size of the processes
+sees them.
 
 How the host side is measured: this script moves itself into a fresh memory cgroup of its
 own (not capped; it needs root and a cgroup v1 memory hierarchy), so every process of every
@@ -203,7 +204,8 @@ def main(argv: list[str] | None = None) -> int:
         report = {mode: measure(meter, mode, args.memory_mb) for mode in args.modes.split(",")}
     finally:
         meter.close()
-    print("| memory_mode | attack | verdict | pinned, as the program counts (MiB) | host memory above an honest sample (MiB) |")
+    print("| memory_mode | attack | verdict | pinned, as the program counts (MiB) "
+          "| host memory above an honest sample (MiB) |")
     print("| --- | --- | --- | --- | --- |")
     for mode, rows in report.items():
         for name, row in rows.items():

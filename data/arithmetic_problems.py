@@ -219,7 +219,8 @@ def problems(spec: ArithmeticSpec | None, split: str, seed: int, test_fraction: 
     misses, patience = 0, max(10_000, 50 * (size or 0))
     while size is None or len(seen) < size:
         problem = draw(rng) if draw else generate(spec, rng)
-        if split_of(problem.expression, test_fraction, salt) != split or (size is not None and problem.expression in seen):
+        if split_of(problem.expression, test_fraction, salt) != split or (
+                size is not None and problem.expression in seen):
             misses += 1
             if misses > patience:
                 if size is None:

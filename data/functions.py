@@ -44,8 +44,10 @@ def _term(c: int, power: int, first: bool) -> str:
 def format_polynomial(coefficients: tuple[int, ...]) -> str:
     """Python text of a polynomial, highest degree first.
 
-    >>> format_polynomial((3, 1)), format_polynomial((-1, 0)), format_polynomial((2, -1, 0)), format_polynomial((1, 0, -5))
-    ('3*x+1', '-x', '2*x*x-x', 'x*x-5')
+    >>> format_polynomial((3, 1)), format_polynomial((-1, 0))
+    ('3*x+1', '-x')
+    >>> format_polynomial((2, -1, 0)), format_polynomial((1, 0, -5))
+    ('2*x*x-x', 'x*x-5')
     """
     degree, terms = len(coefficients) - 1, []
     for i, c in enumerate(coefficients):

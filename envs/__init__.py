@@ -31,4 +31,7 @@ from envs.base import (
 )
 from envs.interop import as_reasoning_gym_dataset  # noqa: E402
 
-__all__ = ["EnvError", "Environment", "as_reasoning_gym_dataset", "env_about", "env_help", "env_options", "get_env", "list_envs", "option", "register_env", "take"]
+__all__ = [
+    "EnvError", "Environment", "as_reasoning_gym_dataset", "env_about", "env_help", "env_options", "get_env",
+    "list_envs", "option", "register_env", "take",
+]

@@ -16,6 +16,16 @@ Splits: `test` holds `test_size` distinct problems (300 by default) and `train` 
 problem, whatever the seed. A split of a small problem space (one digit, few operators) may
 hold fewer problems than asked.
 
+Difficulty (`envs.difficulty`): `difficulty=k` climbs the first k steps of `ladder` from the
+options as given, each step raising one option: `digits` or `operands` by one, an operator
+(`*`, `/`) added, `fractions` or `multi_step` switched on. The default ladder alternates
+operands and digits, so from the defaults level 1 is `12+34-56`, level 2 `123+456-789`, level 3
+four three-digit operands and level 4 four four-digit ones; bare prompts keep to the
+characters of `alphabet` at every level (`multi_step` adds the parentheses). Level 0 is the
+options as given, with today's task ids; level k's ids read `arithmetic/levelK/<split>/<i>`.
+A problem's split is a hash of its printed expression whatever the level, so no test problem
+of any level is a train problem of another.
+
 Answers are exact: integers (`-22`), fractions reduced as `a/b`. Correctness is the `math`
 verifier; the format part (weight `format_weight`, 0 by default) checks that a bare completion
 is only a number, or that an instruct completion has a `\\boxed{}`.
@@ -23,14 +33,19 @@ is only a number, or that an instruct completion has a `\\boxed{}`.
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Any, Iterator
 
 from data.arithmetic_problems import ArithmeticSpec, Problem, problems
 from envs.base import EnvError, Environment, option, register_env
+from envs.difficulty import add_to, climb, difficulty_option, level_task_id, raise_int, resolve_level, switch_on
 from verifiers import Task, Verifier, get_verifier
 
 BARE_ALPHABET = "0123456789+-*/="
 STYLES = ("bare", "instruct")
+SPEC_OPTIONS = ("digits", "operands", "operators", "fractions", "multi_step")
+LADDER_STEPS = {"digits": raise_int("digits", 9), "operands": raise_int("operands", 16),
+                "*": add_to("operators", "*"), "/": add_to("operators", "/"),
+                "fractions": switch_on("fractions"), "multi_step": switch_on("multi_step")}
 
 
 @register_env("arithmetic")
@@ -49,13 +64,20 @@ class ArithmeticEnv(Environment):
     test_size: int = option(300, "distinct test problems")
     test_fraction: float = option(0.1, "share of the problem space reserved for the test split")
     audit: bool = option(False, "also score with math-verify and record agreement in info['audit']")
+    difficulty: Any = difficulty_option()
+    ladder: list = option(["operands", "digits", "operands", "digits"],
+                          f"difficulty levels above 0, each a step up from the one below: {sorted(LADDER_STEPS)}")
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.style not in STYLES:
             raise EnvError(f"option style={self.style!r} is not one of {list(STYLES)}")
+        self.level = resolve_level(self.difficulty, len(self.ladder) + 1 if isinstance(self.ladder, list) else 1)
+        given = {name: getattr(self, name) for name in SPEC_OPTIONS}
         try:
-            self.spec = ArithmeticSpec(self.digits, self.operands, self.operators, self.fractions, self.multi_step)
+            ArithmeticSpec(**given)
+            ArithmeticSpec(**climb(given, self.ladder, len(self.ladder), LADDER_STEPS))  # every level is valid
+            self.spec = ArithmeticSpec(**climb(given, self.ladder, self.level or 0, LADDER_STEPS))
         except ValueError as exc:
             raise EnvError(str(exc)) from None
         if not 0.0 < self.test_fraction < 1.0:
@@ -66,7 +88,11 @@ class ArithmeticEnv(Environment):
                 raise EnvError(f"option {key} must be a positive int{' or None' if key == 'train_size' else ''}, got {value!r}")
         if self.style == "bare":  # demonstrations read "12+34=46\n56-7=49\n" + prompt
             self.separator, self.demo_separator = "\n", ""
-        self.alphabet = BARE_ALPHABET + ("()" if self.multi_step else "") + ("\n" if self.few_shot else "")
+        self.alphabet = BARE_ALPHABET + ("()" if self.spec.multi_step else "") + ("\n" if self.few_shot else "")
+
+    @property
+    def difficulty_levels(self) -> int:
+        return len(self.ladder) + 1
 
     def load_tasks(self, split: str) -> list[Task] | Iterator[Task]:
         size = self.test_size if split == "test" else self.train_size
@@ -75,17 +101,18 @@ class ArithmeticEnv(Environment):
         return stream if size is None else list(stream)
 
     def _task(self, split: str, index: int, problem: Problem) -> Task:
-        return Task(id=f"arithmetic/{split}/{index}", prompt=self.prompt(problem.expression), answer=problem.answer,
-                    meta={"expression": problem.expression, "steps": list(problem.steps)})
+        level = self.level or None  # level 0 is the options as given: today's ids
+        return Task(id=level_task_id("arithmetic", level, split, index), prompt=self.prompt(problem.expression),
+                    answer=problem.answer, meta={"expression": problem.expression, "steps": list(problem.steps)})
 
     def prompt(self, expression: str) -> str:
         if self.style == "bare":
             return expression + "="
         spaced = "".join(f" {c} " if c in "+-*/" else c for c in expression)
         ask = f"Compute {spaced}."
-        if self.multi_step:
+        if self.spec.multi_step:
             ask += " Work it out one step per line, each written as `expression = value`."
-        shape = "an integer or a reduced fraction a/b" if self.fractions else "an integer"
+        shape = "an integer or a reduced fraction a/b" if self.spec.fractions else "an integer"
         return f"{ask} Give the final answer, {shape}, in \\boxed{{}}."
 
     def demonstration(self, task: Task) -> str:

@@ -63,7 +63,8 @@ class Environment:
 
     def __post_init__(self) -> None:
         if isinstance(self.few_shot, bool) or not isinstance(self.few_shot, (int, list)):
-            raise EnvError(f"option few_shot must be an int or a list of {{prompt, completion}} dicts, got {self.few_shot!r}")
+            raise EnvError("option few_shot must be an int or a list of {prompt, completion} dicts, "
+                           f"got {self.few_shot!r}")
         if isinstance(self.few_shot, int) and self.few_shot < 0:
             raise EnvError(f"option few_shot must be >= 0, got {self.few_shot}")
         for i, demo in enumerate(self.few_shot if isinstance(self.few_shot, list) else []):

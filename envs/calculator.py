@@ -13,6 +13,13 @@ calls go through the tokenizer's tool template. The verifier is `math` on the mo
 turn (the answer after the last tool result); an episode that ends with a call unanswered
 (`max_turns`, budget) fails.
 
+Difficulty (`envs.difficulty`): `difficulty=k` climbs the first k steps of `ladder` from the
+options as given: `big_digits` or `small_digits` raised by one, or a form added. The default
+ladder alternates the multiplier and the large operands, so from the defaults level 1 is
+`482*671+315`, level 2 `4821*671+3150`, up to level 4's five-digit by four-digit products.
+Level 0 is the options as given, with today's ids; level k's ids read
+`calculator/levelK/<split>/<i>`; a problem's split is a hash of its expression at every level.
+
 `demonstration_episode(task)` plays the correct episode through the real episode loop (the
 warm start's data: its segments say which characters are observations, to mask out of the
 loss); `demonstration(task)` is its text after the prompt. `alphabet` holds every character
@@ -22,16 +29,20 @@ and `</>` of the tool syntax.
 
 from __future__ import annotations
 
-from typing import ClassVar, Iterator
+from typing import Any, ClassVar, Iterator
 
 from data.calculator_problems import FORMS, calculator_problems
 from envs.base import EnvError, option, register_env
+from envs.difficulty import add_to, climb, difficulty_option, level_task_id, raise_int, resolve_level
 from envs.multiturn import Context, Episode, run_episode
 from envs.tool_env import ToolEnvironment
 from envs.tools.syntax import RESULT_CLOSE, RESULT_OPEN
 from verifiers import Task, Verifier, get_verifier
 
 STYLES = ("bare", "instruct")
+PROBLEM_OPTIONS = ("forms", "big_digits", "small_digits")
+LADDER_STEPS = {"big_digits": raise_int("big_digits", 9), "small_digits": raise_int("small_digits", 9),
+                **{form: add_to("forms", form) for form in FORMS}}
 
 
 @register_env("calculator")
@@ -50,6 +61,10 @@ class CalculatorEnv(ToolEnvironment):
     test_size: int = option(200, "distinct test problems")
     test_fraction: float = option(0.1, "share of the problem space reserved for the test split")
     max_turns: int = option(3, "model turns per episode")
+    difficulty: Any = difficulty_option()
+    ladder: list = option(["small_digits", "big_digits", "small_digits", "big_digits"],
+                          "difficulty levels above 0, each a step up from the one below: big_digits, small_digits "
+                          "(raised by one) or a form (added)")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -61,22 +76,32 @@ class CalculatorEnv(ToolEnvironment):
             if not (value is None and key == "train_size") and (isinstance(value, bool) or not isinstance(value, int)
                                                                  or value < 1):
                 raise EnvError(f"option {key} must be a positive int, got {value!r}")
-        try:  # checks forms and digits now, not at the first draw
-            next(calculator_problems("test", 0, 0.5, 1, tuple(self.forms), self.big_digits, self.small_digits))
+        self.level = resolve_level(self.difficulty, len(self.ladder) + 1 if isinstance(self.ladder, list) else 1)
+        given = {name: getattr(self, name) for name in PROBLEM_OPTIONS}
+        try:  # checks forms and digits now (of every level), not at the first draw
+            for options in (given, climb(given, self.ladder, len(self.ladder), LADDER_STEPS)):
+                next(calculator_problems("test", 0, 0.5, 1, tuple(options["forms"]), options["big_digits"],
+                                         options["small_digits"]))
+            self.problem_options = climb(given, self.ladder, self.level or 0, LADDER_STEPS)
         except (ValueError, TypeError) as exc:
             raise EnvError(str(exc)) from None
-        operators = {c for f in self.forms for c in FORMS[f][0] if c in "+-*"}
+        operators = {c for f in self.problem_options["forms"] for c in FORMS[f][0] if c in "+-*"}
         syntax = "".join(f"<{t}></{t}>" for t in self.plain_syntax.tags) + RESULT_OPEN + RESULT_CLOSE
         self.alphabet = "".join(sorted(set("0123456789=-" + syntax) | operators)) + ("\n" if self.few_shot else "")
         if self.style == "bare":  # demonstrations read "12*34=<calc>..." per line
             self.separator, self.demo_separator = "\n", ""
 
+    @property
+    def difficulty_levels(self) -> int:
+        return len(self.ladder) + 1
+
     def load_tasks(self, split: str) -> list[Task] | Iterator[Task]:
         size = self.test_size if split == "test" else self.train_size
-        stream = (Task(id=f"calculator/{split}/{i}", prompt=self.prompt(p.expression), answer=p.answer,
-                       meta={"expression": p.expression, "steps": list(p.steps)})
-                  for i, p in enumerate(calculator_problems(split, self.seed, self.test_fraction, size,
-                                                            tuple(self.forms), self.big_digits, self.small_digits)))
+        level, p = self.level or None, self.problem_options  # level 0 is the options as given: today's ids
+        stream = (Task(id=level_task_id("calculator", level, split, i), prompt=self.prompt(x.expression),
+                       answer=x.answer, meta={"expression": x.expression, "steps": list(x.steps)})
+                  for i, x in enumerate(calculator_problems(split, self.seed, self.test_fraction, size,
+                                                            tuple(p["forms"]), p["big_digits"], p["small_digits"])))
         return stream if size is None else list(stream)
 
     def prompt(self, expression: str) -> str:

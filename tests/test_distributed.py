@@ -122,6 +122,37 @@ def test_two_process_run_ends_with_a_report_and_resumes_exactly(tmp_path, tiny_m
 
 
 @pytest.mark.slow
+def test_every_rank_takes_the_curriculums_decision_from_all_ranks_pass_rates(tmp_path):
+    """tests/curriculum_ranks.py: rank 0 passes everything, rank 1 nothing, then 12 of 16."""
+    run = torchrun([str(ROOT / "tests" / "curriculum_ranks.py"), str(tmp_path)])
+    assert run.returncode == 0, run.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert ranks[0] == ranks[1]
+    assert ranks[0]["after_first"] == 0.0                      # 16/32 = 0.5: inside the band
+    assert ranks[0]["state"]["controller"]["ticks"] == 1        # 28/32 = 0.875: one step up
+    assert ranks[0]["state"]["controller"]["last_rate"] == 28 / 32
+
+
+@pytest.mark.slow
+def test_a_two_process_curriculum_run_moves_the_level_in_step_and_resumes_exactly(tmp_path, tiny_model_path):
+    """The untrained model passes nothing: from level 2 the level comes down a quarter per step
+    (a window of 4 groups is one step), evaluated at the hardest level."""
+    straight, part = tmp_path / "straight", tmp_path / "part"
+    kw = ("--curriculum", "adaptive", "--curriculum-start", "2", "--curriculum-window", "4", "--checkpoint-every",
+          "2", "--env", "arithmetic")
+    run = grpo(straight, tiny_model_path, "--steps", "4", *kw, "--eval-samples", "2", "--eval-tasks", "4",
+               "--eval-difficulty", "max")
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert [m["difficulty"] for m in _metrics(straight)] == [2.0, 1.75, 1.5, 1.25]
+    after = json.loads((straight / "report.json").read_text())["after"]
+    assert all(t.startswith("arithmetic/level4/test/") for t in after["tasks"])
+    assert grpo(part, tiny_model_path, "--steps", "2", *kw).returncode == 0
+    resumed = grpo(part, tiny_model_path, "--steps", "4", "--resume", "true", *kw)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert _metrics(part) == _metrics(straight)
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("parallelism,critic,lora", [("ddp", "head", 0), ("fsdp", "separate", 4)])
 def test_ppo_on_two_processes(tmp_path, tiny_model_path, parallelism, critic, lora):
     """PPO's critic wrapped as the policy is; with fsdp a LoRA policy (its frozen base sharded

@@ -44,7 +44,8 @@ def test_all_164_canonical_solutions_pass_and_wrong_ones_fail(style):
     tasks = env.tasks("test")
     try:
         gold = env.verifier.verify_batch([env.demonstration(t) for t in tasks], tasks)
-        failed = [(t.id, v.info.get("status"), v.info.get("error", "")[:200]) for t, v in zip(tasks, gold) if not v.passed]
+        failed = [(t.id, v.info.get("status"), v.info.get("error", "")[:200])
+                  for t, v in zip(tasks, gold) if not v.passed]
         assert not failed, failed
         wrong = env.verifier.verify_batch(["    return None\n"] * len(tasks), tasks)
         assert not any(v.passed for v in wrong)

@@ -264,6 +264,26 @@ def test_grpo_trains_two_steps_on_reasoning_gym(tmp_path):
 
 
 @pytest.mark.slow
+def test_the_curriculum_moves_through_reasoning_gyms_levels(tmp_path):
+    """The untrained model passes nothing: from level 1 the adaptive curriculum steps down a
+    quarter level per step (a window of 2 groups is one step); evaluated at the hardest level."""
+    model = _byte_level_model(tmp_path / "model")
+    options = {"dataset": "leg_counting", "size": 8, "test_size": 4, "style": "bare", "scorer": {"workers": 2}}
+    out = tmp_path / "run"
+    proc = _run(["-m", "trainers.grpo", "--model", model, "--env", "reasoning_gym", "--env-options",
+                 json.dumps(options), "--steps", "2", "--prompts-per-step", "2", "--group-size", "2",
+                 "--max-new-tokens", "6", "--curriculum", "adaptive", "--curriculum-start", "1",
+                 "--curriculum-window", "2", "--eval-samples", "2", "--eval-tasks", "2", "--eval-difficulty", "max",
+                 "--generation-backend", "hf", "--output-dir", str(out)], timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [m["difficulty"] for m in metrics] == [1.0, 0.75]
+    report = json.loads((out / "report.json").read_text())
+    top = get_env("reasoning_gym", **options).difficulty_levels - 1
+    assert all(t.startswith(f"reasoning_gym/leg_counting/level{top}/test/") for t in report["after"]["tasks"])
+
+
+@pytest.mark.slow
 def test_pass_at_k_scores_a_completions_file(tmp_path):
     env = _env(dataset="countdown", test_size=4)
     tasks = env.tasks("test")

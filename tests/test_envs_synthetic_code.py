@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import doctest
 
 import pytest
@@ -10,6 +11,13 @@ import data.functions
 from data.functions import INPUTS, enumerate_functions, format_polynomial, functions
 from envs import EnvError, get_env
 from envs.synthetic_code import SyntheticCodeEnv
+from verifiers.process import evaluate_arithmetic
+
+
+def value_at(text: str, x: int):
+    """The polynomial `text` (Python in `x`) at `x`: parsed by Python, evaluated by the
+    arithmetic verifier's evaluator, which runs no code, instead of `eval`."""
+    return evaluate_arithmetic(ast.parse(text.replace("x", f"({x})"), mode="eval"))
 
 
 def test_doctests():
@@ -24,7 +32,7 @@ def test_format_polynomial_is_python_for_the_same_function(coefficients, text):
     assert format_polynomial(coefficients) == text
     fn = data.functions.Function(text, coefficients)
     for x in INPUTS:
-        assert eval(text, {"x": x}) == fn(x)  # our own generated text
+        assert value_at(text, x) == fn(x)
 
 
 @pytest.mark.parametrize("degree, max_coef, count", [(1, 9, 18 * 19), (2, 2, 4 * 5 * 5), (1, 1, 2 * 3)])
@@ -47,7 +55,7 @@ def test_bare_tasks():
     assert task.prompt == f"# f(x) = {task.answer}\ndef f(x):\n    return "
     assert task.tests["kind"] == "call" and task.tests["entry_point"] == "f"
     assert [c["args"] for c in task.tests["cases"]] == [[x] for x in INPUTS]
-    assert all(c["expected"] == eval(task.answer, {"x": c["args"][0]}) for c in task.tests["cases"])
+    assert all(c["expected"] == value_at(task.answer, c["args"][0]) for c in task.tests["cases"])
     chars = "".join(t.prompt + t.answer for t in env.tasks("test") + env.tasks("train"))
     assert set(chars) <= set(SyntheticCodeEnv.alphabet)
     assert env.stop == ("\n",)

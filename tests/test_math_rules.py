@@ -127,8 +127,8 @@ MATRICES = [
     (PMATRIX, r"$\left[\begin{array}{cc}1 & 2 \\ 4 & 3\end{array}\right]$", False),
     (r"\begin{bmatrix}0 & 0 \\ 0 & 0\end{bmatrix}", r"$\begin{pmatrix}0 & 0 \\ 0 & 0\end{pmatrix}$", True),
     (r"\begin{bmatrix}0 & 0 \\ 0 & 0\end{bmatrix}", r"$\begin{pmatrix}0 & 0 & 0\\ 0 & 0 & 0\end{pmatrix}$", False),
-    (r"\begin{pmatrix}6 & 8 \\ 10 & 12\end{pmatrix}", r"$" + PMATRIX + " + " + PMATRIX.replace("1 & 2 \\\\ 3 & 4",
-                                                                                               "5 & 6 \\\\ 7 & 8") + "$", True),
+    (r"\begin{pmatrix}6 & 8 \\ 10 & 12\end{pmatrix}",
+     r"$" + PMATRIX + " + " + PMATRIX.replace("1 & 2 \\\\ 3 & 4", "5 & 6 \\\\ 7 & 8") + "$", True),
     (r"\begin{pmatrix}6 & 8 \\ 10 & 12\end{pmatrix}", "$" + PMATRIX + " + " + PMATRIX + "$", False),
     (r"\begin{pmatrix}1 \\ 2\end{pmatrix}", r"\boxed{(1, 2)}", True),                  # a vector as a tuple
     (r"\begin{pmatrix}1 \\ 2\end{pmatrix}", r"\boxed{(2, 1)}", False),
@@ -506,7 +506,8 @@ def test_a_check_is_set_aside_only_after_a_stated_value():
 
 
 @pytest.mark.parametrize("prompt, choices", [
-    (r"$\textbf{(A) }10 \qquad \textbf{(B) }11 \qquad\textbf{(C) }\frac{1}{2}$", {"A": "10", "B": "11", "C": r"\frac{1}{2}"}),
+    (r"$\textbf{(A) }10 \qquad \textbf{(B) }11 \qquad\textbf{(C) }\frac{1}{2}$",
+     {"A": "10", "B": "11", "C": r"\frac{1}{2}"}),
     ("Pick one.\nA. 6\nB) 8\nC. 12", {"A": "6", "B": "8", "C": "12"}),
     ([{"role": "user", "content": "(A) 3 (B) 4"}], {"A": "3", "B": "4"}),
     ("Is (C) true? (A) yes (B) no", {"A": "yes", "B": "no"}),               # a stray letter before the run
@@ -518,7 +519,8 @@ def test_prompt_choices(prompt, choices):
 
 @pytest.mark.parametrize("text, pair", [
     ("C", ("C", None)), ("(C)", ("C", None)), ("(C) 12", ("C", "12")), ("C) 12", ("C", "12")),
-    ("option D", ("D", None)), ("12", (None, None)), ("(1, 2)", (None, None)), ("c", (None, None)), ("CD", (None, None)),
+    ("option D", ("D", None)), ("12", (None, None)), ("(1, 2)", (None, None)), ("c", (None, None)),
+    ("CD", (None, None)),
 ])
 def test_letter_and_value(text, pair):
     assert letter_and_value(text) == pair

@@ -21,8 +21,8 @@ def test_auto_is_vllm_only_on_a_cuda_machine_that_has_it(monkeypatch):
 
     for cuda, has_vllm, expected in [(False, True, "hf"), (False, False, "hf"), (True, True, "vllm"),
                                      (True, False, "hf")]:
-        monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
-        monkeypatch.setattr(backends, "vllm_available", lambda: has_vllm)
+        monkeypatch.setattr(torch.cuda, "is_available", lambda cuda=cuda: cuda)
+        monkeypatch.setattr(backends, "vllm_available", lambda has_vllm=has_vllm: has_vllm)
         assert resolve_backend("auto") == expected, (cuda, has_vllm)
 
 

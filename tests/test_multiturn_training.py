@@ -290,6 +290,24 @@ def test_two_steps_on_the_calculator_environment_end_to_end(tmp_path, tool_calli
 
 
 @pytest.mark.slow
+def test_the_curriculum_moves_through_the_calculator_levels(tmp_path, tool_calling_model):
+    """From the hardest level, where the model's answers fail, the adaptive curriculum steps
+    down a quarter level per step (a window of 2 groups is one step); evaluated at the hardest."""
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "trainers.grpo", "--env", "calculator", "--model", tool_calling_model,
+           "--steps", "2", "--prompts-per-step", "2", "--group-size", "2", "--max-new-tokens", "32",
+           "--curriculum", "adaptive", "--curriculum-start", "4", "--curriculum-window", "2",
+           "--eval-samples", "2", "--eval-tasks", "3", "--eval-difficulty", "max", "--generation-backend", "hf",
+           "--output-dir", str(out)]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [m["difficulty"] for m in lines] == [4.0, 3.75] and all(m["pass_rate"] < 0.2 for m in lines)
+    report = json.loads((out / "report.json").read_text())
+    assert all(t.startswith("calculator/level4/test/") for t in report["after"]["tasks"])
+
+
+@pytest.mark.slow
 @pytest.mark.vllm
 def test_vllm_rolls_out_episodes_in_sync_with_the_trainer(tmp_path, tool_calling_model):
     """vLLM plays the episodes (stop at the tool tag, observations appended as tokens) and its

@@ -153,7 +153,8 @@ def test_compare_paired_by_hand():
 
 @pytest.mark.parametrize("after_env,message", [
     (ToyEnv(size=4, strip=False), r"environment differs \(env.options.strip: True != False\).*verifier differs"),
-    (ToyEnv(size=5), r"environment differs \(env.options.size: 4 != 5\); task sets differ \(1 only in after, e.g. \['t4'\]\)"),
+    (ToyEnv(size=5), r"environment differs \(env.options.size: 4 != 5\); "
+                     r"task sets differ \(1 only in after, e.g. \['t4'\]\)"),
     (ToyEnv(size=4, name="other"), r"environment differs \(env.name: 'toy' != 'other'\)"),
 ])
 def test_compare_refuses_different_measurements(after_env, message):
@@ -188,7 +189,7 @@ def test_package_exposes_the_library_entry_points():
 
     assert (evals.evaluate, evals.compare, evals.write_report) == (harness.evaluate, comparison.compare, write_report)
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
-        evals.nope
+        _ = evals.nope
 
 
 # --------------------------------------------------------------------------- command line
@@ -222,7 +223,8 @@ def test_cli_compare_refusal_and_bad_input_exit_2(tmp_path):
     (tmp_path / "b.json").write_text(json.dumps(before))
     (tmp_path / "a.json").write_text(json.dumps(after))
     out = cli("--compare", str(tmp_path / "b.json"), str(tmp_path / "a.json"))
-    assert out.returncode == 2 and "error: cannot compare these reports:" in out.stderr and "task sets differ" in out.stderr
+    assert out.returncode == 2 and "error: cannot compare these reports:" in out.stderr
+    assert "task sets differ" in out.stderr
     out = cli("--compare", str(tmp_path / "b.json"), str(tmp_path / "missing.json"))
     assert out.returncode == 2 and "cannot read report" in out.stderr
     out = cli("--samples", "0")

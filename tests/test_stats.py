@@ -135,7 +135,7 @@ def test_sign_test_by_hand(wins, losses, expected):
     assert stats.sign_test(wins, losses) == pytest.approx(expected)
 
 
-@pytest.mark.parametrize("wins,losses", [(w, l) for w in range(9) for l in range(9)])
+@pytest.mark.parametrize("wins,losses", [(won, lost) for won in range(9) for lost in range(9)])
 def test_sign_test_equals_exact_binomial(wins, losses):
     assert stats.sign_test(wins, losses) == pytest.approx(binomial_two_sided(wins, losses))
 

@@ -50,7 +50,8 @@ def call_text(name: str, arguments) -> str:
      [("calculator", {"expression": "3"}, None)]),                      # arguments as a JSON string
     ('<tool_call>{"name": "python", "parameters": {"code": "print(1)"}}</tool_call>',
      [("python", {"code": "print(1)"}, None)]),
-    ("I will add. " + call_text("a", {}) + " and " + call_text("b", {"x": "1"}), [("a", {}, None), ("b", {"x": "1"}, None)]),
+    ("I will add. " + call_text("a", {}) + " and " + call_text("b", {"x": "1"}),
+     [("a", {}, None), ("b", {"x": "1"}, None)]),
     ("<tool_call>{name: calculator}</tool_call>", [("", "{name: calculator}", "not valid JSON")]),
     ('<tool_call>["calculator"]</tool_call>', [("", '["calculator"]', "must be")]),
     ('<tool_call>{"arguments": {}}</tool_call>', [("", '{"arguments": {}}', "must be")]),

@@ -121,6 +121,22 @@ class RunConfig:
     """test tasks used for evaluation (0 = the whole test split)"""
     eval_temperature: float = 1.0
     """sampling temperature of the evaluation"""
+    eval_difficulty: int | str | None = None
+    """evaluate at this difficulty level of the environment (an int, or max for its hardest level;
+    envs/difficulty.py); null = the environment's options as given"""
+    curriculum: str = "none"
+    """none | adaptive: draw training prompts at the environment's difficulty levels, the level raised or
+    lowered from the pass rates to keep them in curriculum_band (trainers/curriculum.py; arithmetic,
+    calculator and reasoning_gym have levels)"""
+    curriculum_band: list[float] = field(default_factory=lambda: [0.2, 0.8])
+    """[low, high]: the adaptive curriculum steps the difficulty up when the window's pass rate is above
+    high, down when it is below low"""
+    curriculum_window: int = 128
+    """groups (prompts) whose pass rates the curriculum reads before each decision, at one position"""
+    curriculum_step: float = 0.25
+    """how far one decision moves the difficulty, in levels (1/n: between two levels the prompts mix them)"""
+    curriculum_start: float = 0.0
+    """the difficulty the curriculum starts at (a level, or between two)"""
     tensorboard: bool = False
     """also write TensorBoard scalars to output_dir/tb"""
     log_every: int = 10
@@ -169,8 +185,28 @@ class RunConfig:
         require(self.eval_tasks >= 0, "eval_tasks", "must be >= 0")
         require(self.max_minutes >= 0, "max_minutes", "must be >= 0")
         require(self.torch_threads >= 0, "torch_threads", "must be >= 0 (0 = automatic)")
+        self._validate_curriculum()
         require(not (self.verifier_url and "verifier_url" in self.env_options), "verifier_url",
                 "is given twice: as a trainer option and in env_options")
+
+
+    def _validate_curriculum(self) -> None:
+        require(self.eval_difficulty is None or self.eval_difficulty == "max" or (
+            isinstance(self.eval_difficulty, int) and not isinstance(self.eval_difficulty, bool)
+            and self.eval_difficulty >= 0), "eval_difficulty", f"must be null, max or a level >= 0, got "
+                f"{self.eval_difficulty!r}")
+        require_choice(self.curriculum, ["none", "adaptive"], "curriculum")
+        band = self.curriculum_band
+        require(isinstance(band, list) and len(band) == 2 and all(isinstance(x, (int, float)) for x in band)
+                and 0 <= band[0] < band[1] <= 1, "curriculum_band", f"must be [low, high] with 0 <= low < high <= 1, "
+                f"got {band!r}")
+        require(self.curriculum_window >= 1, "curriculum_window", "must be >= 1")
+        n = round(1 / self.curriculum_step) if self.curriculum_step > 0 else 0
+        require(0 < self.curriculum_step <= 1 and abs(n * self.curriculum_step - 1) < 1e-9, "curriculum_step",
+                f"must be 1/n for a whole n (1, 0.5, 0.25, ...), got {self.curriculum_step}")
+        require(self.curriculum_start >= 0 and abs(self.curriculum_start * n - round(self.curriculum_start * n))
+                < 1e-9, "curriculum_start", f"must be >= 0 and a multiple of curriculum_step, got "
+                f"{self.curriculum_start}")
 
 
 def trainer_main(cls: type, train, argv: list[str] | None, prog: str, description: str) -> int:

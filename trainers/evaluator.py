@@ -2,7 +2,8 @@
 
 `Evaluator.evaluate(tag)` measures pass@k of the current policy on the environment's test
 split with `evals.harness.evaluate` (every rank samples its share of the tasks) into
-`output_dir/eval_TAG/` (its samples, and its `report.json`): `before` training, every
+`output_dir/eval_TAG/` (its samples, and its `report.json`); with `eval_difficulty`, on the
+test split at that difficulty level (`evaluation_env`): `before` training, every
 `eval_every` steps (`stepN`) and `after`. The samples are seeded apart from training's (the run
 seed + 1). A resumed run reuses its `before` report: the policy it measured is gone by then.
 
@@ -33,11 +34,18 @@ from trainers.metrics_log import MetricsLog, progress
 from trainers.plots import plot_rewards
 
 
+def evaluation_env(cfg: RunConfig, env):
+    """The environment the run is evaluated on: `env`, or `env` at `eval_difficulty`."""
+    from envs.difficulty import at_level
+
+    return env if cfg.eval_difficulty is None else at_level(env, cfg.eval_difficulty)
+
+
 class Evaluator:
     """pass@k reports of the policy that `sampler` samples, by tag (`evaluations`)."""
 
     def __init__(self, cfg: RunConfig, env, sampler, log: MetricsLog | None = None):
-        self.cfg, self.env, self.sampler, self.log = cfg, env, sampler, log
+        self.cfg, self.env, self.sampler, self.log = cfg, evaluation_env(cfg, env), sampler, log
         self.out = Path(cfg.output_dir)
         self.evaluations: dict[str, dict | None] = {}
         self.gaps: list[dict] = []

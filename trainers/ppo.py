@@ -63,7 +63,7 @@ from trainers.parallel import DataParallel
 from trainers.policy import Policy, adamw
 from trainers.rollout import RolloutSource
 from trainers.lifecycle import finish_run, start_run
-from trainers.task_stream import TaskStream
+from trainers.curriculum import training_stream
 
 
 @dataclass
@@ -166,7 +166,7 @@ def train(cfg: PPOConfig) -> dict:
     env = start_run(cfg)                                                # seeds, output folder, environment
     policy = Policy.load(cfg, dp)                                       # model, optimizer, reference, sampler
     critic, critic_optimizer = make_critic(cfg, policy, dp)             # value head (or model) and its optimizer
-    rollouts = RolloutSource(cfg, env, policy.sampler, policy.tokenizer, TaskStream.of(env, cfg.seed))
+    rollouts = RolloutSource(cfg, env, policy.sampler, policy.tokenizer, training_stream(cfg, env))
     clock = RunClock(cfg.steps, cfg.max_minutes, dp)                    # step counter, time cap, Ctrl-C
     log = MetricsLog(Path(cfg.output_dir), dp, log_every=cfg.log_every, tensorboard=cfg.tensorboard,
                      guard=FaultGuard.of(cfg, env))                     # + hacking telemetry, the fault stop rule

@@ -61,6 +61,7 @@ class Rollout:
     step_ends: list[list[int]] | None = None        # completion-token index where each step ends
     valid: Tensor | None = None     # (B,) bool: judged rows that enter the loss (None: all)
     faults: dict = field(default_factory=dict)      # `fault_tally` of every verdict drawn for this batch
+    stream_stats: dict = field(default_factory=dict)  # the data stream's `stats()` (a curriculum's difficulty)
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -89,7 +90,7 @@ class Rollout:
             if value is None or isinstance(value, int):
                 return value                                  # prompt_width and absent fields
             if isinstance(value, dict):
-                return dict(value)                            # timings and faults belong to the whole batch
+                return dict(value)                            # timings, faults, stream stats: the whole batch's
             return value[idx] if isinstance(value, Tensor) else [value[i] for i in rows]
 
         return Rollout(**{f.name: pick(getattr(self, f.name)) for f in dataclasses.fields(self)})
@@ -203,7 +204,10 @@ class RolloutSource:
         lo, hi = distributed.rank_share_bounds(k)
         # The sampling seed follows the data position (the end of this rank's share), so a
         # resumed run samples what the uninterrupted one did, and ranks sample apart.
-        return self.make(tasks[lo:hi], start + hi) if hi > lo else None
+        batch = self.make(tasks[lo:hi], start + hi) if hi > lo else None
+        # Every rank, after every draw: a curriculum sums the pass rates over ranks (a collective).
+        self.stream.observe([] if batch is None else batch.verdicts)
+        return batch
 
     def make(self, tasks: list[Task], position: int | None = None) -> Rollout:
         """Sample `group_size` completions of each task, verify them and collate the batch;
@@ -219,6 +223,7 @@ class RolloutSource:
                 timings: dict | None = None) -> Rollout:
         """Tensors of a batch, with step rewards when the run uses them."""
         batch = collate(tasks, samples, verdicts, self.tokenizer.pad_token_id, self.cfg.mask_truncated, timings)
+        batch.stream_stats = self.stream.stats()
         if self.step_verifier is not None:
             add_step_rewards(batch, self.step_verifier, self.tokenizer)
         return batch
@@ -266,7 +271,7 @@ def rollout_stats(batch: Rollout, group_size: int) -> dict:
              if rows else 0.0, "groups": len(batch) // group_size,
              "verifier_failure_rate": tally["faulted"] / max(tally["samples"], 1), "verifier_faults": tally["faulted"],
              "verifier_verdicts": tally["samples"],
-             **batch.timings}
+             **batch.timings, **batch.stream_stats}
     if tally.get("first"):
         stats["verifier_fault"] = tally["first"]
     gen = batch.timings.get("generation_s", 0.0)

@@ -7,8 +7,10 @@ draws the same prompts (each keeps its own share of them), so the state to check
 number, the position. An environment may generate an endless train split; the stream cycles
 over its first `TRAIN_TASKS_CAP` tasks, which keeps that position, and so resuming, exact.
 
-Anything with `take(k)`, `state_dict()` and `load_state_dict(state)` can stand in for it (a
-curriculum that picks tasks by difficulty, say): that is all the trainers and checkpoints use.
+Anything with `take(k)`, `position`, `observe(verdicts)`, `stats()`, `state_dict()` and
+`load_state_dict(state)` can stand in for it: that is all the trainers and checkpoints use.
+`trainers.curriculum.CurriculumStream`, the adaptive curriculum, does; `training_stream` there
+picks the run's stream.
 """
 
 from __future__ import annotations
@@ -48,6 +50,14 @@ class TaskStream:
             out.append(self.tasks[self._order[i]])
             self.position += 1
         return out
+
+    def observe(self, verdicts: list) -> None:
+        """The verdicts of the last draw (this rank's share; every rank calls it after every
+        draw): nothing to learn from them here."""
+
+    def stats(self) -> dict:
+        """What the step's metrics report of the stream: nothing here."""
+        return {}
 
     def state_dict(self) -> dict:
         """What a checkpoint keeps of the stream (plain JSON)."""

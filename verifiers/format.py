@@ -104,7 +104,8 @@ def length_penalty(length: int, max_length: int, buffer: int) -> float:
     -1.0
     """
     if max_length <= 0 or not 0 <= buffer <= max_length:
-        raise VerifierError(f"length penalty needs max_length > 0 and 0 <= buffer <= max_length, got {max_length}, {buffer}")
+        raise VerifierError("length penalty needs max_length > 0 and 0 <= buffer <= max_length, "
+                            f"got {max_length}, {buffer}")
     free = max_length - buffer
     if length <= free:
         return 0.0

@@ -112,7 +112,8 @@ def as_verl_reward(verifier: Verifier | str, **options: Any) -> Callable[..., An
         def given(values):
             return list(values) if values is not None else [None] * n
 
-        return _verl_scores(verifier, given(data_sources), list(solution_strs), given(ground_truths), given(extra_infos))
+        return _verl_scores(verifier, given(data_sources), list(solution_strs), given(ground_truths),
+                            given(extra_infos))
 
     compute_score.__name__ = f"verirl_{verifier.name or type(verifier).__name__}"
     return compute_score

@@ -80,7 +80,8 @@ def _blocks(text: str, opening: re.Pattern, closing_of) -> list[tuple[str, str, 
         close = closing_of(m)
         end = text.find(close, m.end())
         if end < 0:
-            out.append((m.group(1), text[m.start():], f"{m.group(0)} is never closed with {close}", m.start(), len(text)))
+            out.append((m.group(1), text[m.start():], f"{m.group(0)} is never closed with {close}",
+                        m.start(), len(text)))
             break
         out.append((m.group(1), text[m.end():end], None, m.start(), end + len(close)))
         pos = end + len(close)

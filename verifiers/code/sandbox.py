@@ -1,11 +1,10 @@
 """Run untrusted programs in a pool of warm bubblewrap sandboxes.
 
-Each worker is one `bwrap` process holding a fork server (`forkserver.py`) and
-its zygote, from which every sample's processes are forked (the process tree, the wire
-format and the threat model are in docs/sandbox.md). `SandboxPool.run` hands a request to a
-free worker; the `code` verifier runs one request per sample (per case for `io`).
-
-What the sandbox protects against (with bubblewrap, the default):
+Each worker is one `bwrap` process holding a fork server (`forkserver.py`) and its zygote,
+from which every sample's processes are forked (the process tree, the wire format and the
+threat model are in docs/sandbox.md). `SandboxPool.run` hands a request to a free worker; the
+`code` verifier runs one request per sample (per case for `io`). With bubblewrap (the
+default), the sandbox protects against:
 
 * Reading the host: the program sees `/usr`, the interpreter and its standard library, and the
   packages of the `packages` allow-list, read-only, and nothing else -- no site-packages (so
@@ -22,9 +21,8 @@ What the sandbox protects against (with bubblewrap, the default):
   forked from a zygote that never held another sample's data.
 * Privileges: an unprivileged uid (65534 when the caller is root; 1000 inside its
   namespaces), no capabilities, `no_new_privs`, nosuid mounts, and on x86_64 a seccomp filter
-  that refuses what programs never need (new namespaces, mounts, SysV IPC and memfd,
-  io_uring, bpf, userfaultfd, perf events, keyrings, ptrace and cross-process memory access,
-  modules, sockets other than Unix ones, resizing socket and pipe buffers).
+  that refuses what programs never need (new namespaces, mounts, SysV IPC, memfd, io_uring,
+  bpf, userfaultfd, perf events, keyrings, ptrace, modules, non-Unix sockets, ... `jail.py`).
 * Exhaustion: CPU seconds of the sample's processes together (counted by the fork server from
   the sample cgroup or /proc, plus a wall-clock cap), memory per sample (a cgroup that holds
   only the program's processes, or a split of `RLIMIT_AS` over a process-count limit:
@@ -32,11 +30,11 @@ What the sandbox protects against (with bubblewrap, the default):
   all capped. Verdicts use CPU time, not wall time, so machine load does not change them.
 * Forged verdicts: see `verifiers.code.verifier` and docs/sandbox.md.
 
-What it does not protect against: kernel bugs (the sandbox shares the host kernel; the seccomp
-filter is a deny-list, and only on x86_64), and anything when `unsafe_no_sandbox=True`, which
-keeps only the rlimits and a scratch directory (trusted code only). The fork server runs as
-root inside the sandbox with CAP_SETUID/SETGID/KILL (to switch samples to the sandbox uid and
-end them); it never runs program code.
+Not against kernel bugs (the sandbox shares the host kernel; the seccomp filter is a
+deny-list, and only on x86_64), nor anything when `unsafe_no_sandbox=True`, which keeps only
+the rlimits and a scratch directory (trusted code only). The fork server runs as root inside
+the sandbox with CAP_SETUID/SETGID/KILL (to switch samples to the sandbox uid and end them);
+it never runs program code.
 """
 
 from __future__ import annotations
@@ -51,11 +49,12 @@ import sys
 import tempfile
 import time
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from verifiers.base import VerifierError
-from verifiers.code.confine import check_packages, interpreter, package_paths
 from verifiers.code.cgroups import PREFIX
+from verifiers.code.confine import bwrap_has_size, check_packages, code_files, interpreter, package_paths
 from verifiers.code.memory import MemoryCap, SampleCgroup
 from verifiers.worker_process import LENGTH_PREFIXED, WorkerGone, WorkerProcess
 
@@ -67,7 +66,8 @@ REPLY_SLACK_S = 10.0                 # beyond the wall cap, before a worker coun
 # 2 cores took 2.3 s with 4 workers against 3.0-3.9 s with 2.
 WORKERS_PER_CORE = 2
 # Bound into /sandbox, where the fork server loads them by path: standard library only.
-FILES = ("forkserver", "sample", "accounting", "wire", "jail", "harness")
+FILES = ("forkserver", "sample", "accounting", "wire", "decoder", "channel", "hosting", "proxies", "judging",
+         "judge_side", "jail", "harness")
 _HERE = os.path.dirname(os.path.abspath(__file__))
 INSTALL_HINT = ("bubblewrap (`bwrap`) is required to run model code safely; install it with "
                 "`apt-get install bubblewrap` (Debian/Ubuntu) or `dnf install bubblewrap` (Fedora), "
@@ -85,11 +85,15 @@ class Limits:
     time_limit: float = 5.0               # CPU seconds of all the program's processes together
     wall_time_limit: float | None = None  # wall-clock backstop; default 2 * time_limit + 5
     memory_mb: int = 1024                 # per sample: see `memory.py` for each mode
-    output_kb: int = 1024                 # stdout + stderr + results, together
+    output_kb: int = 8192                 # stdout + stderr, together
     max_processes: int = 16               # processes and threads of the program at once
     file_size_mb: int = 16                # largest file the program may write
-    tmp_size_mb: int = 64                 # its private /tmp
+    tmp_size_mb: int = 64                 # its private /tmp (and the judge's)
     open_files: int = 256
+    reply_kb: int = 65536                 # one message between judge and program; the results of `call`
+    max_depth: int = 500                  # containers nested in a value that crosses
+    message_chars: int = 100_000          # an exception's text, a docstring
+    iter_items: int = 1_000_000           # items of an iterator a `call` test's entry point returns
 
     def __post_init__(self) -> None:
         for name, value in vars(self).items():
@@ -97,7 +101,7 @@ class Limits:
                 continue
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or not math.isfinite(value):
                 raise VerifierError(f"option {name} must be a positive number, got {value!r}")
-            if name in ("max_processes", "open_files") and not isinstance(value, int):
+            if name in ("max_processes", "open_files", "max_depth", "message_chars", "iter_items") and type(value) is not int:
                 raise VerifierError(f"option {name} must be a whole number, got {value!r}")
 
     @property
@@ -111,7 +115,9 @@ class Limits:
         return {"cpu_s": self.time_limit, "wall_s": self.wall_s, "memory_bytes": per_process,
                 "judge_memory_bytes": max(cap, 256 * mib), "output_bytes": int(self.output_kb * 1024),
                 "processes": processes, "file_bytes": int(self.file_size_mb * mib),
-                "tmp_bytes": int(self.tmp_size_mb * mib), "open_files": int(self.open_files)}
+                "tmp_bytes": int(self.tmp_size_mb * mib), "open_files": int(self.open_files),
+                "reply_bytes": int(self.reply_kb * 1024), "max_depth": self.max_depth,
+                "message_chars": self.message_chars, "iter_items": self.iter_items}
 
 
 @dataclass
@@ -158,12 +164,9 @@ def bwrap_path() -> str | None:
     return shutil.which("bwrap") or (os.path.exists("/usr/bin/bwrap") and "/usr/bin/bwrap") or None
 
 
-def _files() -> list[tuple[str, str]]:
-    return [(os.path.join(_HERE, f"{name}.py"), f"/sandbox/{name}.py") for name in FILES]
-
-
-def sandbox_command(bwrap: str, packages: tuple[str, ...] = ()) -> tuple[list[str], dict]:
-    """The bwrap command line of one worker, and the worker's config."""
+def sandbox_command(bwrap: str, packages: tuple[str, ...] = (), tmp_bytes: int = 64 << 20) -> tuple[list[str], dict]:
+    """The bwrap command line of one worker, and the worker's config. Its /tmp is a tmpfs of
+    `tmp_bytes` that only the judges write (each program has its own over it, `jail.py`)."""
     python, binds, hidden = interpreter()
     extra, paths = package_paths(packages)
     argv = [bwrap, "--ro-bind", "/usr", "/usr"]
@@ -188,9 +191,11 @@ def sandbox_command(bwrap: str, packages: tuple[str, ...] = ()) -> tuple[list[st
         argv += ["--ro-bind", tree, target]
     for folder in hidden:  # empty, read-only: the site-packages of the bound trees
         argv += ["--perms", "0555", "--tmpfs", folder, "--remount-ro", folder]
-    for source, target in _files():
+    for source, target in code_files(_HERE, FILES):
         argv += ["--ro-bind", source, target]
-    argv += ["--dev", "/dev", "--proc", "/proc", "--dir", "/tmp", "--unshare-ipc", "--unshare-pid", "--unshare-net",
+    size = ["--size", str(int(tmp_bytes))] if bwrap_has_size(bwrap) else []
+    argv += ["--dev", "/dev", "--proc", "/proc", "--perms", "1777", *size, "--tmpfs", "/tmp",
+             "--unshare-ipc", "--unshare-pid", "--unshare-net",
              "--unshare-uts", "--unshare-cgroup-try", "--new-session", "--clearenv", "--chdir", "/"]
     for key, value in _ENV.items():
         argv += ["--setenv", key, value]
@@ -224,9 +229,14 @@ def unsafe_command(packages: tuple[str, ...] = ()) -> tuple[list[str], dict]:
 _PY_FLAGS = ("-S", "-s", "-B", "-X", "utf8")
 # Run the fork server's file without putting its folder (or the working directory) on sys.path:
 # the programs would find the modules next to it under plain names (`wire`, `jail`).
+# Its code comes through the loader, which uses the bytecode cache bound beside it (`confine.code_files`).
 _BOOT = ("import sys; del sys.path[0]; sys.argv = sys.argv[1:]; p = sys.argv[0]; "
-         "exec(compile(open(p).read(), p, 'exec'), {'__name__': '__main__', '__file__': p})")
-_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "PYTHONHASHSEED": "0", "HOME": "/tmp"}
+         "from importlib.machinery import SourceFileLoader as L; "
+         "exec(L('forkserver', p).get_code('forkserver'), {'__name__': '__main__', '__file__': p})")
+# One thread for numerical libraries (numpy's OpenBLAS starts one per core at import): the
+# process limit counts threads, and a sample has one core's worth of time.
+_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "PYTHONHASHSEED": "0", "HOME": "/tmp",
+        "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
 class _Worker:
@@ -337,9 +347,12 @@ class SandboxPool:
     def memory_mode(self) -> str:
         return self.memory.mode
 
-    def _start(self) -> _Worker:
+    def _start(self, limits: Limits) -> _Worker:
         cgroup = self.memory.make()
-        argv, cfg = unsafe_command(self.packages) if self.unsafe else sandbox_command(self.bwrap, self.packages)
+        if self.unsafe:
+            argv, cfg = unsafe_command(self.packages)
+        else:
+            argv, cfg = sandbox_command(self.bwrap, self.packages, int(limits.tmp_size_mb * (1 << 20)))
         try:
             return _Worker(argv, {**cfg, "tag": self.tag, "preload": list(self.preload), "env": self.env}, cgroup)
         except SandboxError:
@@ -354,7 +367,7 @@ class SandboxPool:
         slot: _Worker | None = self._idle.get()
         try:
             if slot is None:
-                slot = self._start()
+                slot = self._start(limits)
             cgroup = slot.cgroup is not None
             if cgroup and slot.memory_mb != limits.memory_mb:
                 try:
@@ -376,10 +389,9 @@ class SandboxPool:
 
     def close(self) -> None:
         self._closed = True
-        for _ in range(self.size):
-            slot = self._idle.get()
-            if slot is not None:
-                slot.close()
+        slots = [slot for slot in (self._idle.get() for _ in range(self.size)) if slot is not None]
+        with ThreadPoolExecutor(max(1, len(slots))) as closing:  # each waits tens of ms for its sandbox to go
+            list(closing.map(_Worker.close, slots))
         self.memory.close()
 
     def __del__(self) -> None:

