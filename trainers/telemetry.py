@@ -115,21 +115,21 @@ def _moved(key: str, earlier: dict, later: dict) -> str:
 
 SIGNATURES = (
     Signature("reward_without_correctness",   # a format (tags, length) reward learnt for itself
-              lambda e, l: _rise("reward_other_mean", e, l) >= 0.1 and _flat(e, l),
-              lambda e, l: "reward from parts other than correctness up: " + _moved("reward_other_mean", e, l)),
+              lambda e, lt: _rise("reward_other_mean", e, lt) >= 0.1 and _flat(e, lt),
+              lambda e, lt: "reward from parts other than correctness up: " + _moved("reward_other_mean", e, lt)),
     Signature("truncation_up",                # longer and longer, cut at max_new_tokens, no better
-              lambda e, l: _rise("truncated_frac", e, l) >= 0.2 and _flat(e, l),
-              lambda e, l: "completions cut at max_new_tokens more often: " + _moved("truncated_frac", e, l)),
+              lambda e, lt: _rise("truncated_frac", e, lt) >= 0.2 and _flat(e, lt),
+              lambda e, lt: "completions cut at max_new_tokens more often: " + _moved("truncated_frac", e, lt)),
     Signature("collapse_without_progress",    # one completion repeated, not a right one
-              lambda e, l: _rise("duplicate_frac", e, l) >= 0.3 and _flat(e, l),
-              lambda e, l: "identical completions within groups up: " + _moved("duplicate_frac", e, l)),
+              lambda e, lt: _rise("duplicate_frac", e, lt) >= 0.3 and _flat(e, lt),
+              lambda e, lt: "identical completions within groups up: " + _moved("duplicate_frac", e, lt)),
     Signature("answer_spraying",              # several final answers, hoping one is taken
-              lambda e, l: l.get("answer_spray_frac", 0.0) >= 0.1 and _rise("answer_spray_frac", e, l) >= 0.05,
-              lambda e, l: "completions with several final answers up: " + _moved("answer_spray_frac", e, l)),
+              lambda e, lt: lt.get("answer_spray_frac", 0.0) >= 0.1 and _rise("answer_spray_frac", e, lt) >= 0.05,
+              lambda e, lt: "completions with several final answers up: " + _moved("answer_spray_frac", e, lt)),
     Signature("audit_disagreement",           # the reward and its audit part ways: a checker's blind spot
-              lambda e, l: l.get("audit_disagreement_rate", 0.0) >= 0.05
-              and _rise("audit_disagreement_rate", e, l) >= 0.03,
-              lambda e, l: "the verifier and its audit disagree more: " + _moved("audit_disagreement_rate", e, l)),
+              lambda e, lt: lt.get("audit_disagreement_rate", 0.0) >= 0.05
+              and _rise("audit_disagreement_rate", e, lt) >= 0.03,
+              lambda e, lt: "the verifier and its audit disagree more: " + _moved("audit_disagreement_rate", e, lt)),
 )
 GAP_WIDENING = 0.02  # held-out gap growth per evaluation that counts as widening
 
