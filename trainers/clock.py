@@ -1,4 +1,5 @@
-"""The run's clock: the optimizer step counter, the `max_minutes` safety cap, and Ctrl-C.
+"""The run's clock: the optimizer step counter, the `max_minutes` safety cap, Ctrl-C, and the
+checkpoint before a safety rule ends the run (`trainers.fault_guard.RunStopped`).
 
 A run's result depends on its step count, not on the machine's speed, unless `max_minutes` is
 hit: then every rank stops at the same step (one collective decides). Ctrl-C saves a checkpoint
@@ -14,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
+from trainers.fault_guard import RunStopped
 from trainers.metrics_log import progress
 from trainers.parallel import DataParallel
 
@@ -52,9 +54,13 @@ class RunClock:
 
     @contextmanager
     def interruptible(self, save: Callable[[], Path]):
-        """Ctrl-C inside the block calls `save` (one process) and exits with status 130."""
+        """Ctrl-C inside the block calls `save` (one process) and exits with status 130; a
+        safety rule's `RunStopped` (every rank at the same step) calls `save` and goes on up."""
         try:
             yield
+        except RunStopped:
+            save()
+            raise
         except KeyboardInterrupt:
             if self.dp.world > 1:
                 progress("interrupted: with several processes no checkpoint is saved on Ctrl-C; "
