@@ -92,7 +92,8 @@ def bench_env(env: str, pairs: int, extra: list[str], work: Path) -> dict:
             print(f"{env}: pair {i + 1}/{pairs}, {mode} (load {load()})", file=sys.stderr, flush=True)
             runs[mode].append(run(env, mode, work / f"{env}-{mode}-{i}", extra))
             print(f"  {json.dumps({k: v for k, v in runs[mode][-1].items() if k != 'after'})}", file=sys.stderr)
-    comparisons = [compare(s["after"], a["after"])["metrics"]["pass@k"]["1"] for s, a in zip(runs["sync"], runs["async"])]
+    comparisons = [compare(s["after"], a["after"])["metrics"]["pass@k"]["1"]
+                   for s, a in zip(runs["sync"], runs["async"])]
     rate = {m: statistics.median(r["steps_per_s"] for r in runs[m]) for m in runs}
     return {"runs": runs, "steps_per_s": rate, "ratio": rate["async"] / rate["sync"], "after_async_minus_sync": [
         {k: c[k] for k in ("before", "after", "difference", "ci", "wins", "losses", "ties", "p_value")}
@@ -109,11 +110,13 @@ def table(env: str, result: dict) -> str:
             lines.append(f"| {mode} {i + 1} | {r['steps']} | {r['steps_per_s']:.2f} | {r['train_s']:.0f} | "
                          f"{r['pass1_before']:.3f} | {r['pass1_after']:.3f} | {idle[0] / r['train_s']:.0%} | "
                          f"{idle[1] / r['train_s']:.0%} |")
-    lines += ["", f"steps/s, medians: sync {result['steps_per_s']['sync']:.2f}, async {result['steps_per_s']['async']:.2f}: "
+    rate = result["steps_per_s"]
+    lines += ["", f"steps/s, medians: sync {rate['sync']:.2f}, async {rate['async']:.2f}: "
               f"**ratio {result['ratio']:.2f}**", ""]
     for i, c in enumerate(result["after_async_minus_sync"]):
         lines.append(f"pair {i + 1}: pass@1 after, async - sync = {c['difference']:+.3f}, 95% CI [{c['ci'][0]:+.3f}, "
-                     f"{c['ci'][1]:+.3f}], {c['wins']}/{c['losses']}/{c['ties']} tasks, sign test p = {c['p_value']:.3g}")
+                     f"{c['ci'][1]:+.3f}], {c['wins']}/{c['losses']}/{c['ties']} tasks, "
+                     f"sign test p = {c['p_value']:.3g}")
     return "\n".join(lines)
 
 

@@ -36,6 +36,7 @@ from typing import Any, Iterable, Mapping
 
 from evals.report import ReportError, SampleStore
 from models import distributed
+from verifiers import VERIFIER_FAULTS
 
 
 @dataclass(frozen=True)
@@ -257,18 +258,29 @@ def _progress_bar(total: int, label: str):
 
 def counts(store: SampleStore, tasks: list, completions: Mapping[str, list[str]] | None,
            n: int) -> dict[str, dict[str, int]]:
-    """Per-task `{"n", "c"}`: the first n stored samples (every given completion)."""
+    """Per-task `{"n", "c"}` of the first n stored samples (every given completion), and
+    `"faults"` where some were verifier faults (`VERIFIER_FAULTS`): those were not judged, so
+    they count in neither n nor c (pass@k is estimated from the judged samples)."""
     per_task = {}
     for task in tasks:
         records = store.done.get(task.id, [])
         records = records[: len(completions[task.id]) if completions is not None else n]
-        per_task[task.id] = {"n": len(records), "c": sum(bool(r["passed"]) for r in records)}
+        judged = [r for r in records if r.get("status") not in VERIFIER_FAULTS]
+        per_task[task.id] = {"n": len(judged), "c": sum(bool(r["passed"]) for r in judged)}
+        if len(judged) < len(records):
+            per_task[task.id]["faults"] = len(records) - len(judged)
     return per_task
+
+
+def counted(store: SampleStore, per_task: Mapping[str, Mapping[str, int]]) -> Iterable[dict]:
+    """The records `counts` looked at (judged and faulted), task by task."""
+    for tid, pt in per_task.items():
+        yield from store.done.get(tid, [])[: pt["n"] + pt.get("faults", 0)]
 
 
 def episode_means(store: SampleStore, per_task: Mapping[str, Mapping[str, int]]) -> dict[str, float] | None:
     """Mean model turns and tool calls per counted sample, when the samples are episodes."""
-    records = [r for tid, pt in per_task.items() for r in store.done.get(tid, [])[: pt["n"]]]
+    records = list(counted(store, per_task))
     if not records or any("turns" not in r for r in records):
         return None
     return {"turns_mean": sum(r["turns"] for r in records) / len(records),
@@ -278,7 +290,6 @@ def episode_means(store: SampleStore, per_task: Mapping[str, Mapping[str, int]])
 def tally(store: SampleStore, per_task: Mapping[str, Mapping[str, int]], key: str) -> dict[str, int]:
     """How often each value of a record field (status, finish_reason) occurs among counted samples."""
     out: dict[str, int] = {}
-    for tid, pt in per_task.items():
-        for rec in store.done.get(tid, [])[: pt["n"]]:
-            out[str(rec.get(key))] = out.get(str(rec.get(key)), 0) + 1
+    for rec in counted(store, per_task):
+        out[str(rec.get(key))] = out.get(str(rec.get(key)), 0) + 1
     return dict(sorted(out.items()))

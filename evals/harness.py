@@ -6,6 +6,8 @@ samples (`evals.collect`: generate or take completions, verify, resume from the 
 folder), and build the report (`evals.report`: unbiased pass@k and pass^k of `evals.stats`
 with bootstrap intervals, per-task counts, status tallies and a manifest of everything that
 determined the samples). The trainers call `evaluate` before, during and after training.
+Samples the verifier did not judge (verifier faults) are counted apart, in `verifier_failures`,
+and left out of n and c; above `max_verifier_failure_rate` of them no report is made at all.
 
 `sample_config` is what determines the samples, and so the key that a rerun resumes by: the
 model, the environment and its options, the split, the sampling parameters and the seed, or
@@ -21,12 +23,14 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from evals import stats
-from evals.collect import Sampling, collect, completions_source, counts, episode_means, select_tasks, tally
+from evals.collect import (Sampling, collect, completions_source, counted, counts, episode_means, select_tasks,
+                           tally)
 from evals.config_cli import ConfigError, require, require_choice
 from evals.report import (ReportError, SampleStore, build_report, dataset_hash, describe, package_versions,
                           sample_config_key)
 from models import distributed
 from models.backends import BACKENDS
+from verifiers import VERIFIER_FAULTS
 
 AUTO_KS_UP_TO = 20
 SAMPLING_KEYS = ("backend", "dtype", "temperature", "top_p", "max_new_tokens", "batch_size", "chat_template")
@@ -85,6 +89,9 @@ class EvalConfig:
     """show a progress bar on stderr"""
     verbose: bool = False
     """show vLLM's INFO logging (engine start-up); off, only its warnings"""
+    max_verifier_failure_rate: float = 0.05
+    """refuse to report pass@k when more than this share of the samples got a verifier fault (a sandbox
+    that could not start, no server that answered, a crashed checker) instead of a judgement"""
 
     def validate(self) -> None:
         require_choice(self.backend, BACKENDS, "backend")
@@ -97,6 +104,7 @@ class EvalConfig:
         require(0 < self.confidence < 1, "confidence", "must lie in (0, 1)")
         require(self.n_bootstrap >= 1, "n_bootstrap", "must be >= 1")
         require(isinstance(self.env_options, dict), "env_options", "must be a JSON object")
+        require(0 <= self.max_verifier_failure_rate <= 1, "max_verifier_failure_rate", "must be in [0, 1]")
         parse_ks(self.ks, self.samples)
 
 
@@ -209,11 +217,35 @@ def _report(cfg: EvalConfig, env, store: SampleStore, tasks: list, completions, 
     report = build_report(per_task, ks, manifest,
                           confidence=cfg.confidence, n_bootstrap=cfg.n_bootstrap, seed=cfg.seed)
     report["statuses"] = tally(store, per_task, "status")
+    verifier = getattr(env.verifier, "correctness", None) or getattr(env.verifier, "name", "?")
+    report["verifier_failures"] = verifier_failures(store, per_task, cfg.max_verifier_failure_rate, verifier)
     if sha is None:
         report["finish_reasons"] = tally(store, per_task, "finish_reason")
         if (means := episode_means(store, per_task)) is not None:  # a multi-turn environment's episodes
             report["episodes"] = {**means, "ends": tally(store, per_task, "end")}
     return report
+
+
+def verifier_failures(store: SampleStore, per_task: dict, limit: float, verifier: str = "?") -> dict:
+    """The samples the verifier did not judge (verifier faults), counted apart from the failed
+    ones: `{samples, faulted, rate, limit, first}`. Raises `ReportError`, naming `verifier` (or
+    the composite's faulted part), when the rate exceeds `limit`: pass@k of the judged samples
+    alone could be biased (the faults may fall on the hard tasks) and is not reported."""
+    records = list(counted(store, per_task))
+    faulted = [r for r in records if r.get("status") in VERIFIER_FAULTS]
+    out = {"samples": len(records), "faulted": len(faulted), "rate": len(faulted) / max(len(records), 1),
+           "limit": limit}
+    if faulted:
+        info = faulted[0].get("info") or {}
+        out["first"] = {"task_id": faulted[0]["task_id"], "verifier": info.get("fault_part"),
+                        "status": faulted[0]["status"], "error": str(info.get("error", ""))[:300]}
+    if out["rate"] > limit:
+        first = out["first"]
+        raise ReportError(
+            f"the verifier failed on {len(faulted)} of {len(records)} samples ({out['rate']:.1%}), above "
+            f"max_verifier_failure_rate {limit:g}: pass@k is not reported (verifier {(first['verifier'] or verifier)!r}, "
+            f"{first['status']}: {first['error']}); fix it and rerun with --overwrite true")
+    return out
 
 
 def _iso(t: float) -> str:

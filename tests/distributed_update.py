@@ -19,7 +19,7 @@ import torch  # noqa: E402
 
 from models import distributed  # noqa: E402
 from trainers import parallel  # noqa: E402
-from trainers.grpo import GRPOConfig, make_loss_fn, update_policy  # noqa: E402
+from trainers.grpo import GRPOConfig, judged_groups, make_loss_fn, update_policy  # noqa: E402
 from trainers.parallel import DataParallel  # noqa: E402
 from trainers.policy import Policy  # noqa: E402
 from trainers.rollout import RolloutSource  # noqa: E402
@@ -33,7 +33,12 @@ CONFIGS = {
     "grpo": dict(loss_type="grpo"),
     "dapo_batch_std": dict(loss_type="dapo", scale_rewards="batch", minibatch_size=4),
     "grpo_two_epochs": dict(loss_type="grpo", inner_epochs=2, minibatch_size=4),
+    # Verifier faults: rows left out of the loss, so the ranks count different rows and tokens
+    # (group 2, on rank 1, keeps one judged row and is dropped); bnpo counts its minibatches' rows.
+    "bnpo_faults": dict(loss_type="bnpo", scale_rewards="batch", minibatch_size=4),
+    "pass2_faults": dict(loss_type="grpo", objective="pass@2"),
 }
+FAULTED = {"bnpo_faults": [1, 6, 9, 10, 11], "pass2_faults": [1, 6, 13]}
 
 
 def one_update(model: str, out_dir: Path, parallelism: str, name: str, overrides: dict) -> dict:
@@ -51,9 +56,12 @@ def one_update(model: str, out_dir: Path, parallelism: str, name: str, overrides
     stream = TaskStream.of(env, cfg.seed)
     rollouts = RolloutSource(cfg, env, policy.sampler, policy.tokenizer, stream)
     batch = rollouts.make(stream.take(PROMPTS), position=0)  # the same global rollout on every rank
-    batch.rewards = torch.tensor([float((i * 5) % 3 == 0) + 0.25 * (i % 2) for i in range(len(batch))])
+    binary = cfg.objective != "pass@1"   # pass@K takes 0/1 rewards
+    batch.rewards = torch.tensor([float((i * 5) % 3 == 0) + (0.0 if binary else 0.25 * (i % 2))
+                                  for i in range(len(batch))])
+    batch.keep_only(torch.tensor([i not in FAULTED.get(name, []) for i in range(len(batch))]))
     lo, hi = distributed.rank_share_bounds(PROMPTS)
-    mine = batch.select(list(range(lo * GROUP, hi * GROUP)))
+    mine = judged_groups(cfg, batch.select(list(range(lo * GROUP, hi * GROUP))))
     metrics = update_policy(cfg, policy, dp, mine, make_loss_fn(cfg), step=1)
     state = parallel.full_state_dict(policy.model) if distributed.active() else policy.model.state_dict()
     grads = {n: p.grad.full_tensor() if hasattr(p.grad, "full_tensor") else p.grad

@@ -13,7 +13,7 @@ import pytest
 
 from verifiers import (CompositeVerifier, Task, Verdict, Verifier, VerifierError, get_verifier, list_verifiers,
                        register_verifier)
-from verifiers.base import FunctionVerifier, error_verdict, parse_option, verifier_options
+from verifiers.base import VERIFIER_FAULTS, FunctionVerifier, error_verdict, parse_option, verifier_options
 
 T = Task(id="t", prompt="p", answer="4")
 
@@ -150,6 +150,29 @@ def test_function_returning_wrong_type_is_a_bug_not_a_zero():
         fv.verify("x", T)
 
 
+@pytest.mark.parametrize("status, fault", [("passed", False), ("failed", False), ("timeout", False),
+                                           ("memory", False), ("error", False), ("sandbox_error", True),
+                                           ("verifier_error", True)])
+def test_a_failure_is_the_models_or_the_verifiers(status, fault):
+    assert error_verdict(status, "why").verifier_fault is fault
+    assert (status in VERIFIER_FAULTS) is fault
+    assert Verdict(0.0, False, {}).verifier_fault is False  # no status: a plain judgement
+
+
+def test_a_function_that_raises_faults_its_sample_alone():
+    def flaky(completion, task):
+        if completion == "boom":
+            raise ZeroDivisionError("division by zero")
+        return float(completion == task.answer)
+
+    fv = FunctionVerifier(flaky, "flaky", "")
+    verdicts = fv.verify_batch(["4", "boom", "5", "4"], [T] * 4)  # honest neighbours in the same batch
+    assert [v.passed for v in verdicts] == [True, False, False, True]
+    assert [v.verifier_fault for v in verdicts] == [False, True, False, False]
+    assert verdicts[1].info == {"status": "verifier_error",
+                                "error": "verifier 'flaky' raised ZeroDivisionError: division by zero"}
+
+
 def test_verify_batch_runs_in_parallel_and_keeps_order():
     v = get_verifier("test_budget", budget=2)
     completions = ["a" * (i % 4) for i in range(40)]
@@ -211,6 +234,31 @@ def test_composite_accepts_built_verifiers_and_same_verifier_twice_under_names()
                            ("short2", {"verifier": "test_budget", "options": {"budget": 2}, "weight": 2.0})])
     assert c.correctness == "test_budget"
     assert c.verify("ab", T).reward == 2.0
+
+
+def _faulty(completion, task):
+    if completion == "down":
+        return error_verdict("sandbox_error", "the sandbox could not start")
+    return 1.0
+
+
+register_verifier("test_faulty")(_faulty)
+
+
+@pytest.mark.parametrize("weights, fault", [
+    ({"test_exact": 1.0, "test_faulty": 0.5}, True),    # a paid part: its fault is the verdict's
+    ({"test_exact": 1.0, "test_faulty": 0.0}, False),   # logged only: the reward does not depend on it
+    ({"test_faulty": 0.0, "test_exact": 1.0}, True),    # the correctness part (first), even at weight 0
+])
+def test_composite_is_a_fault_when_its_correctness_or_a_paid_part_is(weights, fault):
+    c = CompositeVerifier(weights)
+    down, up = c.verify_batch(["down", "4"], [T, T])
+    assert down.verifier_fault is fault and not up.verifier_fault
+    if fault:
+        assert down.info["fault_part"] == "test_faulty" and down.info["status"] == "sandbox_error"
+        assert down.info["error"] == "test_faulty: the sandbox could not start"
+    else:
+        assert down.info["status"] == "failed" and "fault_part" not in down.info
 
 
 @pytest.mark.parametrize("parts, correctness, message", [

@@ -45,7 +45,7 @@ def test_score_keeps_order_and_emits_a_line_per_input_line(tmp_path):
     assert errors[3] == "line 5: expected a JSON object, got list"
     assert errors[4] == "line 6: field 'completion' must be a string"
     assert "line 7: field 'task': unknown task field(s) ['colour']" in errors[5]
-    assert all(r["info"]["status"] == "error" for r in rows[1:6])
+    assert all(r["info"]["status"] == "verifier_error" for r in rows[1:6])  # a bad record: no judgement
 
 
 def test_score_reads_stdin_and_writes_stdout_with_options():
@@ -64,7 +64,7 @@ def test_task_the_verifier_cannot_judge_spoils_only_its_line(tmp_path):
     assert proc.returncode == 0, proc.stderr
     out = [json.loads(x) for x in proc.stdout.splitlines()]
     assert [r["passed"] for r in out] == [True, False, True]
-    assert out[1]["info"]["status"] == "error" and "line 2:" in out[1]["info"]["error"]
+    assert out[1]["info"]["status"] == "verifier_error" and "line 2:" in out[1]["info"]["error"]
 
 
 def test_misuse_exits_2_with_a_clear_message(tmp_path):

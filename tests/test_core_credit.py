@@ -1,5 +1,5 @@
 """trainers/core_credit.py: GAE, value loss, process supervision (hand-worked and naive loops), and
-the purity of both core modules."""
+the purity of the three core modules."""
 
 from __future__ import annotations
 
@@ -8,27 +8,47 @@ import math
 import pytest
 import torch
 
-from trainers import core, core_credit
-from trainers.core import (
-    entropy_from_logits,
-    group_advantages,
-    last_token_index,
-    policy_loss,
-    sequence_ratio,
-    token_logprobs,
-)
+from trainers import core, core_credit, core_logits
+from trainers.core import group_advantages, masked_mean, masked_var, policy_loss, sequence_ratio
 from trainers.core_credit import (
     clipped_value_loss,
     gae_advantages,
+    last_token_index,
+    masked_whiten,
     place_token_rewards,
     process_advantages,
     value_clip_fraction,
 )
+from trainers.core_logits import entropy_from_logits, token_logprobs
 
 from numeric import close
 
 
 T = torch.tensor
+
+
+def test_masked_whiten():
+    x = T([[1.0, 2.0, 3.0], [4.0, 9.0, 9.0]])
+    mask = T([[1, 1, 1], [1, 0, 0]])
+    w = masked_whiten(x, mask)
+    # mean 2.5, sample var 5/3: (x - 2.5) / sqrt(5/3)
+    s = math.sqrt(5.0 / 3.0)
+    close(w, [[-1.5 / s, -0.5 / s, 0.5 / s], [1.5 / s, 0.0, 0.0]], atol=1e-4)
+    close(masked_mean(w, mask), 0.0)
+    close(masked_var(w, mask), 1.0, atol=1e-4)
+    close(masked_whiten(x, mask, shift_mean=False), [[-1.5 / s + 2.5, -0.5 / s + 2.5, 0.5 / s + 2.5],
+                                                     [1.5 / s + 2.5, 0.0, 0.0]], atol=1e-4)
+
+
+@pytest.mark.parametrize("mask,expected", [
+    ([[1, 1, 0, 0]], [1]),      # right padding
+    ([[0, 0, 1, 1]], [3]),      # left padding
+    ([[1, 0, 1, 0]], [2]),      # a hole
+    ([[0, 0, 0, 0]], [-1]),     # empty
+    ([[1, 1, 1, 1]], [3]),
+])
+def test_last_token_index(mask, expected):
+    assert last_token_index(T(mask)).tolist() == expected
 
 
 # --------------------------------------------------------------------------- GAE
@@ -181,7 +201,7 @@ def test_placed_rewards_through_gae_credit_each_step():
     close(adv, [[1.25, 0.75, 0.75, 1.0]])
 
 
-@pytest.mark.parametrize("module", [core, core_credit])
+@pytest.mark.parametrize("module", [core, core_credit, core_logits])
 def test_module_is_pure(module):
     src = open(module.__file__).read()
     for word in ("print(", "import logging", "open(", "import os", "distributed"):

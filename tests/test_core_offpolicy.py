@@ -9,8 +9,15 @@ import pytest
 import torch
 
 from trainers import core
-from trainers.core_offpolicy import (OFF_POLICY_CORRECTIONS, correction, decoupled_weights, importance_weights,
-                                     off_policy_stats, tis_weights)
+from trainers.core_offpolicy import (
+    OFF_POLICY_CORRECTIONS,
+    correction,
+    decoupled_weights,
+    importance_weights,
+    off_policy_stats,
+    tis_weights,
+    weighted,
+)
 
 # One completion of 2 tokens and a padding column. pi_old = 0.5, 0.2; pi_behav = 0.25, 0.4 (the
 # padding column holds garbage): weights pi_old / pi_behav = 2.0, 0.5, and 1 on padding.
@@ -112,7 +119,7 @@ def test_staleness_zero_gives_todays_loss_exactly(agg, name):
     plain = logp0.clone().requires_grad_(True)
     corrected = logp0.clone().requires_grad_(True)
     today = core.reinforce_loss(plain, adv, mask)
-    loss = core.reinforce_loss(corrected, adv, mask, weights=correction(name, 2.0)(old, old.clone(), mask))
+    loss = core.reinforce_loss(weighted(corrected, correction(name, 2.0)(old, old.clone(), mask)), adv, mask)
     today.backward()
     loss.backward()
     assert torch.equal(loss, today) and torch.equal(corrected.grad, plain.grad)
@@ -120,7 +127,7 @@ def test_staleness_zero_gives_todays_loss_exactly(agg, name):
 
 def test_reinforce_weights_each_tokens_log_prob():
     # -(1/B) * A * sum_t w_t logp_t with B = 1, A = 2: -2 * (2.0 * log 0.5 + 0.5 * log 0.2) = 4.38203
-    loss = core.reinforce_loss(OLD, torch.tensor([2.0]), MASK, weights=importance_weights(OLD, BEHAV, MASK))
+    loss = core.reinforce_loss(weighted(OLD, importance_weights(OLD, BEHAV, MASK)), torch.tensor([2.0]), MASK)
     assert float(loss) == pytest.approx(-2 * (2.0 * math.log(0.5) + 0.5 * math.log(0.2)))
 
 

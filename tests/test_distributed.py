@@ -64,7 +64,8 @@ def _weights(path) -> dict:
 @pytest.mark.slow
 def test_one_update_on_two_ranks_gives_the_parameters_of_one_rank(tmp_path, tiny_model_path):
     """tests/distributed_update.py: the same global rollout, one update per configuration (plain
-    GRPO; dapo with the batch std and gradient accumulation; two inner epochs)."""
+    GRPO; dapo with the batch std and gradient accumulation; two inner epochs; verifier faults under bnpo
+    and under pass@2, which leave the ranks different counts of rows and tokens)."""
     script = str(ROOT / "tests" / "distributed_update.py")
     one = subprocess.run([sys.executable, script, tiny_model_path, str(tmp_path / "one.pt"), "ddp"], cwd=ROOT,
                          env=_env(), capture_output=True, text=True, timeout=TIMEOUT)

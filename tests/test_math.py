@@ -352,7 +352,7 @@ def test_cli_scores_a_jsonl_file(tmp_path):
     assert out.returncode == 0, out.stderr
     lines = [json.loads(line) for line in out.stdout.splitlines()]
     assert [r["passed"] for r in lines] == [True, True, True, False, False, False]
-    assert lines[5]["info"]["status"] == "error" and "'f'" in lines[5]["info"]["error"]
+    assert lines[5]["info"]["status"] == "verifier_error" and "'f'" in lines[5]["info"]["error"]
     tolerant = _cli(tmp_path, rows[4:5], "rel_tol=0.01", "fallback=none")
     assert [json.loads(line)["passed"] for line in tolerant.stdout.splitlines()] == [True], tolerant.stderr
 

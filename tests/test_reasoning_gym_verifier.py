@@ -317,10 +317,10 @@ def _fake_items(answers: list[str]) -> list[dict]:
     ("hang in C", "timeout", "CPU time limit"),
     ("eat", "memory", "MemoryError"),
     ("grow", "memory", ""),
-    ("exit", "error", "exit code 3"),
+    ("exit", "verifier_error", "exit code 3"),      # the scorer's own failures: no judgement of the answer
     ("print", "error", "printed more than"),
-    ("nan", "error", "returned float nan"),
-    ("text", "error", "returned str"),
+    ("nan", "verifier_error", "returned float nan"),
+    ("text", "verifier_error", "returned str"),
     ("fork", "error", "refused to run the audit event os.fork"),
 ])
 def test_a_misbehaving_scorer_gets_its_verdict_and_spares_its_neighbours(fake_pool, answer, status, error):

@@ -104,11 +104,14 @@ def test_urls_from_a_comma_separated_string():
 # --------------------------------------------------------------------------- no server can judge
 
 
-def test_no_reachable_server_gives_error_verdicts_with_reasons():
+def test_no_reachable_server_gives_verifier_faults_with_reasons():
     dead = [f"http://127.0.0.1:{free_port()}", f"http://127.0.0.1:{free_port()}"]
     completions, tasks = math_batch(5)
     verdicts = RemoteVerifier(urls=dead, timeout=5).verify_batch(completions + [None], tasks + [tasks[0]])
-    assert [v.passed for v in verdicts] == [False] * 6 and all(v.info["status"] == "error" for v in verdicts)
+    assert [v.passed for v in verdicts] == [False] * 6
+    # no server: the verifier's failure, masked by trainers; a non-string completion: the sample's own
+    assert [v.info["status"] for v in verdicts] == ["verifier_error"] * 5 + ["error"]
+    assert [v.verifier_fault for v in verdicts] == [True] * 5 + [False]
     assert all(set(v.info["servers"]) == set(dead) for v in verdicts[:5])
     assert "no server could judge this sample" in verdicts[0].info["error"] and "Connection refused" in verdicts[0].info["error"]
     assert verdicts[5].info["error"] == "the completion must be a string, got NoneType"
@@ -129,7 +132,7 @@ def test_a_task_json_cannot_carry_raises():
 def test_each_kind_of_server_failure_is_named(fake, behaviour, fragment):
     completions, tasks = math_batch(3)
     verdicts = RemoteVerifier(urls=[f"{fake}/{behaviour}"]).verify_batch(completions, tasks)
-    assert all(v.info["status"] == "error" and fragment in v.info["error"] for v in verdicts), verdicts[0].info
+    assert all(v.info["status"] == "verifier_error" and fragment in v.info["error"] for v in verdicts), verdicts[0].info
 
 
 def test_a_refused_request_is_not_retried_and_a_wrong_verifier_raises(fake, math_server):
@@ -137,6 +140,7 @@ def test_a_refused_request_is_not_retried_and_a_wrong_verifier_raises(fake, math
     before = Counter(Misbehaving.seen)
     verdicts = RemoteVerifier(urls=[f"{fake}/refuse", math_server.url]).verify_batch(completions[:1], tasks[:1])
     assert "refused the request: HTTP 400: expected a JSON list" in verdicts[0].info["error"]
+    assert verdicts[0].verifier_fault  # a request the server cannot read judges nothing
     assert Misbehaving.seen["refuse"] == before["refuse"] + 1
     with pytest.raises(VerifierError, match="serves 'code'"):
         RemoteVerifier(urls=[f"{fake}/other"], verifier="math").verify_batch(completions, tasks)
@@ -148,6 +152,7 @@ def test_413_halves_the_shard_until_only_the_oversized_sample_fails(fake):
     verdicts = RemoteVerifier(urls=[f"{fake}/small"], chunk_size=8).verify_batch(completions, tasks)
     assert [v.passed for v in verdicts] == [True, True, False, True, True, True, True]
     assert verdicts[2].info["error"].startswith(f"sample too large for {fake}/small: HTTP 413")
+    assert verdicts[2].info["status"] == "verifier_error"
     assert all(v.info["shard"] <= 2 for i, v in enumerate(verdicts) if i != 2)
 
 

@@ -131,7 +131,7 @@ def test_code_composite_verdicts_match_the_in_process_verifier(code_server):
     statuses = [v["info"]["status"] for v in answer]
     assert statuses[:3] == ["passed", "failed", "timeout"] and statuses[5] == "passed" and statuses[7] == "passed"
     assert [v["passed"] for v in answer].count(True) == 3
-    assert statuses[10:] == ["error", "error"] and "item 11: missing field(s) ['task']" == answer[11]["info"]["error"]
+    assert statuses[10:] == ["verifier_error"] * 2 and "item 11: missing field(s) ['task']" == answer[11]["info"]["error"]
 
 
 # --------------------------------------------------------------------------- refusals
@@ -217,7 +217,8 @@ def test_openrlhf_protocol_math(math_server):
         local = verifier.verify_batch(responses[:3] + [queries[3]], tasks)
     assert answer["rewards"] == [v.reward for v in local] == [1.0, 1.0, 1.0, 0.0]
     assert answer["scores"] == [1.0, 1.0, 1.0, 0.0]
-    assert answer["extra_logs"] == {"verify_error": [0.0] * 4, "prompt_found": [1.0, 1.0, 1.0, 0.0]}
+    assert answer["extra_logs"] == {"verify_error": [0.0] * 4, "verifier_fault": [0.0] * 4,
+                                    "prompt_found": [1.0, 1.0, 1.0, 0.0]}
 
 
 def test_openrlhf_protocol_flags_an_item_it_cannot_judge(math_server):
@@ -225,6 +226,7 @@ def test_openrlhf_protocol_flags_an_item_it_cannot_judge(math_server):
     status, answer = math_server.post("/get_reward", json.dumps(body).encode())
     assert status == 200 and answer["rewards"] == [1.0, 0.0, 0.0]
     assert answer["extra_logs"]["verify_error"] == [0.0, 1.0, 1.0]   # a non-string query; no gold answer
+    assert answer["extra_logs"]["verifier_fault"] == [0.0, 1.0, 1.0]  # neither was a judgement
     assert "scoring 3 samples" in math_server.log()
 
 

@@ -54,10 +54,11 @@ def test_remote_verdicts_match_the_in_process_ones(math_server):
     assert math_server.wait_for_log(f"scored {len(tasks)} samples")
 
 
-def test_no_server_gives_error_verdicts_not_zeros():
+def test_no_server_gives_verifier_faults_not_zeros():
     env = get_env("arithmetic", test_size=2, verifier_url="http://127.0.0.1:9")  # discard port: refused
     verdicts = env.verifier.verify_batch(["1", "2"], list(env.tasks("test")))
-    assert [v.info["status"] for v in verdicts] == ["error", "error"] and not any(v.passed for v in verdicts)
+    assert [v.info["status"] for v in verdicts] == ["verifier_error"] * 2 and not any(v.passed for v in verdicts)
+    assert all(v.verifier_fault and v.info["fault_part"] == "math" for v in verdicts)  # the composite says whose
     assert all("Connection refused" in v.info["error"] for v in verdicts)  # the reason, not a bare 0
 
 

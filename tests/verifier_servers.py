@@ -26,13 +26,15 @@ def free_port() -> int:
 class Server:
     """One server process (in its own session, so that killing it takes its sandboxes too)."""
 
-    def __init__(self, log_path: Path, verifier: str, *args: str):
+    def __init__(self, log_path: Path, verifier: str, *args: str, script: str | None = None):
+        """`python -m verifiers serve --verifier VERIFIER ARGS...`, or `python SCRIPT PORT ARGS...`
+        (a server of a test's own, such as `tests/flaky_server.py`)."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         self._log = open(log_path, "w")
         cmd = [sys.executable, "-m", "verifiers", "serve", "--verifier", verifier, "--host", "127.0.0.1",
-               "--port", str(self.port), *args]
+               "--port", str(self.port), *args] if script is None else [sys.executable, script, str(self.port), *args]
         self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
         self._wait_healthy()
 

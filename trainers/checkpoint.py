@@ -33,15 +33,19 @@ from typing import Callable
 
 import torch
 import torch.distributed.checkpoint as dcp
-from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
-                                                     get_optimizer_state_dict, set_model_state_dict,
-                                                     set_optimizer_state_dict)
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_model_state_dict,
+    get_optimizer_state_dict,
+    set_model_state_dict,
+    set_optimizer_state_dict,
+)
 
+from evals.config_cli import dump_yaml
 from models import distributed
 from trainers.clock import RunClock
 from trainers.config import derive_seed
 from trainers.metrics_log import MetricsLog, progress
-from evals.config_cli import dump_yaml
 
 KEEP = 2
 # Frozen weights (a LoRA run's base model) are not saved: they are reloaded from the model path.
@@ -157,8 +161,9 @@ def restore(path: Path, modules: dict) -> None:
 def read(path: Path) -> dict:
     """A checkpoint's saved tensors as one plain nested dict, in one process (for inspection and
     tests): {name: {"model": {param: tensor}, "optim": {...}}}."""
-    from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
     import tempfile
+
+    from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
 
     with tempfile.TemporaryDirectory() as tmp:
         dcp_to_torch_save(Path(path) / "dcp", Path(tmp) / "state.pt")

@@ -1,4 +1,5 @@
-"""The run's clock: the optimizer step counter, the `max_minutes` safety cap, and Ctrl-C.
+"""The run's clock: the optimizer step counter, the `max_minutes` safety cap, Ctrl-C, and the
+checkpoint before a safety rule ends the run (`trainers.fault_guard.RunStopped`).
 
 A run's result depends on its step count, not on the machine's speed, unless `max_minutes` is
 hit: then every rank stops at the same step (one collective decides). Ctrl-C lets the step in
@@ -18,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
+from trainers.fault_guard import RunStopped
 from trainers.metrics_log import progress
 from trainers.parallel import DataParallel
 
@@ -67,11 +69,15 @@ class RunClock:
     @contextmanager
     def interruptible(self, save: Callable[[], Path]):
         """Ctrl-C inside the block calls `save` (one process: after the step in progress) and
-        exits with status 130."""
+        exits with status 130; a safety rule's `RunStopped` (every rank at the same step) calls
+        `save` and goes on up."""
         defer = self.dp.world == 1 and threading.current_thread() is threading.main_thread()
         previous = signal.signal(signal.SIGINT, self._defer) if defer else None
         try:
             yield
+        except RunStopped:
+            save()
+            raise
         except KeyboardInterrupt:
             if self.dp.world > 1:
                 progress("interrupted: with several processes no checkpoint is saved on Ctrl-C; "

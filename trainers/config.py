@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 
 import torch
 
-from models.distributed import launched_world_size
-from evals.config_cli import parse_config, require, require_choice, user_errors
+from evals.config_cli import ConfigError, parse_config, require, require_choice, user_errors
 from models.backends import BACKENDS
+from models.distributed import launched_world_size
+from trainers.core import objective_k
 from trainers.core_offpolicy import OFF_POLICY_CORRECTIONS
 
 # Each random stream of a run gets its own seed from the run seed and a counter (the data
@@ -69,6 +70,16 @@ class RunConfig:
     """gradient clipping by global norm (0 = off)"""
     reward_mode: str = "outcome"
     """outcome | process | both: outcome reward, per-step rewards of a step verifier, or their sum"""
+    objective: str = "pass@1"
+    """pass@1 (each completion's own reward) | pass@K, K < group_size: optimise the chance that one of K
+    samples passes (PKPO, Walder & Karkhanis 2025): keeps exploring prompts the model rarely solves
+    and stops sharpening those it mostly solves; binary rewards and reward_mode=outcome (docs/training.md)"""
+    max_verifier_failure_rate: float = 0.05
+    """stop the run (after a checkpoint) when more than this share of the samples of the last
+    verifier_failure_window steps got a verifier fault instead of a judgement (1 = never stop);
+    faulted samples never enter the loss either way"""
+    verifier_failure_window: int = 10
+    """steps over which max_verifier_failure_rate is measured (fewer at the start of a run)"""
     step_verifier: str = "arithmetic_steps"
     """registered step verifier for reward_mode process/both"""
     minibatch_size: int = 0
@@ -184,6 +195,17 @@ class RunConfig:
         require(0 < self.top_p <= 1, "top_p", "must be in (0, 1]")
         require(self.learning_rate > 0, "learning_rate", "must be > 0")
         require_choice(self.reward_mode, ["outcome", "process", "both"], "reward_mode")
+        try:
+            k = objective_k(self.objective)
+        except ValueError as exc:
+            raise ConfigError(f"objective: {exc}") from None
+        require(k < self.group_size, "objective",
+                f"pass@{k} needs K < group_size, got K = {k} and group_size = {self.group_size}: at K = group_size "
+                "every sample of a group with a pass gets the same reward and the group carries no signal")
+        require(k == 1 or self.reward_mode == "outcome", "objective",
+                f"pass@{k} transforms outcome rewards; reward_mode={self.reward_mode!r} needs objective pass@1")
+        require(0 <= self.max_verifier_failure_rate <= 1, "max_verifier_failure_rate", "must be in [0, 1]")
+        require(self.verifier_failure_window >= 1, "verifier_failure_window", "must be >= 1")
         require_choice(self.generation_backend, BACKENDS, "generation_backend")
         world = launched_world_size()
         require(self.prompts_per_step % world == 0, "prompts_per_step",
@@ -235,8 +257,10 @@ class RunConfig:
 def trainer_main(cls: type, train, argv: list[str] | None, prog: str, description: str) -> int:
     """The body of a trainer's `main`: parse and validate the config (exit 2 naming the field on
     a bad value, before any work), then train (bad input found later, `user_errors`, also exits 2
-    with one line; a rollout worker that fails or dies, 1 with one line)."""
+    with one line; a rollout worker that fails or dies, 1 with one line; a run a safety rule
+    stopped, `RunStopped`, exits 3 with one line)."""
     from models import distributed
+    from trainers.fault_guard import RunStopped
     from trainers.rollout_worker import RolloutWorkerError
 
     try:
@@ -247,5 +271,10 @@ def trainer_main(cls: type, train, argv: list[str] | None, prog: str, descriptio
         where = f"rank {distributed.rank()}: " if distributed.launched() else ""
         print(f"error: {where}{exc}", file=sys.stderr)
         return 1 if isinstance(exc, RolloutWorkerError) else 2   # a failure, not bad input
+    except RunStopped as exc:  # a safety rule, after a checkpoint: every rank stops at the same step
+        if distributed.is_main():
+            print(f"error: {exc}", file=sys.stderr)
+        distributed.close()
+        return 3
     distributed.close()
     return 0

@@ -6,27 +6,32 @@ Tensors in, tensors out; no I/O, no logging, no config objects (the style of ver
 
 A variant is a function chosen once at start-up from a table, never an `if` inside a loss:
 `REWARD_SCALES` (GRPO advantage scaling), `IMPORTANCE_RATIOS` (token ratio or GSPO sequence
-ratio), `LOSS_AGGREGATIONS` (grpo, bnpo, dr_grpo, dapo), `KL_ESTIMATORS` (k1, k2, k3).
+ratio), `LOSS_AGGREGATIONS` (grpo, bnpo, dr_grpo, dapo); the objective (`advantage_fn`: pass@1,
+or pass@K). Rows a verifier did not judge (`valid`, `row_mask`) are left out of every baseline,
+std, row count and token count.
 
 Loss scaling lives in one place, `aggregate_loss`: a minibatch's loss is its share of the
 optimizer step's loss over all minibatches and data-parallel ranks (`GlobalBatch`: the step's
 rows, tokens and the number of ranks), so the training loops call `backward()` on it as it is
 and never see the world size. Per-token credit (GAE, the value loss, step rewards on tokens)
-is in `trainers/core_credit.py`.
+is in `trainers/core_credit.py`; log-probs, entropy and the KL estimators in `core_logits.py`.
 
 Sources: GRPO, DeepSeekMath (Shao et al. 2024) §4.1; clip-higher and token-level aggregation,
 DAPO (Yu et al. 2025); Dr. GRPO (Liu et al. 2025); sequence ratios, GSPO (Zheng et al. 2025);
-the `delta` cap, INTELLECT-2 (Prime Intellect 2025); KL estimators, Schulman, "Approximating
-KL divergence" (2020); the global normaliser, verl's `agg_loss`.
+the `delta` cap, INTELLECT-2 (Prime Intellect 2025); pass@K, Walder & Karkhanis 2025; the
+global normaliser, verl's `agg_loss`.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Callable
 
 import torch
 from torch import Tensor
+
+from trainers.core_logits import kl_k3, masked_kl
 
 # --------------------------------------------------------------------------- masked statistics
 
@@ -55,92 +60,53 @@ def masked_var(x: Tensor, mask: Tensor, unbiased: bool = True) -> Tensor:
     return (centered**2).sum() / (n - 1 if unbiased else n).clamp(min=1.0)
 
 
-def masked_whiten(x: Tensor, mask: Tensor, shift_mean: bool = True, eps: float = 1e-8) -> Tensor:
-    """`(x - mean) / sqrt(var + eps)` over masked tokens (B, T); masked-out entries become 0.
-    `shift_mean=False` adds the mean back (scales only), as PPO implementations do for rewards."""
-    mean = masked_mean(x, mask)
-    whitened = (x - mean) * torch.rsqrt(masked_var(x, mask) + eps)
-    if not shift_mean:
-        whitened = whitened + mean
-    return whitened * _as(mask, x)
-
-
-def last_token_index(mask: Tensor) -> Tensor:
-    """(B,) index of the last set token of each row of `mask` (B, T); -1 for an empty row."""
-    m = mask.bool()
-    t = m.shape[-1]
-    last = t - 1 - m.flip(-1).to(torch.uint8).argmax(-1)
-    return torch.where(m.any(-1), last, torch.full_like(last, -1))
-
-
-# --------------------------------------------------------------------------- log-probs, entropy
-
-
-def token_logprobs(logits: Tensor, tokens: Tensor, temperature: float = 1.0, chunk_size: int = 1024) -> Tensor:
-    """log pi(token_t | ...) (B, T) from `logits` (B, T, V) and `tokens` (B, T), differentiable.
-
-    Computed as `logit[token] - logsumexp(logits)` over chunks of `chunk_size` rows, so no
-    (B, T, V) log-softmax is materialised, only one chunk's temporaries (under autograd with
-    `temperature != 1` the scaled logits are kept for backward, one (B, T, V) copy). `temperature`
-    must be the sampling temperature, or the ratios to the sampler's log-probs are off.
-    """
-    flat = logits.reshape(-1, logits.shape[-1])
-    idx = tokens.reshape(-1, 1).long()
-    out = []
-    for start in range(0, flat.shape[0], chunk_size):
-        z = flat[start : start + chunk_size]
-        if temperature != 1.0:
-            z = z / temperature
-        out.append(z.gather(-1, idx[start : start + chunk_size]).squeeze(-1) - torch.logsumexp(z, -1))
-    return torch.cat(out).reshape(tokens.shape) if out else flat.new_zeros(tokens.shape)
-
-
-def entropy_from_logits(logits: Tensor, mask: Tensor | None = None, chunk_size: int = 1024) -> Tensor:
-    """Entropy H(pi_t) = logsumexp(z) - sum_v softmax(z)_v z_v per token (B, T), from logits
-    (B, T, V), chunked over rows like `token_logprobs`. With `mask`, padding entries are 0;
-    `masked_mean(entropy_from_logits(logits, mask), mask)` is the logged mean. Wrap the call in
-    `torch.no_grad()` when it is only a statistic."""
-    flat = logits.reshape(-1, logits.shape[-1])
-    out = []
-    for start in range(0, flat.shape[0], chunk_size):
-        z = flat[start : start + chunk_size]
-        out.append(torch.logsumexp(z, -1) - (torch.softmax(z, -1) * z).sum(-1))
-    ent = torch.cat(out).reshape(logits.shape[:-1]) if out else flat.new_zeros(logits.shape[:-1])
-    return ent if mask is None else ent * _as(mask, ent)
-
-
 # --------------------------------------------------------------------------- GRPO advantages
+#
+# `valid` (B,) marks the rows a verifier judged; a verifier fault (`Verdict.verifier_fault`) is
+# no judgement, so its row is left out of its group's mean, std and count, and gets advantage 0.
 
 
-def _sample_std(x: Tensor, dim: int | None = None) -> Tensor:
-    """Sample (Bessel-corrected) std, 0 for a single element instead of NaN."""
-    n = x.numel() if dim is None else x.shape[dim]
-    mean = x.mean() if dim is None else x.mean(dim, keepdim=True)
-    sq = ((x - mean) ** 2).sum() if dim is None else ((x - mean) ** 2).sum(dim, keepdim=True)
-    return (sq / max(n - 1, 1)).sqrt()
+def _grouped(rewards: Tensor, group_size: int, valid: Tensor | None) -> tuple[Tensor, Tensor]:
+    """Rewards (in a float dtype) and validity, both (G, group_size)."""
+    if group_size < 1 or rewards.dim() != 1 or rewards.numel() % group_size:
+        raise ValueError(f"rewards of shape {tuple(rewards.shape)} do not split into groups of {group_size}")
+    if valid is not None and valid.shape != rewards.shape:
+        raise ValueError(f"valid of shape {tuple(valid.shape)} does not match rewards of shape {tuple(rewards.shape)}")
+    grouped = rewards.reshape(-1, group_size).to(torch.result_type(rewards, 1.0))
+    ok = torch.ones_like(grouped, dtype=torch.bool) if valid is None else valid.reshape(-1, group_size).bool()
+    return grouped, ok
 
 
-# A reward scale: (grouped rewards (G, group_size), eps, batch std) -> advantages. `batch_std` is
-# the std of the whole batch's rewards when the batch is split over processes, else None.
+def _valid_stats(grouped: Tensor, valid: Tensor, dim: int | None = 1) -> tuple[Tensor, Tensor, Tensor]:
+    """(mean, sample std, count) of the valid entries per group (dim=1, kept) or over all (None);
+    the std is Bessel-corrected and 0 below two entries, never NaN."""
+    v = valid.to(grouped.dtype)
+    total = (lambda x: x.sum()) if dim is None else (lambda x: x.sum(dim, keepdim=True))
+    count = total(v)
+    mean = total(grouped * v) / count.clamp(min=1)
+    return mean, (total(((grouped - mean) * v) ** 2) / (count - 1).clamp(min=1)).sqrt(), count
 
 
-def _scale_group(grouped: Tensor, eps: float, batch_std: float | None = None) -> Tensor:
-    return (grouped - grouped.mean(1, keepdim=True)) / (_sample_std(grouped, dim=1) + eps)
+# A reward scale: (grouped rewards (G, n), valid (G, n), the groups' std (G, 1), eps, the batch std
+# when the batch is split over processes, else None) -> the divisor of the centred rewards.
 
 
-def _scale_batch(grouped: Tensor, eps: float, batch_std: float | None = None) -> Tensor:
+def _scale_group(grouped: Tensor, valid: Tensor, std: Tensor, eps: float, batch_std: float | None) -> Tensor:
+    return std + eps
+
+
+def _scale_batch(grouped: Tensor, valid: Tensor, std: Tensor, eps: float, batch_std: float | None) -> Tensor:
     # Group mean, batch std ("Tricks or Traps", Liu et al. 2025): a group with a tiny std (one
     # success among many failures) no longer gets outsized advantages.
-    std = _sample_std(grouped) if batch_std is None else batch_std
-    return (grouped - grouped.mean(1, keepdim=True)) / (std + eps)
+    return (_valid_stats(grouped, valid, None)[1] if batch_std is None else torch.tensor(batch_std)) + eps
 
 
-def _scale_none(grouped: Tensor, eps: float, batch_std: float | None = None) -> Tensor:
+def _scale_none(grouped: Tensor, valid: Tensor, std: Tensor, eps: float, batch_std: float | None) -> Tensor:
     # Dr. GRPO: dividing by the std over-weights groups that are nearly all right or all wrong.
-    return grouped - grouped.mean(1, keepdim=True)
+    return torch.ones_like(std)
 
 
-REWARD_SCALES: dict[str, Callable[[Tensor, float, float | None], Tensor]] = {
+REWARD_SCALES: dict[str, Callable[[Tensor, Tensor, Tensor, float, float | None], Tensor]] = {
     "group": _scale_group,
     "batch": _scale_batch,
     "none": _scale_none,
@@ -161,8 +127,15 @@ def sample_std_from_sums(n: float, total: float, total_sq: float) -> float:
     return max((total_sq - total * total / n) / (n - 1), 0.0) ** 0.5
 
 
+def kept_rows(valid: Tensor, group_size: int, min_valid: int = 2) -> Tensor:
+    """(B,) bool: the judged rows (`valid` (B,)) of groups with at least `min_valid` of them; a
+    group with fewer has no baseline to compare its rows with and is dropped whole."""
+    grouped = valid.reshape(-1, group_size).bool()
+    return (grouped & (grouped.sum(1, keepdim=True) >= min_valid)).reshape(-1)
+
+
 def group_advantages(rewards: Tensor, group_size: int, scale_rewards: str = "group", eps: float = 1e-4,
-                     batch_std: float | None = None) -> Tensor:
+                     batch_std: float | None = None, valid: Tensor | None = None) -> Tensor:
     """GRPO outcome advantages (B,) from rewards (B,), B = n_groups * group_size, each group's
     completions contiguous: `(r - mean_group) / (std + eps)`.
 
@@ -173,14 +146,80 @@ def group_advantages(rewards: Tensor, group_size: int, scale_rewards: str = "gro
     no signal and gets exactly 0 (with every scaling, despite float rounding of its mean).
     `batch_std`: the std of the whole batch's rewards when it is split over processes (the rows
     here are one rank's share; `GlobalBatch.reward_std`), which "batch" divides by; None: the
-    std of `rewards`.
+    std of `rewards`. `valid` (B,) bool: the judged rows (None: all); the others are left out of
+    every mean, std and count and get 0, as do groups with fewer than 2 of them.
     """
-    if group_size < 1 or rewards.dim() != 1 or rewards.numel() % group_size:
-        raise ValueError(f"rewards of shape {tuple(rewards.shape)} do not split into groups of {group_size}")
-    grouped = rewards.reshape(-1, group_size).to(torch.result_type(rewards, 1.0))
-    advantages = _lookup(REWARD_SCALES, scale_rewards, "scale_rewards")(grouped, eps, batch_std)
-    all_equal = (grouped == grouped[:, :1]).all(1, keepdim=True)
-    return torch.where(all_equal, torch.zeros_like(advantages), advantages).reshape(-1)
+    grouped, ok = _grouped(rewards, group_size, valid)
+    mean, std, count = _valid_stats(grouped, ok)
+    advantages = (grouped - mean) / _lookup(REWARD_SCALES, scale_rewards, "scale_rewards")(grouped, ok, std, eps,
+                                                                                           batch_std)
+    inf = torch.full_like(grouped, float("inf"))
+    flat = torch.where(ok, grouped, -inf).amax(1, keepdim=True) == torch.where(ok, grouped, inf).amin(1, keepdim=True)
+    return torch.where(ok & ~flat & (count >= 2), advantages, torch.zeros_like(advantages)).reshape(-1)
+
+
+# --------------------------------------------------------------------------- the pass@K objective
+# Walder & Karkhanis 2025 ("Pass@k Policy Optimization"); Chen et al. 2025 ("Pass@k Training").
+# docs/training.md derives what follows and why the scale comes from the rewards.
+
+
+def pass_at_k_estimate(n: Tensor, c: Tensor, k: int) -> Tensor:
+    """The unbiased pass@k rho(n, c, k) = 1 - C(n-c, k)/C(n, k) elementwise (float tensors,
+    n >= k, 0 <= c <= n), as 1 - prod_{j<k} (n-c-j)/(n-j): exactly 1 when fewer than k samples
+    fail (a factor is 0), and 0 for k = 0 (an empty subset never passes)."""
+    miss = torch.ones_like(n)
+    for j in range(k):
+        miss = miss * (n - c - j).clamp(min=0) / (n - j).clamp(min=1)
+    return 1.0 - miss
+
+
+def pass_at_k_shares(passed: Tensor, valid: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """(s, b), both (G, n), from binary `passed` among the `valid` (G, n) samples of each group
+    (n valid, c passing): s_i, sample i's share of the size-k subsets whose best member passes,
+    k/n if it passes, else (k/n) rho(n-1, c, k-1); and the leave-one-out baseline
+    b_i = (k/n) rho(n-1, c_-i, k), the share of a sample that adds nothing to the others. b_i
+    does not depend on sample i (the gradient stays unbiased) and sum_i (s_i - b_i) = 0 in every
+    group (the mean of the leave-one-out estimates is rho(n, c, k)). Needs n > k."""
+    v = valid.to(torch.float64)
+    hit = passed.to(torch.float64) * v
+    n, c = v.sum(1, keepdim=True), hit.sum(1, keepdim=True)
+    share = k / n.clamp(min=1)
+    s = share * torch.where(hit > 0, torch.ones_like(hit), pass_at_k_estimate(n - 1, c, k - 1))
+    return s * v, share * pass_at_k_estimate(n - 1, c - hit, k) * v
+
+
+def pass_at_k_advantages(rewards: Tensor, group_size: int, scale_rewards: str = "group", eps: float = 1e-4,
+                         batch_std: float | None = None, valid: Tensor | None = None, *, k: int) -> Tensor:
+    """Advantages (B,) of the pass@k objective for binary rewards (B,) (1 = pass): (n-1)/k (s - b)
+    (`pass_at_k_shares`) over the group's scale of `group_advantages`, taken from the rewards.
+    k = 1 gives `group_advantages` exactly; for k > 1 a group's advantages are w (r - mean),
+    w = C(n-c-1, k-1)/C(n-2, k-1), 0 past n-k passes. Groups with k or fewer valid rows get 0."""
+    grouped, ok = _grouped(rewards, group_size, valid)
+    bad = ok & (grouped != 0) & (grouped != 1)
+    if bad.any():
+        raise ValueError(f"the pass@{k} objective needs binary rewards (0 or 1), got {grouped[bad][0].item():g}")
+    s, b = pass_at_k_shares(grouped == 1, ok, k)
+    n = ok.sum(1, keepdim=True)
+    _, std, _ = _valid_stats(grouped, ok)
+    divisor = _lookup(REWARD_SCALES, scale_rewards, "scale_rewards")(grouped, ok, std, eps, batch_std)
+    advantages = ((n - 1) / k * (s - b)).to(grouped.dtype) / divisor
+    return torch.where(ok & (n > k), advantages, torch.zeros_like(advantages)).reshape(-1)
+
+
+def objective_k(objective: str) -> int:
+    """K of an objective named `pass@K` (K >= 1); ValueError naming the text otherwise."""
+    head, _, tail = str(objective).partition("@")
+    if head != "pass" or not tail.isdigit() or int(tail) < 1:
+        raise ValueError(f"unknown objective {objective!r}; expected pass@K with K >= 1 (pass@1: the usual reward)")
+    return int(tail)
+
+
+def advantage_fn(objective: str) -> Callable[..., Tensor]:
+    """The outcome-advantage function of `objective`, chosen once: `group_advantages` for pass@1,
+    else `pass_at_k_advantages` with its K; both (rewards, group_size, scale_rewards, eps,
+    batch_std, valid)."""
+    k = objective_k(objective)
+    return group_advantages if k == 1 else functools.partial(pass_at_k_advantages, k=k)
 
 
 # --------------------------------------------------------------------------- ratios and losses
@@ -227,36 +266,6 @@ def clipped_surrogate_loss(ratio: Tensor, advantages: Tensor, clip_eps_low: floa
     return -torch.min(unclipped * adv, clipped * adv)
 
 
-def kl_k1(logp: Tensor, ref_logp: Tensor) -> Tensor:
-    """k1 = logp - ref_logp per token (B, T): unbiased for KL(pi || ref) on samples of pi, but
-    signed and noisy; PPO's per-token reward penalty `-kl_coef * k1` (on the rollout log-probs)."""
-    return logp - ref_logp
-
-
-def kl_k2(logp: Tensor, ref_logp: Tensor) -> Tensor:
-    """k2 = (logp - ref_logp)^2 / 2 per token (B, T): biased, low variance, >= 0."""
-    return 0.5 * (logp - ref_logp) ** 2
-
-
-def kl_k3(logp: Tensor, ref_logp: Tensor) -> Tensor:
-    """k3 = exp(ref - logp) - (ref - logp) - 1 per token (B, T): unbiased for KL(pi || ref) on
-    samples of pi and always >= 0 (GRPO's KL term, DeepSeekMath eq. 4)."""
-    d = ref_logp - logp
-    return torch.exp(d) - d - 1.0
-
-
-KL_ESTIMATORS: dict[str, Callable[[Tensor, Tensor], Tensor]] = {"k1": kl_k1, "k2": kl_k2, "k3": kl_k3}
-
-
-def masked_kl(kl_fn: Callable[[Tensor, Tensor], Tensor], logp: Tensor, ref_logp: Tensor, mask: Tensor) -> Tensor:
-    """`kl_fn` per token (B, T), 0 where `mask` is not set. The log-probs there are replaced
-    before the estimator runs: a token the loss never scores (an episode's observation, whose
-    log-prob under an untrained policy can be -100 or lower) would make k3's exp overflow to inf,
-    and inf * 0 is NaN in both the masked sum and its gradient. Set entries are unchanged."""
-    m = mask.bool()
-    return kl_fn(torch.where(m, logp, torch.zeros_like(logp)), torch.where(m, ref_logp, torch.zeros_like(ref_logp)))
-
-
 # --------------------------------------------------------------------------- loss aggregation
 
 
@@ -266,53 +275,63 @@ class GlobalBatch:
     data-parallel ranks: what a minibatch's loss is normalised by, so that the minibatches'
     gradients, summed and then averaged over ranks, are those of one loss over this batch."""
 
-    rows: float                         # completions on all ranks
+    rows: float                         # completions on all ranks (those left out of the loss not counted)
     tokens: float                       # loss tokens (mask set) on all ranks
     dp_size: int = 1                    # ranks whose gradients are averaged
     reward_std: float | None = None     # std of all ranks' rewards; None: one process holds them all
 
     @classmethod
-    def of(cls, mask: Tensor) -> "GlobalBatch":
-        """One process, one minibatch: the batch is `mask`'s own rows and tokens."""
-        return cls(rows=float(mask.shape[0]), tokens=float(mask.sum()))
+    def of(cls, mask: Tensor, row_mask: Tensor | None = None) -> "GlobalBatch":
+        """One process, one minibatch: the batch is `mask`'s own rows (those of `row_mask`) and tokens."""
+        return cls(rows=_rows(mask, row_mask), tokens=float(mask.sum()))
 
 
-# A loss aggregation: (per-token loss (B, T), mask, the step's GlobalBatch, max_new_tokens) -> this
-# minibatch's share of the step's loss, times dp_size (averaging gradients over ranks divides by it).
+# A loss aggregation: (per-token loss (B, T), mask, the step's GlobalBatch, max_new_tokens, this
+# minibatch's counted rows) -> its share of the step's loss, times dp_size (averaging gradients
+# over ranks divides by it). A row left out of the loss (a verifier fault: `row_mask` 0) has no
+# tokens set, so it adds 0 to every sum; only the row counts must leave it out.
 
 
-def _row_share(loss: Tensor, batch: GlobalBatch) -> float:
-    """This minibatch's share of the step's rows, times dp_size."""
-    return loss.shape[0] * batch.dp_size / batch.rows
+def _rows(mask: Tensor, row_mask: Tensor | None) -> float:
+    return float(mask.shape[0]) if row_mask is None else float(row_mask.sum())
 
 
-def aggregate_grpo(loss: Tensor, mask: Tensor, batch: GlobalBatch, max_new_tokens: int | None = None) -> Tensor:
+def _row_share(rows: float, batch: GlobalBatch) -> float:
+    """`rows` of this minibatch as a share of the step's counted rows, times dp_size."""
+    return rows * batch.dp_size / max(batch.rows, 1.0)
+
+
+def aggregate_grpo(loss: Tensor, mask: Tensor, batch: GlobalBatch, max_new_tokens: int | None = None,
+                   rows: float | None = None) -> Tensor:
     """Mean over each sequence's tokens, then mean over the step's sequences (an empty row
     counts 0). Tokens of long completions weigh less than those of short ones (DeepSeekMath eq. 3)."""
-    return masked_mean(loss, mask, dim=-1).mean() * _row_share(loss, batch)
+    return masked_mean(loss, mask, dim=-1).mean() * _row_share(loss.shape[0], batch)  # left-out rows add 0
 
 
-def aggregate_bnpo(loss: Tensor, mask: Tensor, batch: GlobalBatch, max_new_tokens: int | None = None) -> Tensor:
+def aggregate_bnpo(loss: Tensor, mask: Tensor, batch: GlobalBatch, max_new_tokens: int | None = None,
+                   rows: float | None = None) -> Tensor:
     """Mean over the minibatch's tokens (every token of it equal), weighted by the minibatch's
     share of the step's rows: the normaliser is the minibatch's own, as in TRL's bnpo."""
-    return masked_mean(loss, mask) * _row_share(loss, batch)
+    return masked_mean(loss, mask) * _row_share(loss.shape[0] if rows is None else rows, batch)
 
 
-def aggregate_dr_grpo(loss: Tensor, mask: Tensor, batch: GlobalBatch, max_new_tokens: int | None = None) -> Tensor:
+def aggregate_dr_grpo(loss: Tensor, mask: Tensor, batch: GlobalBatch, max_new_tokens: int | None = None,
+                      rows: float | None = None) -> Tensor:
     """Sum over all tokens / (the step's sequences * max_new_tokens): a constant normaliser, no
     length bias (Dr. GRPO)."""
     if max_new_tokens is None or max_new_tokens < 1:
         raise ValueError(f"dr_grpo aggregation needs max_new_tokens >= 1, got {max_new_tokens!r}")
-    return masked_sum(loss, mask) / (loss.shape[0] * max_new_tokens) * _row_share(loss, batch)
+    return masked_sum(loss, mask) / (loss.shape[0] * max_new_tokens) * _row_share(loss.shape[0], batch)
 
 
-def aggregate_dapo(loss: Tensor, mask: Tensor, batch: GlobalBatch, max_new_tokens: int | None = None) -> Tensor:
+def aggregate_dapo(loss: Tensor, mask: Tensor, batch: GlobalBatch, max_new_tokens: int | None = None,
+                   rows: float | None = None) -> Tensor:
     """Sum over all tokens / the step's loss tokens on all ranks (token-level, DAPO; PPO's mean
     over an optimizer minibatch's tokens): every token of the step weighs the same."""
     return masked_sum(loss, mask) / max(batch.tokens, 1.0) * batch.dp_size
 
 
-LOSS_AGGREGATIONS: dict[str, Callable[[Tensor, Tensor, GlobalBatch, int | None], Tensor]] = {
+LOSS_AGGREGATIONS: dict[str, Callable[..., Tensor]] = {
     "grpo": aggregate_grpo,
     "bnpo": aggregate_bnpo,
     "dr_grpo": aggregate_dr_grpo,
@@ -321,51 +340,42 @@ LOSS_AGGREGATIONS: dict[str, Callable[[Tensor, Tensor, GlobalBatch, int | None],
 
 
 def aggregate_loss(loss: Tensor, mask: Tensor, loss_agg_mode: str, batch: GlobalBatch | None = None, *,
-                   max_new_tokens: int | None = None) -> Tensor:
+                   max_new_tokens: int | None = None, row_mask: Tensor | None = None) -> Tensor:
     """A minibatch's per-token loss (B, T) as its share of the optimizer step's loss, a scalar,
     with `LOSS_AGGREGATIONS[loss_agg_mode]`: the one place that knows the global normaliser
     (the step's rows or tokens on all ranks) and the data-parallel size. Call `backward()` on
     each minibatch's share; the summed gradients, averaged over ranks, are those of the whole
-    step's loss. `batch` None: this minibatch is the whole step, on one process."""
+    step's loss. `batch` None: this minibatch is the whole step, on one process. `row_mask` (B,):
+    the rows that count (None: all); a row left out must have no tokens set in `mask`."""
     aggregate = _lookup(LOSS_AGGREGATIONS, loss_agg_mode, "loss aggregation")
-    return aggregate(loss, mask, batch or GlobalBatch.of(mask), max_new_tokens)
+    return aggregate(loss, mask, batch or GlobalBatch.of(mask, row_mask), max_new_tokens, _rows(mask, row_mask))
 
 
 def policy_loss(logp: Tensor, old_logp: Tensor, advantages: Tensor, mask: Tensor, *,
                 ratio_fn: Callable = token_ratio, loss_agg_mode: str = "grpo", batch: GlobalBatch | None = None,
                 clip_eps_low: float = 0.2, clip_eps_high: float = 0.2, delta: float | None = None,
                 ref_logp: Tensor | None = None, beta: float = 0.0, kl_fn: Callable = kl_k3,
-                max_new_tokens: int | None = None, weights: Tensor | None = None) -> Tensor:
+                max_new_tokens: int | None = None, row_mask: Tensor | None = None, weights=None) -> Tensor:
     """The GRPO/PPO policy loss, a scalar: clipped surrogate + beta * KL(pi || ref) per token
     (B, T), aggregated by `aggregate_loss` as this minibatch's share of the step (`batch`).
-    On-policy (one update per rollout) pass `old_logp = logp.detach()`. `weights` (B, T): an
-    off-policy correction's per-token weights on the surrogate (`trainers.core_offpolicy`)."""
-    ratio = ratio_fn(logp, old_logp, mask)
-    per_token = clipped_surrogate_loss(ratio, advantages, clip_eps_low, clip_eps_high, delta)
-    if weights is not None:  # importance weights correct the surrogate's sampling, not the KL to the reference
-        per_token = per_token * weights.detach().to(per_token)
+    On-policy pass `old_logp = logp.detach()`. `weights` (B, T) >= 0: `core_offpolicy`'s."""
+    adv = advantages if weights is None else _per_token(advantages) * weights.detach().to(advantages)  # w * surrogate
+    per_token = clipped_surrogate_loss(ratio_fn(logp, old_logp, mask), adv, clip_eps_low, clip_eps_high, delta)
     if beta != 0.0:
         if ref_logp is None:
             raise ValueError("beta != 0 needs ref_logp")
         per_token = per_token + beta * masked_kl(kl_fn, logp, ref_logp, mask)
-    return aggregate_loss(per_token, mask, loss_agg_mode, batch, max_new_tokens=max_new_tokens)
+    return aggregate_loss(per_token, mask, loss_agg_mode, batch, max_new_tokens=max_new_tokens, row_mask=row_mask)
 
 
-def reinforce_loss(logp: Tensor, advantages: Tensor, mask: Tensor, batch: GlobalBatch | None = None,
-                   weights: Tensor | None = None) -> Tensor:
+def reinforce_loss(logp: Tensor, advantages: Tensor, mask: Tensor, batch: GlobalBatch | None = None) -> Tensor:
     """Reward-weighted log-likelihood, a scalar: `-(1/B) sum_i w_i * log pi(y_i|x)` over the
-    step's B sequences (this minibatch's share of it, as `aggregate_grpo`'s).
-
-    `logp` (B, T) token log-probs; `log pi(y_i|x)` is their SUM over the completion's tokens
-    (the true sequence log-likelihood, so the gradient is the REINFORCE estimator). `advantages`
-    (B,) are the weights w_i, normally `group_advantages(rewards, group_size)`: rewards minus the
-    group mean (a baseline) over the group's sample std + eps; detached here. No ratio, no
-    clipping, no KL: on-policy only, unless `weights` (B, T), an off-policy correction's per-token
-    importance weights (`trainers.core_offpolicy`), weigh each token's log-prob.
-    """
-    share = _row_share(logp, batch or GlobalBatch.of(mask))
-    weighted = logp if weights is None else logp * weights.detach().to(logp)
-    return -(advantages.detach().to(logp.dtype) * masked_sum(weighted, mask, dim=-1)).mean() * share
+    step's B sequences (this minibatch's share of it, as `aggregate_grpo`'s). `logp` (B, T);
+    `log pi(y_i|x)` is its SUM over the completion's tokens (the sequence log-likelihood, so the
+    gradient is the REINFORCE estimator). `advantages` (B,): the weights w_i, normally
+    `group_advantages` (a group-mean baseline), detached here. On-policy only: no ratio, no clip."""
+    share = _row_share(logp.shape[0], batch or GlobalBatch.of(mask))
+    return -(advantages.detach().to(logp.dtype) * masked_sum(logp, mask, dim=-1)).mean() * share
 
 
 # --------------------------------------------------------------------------- statistics

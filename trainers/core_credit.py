@@ -1,7 +1,7 @@
 """The RL math of credit token by token, pure tensor functions as in `trainers/core.py` (its
 masked statistics are used here): generalised advantage estimation and the clipped value loss
-of PPO, and step rewards laid on the tokens that end each step (process supervision:
-`process_advantages` for GRPO, `place_token_rewards` for PPO).
+of PPO with the whitening of its advantages, and step rewards laid on the tokens that end each
+step (process supervision: `process_advantages` for GRPO, `place_token_rewards` for PPO).
 
 Shapes: `B` completions, `T` completion tokens; `mask` (B, T) is 1 on the tokens a loss may
 touch. Step rewards are ragged: completion i has its own list of step scores and of the
@@ -18,7 +18,25 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from trainers.core import last_token_index, masked_mean
+from trainers.core import masked_mean, masked_var
+
+
+def masked_whiten(x: Tensor, mask: Tensor, shift_mean: bool = True, eps: float = 1e-8) -> Tensor:
+    """`(x - mean) / sqrt(var + eps)` over masked tokens (B, T); masked-out entries become 0.
+    `shift_mean=False` adds the mean back (scales only), as PPO implementations do for rewards."""
+    mean = masked_mean(x, mask)
+    whitened = (x - mean) * torch.rsqrt(masked_var(x, mask) + eps)
+    if not shift_mean:
+        whitened = whitened + mean
+    return whitened * mask.to(dtype=x.dtype, device=x.device)
+
+
+def last_token_index(mask: Tensor) -> Tensor:
+    """(B,) index of the last set token of each row of `mask` (B, T); -1 for an empty row."""
+    m = mask.bool()
+    t = m.shape[-1]
+    last = t - 1 - m.flip(-1).to(torch.uint8).argmax(-1)
+    return torch.where(m.any(-1), last, torch.full_like(last, -1))
 
 
 # --------------------------------------------------------------------------- PPO: GAE and the value loss

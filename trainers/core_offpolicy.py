@@ -64,6 +64,12 @@ def decoupled_weights(old_logp: Tensor, behaviour_logp: Tensor, mask: Tensor, ca
     return w if cap is None else torch.where(w <= cap, w, torch.zeros_like(w))
 
 
+def weighted(logp: Tensor, weights: Tensor | None) -> Tensor:
+    """`logp` (B, T) with each token's log-prob times its detached weight: REINFORCE's loss
+    (`core.reinforce_loss`) on these is the corrected one (weights None: `logp` itself)."""
+    return logp if weights is None else logp * weights.detach().to(logp)
+
+
 OFF_POLICY_CORRECTIONS: dict[str, Callable[[Tensor, Tensor, Tensor, float | None], Tensor | None]] = {
     "none": no_correction,
     "tis": tis_weights,

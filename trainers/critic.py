@@ -24,7 +24,7 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
-from trainers import core
+from trainers import core_logits
 from trainers.forward import completion_states
 
 
@@ -59,11 +59,11 @@ class Critic(nn.Module):
         if self.trunk is not None:
             hidden = completion_states(self.trunk, ids, attention, P, self.share_prompts, logits=False, hidden=True)[1]
         values = self.head(hidden.to(self.head.weight.dtype)).squeeze(-1)
-        logp = core.token_logprobs(logits, ids[:, P:].to(logits.device), temperature=temperature)
+        logp = core_logits.token_logprobs(logits, ids[:, P:].to(logits.device), temperature=temperature)
         entropy = None
         if with_entropy:
             with torch.no_grad():
-                entropy = core.entropy_from_logits(logits / temperature)
+                entropy = core_logits.entropy_from_logits(logits / temperature)
         return logp, entropy, values
 
 

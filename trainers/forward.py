@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from trainers import core
+from trainers import core_logits
 
 if TYPE_CHECKING:
     from trainers.rollout import Rollout
@@ -80,9 +80,9 @@ def completion_logprobs(model, batch: "Rollout", temperature: float, with_entrop
     and optionally the per-token entropy (B, T) of the same distribution."""
     logits = sequence_logits(model, batch.input_ids, batch.attention_mask, batch.prompt_width, share_prompts)
     tokens = batch.input_ids[:, batch.prompt_width:].to(logits.device)
-    logp = core.token_logprobs(logits, tokens, temperature=temperature)
+    logp = core_logits.token_logprobs(logits, tokens, temperature=temperature)
     entropy = None
     if with_entropy:
         with torch.no_grad():
-            entropy = core.entropy_from_logits(logits / temperature)
+            entropy = core_logits.entropy_from_logits(logits / temperature)
     return logp, entropy

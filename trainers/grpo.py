@@ -16,6 +16,11 @@ Departures from the paper, all opt-in except the first:
   dapo, reinforce), `importance_level="sequence"` (GSPO), `scale_rewards` (Dr. GRPO's "none"),
   `dynamic_sampling` and `mask_truncated` (DAPO).
 - `reward_mode="process"` uses per-step rewards (DeepSeekMath §4.1.3) from a step verifier.
+- `objective="pass@K"` replaces each group's advantages with those of the unbiased pass@K
+  gradient (PKPO, Walder & Karkhanis 2025; `core.pass_at_k_advantages`).
+- Rows whose verdict is a verifier fault are left out of the loss, the group baselines and the
+  counts; a group left with fewer judged rows than its estimate needs (2; K + 1 for pass@K) is
+  dropped; the run stops when faults pass `max_verifier_failure_rate` (`trainers.fault_guard`).
 """
 
 from __future__ import annotations
@@ -28,18 +33,19 @@ from pathlib import Path
 import torch
 
 from models import distributed
-from trainers import core, core_credit, core_offpolicy, parallel
+from trainers import core, core_credit, core_logits, core_offpolicy, parallel
 from trainers import rollout as ro
 from trainers.checkpoint import Checkpoints
 from trainers.clock import RunClock
 from trainers.config import RunConfig, derive_seed, require, require_choice, trainer_main
+from trainers.curriculum import training_stream
 from trainers.evaluator import Evaluator
+from trainers.fault_guard import FaultGuard
+from trainers.lifecycle import finish_run, start_run
 from trainers.metrics_log import MetricsLog
 from trainers.parallel import DataParallel
 from trainers.policy import Policy
 from trainers.rollout import RolloutSource
-from trainers.lifecycle import finish_run, start_run
-from trainers.curriculum import training_stream
 
 
 @dataclass
@@ -91,9 +97,10 @@ class GRPOConfig(RunConfig):
 
 
 def grpo_advantages(cfg: GRPOConfig, batch: ro.Rollout, batch_std: float | None = None) -> torch.Tensor:
-    """(B,) outcome advantages, or (B, T) when step rewards take part; `batch_std`: the std of
-    the global batch's rewards (scale_rewards=batch on several processes)."""
-    outcome = core.group_advantages(batch.rewards, cfg.group_size, cfg.scale_rewards, batch_std=batch_std)
+    """(B,) outcome advantages of the objective, or (B, T) when step rewards take part, 0 on
+    rows left out of the loss; `batch_std`: the std of the global batch's judged rewards
+    (scale_rewards=batch on several processes)."""
+    outcome = ro.outcome_advantages(cfg.objective, batch, cfg.group_size, cfg.scale_rewards, batch_std)
     if cfg.reward_mode == "outcome":
         return outcome
     process = core_credit.process_advantages(batch.step_rewards, batch.step_ends, batch.completion_mask,
@@ -103,17 +110,18 @@ def grpo_advantages(cfg: GRPOConfig, batch: ro.Rollout, batch_std: float | None 
 
 def make_loss_fn(cfg: GRPOConfig):
     """The per-minibatch loss, chosen once: (logp, old_logp, ref_logp, advantages, mask, step
-    batch, behaviour log-probs or None) -> this minibatch's share of the step's loss
-    (`core.aggregate_loss`), with the off-policy correction's weights (`core_offpolicy`)."""
+    batch, rows that count, behaviour log-probs or None) -> this minibatch's share of the step's
+    loss (`core.aggregate_loss`), with the off-policy correction's weights (`core_offpolicy`)."""
     weigh = core_offpolicy.correction(cfg.correction(), cfg.correction_cap())
     if cfg.loss_type == "reinforce":
-        return lambda logp, old_logp, ref_logp, adv, mask, batch, behaviour: core.reinforce_loss(
-            logp, adv, mask, batch, weights=weigh(old_logp, behaviour, mask))
+        return lambda logp, old_logp, ref_logp, adv, mask, batch, rows, behaviour: core.reinforce_loss(
+            core_offpolicy.weighted(logp, weigh(old_logp, behaviour, mask)), adv, mask, batch)
     kw = dict(ratio_fn=core.IMPORTANCE_RATIOS[cfg.importance_level], loss_agg_mode=cfg.loss_type,
               clip_eps_low=cfg.clip_eps_low, clip_eps_high=cfg.clip_eps_high, delta=cfg.delta, beta=cfg.beta,
               max_new_tokens=cfg.max_new_tokens)
-    return lambda logp, old_logp, ref_logp, adv, mask, batch, behaviour: core.policy_loss(
-        logp, old_logp, adv, mask, ref_logp=ref_logp, batch=batch, weights=weigh(old_logp, behaviour, mask), **kw)
+    return lambda logp, old_logp, ref_logp, adv, mask, batch, rows, behaviour: core.policy_loss(
+        logp, old_logp, adv, mask, ref_logp=ref_logp, batch=batch, row_mask=rows,
+        weights=weigh(old_logp, behaviour, mask), **kw)
 
 
 def train(cfg: GRPOConfig) -> dict:
@@ -124,13 +132,14 @@ def train(cfg: GRPOConfig) -> dict:
     rollouts = RolloutSource(cfg, env, policy.sampler, policy.tokenizer, training_stream(cfg, env))
     feed = ro.rollout_feed(cfg, env, policy, dp, rollouts, draw_batch)  # batches: drawn here, or by a worker (async)
     clock = RunClock(cfg.steps, cfg.max_minutes, dp)                    # step counter, time cap, Ctrl-C
-    log = MetricsLog(Path(cfg.output_dir), dp, log_every=cfg.log_every, tensorboard=cfg.tensorboard)
+    log = MetricsLog(Path(cfg.output_dir), dp, log_every=cfg.log_every, tensorboard=cfg.tensorboard,
+                     guard=FaultGuard.of(cfg, env))                     # + hacking telemetry, the fault stop rule
     checkpoints = Checkpoints(Path(cfg.output_dir), cfg, {"policy": (policy.model, policy.optimizer)},
                               feed, clock, log)
     if cfg.resume:
         checkpoints.resume()                                            # every part above, in place
     policy.sync_weights()                                               # the sampler starts from these weights
-    evaluator = Evaluator(cfg, env, policy.sampler)
+    evaluator = Evaluator(cfg, env, policy.sampler, log)
     loss_fn = make_loss_fn(cfg)
     with feed.running(clock.step):                                      # async: the rollout worker, from here on
         evaluator.evaluate("before")
@@ -145,21 +154,28 @@ def train(cfg: GRPOConfig) -> dict:
         return finish_run("grpo", policy, checkpoints, evaluator, clock, log)   # final model, evaluation, report
 
 
+def judged_groups(cfg: GRPOConfig, batch: ro.Rollout) -> ro.Rollout:
+    """`batch` without the groups left with too few judged rows for the objective's estimate
+    (2 for pass@1, K + 1 for pass@K): their rows are left out of the loss, in place."""
+    batch.keep_only(core.kept_rows(batch.judged, cfg.group_size, core.objective_k(cfg.objective) + 1))
+    return batch
+
+
 def draw_batch(cfg: GRPOConfig, rollouts: RolloutSource, dp: DataParallel) -> ro.Rollout:
-    """One generation batch. With dynamic sampling (DAPO) groups whose rewards are all equal
-    (no relative advantage, so no gradient) are dropped and more prompts drawn, at most
-    `dynamic_sampling_max_draws` rounds; the batch may then hold fewer than prompts_per_step
-    groups, and is never padded with signal-free groups."""
+    """One generation batch. With dynamic sampling (DAPO) groups without signal (advantages all
+    0: rewards all equal, or past what pass@K rewards) are dropped and more prompts drawn, at
+    most `dynamic_sampling_max_draws` rounds; the batch may then hold fewer than prompts_per_step
+    groups, and is never padded with signal-free groups. The verifier faults of every draw count."""
     G = cfg.group_size
     batch = rollouts.draw(cfg.prompts_per_step)  # this rank's share; prompts_per_step divides by the world size
     if not cfg.dynamic_sampling:
-        return batch
-    kept, draws, timings = [], 0, batch.timings
+        return judged_groups(cfg, batch)
+    kept, draws, timings, faults = [], 0, batch.timings, batch.faults
     while True:
         draws += 1
         if batch is not None:
-            grouped = batch.rewards.reshape(-1, G)
-            signal = (grouped != grouped[:, :1]).any(1).nonzero().squeeze(-1).tolist()
+            judged_groups(cfg, batch)
+            signal = grpo_outcome_signal(cfg, batch).nonzero().squeeze(-1).tolist()
             kept.append(batch.select([g * G + j for g in signal for j in range(G)]))
         # The quota is global: every rank counts the groups kept on all ranks, so all draw alike.
         mine = sum(len(b) for b in kept) // G
@@ -169,6 +185,7 @@ def draw_batch(cfg: GRPOConfig, rollouts: RolloutSource, dp: DataParallel) -> ro
         batch = rollouts.draw(cfg.prompts_per_step - n_kept)
         if batch is not None:
             timings = {k: timings[k] + batch.timings[k] for k in timings}
+            faults = ro.merge_tallies(faults, batch.faults)
     # Keep prompts_per_step groups in all: ranks in order, each up to what the ones before it left.
     before = sum(dp.all_gather(mine)[:dp.rank])
     quota = max(0, min(mine, cfg.prompts_per_step - before)) * G
@@ -176,10 +193,15 @@ def draw_batch(cfg: GRPOConfig, rollouts: RolloutSource, dp: DataParallel) -> ro
     if not rows:
         merged = kept[0].select([])  # the first draw always gives each rank a share
     else:
-        merged = rollouts.collate([b.tasks[i] for b, i in rows], [b.samples[i] for b, i in rows],
-                                  [b.verdicts[i] for b, i in rows])
-    merged.timings = {**timings, "draws": draws}
+        merged = judged_groups(cfg, rollouts.collate([b.tasks[i] for b, i in rows], [b.samples[i] for b, i in rows],
+                                                     [b.verdicts[i] for b, i in rows]))
+    merged.timings, merged.faults = {**timings, "draws": draws}, faults
     return merged
+
+
+def grpo_outcome_signal(cfg: GRPOConfig, batch: ro.Rollout) -> torch.Tensor:
+    """(G,) bool: the groups whose outcome advantages are not all 0 (any scaling gives the same)."""
+    return (ro.outcome_advantages(cfg.objective, batch, cfg.group_size).reshape(-1, cfg.group_size) != 0).any(1)
 
 
 def update_policy(cfg: GRPOConfig, policy: Policy, dp: DataParallel, batch: ro.Rollout, loss_fn,
@@ -189,7 +211,7 @@ def update_policy(cfg: GRPOConfig, policy: Policy, dp: DataParallel, batch: ro.R
     stats = ro.rollout_stats(batch, cfg.group_size)
     # The step's batch on all ranks (rows, loss tokens, reward std): what each minibatch's loss
     # is its share of (`core.aggregate_loss`); one collective, none on one process.
-    whole = dp.global_batch(batch.completion_mask, batch.rewards)
+    whole = dp.global_batch(batch.completion_mask, batch.rewards, batch.judged)
     if whole.rows == 0:  # dynamic sampling found no group with signal on any rank
         return {**stats, "loss": 0.0, "update_s": 0.0}
     advantages = grpo_advantages(cfg, batch, whole.reward_std)
@@ -218,8 +240,8 @@ def update_policy(cfg: GRPOConfig, policy: Policy, dp: DataParallel, batch: ro.R
             adv = advantages[idx].to(logp.device)
             mask = mb.completion_mask.to(logp.device)
             behav = None if behaviour is None else behaviour[idx]
-            loss = loss_fn(logp, old, ref, adv, mask, whole, behav)   # this minibatch's share of the step's loss
-            loss.backward()                                           # gradients add up over the minibatches
+            loss = loss_fn(logp, old, ref, adv, mask, whole, mb.judged, behav)   # this minibatch's share of the loss
+            loss.backward()                                                      # gradients add up over minibatches
             epoch_loss += float(loss.detach())
             for key, value in grpo_minibatch_stats(cfg, logp, old, ref, adv, mask, entropy).items():
                 logs[key].append(value)
@@ -254,7 +276,7 @@ def grpo_minibatch_stats(cfg: GRPOConfig, logp, old, ref, adv, mask, entropy) ->
         stats = {"entropy": float(core.masked_mean(entropy, mask)), "clip_low": float(clip["low"]),
                  "clip_high": float(clip["high"])}
         if ref is not None:
-            stats["kl"] = float(core.masked_mean(core.masked_kl(core.kl_k3, logp, ref, mask), mask))
+            stats["kl"] = float(core.masked_mean(core_logits.masked_kl(core_logits.kl_k3, logp, ref, mask), mask))
     return stats
 
 

@@ -145,7 +145,7 @@ def grad_norm(total) -> float:
 
 # How a metric of several ranks becomes the step's one value (the rest: a mean weighted by the
 # groups each rank trained on).
-_SUMMED = {"groups", "tokens_per_s"}                     # totals and throughputs add up
+_SUMMED = {"groups", "tokens_per_s", "verifier_faults", "verifier_verdicts"}   # totals and throughputs add up
 _MAXED_SUFFIXES = ("_max", "_s", "grad_norm", "draws")   # worst case; timings: the slowest rank sets the pace
 
 
@@ -160,10 +160,13 @@ def reduce_metrics(per_rank: list[dict]) -> dict:
     out = {}
     for key in dict.fromkeys(k for m in per_rank for k in m):
         have = [(m[key], w) for m, w in zip(per_rank, weights) if isinstance(m.get(key), (int, float))]
-        if not have:
-            out[key] = per_rank[0].get(key)
+        if not have:  # not a number (the first verifier fault): the first rank's that has one
+            out[key] = next((m[key] for m in per_rank if m.get(key) is not None), None)
         elif key in _SUMMED:
             out[key] = sum(v for v, _ in have)
+        elif key == "verifier_failure_rate":  # over all ranks' verdicts, whatever their groups
+            out[key] = sum(m.get("verifier_faults", 0) for m in per_rank) / max(
+                sum(m.get("verifier_verdicts", 0) for m in per_rank), 1)
         elif key.endswith(_MAXED_SUFFIXES):
             out[key] = max(v for v, _ in have)
         else:
@@ -224,12 +227,15 @@ class DataParallel:
         with self._comm:
             return distributed.all_gather_objects(obj)
 
-    def global_batch(self, mask: Tensor, rewards: Tensor | None = None) -> core.GlobalBatch:
+    def global_batch(self, mask: Tensor, rewards: Tensor | None = None, valid: Tensor | None = None) -> core.GlobalBatch:
         """The optimizer step's batch on all ranks, from this rank's share of it (`mask` (B, T),
-        its rewards (B,) when the batch std is needed): one collective, none on one process."""
-        local = [float(mask.shape[0]), float(mask.sum())]
+        its rewards (B,) when the batch std is needed, `valid` (B,) the rows that count; None:
+        all): one collective, none on one process."""
+        valid = torch.ones(mask.shape[0], dtype=torch.bool) if valid is None else valid.bool()
+        local = [float(valid.sum()), float(mask.sum())]
         if rewards is not None:
-            local += [float(rewards.sum()), float((rewards.float() ** 2).sum())]
+            rewards = rewards[valid.to(rewards.device)].float()
+            local += [float(rewards.sum()), float((rewards ** 2).sum())]
         total = self.all_reduce(local)
         reward_std = core.sample_std_from_sums(total[0], total[2], total[3]) \
             if rewards is not None and self.world > 1 else None

@@ -30,7 +30,13 @@ Choices and departures:
 - Losses are means over the tokens of each optimizer minibatch (token-level PPO as in TRL and
   OpenRLHF); rewards are used as they are, advantages are whitened over the batch.
 - Group sampling (`group_size` > 1) is kept so that PPO and GRPO see the same batches; PPO
-  itself does not use the groups.
+  itself does not use the groups, except for `objective="pass@K"`, whose outcome reward is each
+  sample's leave-one-out-baselined share of its group's pass@K (`core.pass_at_k_advantages`
+  without scaling: the advantages are whitened anyway).
+- A row whose verdict is a verifier fault is left out of every loss, reward, value target and
+  token count (its completion mask is 0); the critic, not the group, is PPO's baseline, so its
+  group is kept (with pass@K: unless fewer than K + 1 judged rows remain). The run stops when
+  faults pass `max_verifier_failure_rate` (`trainers.fault_guard`).
 """
 
 from __future__ import annotations
@@ -44,19 +50,20 @@ import torch
 
 from models import distributed
 from models.distributed import launched_world_size
-from trainers import core, core_credit, core_offpolicy, parallel
+from trainers import core, core_credit, core_logits, core_offpolicy, parallel
 from trainers import rollout as ro
 from trainers.checkpoint import Checkpoints
 from trainers.clock import RunClock
 from trainers.config import RunConfig, derive_seed, require, require_choice, trainer_main
 from trainers.critic import CRITICS, Critic, build_critic
+from trainers.curriculum import training_stream
 from trainers.evaluator import Evaluator
+from trainers.fault_guard import FaultGuard
+from trainers.lifecycle import finish_run, start_run
 from trainers.metrics_log import MetricsLog
 from trainers.parallel import DataParallel
 from trainers.policy import Policy, adamw
 from trainers.rollout import RolloutSource
-from trainers.lifecycle import finish_run, start_run
-from trainers.curriculum import training_stream
 
 
 @dataclass
@@ -96,7 +103,7 @@ class PPOConfig(RunConfig):
         """Fail before any work, naming the field and the rule."""
         super().validate()
         require(self.kl_coef >= 0, "kl_coef", "must be >= 0")
-        require_choice(self.kl_estimator, list(core.KL_ESTIMATORS), "kl_estimator")
+        require_choice(self.kl_estimator, list(core_logits.KL_ESTIMATORS), "kl_estimator")
         require(0 <= self.gamma <= 1, "gamma", f"must be in [0, 1], got {self.gamma}")
         require(0 <= self.lam <= 1, "lam", f"must be in [0, 1], got {self.lam}")
         require(0 < self.cliprange < 1, "cliprange", "must be in (0, 1)")
@@ -127,11 +134,13 @@ def token_rewards(cfg: PPOConfig, batch: ro.Rollout, old_logp: torch.Tensor | No
     step's score at the token that ends it (`reward_mode`), minus kl_coef * KL(old || ref)."""
     outcome, steps = REWARD_PARTS[cfg.reward_mode]
     mask = batch.completion_mask
-    rewards = core_credit.place_token_rewards(mask, batch.rewards if outcome else None,
+    scores = batch.rewards if core.objective_k(cfg.objective) == 1 else ro.outcome_advantages(
+        cfg.objective, batch, cfg.group_size)  # pass@K: each sample's baselined share of its group's pass@K
+    rewards = core_credit.place_token_rewards(mask, scores if outcome else None,
                                               batch.step_rewards if steps else None,
                                               batch.step_ends if steps else None)
     if ref_logp is not None and cfg.kl_coef:
-        rewards = rewards - cfg.kl_coef * core.masked_kl(core.KL_ESTIMATORS[cfg.kl_estimator], old_logp, ref_logp, mask)
+        rewards = rewards - cfg.kl_coef * core_logits.masked_kl(core_logits.KL_ESTIMATORS[cfg.kl_estimator], old_logp, ref_logp, mask)
     return rewards
 
 
@@ -140,7 +149,7 @@ def ppo_advantages(cfg: PPOConfig, rewards: torch.Tensor, values: torch.Tensor, 
     """GAE advantages (whitened if asked) and returns, both (B, T)."""
     advantages, returns = core_credit.gae_advantages(rewards, values, mask, cfg.gamma, cfg.lam)
     if cfg.whiten_advantages:
-        advantages = core.masked_whiten(advantages, mask)
+        advantages = core_credit.masked_whiten(advantages, mask)
     return advantages, returns
 
 
@@ -160,25 +169,35 @@ def train(cfg: PPOConfig) -> dict:
     rollouts = RolloutSource(cfg, env, policy.sampler, policy.tokenizer, training_stream(cfg, env))
     feed = ro.rollout_feed(cfg, env, policy, dp, rollouts)             # batches: drawn here, or by a worker (async)
     clock = RunClock(cfg.steps, cfg.max_minutes, dp)                    # step counter, time cap, Ctrl-C
-    log = MetricsLog(Path(cfg.output_dir), dp, log_every=cfg.log_every, tensorboard=cfg.tensorboard)
+    log = MetricsLog(Path(cfg.output_dir), dp, log_every=cfg.log_every, tensorboard=cfg.tensorboard,
+                     guard=FaultGuard.of(cfg, env))                     # + hacking telemetry, the fault stop rule
     checkpoints = Checkpoints(Path(cfg.output_dir), cfg, {"policy": (policy.model, policy.optimizer),
                                                           "critic": (critic, critic_optimizer)},
                               feed, clock, log)
     if cfg.resume:
         checkpoints.resume()                                            # every part above, in place
     policy.sync_weights()                                               # the sampler starts from these weights
-    evaluator = Evaluator(cfg, env, policy.sampler)
+    evaluator = Evaluator(cfg, env, policy.sampler, log)
     with feed.running(clock.step):                                      # async: the rollout worker, from here on
         evaluator.evaluate("before")
         with clock.interruptible(checkpoints.save):
             while clock.next_step():
-                batch = feed.next_batch(clock.step)                   # generate + verify
+                batch = judged_groups(cfg, feed.next_batch(clock.step))   # generate + verify
                 metrics = update(cfg, policy, critic, critic_optimizer, dp, batch, clock.step)   # GAE + ppo_epochs
                 metrics.update(feed.publish(clock.step, batch))       # the sampler (or worker) gets the new policy
                 log.record(clock.step, clock.elapsed(), metrics)
                 checkpoints.save_if_due()
                 evaluator.evaluate_if_due(clock.step)
         return finish_run("ppo", policy, checkpoints, evaluator, clock, log)   # final model, evaluation, report
+
+
+def judged_groups(cfg: PPOConfig, batch: ro.Rollout) -> ro.Rollout:
+    """With pass@K, `batch` without the groups left with K or fewer judged rows (no estimate);
+    with pass@1 rows are judged one by one against the critic, and every group stays."""
+    k = core.objective_k(cfg.objective)
+    if k > 1:
+        batch.keep_only(core.kept_rows(batch.judged, cfg.group_size, k + 1))
+    return batch
 
 
 def make_critic(cfg: PPOConfig, policy: Policy, dp: DataParallel) -> tuple[Critic, torch.optim.Optimizer]:
@@ -232,7 +251,7 @@ def update(cfg: PPOConfig, policy: Policy, critic: Critic, critic_optimizer, dp:
                  return_mean=float(core.masked_mean(returns, mask)),
                  explained_variance=explained_variance(old_values, returns, mask))
     if ref_logp is not None:
-        stats["kl"] = float(core.masked_mean(core.masked_kl(core.kl_k3, old_logp, ref_logp, mask), mask))
+        stats["kl"] = float(core.masked_mean(core_logits.masked_kl(core_logits.kl_k3, old_logp, ref_logp, mask), mask))
     gap = None if batch.gen_logprobs is None else ro.logprob_gaps(batch, list(range(len(batch))), old_logp, mask)
     if gap is not None and gap.numel():  # generator vs trainer log-probs: a broken weight sync shows here
         stats.update(logprob_gap_mean=float(gap.mean()), logprob_gap_max=float(gap.max()))
@@ -265,7 +284,8 @@ def optimizer_step(cfg: PPOConfig, policy: Policy, critic: Critic, critic_optimi
     policy.optimizer.zero_grad(set_to_none=True)
     critic_optimizer.zero_grad(set_to_none=True)
     # PPO's losses are token means over the optimizer minibatch: its tokens on all ranks normalise them.
-    whole = dp.global_batch(batch.completion_mask[torch.tensor(rows)])
+    idx = torch.tensor(rows)
+    whole = dp.global_batch(batch.completion_mask[idx], valid=batch.judged[idx])
     step = {"loss": 0.0, "pg_loss": 0.0, "vf_loss": 0.0}
     chunk = cfg.minibatch_size or len(rows)
     for part in (rows[i:i + chunk] for i in range(0, len(rows), chunk)):

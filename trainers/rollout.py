@@ -11,6 +11,13 @@ ratio, KL, entropy, value target and token count goes through that mask, so obse
 context only; truncation masking, group advantages and dynamic sampling see one row per
 episode.
 
+A row whose verdict is the verifier's own failure (`Verdict.verifier_fault`: a sandbox that
+could not start, no server that answered, a checker that crashed) was never judged: `valid` is
+False there, its completion mask is all 0 and its reward 0, so it adds nothing to any loss,
+baseline, std, row or token count (`trainers/core.py`), and the step's statistics are those of
+the judged rows. `faults` counts such verdicts over every draw of the step, for
+`verifier_failure_rate` and the run's stop rule (`trainers.fault_guard`).
+
 `RolloutSource` is where a step's batch comes from: it draws prompts from the data stream
 (`trainers.task_stream`), samples and verifies this rank's share of them, and collates the
 tensors. It keeps batch production apart from the update: the loops only ask it for batches.
@@ -27,9 +34,11 @@ import torch
 from torch import Tensor
 
 from envs.multiturn import MultiTurnEnvironment, episode_verdicts
+from evals.config_cli import ConfigError
 from models import distributed
 from models.episodes import episode_stats, sample_env
 from models.sampler import Sample, Sampler
+from trainers import core, telemetry
 from trainers.config import RunConfig, derive_seed
 from verifiers import Task, Verdict
 
@@ -52,10 +61,28 @@ class Rollout:
     step_rewards: list[list[float]] | None = None  # per completion, with reward_mode process/both
     step_ends: list[list[int]] | None = None        # completion-token index where each step ends
     versions: Tensor | None = None                  # (B,) long: the policy version that sampled each row
+    valid: Tensor | None = None     # (B,) bool: judged rows that enter the loss (None: all)
+    faults: dict = field(default_factory=dict)      # `fault_tally` of every verdict drawn for this batch
     stream_stats: dict = field(default_factory=dict)  # the data stream's `stats()` (a curriculum's difficulty)
 
     def __len__(self) -> int:
         return len(self.samples)
+
+    @property
+    def judged(self) -> Tensor:
+        """(B,) bool: the rows that enter the loss (`valid`, or all)."""
+        return torch.ones(len(self), dtype=torch.bool) if self.valid is None else self.valid
+
+    def keep_only(self, keep: Tensor) -> None:
+        """Leave the rows outside `keep` (B,) bool out of the loss, in place: not valid, no
+        completion tokens, reward 0 and no step rewards (so no group statistic sees them)."""
+        drop = ~keep.bool()
+        self.valid = self.judged & ~drop
+        self.completion_mask[drop] = 0
+        self.rewards = torch.where(drop, torch.zeros_like(self.rewards), self.rewards)
+        for ragged in (self.step_rewards, self.step_ends):
+            for i in drop.nonzero().flatten().tolist() if ragged is not None else []:
+                ragged[i] = []
 
     def select(self, rows: list[int]) -> "Rollout":
         """The rows `rows`, in that order, with every field (tensors, lists and step rewards)."""
@@ -65,7 +92,7 @@ class Rollout:
             if value is None or isinstance(value, int):
                 return value                                  # prompt_width and absent fields
             if isinstance(value, dict):
-                return dict(value)                            # timings, stream stats: the whole batch's
+                return dict(value)                            # timings, faults, stream stats: the whole batch's
             return value[idx] if isinstance(value, Tensor) else [value[i] for i in rows]
 
         return Rollout(**{f.name: pick(getattr(self, f.name)) for f in dataclasses.fields(self)})
@@ -116,8 +143,28 @@ def collate(tasks: list[Task], samples: list[Sample], verdicts: list[Verdict], p
         # DAPO's overlong filtering: a truncated completion teaches nothing about its answer.
         completion_mask[truncated] = 0
     rewards = torch.tensor([v.reward for v in verdicts], dtype=torch.float32)
-    return Rollout(tasks, samples, verdicts, rewards, input_ids, attention, completion_mask, P, truncated, gen_lp,
-                   dict(timings or {}))
+    batch = Rollout(tasks, samples, verdicts, rewards, input_ids, attention, completion_mask, P, truncated, gen_lp,
+                    dict(timings or {}), faults=fault_tally(verdicts))
+    batch.keep_only(torch.tensor([not v.verifier_fault for v in verdicts], dtype=torch.bool))
+    return batch
+
+
+def fault_tally(verdicts: list[Verdict]) -> dict:
+    """How many verdicts there were and how many were verifier faults, with the first fault's
+    part (`fault_part` of a composite), status and error: what the stop rule's line names."""
+    faults = [v for v in verdicts if v.verifier_fault]
+    tally = {"samples": len(verdicts), "faulted": len(faults)}
+    if faults:
+        info = faults[0].info
+        tally["first"] = {"verifier": info.get("fault_part"), "status": info.get("status"),
+                          "error": str(info.get("error", ""))[:300]}
+    return tally
+
+
+def merge_tallies(a: dict, b: dict) -> dict:
+    """Two `fault_tally`s as one (the draws of a dynamic-sampling step)."""
+    return {"samples": a.get("samples", 0) + b.get("samples", 0), "faulted": a.get("faulted", 0) + b.get("faulted", 0),
+            **({"first": a.get("first") or b.get("first")} if a.get("first") or b.get("first") else {})}
 
 
 def char_to_token_ends(tokenizer, token_ids: list[int], char_ends: list[int]) -> list[int]:
@@ -129,11 +176,13 @@ def char_to_token_ends(tokenizer, token_ids: list[int], char_ends: list[int]) ->
 
 def add_step_rewards(batch: Rollout, step_verifier, tokenizer) -> None:
     """Score each completion's steps (`info["steps"]` of a step verifier: character offsets and
-    scores) and store them on the batch as ragged per-step rewards and step-end token indices."""
+    scores) and store them on the batch as ragged per-step rewards and step-end token indices;
+    a row left out of the loss gets none."""
     verdicts = step_verifier.verify_batch([s.text for s in batch.samples], batch.tasks)
     batch.step_rewards = [[float(st["score"]) for st in v.info.get("steps", [])] for v in verdicts]
     batch.step_ends = [char_to_token_ends(tokenizer, s.token_ids, [st["end"] for st in v.info.get("steps", [])])
                        for s, v in zip(batch.samples, verdicts)]
+    batch.keep_only(batch.judged)
 
 
 class RolloutSource:
@@ -185,6 +234,17 @@ class RolloutSource:
         return batch
 
 
+def outcome_advantages(objective: str, batch: Rollout, group_size: int, scale_rewards: str = "none",
+                       batch_std: float | None = None) -> Tensor:
+    """(B,) the objective's outcome advantages of a batch's judged rows (`core.advantage_fn`);
+    rewards the objective cannot take (pass@K needs 0 or 1) are a `ConfigError` naming it."""
+    try:
+        return core.advantage_fn(objective)(batch.rewards, group_size, scale_rewards, batch_std=batch_std,
+                                            valid=batch.judged)
+    except ValueError as exc:
+        raise ConfigError(f"objective: {exc}") from None
+
+
 def minibatches(n: int, size: int, generator: torch.Generator | None = None) -> list[list[int]]:
     """Row indices split into shuffled minibatches of `size` (the last may be smaller)."""
     order = torch.randperm(n, generator=generator).tolist() if generator is not None else list(range(n))
@@ -199,19 +259,31 @@ def logprob_gaps(batch: Rollout, rows: list[int], trainer_logp: torch.Tensor, ma
 
 
 def rollout_stats(batch: Rollout, group_size: int) -> dict:
+    """A step's statistics of its judged rows (rewards, pass rate, lengths, telemetry), with
+    `verifier_failure_rate` over every verdict drawn for it."""
+    judged = batch.judged
+    rows = judged.nonzero().flatten().tolist()
+    samples = [batch.samples[i] for i in rows]
     # Lengths count the model's tokens only: an episode's observations are not its output.
-    lengths = [len(s.token_ids) if s.action_mask is None else sum(s.action_mask) for s in batch.samples]
-    passed = [v.passed for v in batch.verdicts]
-    n = max(len(batch), 1)
-    stats = {"reward_mean": float(batch.rewards.mean()) if len(batch) else 0.0,
-             "reward_std": float(batch.rewards.std()) if len(batch) > 1 else 0.0,
-             "pass_rate": sum(passed) / n, "completion_len_mean": sum(lengths) / n,
-             "completion_len_max": max(lengths, default=0), "truncated_frac": float(batch.truncated.float().mean())
-             if len(batch) else 0.0, "groups": len(batch) // group_size, **batch.timings, **batch.stream_stats}
+    lengths = [len(s.token_ids) if s.action_mask is None else sum(s.action_mask) for s in samples]
+    rewards = batch.rewards[judged]
+    n = max(len(rows), 1)
+    tally = batch.faults or fault_tally(batch.verdicts)
+    stats = {"reward_mean": float(rewards.mean()) if rows else 0.0,
+             "reward_std": float(rewards.std()) if len(rows) > 1 else 0.0,
+             "pass_rate": sum(batch.verdicts[i].passed for i in rows) / n, "completion_len_mean": sum(lengths) / n,
+             "completion_len_max": max(lengths, default=0), "truncated_frac": float(batch.truncated[judged].float().mean())
+             if rows else 0.0, "groups": len(batch) // group_size,
+             "verifier_failure_rate": tally["faulted"] / max(tally["samples"], 1), "verifier_faults": tally["faulted"],
+             "verifier_verdicts": tally["samples"],
+             **batch.timings, **batch.stream_stats}
+    if tally.get("first"):
+        stats["verifier_fault"] = tally["first"]
     gen = batch.timings.get("generation_s", 0.0)
     stats["tokens_per_s"] = sum(lengths) / gen if gen else 0.0
-    stats.update(episode_stats(batch.samples))
-    audits = [a for a in map(_audit, batch.verdicts) if a is not None]
+    stats.update(episode_stats(samples))
+    stats.update(telemetry.batch_telemetry(batch, group_size, lengths))
+    audits = [a for a in (_audit(batch.verdicts[i]) for i in rows) if a is not None]
     if audits:  # a verifier run with `audit` checks its verdicts a second way; how often they disagree
         stats["audit_disagreement_rate"] = sum(not a["agree"] for a in audits) / len(audits)
     return stats

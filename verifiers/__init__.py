@@ -5,7 +5,7 @@ Importing the package registers the built-in verifiers; third-party ones come fr
 """
 
 from verifiers.base import (
-    CompositeVerifier,
+    VERIFIER_FAULTS,
     Task,
     Verdict,
     Verifier,
@@ -14,6 +14,7 @@ from verifiers.base import (
     list_verifiers,
     register_verifier,
 )
+from verifiers.composite import CompositeVerifier
 from verifiers.interop import as_trl_reward, as_verl_reward
 
 # Built-in verifiers register themselves on import.
@@ -26,6 +27,7 @@ from verifiers.remote import RemoteVerifier  # noqa: E402  (stdlib HTTP only: ch
 
 
 __all__ = [
+    "VERIFIER_FAULTS",
     "CompositeVerifier",
     "RemoteVerifier",
     "Task",

@@ -1,4 +1,5 @@
-"""The verifier contract: `Task`, `Verdict`, `Verifier`, the registry, `CompositeVerifier`.
+"""The verifier contract: `Task`, `Verdict`, `Verifier`, the registry (`CompositeVerifier`:
+`verifiers.composite`).
 
 Rules every verifier keeps (docs/verifiers.md has the whole contract):
 
@@ -7,6 +8,12 @@ Rules every verifier keeps (docs/verifiers.md has the whole contract):
 * Misuse raises `VerifierError` (a `ValueError`): an unknown verifier name, an unknown or
   badly typed option, a task that lacks what the verifier needs. The message names the
   offending field and lists the valid choices.
+* A failure is the model's or the verifier's own. The model's (`failed`, `timeout`,
+  `memory`, `error`: a wrong, slow, greedy or unreadable answer) is a judgement, and its
+  reward trains. The verifier's (`VERIFIER_FAULTS`: `sandbox_error`, the sandbox could not
+  run the sample; `verifier_error`, a checker that crashed or could not start, a server none
+  could reach) is no judgement at all: `Verdict.verifier_fault` is true, trainers leave the
+  row out of the loss and stop when such rows are frequent, evaluations count them apart.
 
 A verifier is a `Verifier` subclass whose keyword arguments are its options, or a plain
 function `(completion, task, **options) -> float | Verdict` registered with
@@ -27,7 +34,9 @@ from typing import Any, Callable, Iterable
 from verifiers.options import kind_of, parse_value
 
 ENTRY_POINT_GROUP = "verirl.verifiers"
-STATUSES = ("passed", "failed", "timeout", "memory", "error", "sandbox_error")
+STATUSES = ("passed", "failed", "timeout", "memory", "error", "sandbox_error", "verifier_error")
+# The statuses that are the verifier's failure, not the model's: no judgement was made.
+VERIFIER_FAULTS = frozenset({"sandbox_error", "verifier_error"})
 
 
 class VerifierError(ValueError):
@@ -116,12 +125,19 @@ class Verdict:
 
     __hash__ = None
 
+    @property
+    def verifier_fault(self) -> bool:
+        """Whether this is the verifier's failure (`VERIFIER_FAULTS`): no judgement of the
+        completion was made, so its reward must not train and pass@k must not count it."""
+        return self.info.get("status") in VERIFIER_FAULTS
+
     def to_dict(self) -> dict:
         return {"reward": self.reward, "passed": self.passed, "info": self.info}
 
 
 def error_verdict(status: str, error: str, **info: Any) -> Verdict:
-    """A failing verdict for bad model output (never for misuse, which raises)."""
+    """A failing verdict: bad model output (`error`, `timeout`, ...) or the verifier's own
+    failure (`VERIFIER_FAULTS`); never for misuse, which raises."""
     assert status in STATUSES, status
     return Verdict(0.0, False, {"status": status, "error": error, **info})
 
@@ -179,7 +195,11 @@ class FunctionVerifier(Verifier):
 
     A float result becomes `Verdict(reward, passed=reward >= pass_threshold)`; the
     threshold is an option of every function verifier (default 1.0, i.e. full credit).
-    Exceptions from the function are not swallowed: a function that raises has a bug.
+
+    A function that raises on a sample has a bug, and that sample gets a `verifier_error`
+    verdict naming the exception, rather than the whole batch failing or the sample a 0: the
+    trainers leave it out of the loss, count it, and stop the run when such verdicts are
+    frequent (the bug is reported there, not hidden). `VerifierError` (misuse) still raises.
     """
 
     def __init__(self, fn: Callable, name: str, description: str, pass_threshold: float = 1.0, **options: Any):
@@ -188,7 +208,13 @@ class FunctionVerifier(Verifier):
         self.options = options
 
     def verify(self, completion: str, task: Task) -> Verdict:
-        out = self.fn(completion, task, **self.options)
+        try:
+            out = self.fn(completion, task, **self.options)
+        except VerifierError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the checker's bug, reported as its fault (docstring)
+            return error_verdict("verifier_error", f"verifier {self.name!r} raised {type(exc).__name__}: "
+                                                   f"{str(exc)[:500]}")
         if isinstance(out, Verdict):
             return out
         if isinstance(out, bool) or not isinstance(out, (int, float)):
@@ -300,79 +326,6 @@ def parse_option(name: str, param: inspect.Parameter, text: str) -> Any:
         return parse_value(kind, text)
     except (TypeError, ValueError) as exc:
         raise VerifierError(f"option {name}={text!r}: cannot read as {kind.removeprefix('optional-')}: {exc}") from None
-
-
-# --------------------------------------------------------------------------- composite
-
-
-@register_verifier("composite")
-class CompositeVerifier(Verifier):
-    """Weighted sum of verifiers; `passed` comes from the designated correctness part.
-
-    `parts` maps a part name to a weight, or to `{"weight": w, "verifier": registered name,
-    "options": {...}}`; a bare name is the registered verifier of that name. Built verifiers
-    may be given as `(verifier, weight)` pairs. A weight of 0 logs the part without
-    rewarding it. Per-part rewards, statuses and infos go in `info["parts"]`.
-    """
-
-    def __init__(self, parts: dict | list, correctness: str | None = None):
-        self.parts: list[tuple[str, Verifier, float]] = []
-        items = parts.items() if isinstance(parts, dict) else parts
-        for item in items:
-            self.parts.append(self._build_part(*item))
-        if not self.parts:
-            raise VerifierError("CompositeVerifier needs at least one part")
-        names = [p[0] for p in self.parts]
-        if len(set(names)) != len(names):
-            raise VerifierError(f"CompositeVerifier part names must be unique, got {names}")
-        self.correctness = correctness or names[0]
-        if self.correctness not in names:
-            raise VerifierError(f"correctness part {self.correctness!r} is not one of the parts {names}")
-
-    @staticmethod
-    def _build_part(key: Any, spec: Any) -> tuple[str, Verifier, float]:
-        if isinstance(key, Verifier):
-            return key.name, key, float(spec)
-        if isinstance(spec, dict):
-            unknown = set(spec) - {"weight", "verifier", "options"}
-            if unknown:
-                raise VerifierError(f"part {key!r}: unknown field(s) {sorted(unknown)}; valid: weight, verifier, options")
-            verifier = get_verifier(spec.get("verifier", key), **spec.get("options", {}))
-            weight = spec.get("weight", 1.0)
-        else:
-            verifier, weight = get_verifier(key), spec
-        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight):
-            raise VerifierError(f"part {key!r}: weight must be a finite number, got {weight!r}")
-        return key, verifier, float(weight)
-
-    def _combine(self, verdicts: list[Verdict]) -> Verdict:
-        parts = {}
-        for (name, _, weight), v in zip(self.parts, verdicts):
-            parts[name] = {"reward": v.reward, "passed": v.passed, "weight": weight, "info": v.info}
-        main = parts[self.correctness]
-        reward = sum(w * v.reward for (_, _, w), v in zip(self.parts, verdicts))
-        info = {"status": main["info"].get("status", "passed" if main["passed"] else "failed"), "parts": parts}
-        if "error" in main["info"]:
-            info["error"] = main["info"]["error"]
-        if "audit" in main["info"]:   # the reward audit of the correctness part, where trainers look
-            info["audit"] = main["info"]["audit"]
-        return Verdict(reward, main["passed"], info)
-
-    def verify(self, completion: str, task: Task) -> Verdict:
-        return self._combine([v.verify(completion, task) for _, v, _ in self.parts])
-
-    def verify_batch(self, completions: list[str], tasks: list[Task]) -> list[Verdict]:
-        check_batch(completions, tasks)
-        per_part = [v.verify_batch(completions, tasks) for _, v, _ in self.parts]
-        return [self._combine(list(vs)) for vs in zip(*per_part)]
-
-    def warm_up(self) -> None:
-        for _, v, _ in self.parts:
-            v.warm_up()
-
-    def close(self) -> None:
-        for _, v, _ in self.parts:
-            v.close()
 
 
 def iter_chunks(items: Iterable, size: int) -> Iterable[list]:

@@ -2,7 +2,10 @@
 per JSON line) and `python -m verifiers serve` (a JSON list of records per request).
 
 A record that cannot be read still gets its verdict, in its place: `passed=False`,
-`info.status="error"`, and `info.error` naming the record (`line 3`, `item 0`) and the problem.
+`info.status="verifier_error"` (no completion was judged: the record, not the model, is at
+fault, so a trainer masks it out), and `info.error` naming the record (`line 3`, `item 0`) and
+the problem. Verdicts cross the wire whole: `info.status` keeps the verifier's own statuses,
+its faults included.
 """
 
 from __future__ import annotations
@@ -20,23 +23,23 @@ def parse_line(lineno: int, line: str) -> Parsed:
     try:
         obj = json.loads(line)
     except json.JSONDecodeError as exc:
-        return error_verdict("error", f"line {lineno}: invalid JSON: {exc}")
+        return error_verdict("verifier_error", f"line {lineno}: invalid JSON: {exc}")
     return parse_record(f"line {lineno}", obj)
 
 
 def parse_record(where: str, obj: Any) -> Parsed:
     """A (completion, task) pair, or an error verdict saying what is wrong with the record."""
     if not isinstance(obj, dict):
-        return error_verdict("error", f"{where}: expected a JSON object, got {type(obj).__name__}")
+        return error_verdict("verifier_error", f"{where}: expected a JSON object, got {type(obj).__name__}")
     missing = [k for k in ("completion", "task") if k not in obj]
     if missing:
-        return error_verdict("error", f"{where}: missing field(s) {missing}")
+        return error_verdict("verifier_error", f"{where}: missing field(s) {missing}")
     if not isinstance(obj["completion"], str):
-        return error_verdict("error", f"{where}: field 'completion' must be a string")
+        return error_verdict("verifier_error", f"{where}: field 'completion' must be a string")
     try:
         return obj["completion"], Task.from_dict(obj["task"])
     except (VerifierError, TypeError) as exc:
-        return error_verdict("error", f"{where}: field 'task': {exc}")
+        return error_verdict("verifier_error", f"{where}: field 'task': {exc}")
 
 
 def score_parsed(verifier: Verifier, parsed: list[Parsed], names: list[str]) -> list[Verdict]:
@@ -53,7 +56,7 @@ def score_parsed(verifier: Verifier, parsed: list[Parsed], names: list[str]) -> 
             try:
                 out[i] = verifier.verify(*parsed[i])
             except VerifierError as exc:
-                out[i] = error_verdict("error", f"{names[i]}: {exc}")
+                out[i] = error_verdict("verifier_error", f"{names[i]}: {exc}")
     return out
 
 

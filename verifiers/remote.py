@@ -9,11 +9,14 @@ A batch is cut into shards (at most `chunk_size` samples, at least one per serve
 round-robin over the servers and sent in parallel to `POST /score`. A shard whose server
 fails (connection refused or reset, no answer within `timeout`, a 5xx, a busy 503, a garbled
 answer) is sent to the next server; a failed server is tried last for `cooldown` seconds. A
-sample no server could judge gets an `error` verdict whose `info.error` and `info.servers`
-give each server's reason: never a silent 0, and `verify_batch` never raises on model output.
+sample no server could judge gets a `verifier_error` verdict (the verifier's failure, not the
+model's: trainers mask it out) whose `info.error` and `info.servers` give each server's reason:
+never a silent 0, and `verify_batch` never raises on model output. The servers' verdicts keep
+their own statuses, faults included.
 
-A 413 (too large) splits the shard in halves, so only a sample too large by itself gets an
-error verdict. Misconfiguration raises `VerifierError`: a bad URL, a server that serves
+A 413 (too large) splits the shard in halves, so only a sample too large by itself gets a
+`verifier_error` verdict, as does a shard a server refused as malformed (a 4xx): neither is a
+judgement of the completion. Misconfiguration raises `VerifierError`: a bad URL, a server that serves
 another verifier than `verifier` (404), a task that cannot be sent as JSON.
 """
 
@@ -126,18 +129,18 @@ class RemoteVerifier(Verifier):
                 return self._post(url, records)
             except _TooLarge as exc:
                 if len(records) == 1:
-                    return [error_verdict("error", f"sample too large for {url}: {exc}")]
+                    return [error_verdict("verifier_error", f"sample too large for {url}: {exc}")]
                 half = len(records) // 2
                 return self._score_shard(records[:half], first) + self._score_shard(records[half:], first)
             except _Refused as exc:
-                return [error_verdict("error", f"{url} refused the request: {exc}") for _ in records]
+                return [error_verdict("verifier_error", f"{url} refused the request: {exc}") for _ in records]
             except _ServerFailed as exc:
                 failures[url] = str(exc)
                 if not exc.busy:
                     with self._lock:
                         self._down_until[url] = time.monotonic() + self.cooldown
         reasons = "; ".join(f"{url}: {reason}" for url, reason in failures.items())
-        return [error_verdict("error", f"no server could judge this sample ({reasons})", servers=failures)
+        return [error_verdict("verifier_error", f"no server could judge this sample ({reasons})", servers=failures)
                 for _ in records]
 
     def _servers(self, first: int) -> list[str]:

@@ -116,7 +116,9 @@ class VerifierService:
         log.info("%s: scoring %d samples", route, len(parsed))  # tests wait on this line
         verdicts = score_parsed(self.verifier, parsed, [f"item {i}" for i in range(len(parsed))])
         errors = sum(v.info.get("status") == "error" for v in verdicts)
-        log.info("%s: scored %d samples in %.2f s (%d errors)", route, len(parsed), time.perf_counter() - start, errors)
+        faults = sum(v.verifier_fault for v in verdicts)
+        log.info("%s: scored %d samples in %.2f s (%d errors, %d verifier faults)", route, len(parsed),
+                 time.perf_counter() - start, errors, faults)
         return verdicts
 
     # ------------------------------------------------------------------ routes
@@ -178,7 +180,7 @@ def openrlhf_records(body: Any, strip_suffixes: tuple[str, ...] = ()) -> list[Pa
 def _openrlhf_record(i: int, query: Any, prompt: Any, label: Any, strip_suffixes: tuple[str, ...]) -> Parsed:
     where = f"item {i}"
     if not isinstance(query, str):
-        return error_verdict("error", f"{where}: 'query' must be a string, got {type(query).__name__}")
+        return error_verdict("verifier_error", f"{where}: 'query' must be a string, got {type(query).__name__}")
     at = query.find(prompt) if isinstance(prompt, str) and prompt else -1
     completion = query[at + len(prompt):] if at >= 0 else query
     while suffix := next((s for s in strip_suffixes if completion.endswith(s)), None):
@@ -188,7 +190,7 @@ def _openrlhf_record(i: int, query: Any, prompt: Any, label: Any, strip_suffixes
     try:
         return completion, Task.from_dict(task)
     except (VerifierError, TypeError) as exc:
-        return error_verdict("error", f"{where}: label: {exc}")
+        return error_verdict("verifier_error", f"{where}: label: {exc}")
 
 
 def _label_fields(label: Any) -> dict:
@@ -206,13 +208,16 @@ def _label_fields(label: Any) -> dict:
 def openrlhf_answer(verdicts: list[Verdict], body: dict) -> dict:
     """`rewards` train; `scores` (1.0 passed, else 0.0) drive OpenRLHF's dynamic filtering;
     `extra_logs` holds per-sample numbers it logs. An `error` verdict's reward is 0 in this
-    protocol, so its flag here (and the server's log) is where it shows."""
+    protocol, and so is a verifier fault's (the protocol has no way to leave a sample out), so
+    their flags here (`verify_error`; `verifier_fault` for the latter) and the server's log are
+    where they show."""
     queries, prompts = body["query"], body.get("prompts") or [None] * len(verdicts)
     found = [float(isinstance(p, str) and bool(p) and isinstance(q, str) and p in q) for q, p in zip(queries, prompts)]
     return {"rewards": [v.reward for v in verdicts],
             "scores": [float(v.passed) for v in verdicts],
-            "extra_logs": {"verify_error": [float(v.info.get("status") == "error") for v in verdicts],
-                           "prompt_found": found}}
+            "extra_logs": {"verify_error": [float(v.info.get("status") == "error" or v.verifier_fault)
+                                            for v in verdicts],
+                           "verifier_fault": [float(v.verifier_fault) for v in verdicts], "prompt_found": found}}
 
 
 # --------------------------------------------------------------------------- app

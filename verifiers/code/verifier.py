@@ -23,8 +23,10 @@ Why the verdicts cannot be forged from inside (docs/sandbox.md has the details):
 
 `info["status"]` is `passed`, `failed` (a test failed, wrong output, an early exit),
 `timeout` (CPU or wall limit), `memory` (MemoryError or the memory cap), `error` (an
-exception, a crash, the output cap, a malformed result) or `sandbox_error` (the sandbox
-itself failed, or the task's setup did); `info["memory_mode"]` says how memory was capped.
+exception, a crash, the output cap, a malformed result: the program's failures) or
+`sandbox_error` (the sandbox itself failed, or the task's setup did: the verifier's failure,
+which trainers mask out of the loss, `verifiers.base.VERIFIER_FAULTS`); `info["memory_mode"]`
+says how memory was capped.
 """
 
 from __future__ import annotations
@@ -259,6 +261,8 @@ class CodeVerifier(Verifier):
                 status, error = "failed", "wrong output"
             else:
                 status, error = self._failure(ex, _report(ex, self.limits.reply_kb * 1024))
+            if status == "sandbox_error":  # no judgement of this case: the verdict is the sandbox's failure
+                return self._verdict(spec, status, f"case {i}: {error}", ex=ex, passed_cases=passed)
             first_fail = first_fail or (status, f"case {i}: {error}", ex)
             if not self.partial_credit:
                 break

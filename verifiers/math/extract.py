@@ -272,3 +272,11 @@ def extract_gold(gold: str) -> tuple[str, str]:
         if found:
             return found, "gold_" + method
     return gold, "gold_as_written"
+
+
+def box_runs(text: str) -> int:
+    """How many separate answers the complete boxes of `text` give: a run of boxes with only
+    connectors between them (one list answer to `boxed_answer`) counts once. Several runs are
+    several final answers (the trainers' answer-spraying telemetry)."""
+    boxes = _boxes(text)
+    return sum(1 for i, box in enumerate(boxes) if i == 0 or not _is_connector(text[boxes[i - 1][1]:box[0]]))

@@ -59,7 +59,10 @@ class _Worker:
 
     def call(self, request: dict, timeout: float) -> dict:
         if not self.ready:
-            self.child.receive(time.monotonic() + STARTUP_TIMEOUT)
+            try:
+                self.child.receive(time.monotonic() + STARTUP_TIMEOUT)
+            except WorkerGone as exc:  # its timeout too: the worker's failure to start, not the answer's
+                raise WorkerGone(f"the SymPy worker did not start: {exc}") from None
             self.ready = True
         budget = {"cpu_budget": timeout + ORPHAN_CPU_GRACE}   # see verifiers.math.worker._cap_cpu
         self.child.send({**request, **budget})
@@ -160,11 +163,13 @@ class WorkerPool:
             self._procs.discard(worker.proc)
 
     def run(self, request: dict, timeout: float) -> dict:
-        """The worker's reply, or {"status": "timeout"/"error", "error": ...}."""
+        """The worker's reply, {"status": "timeout"} (the answer's: a check past its deadline), or
+        {"status": "verifier_error", "error": ...} (ours: a worker that could not start, died or
+        answered garbage)."""
         try:
             worker, generation = self._acquire()
         except OSError as exc:
-            return {"status": "error", "error": f"cannot start a SymPy worker: {exc}"}
+            return {"status": "verifier_error", "error": f"cannot start a SymPy worker: {exc}"}
         try:
             reply = worker.call(request, timeout)
         except WorkerTimeout:
@@ -172,10 +177,10 @@ class WorkerPool:
             return {"status": "timeout", "error": f"SymPy check exceeded {timeout:g} s"}
         except WorkerGone as exc:
             self._release(worker, generation, healthy=False)
-            return {"status": "error", "error": str(exc)}
+            return {"status": "verifier_error", "error": f"the SymPy worker died: {exc}"}
         except ValueError as exc:   # a garbled reply line
             self._release(worker, generation, healthy=False)
-            return {"status": "error", "error": f"bad reply from worker: {exc}"}
+            return {"status": "verifier_error", "error": f"bad reply from worker: {exc}"}
         self._release(worker, generation, healthy=reply.get("status") != "memory")
         return reply
 

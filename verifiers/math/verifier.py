@@ -196,8 +196,9 @@ class MathVerifier(Verifier):
         rules = info.get("rules", [])
         if status in ("passed", "failed"):
             return _verdict(status, info, reason=_with_rules(reply.get("reason", "not equivalent"), rules))
-        status = status if status in ("timeout", "memory") else "error"
-        reason = {"timeout": "SymPy deadline", "memory": "worker memory cap"}.get(status, "answer not parseable")
+        status = status if status in ("timeout", "memory", "verifier_error") else "error"
+        reason = {"timeout": "SymPy deadline", "memory": "worker memory cap",
+                  "verifier_error": "the worker failed"}.get(status, "answer not parseable")
         return _verdict(status, info, error=reply.get("error", "unknown worker failure"), reason=reason)
 
     def verify(self, completion: str, task: Task) -> Verdict:

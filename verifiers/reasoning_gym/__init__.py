@@ -121,8 +121,10 @@ class ReasoningGymVerifier(Verifier):
     CPU seconds per answer, `memory_mb` per scoring process (`memory_mode`: see
     `verifiers.code.memory`), `workers` sandboxes (default two per core), `chunk_size`
     answers at most per scoring process. Statuses: `passed`/`failed` (score against
-    `pass_threshold`), `error` (refused code, the scorer raised or returned no number),
-    `timeout`, `memory`, `sandbox_error`.
+    `pass_threshold`), `error` (refused code, the scorer raised on the answer), `timeout`,
+    `memory` (the answer's), and the verifier's own failures: `sandbox_error` (the sandbox
+    could not run) and `verifier_error` (the scorer could not be built, returned no number, or
+    its process crashed with no limit to explain it).
     """
 
     def __init__(self, extract: str = "tags", pass_threshold: float = 1.0, time_limit: float = 2.0,

@@ -79,7 +79,8 @@ def outcome_of(ex: Execution, limits: Limits) -> dict:
         return {"status": "error", "error": f"the scorer printed more than {limits.output_kb} KiB"}
     how = f"signal {ex.signal}" if ex.signal is not None else f"exit code {ex.exit_code}"
     tail = ex.stderr[-300:].decode("utf-8", "replace").strip()
-    return {"status": "error", "error": f"the scoring process ended ({how}) {tail}".strip()}
+    # No limit explains it: the scorer crashed, which is no judgement of the answer.
+    return {"status": "verifier_error", "error": f"the scoring process ended ({how}) {tail}".strip()}
 
 
 def outcome_of_line(line: dict, time_limit: float) -> dict:
@@ -90,9 +91,11 @@ def outcome_of_line(line: dict, time_limit: float) -> dict:
         return {"status": "error", "error": f"refused to run {line['refused']}"}
     if "timeout" in line:
         return {"status": "timeout", "error": f"CPU time limit ({time_limit:g} s)"}
-    if "bad" in line:
-        return {"status": "error", "error": line["bad"]}
+    if "bad" in line:  # score_answer returned no number: the scorer's bug
+        return {"status": "verifier_error", "error": line["bad"]}
     name, msg = str(line.get("exc")), str(line.get("msg", ""))
+    if line.get("unbuildable"):  # the generator's scorer could not be built: no answer was scored
+        return {"status": "verifier_error", "error": f"the scorer raised {name}: {msg}"}
     return {"status": "memory" if name == "MemoryError" else "error", "error": f"the scorer raised {name}: {msg}"}
 
 

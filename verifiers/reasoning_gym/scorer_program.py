@@ -217,7 +217,8 @@ def main() -> None:
             return
         scorer = scorers[json.dumps([item["dataset"], item["config"]], sort_keys=True)]
         if isinstance(scorer, Exception):
-            result = {"exc": type(scorer).__name__, "msg": f"building the scorer failed: {str(scorer)[:400]}"}
+            result = {"exc": type(scorer).__name__, "msg": f"building the scorer failed: {str(scorer)[:400]}",
+                      "unbuildable": True}
         else:
             result = score_one(scorer, item, gate, request["time_limit"])
         say({"i": i, **result})
