@@ -42,9 +42,10 @@ QWEN25_05B = dict(hidden_size=896, num_hidden_layers=24, num_attention_heads=14,
 SMOKE_MODEL = {**QWEN25_05B, "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
                "intermediate_size": 128}
 # 32 prompts x 8 samples of up to 64 tokens: a usual GRPO batch for a 0.5B model on one GPU.
-GPU_RUN = dict(steps=20, prompts_per_step=32, group_size=8, max_new_tokens=64, bf16=True, warmup=2)
-SMOKE_RUN = dict(steps=2, prompts_per_step=4, group_size=2, max_new_tokens=8, bf16=False, warmup=1)
-PARTS = ("build", "train", "cuda_tests")
+# async_steps: the steps of the `--rollout async` run (a rollout worker beside the trainer, staleness 1).
+GPU_RUN = dict(steps=20, prompts_per_step=32, group_size=8, max_new_tokens=64, bf16=True, warmup=2, async_steps=12)
+SMOKE_RUN = dict(steps=2, prompts_per_step=4, group_size=2, max_new_tokens=8, bf16=False, warmup=1, async_steps=2)
+PARTS = ("build", "train", "train_async", "cuda_tests")
 
 
 def build(model_dir: str, smoke: bool) -> dict:
@@ -70,19 +71,21 @@ def build(model_dir: str, smoke: bool) -> dict:
             "dtype": str(model.dtype).removeprefix("torch.")}
 
 
-def train(model_dir: str, run_dir: str, smoke: bool, max_minutes: float) -> dict:
+def train(model_dir: str, run_dir: str, smoke: bool, max_minutes: float, rollout: str = "sync") -> dict:
     """GRPO on the model through `trainers.grpo.train`, in this process so the peak memory is
-    the trainer's own; writes `RUN_DIR/driver.json`."""
+    the trainer's own; writes `RUN_DIR/driver.json`. `rollout="async"`: a rollout worker
+    process samples beside the trainer on the same GPU, one step stale (its memory is its own)."""
     import torch
 
     from trainers import grpo
 
     shape = SMOKE_RUN if smoke else GPU_RUN
     cfg = grpo.GRPOConfig(model=model_dir, warm_start=False, env="arithmetic", generation_backend="hf",
-                          bf16=shape["bf16"], steps=shape["steps"], prompts_per_step=shape["prompts_per_step"],
+                          bf16=shape["bf16"], steps=shape["async_steps" if rollout == "async" else "steps"],
+                          prompts_per_step=shape["prompts_per_step"],
                           group_size=shape["group_size"], max_new_tokens=shape["max_new_tokens"],
                           learning_rate=1e-6, eval_samples=0, checkpoint_every=0, max_minutes=max_minutes,
-                          log_every=5, output_dir=run_dir)
+                          log_every=5, output_dir=run_dir, rollout=rollout, max_staleness=1)
     cfg.validate()
     cuda = torch.cuda.is_available()
     if cuda:
@@ -119,12 +122,15 @@ def train_figures(rows: list[dict], group_size: int, warmup: int) -> dict:
     # step's elapsed_s also holds the set-up, so it has none).
     gaps = [rows[i]["elapsed_s"] - rows[i - 1]["elapsed_s"] for i in range(max(skip, 1), len(rows))]
     samples = sum(r["groups"] * group_size for r in measured)
+    # Training tokens/s: the tokens of the steps with a gap over those gaps (what sync vs async compares).
+    gapped = tokens[len(tokens) - len(gaps):] if gaps else []
     return {"steps_done": len(rows), "steps_measured": len(measured), "warmup_skipped": skip,
             "completion_tokens": round(sum(tokens)), "completion_len_mean": sum(tokens) / samples,
             "generation_s": generation_s, "update_s": update_s,
             "generation_tokens_per_s": sum(tokens) / generation_s if generation_s else None,
             "update_tokens_per_s": sum(tokens) / update_s if update_s else None,
-            "step_s_median": statistics.median(gaps) if gaps else None}
+            "step_s_median": statistics.median(gaps) if gaps else None,
+            "tokens_per_s": sum(gapped) / sum(gaps) if gaps and sum(gaps) else None}
 
 
 def test_figures(xml_path: Path) -> dict:
@@ -157,14 +163,18 @@ def collect(work: Path, smoke: bool) -> dict:
 
     shape = SMOKE_RUN if smoke else GPU_RUN
     result = {"smoke": smoke, "parts": read_status(work), "run": shape, "model": None, "train": None,
-              "memory": None, "cuda_tests": None}
+              "train_async": None, "async_ratio": None, "memory": None, "cuda_tests": None}
     if (work / "build.json").exists():
         result["model"] = json.loads((work / "build.json").read_text())
     run = work / "run"
-    if (run / "metrics.jsonl").exists() and (run / "config.yaml").exists():
-        rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
-        group_size = yaml.safe_load((run / "config.yaml").read_text())["group_size"]
-        result["train"] = train_figures(rows, group_size, shape["warmup"]) if rows else None
+    for key, folder in (("train", run), ("train_async", work / "run_async")):
+        if (folder / "metrics.jsonl").exists() and (folder / "config.yaml").exists():
+            rows = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines() if line.strip()]
+            group_size = yaml.safe_load((folder / "config.yaml").read_text())["group_size"]
+            result[key] = train_figures(rows, group_size, shape["warmup"]) if rows else None
+    rates = [(result[k] or {}).get("tokens_per_s") for k in ("train", "train_async")]
+    if all(rates):
+        result["async_ratio"] = rates[1] / rates[0]
     if (run / "driver.json").exists():
         result["memory"] = json.loads((run / "driver.json").read_text())
     if (work / "cuda_tests.xml").exists():
@@ -199,6 +209,11 @@ def markdown(result: dict) -> str:
                  ("update", f"**{_num(tr['update_tokens_per_s'])} tokens/s** "
                             f"({tr['completion_tokens']} tokens in {tr['update_s']:.2f} s)"),
                  ("step (median)", _num(tr["step_s_median"], ".2f", " s"))]
+    if tr and result["train_async"]:
+        ta = result["train_async"]
+        rows.append(("async (staleness 1)", f"**{_num(ta['tokens_per_s'])} tokens/s** of training against sync's "
+                                            f"{_num(tr['tokens_per_s'])}: ratio {_num(result['async_ratio'], '.2f')} "
+                                            f"({ta['steps_done']} steps; a rollout worker on the same GPU)"))
     if mem and mem["device"] != "cpu":
         rows.append(("peak GPU memory", f"**{mem['peak_allocated_gib']:.1f} GiB** allocated, "
                                         f"{mem['peak_reserved_gib']:.1f} GiB reserved"))
@@ -256,6 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("model_dir")
     t.add_argument("run_dir")
     t.add_argument("--max-minutes", type=float, default=3.0, help="the trainer's own time cap [3.0]")
+    t.add_argument("--rollout", choices=("sync", "async"), default="sync", help="rollout mode [sync]")
     r = sub.add_parser("report", help="print and write the figures")
     r.add_argument("work_dir")
     r.add_argument("results_dir")
@@ -268,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(figures))
         return 0
     if args.command == "train":
-        print(json.dumps(train(args.model_dir, args.run_dir, args.smoke, args.max_minutes)))
+        print(json.dumps(train(args.model_dir, args.run_dir, args.smoke, args.max_minutes, args.rollout)))
         return 0
     return report(args.work_dir, args.results_dir, args.smoke)
 

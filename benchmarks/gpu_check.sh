@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# GPU check: the figures of one NVIDIA GPU in at most 8 minutes, with nothing but torch,
+# GPU check: the figures of one NVIDIA GPU in about 8 minutes, with nothing but torch,
 # transformers, accelerate and peft installed (and what they pull in: pyyaml, sympy, ...):
 # no vLLM, no TRL, no network, no hub.
 #
@@ -12,12 +12,15 @@
 #               project's offline character-level tokenizer                        (75 s)
 #   train       20 bf16 GRPO steps of 32 prompts x 8 samples, <= 64 new tokens, with the
 #               transformers sampler, `trainers.grpo.train` run in process to read the peak GPU
-#               memory; the trainer itself stops after 3 minutes of training       (235 s)
+#               memory; the trainer itself stops after 2 minutes of training       (150 s)
+#   train_async the same with `--rollout async --max-staleness 1`: a rollout worker process samples
+#               on the same GPU while the trainer updates; 12 steps, stopped after 1 minute of
+#               training; training tokens/s against the sync run's               (95 s)
 #   cuda_tests  pytest on the tests that need CUDA (marked `gpu`, skipped without CUDA, or named
 #               after it: `-p benchmarks.gpu_check` selects them)                  (100 s)
-#   report      generation and update tokens/s, peak GPU memory, test counts     (20 s)
-# With the check for pytest (15 s), 445 s of limits, plus 5 s of grace each to kill a part that
-# ignores its signal: at most 470 s, under 8 minutes.
+#   report      generation and update tokens/s, async vs sync, peak GPU memory, test counts  (20 s)
+# With the check for pytest (15 s), 455 s of limits, plus 5 s of grace each to kill a part that
+# ignores its signal: at most 485 s, about 8 minutes.
 #
 # The report is a markdown table and JSON on stdout, also written as gpu_check.md and
 # gpu_check.json to $OUT when it is set, else to benchmarks/results/. A failed part is named on
@@ -81,9 +84,12 @@ record() { printf '%s\t%s\t%s\n' "$1" "$2" "$3" >> "$WORK/status.tsv"; }
 
 part build 75 "$PY" benchmarks/gpu_check.py build "$WORK/model" "${SMOKE_FLAG[@]}"
 if [ -f "$WORK/model/config.json" ]; then
-    part train 235 "$PY" benchmarks/gpu_check.py train "$WORK/model" "$WORK/run" --max-minutes 3 "${SMOKE_FLAG[@]}"
+    part train 150 "$PY" benchmarks/gpu_check.py train "$WORK/model" "$WORK/run" --max-minutes 2 "${SMOKE_FLAG[@]}"
+    part train_async 95 "$PY" benchmarks/gpu_check.py train "$WORK/model" "$WORK/run_async" --rollout async \
+        --max-minutes 1 "${SMOKE_FLAG[@]}"
 else
     record train "skipped: no model (build failed)" 0
+    record train_async "skipped: no model (build failed)" 0
     FAILED=1
 fi
 
@@ -109,4 +115,5 @@ timeout -k 5 20 "$PY" benchmarks/gpu_check.py report "$WORK" "$RESULTS" "${SMOKE
 mkdir -p "$RESULTS/gpu_check_logs"
 cp "$WORK"/*.log "$WORK/status.tsv" "$RESULTS/gpu_check_logs/" 2>/dev/null
 cp "$WORK/run/metrics.jsonl" "$RESULTS/gpu_check_logs/" 2>/dev/null
+cp "$WORK/run_async/metrics.jsonl" "$RESULTS/gpu_check_logs/metrics_async.jsonl" 2>/dev/null
 exit $FAILED

@@ -31,10 +31,10 @@ def resolve_backend(backend: str) -> str:
 
 
 def make_sampler(model, backend: str = "auto", *, tokenizer=None, dtype: str = "float32", seed: int = 0,
-                 verbose: bool = False, **kw) -> Sampler:
+                 verbose: bool = False, logprobs: bool = False, **kw) -> Sampler:
     """`backend`: `auto` (see `resolve_backend`), `vllm` or `hf`. `model` is a local path or hub
     id (or, for `hf`, an already loaded module together with `tokenizer`). `verbose` keeps
-    vLLM's INFO logging."""
+    vLLM's INFO logging. `logprobs`: samples carry their tokens' log-probs (vLLM's always do)."""
     backend = resolve_backend(backend)
     if backend == "vllm":
         if not vllm_available():
@@ -48,4 +48,4 @@ def make_sampler(model, backend: str = "auto", *, tokenizer=None, dtype: str = "
         return VLLMSampler(model, dtype=dtype, seed=seed, verbose=verbose, **kw)
     from models.hf_sampler import HFSampler
 
-    return HFSampler(model, tokenizer, dtype=dtype, **kw)
+    return HFSampler(model, tokenizer, dtype=dtype, logprobs=logprobs, **kw)

@@ -66,15 +66,40 @@ def _next_tokens(logits: torch.Tensor, temperature: float, top_p: float,
     `torch.multinomial` draws for all rows from the global RNG."""
     if temperature == 0:
         return logits.argmax(-1)
+    return _draw(_sampling_probs(logits, temperature, top_p), uniforms)
+
+
+def _sampling_probs(logits: torch.Tensor, temperature: float, top_p: float) -> torch.Tensor:
+    """The distribution (B, V) a row draws from: softmax of logits / temperature, zero outside
+    the smallest set of tokens with mass >= top_p (not renormalised: the draws scale by the mass)."""
     probs = torch.softmax(logits.float() / temperature, -1)
     if top_p < 1.0:
         sorted_p, order = probs.sort(-1, descending=True)
         outside = sorted_p.cumsum(-1) - sorted_p >= top_p   # mass before this token already >= top_p
         sorted_p = sorted_p.masked_fill(outside, 0.0)
         probs = torch.zeros_like(probs).scatter(-1, order, sorted_p)
+    return probs
+
+
+def _draw(probs: torch.Tensor, uniforms: torch.Tensor | None) -> torch.Tensor:
+    """One token per row of `probs` (B, V): from the row's own uniform, or `torch.multinomial`."""
     if uniforms is not None:
         return _inverse_cdf(probs, uniforms)
     return torch.multinomial(probs, 1).squeeze(-1)
+
+
+def _step(logits: torch.Tensor, temperature: float, top_p: float, uniforms: torch.Tensor | None
+          ) -> tuple[torch.Tensor, torch.Tensor]:
+    """`_next_tokens`, with the log-probability (B,) of each drawn token under the distribution
+    it was drawn from (top_p's renormalised one; 0 for greedy): the behaviour log-probs an
+    off-policy correction weighs against the trainer's."""
+    if temperature == 0:
+        token = logits.argmax(-1)
+        return token, torch.zeros(token.shape, dtype=torch.float32, device=token.device)
+    probs = _sampling_probs(logits, temperature, top_p)
+    token = _draw(probs, uniforms)
+    chosen = probs.gather(-1, token[:, None]).squeeze(-1)
+    return token, (chosen / probs.sum(-1) if top_p < 1.0 else chosen).log()
 
 
 def _inverse_cdf(probs: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
@@ -101,9 +126,11 @@ def row_uniforms(seeds: list[int], n: int, steps: int, device: torch.device | st
 @torch.no_grad()
 def sample_loop(model, input_ids: torch.Tensor, attention: torch.Tensor, max_new_tokens: int, temperature: float,
                 top_p: float, eos: set[int], pad: int, repeats: int = 1,
-                stop_check: StopStrings | None = None, uniforms: torch.Tensor | None = None) -> torch.Tensor:
+                stop_check: StopStrings | None = None, uniforms: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
     """Autoregressive sampling with a KV cache: (B, P) left-padded prompts -> (B * repeats,
-    <= max_new_tokens) new tokens, `pad` after a row's EOS; rows i*repeats .. (i+1)*repeats-1
+    <= max_new_tokens) new tokens, `pad` after a row's EOS, and the log-prob of each drawn token
+    (same shape, 0 after EOS; `_step`); rows i*repeats .. (i+1)*repeats-1
     continue prompt i, whose prefill runs once and is shared through the cache. The same
     distribution as transformers `generate` with top_k=0, without its per-token machinery (logits
     processors, stopping criteria), which for small models and short answers costs more than the
@@ -125,11 +152,13 @@ def sample_loop(model, input_ids: torch.Tensor, attention: torch.Tensor, max_new
     eos_ids = torch.tensor(sorted(eos), device=input_ids.device)
     done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
     position = positions[:, -1:]
-    tokens = []
+    tokens, logprobs = [], []
     for _ in range(max_new_tokens):
         draws = None if uniforms is None else uniforms[:, len(tokens)]
-        token = _next_tokens(out.logits[:, -1], temperature, top_p, draws).masked_fill(done, pad)
-        tokens.append(token)
+        token, logprob = _step(out.logits[:, -1], temperature, top_p, draws)
+        tokens.append(token.masked_fill(done, pad))
+        logprobs.append(logprob.masked_fill(done, 0.0))
+        token = tokens[-1]
         if stop_check is not None:
             done |= stop_check(tokens, done)
         done |= torch.isin(token, eos_ids)
@@ -139,16 +168,18 @@ def sample_loop(model, input_ids: torch.Tensor, attention: torch.Tensor, max_new
         position = position + 1
         out = model(input_ids=token[:, None], attention_mask=attention, position_ids=position,
                     past_key_values=out.past_key_values, use_cache=True, logits_to_keep=1)
-    return torch.stack(tokens, 1)
+    return torch.stack(tokens, 1), torch.stack(logprobs, 1)
 
 
 @torch.no_grad()
 def hf_sample(model, tokenizer, prompts: list[str] | list[list[int]], n: int, *, temperature: float = 1.0,
               top_p: float = 1.0, max_new_tokens: int = 64, seed: int | None = None,
-              stop: tuple[str, ...] | list[str] | None = None,
-              seeds: list[int] | None = None) -> list[list[Sample]]:
+              stop: tuple[str, ...] | list[str] | None = None, seeds: list[int] | None = None,
+              logprobs: bool = False) -> list[list[Sample]]:
     """Sample `n` completions per prompt from a transformers model (left padding, `sample_loop`);
     a completion also ends at the first of the `stop` strings, kept in its text and tokens.
+    `logprobs`: each sample carries the log-probs of its tokens under the distribution they
+    were drawn from (otherwise None, as the trainer needs none from a sampler it shares).
 
     `seed` seeds the one random stream of the whole batch (the trainers' rollouts). `seeds`,
     one per prompt, instead gives sample k of prompt i its own stream seeded `seeds[i] + k`
@@ -169,33 +200,39 @@ def hf_sample(model, tokenizer, prompts: list[str] | list[list[int]], n: int, *,
         if seed is not None:
             torch.manual_seed(seed)
         check = StopStrings(tokenizer, stop) if stop else None
-        out = sample_loop(model, input_ids, attention, max_new_tokens, temperature, top_p, eos, pad, repeats=n,
-                          stop_check=check, uniforms=uniforms)
+        out, out_logprobs = sample_loop(model, input_ids, attention, max_new_tokens, temperature, top_p, eos, pad,
+                                        repeats=n, stop_check=check, uniforms=uniforms)
+    out_logprobs = out_logprobs.tolist() if logprobs else None
     result = []
     for i, prompt_ids in enumerate(ids):
         group = []
         for j, row in enumerate(out[i * n:(i + 1) * n].tolist()):
             completion, reason = check.cut(i * n + j, row, eos) if check else _split_completion(row, eos)
-            group.append(Sample(tokenizer.decode(completion, skip_special_tokens=True), completion, None, reason,
+            lps = None if out_logprobs is None else out_logprobs[i * n + j][:len(completion)]
+            group.append(Sample(tokenizer.decode(completion, skip_special_tokens=True), completion, lps, reason,
                                 prompt_ids))
         result.append(group)
     return result
 
 
 class HFSampler(Sampler):
-    """A transformers model sampled with `sample_loop`; shares the trainer's module, so it needs no
-    weight sync."""
+    """A transformers model sampled with `sample_loop`. Given a module (the trainer's), it samples
+    that very module and needs no weight sync; given a path, it loads a copy of its own
+    (`needs_sync`: an asynchronous rollout worker's), which `load_weights` refills. `logprobs`:
+    samples carry their tokens' log-probs (`hf_sample`)."""
 
-    def __init__(self, model, tokenizer=None, *, dtype: str = "float32", device: str | None = None):
+    def __init__(self, model, tokenizer=None, *, dtype: str = "float32", device: str | None = None,
+                 logprobs: bool = False):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        self.needs_sync = isinstance(model, str)
         if isinstance(model, str):
             self.tokenizer = tokenizer or AutoTokenizer.from_pretrained(model)
             device = device or ("cuda" if torch.cuda.is_available() else "cpu")
             model = AutoModelForCausalLM.from_pretrained(model, dtype=getattr(torch, dtype)).to(device)
         else:
             self.tokenizer = tokenizer
-        self.model = model
+        self.model, self.logprobs = model, logprobs
 
     def generate(self, prompts, n: int, *, temperature: float = 1.0, top_p: float = 1.0,
                  max_new_tokens: int = 64, seed: int | None = None, stop=None,
@@ -205,15 +242,22 @@ class HFSampler(Sampler):
         self.model.eval()
         try:
             return hf_sample(self.model, self.tokenizer, prompts, n, temperature=temperature, top_p=top_p,
-                             max_new_tokens=max_new_tokens, seed=seed, stop=stop, seeds=seeds)
+                             max_new_tokens=max_new_tokens, seed=seed, stop=stop, seeds=seeds,
+                             logprobs=self.logprobs)
         finally:
             self.model.train(was_training)
 
     backend = "hf"
-    needs_sync = False  # it samples from the trainer's own module
 
+    @torch.no_grad()
     def load_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None:
-        """Nothing to do: the trainer updates this very module."""
+        """Copy the named tensors (checkpoint names) into a copy of its own; nothing to do on the
+        trainer's module, which the trainer updates itself. An unknown name raises KeyError."""
+        if not self.needs_sync:
+            return
+        state = self.model.state_dict()
+        for name, tensor in named_tensors:
+            state[name].copy_(tensor)
 
     def close(self) -> None:
         pass

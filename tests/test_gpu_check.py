@@ -76,11 +76,11 @@ def _run(tmp_path, python: str, timeout: int = 300, **env_vars) -> subprocess.Co
 
 @pytest.mark.slow
 def test_smoke_mode_end_to_end_on_what_the_gpu_machine_has(tmp_path, gpu_machine_python):
-    proc = _run(tmp_path, gpu_machine_python)
+    proc = _run(tmp_path, gpu_machine_python, timeout=600)   # the parts' own limits come first
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     result = json.loads((tmp_path / "out" / "gpu_check.json").read_text())
     assert {name: part["status"] for name, part in result["parts"].items()} == {
-        "build": "ok", "train": "ok", "cuda_tests": "ok"}
+        "build": "ok", "train": "ok", "train_async": "ok", "cuda_tests": "ok"}
     assert result["smoke"] is True and result["run"]["bf16"] is False
     # Smoke shape: embedding 151936 x 64 (tied) + 2 layers of
     # q 64x64+64, k and v 64x32+32 each, o 64x64, MLP 3 x 64x128, two norms 2x64, final norm 64.
@@ -101,9 +101,14 @@ def test_smoke_mode_end_to_end_on_what_the_gpu_machine_has(tmp_path, gpu_machine
     assert "| generation | **" in table and "| cuda_tests | ok |" in table
     assert table.strip() in proc.stdout
     logs = tmp_path / "out" / "gpu_check_logs"
-    assert sorted(p.name for p in logs.iterdir()) == ["build.log", "cuda_tests.log", "metrics.jsonl", "status.tsv",
-                                                      "train.log"]
+    assert sorted(p.name for p in logs.iterdir()) == ["build.log", "cuda_tests.log", "metrics.jsonl",
+                                                      "metrics_async.jsonl", "status.tsv", "train.log",
+                                                      "train_async.log"]
     assert len((logs / "metrics.jsonl").read_text().splitlines()) == 2
+    # The async run: 2 steps, the second sampled by the first version while the trainer updated.
+    assert [json.loads(x)["staleness_max"] for x in (logs / "metrics_async.jsonl").read_text().splitlines()] == [0, 1]
+    assert result["train_async"]["tokens_per_s"] > 0 and result["async_ratio"] > 0
+    assert "| async (staleness 1) | **" in table
     assert not list(tmp_path.glob("gpu_check.*")), "the work folder was left behind"
 
 
@@ -120,6 +125,7 @@ def test_a_failed_part_is_named_and_the_others_still_report(tmp_path, gpu_machin
     result = json.loads((tmp_path / "out" / "gpu_check.json").read_text())
     assert result["parts"]["build"]["status"] == "failed (exit 3)"
     assert result["parts"]["train"]["status"] == "skipped: no model (build failed)"
+    assert result["parts"]["train_async"]["status"] == "skipped: no model (build failed)"
     assert result["parts"]["cuda_tests"]["status"] == "ok"
     assert result["train"] is None and result["model"] is None
 
@@ -165,12 +171,13 @@ def test_report_of_a_run_cut_short_says_so(tmp_path):
 
 @pytest.mark.parametrize("n_rows, warmup, expected", [
     # Steps 3 and 4 measured: (64 + 32) * 256 = 24576 tokens in 1.0 + 3.0 s of generation and
-    # 0.5 + 1.5 s of update; the step gaps 13 - 11 = 2 and 16 - 13 = 3, median 2.5.
+    # 0.5 + 1.5 s of update; the step gaps 13 - 11 = 2 and 16 - 13 = 3, median 2.5; training
+    # tokens/s 24576 / (2 + 3) = 4915.2.
     (4, 2, dict(steps_measured=2, completion_tokens=24576, generation_tokens_per_s=6144.0,
-                update_tokens_per_s=12288.0, step_s_median=2.5, completion_len_mean=48.0)),
+                update_tokens_per_s=12288.0, step_s_median=2.5, completion_len_mean=48.0, tokens_per_s=4915.2)),
     # Fewer steps than the warm-up: all measured; step 1's gap would hold the set-up, so none.
     (1, 2, dict(steps_measured=1, completion_tokens=16384, generation_tokens_per_s=16384 / 2.0,
-                update_tokens_per_s=16384 / 1.0, step_s_median=None, completion_len_mean=64.0)),
+                update_tokens_per_s=16384 / 1.0, step_s_median=None, completion_len_mean=64.0, tokens_per_s=None)),
 ])
 def test_train_figures_worked_example(n_rows, warmup, expected):
     lengths, gen, upd, elapsed = [64.0, 32.0, 64.0, 32.0], [2.0, 2.0, 1.0, 3.0], [1.0, 1.0, 0.5, 1.5], [9, 11, 13, 16]

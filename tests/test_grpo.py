@@ -12,36 +12,12 @@ from pathlib import Path
 import pytest
 import torch
 
-import envs
-from envs.base import Environment, register_env
+import counting_envs  # noqa: F401 - registers test_ones
 from models.backends import vllm_available
 from trainers.grpo import GRPOConfig, train
-from verifiers import Task, Verdict, Verifier
+from verifiers import Task, Verdict
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-class OnesVerifier(Verifier):
-    """Reward = share of '1' characters: an untrained model already gets varied rewards."""
-
-    name = "ones"
-
-    def verify(self, completion: str, task: Task) -> Verdict:
-        reward = 0.0 if task.meta.get("flat") else completion.count("1") / max(len(completion), 1)
-        return Verdict(reward, reward > 0.5, {"status": "passed" if reward > 0.5 else "failed"})
-
-
-@register_env("test_ones")
-class OnesEnv(Environment):
-    """Test environment: prompts of digits, rewarded for emitting ones."""
-
-    flat: bool = False
-
-    def load_tasks(self, split):
-        return [Task(id=f"{split}/{i}", prompt=f"{i}+{i}=", meta={"flat": self.flat}) for i in range(10, 40)]
-
-    def correctness_verifier(self):
-        return OnesVerifier()
 
 
 def _cfg(tmp_path, model, **kw) -> GRPOConfig:

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from envs.base import Environment, register_env
+import counting_envs  # noqa: F401 - registers test_ppo_twos
 from trainers import checkpoint
 from trainers import rollout as ro
 from trainers.forward import completion_logprobs
@@ -24,30 +24,11 @@ from trainers.config import RunConfig
 from trainers.parallel import DataParallel
 from trainers.policy import Policy
 from models.tiny import DEFAULT_ALPHABET, TinyConfig, build_model, build_tokenizer
-from verifiers import Task, Verdict, Verifier, get_verifier
+from verifiers import Task, Verdict, get_verifier
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-class TwosVerifier(Verifier):
-    """Reward = share of '2' characters: an untrained model already gets varied rewards."""
-
-    name = "twos"
-
-    def verify(self, completion: str, task: Task) -> Verdict:
-        reward = completion.count("2") / max(len(completion), 1)
-        return Verdict(reward, reward > 0.5, {"status": "passed" if reward > 0.5 else "failed"})
-
-
-@register_env("test_ppo_twos")
-class TwosEnv(Environment):
-    """Test environment: prompts of digits, rewarded for emitting twos."""
-
-    def load_tasks(self, split):
-        return [Task(id=f"{split}/{i}", prompt=f"{i}+{i}=", meta={}) for i in range(10, 40)]
-
-    def correctness_verifier(self):
-        return TwosVerifier()
 
 
 def _cfg(tmp_path, model, **kw) -> PPOConfig:

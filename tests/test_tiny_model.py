@@ -119,3 +119,39 @@ def test_sample_loop_first_token_frequencies_follow_the_model(tiny_model_path):
     counts = torch.bincount(torch.tensor([s.token_ids[0] for s in samples]), minlength=len(probs)).float()
     # total variation distance between empirical and model distribution (sampling noise ~0.03)
     assert 0.5 * (counts / counts.sum() - probs).abs().sum() < 0.06
+
+
+@pytest.mark.parametrize("temperature, top_p", [(1.0, 1.0), (0.7, 1.0), (1.0, 0.8)])
+def test_sampled_log_probs_are_the_trainers_to_float_rounding(tiny_model_path, temperature, top_p):
+    """The behaviour log-probs of an off-policy correction: those of the distribution each token
+    was drawn from. At top_p 1 they equal the trainer's log-probs of the same tokens (a forward
+    over the whole sequence); at top_p < 1 they are the renormalised nucleus's, never below them."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from models.hf_sampler import hf_sample
+    from trainers.forward import completion_logprobs
+    from trainers.rollout import collate
+    from verifiers import Task, Verdict
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_path)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_path).eval()
+    groups = hf_sample(model, tok, ["12+34=", "7-5="], 4, temperature=temperature, top_p=top_p, max_new_tokens=6,
+                       seed=3, logprobs=True)
+    samples = [s for g in groups for s in g]
+    assert all(len(s.logprobs) == len(s.token_ids) for s in samples)
+    batch = collate([Task(id="t", prompt="")] * len(samples), samples, [Verdict(0.0, False, {})] * len(samples),
+                    tok.pad_token_id, False)
+    with torch.no_grad():
+        trainer = completion_logprobs(model, batch, temperature)[0]
+    mask = batch.completion_mask.bool()
+    gap = (batch.gen_logprobs - trainer)[mask]
+    if top_p == 1.0:
+        assert gap.abs().max() < 1e-4
+    else:   # log(p / nucleus mass) >= log p
+        assert (gap > -1e-5).all() and gap.max() > 0
+    greedy = hf_sample(model, tok, ["1+1="], 1, temperature=0, max_new_tokens=3, logprobs=True)[0][0]
+    assert greedy.logprobs == [0.0] * len(greedy.token_ids)   # greedy draws from a one-point distribution
+    plain = hf_sample(model, tok, ["12+34=", "7-5="], 4, temperature=temperature, top_p=top_p, max_new_tokens=6,
+                      seed=3)
+    assert [s.token_ids for g in plain for s in g] == [s.token_ids for s in samples]   # the same draws
+    assert all(s.logprobs is None for g in plain for s in g)

@@ -29,18 +29,23 @@ import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 import torch.distributed.checkpoint as dcp
-from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
-                                                     get_optimizer_state_dict, set_model_state_dict,
-                                                     set_optimizer_state_dict)
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_model_state_dict,
+    get_optimizer_state_dict,
+    set_model_state_dict,
+    set_optimizer_state_dict,
+)
 
+from evals.config_cli import dump_yaml
 from models import distributed
 from trainers.clock import RunClock
 from trainers.config import derive_seed
 from trainers.metrics_log import MetricsLog, progress
-from evals.config_cli import dump_yaml
 
 KEEP = 2
 # Frozen weights (a LoRA run's base model) are not saved: they are reloaded from the model path.
@@ -83,9 +88,12 @@ def _rng_state() -> dict:
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
 
 
-def save(out: Path, cfg, step: int, modules: dict, data: dict, elapsed_s: float) -> Path:
+def save(out: Path, cfg, step: int, modules: dict, data: dict, elapsed_s: float,
+         files: Callable[[Path], None] | None = None) -> Path:
     """Write `out/checkpoint-STEP/` (every rank calls this) and drop all but the KEEP newest.
-    `modules` maps a name to a (module, optimizer) pair; `data` is the data stream's state."""
+    `modules` maps a name to a (module, optimizer) pair; `data` is the data stream's state;
+    `files(path)` writes this rank's files of state that is not JSON (an asynchronous run's
+    queued batches) into the folder."""
     path = out / f"checkpoint-{step}"
     if distributed.is_main():
         shutil.rmtree(path, ignore_errors=True)  # a stale one from a run that did not reach here
@@ -94,6 +102,8 @@ def save(out: Path, cfg, step: int, modules: dict, data: dict, elapsed_s: float)
     with _one_process_is_intended():
         dcp.save(_state(modules), checkpoint_id=path / "dcp")
     torch.save(_rng_state(), path / f"rng-{distributed.rank()}.pt")
+    if files is not None:
+        files(path)
     distributed.barrier()  # every shard and RNG file is written before meta.json marks it complete
     if distributed.is_main():
         (path / "config.yaml").write_text(dump_yaml(cfg))
@@ -151,8 +161,9 @@ def restore(path: Path, modules: dict) -> None:
 def read(path: Path) -> dict:
     """A checkpoint's saved tensors as one plain nested dict, in one process (for inspection and
     tests): {name: {"model": {param: tensor}, "optim": {...}}}."""
-    from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
     import tempfile
+
+    from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
 
     with tempfile.TemporaryDirectory() as tmp:
         dcp_to_torch_save(Path(path) / "dcp", Path(tmp) / "state.pt")
@@ -161,14 +172,17 @@ def read(path: Path) -> dict:
 
 class Checkpoints:
     """Saves and resumes a run: the `modules` (name -> (module, optimizer)), the data `stream`
-    (`state_dict`), the `clock` (step, training time) and the metrics `log`."""
+    (`state_dict`, JSON in meta.json; and its own files, when it has `save_files(path)` and
+    `load_files(path)`: the queued batches of `trainers.async_rollout`), the `clock` (step,
+    training time) and the metrics `log`."""
 
     def __init__(self, out: Path, cfg, modules: dict, stream, clock: RunClock, log: MetricsLog):
         self.out, self.cfg, self.modules = Path(out), cfg, dict(modules)
         self.stream, self.clock, self.log = stream, clock, log
 
     def save(self) -> Path:
-        return save(self.out, self.cfg, self.clock.step, self.modules, self.stream.state_dict(), self.clock.elapsed())
+        return save(self.out, self.cfg, self.clock.step, self.modules, self.stream.state_dict(), self.clock.elapsed(),
+                    files=getattr(self.stream, "save_files", None))
 
     def save_if_due(self) -> None:
         every = self.cfg.checkpoint_every
@@ -179,6 +193,8 @@ class Checkpoints:
         """Restore every part from the newest checkpoint in `out`, in place; its path."""
         resumed = load_latest(self.out, self.modules, self.cfg.seed)
         self.stream.load_state_dict(resumed.data)
+        if hasattr(self.stream, "load_files"):
+            self.stream.load_files(resumed.path)
         self.clock.resume(resumed.step, resumed.elapsed_s)
         self.log.resume_at(resumed.step)
         world = distributed.world_size()

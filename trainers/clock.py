@@ -2,14 +2,18 @@
 checkpoint before a safety rule ends the run (`trainers.fault_guard.RunStopped`).
 
 A run's result depends on its step count, not on the machine's speed, unless `max_minutes` is
-hit: then every rank stops at the same step (one collective decides). Ctrl-C saves a checkpoint
-and exits with status 130, and `--resume true` continues from it; with several processes the
-ranks stop at different points and cannot save together, so they resume from the last periodic
-checkpoint instead.
+hit: then every rank stops at the same step (one collective decides). Ctrl-C lets the step in
+progress finish, then saves a checkpoint and exits with status 130, and `--resume true`
+continues from it exactly (a step cut in the middle would leave weights, data position and a
+rollout worker's queue at different steps); a second Ctrl-C stops at once. With several
+processes the ranks stop at different points and cannot save together, so Ctrl-C stops them at
+once and they resume from the last periodic checkpoint instead.
 """
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,6 +31,7 @@ class RunClock:
         self.steps, self.max_minutes, self.dp = steps, max_minutes, dp
         self.step = 0
         self._start = time.perf_counter()
+        self._interrupted = False
 
     def elapsed(self) -> float:
         """Seconds of training so far, a resumed run's earlier ones included."""
@@ -37,7 +42,10 @@ class RunClock:
         self._start -= elapsed_s
 
     def next_step(self) -> bool:
-        """Advance the step counter; False once `steps` are done or `max_minutes` is up."""
+        """Advance the step counter; False once `steps` are done or `max_minutes` is up.
+        Raises KeyboardInterrupt here, between steps, after a deferred Ctrl-C."""
+        if self._interrupted:
+            raise KeyboardInterrupt
         if self.step >= self.steps or self.time_is_up():
             return False
         self.step += 1
@@ -52,10 +60,19 @@ class RunClock:
             progress(f"max_minutes={limit} reached: stopping at step {self.step} of {self.steps}")
         return up
 
+    def _defer(self, signum, frame) -> None:
+        """The first Ctrl-C: finish the step (`next_step` raises); the next one interrupts at once."""
+        self._interrupted = True
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        progress("interrupted: finishing this step, then saving (Ctrl-C again to stop at once)")
+
     @contextmanager
     def interruptible(self, save: Callable[[], Path]):
-        """Ctrl-C inside the block calls `save` (one process) and exits with status 130; a
-        safety rule's `RunStopped` (every rank at the same step) calls `save` and goes on up."""
+        """Ctrl-C inside the block calls `save` (one process: after the step in progress) and
+        exits with status 130; a safety rule's `RunStopped` (every rank at the same step) calls
+        `save` and goes on up."""
+        defer = self.dp.world == 1 and threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGINT, self._defer) if defer else None
         try:
             yield
         except RunStopped:
@@ -68,3 +85,6 @@ class RunClock:
             else:
                 progress(f"interrupted: saved {save()}; continue with --resume true")
             raise SystemExit(130) from None
+        finally:
+            if defer:
+                signal.signal(signal.SIGINT, signal.default_int_handler if previous is None else previous)

@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 
 import torch
 
-from models.distributed import launched_world_size
 from evals.config_cli import ConfigError, parse_config, require, require_choice, user_errors
 from models.backends import BACKENDS
+from models.distributed import launched_world_size
 from trainers.core import objective_k
+from trainers.core_offpolicy import OFF_POLICY_CORRECTIONS
 
 # Each random stream of a run gets its own seed from the run seed and a counter (the data
 # position, the epoch, the step): distinct prime multipliers keep two streams, or two runs with
@@ -87,6 +88,24 @@ class RunConfig:
     """exclude completions cut by max_new_tokens from the loss (DAPO overlong filtering)"""
     generation_backend: str = "auto"
     """vllm | hf | auto (vllm on a CUDA machine with vLLM installed, else hf: see models.backends.resolve_backend)"""
+    rollout: str = "sync"
+    """sync | async: sync samples and verifies each step's batch between updates; async runs a rollout worker
+    process with its own copy of the sampler that samples and verifies the next batches while the trainer
+    updates (docs/async.md)"""
+    max_staleness: int = 1
+    """with rollout=async: batch t + N is sampled with the weights of version t (the policy after t optimizer
+    steps), so a batch is trained on N steps after the policy that sampled it; 0 overlaps nothing"""
+    off_policy_correction: str = "auto"
+    """auto | none | tis | decoupled: per-token importance weights pi_old / pi_behaviour on the surrogate; tis
+    truncates them at tis_cap (Yao et al. 2025), decoupled is AReaL's decoupled PPO (the clip against the trainer's
+    policy before the update, the exact weight outside it, tokens above decoupled_cap dropped); none trusts the
+    batch as if the current policy had sampled it (trainers/core_offpolicy.py); auto is tis where rows are stale
+    (rollout=async with max_staleness >= 1) and none otherwise (docs/async.md: why)"""
+    tis_cap: float = 2.0
+    """with off_policy_correction=tis: the largest importance weight (larger ones are truncated to it)"""
+    decoupled_cap: float | None = 5.0
+    """with off_policy_correction=decoupled: tokens whose importance weight exceeds it leave the loss
+    (AReaL's behav_imp_weight_cap); null keeps every weight"""
     parallelism: str = "ddp"
     """with several processes (torchrun): ddp (each holds the model, gradients averaged) | fsdp (FSDP2
     shards parameters, gradients and optimizer state; for models that do not fit one device)"""
@@ -144,6 +163,24 @@ class RunConfig:
     verbose: bool = False
     """show vLLM's INFO logging (engine start-up, every weight reload); off, only its warnings"""
 
+    def correction(self) -> str:
+        """The off-policy correction the run applies: `off_policy_correction`, with `auto` settled.
+
+        Why `auto` is tis on stale rows: with no correction, a token the last updates made
+        rarer is still sampled at the older policy's rate, and its log-likelihood gradient does
+        not shrink with its probability, so stale negative samples are pushed down too hard and
+        their mass spreads over the other tokens (entropy rises). At staleness 1 that cost the
+        `make train` run 0.095 pass@1 and calculator 0.16, while tis learned as sync did
+        (docs/async.md). Fresh rows (sync, staleness 0) keep `none`: no log-probs to compute,
+        and the loss stays bit for bit the sync one."""
+        if self.off_policy_correction != "auto":
+            return self.off_policy_correction
+        return "tis" if self.rollout == "async" and self.max_staleness > 0 else "none"
+
+    def correction_cap(self) -> float | None:
+        """The cap of the correction applied (tis_cap, decoupled_cap; none: None)."""
+        return {"tis": self.tis_cap, "decoupled": self.decoupled_cap}.get(self.correction())
+
     def env_kwargs(self) -> dict:
         """The environment's options, `verifier_url` included when the trainer option sets it."""
         return {**self.env_options, **({"verifier_url": self.verifier_url} if self.verifier_url else {})}
@@ -174,6 +211,14 @@ class RunConfig:
         require(self.prompts_per_step % world == 0, "prompts_per_step",
                 f"must divide by the {world} processes (each draws an equal share), got {self.prompts_per_step}")
         require_choice(self.parallelism, ["ddp", "fsdp"], "parallelism")
+        require_choice(self.rollout, ["sync", "async"], "rollout")
+        require(self.max_staleness >= 0, "max_staleness", f"must be >= 0, got {self.max_staleness}")
+        # A worker has no process group: its curriculum would see its own rank's verdicts only.
+        require(not (self.rollout == "async" and self.curriculum != "none" and world > 1), "curriculum",
+                "with rollout=async runs on one process only (each rank's worker would move its own difficulty)")
+        require_choice(self.off_policy_correction, ["auto", *OFF_POLICY_CORRECTIONS], "off_policy_correction")
+        require(self.tis_cap > 0, "tis_cap", f"must be > 0, got {self.tis_cap}")
+        require(self.decoupled_cap is None or self.decoupled_cap > 0, "decoupled_cap", "must be > 0 or null")
         batch = self.prompts_per_step // world * self.group_size
         mb = self.minibatch_size or batch
         per = "prompts_per_step * group_size" + (f" / {world} processes" if world > 1 else "")
@@ -212,18 +257,20 @@ class RunConfig:
 def trainer_main(cls: type, train, argv: list[str] | None, prog: str, description: str) -> int:
     """The body of a trainer's `main`: parse and validate the config (exit 2 naming the field on
     a bad value, before any work), then train (bad input found later, `user_errors`, also exits 2
-    with one line; a run a safety rule stopped, `RunStopped`, exits 3 with one line)."""
+    with one line; a rollout worker that fails or dies, 1 with one line; a run a safety rule
+    stopped, `RunStopped`, exits 3 with one line)."""
     from models import distributed
     from trainers.fault_guard import RunStopped
+    from trainers.rollout_worker import RolloutWorkerError
 
     try:
         cfg = parse_config(cls, argv, prog, description)
         train(cfg)
-    except user_errors() as exc:
+    except (*user_errors(), RolloutWorkerError) as exc:
         # Every rank that sees the error says so, naming itself; torchrun then ends the others.
         where = f"rank {distributed.rank()}: " if distributed.launched() else ""
         print(f"error: {where}{exc}", file=sys.stderr)
-        return 2
+        return 1 if isinstance(exc, RolloutWorkerError) else 2   # a failure, not bad input
     except RunStopped as exc:  # a safety rule, after a checkpoint: every rank stops at the same step
         if distributed.is_main():
             print(f"error: {exc}", file=sys.stderr)

@@ -355,12 +355,12 @@ def policy_loss(logp: Tensor, old_logp: Tensor, advantages: Tensor, mask: Tensor
                 ratio_fn: Callable = token_ratio, loss_agg_mode: str = "grpo", batch: GlobalBatch | None = None,
                 clip_eps_low: float = 0.2, clip_eps_high: float = 0.2, delta: float | None = None,
                 ref_logp: Tensor | None = None, beta: float = 0.0, kl_fn: Callable = kl_k3,
-                max_new_tokens: int | None = None, row_mask: Tensor | None = None) -> Tensor:
+                max_new_tokens: int | None = None, row_mask: Tensor | None = None, weights=None) -> Tensor:
     """The GRPO/PPO policy loss, a scalar: clipped surrogate + beta * KL(pi || ref) per token
     (B, T), aggregated by `aggregate_loss` as this minibatch's share of the step (`batch`).
-    On-policy (one update per rollout) pass `old_logp = logp.detach()`."""
-    ratio = ratio_fn(logp, old_logp, mask)
-    per_token = clipped_surrogate_loss(ratio, advantages, clip_eps_low, clip_eps_high, delta)
+    On-policy pass `old_logp = logp.detach()`. `weights` (B, T) >= 0: `core_offpolicy`'s."""
+    adv = advantages if weights is None else _per_token(advantages) * weights.detach().to(advantages)  # w * surrogate
+    per_token = clipped_surrogate_loss(ratio_fn(logp, old_logp, mask), adv, clip_eps_low, clip_eps_high, delta)
     if beta != 0.0:
         if ref_logp is None:
             raise ValueError("beta != 0 needs ref_logp")

@@ -33,19 +33,19 @@ from pathlib import Path
 import torch
 
 from models import distributed
-from trainers import core, core_credit, core_logits, parallel
+from trainers import core, core_credit, core_logits, core_offpolicy, parallel
 from trainers import rollout as ro
 from trainers.checkpoint import Checkpoints
 from trainers.clock import RunClock
 from trainers.config import RunConfig, derive_seed, require, require_choice, trainer_main
+from trainers.curriculum import training_stream
 from trainers.evaluator import Evaluator
 from trainers.fault_guard import FaultGuard
+from trainers.lifecycle import finish_run, start_run
 from trainers.metrics_log import MetricsLog
 from trainers.parallel import DataParallel
 from trainers.policy import Policy
 from trainers.rollout import RolloutSource
-from trainers.lifecycle import finish_run, start_run
-from trainers.curriculum import training_stream
 
 
 @dataclass
@@ -110,14 +110,18 @@ def grpo_advantages(cfg: GRPOConfig, batch: ro.Rollout, batch_std: float | None 
 
 def make_loss_fn(cfg: GRPOConfig):
     """The per-minibatch loss, chosen once: (logp, old_logp, ref_logp, advantages, mask, step
-    batch, rows that count) -> this minibatch's share of the step's loss (`core.aggregate_loss`)."""
+    batch, rows that count, behaviour log-probs or None) -> this minibatch's share of the step's
+    loss (`core.aggregate_loss`), with the off-policy correction's weights (`core_offpolicy`)."""
+    weigh = core_offpolicy.correction(cfg.correction(), cfg.correction_cap())
     if cfg.loss_type == "reinforce":
-        return lambda logp, old_logp, ref_logp, adv, mask, batch, rows: core.reinforce_loss(logp, adv, mask, batch)
+        return lambda logp, old_logp, ref_logp, adv, mask, batch, rows, behaviour: core.reinforce_loss(
+            core_offpolicy.weighted(logp, weigh(old_logp, behaviour, mask)), adv, mask, batch)
     kw = dict(ratio_fn=core.IMPORTANCE_RATIOS[cfg.importance_level], loss_agg_mode=cfg.loss_type,
               clip_eps_low=cfg.clip_eps_low, clip_eps_high=cfg.clip_eps_high, delta=cfg.delta, beta=cfg.beta,
               max_new_tokens=cfg.max_new_tokens)
-    return lambda logp, old_logp, ref_logp, adv, mask, batch, rows: core.policy_loss(
-        logp, old_logp, adv, mask, ref_logp=ref_logp, batch=batch, row_mask=rows, **kw)
+    return lambda logp, old_logp, ref_logp, adv, mask, batch, rows, behaviour: core.policy_loss(
+        logp, old_logp, adv, mask, ref_logp=ref_logp, batch=batch, row_mask=rows,
+        weights=weigh(old_logp, behaviour, mask), **kw)
 
 
 def train(cfg: GRPOConfig) -> dict:
@@ -126,26 +130,28 @@ def train(cfg: GRPOConfig) -> dict:
     env = start_run(cfg)                                                # seeds, output folder, environment
     policy = Policy.load(cfg, dp)                                       # model, optimizer, reference, sampler
     rollouts = RolloutSource(cfg, env, policy.sampler, policy.tokenizer, training_stream(cfg, env))
+    feed = ro.rollout_feed(cfg, env, policy, dp, rollouts, draw_batch)  # batches: drawn here, or by a worker (async)
     clock = RunClock(cfg.steps, cfg.max_minutes, dp)                    # step counter, time cap, Ctrl-C
     log = MetricsLog(Path(cfg.output_dir), dp, log_every=cfg.log_every, tensorboard=cfg.tensorboard,
                      guard=FaultGuard.of(cfg, env))                     # + hacking telemetry, the fault stop rule
     checkpoints = Checkpoints(Path(cfg.output_dir), cfg, {"policy": (policy.model, policy.optimizer)},
-                              rollouts.stream, clock, log)
+                              feed, clock, log)
     if cfg.resume:
         checkpoints.resume()                                            # every part above, in place
     policy.sync_weights()                                               # the sampler starts from these weights
     evaluator = Evaluator(cfg, env, policy.sampler, log)
     loss_fn = make_loss_fn(cfg)
-    evaluator.evaluate("before")
-    with clock.interruptible(checkpoints.save):
-        while clock.next_step():
-            batch = draw_batch(cfg, rollouts, dp)                     # generate + verify (+ dynamic sampling)
-            metrics = update_policy(cfg, policy, dp, batch, loss_fn, clock.step)   # advantages + inner epochs
-            metrics["sync_s"] = policy.sync_weights()                 # the sampler samples the new policy
-            log.record(clock.step, clock.elapsed(), metrics)
-            checkpoints.save_if_due()
-            evaluator.evaluate_if_due(clock.step)
-    return finish_run("grpo", policy, checkpoints, evaluator, clock, log)   # final model, after-evaluation, report
+    with feed.running(clock.step):                                      # async: the rollout worker, from here on
+        evaluator.evaluate("before")
+        with clock.interruptible(checkpoints.save):
+            while clock.next_step():
+                batch = feed.next_batch(clock.step)                   # generate + verify (+ dynamic sampling)
+                metrics = update_policy(cfg, policy, dp, batch, loss_fn, clock.step)   # advantages + inner epochs
+                metrics.update(feed.publish(clock.step, batch))       # the sampler (or worker) gets the new policy
+                log.record(clock.step, clock.elapsed(), metrics)
+                checkpoints.save_if_due()
+                evaluator.evaluate_if_due(clock.step)
+        return finish_run("grpo", policy, checkpoints, evaluator, clock, log)   # final model, evaluation, report
 
 
 def judged_groups(cfg: GRPOConfig, batch: ro.Rollout) -> ro.Rollout:
@@ -217,6 +223,7 @@ def update_policy(cfg: GRPOConfig, policy: Policy, dp: DataParallel, batch: ro.R
     shuffle = torch.Generator().manual_seed(derive_seed(cfg.seed, "minibatch_order", step))
     logs: dict[str, list[float]] = {"loss": [], "entropy": [], "clip_low": [], "clip_high": [], "kl": []}
     gaps = []
+    behaviour = batch.gen_logprobs   # the sampler's log-probs: the behaviour policy of the off-policy correction
     policy.model.train()
     for epoch in range(cfg.inner_epochs):
         policy.optimizer.zero_grad(set_to_none=True)
@@ -232,20 +239,23 @@ def update_policy(cfg: GRPOConfig, policy: Policy, dp: DataParallel, batch: ro.R
             ref = None if ref_logp is None else ref_logp[idx]
             adv = advantages[idx].to(logp.device)
             mask = mb.completion_mask.to(logp.device)
-            loss = loss_fn(logp, old, ref, adv, mask, whole, mb.judged)   # this minibatch's share of the step's loss
-            loss.backward()                                    # gradients add up over the minibatches
+            behav = None if behaviour is None else behaviour[idx]
+            loss = loss_fn(logp, old, ref, adv, mask, whole, mb.judged, behav)   # this minibatch's share of the loss
+            loss.backward()                                                      # gradients add up over minibatches
             epoch_loss += float(loss.detach())
             for key, value in grpo_minibatch_stats(cfg, logp, old, ref, adv, mask, entropy).items():
                 logs[key].append(value)
-            if epoch == 0 and batch.gen_logprobs is not None:
+            if epoch == 0 and behav is not None:
                 gaps.append(ro.logprob_gaps(batch, rows, logp, mask))
+                for key, value in core_offpolicy.off_policy_stats(old, behav, mask, cfg.correction_cap()).items():
+                    logs.setdefault(key, []).append(float(value))
         dp.reduce_gradients(policy.model)   # ddp: averaged over ranks, once per optimizer step
         if cfg.max_grad_norm:
             stats["grad_norm"] = parallel.grad_norm(torch.nn.utils.clip_grad_norm_(policy.model.parameters(),
                                                                                    cfg.max_grad_norm))
         policy.optimizer.step()
         logs["loss"].append(epoch_loss)
-    stats.update({k: sum(v) / len(v) for k, v in logs.items() if v})
+    stats.update(ro.summarise(logs))
     if gaps and (gap := torch.cat(gaps)).numel():
         stats.update(logprob_gap_mean=float(gap.mean()), logprob_gap_max=float(gap.max()))
     stats["update_s"] = time.perf_counter() - t0

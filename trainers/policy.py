@@ -73,7 +73,8 @@ class Policy:
         # The hf sampler samples from the trainer's own module (no sync needed); vLLM loads the
         # path and gets the new weights pushed after every optimizer step.
         sampler = make_sampler(source.path if backend == "vllm" else sampler_model, backend, tokenizer=tokenizer,
-                               dtype="bfloat16" if cfg.bf16 else "float32", seed=cfg.seed, verbose=cfg.verbose)
+                               dtype="bfloat16" if cfg.bf16 else "float32", seed=cfg.seed, verbose=cfg.verbose,
+                               logprobs=cfg.correction() != "none")  # the behaviour log-probs it weighs
         return cls(model, tokenizer, optimizer, sampler, dp=dp, reference=reference, sampler_model=sampler_model,
                    source=source, temperature=cfg.temperature, share_prompts=cfg.share_prompts, bf16=cfg.bf16,
                    kl_to_reference=uses_reference(cfg), lora=cfg.lora_rank > 0)

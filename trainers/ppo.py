@@ -50,20 +50,20 @@ import torch
 
 from models import distributed
 from models.distributed import launched_world_size
-from trainers import core, core_credit, core_logits, parallel
+from trainers import core, core_credit, core_logits, core_offpolicy, parallel
 from trainers import rollout as ro
 from trainers.checkpoint import Checkpoints
 from trainers.clock import RunClock
 from trainers.config import RunConfig, derive_seed, require, require_choice, trainer_main
 from trainers.critic import CRITICS, Critic, build_critic
+from trainers.curriculum import training_stream
 from trainers.evaluator import Evaluator
 from trainers.fault_guard import FaultGuard
+from trainers.lifecycle import finish_run, start_run
 from trainers.metrics_log import MetricsLog
 from trainers.parallel import DataParallel
 from trainers.policy import Policy, adamw
 from trainers.rollout import RolloutSource
-from trainers.lifecycle import finish_run, start_run
-from trainers.curriculum import training_stream
 
 
 @dataclass
@@ -167,26 +167,28 @@ def train(cfg: PPOConfig) -> dict:
     policy = Policy.load(cfg, dp)                                       # model, optimizer, reference, sampler
     critic, critic_optimizer = make_critic(cfg, policy, dp)             # value head (or model) and its optimizer
     rollouts = RolloutSource(cfg, env, policy.sampler, policy.tokenizer, training_stream(cfg, env))
+    feed = ro.rollout_feed(cfg, env, policy, dp, rollouts)             # batches: drawn here, or by a worker (async)
     clock = RunClock(cfg.steps, cfg.max_minutes, dp)                    # step counter, time cap, Ctrl-C
     log = MetricsLog(Path(cfg.output_dir), dp, log_every=cfg.log_every, tensorboard=cfg.tensorboard,
                      guard=FaultGuard.of(cfg, env))                     # + hacking telemetry, the fault stop rule
     checkpoints = Checkpoints(Path(cfg.output_dir), cfg, {"policy": (policy.model, policy.optimizer),
                                                           "critic": (critic, critic_optimizer)},
-                              rollouts.stream, clock, log)
+                              feed, clock, log)
     if cfg.resume:
         checkpoints.resume()                                            # every part above, in place
     policy.sync_weights()                                               # the sampler starts from these weights
     evaluator = Evaluator(cfg, env, policy.sampler, log)
-    evaluator.evaluate("before")
-    with clock.interruptible(checkpoints.save):
-        while clock.next_step():
-            batch = judged_groups(cfg, rollouts.draw(cfg.prompts_per_step))   # generate + verify
-            metrics = update(cfg, policy, critic, critic_optimizer, dp, batch, clock.step)   # GAE + ppo_epochs
-            metrics["sync_s"] = policy.sync_weights()                 # the sampler samples the new policy
-            log.record(clock.step, clock.elapsed(), metrics)
-            checkpoints.save_if_due()
-            evaluator.evaluate_if_due(clock.step)
-    return finish_run("ppo", policy, checkpoints, evaluator, clock, log)   # final model, after-evaluation, report
+    with feed.running(clock.step):                                      # async: the rollout worker, from here on
+        evaluator.evaluate("before")
+        with clock.interruptible(checkpoints.save):
+            while clock.next_step():
+                batch = judged_groups(cfg, feed.next_batch(clock.step))   # generate + verify
+                metrics = update(cfg, policy, critic, critic_optimizer, dp, batch, clock.step)   # GAE + ppo_epochs
+                metrics.update(feed.publish(clock.step, batch))       # the sampler (or worker) gets the new policy
+                log.record(clock.step, clock.elapsed(), metrics)
+                checkpoints.save_if_due()
+                evaluator.evaluate_if_due(clock.step)
+        return finish_run("ppo", policy, checkpoints, evaluator, clock, log)   # final model, evaluation, report
 
 
 def judged_groups(cfg: PPOConfig, batch: ro.Rollout) -> ro.Rollout:
@@ -231,6 +233,12 @@ def update(cfg: PPOConfig, policy: Policy, critic: Critic, critic_optimizer, dp:
     rewards = token_rewards(cfg, batch, old_logp, ref_logp)
     advantages, returns = ppo_advantages(cfg, rewards, old_values, mask)
     targets = {"old_logp": old_logp, "old_values": old_values, "advantages": advantages, "returns": returns}
+    # The off-policy correction weighs pi_old / pi_behaviour (the sampler's log-probs); both are
+    # fixed for the batch, so one set of weights serves every epoch and minibatch.
+    weights = core_offpolicy.correction(cfg.correction(), cfg.correction_cap())(
+        old_logp, batch.gen_logprobs, mask)
+    if weights is not None:
+        targets["weights"] = weights
     # Why a seed per step: the minibatch order of a resumed run repeats the uninterrupted one's.
     shuffle = None if single_pass else torch.Generator().manual_seed(derive_seed(cfg.seed, "minibatch_order", step))
     logs: dict[str, list[float]] = {}
@@ -238,7 +246,7 @@ def update(cfg: PPOConfig, policy: Policy, critic: Critic, critic_optimizer, dp:
     for _ in range(cfg.ppo_epochs):
         for rows in ro.minibatches(len(batch), len(batch) // cfg.num_minibatches, shuffle):
             optimizer_step(cfg, policy, critic, critic_optimizer, dp, batch, rows, targets, logs, forward)
-    stats.update({k: sum(v) / len(v) for k, v in logs.items()})
+    stats.update(ro.summarise(logs))
     stats.update(value_mean=float(core.masked_mean(old_values, mask)),
                  return_mean=float(core.masked_mean(returns, mask)),
                  explained_variance=explained_variance(old_values, returns, mask))
@@ -247,6 +255,8 @@ def update(cfg: PPOConfig, policy: Policy, critic: Critic, critic_optimizer, dp:
     gap = None if batch.gen_logprobs is None else ro.logprob_gaps(batch, list(range(len(batch))), old_logp, mask)
     if gap is not None and gap.numel():  # generator vs trainer log-probs: a broken weight sync shows here
         stats.update(logprob_gap_mean=float(gap.mean()), logprob_gap_max=float(gap.max()))
+        stats.update({k: float(v) for k, v in core_offpolicy.off_policy_stats(
+            old_logp, batch.gen_logprobs, mask, cfg.correction_cap()).items()})
     stats["update_s"] = time.perf_counter() - t0
     return stats
 
@@ -288,7 +298,7 @@ def optimizer_step(cfg: PPOConfig, policy: Policy, critic: Critic, critic_optimi
         t = {k: v[idx].to(logp.device) for k, v in targets.items()}
         mask = mb.completion_mask.to(logp.device)
         pg_loss = core.policy_loss(logp, t["old_logp"], t["advantages"], mask, loss_agg_mode="dapo", batch=whole,
-                                   clip_eps_low=cfg.cliprange, clip_eps_high=cfg.cliprange)
+                                   clip_eps_low=cfg.cliprange, clip_eps_high=cfg.cliprange, weights=t.get("weights"))
         vf_per_token = core_credit.clipped_value_loss(values.float(), t["old_values"], t["returns"],
                                                       cfg.cliprange_value)
         vf_loss = core.aggregate_loss(vf_per_token, mask, "dapo", whole)

@@ -27,16 +27,17 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 
 from envs.multiturn import MultiTurnEnvironment, episode_verdicts
+from evals.config_cli import ConfigError
 from models import distributed
 from models.episodes import episode_stats, sample_env
 from models.sampler import Sample, Sampler
-from evals.config_cli import ConfigError
 from trainers import core, telemetry
 from trainers.config import RunConfig, derive_seed
 from verifiers import Task, Verdict
@@ -59,6 +60,7 @@ class Rollout:
     timings: dict = field(default_factory=dict)
     step_rewards: list[list[float]] | None = None  # per completion, with reward_mode process/both
     step_ends: list[list[int]] | None = None        # completion-token index where each step ends
+    versions: Tensor | None = None                  # (B,) long: the policy version that sampled each row
     valid: Tensor | None = None     # (B,) bool: judged rows that enter the loss (None: all)
     faults: dict = field(default_factory=dict)      # `fault_tally` of every verdict drawn for this batch
     stream_stats: dict = field(default_factory=dict)  # the data stream's `stats()` (a curriculum's difficulty)
@@ -188,8 +190,11 @@ class RolloutSource:
     as the `stream` hands them out, verified by the environment's verifier, collated with the
     tokenizer's pad id, and with per-step rewards when `reward_mode` uses a step verifier."""
 
-    def __init__(self, cfg: RunConfig, env, sampler: Sampler, tokenizer, stream):
+    def __init__(self, cfg: RunConfig, env, sampler: Sampler, tokenizer, stream, *, rank: int | None = None,
+                 world: int | None = None):
         self.cfg, self.env, self.sampler, self.tokenizer, self.stream = cfg, env, sampler, tokenizer, stream
+        # A rollout worker is outside the process group: it is told its rank and the world size.
+        self.rank, self.world = rank, world
         self.step_verifier = None
         if cfg.reward_mode != "outcome":
             from verifiers import get_verifier
@@ -201,7 +206,7 @@ class RolloutSource:
         and collate this rank's contiguous share of them; None when the share is empty."""
         start = self.stream.position
         tasks = self.stream.take(k)
-        lo, hi = distributed.rank_share_bounds(k)
+        lo, hi = distributed.rank_share_bounds(k, self.rank, self.world)
         # The sampling seed follows the data position (the end of this rank's share), so a
         # resumed run samples what the uninterrupted one did, and ranks sample apart.
         batch = self.make(tasks[lo:hi], start + hi) if hi > lo else None
@@ -288,3 +293,51 @@ def _audit(verdict: Verdict) -> dict | None:
     """The verdict's `info["audit"]` (with an `agree` flag), or that of a composite's part."""
     infos = [verdict.info, *(p.get("info", {}) for p in verdict.info.get("parts", {}).values())]
     return next((i["audit"] for i in infos if isinstance(i.get("audit"), dict) and "agree" in i["audit"]), None)
+
+
+class SyncRollouts:
+    """The loop's feed under `--rollout sync`: each step's batch is drawn in this process between
+    updates (`draw(cfg, rollouts, dp)`, GRPO's dynamic sampling, or `rollouts.draw`), and after
+    the update the sampler gets the new weights. `trainers.async_rollout.AsyncRollouts` is the
+    same four calls with a worker process behind them; both are the data stream `Checkpoints`
+    saves. The stream observes each draw's verdicts where it draws (`RolloutSource.draw`)."""
+
+    def __init__(self, cfg: RunConfig, policy, dp, rollouts: RolloutSource, draw=None):
+        self.cfg, self.policy, self.dp, self.rollouts, self.draw = cfg, policy, dp, rollouts, draw
+
+    def state_dict(self) -> dict:
+        return self.rollouts.stream.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rollouts.stream.load_state_dict(state)
+
+    @contextmanager
+    def running(self, version: int):
+        """Nothing runs beside the loop in sync mode."""
+        yield self
+
+    def next_batch(self, step: int) -> Rollout:
+        """Step `step`'s batch, sampled now by the current policy (version step - 1)."""
+        cfg = self.cfg
+        batch = self.draw(cfg, self.rollouts, self.dp) if self.draw else self.rollouts.draw(cfg.prompts_per_step)
+        batch.versions = torch.full((len(batch),), step - 1, dtype=torch.long)
+        return batch
+
+    def publish(self, step: int, batch: Rollout) -> dict:
+        """The sampler samples the new policy (version `step`)."""
+        return {"sync_s": self.policy.sync_weights()}
+
+
+def rollout_feed(cfg: RunConfig, env, policy, dp, rollouts: RolloutSource, draw=None):
+    """The loop's source of batches, as `cfg.rollout` says: `SyncRollouts`, or `AsyncRollouts`
+    with a worker process (`trainers.async_rollout`)."""
+    if cfg.rollout == "async":
+        from trainers.async_rollout import AsyncRollouts
+
+        return AsyncRollouts(cfg, env, policy, dp, rollouts, draw)
+    return SyncRollouts(cfg, policy, dp, rollouts, draw)
+
+
+def summarise(logs: dict[str, list[float]]) -> dict[str, float]:
+    """A step's minibatch statistics as one value each: the maximum of `*_max`, else the mean."""
+    return {k: (max(v) if k.endswith("_max") else sum(v) / len(v)) for k, v in logs.items() if v}
