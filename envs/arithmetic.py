@@ -85,7 +85,8 @@ class ArithmeticEnv(Environment):
         for key in ("train_size", "test_size"):
             value = getattr(self, key)
             if not (value is None and key == "train_size") and not (isinstance(value, int) and value > 0):
-                raise EnvError(f"option {key} must be a positive int{' or None' if key == 'train_size' else ''}, got {value!r}")
+                raise EnvError(f"option {key} must be a positive int{' or None' if key == 'train_size' else ''}, "
+                               f"got {value!r}")
         if self.style == "bare":  # demonstrations read "12+34=46\n56-7=49\n" + prompt
             self.separator, self.demo_separator = "\n", ""
         self.alphabet = BARE_ALPHABET + ("()" if self.spec.multi_step else "") + ("\n" if self.few_shot else "")

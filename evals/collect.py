@@ -215,7 +215,7 @@ def collect(source, env, store: SampleStore, tasks: list, completions: Mapping[s
             batch, error = mine[round_] if round_ < len(mine) else None, None
             try:
                 texts, samples = _texts(source, env, sampling, completions, batch)
-            except Exception as exc:  # raised on every rank at the round's gather, not left to hang them
+            except Exception as exc:  # noqa: BLE001 - any error is raised on every rank, not left to hang them
                 error = exc
             _finish(pending, store, bar, error)   # the previous round's records (none in the first)
             pending = pool.submit(_verify, env, batch, texts, samples) if batch else None
@@ -241,7 +241,7 @@ def _finish(pending: Future | None, store: SampleStore, bar, error: BaseExceptio
     if error is None and pending is not None:
         try:
             records = pending.result()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any error is raised on every rank, not left to hang them
             error = exc
     distributed.raise_if_any_failed(error)
     for part in distributed.gather_objects(records) or []:

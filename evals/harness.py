@@ -23,11 +23,17 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from evals import stats
-from evals.collect import (Sampling, collect, completions_source, counted, counts, episode_means, select_tasks,
-                           tally)
+from evals.collect import Sampling, collect, completions_source, counted, counts, episode_means, select_tasks, tally
 from evals.config_cli import ConfigError, require, require_choice
-from evals.report import (ReportError, SampleStore, build_report, dataset_hash, describe, package_versions,
-                          sample_config_key)
+from evals.report import (
+    ReportError,
+    SampleStore,
+    build_report,
+    dataset_hash,
+    describe,
+    package_versions,
+    sample_config_key,
+)
 from models import distributed
 from models.backends import BACKENDS
 from verifiers import VERIFIER_FAULTS
@@ -243,7 +249,8 @@ def verifier_failures(store: SampleStore, per_task: dict, limit: float, verifier
         first = out["first"]
         raise ReportError(
             f"the verifier failed on {len(faulted)} of {len(records)} samples ({out['rate']:.1%}), above "
-            f"max_verifier_failure_rate {limit:g}: pass@k is not reported (verifier {(first['verifier'] or verifier)!r}, "
+            f"max_verifier_failure_rate {limit:g}: pass@k is not reported "
+            f"(verifier {(first['verifier'] or verifier)!r}, "
             f"{first['status']}: {first['error']}); fix it and rerun with --overwrite true")
     return out
 

@@ -20,10 +20,10 @@ import torch  # noqa: E402
 from models import distributed  # noqa: E402
 from trainers import parallel  # noqa: E402
 from trainers.grpo import GRPOConfig, judged_groups, make_loss_fn, update_policy  # noqa: E402
+from trainers.lifecycle import start_run  # noqa: E402
 from trainers.parallel import DataParallel  # noqa: E402
 from trainers.policy import Policy  # noqa: E402
 from trainers.rollout import RolloutSource  # noqa: E402
-from trainers.lifecycle import start_run  # noqa: E402
 from trainers.task_stream import TaskStream  # noqa: E402
 
 PROMPTS, GROUP = 4, 4

@@ -11,8 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from verifiers import (CompositeVerifier, Task, Verdict, Verifier, VerifierError, get_verifier, list_verifiers,
-                       register_verifier)
+from verifiers import (
+    CompositeVerifier,
+    Task,
+    Verdict,
+    Verifier,
+    VerifierError,
+    get_verifier,
+    list_verifiers,
+    register_verifier,
+)
 from verifiers.base import VERIFIER_FAULTS, FunctionVerifier, error_verdict, parse_option, verifier_options
 
 T = Task(id="t", prompt="p", answer="4")

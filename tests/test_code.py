@@ -249,8 +249,8 @@ HOSTILE = {
                                    "def f(x):\n    return 0\n", "failed"),
     "segfault-via-ctypes": ("import ctypes\nctypes.string_at(0)\n", "error"),
     "deep-recursion": ("def g(n):\n    return g(n + 1)\ng(0)\n", "error"),
-    "c-stack-overflow": ("import json, sys\nsys.setrecursionlimit(10 ** 8)\njson.loads('[' * 10 ** 6 + ']' * 10 ** 6)\n",
-                         "error"),
+    "c-stack-overflow": ("import json, sys\nsys.setrecursionlimit(10 ** 8)\n"
+                         "json.loads('[' * 10 ** 6 + ']' * 10 ** 6)\n", "error"),
 }
 
 
@@ -303,7 +303,8 @@ def hostile(tmp_path_factory):
             connected = False
         yield dict(verdicts=dict(zip([n for n, _ in expected], verdicts)), expected=dict(expected), seconds=seconds,
                    daemons=daemons, after=after, connected=connected, canary=canary, host=host,
-                   sentinel_alive=sentinel.poll() is None, written=[p for p in fill["targets"][1:] if os.path.exists(p)])
+                   sentinel_alive=sentinel.poll() is None,
+                   written=[p for p in fill["targets"][1:] if os.path.exists(p)])
     finally:
         os.chdir(old_cwd)
         os.environ.pop("VERIRL_TEST_SECRET", None)

@@ -138,9 +138,10 @@ def test_the_verifier_agrees_with_plain_exec(ours, name):
 # --------------------------------------------------------------------------- calls sent ahead (spec.prefetch_calls)
 
 STATEFUL = "calls = []\n\n\ndef f(x):\n    calls.append(x)\n    return len(calls) * 10 + x\n"
-AHEAD = "def check(candidate):\n    assert candidate(1) == 11\n    assert candidate(2) == 22\n    assert candidate(3) == 33\n"
-ABS = ("class Num:\n    def __init__(self, v):\n        self.v = v\n    def __abs__(self):\n        return abs(self.v)\n\n\n"
-       "def f(x):\n    return Num(-x)\n")
+AHEAD = ("def check(candidate):\n    assert candidate(1) == 11\n    assert candidate(2) == 22\n"
+         "    assert candidate(3) == 33\n")
+ABS = ("class Num:\n    def __init__(self, v):\n        self.v = v\n    def __abs__(self):\n"
+       "        return abs(self.v)\n\n\ndef f(x):\n    return Num(-x)\n")
 LATER_LOOPS = "def f(x):\n    while x == 3:\n        pass\n    return x + 1\n"
 
 

@@ -117,7 +117,8 @@ ATTACKS = {
         "            chan = frame.f_globals.get('channel')\n"
         "            if chan is not None and hasattr(chan, 'send'):\n"
         "                import json\n                chan.send(3, {'passed': True}, json.dumps)\n"
-        "            server = frame.f_locals.get('server')\n            if server is not None and hasattr(server, name):\n"
+        "            server = frame.f_locals.get('server')\n"
+        "            if server is not None and hasattr(server, name):\n"
         "                getattr(server, name)()\n        frame = frame.f_back\n    os._exit(0)\n", "assert", "error"),
     "forged-pass-on-every-fd": (
         "import json, os, struct\nmsg = json.dumps({'passed': True}).encode()\n"
@@ -264,7 +265,8 @@ def test_a_sample_holds_nothing_of_earlier_samples():
 def test_replaying_the_previous_answer_fails():
     """GRPO runs a group back to back on one worker: a sample that looks for an earlier
     sample's program (in its heap, its linecache, its frames) finds nothing to replay."""
-    thief = ("import gc, sys\nfound = [o for o in gc.get_objects() if isinstance(o, str) and 'return 2 *' + ' x' in o]\n"
+    thief = ("import gc, sys\n"
+             "found = [o for o in gc.get_objects() if isinstance(o, str) and 'return 2 *' + ' x' in o]\n"
              "exec(found[0] if found else 'def f(x):\\n    return 0\\n')\n")
     with get_verifier("code", workers=1, **LIMITS) as v:
         verdicts = v.verify_batch([DOUBLE, thief, DOUBLE, thief], [assert_task()] * 4)
@@ -385,7 +387,8 @@ STOP_TESTS = {  # tests whose loops a StopIteration from the candidate would end
     "not-any-map": "def check(candidate):\n    assert not any(map(lambda x: candidate(x) != 2 * x, [1, 2, 5]))\n",
 }
 STOP_PROGRAMS = {"StopIteration": STOP, "StopAsyncIteration": STOP.replace("StopIteration", "StopAsyncIteration"),
-                 "a-StopIteration-subclass": "class Done(StopIteration):\n    pass\n" + STOP.replace("StopIteration", "Done")}
+                 "a-StopIteration-subclass": "class Done(StopIteration):\n    pass\n"
+                                             + STOP.replace("StopIteration", "Done")}
 
 
 @pytest.mark.parametrize("tests", list(STOP_TESTS))
@@ -440,12 +443,13 @@ def test_unrepresentable_values_are_errors_beside_honest_neighbours(name):
     assert [x.info["status"] for x in verdicts] == ["error", "passed", "failed"] * 2, [x.info for x in verdicts]
 
 
-# --------------------------------------------------------------------------- what the judge/program channel carries (issue 19)
+# -------------------------------------------------------------------- what the judge/program channel carries (issue 19)
 
 PROMPT_HELPER = ("def encode(s: str) -> str:\n    return s[::-1] + '!'\n\n\n"
                  "def decode(s: str) -> str:\n    \"\"\"Undo encode.\"\"\"\n")
 HELPER_TESTS = ("import random\n\n\ndef check(candidate):\n    rng = random.Random()\n    for _ in range(20):\n"
-                "        word = ''.join(rng.choice('abcdef') for _ in range(8))\n        assert candidate(encode(word)) == word\n")
+                "        word = ''.join(rng.choice('abcdef') for _ in range(8))\n"
+                "        assert candidate(encode(word)) == word\n")
 TREE_PROMPT = ("class TreeNode:\n    def __init__(self, val=0):\n        self.val = val\n    def __eq__(self, other):\n"
                "        return isinstance(other, TreeNode) and self.val == other.val\n\n\n"
                "def build(n):\n    \"\"\"A node holding n * 2.\"\"\"\n")
@@ -498,10 +502,12 @@ CHANNEL_ATTACKS = {
 
 def _channel_task(kind: str):
     if kind == "helper":
-        return (Task(id="helper", prompt=PROMPT_HELPER, tests={"kind": "assert", "code": HELPER_TESTS, "entry_point": "decode"}),
+        return (Task(id="helper", prompt=PROMPT_HELPER,
+                     tests={"kind": "assert", "code": HELPER_TESTS, "entry_point": "decode"}),
                 PROMPT_HELPER + "    return s[:-1][::-1]\n", PROMPT_HELPER + "    return s[::-1]\n")
     if kind == "tree":
-        tests = "def check(candidate):\n    assert candidate(3) == TreeNode(6)\n    assert candidate(0) == TreeNode(0)\n"
+        tests = ("def check(candidate):\n    assert candidate(3) == TreeNode(6)\n"
+                 "    assert candidate(0) == TreeNode(0)\n")
         return (Task(id="tree", prompt=TREE_PROMPT, tests={"kind": "assert", "code": tests, "entry_point": "build"}),
                 TREE_PROMPT + "    return TreeNode(2 * n)\n", TREE_PROMPT + "    return TreeNode(n)\n")
     if kind == "bounds":
@@ -582,7 +588,8 @@ def test_socket_and_tmpfs_memory_is_the_samples_and_only_it_dies(mode):
     # rlimit: 64 MiB each, the documented cap of that mode.
     limits = {**LIMITS, "tmp_size_mb": 512 if mode == "cgroup" else 64, "time_limit": 10, "wall_time_limit": 60}
     programs = _memory_attacks()
-    attacks = {"tcp": (programs["tcp"], "failed"), "unix": (programs["unix"], "memory" if mode == "cgroup" else "failed"),
+    attacks = {"tcp": (programs["tcp"], "failed"),
+               "unix": (programs["unix"], "memory" if mode == "cgroup" else "failed"),
                "tmpfs": (programs["tmpfs"], "memory" if mode == "cgroup" else "failed")}
     programs = [p for program, _ in attacks.values() for p in (program, DOUBLE, WRONG)]
     with get_verifier("code", workers=1, memory_mode=mode, **limits) as v:
@@ -685,7 +692,8 @@ LOOPS = [
     "def f(x):\n    while True:\n        pass\n",
     "def f(x):\n    n = 0\n    while True:\n        n += x\n",
     "while True:\n    pass\ndef f(x):\n    return 2 * x\n",
-    "def f(x):\n    while True:\n        try:\n            sum(range(10 ** 6))\n        except BaseException:\n            pass\n",
+    ("def f(x):\n    while True:\n        try:\n            sum(range(10 ** 6))\n"
+     "        except BaseException:\n            pass\n"),
     "import itertools\ndef f(x):\n    for _ in itertools.count():\n        pass\n",
     "def f(x):\n    return any(iter(int, 1))\n",
     "def f(x):\n    if x == 5:\n        while True:\n            pass\n    return 2 * x\n",

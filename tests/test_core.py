@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from numeric import close
 
 from trainers.core import (
     IMPORTANCE_RATIOS,
@@ -25,9 +26,6 @@ from trainers.core import (
     sequence_ratio,
     token_ratio,
 )
-
-from numeric import close
-
 
 T = torch.tensor
 SQRT3 = math.sqrt(3.0)
@@ -148,7 +146,8 @@ def test_token_and_sequence_ratio_hand():
     old = T([[-1.2, -2.4, -50.0], [-1.1, -1.1, -0.5]])
     mask = T([[1, 1, 0], [1, 1, 1]])
     # token: exp(0.2), exp(0.4), padding -> 1 (its log-ratio 100 would be e^100)
-    close(token_ratio(logp, old, mask), [[math.exp(0.2), math.exp(0.4), 1.0], [math.exp(0.1), math.exp(0.1), math.exp(-0.5)]])
+    close(token_ratio(logp, old, mask),
+          [[math.exp(0.2), math.exp(0.4), 1.0], [math.exp(0.1), math.exp(0.1), math.exp(-0.5)]])
     # sequence: row 1 mean(0.2, 0.4) = 0.3 -> e^0.3 = 1.349859; row 2 mean(.1, .1, -.5) = -0.1 -> 0.904837
     close(sequence_ratio(logp, old, mask), [[math.exp(0.3)] * 3, [math.exp(-0.1)] * 3])
     empty = T([[0, 0, 0], [1, 1, 1]])

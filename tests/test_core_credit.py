@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from numeric import close
 
 from trainers import core, core_credit, core_logits
 from trainers.core import group_advantages, masked_mean, masked_var, policy_loss, sequence_ratio
@@ -20,9 +21,6 @@ from trainers.core_credit import (
     value_clip_fraction,
 )
 from trainers.core_logits import entropy_from_logits, token_logprobs
-
-from numeric import close
-
 
 T = torch.tensor
 

@@ -7,11 +7,9 @@ import math
 
 import pytest
 import torch
-
-from trainers.core_logits import KL_ESTIMATORS, entropy_from_logits, kl_k1, kl_k2, kl_k3, token_logprobs
-
 from numeric import close
 
+from trainers.core_logits import KL_ESTIMATORS, entropy_from_logits, kl_k1, kl_k2, kl_k3, token_logprobs
 
 T = torch.tensor
 SQRT3 = math.sqrt(3.0)

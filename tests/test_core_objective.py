@@ -10,6 +10,7 @@ import math
 
 import pytest
 import torch
+from numeric import close
 
 from trainers.core import (
     LOSS_AGGREGATIONS,
@@ -24,8 +25,6 @@ from trainers.core import (
     pass_at_k_estimate,
     pass_at_k_shares,
 )
-
-from numeric import close
 
 T = torch.tensor
 

@@ -7,13 +7,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 
 import pytest
 
 from envs import EnvError, as_reasoning_gym_dataset, get_env
-from verifiers import Task, as_verl_reward
+from verifiers import as_verl_reward
 from verifiers.reasoning_gym import entry_of
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -26,9 +26,9 @@ from envs import get_env
 from models.sampler import Sample
 from models.tiny import TinyConfig, build_model, build_tokenizer
 from trainers import rollout as ro
+from trainers.forward import completion_logprobs
 from trainers.parallel import DataParallel
 from trainers.policy import Policy
-from trainers.forward import completion_logprobs
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -369,7 +369,8 @@ def test_resume_on_episodes_continues_to_the_same_result(tmp_path, tool_calling_
     from trainers.grpo import GRPOConfig, train
 
     def cfg(out, steps, **kw):
-        c = GRPOConfig(model=tool_calling_model, env="calculator", env_options={"train_size": 40, "test_size": 4, "format_weight": 0.5},
+        c = GRPOConfig(model=tool_calling_model, env="calculator",
+                       env_options={"train_size": 40, "test_size": 4, "format_weight": 0.5},
                        steps=steps, prompts_per_step=2, group_size=4, max_new_tokens=32, learning_rate=1e-2,
                        eval_samples=0, generation_backend="hf", output_dir=str(out), log_every=1000, max_minutes=0,
                        dynamic_sampling=True, checkpoint_every=1, **kw)
@@ -379,7 +380,8 @@ def test_resume_on_episodes_continues_to_the_same_result(tmp_path, tool_calling_
     straight = train(cfg(tmp_path / "a", 4))
     train(cfg(tmp_path / "b", 2))
     resumed = train(cfg(tmp_path / "b", 4, resume=True))
-    weights = [AutoModelForCausalLM.from_pretrained(r["summary"]["final_model"]).state_dict() for r in (straight, resumed)]
+    weights = [AutoModelForCausalLM.from_pretrained(r["summary"]["final_model"]).state_dict()
+               for r in (straight, resumed)]
     for k in weights[0]:
         assert torch.allclose(weights[0][k], weights[1][k], atol=1e-6), k
     start = AutoModelForCausalLM.from_pretrained(tool_calling_model).state_dict()

@@ -1,11 +1,11 @@
 """The `reasoning_gym` verifier: reasoning-gym's scorers in the sandbox, behind the code gate.
 
 Tables: answer extraction; gold, empty and wrong answers on a fast subset of generators (the
-whole sweep over every generator is marked `sweep`: `make sweep`); hostile answers against every scorer that evaluates or parses its
-answer, each with honest neighbours in its batch; scorers that raise, hang, eat memory, exit,
-print or return no number (a generator registered by a module shown to the sandbox for the
-test); and the confinement itself, tried without the gate (files, network, host files,
-processes).
+whole sweep over every generator is marked `sweep`: `make sweep`); hostile answers against
+every scorer that evaluates or parses its answer, each with honest neighbours in its batch;
+scorers that raise, hang, eat memory, exit, print or return no number (a generator
+registered by a module shown to the sandbox for the test); and the confinement itself,
+tried without the gate (files, network, host files, processes).
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import threading
 from pathlib import Path
 
 import pytest
-
 from procs import processes_with
+
 from verifiers import Task, VerifierError, get_verifier
 from verifiers.reasoning_gym import entry_of, extract_answer, metadata_to_wire, task_item
 from verifiers.reasoning_gym.runner import ScorerPool

@@ -14,8 +14,8 @@ from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-
 from verifier_servers import Server, free_port
+
 from verifiers import RemoteVerifier, Task, VerifierError, get_verifier
 from verifiers.code import sandbox as sandbox_mod
 
@@ -113,7 +113,8 @@ def test_no_reachable_server_gives_verifier_faults_with_reasons():
     assert [v.info["status"] for v in verdicts] == ["verifier_error"] * 5 + ["error"]
     assert [v.verifier_fault for v in verdicts] == [True] * 5 + [False]
     assert all(set(v.info["servers"]) == set(dead) for v in verdicts[:5])
-    assert "no server could judge this sample" in verdicts[0].info["error"] and "Connection refused" in verdicts[0].info["error"]
+    assert ("no server could judge this sample" in verdicts[0].info["error"]
+            and "Connection refused" in verdicts[0].info["error"])
     assert verdicts[5].info["error"] == "the completion must be a string, got NoneType"
 
 

@@ -123,7 +123,8 @@ def test_wire_turns_subclasses_into_their_standard_base(value, plain):
 ])
 def test_wire_keeps_the_standard_value_types(value):
     back = from_wire(json.loads(json.dumps(to_wire(value))))
-    assert type(back) is type(value) and (back == value if not isinstance(value, type({}.keys())) else set(back) == set(value))
+    assert type(back) is type(value) and (back == value if not isinstance(value, type({}.keys()))
+                                          else set(back) == set(value))
     if isinstance(value, collections.defaultdict):
         assert back.default_factory is list
     if isinstance(value, collections.deque):
@@ -314,7 +315,8 @@ def test_the_filesystem_shows_only_the_interpreter(pool, tmp_path):
         seen = observe(pool, f"""
 print(json.dumps({{"root": sorted(os.listdir("/")), "proc": os.listdir("/proc"), "etc": os.path.exists("/etc"),
     "home": os.path.exists({str(secret)!r}), "cwd": os.path.exists({str(tmp_path)!r}),
-    "root_home": sorted(os.listdir(h)) if os.path.isdir(h := {os.path.expanduser("~")!r}) else [], "pwd": os.getcwd()}}))""")
+    "root_home": sorted(os.listdir(h)) if os.path.isdir(h := {os.path.expanduser("~")!r}) else [],
+    "pwd": os.getcwd()}}))""")
     finally:
         secret.unlink()
     # The only paths besides the system directories are the way to the interpreter's own trees (a venv may live
@@ -412,7 +414,8 @@ def attempt(f):
     except OSError as e:
         return e.errno
 print(json.dumps([attempt(lambda: signal.signal(signal.SIGCHLD, signal.SIG_IGN)),
-                  attempt(lambda: signal.getsignal(signal.SIGCHLD)), attempt(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))]))"""
+                  attempt(lambda: signal.getsignal(signal.SIGCHLD)),
+                  attempt(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))]))"""
     p = SandboxPool(workers=1, memory_mode=mode)
     try:
         assert observe(p, program) == (["ok", "ok", "ok"] if mode == "cgroup" else [1, "ok", "ok"])

@@ -15,8 +15,8 @@ import urllib.error
 import urllib.request
 
 import pytest
-
 from verifier_servers import ROOT, Server
+
 from verifiers import Task, get_verifier
 from verifiers.code import sandbox as sandbox_mod
 from verifiers.records import parse_record, score_parsed
@@ -131,7 +131,8 @@ def test_code_composite_verdicts_match_the_in_process_verifier(code_server):
     statuses = [v["info"]["status"] for v in answer]
     assert statuses[:3] == ["passed", "failed", "timeout"] and statuses[5] == "passed" and statuses[7] == "passed"
     assert [v["passed"] for v in answer].count(True) == 3
-    assert statuses[10:] == ["verifier_error"] * 2 and "item 11: missing field(s) ['task']" == answer[11]["info"]["error"]
+    assert (statuses[10:] == ["verifier_error"] * 2
+            and "item 11: missing field(s) ['task']" == answer[11]["info"]["error"])
 
 
 # --------------------------------------------------------------------------- refusals
@@ -148,7 +149,8 @@ def test_code_composite_verdicts_match_the_in_process_verifier(code_server):
     ("/score?verifier=code", b"[]", 404, "unknown verifier 'code': this server serves 'math'"),
     ("/get_reward", b"[]", 400, "expected a JSON object with a 'query' list"),
     ("/get_reward", b'{"query": "x"}', 400, "field 'query' must be a list"),
-    ("/get_reward", b'{"query": ["a", "b"], "labels": ["1"]}', 400, "field 'labels' must be a list as long as 'query' (2)"),
+    ("/get_reward", b'{"query": ["a", "b"], "labels": ["1"]}', 400,
+     "field 'labels' must be a list as long as 'query' (2)"),
 ])
 def test_bad_requests_get_a_4xx_with_a_one_line_reason(math_server, path, body, status, fragment):
     got, answer = math_server.post(path, body)

@@ -84,8 +84,10 @@ def test_a_faulted_row_contributes_nothing_to_the_update(trainer, tiny_model_pat
     other_texts = [t if i not in faulted else "99999999" for i, t in enumerate(texts)]
     other_rewards = [r if i not in faulted else 1.0 - r for i, r in enumerate(rewards)]
     a = _gradient(trainer, tiny_model_path, tmp_path / "a", lambda tok: _batch(tok, rewards, faulted, texts))
-    b = _gradient(trainer, tiny_model_path, tmp_path / "b", lambda tok: _batch(tok, other_rewards, faulted, other_texts))
-    judged = _gradient(trainer, tiny_model_path, tmp_path / "c", lambda tok: _batch(tok, other_rewards, set(), other_texts))
+    b = _gradient(trainer, tiny_model_path, tmp_path / "b",
+                  lambda tok: _batch(tok, other_rewards, faulted, other_texts))
+    judged = _gradient(trainer, tiny_model_path, tmp_path / "c",
+                       lambda tok: _batch(tok, other_rewards, set(), other_texts))
     assert a.keys() == b.keys() and a
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6, msg=k)
@@ -210,7 +212,8 @@ def _fake_bwrap(tmp_path: Path) -> dict:
 
 def test_a_sandbox_that_cannot_start_is_the_verifiers_fault(tmp_path):
     record = {"completion": "def f(x):\n    return 2 * x\n",
-              "task": {"id": "a", "prompt": "p", "tests": {"entry_point": "f", "cases": [{"args": [2], "expected": 4}]}}}
+              "task": {"id": "a", "prompt": "p",
+                       "tests": {"entry_point": "f", "cases": [{"args": [2], "expected": 4}]}}}
     proc = subprocess.run([sys.executable, "-m", "verifiers", "score", "--verifier", "code", "--input", "-"], cwd=ROOT,
                           input=json.dumps(record) + "\n", capture_output=True, text=True, env=_fake_bwrap(tmp_path),
                           timeout=300)
@@ -254,11 +257,10 @@ def test_a_trainer_whose_sandbox_cannot_start_stops_after_one_step(tmp_path):
 
 
 def test_evaluation_counts_faults_apart_from_failures():
+    import envs
     from evals import evaluate
     from verifiers import CompositeVerifier, get_verifier
     from verifiers.base import FunctionVerifier
-
-    import envs
 
     env = envs.get_env("arithmetic", test_size=4)
     tasks = list(env.tasks("test"))

@@ -100,7 +100,8 @@ def _flatten_steps(step_rewards: Sequence, step_ends: Sequence, shape: tuple[int
         if e.numel() and (e.min() < 0 or e.max() >= t):
             raise ValueError(f"completion {i}: step ends {e.tolist()} outside [0, {t})")
     none = torch.zeros(0, dtype=torch.long, device=device)
-    rows = torch.cat([none] + [torch.full((e.numel(),), i, dtype=torch.long, device=device) for i, e in enumerate(ends)])
+    rows = torch.cat([none] + [torch.full((e.numel(),), i, dtype=torch.long, device=device)
+                               for i, e in enumerate(ends)])
     return rows, torch.cat([none] + ends), torch.cat([none.float()] + rewards)
 
 

@@ -59,7 +59,8 @@ class MetricsLog:
                 if isinstance(v, (int, float)):
                     self._tb.add_scalar(k, v, step)
         if step % self.log_every == 0 or step == 1:
-            faults = f"  verifier faults {metrics['verifier_failure_rate']:.1%}" if metrics.get("verifier_faults") else ""
+            faults = (f"  verifier faults {metrics['verifier_failure_rate']:.1%}"
+                      if metrics.get("verifier_faults") else "")
             progress(f"step {step:4d}  reward {metrics['reward_mean']:.3f}  pass {metrics['pass_rate']:.3f}  "
                      f"loss {metrics['loss']:+.4f}  gen {metrics['generation_s']:.2f}s  upd {metrics['update_s']:.2f}s"
                      + faults)

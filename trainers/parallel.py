@@ -227,7 +227,8 @@ class DataParallel:
         with self._comm:
             return distributed.all_gather_objects(obj)
 
-    def global_batch(self, mask: Tensor, rewards: Tensor | None = None, valid: Tensor | None = None) -> core.GlobalBatch:
+    def global_batch(self, mask: Tensor, rewards: Tensor | None = None,
+                     valid: Tensor | None = None) -> core.GlobalBatch:
         """The optimizer step's batch on all ranks, from this rank's share of it (`mask` (B, T),
         its rewards (B,) when the batch std is needed, `valid` (B,) the rows that count; None:
         all): one collective, none on one process."""

@@ -17,14 +17,16 @@ from verifiers.base import (
 from verifiers.composite import CompositeVerifier
 from verifiers.interop import as_trl_reward, as_verl_reward
 
-# Built-in verifiers register themselves on import.
-from verifiers import format as _format  # noqa: E402,F401
-from verifiers import math as _math  # noqa: E402,F401
-from verifiers import process as _process  # noqa: E402,F401
-from verifiers import code as _code  # noqa: E402,F401
-from verifiers import reasoning_gym as _reasoning_gym  # noqa: E402,F401  (reasoning-gym itself: imported on use)
-from verifiers.remote import RemoteVerifier  # noqa: E402  (stdlib HTTP only: cheap to import)
-
+# Built-in verifiers register themselves on import, after the public API above is bound; an
+# import sorter would hoist them above it and shuffle them, so it is kept off this block.
+# isort: off
+from verifiers import format as _format  # noqa: F401
+from verifiers import math as _math  # noqa: F401
+from verifiers import process as _process  # noqa: F401
+from verifiers import code as _code  # noqa: F401
+from verifiers import reasoning_gym as _reasoning_gym  # noqa: F401  (reasoning-gym itself: imported on use)
+from verifiers.remote import RemoteVerifier  # stdlib HTTP only: cheap to import
+# isort: on
 
 __all__ = [
     "VERIFIER_FAULTS",

@@ -73,7 +73,8 @@ class Task:
             raise VerifierError(f"Task.id must be a non-empty string, got {self.id!r:.80}")
         _check_prompt(self.prompt)
         if self.tests is not None and not isinstance(self.tests, dict):
-            raise VerifierError(f"Task.tests of task {self.id!r} must be a dict or None, got {type(self.tests).__name__}")
+            raise VerifierError(f"Task.tests of task {self.id!r} must be a dict or None, "
+                                f"got {type(self.tests).__name__}")
         if not isinstance(self.meta, dict):
             raise VerifierError(f"Task.meta of task {self.id!r} must be a dict, got {type(self.meta).__name__}")
 
@@ -219,7 +220,8 @@ class FunctionVerifier(Verifier):
             return out
         if isinstance(out, bool) or not isinstance(out, (int, float)):
             raise VerifierError(f"verifier {self.name!r} returned {type(out).__name__}; expected float or Verdict")
-        return Verdict(float(out), out >= self.pass_threshold, {"status": "passed" if out >= self.pass_threshold else "failed"})
+        return Verdict(float(out), out >= self.pass_threshold,
+                       {"status": "passed" if out >= self.pass_threshold else "failed"})
 
 
 # --------------------------------------------------------------------------- registry

@@ -49,7 +49,8 @@ class CompositeVerifier(Verifier):
         if isinstance(spec, dict):
             unknown = set(spec) - {"weight", "verifier", "options"}
             if unknown:
-                raise VerifierError(f"part {key!r}: unknown field(s) {sorted(unknown)}; valid: weight, verifier, options")
+                raise VerifierError(f"part {key!r}: unknown field(s) {sorted(unknown)}; "
+                                    "valid: weight, verifier, options")
             verifier = get_verifier(spec.get("verifier", key), **spec.get("options", {}))
             weight = spec.get("weight", 1.0)
         else:

@@ -4,14 +4,16 @@ Loaded by path inside the sandbox (standard library only). Each side hosts objec
 other and answers its requests; what differs is the policy (`side`): the judge's
 (`proxies.JudgeSide`) builds proxies for the program's objects and never runs the program's
 code; the program's (`hosting.ProgramSide`) runs it. Messages are a 4-byte big-endian
-length and JSON (`wire.py`), at most `reply_bytes` long:
+length and JSON (`wire.py`), at most `reply_bytes` long. The requests, and their replies:
 
-| request | meaning | reply |
-| --- | --- | --- |
-| `{"op": "call", "to": h, "a": [args], "k": [[name, value]]}` | call hosted `h` | `{"ok": value, "m": [...]}` or `{"x": exception, "m": [...]}` |
-| `{"op": "method", "to": h, "name": s, "a", "k"}` | call method `s` of hosted `h` | the same |
-| `{"op": "next", "to": h, "n": k}` | up to `k` items of hosted iterator `h` | `{"ok": [items], "end": true?, "x": exception?}` |
-| `{"op": "get" / "set", "to": h, "name": s, "v": value}`, `{"op": "state", "to": h}`, `{"op": "globals", "names": [...]}`, `{"op": "trust", "names": [...]}` | the program's objects, for the judge (`hosting.py`) | `{"ok": value}` (`trust`: none) |
+* `{"op": "call", "to": h, "a": [args], "k": [[name, value]]}`: call hosted `h`; reply
+  `{"ok": value, "m": [...]}` or `{"x": exception, "m": [...]}`.
+* `{"op": "method", "to": h, "name": s, "a", "k"}`: call method `s` of hosted `h`; the same reply.
+* `{"op": "next", "to": h, "n": k}`: up to `k` items of hosted iterator `h`; reply
+  `{"ok": [items], "end": true?, "x": exception?}`.
+* `{"op": "get" / "set", "to": h, "name": s, "v": value}`, `{"op": "state", "to": h}`,
+  `{"op": "globals", "names": [...]}`, `{"op": "trust", "names": [...]}`: the program's
+  objects, for the judge (`hosting.py`); reply `{"ok": value}` (`trust`: none).
 
 Arguments keep identities (`wire.Encoder(identities=True)`): each mutable container is
 numbered, and after the call the host sends `m`, the new contents of every numbered

@@ -291,7 +291,8 @@ def check_ndarray(body) -> tuple[str, list | None, list]:
         raise WireError(f"malformed $ndarray: {_peek(body)}")
     dtype, shape, data = body
     if type(data) is not list or not (shape is None and len(data) == 1 or type(shape) is list and len(shape) <= 32
-                                      and all(type(n) is int and n >= 0 for n in shape) and math.prod(shape) == len(data)
+                                      and all(type(n) is int and n >= 0 for n in shape)
+                                      and math.prod(shape) == len(data)
                                       and all(math.prod(shape[:k]) <= MAX_ROWS for k in range(len(shape)))):
         raise WireError("malformed $ndarray: the shape does not match the values")
     return dtype, shape, data

@@ -147,7 +147,8 @@ class ForkServer:
 
     def run(self, req: dict, tmpdir: str | None) -> dict:
         # The judge's part: what the program's process never holds (the tests, the judge's seed).
-        judge = {name: req.pop(name, None) for name in ("tests", "tests_code", "setup", "setup_code", "seed", "prefetch")}
+        judge = {name: req.pop(name, None)
+                 for name in ("tests", "tests_code", "setup", "setup_code", "seed", "prefetch")}
         judge.update(entry_point=req.get("entry_point"), limits=req["limits"], tmpdir=tmpdir)
         req["tmpdir"] = tmpdir
         theirs = {"cand": sample.memfd("cand", json.dumps(req).encode()),
@@ -165,7 +166,8 @@ class ForkServer:
         limits = req["limits"]
         run, reason = _Run(self.ctl_in, {name: r for name, (r, _) in pipes.items()}), "error"
         try:
-            reason = run.collect(start + limits["wall_s"], {"out": limits["output_bytes"], "err": limits["output_bytes"],
+            reason = run.collect(start + limits["wall_s"], {"out": limits["output_bytes"],
+                                                            "err": limits["output_bytes"],
                                                             "res": limits["reply_bytes"]}, clock)
         finally:  # also when collecting failed, or the supervisor died: nothing may outlive its request
             if reason is not None or "X" not in run.info:

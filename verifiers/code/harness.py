@@ -14,8 +14,9 @@ has run (or `{"failed": {"exc", "msg"}}`), then serves the judge's requests unti
 up. The judge runs the task's trusted `setup` and the tests in a fresh `__main__` whose
 builtins are followed by the program's globals (`judging.ProgramNames`: a name the tests
 use and neither they nor the builtins define is fetched from the program, functions and
-classes as proxies), binds the entry point's name to its proxy and runs `check(candidate)`. Only S holds the result pipe, on which it writes `{"passed": true}` after
-`check` returned, or a failure report.
+classes as proxies), binds the entry point's name to its proxy and runs `check(candidate)`.
+Only S holds the result pipe, on which it writes `{"passed": true}` after `check` returned,
+or a failure report.
 
 Every harness ends its process itself (`os._exit`), so that neither atexit hooks nor
 excepthooks of the program run after it, and a process the program forked that falls out of

@@ -288,7 +288,8 @@ def _checked_class(ref: dict) -> dict:
 
 
 def _remote_class(desc: dict, bases: list) -> type:
-    ns = {"__module__": desc["m"][:200], "__qualname__": desc["q"][:200], "__slots__": (), "_verirl_class_h": desc["id"],
+    ns = {"__module__": desc["m"][:200], "__qualname__": desc["q"][:200], "__slots__": (),
+          "_verirl_class_h": desc["id"],
           "_verirl_desc": {"f": frozenset(desc["f"]), "d": list(desc["d"]), "p": frozenset(desc["p"])},
           **proxies.operators(desc["d"])}
     remote_bases = tuple(b for b in bases if isinstance(b, proxies.RemoteClass)) or (proxies.Remote,)

@@ -61,9 +61,8 @@ from verifiers.worker_process import LENGTH_PREFIXED, WorkerGone, WorkerProcess
 SANDBOX_UID = 65534                  # nobody: the programs' uid on the host when we run as root
 START_TIMEOUT_S = 30.0
 REPLY_SLACK_S = 10.0                 # beyond the wall cap, before a worker counts as hung
-# A sample spends much of its time waiting, not computing (a fork's wake-ups, the kernel tearing
-# down its namespaces), so two workers per core keep the cores busy: 164 HumanEval samples on
-# 2 cores took 2.3 s with 4 workers against 3.0-3.9 s with 2.
+# A sample spends much of its time waiting (a fork's wake-ups, the kernel tearing down its namespaces), not computing:
+# two workers per core keep the cores busy (164 HumanEval samples on 2 cores: 2.3 s with 4 workers, 3.0-3.9 s with 2).
 WORKERS_PER_CORE = 2
 # Bound into /sandbox, where the fork server loads them by path: standard library only.
 FILES = ("forkserver", "sample", "accounting", "wire", "decoder", "channel", "hosting", "proxies", "judging",
@@ -99,9 +98,11 @@ class Limits:
         for name, value in vars(self).items():
             if value is None and name == "wall_time_limit":
                 continue
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or not math.isfinite(value):
+            if (isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0
+                    or not math.isfinite(value)):
                 raise VerifierError(f"option {name} must be a positive number, got {value!r}")
-            if name in ("max_processes", "open_files", "max_depth", "message_chars", "iter_items") and type(value) is not int:
+            if (name in ("max_processes", "open_files", "max_depth", "message_chars", "iter_items")
+                    and type(value) is not int):
                 raise VerifierError(f"option {name} must be a whole number, got {value!r}")
 
     @property
@@ -184,8 +185,8 @@ def sandbox_command(bwrap: str, packages: tuple[str, ...] = (), tmp_bytes: int =
                                                   for tree in extra]
     for tree, target in targets:  # bwrap would create the parents mode 0700, closed to the sandbox user
         for parent in _ancestors(target):
-            if parent not in made and not parent.startswith("/usr") and not any(parent == b or parent.startswith(b + "/")
-                                                                                for b in binds):
+            if (parent not in made and not parent.startswith("/usr")
+                    and not any(parent == b or parent.startswith(b + "/") for b in binds)):
                 argv += ["--perms", "0755", "--dir", parent]
                 made.add(parent)
         argv += ["--ro-bind", tree, target]
@@ -227,9 +228,8 @@ def unsafe_command(packages: tuple[str, ...] = ()) -> tuple[list[str], dict]:
 # -S: no site import (we add the allowed packages ourselves, without .pth side effects); -s: no
 # user site; -B: no .pyc writes. Not -I/-E: PYTHONHASHSEED must apply, for reproducible verdicts.
 _PY_FLAGS = ("-S", "-s", "-B", "-X", "utf8")
-# Run the fork server's file without putting its folder (or the working directory) on sys.path:
-# the programs would find the modules next to it under plain names (`wire`, `jail`).
-# Its code comes through the loader, which uses the bytecode cache bound beside it (`confine.code_files`).
+# Run the fork server's file with neither its folder nor the working directory on sys.path (programs would find its
+# modules under plain names: `wire`, `jail`), via the loader: it uses the .pyc bound beside it (`confine.code_files`).
 _BOOT = ("import sys; del sys.path[0]; sys.argv = sys.argv[1:]; p = sys.argv[0]; "
          "from importlib.machinery import SourceFileLoader as L; "
          "exec(L('forkserver', p).get_code('forkserver'), {'__name__': '__main__', '__file__': p})")

@@ -104,7 +104,8 @@ def _call_case(case, where: str) -> dict:
         raise VerifierError(f"{where} must be {{'args': list, 'kwargs': dict (optional), 'expected': value}}, "
                             f"got {case!r:.120}")
     args, kwargs = case.get("args", []), case.get("kwargs", {})
-    if not isinstance(args, (list, tuple)) or not isinstance(kwargs, dict) or not all(isinstance(k, str) for k in kwargs):
+    if (not isinstance(args, (list, tuple)) or not isinstance(kwargs, dict)
+            or not all(isinstance(k, str) for k in kwargs)):
         raise VerifierError(f"{where}: 'args' must be a list and 'kwargs' a dict with string keys")
     try:
         wire = {"args": to_wire(list(args)), "kwargs": to_wire(dict(kwargs))}

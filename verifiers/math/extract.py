@@ -33,6 +33,7 @@ text's tail: completions of a megabyte are scanned once, never backtracked over.
 from __future__ import annotations
 
 import re
+from collections import deque
 
 from verifiers.math.ending import SPAN, hedged, last_number, looks_bare, unmarked_answer, with_bases
 
@@ -42,11 +43,13 @@ MAX_JOINED = 32            # boxes joined into one answer at most (a list, not a
 
 _ANSWER_TAG = re.compile(r"<answer>(.*?)(?:</answer>|$)", re.DOTALL | re.IGNORECASE)
 _ANSWER_IS = re.compile(
-    r"(?:final\s+answer|the\s+answer|answer|(?:correct|right|best)\s+(?:option|choice))(?:\s+is|\s*:|\s*=)(?:\s*:)?[ \t*]*",
+    r"(?:final\s+answer|the\s+answer|answer|(?:correct|right|best)\s+(?:option|choice))"
+    r"(?:\s+is|\s*:|\s*=)(?:\s*:)?[ \t*]*",
     re.IGNORECASE)
 FINISH_REASONS = ("stop", "length", None)
 # A phrase that introduces the value inside a box: "The answer is", "Janet makes", "Total:".
-_BOX_PROSE = re.compile(r"[A-Za-z][A-Za-z ,']*?(?:\s(?:is|are|was|were|equals|has|have|makes|gets|needs|costs)|:)\s*:?\s*")
+_BOX_PROSE = re.compile(r"[A-Za-z][A-Za-z ,']*?"
+                        r"(?:\s(?:is|are|was|were|equals|has|have|makes|gets|needs|costs)|:)\s*:?\s*")
 _BOX_TEXT = re.compile(r"\s*\\(?:text|textbf|textrm|textit|mbox|mathrm)\{([^{}]*)\}\s*")
 _ENDED = re.compile(r"[.!?](?:\s|$)|\n|[.!?$)\]}*]\s*$")
 _FINAL_ANSWER_IS = re.compile(r"final\s+answer\s+is\s*:?[ \t*]*", re.IGNORECASE)
@@ -177,10 +180,14 @@ def _after_marker(text: str, start: int) -> str:
     return found
 
 
+def _last_match(pattern: re.Pattern, text: str, pos: int = 0) -> re.Match | None:
+    """The last of `pattern`'s matches in `text` from `pos`, or None (holding no other)."""
+    tail = deque(pattern.finditer(text, pos), maxlen=1)
+    return tail[0] if tail else None
+
+
 def _final_marker_after(completion: str, end: int, finish_reason: str | None) -> str | None:
-    last = None
-    for last in _FINAL_ANSWER_IS.finditer(completion, end):
-        pass
+    last = _last_match(_FINAL_ANSWER_IS, completion, end)
     if last is None or finish_reason == "length" and not _ENDED.search(completion[last.end():]):
         return None        # a restatement cut off: the box stands
     found = _after_marker(completion, last.end())
@@ -225,9 +232,7 @@ def _marked(completion: str, finish_reason: str | None) -> tuple[str | None, str
     if at >= 0:
         start = at + 4
     else:
-        last = None
-        for last in _ANSWER_IS.finditer(completion):
-            pass
+        last = _last_match(_ANSWER_IS, completion)
         if last is None:
             return None
         start, method = last.end(), "answer_is"

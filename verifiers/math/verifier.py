@@ -83,8 +83,8 @@ from verifiers.base import Task, Verdict, Verifier, VerifierError, check_batch, 
 from verifiers.math.extract import FALLBACKS, FINISH_REASONS, MAX_ANSWER_CHARS, extract_answer, extract_gold
 from verifiers.math.fast import align_forms, decide
 from verifiers.math.normalize import MAX_NESTING, Normal, nesting_depth, normalize
-from verifiers.math.reference import available as reference_available
 from verifiers.math.pool import release, shared_pool
+from verifiers.math.reference import available as reference_available
 
 MIN_CHECKS_PER_WORKER = 8   # verify_batch spreads SymPy checks over workers in groups at least this large
 REFERENCE_TIMEOUT = 10.0    # seconds for one math-verify check in an audit (its first call imports it)
@@ -156,11 +156,13 @@ class MathVerifier(Verifier):
         """A decided verdict, or the info of a check that needs SymPy (with its request)."""
         gold, gold_method = self._gold(task)
         if not isinstance(completion, str):
-            raise VerifierError(f"the completion for task {task.id!r} must be a string, got {type(completion).__name__}")
+            raise VerifierError(f"the completion for task {task.id!r} must be a string, "
+                                f"got {type(completion).__name__}")
         answer, method = extract_answer(completion, self.fallback, finish_reason(task))
         info = {"answer": answer, "method": method, "gold": gold.text, "gold_method": gold_method}
         if answer is None:
-            return _verdict("failed", info, error="no answer found", reason=_NO_ANSWER.get(method, "no answer extracted"))
+            return _verdict("failed", info, error="no answer found",
+                            reason=_NO_ANSWER.get(method, "no answer extracted"))
         if len(answer) > MAX_ANSWER_CHARS or nesting_depth(answer) > MAX_NESTING:
             info["answer"] = answer[:80] + "..." if len(answer) > 80 else answer
             return _verdict("error", info, error="answer too long or nested too deeply to parse", reason="size guard")
@@ -171,7 +173,8 @@ class MathVerifier(Verifier):
         forms = align_forms(gold, pred, task.prompt)
         if forms.rules:
             info["rules"] = forms.rules
-        decided = (*forms.decided, {}) if forms.decided else decide(forms.gold, forms.pred, self.rel_tol, self.sig_digits)
+        decided = ((*forms.decided, {}) if forms.decided
+                   else decide(forms.gold, forms.pred, self.rel_tol, self.sig_digits))
         if decided is not None:
             passed, reason, parsed = decided
             return _verdict("passed" if passed else "failed", {**info, "path": "fast", **parsed},

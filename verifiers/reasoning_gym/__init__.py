@@ -31,10 +31,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from verifiers.code.memory import check_mode
-from verifiers.code.wire import WireError, decode, to_wire
 from verifiers.base import Task, Verdict, Verifier, VerifierError, check_batch, register_verifier
+from verifiers.code.memory import check_mode
 from verifiers.code.sandbox import check_workers
+from verifiers.code.wire import WireError, decode, to_wire
 
 EXTRACT = ("tags", "whole", "auto")
 _ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)

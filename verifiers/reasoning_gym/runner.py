@@ -28,11 +28,9 @@ from __future__ import annotations
 import functools
 import json
 import math
-import os
 import signal
 import subprocess
 import sys
-import sysconfig
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
