@@ -67,12 +67,14 @@ $(VLLM_STAMP): $(STAMP)
 install: $(STAMP)
 vllm: $(VLLM_STAMP)
 
-# The system check runs first and alone: where it fails, nothing is created. The exhaustive
+# The system check runs first and alone: where it fails, nothing is created. Then the lint
+# (pyproject.toml's [tool.ruff]), then the tests. The exhaustive
 # sweeps (marked `sweep`) take minutes each and run apart, with `make sweep`; a smaller sample
 # of each is in `make test`. worksteal: an idle worker takes queued tests from a busy one, so
 # that a few long end-to-end runs do not finish alone at the end.
 test: system-test
 	@$(MAKE) --no-print-directory $(VLLM_STAMP)
+	$(PY) -m ruff check .
 	$(PY) -m pytest -n auto --dist worksteal -m "not sweep" $(PYTEST_ARGS)
 
 sweep: system-test

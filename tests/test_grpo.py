@@ -9,10 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import counting_envs  # noqa: F401 - registers test_ones
 import pytest
 import torch
 
-import counting_envs  # noqa: F401 - registers test_ones
 from models.backends import vllm_available
 from trainers.grpo import GRPOConfig, train
 from verifiers import Task, Verdict
@@ -179,9 +179,9 @@ def test_process_advantages_penalise_the_wrong_step():
     """GRPO with process supervision (reward_mode=process): in a group where one completion
     gets the first step wrong, that step's tokens get a lower advantage than the same tokens of a
     correct completion, and the shared correct second step is rewarded alike."""
+    from models.tiny import DEFAULT_ALPHABET, build_tokenizer
     from trainers import rollout as ro
     from trainers.grpo import grpo_advantages
-    from models.tiny import DEFAULT_ALPHABET, build_tokenizer
     from verifiers import get_verifier
 
     tok = build_tokenizer(DEFAULT_ALPHABET + ";")
@@ -189,7 +189,7 @@ def test_process_advantages_penalise_the_wrong_step():
     samples = []
     for t in texts:
         ids = tok(t, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
-        samples.append(Sample_(t, ids))
+        samples.append(_sample(t, ids))
     task = Task(id="t", prompt="(2+3)*2=", answer="10")
     batch = ro.collate([task, task], samples, [Verdict(1.0, True, {}), Verdict(1.0, True, {})], pad_id=0,
                        mask_truncated=False)
@@ -207,7 +207,7 @@ def test_process_advantages_penalise_the_wrong_step():
     assert torch.allclose(grpo_advantages(GRPOConfig(group_size=2, reward_mode="both"), batch), adv)
 
 
-def Sample_(text, ids):
+def _sample(text, ids):
     from models.sampler import Sample
 
     return Sample(text=text, token_ids=ids, logprobs=None, finish_reason="stop", prompt_token_ids=[1])

@@ -9,21 +9,21 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
+import counting_envs  # noqa: F401 - registers test_ppo_twos
 import pytest
 import torch
 
-import counting_envs  # noqa: F401 - registers test_ppo_twos
+from evals.config_cli import ConfigError, field_docs, parse_config
+from models.sampler import Sample
+from models.tiny import DEFAULT_ALPHABET, TinyConfig, build_model, build_tokenizer
 from trainers import checkpoint
 from trainers import rollout as ro
-from trainers.forward import completion_logprobs
-from evals.config_cli import ConfigError, field_docs, parse_config
-from trainers.critic import build_critic
-from models.sampler import Sample
-from trainers.ppo import PPOConfig, explained_variance, main, ppo_advantages, token_rewards, train, update
 from trainers.config import RunConfig
+from trainers.critic import build_critic
+from trainers.forward import completion_logprobs
 from trainers.parallel import DataParallel
 from trainers.policy import Policy
-from models.tiny import DEFAULT_ALPHABET, TinyConfig, build_model, build_tokenizer
+from trainers.ppo import PPOConfig, explained_variance, main, ppo_advantages, token_rewards, train, update
 from verifiers import Task, Verdict, get_verifier
 
 ROOT = Path(__file__).resolve().parents[1]

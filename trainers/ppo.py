@@ -140,7 +140,8 @@ def token_rewards(cfg: PPOConfig, batch: ro.Rollout, old_logp: torch.Tensor | No
                                               batch.step_rewards if steps else None,
                                               batch.step_ends if steps else None)
     if ref_logp is not None and cfg.kl_coef:
-        rewards = rewards - cfg.kl_coef * core_logits.masked_kl(core_logits.KL_ESTIMATORS[cfg.kl_estimator], old_logp, ref_logp, mask)
+        kl = core_logits.masked_kl(core_logits.KL_ESTIMATORS[cfg.kl_estimator], old_logp, ref_logp, mask)
+        rewards = rewards - cfg.kl_coef * kl
     return rewards
 
 

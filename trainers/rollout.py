@@ -272,8 +272,9 @@ def rollout_stats(batch: Rollout, group_size: int) -> dict:
     stats = {"reward_mean": float(rewards.mean()) if rows else 0.0,
              "reward_std": float(rewards.std()) if len(rows) > 1 else 0.0,
              "pass_rate": sum(batch.verdicts[i].passed for i in rows) / n, "completion_len_mean": sum(lengths) / n,
-             "completion_len_max": max(lengths, default=0), "truncated_frac": float(batch.truncated[judged].float().mean())
-             if rows else 0.0, "groups": len(batch) // group_size,
+             "completion_len_max": max(lengths, default=0),
+             "truncated_frac": float(batch.truncated[judged].float().mean()) if rows else 0.0,
+             "groups": len(batch) // group_size,
              "verifier_failure_rate": tally["faulted"] / max(tally["samples"], 1), "verifier_faults": tally["faulted"],
              "verifier_verdicts": tally["samples"],
              **batch.timings, **batch.stream_stats}
