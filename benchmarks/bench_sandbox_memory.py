@@ -5,7 +5,7 @@
 Each attack is an `io` program that, in its process and up to 15 children, holds as much
 kernel memory as it can and prints how many bytes it pinned: TCP buffers (loopback
 sender/receiver pairs), Unix-socket buffers (socketpairs), pipe buffers, and tmpfs pages
-(/tmp and /dev/shm). `tests/test_code_forgery.py` runs the same programs as attacks. Kernel
+(/tmp and /dev/shm). `tests/verifiers/test_code_forgery.py` runs the same programs as attacks. Kernel
 buffers belong to no process, so neither `RLIMIT_AS` nor the resident size of the processes
 sees them.
 

@@ -97,7 +97,7 @@ if timeout -k 5 15 "$PY" -c "import pytest" 2>/dev/null; then
     # Only files that mention CUDA or a GPU are collected: the others may import what this
     # machine lacks (TRL, vLLM, datasets). A file that still fails to import is counted as an error.
     # This script's own tests would run it again.
-    mapfile -t FILES < <(grep -l -i -E "cuda|gpu" tests/test_*.py | grep -v -x tests/test_gpu_check.py)
+    mapfile -t FILES < <(grep -l -i -E "cuda|gpu" tests/test_*.py tests/*/test_*.py | grep -v -x tests/test_gpu_check.py)
     if [ ${#FILES[@]} -gt 0 ]; then
         part cuda_tests 100 "$PY" -m pytest -q -p no:cacheprovider -p benchmarks.gpu_check \
             --continue-on-collection-errors --junitxml="$WORK/cuda_tests.xml" "${FILES[@]}"

@@ -35,7 +35,7 @@ ranges, each rank samples and verifies its own with its own model copy (transfor
 samples.jsonl, report.json and the plot and prints the table. `--completions` is shared out
 the same way: each rank reads the file and verifies its share (code execution is the costly
 part), rank 0 writes. `--compare` runs on rank 0 only. No flag here is a prefix of one of torchrun's (argparse
-would read it as an abbreviation of torchrun's own; tests/test_distributed.py checks it), so
+would read it as an abbreviation of torchrun's own; tests/trainers/test_distributed.py checks it), so
 torchrun needs no `--` before the script.
 
 This file is the command line; the library is `evals.harness` (`evaluate`, `EvalConfig`),

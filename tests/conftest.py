@@ -1,11 +1,20 @@
 """Shared fixtures: the project's tiny model, built (untrained) once per test session, and a
-hub switched off for the tests of hub-backed loaders."""
+hub switched off for the tests of hub-backed loaders.
+
+The tests are grouped by the package they test (`tests/verifiers/`, `tests/trainers/`, ...);
+the repository-wide checks (layers, README, set-up) stay here. The helpers that several groups
+share (`procs.py`, `numeric.py`, the rank scripts, the tables) stay in `tests/` too, which is
+put on the import path for every group."""
 
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))   # the shared helpers, for tests in the groups
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,5 @@
 """The curriculum's decision on every rank of a process group (run by torchrun from
-tests/test_distributed.py): each rank feeds the stream verdicts of its own, rank 0 all passes
+tests/trainers/test_distributed.py): each rank feeds the stream verdicts of its own, rank 0 all passes
 and rank 1 none, then 12 of 16; each writes its stream's state to OUT/rank<r>.json.
 
     python -m torch.distributed.run --nproc_per_node 2 tests/curriculum_ranks.py OUT

@@ -1,5 +1,5 @@
 """`evaluate` as the trainers call it on every rank of a process group (run by torchrun from
-tests/test_eval_distributed.py): each rank builds its own generator and calls the library with
+tests/evals/test_eval_distributed.py): each rank builds its own generator and calls the library with
 the same arguments; each rank writes what it got back to OUT/rank<r>.json.
 
     python -m torch.distributed.run --nproc_per_node 2 tests/eval_ranks.py MODEL OUT

@@ -1,7 +1,7 @@
 """Hand-written (gold, completion, expected) cases for the `math` verifier.
 
 The expectations are the truth, decided by reading each case, not by running a checker.
-Imported by tests/test_math.py and by benchmarks/bench_math.py (which compares against
+Imported by tests/verifiers/test_math.py and by benchmarks/bench_math.py (which compares against
 math-verify on the cases with default options). Groups follow the rules of the verifier:
 extraction, normalisation, numbers, symbolic, containers, equations, multiple answers,
 traps (answers that look right and are not), awkward model outputs, and option-dependent

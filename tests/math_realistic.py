@@ -5,7 +5,7 @@ the answer, completions cut off mid-sentence, the sign of infinity, number bases
 degrees, labels and words around answers, sets in words, and multiple choice. The expectations
 are the truth, decided by reading each row, not by running a checker; they were written before
 the rules they exercise. It is an evaluation table, not a unit test: the benchmark reports how
-many rows each checker gets right (`tests/test_math_rules.py` holds the rule tables).
+many rows each checker gets right (`tests/verifiers/test_math_rules.py` holds the rule tables).
 
 `finish_reason` is what a sampler reports ("stop", "length"; None: not known). It travels as
 `Task.meta["finish_reason"]` (docs/verifiers.md); math-verify has no such input.

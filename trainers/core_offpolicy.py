@@ -25,7 +25,7 @@ in what they do where it is large, which is where a few tokens would dominate th
 
 When the behaviour policy is pi_old itself (staleness 0, and a sampler that agrees with the
 trainer to the last bit) every weight is exp(0) = 1 exactly, and each variant gives today's loss
-bit for bit (tests/test_core_offpolicy.py).
+bit for bit (tests/trainers/test_core_offpolicy.py).
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ samples on its own, as a colocated vLLM engine would.
 
 Both: a micro-batch's loss is its share of the step's loss on all ranks, times the number of
 ranks (`core.aggregate_loss`), so the average over ranks is the 1-process loss over the global
-batch (tests/test_distributed.py checks parameters after one update against 1 process, within
+batch (tests/trainers/test_distributed.py checks parameters after one update against 1 process, within
 float rounding).
 """
 

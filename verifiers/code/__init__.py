@@ -30,7 +30,7 @@ path, where our package is not visible: they import only the standard library, n
 anything relative to this package, and they reach each other through the fork server's
 `_load` (as `_sandbox_wire`, `_sandbox_sample`, ...). The one exception, `harness.py`'s
 fallback to `verifiers.code.wire` when `_sandbox_wire` is missing, serves an import from
-the package. `tests/test_sandbox.py` checks their imports and runs them there.
+the package. `tests/verifiers/test_sandbox.py` checks their imports and runs them there.
 """
 
 from verifiers.code.verifier import CodeVerifier

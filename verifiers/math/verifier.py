@@ -30,7 +30,7 @@ complete box, a closed `<answer>` tag, a marker whose answer something ends); th
 gives nothing. When the reason is not known, the text decides: a completion that stops
 mid-sentence ("... she sells them at") has no unmarked answer.
 
-Policies (decisions of this verifier; each has its rows in tests/test_math_rules.py):
+Policies (decisions of this verifier; each has its rows in tests/verifiers/test_math_rules.py):
 
 * The fallback (no marker) reads the ending the way models end answers: "so she has 18
   apples." is 18; "x = 7. Check: 3(7) - 4 = 17 ✓" is 7, the value stated before the check

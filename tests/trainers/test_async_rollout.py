@@ -25,7 +25,7 @@ from trainers.grpo import GRPOConfig, draw_batch, train
 from trainers.rollout_worker import RankLocal, RolloutWorkerError
 from trainers.weights_channel import WeightSlots
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TIMINGS = ("_s", "tokens_per_s")
 
 

@@ -11,7 +11,7 @@ import pytest
 from evals import report as rp
 from verifiers import CompositeVerifier, Task, get_verifier
 
-sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "evals"))
+sys.path.insert(0, str(Path(__file__).parents[1] / "fixtures" / "evals"))
 from evals_toy import ExactAnswer  # noqa: E402
 
 RUN = {"env": "toy", "seed": 0, "temperature": 1.0}

@@ -11,7 +11,7 @@ import pytest
 from evals import collect
 from evals.report import ReportError, SampleStore
 
-sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "evals"))
+sys.path.insert(0, str(Path(__file__).parents[1] / "fixtures" / "evals"))
 from evals_toy import FakeGenerator, ToyEnv  # noqa: E402
 
 

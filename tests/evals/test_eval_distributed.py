@@ -25,7 +25,7 @@ import torch
 from models.hf_sampler import HFSampler, hf_sample, row_uniforms
 from models.sampler import PromptError
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "evals" / "pass_at_k.py"
 ENV_OPTIONS = {"digits": 1, "operators": "+"}   # 1-digit sums: a 60-step fit solves about a third
 EVAL_ARGS = ["--env", "arithmetic", "--env-options", json.dumps(ENV_OPTIONS), "--limit", "5", "--batch-size", "2",
@@ -186,7 +186,7 @@ def free_port() -> int:
 def run(args: list[str], processes: int, timeout: float = 240) -> subprocess.CompletedProcess:
     """`python ARGS`, or `torch.distributed.run` of it with `processes` workers (gloo on CPU), as
     a user types it: no `--` before the script (no flag of ours is a prefix of one of torchrun's,
-    which argparse would read as an abbreviation even after the script; tests/test_distributed.py)."""
+    which argparse would read as an abbreviation even after the script; tests/trainers/test_distributed.py)."""
     launcher = [] if processes == 1 else ["-m", "torch.distributed.run", "--nproc_per_node", str(processes),
                                           "--master_addr", "127.0.0.1", "--master_port", str(free_port())]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "CUDA_VISIBLE_DEVICES": ""}

@@ -16,10 +16,10 @@ from evals import pass_at_k as pk
 from evals.config_cli import ConfigError
 from evals.report import REPORT_FORMAT, ReportError, load_report, write_report
 
-sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "evals"))
+sys.path.insert(0, str(Path(__file__).parents[1] / "fixtures" / "evals"))
 from evals_toy import FakeGenerator, ToyEnv  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "evals" / "pass_at_k.py"
 
 

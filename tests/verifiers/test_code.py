@@ -26,7 +26,7 @@ from verifiers.code.verifier import match_output, parse_tests, same_value
 
 pytestmark = pytest.mark.skipif(sandbox_mod.bwrap_path() is None, reason="needs bubblewrap (bwrap)")
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 LIMITS = dict(time_limit=1, wall_time_limit=2, memory_mb=256, tmp_size_mb=8, file_size_mb=4, output_kb=256, workers=2)
 CHECK = "def check(candidate):\n    assert candidate(2) == 4\n    assert candidate(5) == 10\n"
 DOUBLE = "def f(x):\n    return 2 * x\n"

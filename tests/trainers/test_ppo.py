@@ -26,7 +26,7 @@ from trainers.policy import Policy
 from trainers.ppo import PPOConfig, explained_variance, main, ppo_advantages, token_rewards, train, update
 from verifiers import Task, Verdict, get_verifier
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 

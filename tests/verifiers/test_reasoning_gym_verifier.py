@@ -25,7 +25,7 @@ from verifiers import Task, VerifierError, get_verifier
 from verifiers.reasoning_gym import entry_of, extract_answer, metadata_to_wire, task_item
 from verifiers.reasoning_gym.runner import ScorerPool
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SWEEP = ROOT / "benchmarks" / "rgym_sweep.py"
 # The scorers that evaluate (eval) or parse (SymPy's parse_expr, which evaluates) their answer,
 # found by reading reasoning-gym 0.1.25: grep for eval( and parse_expr in score_answer.

@@ -11,7 +11,7 @@ import envs.gsm8k
 from data.hub import HubUnavailableError
 from envs import get_env
 
-FIXTURES = Path(__file__).parent / "fixtures" / "envs"
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "envs"
 CLONE = str(FIXTURES / "gsm8k")
 
 

@@ -16,7 +16,7 @@ import torch
 
 from trainers import checkpoint
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT = 300
 
 

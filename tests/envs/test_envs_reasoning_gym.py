@@ -15,7 +15,7 @@ from envs import EnvError, as_reasoning_gym_dataset, get_env
 from verifiers import as_verl_reward
 from verifiers.reasoning_gym import entry_of
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _env(**options):

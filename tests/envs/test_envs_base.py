@@ -37,7 +37,7 @@ def test_the_environments_page_shows_the_example_verbatim():
     import inspect
     from pathlib import Path
 
-    page = (Path(__file__).parents[1] / "docs" / "environments.md").read_text()
+    page = (Path(__file__).parents[2] / "docs" / "environments.md").read_text()
     assert inspect.getsource(ListSumEnv) in page   # getsource includes the decorator
 
 

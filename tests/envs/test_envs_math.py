@@ -11,7 +11,7 @@ from data.hub import DataSourceError
 from envs import EnvError, get_env
 from verifiers.math.extract import last_boxed
 
-FIXTURES = Path(__file__).parent / "fixtures" / "envs"
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "envs"
 MATH500 = str(FIXTURES / "math500.jsonl")
 
 

@@ -127,7 +127,7 @@ def test_import_registers_the_built_ins_without_heavy_libraries():
     script = (f"import sys, verifiers; print(__import__('json').dumps([sorted(verifiers.list_verifiers()), "
               f"[m for m in {heavy!r} if m in sys.modules]]))")
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
-                         cwd=Path(__file__).resolve().parents[1])
+                         cwd=Path(__file__).resolve().parents[2])
     names, loaded = json.loads(out.stdout)
     assert {"math", "math_audit", "code", "format", "tags", "length", "arithmetic_steps", "prm", "remote",
             "composite"} <= set(names), out.stderr

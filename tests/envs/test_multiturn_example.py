@@ -84,4 +84,4 @@ def test_the_environments_page_shows_this_example_verbatim_in_under_40_lines():
     example = source.split("# ---- the docs example, verbatim (from here to the end marker)\n")[1]
     example = example.split("# ---- end of the docs example")[0]
     assert example.count("\n") < 40
-    assert f"```python\n{example}```" in (Path(__file__).parents[1] / "docs" / "environments.md").read_text()
+    assert f"```python\n{example}```" in (Path(__file__).parents[2] / "docs" / "environments.md").read_text()

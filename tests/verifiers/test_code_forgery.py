@@ -417,7 +417,7 @@ def test_the_stop_iteration_attack_is_real():
 
 HUGE = str(10 ** 400)
 # Wire values no Python value encodes to, written raw: each must be its sample's `error`, never an
-# exception out of `verify_batch` (tests/test_wire_fuzz.py fuzzes the decoder and the canonical form).
+# exception out of `verify_batch` (tests/verifiers/test_wire_fuzz.py fuzzes the decoder and the canonical form).
 RAW_REPLIES = {
     "complex-out-of-range": '{"$complex": [%s, 1]}' % HUGE,
     "complex-out-of-range-real": '{"$complex": [%s, 0]}' % HUGE,
@@ -567,7 +567,7 @@ def _memory_attacks() -> dict:
     import importlib.util
     from pathlib import Path
 
-    path = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_sandbox_memory.py"
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_sandbox_memory.py"
     spec = importlib.util.spec_from_file_location("bench_sandbox_memory", path)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
@@ -754,7 +754,7 @@ def test_a_killed_parents_cgroups_are_swept_at_the_next_start_and_a_live_ones_ke
     from verifiers.code.memory import MemoryCap
 
     _mode("cgroup")
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     parents = [subprocess.Popen([sys.executable, "-c", HOLD_A_POOL], cwd=root, stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, text=True) for _ in range(2)]
     try:

@@ -30,7 +30,7 @@ from trainers.forward import completion_logprobs
 from trainers.parallel import DataParallel
 from trainers.policy import Policy
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

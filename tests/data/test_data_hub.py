@@ -8,7 +8,7 @@ import pytest
 
 from data.hub import DataSourceError, HubUnavailableError, builder_for, load_split
 
-FIXTURES = Path(__file__).parent / "fixtures" / "envs"
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "envs"
 
 
 @pytest.mark.parametrize("files, builder", [

@@ -11,7 +11,7 @@ import envs.mbpp
 from envs import EnvError, get_env
 from envs.mbpp import check_code, entry_point
 
-FIXTURES = Path(__file__).parent / "fixtures" / "envs"
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "envs"
 CLONE = str(FIXTURES / "mbpp")
 TEST_FILE = str(FIXTURES / "mbpp" / "sanitized" / "test-00000-of-00001.parquet")
 

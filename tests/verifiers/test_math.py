@@ -18,11 +18,11 @@ from verifiers.__main__ import main as cli_main
 from verifiers.math.extract import extract_answer
 from verifiers.math.normalize import normalize, parse_number
 
-_spec = importlib.util.spec_from_file_location("math_cases", Path(__file__).with_name("math_cases.py"))
+_spec = importlib.util.spec_from_file_location("math_cases", Path(__file__).parents[1] / "math_cases.py")
 math_cases = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(math_cases)
 CASES = math_cases.CASES
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 HANG_BOUND = 20.0   # seconds: "does not hang", never a speed claim
 TIMEOUT = 20.0      # per check in the decision tests
 
@@ -70,7 +70,7 @@ def test_table_is_large_and_balanced():
 def test_realistic_table_is_large_and_balanced():
     """tests/math_realistic.py is the benchmark's held-out-style table: the verifier is not
     tested row by row against it (benchmarks/bench_math.py reports it), only its shape is."""
-    spec = importlib.util.spec_from_file_location("math_realistic", Path(__file__).with_name("math_realistic.py"))
+    spec = importlib.util.spec_from_file_location("math_realistic", Path(__file__).parents[1] / "math_realistic.py")
     realistic = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(realistic)
     rows = realistic.CASES

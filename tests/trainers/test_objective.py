@@ -1,5 +1,5 @@
 """`--objective pass@K` in the trainers: refused where it cannot work, GRPO with dynamic sampling
-and PPO's outcome rewards (the estimator itself: tests/test_core_objective.py)."""
+and PPO's outcome rewards (the estimator itself: tests/trainers/test_core_objective.py)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from trainers import rollout as ro
 from trainers.core import pass_at_k_advantages
 from verifiers import Task, Verdict, Verifier
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class SevensVerifier(Verifier):
@@ -103,7 +103,7 @@ def test_ppo_takes_each_samples_baselined_share_as_its_outcome_reward():
     batch = ro.collate([task] * 8, samples, [Verdict(r, r == 1, {}) for r in rewards], pad_id=tok.pad_token_id,
                        mask_truncated=False)
     placed = token_rewards(PPOConfig(group_size=4, objective="pass@2"), batch)
-    # group 1: c = 2 of 4 -> +-1/4 (tests/test_core_objective.py: w = 1/2 of r - mean = +-1/2);
+    # group 1: c = 2 of 4 -> +-1/4 (tests/trainers/test_core_objective.py: w = 1/2 of r - mean = +-1/2);
     # group 2: c = 1 of 4 -> w = 1: 3/4 and -1/4; each at the row's last completion token (its EOS)
     expected = pass_at_k_advantages(torch.tensor(rewards), 4, "none", k=2)
     torch.testing.assert_close(expected, torch.tensor([0.25, 0.25, -0.25, -0.25, 0.75, -0.25, -0.25, -0.25]))
