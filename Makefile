@@ -71,11 +71,11 @@ vllm: $(VLLM_STAMP)
 # (pyproject.toml's [tool.ruff]), then the tests. The exhaustive
 # sweeps (marked `sweep`) take minutes each and run apart, with `make sweep`; a smaller sample
 # of each is in `make test`. worksteal: an idle worker takes queued tests from a busy one, so
-# that a few long end-to-end runs do not finish alone at the end.
+# that a few long end-to-end runs do not finish alone at the end; the 25 slowest are listed.
 test: system-test
 	@$(MAKE) --no-print-directory $(VLLM_STAMP)
 	$(PY) -m ruff check .
-	$(PY) -m pytest -n auto --dist worksteal -m "not sweep" $(PYTEST_ARGS)
+	$(PY) -m pytest -n auto --dist worksteal -m "not sweep" --durations 25 $(PYTEST_ARGS)
 
 sweep: system-test
 	@$(MAKE) --no-print-directory $(VLLM_STAMP)

@@ -15,6 +15,10 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))   # the shared helpers, for tests in the groups
+# One torch thread per test process, and in the runs the tests start (they inherit it): the test
+# models are tiny, and `make test` already runs one test per core, so torch's own threads would
+# only contend for the same cores. A test of thread counts sets its own.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @pytest.fixture(scope="session")

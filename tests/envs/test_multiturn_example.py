@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+# The example below starts with its own imports, verbatim as the docs show them: ruff's import
+# sorting would merge them with the test's.
+# isort: skip_file
+import pytest
+
+from envs.base import _REGISTRY
+
 # ---- the docs example, verbatim (from here to the end marker)
 import random
 import re
 
-import pytest
-
 from envs import get_env, option, register_env
-from envs.base import _REGISTRY
 from envs.multiturn import MultiTurnEnvironment, Observation, run_episode
 from verifiers import Task, get_verifier
-
 
 @register_env("guess")
 class GuessEnv(MultiTurnEnvironment):

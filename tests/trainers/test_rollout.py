@@ -59,8 +59,10 @@ def test_select_keeps_every_field_step_rewards_included():
     b = ro.collate(_tasks(3), samples, [Verdict(float(i), True, {}) for i in range(3)], pad_id=0,
                    mask_truncated=False, timings={"generation_s": 1.0})
     b.step_rewards, b.step_ends = [[1.0], [0.0, 1.0], []], [[0], [0, 1], []]
+    b.versions = torch.tensor([4, 5, 6])           # as an async worker's batch carries them
     picked = b.select([2, 0])
     assert picked.step_rewards == [[], [1.0]] and picked.step_ends == [[], [0]]
+    assert picked.versions.tolist() == [6, 4]
     assert torch.allclose(picked.gen_logprobs, torch.tensor([[-0.2, -0.2], [0.0, -0.2]]))
     assert [s.token_ids for s in picked.samples] == [[5, 2], [3, 2]]
     assert picked.verdicts[0].reward == 2.0 and picked.timings == {"generation_s": 1.0}

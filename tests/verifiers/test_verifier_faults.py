@@ -243,7 +243,7 @@ def test_an_evaluation_refuses_pass_at_k_when_the_sandbox_cannot_start(tmp_path)
 
 @pytest.mark.slow
 def test_a_trainer_whose_sandbox_cannot_start_stops_after_one_step(tmp_path):
-    from tests.test_envs_reasoning_gym import _byte_level_model
+    from tests.envs.test_envs_reasoning_gym import _byte_level_model
 
     model = _byte_level_model(tmp_path / "model")
     options = {"dataset": "leg_counting", "size": 8, "test_size": 4, "style": "bare", "scorer": {"workers": 2}}
