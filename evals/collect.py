@@ -171,16 +171,18 @@ def _finish_reason(text: str, sample) -> str:
 def _verify(env, batch: list, texts: list[list[str]], samples: list[list] | None) -> list[dict]:
     flat_tasks = [task for (task, _, _), group in zip(batch, texts) for _ in group]
     episodes = [s.episode for group in samples or [] for s in group if s.episode is not None]
+    # per sample, in flat order: what the verifier and the record are told about how it ended
+    reasons = None if samples is None else [_finish_reason(text, s) for group, ts in zip(samples, texts)
+                                            for s, text in zip(group, ts)]
     if episodes:
         from envs.multiturn import episode_verdicts
 
         verdicts = iter(episode_verdicts(env, episodes, flat_tasks))
     else:
-        if samples is not None:   # the verifier learns which completions the token limit cut
-            reasons = [_finish_reason(text, s) for group, ts in zip(samples, texts) for s, text in zip(group, ts)]
+        if reasons is not None:   # the verifier learns which completions the token limit cut
             flat_tasks = [task.sampled(reason) for task, reason in zip(flat_tasks, reasons)]
         verdicts = iter(env.verifier.verify_batch([t for group in texts for t in group], flat_tasks))
-    records = []
+    records, flat = [], 0
     for i, ((task, start, _), group) in enumerate(zip(batch, texts)):
         for j, text in enumerate(group):
             v = next(verdicts)
@@ -188,12 +190,13 @@ def _verify(env, batch: list, texts: list[list[str]], samples: list[list] | None
                    "reward": v.reward, "status": v.info.get("status"), "info": v.info}
             if samples is not None:
                 sample = samples[i][j]
-                rec.update(finish_reason=_finish_reason(text, sample), num_tokens=len(sample.token_ids))
+                rec.update(finish_reason=reasons[flat], num_tokens=len(sample.token_ids))
                 if sample.episode is not None:  # observations are not the model's tokens
                     rec.update(num_tokens=sum(sample.action_mask), turns=sample.episode.num_turns,
                                tool_calls=len(sample.episode.tool_calls), end=sample.episode.end,
                                episode=sample.episode.to_json())
             records.append(rec)
+            flat += 1
     return records
 
 
