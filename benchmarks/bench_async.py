@@ -4,7 +4,8 @@
 
 For each environment, runs `python -m trainers.grpo` with the defaults of `make train` as whole
 processes, `--rollout sync` and `--rollout async --max-staleness 1` alternating (`--pairs`
-pairs; the first mode alternates too), each with its default off-policy correction (`auto`:
+pairs, pair i with `--seed i`, and with more than one pair the seeds' after-reports are also pooled
+per task; the first mode alternates too), each with its default off-policy correction (`auto`:
 none in sync mode, tis on the async run's stale rows), and reports:
 
 - training steps/s of each run (steps after the first over the seconds between the first and
@@ -48,10 +49,10 @@ def load() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
-def run(env: str, mode: str, out: Path, extra: list[str]) -> dict:
+def run(env: str, mode: str, out: Path, extra: list[str], seed: int = 0) -> dict:
     """One training run as a whole process; its figures."""
     cmd = [sys.executable, "-m", "trainers.grpo", "--env", env, "--max-minutes", "0", "--output-dir", str(out),
-           *MODES[mode], *extra]
+           "--seed", str(seed), *MODES[mode], *extra]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     wall = time.perf_counter() - t0
@@ -81,7 +82,28 @@ def warm_up(env: str) -> None:
     resolve_model("tiny", env=env, log=lambda *a: print(*a, file=sys.stderr))
 
 
+def pooled(paths: list[str]) -> dict:
+    """The after-reports of several runs (one per seed, on the same test tasks) as one report:
+    each task's samples and passes summed, so that the paired comparison of two pooled reports
+    averages each task over the seeds before it resamples the tasks. One seed's run is one
+    training trajectory; the pooled interval still resamples tasks only, not seeds."""
+    from evals.comparison import check_comparable
+    from evals.report import load_report
+
+    reports = [load_report(p) for p in paths]
+    merged = json.loads(json.dumps(reports[0]))
+    for other in reports[1:]:
+        check_comparable(merged, other)  # the same test tasks under every seed, or no pooling
+        for task, counts in other["tasks"].items():
+            merged["tasks"][task] = {"n": merged["tasks"][task]["n"] + counts["n"],
+                                     "c": merged["tasks"][task]["c"] + counts["c"]}
+    return merged
+
+
 def bench_env(env: str, pairs: int, extra: list[str], work: Path) -> dict:
+    """`pairs` sync/async pairs; pair i trains with `--seed i` (both modes), so that the pairs
+    differ in their training trajectories (with one seed every pair would repeat the same
+    learning figures: the schedule makes a run's metrics independent of timing)."""
     from evals.comparison import compare
 
     warm_up(env)
@@ -89,11 +111,14 @@ def bench_env(env: str, pairs: int, extra: list[str], work: Path) -> dict:
     for i in range(pairs):
         order = ("sync", "async") if i % 2 == 0 else ("async", "sync")
         for mode in order:
-            print(f"{env}: pair {i + 1}/{pairs}, {mode} (load {load()})", file=sys.stderr, flush=True)
-            runs[mode].append(run(env, mode, work / f"{env}-{mode}-{i}", extra))
+            print(f"{env}: pair {i + 1}/{pairs} (seed {i}), {mode} (load {load()})", file=sys.stderr, flush=True)
+            runs[mode].append(run(env, mode, work / f"{env}-{mode}-{i}", extra, seed=i))
             print(f"  {json.dumps({k: v for k, v in runs[mode][-1].items() if k != 'after'})}", file=sys.stderr)
     comparisons = [compare(s["after"], a["after"])["metrics"]["pass@k"]["1"]
                    for s, a in zip(runs["sync"], runs["async"])]
+    if pairs > 1:
+        comparisons.append(compare(pooled([r["after"] for r in runs["sync"]]),
+                                   pooled([r["after"] for r in runs["async"]]))["metrics"]["pass@k"]["1"])
     rate = {m: statistics.median(r["steps_per_s"] for r in runs[m]) for m in runs}
     return {"runs": runs, "steps_per_s": rate, "ratio": rate["async"] / rate["sync"], "after_async_minus_sync": [
         {k: c[k] for k in ("before", "after", "difference", "ci", "wins", "losses", "ties", "p_value")}
@@ -113,8 +138,10 @@ def table(env: str, result: dict) -> str:
     rate = result["steps_per_s"]
     lines += ["", f"steps/s, medians: sync {rate['sync']:.2f}, async {rate['async']:.2f}: "
               f"**ratio {result['ratio']:.2f}**", ""]
+    pairs = len(result["runs"]["sync"])
     for i, c in enumerate(result["after_async_minus_sync"]):
-        lines.append(f"pair {i + 1}: pass@1 after, async - sync = {c['difference']:+.3f}, 95% CI [{c['ci'][0]:+.3f}, "
+        label = f"pair {i + 1} (seed {i})" if i < pairs else f"all {pairs} seeds pooled"
+        lines.append(f"{label}: pass@1 after, async - sync = {c['difference']:+.3f}, 95% CI [{c['ci'][0]:+.3f}, "
                      f"{c['ci'][1]:+.3f}], {c['wins']}/{c['losses']}/{c['ties']} tasks, "
                      f"sign test p = {c['p_value']:.3g}")
     return "\n".join(lines)
@@ -122,7 +149,7 @@ def table(env: str, result: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--pairs", type=int, default=1, help="sync/async pairs per environment")
+    parser.add_argument("--pairs", type=int, default=1, help="sync/async pairs per environment; pair i uses seed i")
     parser.add_argument("--envs", default="arithmetic,calculator")
     parser.add_argument("--calculator-steps", type=int, default=40)
     parser.add_argument("--steps", type=int, default=0, help="steps of every run (0: the defaults above)")
