@@ -520,6 +520,24 @@ def test_a_dead_worker_is_replaced():
         p.close()
 
 
+@needs_bwrap
+def test_a_pool_left_open_at_exit_is_closed_quietly_and_leaves_no_process():
+    """A script that never calls close(): the pool is collected at interpreter exit, when no
+    thread may start; its workers still end, and nothing is printed about it."""
+    import subprocess
+
+    script = ("import sys; from verifiers.code.sandbox import SandboxPool, Limits\n"
+              "p = SandboxPool(workers=2)\n"
+              "print(p.tag, p.run({'mode': 'io', 'program': 'print(7)', 'stdin': ''}, Limits()).stdout.decode().strip())\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                          cwd=Path(__file__).resolve().parents[2])
+    assert done.returncode == 0, done.stderr
+    tag, printed = done.stdout.split()
+    assert printed == "7"
+    assert "Exception ignored" not in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert _wait_until_gone(tag) == []
+
+
 def _fork_server_descriptors(tag: str) -> int:
     """Open descriptors of the pool's fork servers and zygotes (the interpreter processes whose
     command line names the pool's tag; samples between runs are gone)."""

@@ -54,7 +54,7 @@ from dataclasses import dataclass
 
 from verifiers.base import VerifierError
 from verifiers.code.cgroups import PREFIX
-from verifiers.code.confine import bwrap_has_size, check_packages, code_files, interpreter, package_paths
+from verifiers.code.confine import ancestors, bwrap_has_size, check_packages, code_files, interpreter, package_paths
 from verifiers.code.memory import MemoryCap, SampleCgroup
 from verifiers.worker_process import LENGTH_PREFIXED, WorkerGone, WorkerProcess
 
@@ -64,7 +64,7 @@ REPLY_SLACK_S = 10.0                 # beyond the wall cap, before a worker coun
 # A sample spends much of its time waiting (a fork's wake-ups, the kernel tearing down its namespaces), not computing:
 # two workers per core keep the cores busy (164 HumanEval samples on 2 cores: 2.3 s with 4 workers, 3.0-3.9 s with 2).
 WORKERS_PER_CORE = 2
-# Bound into /sandbox, where the fork server loads them by path: standard library only.
+# Loaded by path from /sandbox (their folder, bound there: `confine.code_files`): standard library only.
 FILES = ("forkserver", "sample", "accounting", "wire", "decoder", "channel", "hosting", "proxies", "judging",
          "judge_side", "jail", "harness")
 _HERE = os.path.dirname(os.path.abspath(__file__))
@@ -141,8 +141,8 @@ class Execution:
 
     @classmethod
     def from_reply(cls, reply: dict) -> "Execution":
-        """The fork server's reply. Why it ended the sample (`reason`) is its word alone: a
-        SIGKILL is not read as a timeout from the CPU time it reports (see `accounting.py`)."""
+        """The fork server's reply. Why it ended the sample (`reason`) is its word alone: a SIGKILL is not read as
+        a timeout from the CPU time it reports (see `accounting.py`)."""
         if reply.get("error") or reply.get("setup_error"):
             return cls(sandbox_error=reply.get("error") or reply["setup_error"])
         ex = cls(cpu_s=reply["cpu_s"], wall_s=reply["wall_s"], stdout=reply["out"].encode("latin-1"),
@@ -184,7 +184,7 @@ def sandbox_command(bwrap: str, packages: tuple[str, ...] = (), tmp_bytes: int =
     targets = [(tree, tree) for tree in binds] + [(tree, shown[os.path.dirname(tree)] + "/" + os.path.basename(tree))
                                                   for tree in extra]
     for tree, target in targets:  # bwrap would create the parents mode 0700, closed to the sandbox user
-        for parent in _ancestors(target):
+        for parent in ancestors(target):
             if (parent not in made and not parent.startswith("/usr")
                     and not any(parent == b or parent.startswith(b + "/") for b in binds)):
                 argv += ["--perms", "0755", "--dir", parent]
@@ -212,12 +212,6 @@ def sandbox_command(bwrap: str, packages: tuple[str, ...] = (), tmp_bytes: int =
 PACKAGES_ROOT = "/opt/verirl-packages"  # inside the sandbox: one numbered folder per site-packages folder
 
 
-def _ancestors(path: str) -> list[str]:
-    """`/a/b/c` -> `["/a", "/a/b"]`."""
-    parts = path.strip("/").split("/")[:-1]
-    return ["/" + "/".join(parts[:i + 1]) for i in range(len(parts))]
-
-
 def unsafe_command(packages: tuple[str, ...] = ()) -> tuple[list[str], dict]:
     python = os.path.realpath(sys.executable)
     _, paths = package_paths(packages)
@@ -225,8 +219,8 @@ def unsafe_command(packages: tuple[str, ...] = ()) -> tuple[list[str], dict]:
     return [python, *_PY_FLAGS, "-c", _BOOT, forkserver], {"isolate": False, "uid": None, "paths": paths}
 
 
-# -S: no site import (we add the allowed packages ourselves, without .pth side effects); -s: no
-# user site; -B: no .pyc writes. Not -I/-E: PYTHONHASHSEED must apply, for reproducible verdicts.
+# -S: no site import (we add the allowed packages ourselves, without .pth side effects); -s: no user site;
+# -B: no .pyc writes. Not -I/-E: PYTHONHASHSEED must apply, for reproducible verdicts.
 _PY_FLAGS = ("-S", "-s", "-B", "-X", "utf8")
 # Run the fork server's file with neither its folder nor the working directory on sys.path (programs would find its
 # modules under plain names: `wire`, `jail`), via the loader: it uses the .pyc bound beside it (`confine.code_files`).
@@ -310,12 +304,11 @@ class SandboxPool:
     (of the standard library or `packages`) each fork server imports before its first request,
     so that samples start with them loaded, and `env`: variables set before those imports.
 
-    Each worker is a `verifiers.worker_process.WorkerProcess`: in its own session (a
-    terminal's Ctrl-C does not reach it), and it dies with the parent (the fork server returns
-    at end of input, whatever ended the parent). `close()`, or the pool's collection, ends every
-    worker, killing one that has not gone within 5 s. Unlike the math pool, a forked child does
-    not forget its parent's workers: a process that forks should build its pool after forking
-    (workers start on first use, so a pool that never ran holds none)."""
+    Each worker is a `verifiers.worker_process.WorkerProcess`: in its own session (a terminal's Ctrl-C does not
+    reach it), and it dies with the parent (the fork server returns at end of input, whatever ended the parent).
+    `close()`, or the pool's collection, ends every worker, killing one that has not gone within 5 s. Unlike the
+    math pool, a forked child does not forget its parent's workers: a process that forks should build its pool
+    after forking (workers start on first use, so a pool that never ran holds none)."""
 
     def __init__(self, workers: int | None = None, unsafe_no_sandbox: bool = False, packages=(),
                  memory_mode: str = "auto", preload: tuple[str, ...] = (), env: dict | None = None):
@@ -390,8 +383,11 @@ class SandboxPool:
     def close(self) -> None:
         self._closed = True
         slots = [slot for slot in (self._idle.get() for _ in range(self.size)) if slot is not None]
-        with ThreadPoolExecutor(max(1, len(slots))) as closing:  # each waits tens of ms for its sandbox to go
-            list(closing.map(_Worker.close, slots))
+        try:  # in parallel: each waits tens of ms for its sandbox to go
+            with ThreadPoolExecutor(max(1, len(slots))) as closing:
+                list(closing.map(_Worker.close, slots))
+        except RuntimeError:  # collected at interpreter exit, when no thread may start: one by one
+            list(map(_Worker.close, slots))
         self.memory.close()
 
     def __del__(self) -> None:
