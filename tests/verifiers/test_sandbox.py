@@ -526,9 +526,10 @@ def test_a_pool_left_open_at_exit_is_closed_quietly_and_leaves_no_process():
     thread may start; its workers still end, and nothing is printed about it."""
     import subprocess
 
-    script = ("import sys; from verifiers.code.sandbox import SandboxPool, Limits\n"
+    script = ("from verifiers.code.sandbox import SandboxPool, Limits\n"
               "p = SandboxPool(workers=2)\n"
-              "print(p.tag, p.run({'mode': 'io', 'program': 'print(7)', 'stdin': ''}, Limits()).stdout.decode().strip())\n")
+              "ex = p.run({'mode': 'io', 'program': 'print(7)', 'stdin': ''}, Limits())\n"
+              "print(p.tag, ex.stdout.decode().strip())\n")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
                           cwd=Path(__file__).resolve().parents[2])
     assert done.returncode == 0, done.stderr
