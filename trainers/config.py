@@ -148,8 +148,11 @@ class RunConfig:
     lowered from the pass rates to keep them in curriculum_band (trainers/curriculum.py; arithmetic,
     calculator and reasoning_gym have levels)"""
     curriculum_band: list[float] = field(default_factory=lambda: [0.2, 0.8])
-    """[low, high]: the adaptive curriculum steps the difficulty up when the window's pass rate is above
-    high, down when it is below low"""
+    """[low, high]: the pass rates the adaptive curriculum keeps the batches in; it steps the difficulty
+    down when the window's pass rate is below low"""
+    curriculum_target: float | None = None
+    """the adaptive curriculum steps the difficulty up when the window's pass rate is above this (inside
+    the band; null = the band's middle): it seeks the hardest mix whose rate stays in the band"""
     curriculum_window: int = 128
     """groups (prompts) whose pass rates the curriculum reads before each decision, at one position"""
     curriculum_step: float = 0.25
@@ -245,6 +248,10 @@ class RunConfig:
         require(isinstance(band, list) and len(band) == 2 and all(isinstance(x, (int, float)) for x in band)
                 and 0 <= band[0] < band[1] <= 1, "curriculum_band", f"must be [low, high] with 0 <= low < high <= 1, "
                 f"got {band!r}")
+        target = self.curriculum_target
+        require(target is None or (isinstance(target, (int, float)) and not isinstance(target, bool)
+                                   and band[0] <= target <= band[1]), "curriculum_target",
+                f"must be null or a pass rate inside curriculum_band {band!r}, got {target!r}")
         require(self.curriculum_window >= 1, "curriculum_window", "must be >= 1")
         n = round(1 / self.curriculum_step) if self.curriculum_step > 0 else 0
         require(0 < self.curriculum_step <= 1 and abs(n * self.curriculum_step - 1) < 1e-9, "curriculum_step",

@@ -15,11 +15,18 @@ The control rule (`BandController`), in four parts:
    over ranks (one all-reduce per draw), so every rank holds the same window and takes the
    same decision. Groups dropped later by dynamic sampling count: they are what the model
    does at this difficulty. Verdicts that are the verifier's own failure do not.
-3. **A band with a dead zone.** Once the window holds `curriculum_window` groups: above the
-   band's upper edge (0.8) the position moves one step up, below its lower edge (0.2) one step
-   down, inside it stays. GRPO learns from groups that are neither all right nor all wrong
-   (the advantage of a group with pass rate p has variance p(1 - p)); a band around the middle
-   keeps most groups informative, and its width keeps the rule from reacting to noise.
+3. **A band, and a target inside it.** Once the window holds `curriculum_window` groups: above
+   the target (`curriculum_target`; by default the band's middle, 0.5) the position moves one
+   step up, below the band's lower edge (0.2) one step down, in between it stays. The rule
+   thus looks for the hardest mix at which the rate stays in the band: GRPO learns from groups
+   that are neither all right nor all wrong (the advantage of a group with pass rate p has
+   variance p(1 - p), largest at 0.5), and a rate above the middle says a harder mix would
+   still be in the band. Why not wait for the upper edge (0.8): a model's pass rate may level
+   off below it, and then the rule never moves. It did so on `arithmetic` with the tiny
+   model: its level-0 rate stayed between 0.5 and 0.8 for 1,000 steps, it trained on level 0
+   throughout, and its pass@1 at the hardest level fell from 0.064 to 0.018, while the same
+   steps at the hardest level raised it to 0.093 (benchmarks/README.md, bench_curriculum).
+   `curriculum_target` equal to the band's upper edge gives that wait-for-the-edge rule.
 4. **Hysteresis by dwell time.** A move empties the window: the next decision waits for
    `curriculum_window` groups drawn at the new position, so one good batch does not climb two
    steps, and a rate measured at the old position never moves the new one.
@@ -71,6 +78,7 @@ class BandController:
     window: int = 128          # groups per decision
     ticks_per_level: int = 4   # 1 / curriculum_step
     ticks: int = 0             # position * ticks_per_level
+    target: float | None = None   # a step up above it; None: the band's middle
     credit: int = 0            # the mix's running credit, in ticks
     history: list = field(default_factory=list)   # [passed, samples, groups] per draw since the last move
     last_rate: float | None = None                # the window's pass rate at the last decision
@@ -111,7 +119,8 @@ class BandController:
         if sum(h[2] for h in self.history) < self.window:
             return 0
         rate = self.last_rate = self.window_rate()
-        move = 1 if rate > self.high and self.ticks < self.top else -1 if rate < self.low and self.ticks > 0 else 0
+        up_above = (self.low + self.high) / 2 if self.target is None else self.target
+        move = 1 if rate > up_above and self.ticks < self.top else -1 if rate < self.low and self.ticks > 0 else 0
         if move:
             self.ticks += move
             self.history, self.credit = [], 0   # dwell: the next decision reads the new position only
@@ -208,7 +217,8 @@ def training_stream(cfg, env) -> TaskStream | CurriculumStream:
     if start > (levels - 1) * ticks_per_level:
         raise ConfigError(f"curriculum_start: {cfg.curriculum_start} is above the top level {levels - 1}")
     low, high = cfg.curriculum_band
-    controller = BandController(levels, low, high, cfg.curriculum_window, ticks_per_level, ticks=start)
+    controller = BandController(levels, low, high, cfg.curriculum_window, ticks_per_level, ticks=start,
+                                target=cfg.curriculum_target)
     test = evaluation_env(cfg, env).tasks("test")
     held_out = frozenset(_prompt_key(t) for t in envs.take(test, TRAIN_TASKS_CAP))
     return CurriculumStream(env, cfg.seed, controller, cfg.group_size, held_out)

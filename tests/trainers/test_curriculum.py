@@ -25,25 +25,34 @@ TIMINGS = ("elapsed_s", "generation_s", "verification_s", "update_s", "sync_s", 
 
 
 def test_the_window_fills_before_any_decision_then_slides():
-    c = BandController(levels=3, window=4)            # band 0.2-0.8, a quarter level per move
+    c = BandController(levels=3, window=4)            # band 0.2-0.8, target 0.5, a quarter level per move
     assert c.observe(7, 16, 2) == 0 and c.last_rate is None          # 2 groups < 4: no reading yet
-    assert c.observe(14, 16, 2) == 0 and c.last_rate == 21 / 32      # 0.656: inside the band
-    # A third draw: the window keeps the newest draws that hold 4 groups, (14 + 16) / 32 = 0.9375.
-    assert c.observe(16, 16, 2) == 1 and c.last_rate == 30 / 32
+    assert c.observe(1, 16, 2) == 0 and c.last_rate == 8 / 32        # 0.25: in the band, below the target
+    # A third draw: the window keeps the newest draws that hold 4 groups, (1 + 15) / 32 = 0.5: holds.
+    assert c.observe(15, 16, 2) == 0 and c.last_rate == 16 / 32
+    # (15 + 12) / 32 = 0.84375, above the target: one step up.
+    assert c.observe(12, 16, 2) == 1 and c.last_rate == 27 / 32
     assert (c.ticks, c.position, c.history) == (1, 0.25, [])          # a move empties the window
 
 
-def test_one_step_down_below_the_band_then_up_above_it():
+def test_one_step_down_below_the_band_then_up_above_the_target():
     c = BandController(levels=3, window=2, ticks=4)                   # at level 1
     assert c.observe(3, 16, 2) == -1 and c.position == 0.75           # 3/16 = 0.1875 < 0.2
-    # The window was emptied: this draw alone fills it, 13/16 = 0.8125 > 0.8.
-    assert c.observe(13, 16, 2) == 1 and c.position == 1.0
+    # The window was emptied: this draw alone fills it, 9/16 = 0.5625 > 0.5 (inside the band).
+    assert c.observe(9, 16, 2) == 1 and c.position == 1.0
 
 
-def test_rates_on_the_band_edges_hold():
+def test_rates_on_the_lower_edge_and_on_the_target_hold():
     c = BandController(levels=3, window=2, ticks=4)
     assert c.observe(8, 40, 2) == 0 and c.last_rate == 0.2            # exactly low: inside
+    assert c.observe(20, 40, 2) == 0 and c.last_rate == 0.5           # exactly the target: holds
+
+
+def test_a_target_at_the_upper_edge_waits_for_the_rate_to_leave_the_band():
+    c = BandController(levels=3, window=2, ticks=4, target=0.8)
+    assert c.observe(26, 40, 2) == 0 and c.last_rate == 0.65          # above the middle, not above 0.8
     assert c.observe(32, 40, 2) == 0 and c.last_rate == 0.8           # exactly high: inside
+    assert c.observe(33, 40, 2) == 1 and c.position == 1.25
 
 
 def test_the_position_stays_between_the_lowest_and_the_top_level():
@@ -55,16 +64,17 @@ def test_the_position_stays_between_the_lowest_and_the_top_level():
 
 
 def test_a_hand_worked_climb_and_fall():
-    """Window 4 groups of 8 samples, each draw 4 groups (so every draw is a decision), step 1/2."""
+    """Window 4 groups of 8 samples, each draw 4 groups (so every draw is a decision), step 1/2,
+    band 0.2-0.8, target 0.5."""
     c = BandController(levels=3, window=4, ticks_per_level=2)
-    rates = [28, 30, 20, 29, 5, 16, 27]     # passes out of 32 per draw
-    # 28/32 = 0.875 up (0.5); 30/32 up (1.0); 20/32 = 0.625 hold; 29/32 = 0.906 up (1.5);
-    # 5/32 = 0.156 down (1.0); 16/32 hold; 27/32 = 0.844 up (1.5).
+    rates = [20, 17, 16, 10, 5, 16, 27, 29]     # passes out of 32 per draw
+    # 20/32 = 0.625 up (0.5); 17/32 = 0.531 up (1.0); 16/32 = 0.5 hold; 10/32 = 0.3125 hold;
+    # 5/32 = 0.156 down (0.5); 16/32 hold; 27/32 = 0.844 up (1.0); 29/32 up (1.5).
     positions = []
     for passed in rates:
         c.observe(passed, 32, 4)
         positions.append(c.position)
-    assert positions == [0.5, 1.0, 1.0, 1.5, 1.0, 1.0, 1.5]
+    assert positions == [0.5, 1.0, 1.0, 1.0, 0.5, 0.5, 1.0, 1.5]
 
 
 def test_empty_draws_are_ignored():
@@ -159,6 +169,8 @@ def test_a_stream_that_cannot_be_made_names_the_option(options, message):
     (dict(curriculum="fast"), "curriculum"), (dict(curriculum_band=[0.8, 0.2]), "curriculum_band"),
     (dict(curriculum_band=[0.2]), "curriculum_band"), (dict(curriculum_window=0), "curriculum_window"),
     (dict(curriculum_step=0.3), "curriculum_step"), (dict(curriculum_start=0.1), "curriculum_start"),
+    (dict(curriculum_target=0.9), "curriculum_target"), (dict(curriculum_target=0.1), "curriculum_target"),
+    (dict(curriculum_target=True), "curriculum_target"),
     (dict(eval_difficulty="hardest"), "eval_difficulty"), (dict(eval_difficulty=-1), "eval_difficulty"),
 ])
 def test_bad_curriculum_options_are_refused_naming_the_field(options, field):
