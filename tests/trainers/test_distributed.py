@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from interrupted import interrupted_copy
 
 from trainers import checkpoint
 
@@ -105,7 +106,7 @@ def test_two_process_run_ends_with_a_report_and_resumes_exactly(tmp_path, tiny_m
     assert run.stderr.count(f"wrote {straight / 'report.json'}") == 1  # rank 0 alone logs
     assert sorted(p.name for p in (straight / "checkpoint-4").glob("rng-*.pt")) == ["rng-0.pt", "rng-1.pt"]
     # Interrupted after 2 steps, resumed to 4 on 2 processes: the same weights and metrics.
-    assert grpo(part, tiny_model_path, "--steps", "2", *kw).returncode == 0
+    interrupted_copy(straight, part, 2)
     resumed = grpo(part, tiny_model_path, "--steps", "4", "--resume", "true", *kw)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert _metrics(part) == _metrics(straight)
@@ -146,8 +147,7 @@ def test_a_two_process_curriculum_run_moves_the_level_in_step_and_resumes_exactl
     assert [m["difficulty"] for m in _metrics(straight)] == [2.0, 1.75, 1.5, 1.25]
     after = json.loads((straight / "report.json").read_text())["after"]
     assert all(t.startswith("arithmetic/level4/test/") for t in after["tasks"])
-    assert grpo(part, tiny_model_path, "--steps", "2", *kw).returncode == 0
-    resumed = grpo(part, tiny_model_path, "--steps", "4", "--resume", "true", *kw)
+    resumed = grpo(interrupted_copy(straight, part, 2), tiny_model_path, "--steps", "4", "--resume", "true", *kw)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert _metrics(part) == _metrics(straight)
 
