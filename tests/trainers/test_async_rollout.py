@@ -18,6 +18,7 @@ import counting_envs  # noqa: F401 - registers test_ones and broken_verifier, he
 import pytest
 import torch
 import torch.multiprocessing as mp
+from interrupted import interrupted_copy
 from procs import descendants, survivors
 
 from trainers import rollout as ro
@@ -159,10 +160,10 @@ def test_two_async_runs_are_the_same_run(tmp_path, tiny_model_path):
 def test_resume_continues_exactly_with_the_queued_batches(tmp_path, tiny_model_path):
     """A checkpoint after step 2 holds batches 2 and 3 (sampled by versions 0 and 1 at
     staleness 2, which it does not hold): resumed, the run ends where the straight one did."""
-    kw = dict(max_staleness=2, off_policy_correction="decoupled", decoupled_cap=3.0)
+    kw = dict(max_staleness=2, off_policy_correction="decoupled", decoupled_cap=3.0, checkpoint_every=2)
     train(_cfg(tmp_path / "straight", tiny_model_path, steps=4, **kw))
-    train(_cfg(tmp_path / "part", tiny_model_path, steps=2, **kw))
-    assert (tmp_path / "part" / "checkpoint-2" / "rollouts-0.pt").exists()
+    assert (tmp_path / "straight" / "checkpoint-2" / "rollouts-0.pt").exists()
+    interrupted_copy(tmp_path / "straight", tmp_path / "part", 2)
     train(_cfg(tmp_path / "part", tiny_model_path, steps=4, resume=True, **kw))
     assert _metrics(tmp_path / "part") == _metrics(tmp_path / "straight")
     assert not _same_weights(tmp_path / "straight" / "final", tmp_path / "part" / "final")
@@ -358,7 +359,8 @@ def _torchrun(out: Path, model: str, *extra: str) -> subprocess.CompletedProcess
 @pytest.mark.slow
 def test_two_ranks_each_with_its_worker_end_with_a_report_and_resume_exactly(tmp_path, tiny_model_path):
     straight, part = tmp_path / "straight", tmp_path / "part"
-    run = _torchrun(straight, tiny_model_path, "--steps", "4", "--eval-samples", "2", "--eval-tasks", "4")
+    run = _torchrun(straight, tiny_model_path, "--steps", "4", "--checkpoint-every", "2", "--eval-samples", "2",
+                    "--eval-tasks", "4")
     assert run.returncode == 0, run.stderr[-3000:]
     report = json.loads((straight / "report.json").read_text())
     assert report["summary"]["world_size"] == 2 and report["comparison"] is not None
@@ -368,8 +370,11 @@ def test_two_ranks_each_with_its_worker_end_with_a_report_and_resume_exactly(tmp
     assert any(m["groups"] > 0 and m["reward_std"] > 0 for m in lines), lines
     assert sorted(p.name for p in (straight / "checkpoint-4").glob("rollouts-*.pt")) == ["rollouts-0.pt",
                                                                                           "rollouts-1.pt"]
-    assert _torchrun(part, tiny_model_path, "--steps", "2").returncode == 0
-    resumed = _torchrun(part, tiny_model_path, "--steps", "4", "--resume", "true")
+    # Interrupted after 2 steps, its queued batches in the checkpoint: resumed, the same run.
+    assert sorted(p.name for p in (straight / "checkpoint-2").glob("rollouts-*.pt")) == ["rollouts-0.pt",
+                                                                                          "rollouts-1.pt"]
+    resumed = _torchrun(interrupted_copy(straight, part, 2), tiny_model_path, "--steps", "4", "--checkpoint-every",
+                        "2", "--resume", "true")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert _metrics(part) == lines
     assert not _same_weights(straight / "final", part / "final")
