@@ -218,31 +218,41 @@ def test_cli_compare_end_to_end(tmp_path):
 
 
 @pytest.mark.slow
-def test_cli_compare_refusal_and_bad_input_exit_2(tmp_path):
+def test_cli_refuses_reports_it_cannot_compare_with_exit_2_and_one_line(tmp_path):
+    """End to end through the script, one refusal; the other bad inputs go through the same `main` below."""
     before, after = two_reports(ToyEnv(size=5))
     (tmp_path / "b.json").write_text(json.dumps(before))
     (tmp_path / "a.json").write_text(json.dumps(after))
     out = cli("--compare", str(tmp_path / "b.json"), str(tmp_path / "a.json"))
     assert out.returncode == 2 and "error: cannot compare these reports:" in out.stderr
-    assert "task sets differ" in out.stderr
-    out = cli("--compare", str(tmp_path / "b.json"), str(tmp_path / "missing.json"))
-    assert out.returncode == 2 and "cannot read report" in out.stderr
-    out = cli("--samples", "0")
-    assert out.returncode == 2 and "error: samples: must be >= 1" in out.stderr
-    out = cli("--env", "nope", "--completions", str(tmp_path / "b.json"))
-    assert out.returncode == 2 and "error: unknown environment 'nope'" in out.stderr
-    out = cli("--env-options", '{"digits": 0, "bogus": 1}', "--completions", str(tmp_path / "b.json"))
-    assert out.returncode == 2 and "unknown option(s) ['bogus']" in out.stderr
-    out = cli("--completions", str(tmp_path / "b.json"))     # a report is not a completions file
-    assert out.returncode == 2 and "b.json:1: expected an object with string fields" in out.stderr
+    assert "task sets differ" in out.stderr and "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+
+
+def test_bad_input_exits_2_naming_it(tmp_path, capsys):
+    """`pk.main` is what the script runs (`sys.exit(main())`): each bad input returns 2 with its
+    `error:` line on stderr and no traceback."""
+    before, _ = two_reports()
+    (tmp_path / "b.json").write_text(json.dumps(before))
     rows = tmp_path / "gsm8k.jsonl"                          # a data row the environment cannot use
     rows.write_text(json.dumps({"question": "q?", "answer": "so\n#### 4"}) + "\n"
                     + json.dumps({"question": "r?", "answer": "no marker"}) + "\n")
     (tmp_path / "c.jsonl").write_text(json.dumps({"task_id": "gsm8k/train/0", "completion": "4"}) + "\n")
-    out = cli("--env", "gsm8k", "--env-options", json.dumps({"path": str(rows)}), "--split", "train",
-              "--completions", str(tmp_path / "c.jsonl"))
-    assert out.returncode == 2 and "error: gsm8k train row 1: no '#### answer' in 'no marker'" in out.stderr
-    assert "Traceback" not in out.stderr
+    cases = [
+        (["--compare", str(tmp_path / "b.json"), str(tmp_path / "missing.json")], "cannot read report"),
+        (["--samples", "0"], "error: samples: must be >= 1"),
+        (["--env", "nope", "--completions", str(tmp_path / "b.json")], "error: unknown environment 'nope'"),
+        (["--env-options", '{"digits": 0, "bogus": 1}', "--completions", str(tmp_path / "b.json")],
+         "unknown option(s) ['bogus']"),
+        (["--completions", str(tmp_path / "b.json")],     # a report is not a completions file
+         "b.json:1: expected an object with string fields"),
+        (["--env", "gsm8k", "--env-options", json.dumps({"path": str(rows)}), "--split", "train",
+          "--completions", str(tmp_path / "c.jsonl")], "error: gsm8k train row 1: no '#### answer' in 'no marker'"),
+    ]
+    for args, message in cases:
+        assert pk.main(args) == 2, args
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err, (args, err[-2000:])
 
 
 @pytest.mark.slow
