@@ -38,16 +38,17 @@ def torchrun(args: list[str], nproc: int = 2, timeout: int = TIMEOUT) -> subproc
     return subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=timeout)
 
 
-def grpo(out: Path, model: str, *extra: str, nproc: int = 2) -> subprocess.CompletedProcess:
-    args = ["-m", "trainers.grpo", "--model", model, "--prompts-per-step", "4", "--group-size", "4",
-            "--max-new-tokens", "6", "--generation-backend", "hf", "--output-dir", str(out),
-            "--eval-samples", "0", "--learning-rate", "3e-3", *extra]
+def grpo_args(out: Path, model: str, *extra: str) -> list[str]:
+    args = ["--model", model, "--prompts-per-step", "4", "--group-size", "4", "--max-new-tokens", "6",
+            "--generation-backend", "hf", "--output-dir", str(out), "--eval-samples", "0", "--learning-rate", "3e-3",
+            *extra]
     # The format part of the reward varies within groups even for the untrained model: updates happen.
-    args += ["--env-options", '{"format_weight": 0.5}']
-    if nproc == 1:
-        return subprocess.run([sys.executable, *args], cwd=ROOT, env=_env(), capture_output=True, text=True,
-                              timeout=TIMEOUT)
-    return torchrun(args, nproc)
+    return args + ["--env-options", '{"format_weight": 0.5}']
+
+
+def grpo(out: Path, model: str, *extra: str) -> subprocess.CompletedProcess:
+    """`python -m trainers.grpo` on 2 processes, under torchrun."""
+    return torchrun(["-m", "trainers.grpo", *grpo_args(out, model, *extra)])
 
 
 def _metrics(out: Path) -> list[dict]:
@@ -87,7 +88,7 @@ def test_one_update_on_two_ranks_gives_the_parameters_of_one_rank(tmp_path, tiny
 
 
 @pytest.mark.slow
-def test_two_process_run_ends_with_a_report_and_resumes_exactly(tmp_path, tiny_model_path):
+def test_two_process_run_ends_with_a_report_and_resumes_exactly(tmp_path, tiny_model_path, capfd):
     straight, part = tmp_path / "straight", tmp_path / "part"
     kw = ("--checkpoint-every", "2", "--dynamic-sampling", "true", "--scale-rewards", "batch",
           "--minibatch-size", "4")
@@ -114,10 +115,13 @@ def test_two_process_run_ends_with_a_report_and_resumes_exactly(tmp_path, tiny_m
     assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])]
     state = checkpoint.read(straight / "checkpoint-4")
     assert set(state) == {"policy"} and torch.equal(state["policy"]["model"]["lm_head.weight"], a["lm_head.weight"])
-    # The same checkpoint resumed on 1 process: resharded, continued from its step and data position.
-    one = grpo(part, tiny_model_path, "--steps", "5", "--resume", "true", *kw, nproc=1)
-    assert one.returncode == 0, one.stderr[-3000:]
-    assert "not bit-exact" in one.stderr
+    # The same checkpoint resumed on 1 process (through `main`, what the command runs, in this
+    # process): resharded, continued from its step and data position.
+    from trainers.grpo import main
+
+    capfd.readouterr()
+    assert main(grpo_args(part, tiny_model_path, "--steps", "5", "--resume", "true", *kw)) == 0
+    assert "not bit-exact" in capfd.readouterr().err
     lines = [json.loads(line) for line in (part / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in lines] == [1, 2, 3, 4, 5] and lines[-1]["world_size"] == 1
 
