@@ -244,11 +244,13 @@ def test_cli_on_vllm_end_to_end_and_with_an_engine_per_rank_gives_the_counts_of_
     report holds the 1-process counts, and the engines shut down cleanly."""
     from test_pass_at_k import check_end_to_end_run
 
+    from evals.pass_at_k import main
+
     pytest.importorskip("vllm")
     args = [str(SCRIPT), "--model", fitted_model, *EVAL_ARGS, "--samples", "4", "--backend", "vllm"]
     single = run([*args, "--output-dir", str(tmp_path / "one")], 1)
     check_end_to_end_run(single, tmp_path / "one", "vllm", fitted_model, 5,
-                         lambda: run([*args, "--output-dir", str(tmp_path / "one")], 1))
+                         lambda: main([*args[1:], "--output-dir", str(tmp_path / "one")]))
     double = run([*args, "--output-dir", str(tmp_path / "two")], 2)
     assert double.returncode == 0 and "Traceback" not in double.stderr, double.stderr[-3000:]
     a, b = counts(tmp_path / "one" / "report.json"), counts(tmp_path / "two" / "report.json")

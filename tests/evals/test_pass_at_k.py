@@ -360,8 +360,9 @@ def test_evaluate_metric_module_loads_offline_and_matches_stats(tmp_path):
 
 def check_end_to_end_run(out, out_dir: Path, backend: str, model: str, num_tasks: int, again) -> None:
     """The claims of an evaluation run of 4 samples per task through the script (`out`, into
-    `out_dir`), then of `again()`, the same command again: it resumes with nothing left to
-    sample. Also the claims of the single-process vLLM run of tests/evals/test_eval_distributed.py,
+    `out_dir`), then of `again()`, the same arguments again through `pk.main` in process (what
+    the script runs; its exit status): it resumes with nothing left to sample, so it loads no
+    model. Also the claims of the single-process vLLM run of tests/evals/test_eval_distributed.py,
     which this file does not repeat: one vLLM engine start (~15-20 s) serves both."""
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.startswith("| k | pass@k |")   # the table alone on stdout (engine logs go to stderr)
@@ -376,8 +377,7 @@ def check_end_to_end_run(out, out_dir: Path, backend: str, model: str, num_tasks
     records = [json.loads(line) for line in (out_dir / "samples.jsonl").read_text().splitlines()]
     assert len(records) == num_tasks * 4 and {r["task_id"] for r in records} == set(report["tasks"])
     assert (out_dir / "pass_at_k.png").read_bytes()[:4] == b"\x89PNG"
-    rerun = again()   # resumes: nothing left to sample
-    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert again() == 0   # resumes: nothing left to sample
     assert len((out_dir / "samples.jsonl").read_text().splitlines()) == num_tasks * 4
     assert load_report(out_dir / "report.json")["tasks"] == report["tasks"]
 
@@ -391,4 +391,4 @@ def test_tiny_model_on_arithmetic_end_to_end_with_transformers(tmp_path):
     out_dir = tmp_path / "out"
     args = ["--model", model, "--backend", "hf", "--limit", "3", "--samples", "4", "--max-new-tokens", "6",
             "--output-dir", str(out_dir), "--n-bootstrap", "100", "--progress", "false"]
-    check_end_to_end_run(cli(*args, timeout=600), out_dir, "hf", model, 3, lambda: cli(*args, timeout=600))
+    check_end_to_end_run(cli(*args, timeout=600), out_dir, "hf", model, 3, lambda: pk.main(args))
