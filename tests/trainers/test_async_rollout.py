@@ -18,6 +18,7 @@ import counting_envs  # noqa: F401 - registers test_ones and broken_verifier, he
 import pytest
 import torch
 import torch.multiprocessing as mp
+from interrupted import interrupted_copy
 from procs import descendants, survivors
 
 from trainers import rollout as ro
@@ -159,10 +160,10 @@ def test_two_async_runs_are_the_same_run(tmp_path, tiny_model_path):
 def test_resume_continues_exactly_with_the_queued_batches(tmp_path, tiny_model_path):
     """A checkpoint after step 2 holds batches 2 and 3 (sampled by versions 0 and 1 at
     staleness 2, which it does not hold): resumed, the run ends where the straight one did."""
-    kw = dict(max_staleness=2, off_policy_correction="decoupled", decoupled_cap=3.0)
+    kw = dict(max_staleness=2, off_policy_correction="decoupled", decoupled_cap=3.0, checkpoint_every=2)
     train(_cfg(tmp_path / "straight", tiny_model_path, steps=4, **kw))
-    train(_cfg(tmp_path / "part", tiny_model_path, steps=2, **kw))
-    assert (tmp_path / "part" / "checkpoint-2" / "rollouts-0.pt").exists()
+    assert (tmp_path / "straight" / "checkpoint-2" / "rollouts-0.pt").exists()
+    interrupted_copy(tmp_path / "straight", tmp_path / "part", 2)
     train(_cfg(tmp_path / "part", tiny_model_path, steps=4, resume=True, **kw))
     assert _metrics(tmp_path / "part") == _metrics(tmp_path / "straight")
     assert not _same_weights(tmp_path / "straight" / "final", tmp_path / "part" / "final")
@@ -242,12 +243,16 @@ def test_bad_input_found_by_the_worker_is_the_same_error_as_in_sync(tmp_path, ti
 # --------------------------------------------------------------------------- the command line
 
 
+def _args(out: Path, model: str, *extra: str) -> list[str]:
+    return ["--model", model, "--env", "test_ones", "--prompts-per-step", "4", "--group-size", "4",
+            "--max-new-tokens", "4", "--eval-samples", "0", "--generation-backend", "hf", "--output-dir", str(out),
+            "--rollout", "async", "--max-minutes", "0", *extra]
+
+
 def _start(out: Path, model: str, *extra: str) -> subprocess.Popen:
     """`python -m trainers.grpo` as a user runs it, with the test environments registered."""
     code = "import sys, counting_envs; from trainers.grpo import main; sys.exit(main(sys.argv[1:]))"
-    cmd = [sys.executable, "-c", code, "--model", model, "--env", "test_ones", "--prompts-per-step", "4",
-           "--group-size", "4", "--max-new-tokens", "4", "--eval-samples", "0", "--generation-backend", "hf",
-           "--output-dir", str(out), "--rollout", "async", "--max-minutes", "0", *extra]
+    cmd = [sys.executable, "-c", code, *_args(out, model, *extra)]
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'tests'}"}
     return subprocess.Popen(cmd, cwd=ROOT / "tests", env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
@@ -306,9 +311,10 @@ def test_ctrl_c_stops_both_sides_saves_and_resumes(tmp_path, tiny_model_path):
     assert len(saved) == 1 and (saved[0] / "rollouts-0.pt").exists()
     step = int(saved[0].name.split("-")[1])
     assert [m["step"] for m in _metrics(out)] == list(range(1, step + 1))   # the checkpoint is the last logged step
-    resumed = _start(out, tiny_model_path, "--steps", str(step + 2), "--resume", "true")
-    _, stderr = resumed.communicate(timeout=300)
-    assert resumed.returncode == 0, stderr[-3000:]
+    # Resumed through `main`, what the command runs, in this process (the command's part is above).
+    from trainers.grpo import main
+
+    assert main(_args(out, tiny_model_path, "--steps", str(step + 2), "--resume", "true")) == 0
     assert [m["step"] for m in _metrics(out)] == list(range(1, step + 3))
 
 
@@ -358,7 +364,8 @@ def _torchrun(out: Path, model: str, *extra: str) -> subprocess.CompletedProcess
 @pytest.mark.slow
 def test_two_ranks_each_with_its_worker_end_with_a_report_and_resume_exactly(tmp_path, tiny_model_path):
     straight, part = tmp_path / "straight", tmp_path / "part"
-    run = _torchrun(straight, tiny_model_path, "--steps", "4", "--eval-samples", "2", "--eval-tasks", "4")
+    run = _torchrun(straight, tiny_model_path, "--steps", "4", "--checkpoint-every", "2", "--eval-samples", "2",
+                    "--eval-tasks", "4")
     assert run.returncode == 0, run.stderr[-3000:]
     report = json.loads((straight / "report.json").read_text())
     assert report["summary"]["world_size"] == 2 and report["comparison"] is not None
@@ -368,8 +375,11 @@ def test_two_ranks_each_with_its_worker_end_with_a_report_and_resume_exactly(tmp
     assert any(m["groups"] > 0 and m["reward_std"] > 0 for m in lines), lines
     assert sorted(p.name for p in (straight / "checkpoint-4").glob("rollouts-*.pt")) == ["rollouts-0.pt",
                                                                                           "rollouts-1.pt"]
-    assert _torchrun(part, tiny_model_path, "--steps", "2").returncode == 0
-    resumed = _torchrun(part, tiny_model_path, "--steps", "4", "--resume", "true")
+    # Interrupted after 2 steps, its queued batches in the checkpoint: resumed, the same run.
+    assert sorted(p.name for p in (straight / "checkpoint-2").glob("rollouts-*.pt")) == ["rollouts-0.pt",
+                                                                                          "rollouts-1.pt"]
+    resumed = _torchrun(interrupted_copy(straight, part, 2), tiny_model_path, "--steps", "4", "--checkpoint-every",
+                        "2", "--resume", "true")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert _metrics(part) == lines
     assert not _same_weights(straight / "final", part / "final")

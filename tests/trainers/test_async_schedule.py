@@ -9,6 +9,7 @@ import copy
 import counting_envs  # noqa: F401 - registers test_ones, here and in the worker
 import pytest
 import torch
+from interrupted import interrupted_copy
 
 from trainers import async_rollout as ar
 from trainers.forward import completion_logprobs
@@ -71,9 +72,9 @@ def test_the_curriculum_moves_in_the_worker_and_resumes_exactly(tmp_path, tiny_m
     state travels with the queued batches)."""
     from test_curriculum import _cfg  # its environment with levels, and a curriculum that moves in 6 steps
 
-    kw = dict(rollout="async", max_staleness=1)
+    kw = dict(rollout="async", max_staleness=1, checkpoint_every=3)
     train(_cfg(tmp_path / "a", tiny_model_path, **kw))
-    train(_cfg(tmp_path / "b", tiny_model_path, steps=3, **kw))
+    interrupted_copy(tmp_path / "a" / "run", tmp_path / "b" / "run", 3)
     train(_cfg(tmp_path / "b", tiny_model_path, resume=True, **kw))
     a, b = (_metrics(tmp_path / name / "run") for name in ("a", "b"))
     assert a == b and len(a) == 6

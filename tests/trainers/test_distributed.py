@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from interrupted import interrupted_copy
 
 from trainers import checkpoint
 
@@ -37,16 +38,17 @@ def torchrun(args: list[str], nproc: int = 2, timeout: int = TIMEOUT) -> subproc
     return subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=timeout)
 
 
-def grpo(out: Path, model: str, *extra: str, nproc: int = 2) -> subprocess.CompletedProcess:
-    args = ["-m", "trainers.grpo", "--model", model, "--prompts-per-step", "4", "--group-size", "4",
-            "--max-new-tokens", "6", "--generation-backend", "hf", "--output-dir", str(out),
-            "--eval-samples", "0", "--learning-rate", "3e-3", *extra]
+def grpo_args(out: Path, model: str, *extra: str) -> list[str]:
+    args = ["--model", model, "--prompts-per-step", "4", "--group-size", "4", "--max-new-tokens", "6",
+            "--generation-backend", "hf", "--output-dir", str(out), "--eval-samples", "0", "--learning-rate", "3e-3",
+            *extra]
     # The format part of the reward varies within groups even for the untrained model: updates happen.
-    args += ["--env-options", '{"format_weight": 0.5}']
-    if nproc == 1:
-        return subprocess.run([sys.executable, *args], cwd=ROOT, env=_env(), capture_output=True, text=True,
-                              timeout=TIMEOUT)
-    return torchrun(args, nproc)
+    return args + ["--env-options", '{"format_weight": 0.5}']
+
+
+def grpo(out: Path, model: str, *extra: str) -> subprocess.CompletedProcess:
+    """`python -m trainers.grpo` on 2 processes, under torchrun."""
+    return torchrun(["-m", "trainers.grpo", *grpo_args(out, model, *extra)])
 
 
 def _metrics(out: Path) -> list[dict]:
@@ -66,13 +68,15 @@ def test_one_update_on_two_ranks_gives_the_parameters_of_one_rank(tmp_path, tiny
     """tests/distributed_update.py: the same global rollout, one update per configuration (plain
     GRPO; dapo with the batch std and gradient accumulation; two inner epochs; verifier faults under bnpo
     and under pass@2, which leave the ranks different counts of rows and tokens)."""
-    script = str(ROOT / "tests" / "distributed_update.py")
-    one = subprocess.run([sys.executable, script, tiny_model_path, str(tmp_path / "one.pt"), "ddp"], cwd=ROOT,
-                         env=_env(), capture_output=True, text=True, timeout=TIMEOUT)
-    assert one.returncode == 0, one.stderr[-3000:]
-    two = torchrun([script, tiny_model_path, str(tmp_path / "two.pt"), "ddp,fsdp"])
+    import distributed_update
+
+    # One process: the script's updates called here, in this process (no interpreter start).
+    ref = {("ddp", name): distributed_update.one_update(tiny_model_path, tmp_path, "ddp", name, kw)
+           for name, kw in distributed_update.CONFIGS.items()}
+    two = torchrun([str(ROOT / "tests" / "distributed_update.py"), tiny_model_path, str(tmp_path / "two.pt"),
+                    "ddp,fsdp"])
     assert two.returncode == 0, two.stderr[-3000:]
-    ref, got = torch.load(tmp_path / "one.pt"), torch.load(tmp_path / "two.pt")
+    got = torch.load(tmp_path / "two.pt")
     start = _weights(tiny_model_path)
     assert {name for _, name in got} == {name for _, name in ref} and {s for s, _ in got} == {"ddp", "fsdp"}
     for (strategy, name), result in got.items():
@@ -86,7 +90,7 @@ def test_one_update_on_two_ranks_gives_the_parameters_of_one_rank(tmp_path, tiny
 
 
 @pytest.mark.slow
-def test_two_process_run_ends_with_a_report_and_resumes_exactly(tmp_path, tiny_model_path):
+def test_two_process_run_ends_with_a_report_and_resumes_exactly(tmp_path, tiny_model_path, capfd):
     straight, part = tmp_path / "straight", tmp_path / "part"
     kw = ("--checkpoint-every", "2", "--dynamic-sampling", "true", "--scale-rewards", "batch",
           "--minibatch-size", "4")
@@ -105,7 +109,7 @@ def test_two_process_run_ends_with_a_report_and_resumes_exactly(tmp_path, tiny_m
     assert run.stderr.count(f"wrote {straight / 'report.json'}") == 1  # rank 0 alone logs
     assert sorted(p.name for p in (straight / "checkpoint-4").glob("rng-*.pt")) == ["rng-0.pt", "rng-1.pt"]
     # Interrupted after 2 steps, resumed to 4 on 2 processes: the same weights and metrics.
-    assert grpo(part, tiny_model_path, "--steps", "2", *kw).returncode == 0
+    interrupted_copy(straight, part, 2)
     resumed = grpo(part, tiny_model_path, "--steps", "4", "--resume", "true", *kw)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert _metrics(part) == _metrics(straight)
@@ -113,10 +117,13 @@ def test_two_process_run_ends_with_a_report_and_resumes_exactly(tmp_path, tiny_m
     assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])]
     state = checkpoint.read(straight / "checkpoint-4")
     assert set(state) == {"policy"} and torch.equal(state["policy"]["model"]["lm_head.weight"], a["lm_head.weight"])
-    # The same checkpoint resumed on 1 process: resharded, continued from its step and data position.
-    one = grpo(part, tiny_model_path, "--steps", "5", "--resume", "true", *kw, nproc=1)
-    assert one.returncode == 0, one.stderr[-3000:]
-    assert "not bit-exact" in one.stderr
+    # The same checkpoint resumed on 1 process (through `main`, what the command runs, in this
+    # process): resharded, continued from its step and data position.
+    from trainers.grpo import main
+
+    capfd.readouterr()
+    assert main(grpo_args(part, tiny_model_path, "--steps", "5", "--resume", "true", *kw)) == 0
+    assert "not bit-exact" in capfd.readouterr().err
     lines = [json.loads(line) for line in (part / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in lines] == [1, 2, 3, 4, 5] and lines[-1]["world_size"] == 1
 
@@ -146,8 +153,7 @@ def test_a_two_process_curriculum_run_moves_the_level_in_step_and_resumes_exactl
     assert [m["difficulty"] for m in _metrics(straight)] == [2.0, 1.75, 1.5, 1.25]
     after = json.loads((straight / "report.json").read_text())["after"]
     assert all(t.startswith("arithmetic/level4/test/") for t in after["tasks"])
-    assert grpo(part, tiny_model_path, "--steps", "2", *kw).returncode == 0
-    resumed = grpo(part, tiny_model_path, "--steps", "4", "--resume", "true", *kw)
+    resumed = grpo(interrupted_copy(straight, part, 2), tiny_model_path, "--steps", "4", "--resume", "true", *kw)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert _metrics(part) == _metrics(straight)
 

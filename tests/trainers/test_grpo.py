@@ -142,15 +142,18 @@ def test_cli_bad_value_fails_before_work(tmp_path):
 
 
 @pytest.mark.slow
-def test_cli_bad_input_found_during_the_run_exits_2_with_one_line(tmp_path, tiny_model_path):
-    """An unknown environment, and prompts the model cannot read (few-shot newlines for the tiny
-    model, which would otherwise score a silent zero), end with `error:` naming them, no traceback."""
-    base = [sys.executable, "-m", "trainers.grpo", "--model", tiny_model_path, "--steps", "1",
-            "--generation-backend", "hf", "--output-dir", str(tmp_path / "x")]
-    proc = subprocess.run(base + ["--env", "nope"], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 2 and "error: unknown environment 'nope'" in proc.stderr
-    proc = subprocess.run(base + ["--env-options", '{"few_shot": 2}', "--eval-samples", "0"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+def test_cli_bad_input_found_during_the_run_exits_2_with_one_line(tmp_path, tiny_model_path, capsys):
+    """An unknown environment (through `main`, what the command runs), and prompts the model
+    cannot read (few-shot newlines for the tiny model, which would otherwise score a silent
+    zero; through the command), end with `error:` naming them, no traceback."""
+    from trainers.grpo import main
+
+    args = ["--model", tiny_model_path, "--steps", "1", "--generation-backend", "hf", "--output-dir",
+            str(tmp_path / "x")]
+    assert main([*args, "--env", "nope"]) == 2
+    assert "error: unknown environment 'nope'" in capsys.readouterr().err
+    proc = subprocess.run([sys.executable, "-m", "trainers.grpo", *args, "--env-options", '{"few_shot": 2}',
+                           "--eval-samples", "0"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert re.search(r"error: task 'arithmetic/train/\d+': prompt 0 .* does not know: '\\n'", proc.stderr)
     assert "Traceback" not in proc.stderr

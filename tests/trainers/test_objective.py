@@ -3,6 +3,7 @@ and PPO's outcome rewards (the estimator itself: tests/trainers/test_core_object
 
 from __future__ import annotations
 
+import importlib
 import json
 import subprocess
 import sys
@@ -54,18 +55,34 @@ def _kw(tmp_path, model, **kw) -> dict:
                    log_every=1000, max_minutes=0, temperature=1.5), **kw}
 
 
-@pytest.mark.parametrize("args, message", [
+REFUSALS = [
     (["--objective", "pass@8"], "objective: pass@8 needs K < group_size, got K = 8 and group_size = 8"),
     (["--objective", "pass@3", "--group-size", "2"], "got K = 3 and group_size = 2"),
     (["--objective", "best@4"], "objective: unknown objective 'best@4'; expected pass@K with K >= 1"),
     (["--objective", "pass@2", "--reward-mode", "process"], "pass@2 transforms outcome rewards"),
-])
-def test_an_objective_that_cannot_work_is_refused_before_work(tmp_path, args, message):
-    for trainer in ("trainers.grpo", "trainers.ppo"):
-        proc = subprocess.run([sys.executable, "-m", trainer, *args, "--output-dir", str(tmp_path / "x")], cwd=ROOT,
-                              capture_output=True, text=True, timeout=120)
-        assert proc.returncode == 2 and message in proc.stderr, proc.stderr[-2000:]
-        assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "x").exists()
+]
+TRAINERS = ("trainers.grpo", "trainers.ppo")
+
+
+@pytest.mark.parametrize("trainer", TRAINERS)
+def test_the_command_refuses_an_objective_that_cannot_work_with_one_line_before_work(tmp_path, trainer):
+    """End to end through the command, one refusal; the others go through the same `main` below."""
+    args, message = REFUSALS[0]
+    proc = subprocess.run([sys.executable, "-m", trainer, *args, "--output-dir", str(tmp_path / "x")], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and message in proc.stderr, proc.stderr[-2000:]
+    assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("trainer", TRAINERS)
+@pytest.mark.parametrize("args, message", REFUSALS)
+def test_an_objective_that_cannot_work_is_refused_before_work(tmp_path, capsys, trainer, args, message):
+    """`main` is what `python -m TRAINER` runs: the same exit status, line and empty folder."""
+    main = importlib.import_module(trainer).main
+    assert main([*args, "--output-dir", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1, err[-2000:]
+    assert not (tmp_path / "x").exists()
 
 
 @pytest.mark.slow

@@ -64,14 +64,22 @@ def test_no_server_gives_verifier_faults_not_zeros():
 
 @pytest.mark.slow
 def test_trainer_verifies_on_the_server_with_the_same_rewards(tmp_path, tiny_model_path, math_server):
-    def run(out, *extra):
-        cmd = [sys.executable, "-m", "trainers.grpo", "--model", tiny_model_path, "--steps", "2",
-               "--prompts-per-step", "2", "--group-size", "4", "--max-new-tokens", "4", "--eval-samples", "0",
-               "--generation-backend", "hf", "--output-dir", str(out), *extra]
-        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
-        assert proc.returncode == 0, proc.stderr[-3000:]
+    """The run on the server through the command; the reference run through the same `main`, in process."""
+    from trainers.grpo import main
+
+    def args(out, *extra):
+        return ["--model", tiny_model_path, "--steps", "2", "--prompts-per-step", "2", "--group-size", "4",
+                "--max-new-tokens", "4", "--eval-samples", "0", "--generation-backend", "hf", "--output-dir",
+                str(out), *extra]
+
+    def metrics(out):
         return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
 
-    here, there = run(tmp_path / "here"), run(tmp_path / "there", "--verifier-url", math_server.url)
+    assert main(args(tmp_path / "here")) == 0
+    proc = subprocess.run([sys.executable, "-m", "trainers.grpo", *args(tmp_path / "there", "--verifier-url",
+                                                                         math_server.url)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    here, there = metrics(tmp_path / "here"), metrics(tmp_path / "there")
     assert [m["reward_mean"] for m in there] == [m["reward_mean"] for m in here]
     assert math_server.wait_for_log("scored 8 samples")  # 2 prompts x 4 completions per step
