@@ -114,7 +114,8 @@ def summary(name: str, result: dict, band: list[float]) -> dict:
     m, report = result["metrics"], result["report"]
     rates = [x["pass_rate"] for x in m]
     readings = [x["difficulty_window_pass_rate"] for x in m if "difficulty_window_pass_rate" in x]
-    levels = [x.get("difficulty", 1.0 if name == "fixed" else 0.0) for x in m]
+    top = float(len(LADDER))  # `fixed` trains at the hardest level: the ladder's last step
+    levels = [x.get("difficulty", top if name == "fixed" else 0.0) for x in m]
     return {"run": name, "before": report["before"]["metrics"]["pass@k"]["1"]["value"],
             "after": report["after"]["metrics"]["pass@k"]["1"]["value"],
             "steps": len(m), "batch_pass_rate_in_band": sum(low <= r <= high for r in rates) / len(rates),

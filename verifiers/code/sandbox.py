@@ -61,8 +61,9 @@ from verifiers.worker_process import LENGTH_PREFIXED, WorkerGone, WorkerProcess
 SANDBOX_UID = 65534                  # nobody: the programs' uid on the host when we run as root
 START_TIMEOUT_S = 30.0
 REPLY_SLACK_S = 10.0                 # beyond the wall cap, before a worker counts as hung
-# A sample spends much of its time waiting (a fork's wake-ups, the kernel tearing down its namespaces), not computing:
-# two workers per core keep the cores busy (164 HumanEval samples on 2 cores: 2.3 s with 4 workers, 3.0-3.9 s with 2).
+# A sample spends part of its time waiting (a fork's wake-ups, the kernel tearing down its namespaces), not computing:
+# two workers per core keep the cores busy when other work shares them (164 HumanEval samples on 2 cores at load 9:
+# 1.98 s with 4 workers, 2.7 s with 2); on free cores 2 and 4 take the same time (1.30 s and 1.33 s).
 WORKERS_PER_CORE = 2
 # Loaded by path from /sandbox (their folder, bound there: `confine.code_files`): standard library only.
 FILES = ("forkserver", "sample", "accounting", "wire", "decoder", "channel", "hosting", "proxies", "judging",
