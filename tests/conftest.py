@@ -47,13 +47,3 @@ def offline(monkeypatch):
     monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(datasets.config, "HF_DATASETS_OFFLINE", True)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-
-
-def pytest_collection_modifyitems(config, items):
-    """The test files that hold `slow` tests (end-to-end runs of 10-40 s) first, each file kept
-    whole (its module fixtures stay set up once) and in its own order: under `pytest -n 2 --dist
-    worksteal` each worker starts on its share of the list in order, and an idle worker steals
-    the far end of the other's, so a long test that started last would end the run with one core
-    idle; started first, the long tests overlap the short ones."""
-    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
-    items.sort(key=lambda item: item.path not in slow_files)   # stable: the order inside stays
