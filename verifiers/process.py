@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from verifiers.base import Task, Verdict, Verifier, VerifierError, check_batch, register_verifier
+from verifiers.parse_lock import parse
 
 AGGREGATES = {
     "min": min,
@@ -212,7 +213,7 @@ def check_equation(sides: list[str]) -> tuple[bool, str | None]:
     if sum(map(len, sides)) > _MAX_CHARS:
         return False, f"equation longer than {_MAX_CHARS} characters: not checked"
     try:
-        values = [evaluate_arithmetic(ast.parse(side, mode="eval")) for side in sides]
+        values = [evaluate_arithmetic(parse(side, mode="eval")) for side in sides]
     except (SyntaxError, Unverifiable, RecursionError, MemoryError, ValueError) as exc:
         return False, f"{type(exc).__name__}: {exc}"[:200]
     return all(v == values[0] for v in values[1:]), None

@@ -15,12 +15,12 @@ anything that is not arithmetic (names, calls, comparisons) is an error the mode
 
 from __future__ import annotations
 
-import ast
 from fractions import Fraction
 
 from data.arithmetic_problems import format_number
 from envs.tools.base import Tool, ToolError, register_tool
 from verifiers.math.normalize import MAX_NESTING, nesting_depth
+from verifiers.parse_lock import parse
 from verifiers.process import SUBSTITUTIONS, Unverifiable, evaluate_arithmetic
 
 _LOG2_10 = 3.321928094887362
@@ -57,7 +57,7 @@ class Calculator(Tool):
         if nesting_depth(text) > MAX_NESTING:
             raise ToolError(f"brackets nested deeper than {MAX_NESTING}")
         try:
-            tree = ast.parse(text, mode="eval")
+            tree = parse(text, mode="eval")
         except SyntaxError:
             raise ToolError(f"not an arithmetic expression: {expression[:60]!r}") from None
         try:

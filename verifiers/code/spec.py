@@ -29,6 +29,7 @@ import re
 from verifiers.base import Task, VerifierError
 from verifiers.code.canonical import canonical
 from verifiers.code.wire import WireError, to_wire
+from verifiers.parse_lock import parse
 
 KINDS = ("assert", "io", "call")
 FIELDS = {"assert": {"kind", "code", "entry_point", "setup"}, "io": {"kind", "cases"},
@@ -82,7 +83,7 @@ def check_entry_point(text: str, where: str) -> None:
     if text.isidentifier():
         return
     try:
-        tree = ast.parse(text, mode="eval")
+        tree = parse(text, mode="eval")
     except SyntaxError:
         tree = None
     allowed = (ast.Expression, ast.Name, ast.Attribute, ast.Call, ast.Load)
@@ -139,8 +140,8 @@ def prompt_needed(prompt: str, tests: str, entry_point: str) -> bool:
     judge run the prompt (running it costs the judge a typing import and its definitions,
     about 0.3 ms a sample); a name it would not define costs nothing to leave out."""
     try:
-        tests_tree = ast.parse(tests)
-        prompt_tree = ast.parse(runnable_prompt(prompt) or "")
+        tests_tree = parse(tests)
+        prompt_tree = parse(runnable_prompt(prompt) or "")
     except (SyntaxError, ValueError):
         return True  # let the judge run it, and report the error
     used = {n.id for n in ast.walk(tests_tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
@@ -225,7 +226,7 @@ def prefetch_calls(tests: str) -> tuple:
     for as long as no statement fails (and once one fails, the verdict is decided: the judge
     ends the program's remaining calls). The first statement of any other form ends the list."""
     try:
-        tree = ast.parse(tests)
+        tree = parse(tests)
     except (SyntaxError, ValueError):
         return ()
     check = next((n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "check"), None)
