@@ -5,7 +5,6 @@ require), the report of failed parts, and the throughput arithmetic."""
 from __future__ import annotations
 
 import importlib.metadata as md
-import importlib.util
 import json
 import os
 import subprocess
@@ -14,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from benchmark_module import load_benchmark
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
@@ -23,10 +23,7 @@ GPU_MACHINE = ("torch", "transformers", "accelerate", "peft", "pytest")
 
 
 def _gpu_check():
-    spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "benchmarks" / "gpu_check.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("gpu_check")
 
 
 def _closure(roots) -> dict:

@@ -4,23 +4,18 @@ by hand."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
+from benchmark_module import load_benchmark
 
 from evals.comparison import compare
 from evals.report import REPORT_FORMAT, ReportError
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_async.py"
-
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("bench_async", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("bench_async")
 
 
 def _report(tmp_path: Path, name: str, counts: dict, dataset_hash: str = "h") -> str:

@@ -4,23 +4,20 @@ trainer; the 2-rank training tests live with it.)"""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from benchmark_module import load_benchmark
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "benchmarks" / "bench_distributed.py"
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("bench_distributed", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("bench_distributed")
 
 
 @pytest.mark.slow

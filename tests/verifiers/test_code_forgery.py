@@ -564,13 +564,9 @@ def _memory_attacks() -> dict:
     hold: each pins kernel memory (TCP, Unix-socket or pipe buffers, in up to 16 processes; or
     tmpfs pages) and leaves the bytes it holds in `pinned`. Here they answer correctly only if
     they pinned 300 MiB, more than the 256 MiB cap."""
-    import importlib.util
-    from pathlib import Path
+    from benchmark_module import load_benchmark
 
-    path = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_sandbox_memory.py"
-    spec = importlib.util.spec_from_file_location("bench_sandbox_memory", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_benchmark("bench_sandbox_memory")
     answer = "def f(x):\n    return 2 * x if pinned >= (300 << 20) else 0\n"
     return {name: bench.ATTACKS[name] + answer for name in ("tcp", "unix", "tmpfs")}
 
