@@ -9,6 +9,7 @@ scores, so their difference measures only the sync and numerics.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from typing import Iterable
@@ -50,6 +51,10 @@ class VLLMSampler(Sampler):
         from vllm import LLM
 
         on_gpu = torch.cuda.is_available()
+        # On CPU the model runs eagerly (enforce_eager), and so do vLLM's sampling helpers
+        # (generate): compiled, they cost inductor's start-up, ~3.5 s of a 2-core machine at the
+        # first generate of every process, for ops that take microseconds on these batches.
+        self._eager = not on_gpu
         self.tokenizer = AutoTokenizer.from_pretrained(model)
         self.llm = LLM(
             model=model, tokenizer=model, dtype=dtype, seed=seed, enforce_eager=not on_gpu,
@@ -75,7 +80,8 @@ class VLLMSampler(Sampler):
                                  seed=request_seed, logprobs=0, skip_special_tokens=True,
                                  stop=list(stop) if stop else None, include_stop_str_in_output=bool(stop))
                   for request_seed in request_seeds]
-        outputs = self.llm.generate([{"prompt_token_ids": r} for r in ids], params, use_tqdm=False)
+        with torch.compiler.set_stance("force_eager") if self._eager else contextlib.nullcontext():
+            outputs = self.llm.generate([{"prompt_token_ids": r} for r in ids], params, use_tqdm=False)
         return [[self._sample(c, prompt_ids) for c in out.outputs] for out, prompt_ids in zip(outputs, ids)]
 
     @staticmethod
