@@ -32,14 +32,6 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-import torch.distributed.checkpoint as dcp
-from torch.distributed.checkpoint.state_dict import (
-    StateDictOptions,
-    get_model_state_dict,
-    get_optimizer_state_dict,
-    set_model_state_dict,
-    set_optimizer_state_dict,
-)
 
 from evals.config_cli import dump_yaml
 from models import distributed
@@ -48,8 +40,20 @@ from trainers.config import derive_seed
 from trainers.metrics_log import MetricsLog, progress
 
 KEEP = 2
-# Frozen weights (a LoRA run's base model) are not saved: they are reloaded from the model path.
-_OPTIONS = StateDictOptions(ignore_frozen_params=True)
+
+
+def _dcp():
+    """DCP and its state-dict helpers, imported at the first save or load: importing them takes
+    0.8 s, which `--help` and a refused configuration have no need to pay."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint import state_dict
+
+    return dcp, state_dict
+
+
+def _options(**kw):
+    """Frozen weights (a LoRA run's base model) are not saved: they are reloaded from the model path."""
+    return _dcp()[1].StateDictOptions(ignore_frozen_params=True, **kw)
 
 
 @dataclass
@@ -69,8 +73,9 @@ def _step_of(path: Path) -> int:
 
 def _state(modules: dict) -> dict:
     """DCP's view of `modules` (name -> (module, optimizer)): per-parameter-name tensors."""
-    return {name: {"model": get_model_state_dict(m, options=_OPTIONS),
-                   "optim": get_optimizer_state_dict(m, opt, options=_OPTIONS)}
+    sd = _dcp()[1]
+    return {name: {"model": sd.get_model_state_dict(m, options=_options()),
+                   "optim": sd.get_optimizer_state_dict(m, opt, options=_options())}
             for name, (m, opt) in modules.items()}
 
 
@@ -100,7 +105,7 @@ def save(out: Path, cfg, step: int, modules: dict, data: dict, elapsed_s: float,
         path.mkdir(parents=True)
     distributed.barrier()
     with _one_process_is_intended():
-        dcp.save(_state(modules), checkpoint_id=path / "dcp")
+        _dcp()[0].save(_state(modules), checkpoint_id=path / "dcp")
     torch.save(_rng_state(), path / f"rng-{distributed.rank()}.pt")
     if files is not None:
         files(path)
@@ -149,13 +154,13 @@ def load_latest(out: Path, modules: dict, seed: int = 0) -> Resumed:
 def restore(path: Path, modules: dict) -> None:
     """Load the saved state of `modules` (name -> (module, optimizer)) from the checkpoint at
     `path` in place, resharded to this run's layout; other saved modules are not read."""
+    dcp, sd = _dcp()
     state = _state(modules)
     with _one_process_is_intended():
         dcp.load(state, checkpoint_id=path / "dcp")
     for name, (m, opt) in modules.items():
-        set_model_state_dict(m, state[name]["model"], options=StateDictOptions(ignore_frozen_params=True,
-                                                                               strict=False))
-        set_optimizer_state_dict(m, opt, state[name]["optim"], options=_OPTIONS)
+        sd.set_model_state_dict(m, state[name]["model"], options=_options(strict=False))
+        sd.set_optimizer_state_dict(m, opt, state[name]["optim"], options=_options())
 
 
 def read(path: Path) -> dict:
