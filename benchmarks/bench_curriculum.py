@@ -1,6 +1,6 @@
 """The adaptive curriculum on `arithmetic` with the tiny model, against training at a fixed level.
 
-    python benchmarks/bench_curriculum.py [--steps 1000] [--ladder operands] [--runs adaptive,fixed]
+    python benchmarks/bench_curriculum.py [--steps 1000] [--ladder operands] [--base JSON] [--runs adaptive,fixed]
                                           [--band 0.2,0.8] [--start 0] [--out runs/bench_curriculum] [--json PATH]
 
 The claim: the adaptive curriculum keeps the batch pass rate in its band, and pass@1 on the
@@ -12,18 +12,20 @@ level, as a paired interval.
    reward to learn from, curriculum or not. So the bench continues that warm start, supervised
    as it is, on the train tasks of every level of `--ladder` together, until its sampled
    accuracy over them reaches `--warm-target` (cached under $VERIRL_CACHE, keyed by the
-   settings). Every run starts from that model.
+   settings). Every run starts from that model. `--base` gives arithmetic's options at level 0
+   (the ladder climbs from there): `{}` is the default run's two two-digit operands,
+   `{"digits": 1}` one-digit sums.
 2. The runs, GRPO with the default options otherwise (`--max-minutes 0`, the same seed), each
    evaluated before and after at the hardest level (`--eval-difficulty max`, 200 test tasks x
    8 samples):
    - `adaptive`: `--curriculum adaptive` with `--band` and `--start`;
    - `fixed`: the environment at the hardest level (`difficulty=max`) for every step;
-   - `fixed0`: at level 0, the default run's tasks.
-3. The figures: each run's pass@1 before and after at the hardest level, its difficulty over
-   the steps, the share of steps whose batch pass rate lies in the band (and of the
-   curriculum's window readings), and the paired comparison of `adaptive`'s after-report
-   against each fixed one's (`evals.comparison.compare`, what `evals/pass_at_k.py --compare`
-   prints). The machine's load average is recorded beside them.
+   - `fixed0`: at level 0 (with the default `--base`, the default run's tasks).
+3. The figures: each run's pass@1 before and after at the hardest level (with the paired
+   interval of the change), its difficulty over the steps, the share of steps whose batch pass
+   rate lies in the band (and of the curriculum's window readings), and the paired comparison
+   of `adaptive`'s after-report against each fixed one's (`evals.comparison.compare`, what
+   `evals/pass_at_k.py --compare` prints). The machine's load average is recorded beside them.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from envs.base import register_env  # noqa: E402
 from envs.difficulty import at_level  # noqa: E402
 
 LADDER: list[str] = ["operands"]
+BASE: dict = {}  # arithmetic's options at level 0 (`--base`); {} is the default run's task
 
 
 @register_env("bench_arithmetic_levels")
@@ -52,7 +55,7 @@ class ArithmeticLevels(ArithmeticEnv):
     """`arithmetic`'s tasks of every level of the bench's ladder together (the warm start's data)."""
 
     def load_tasks(self, split: str):
-        base = envs.get_env("arithmetic", ladder=LADDER)
+        base = envs.get_env("arithmetic", **BASE, ladder=LADDER)
         return [t for level in range(base.difficulty_levels) for t in at_level(base, level).tasks(split)]
 
 
@@ -69,7 +72,7 @@ def warm_start(target: float, max_steps: int, log) -> str:
 
     start = ensure_tiny_model(log=log)
     warm = WarmStartConfig(env="bench_arithmetic_levels", target_accuracy=target, max_steps=max_steps)
-    path = cache_root() / f"tiny-llama-{_digest(start, LADDER, warm.__dict__)}-levels"
+    path = cache_root() / f"tiny-llama-{_digest(start, LADDER, warm.__dict__, *([BASE] if BASE else []))}-levels"
     if not (path / "config.json").exists():
         log(f"warm start on the levels of {LADDER} (once; cached in {path})")
         model, tokenizer, stats = supervised_warm_start(start, warm, log=log)
@@ -86,14 +89,14 @@ def level_accuracy(model: str, samples: int = 4, tasks: int = 100) -> list[float
     from models.hf_sampler import HFSampler
 
     sampler = HFSampler(AutoModelForCausalLM.from_pretrained(model), AutoTokenizer.from_pretrained(model))
-    base = envs.get_env("arithmetic", ladder=LADDER)
+    base = envs.get_env("arithmetic", **BASE, ladder=LADDER)
     return [evaluate(sampler, at_level(base, level), n=samples, limit=tasks, max_new_tokens=8, seed=1)
             ["metrics"]["pass@k"]["1"]["value"] for level in range(base.difficulty_levels)]
 
 
 def run(name: str, model: str, out: Path, args) -> dict:
     """One GRPO run (a subprocess, as a user runs it); its report, metrics and wall time."""
-    env_options = {"ladder": LADDER, **({"difficulty": "max"} if name == "fixed" else {})}
+    env_options = {**BASE, "ladder": LADDER, **({"difficulty": "max"} if name == "fixed" else {})}
     cmd = [sys.executable, "-m", "trainers.grpo", "--model", model, "--env-options", json.dumps(env_options),
            "--steps", str(args.steps), "--max-minutes", "0", "--eval-difficulty", "max", "--seed", str(args.seed),
            "--output-dir", str(out / name), "--log-every", "100", "--torch-threads", "1"]
@@ -110,6 +113,8 @@ def run(name: str, model: str, out: Path, args) -> dict:
 
 
 def summary(name: str, result: dict, band: list[float]) -> dict:
+    from evals.comparison import compare
+
     low, high = band
     m, report = result["metrics"], result["report"]
     rates = [x["pass_rate"] for x in m]
@@ -118,6 +123,8 @@ def summary(name: str, result: dict, band: list[float]) -> dict:
     levels = [x.get("difficulty", top if name == "fixed" else 0.0) for x in m]
     return {"run": name, "before": report["before"]["metrics"]["pass@k"]["1"]["value"],
             "after": report["after"]["metrics"]["pass@k"]["1"]["value"],
+            # the rise itself, paired over the same test tasks (what `--compare` prints at k = 1)
+            "before_vs_after": compare(report["before"], report["after"])["metrics"]["pass@k"]["1"],
             "steps": len(m), "batch_pass_rate_in_band": sum(low <= r <= high for r in rates) / len(rates),
             "window_readings_in_band": sum(low <= r <= high for r in readings) / len(readings) if readings else None,
             "difficulty_mean": sum(levels) / len(levels), "difficulty_last": levels[-1],
@@ -131,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--ladder", default="operands", help="comma-separated ladder steps of arithmetic")
+    parser.add_argument("--base", default="{}",
+                        help="arithmetic's options at level 0, as JSON (e.g. '{\"digits\": 1}')")
     parser.add_argument("--runs", default="adaptive,fixed", help="among adaptive, fixed, fixed0")
     parser.add_argument("--band", default="0.2,0.8")
     parser.add_argument("--start", type=float, default=0.0)
@@ -142,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.band = [float(x) for x in args.band.split(",")]
     LADDER[:] = args.ladder.split(",")
+    BASE.update(json.loads(args.base))
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     # One thread, as the default run gives the tiny model (trainers.lifecycle): on the shared
     # 2-core machine a second thread mostly waits for the first.
@@ -150,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
 
     model = warm_start(args.warm_target, args.warm_max_steps, log)
     out = Path(args.out)
-    result = {"ladder": LADDER, "band": args.band, "start": args.start, "steps": args.steps,
+    result = {"ladder": LADDER, "base": BASE, "band": args.band, "start": args.start, "steps": args.steps,
               "warm_start_pass@1_per_level": level_accuracy(model), "load_before": os.getloadavg(), "runs": {}}
     log(f"warm start pass@1 per level: {result['warm_start_pass@1_per_level']}")
     runs = {}
