@@ -10,10 +10,6 @@ PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.verirl-installed
 VLLM_STAMP := $(VENV)/.verirl-vllm-installed
 PYTEST_ARGS ?=
-# Test processes: one per core and one more. The end-to-end tests wait part of their time
-# (interpreter and worker start-ups, torchrun's rendezvous, sandbox hand-offs): with one
-# process per core, `make test` kept 1.6 of the 2 cores busy; the extra one fills the gaps.
-TEST_WORKERS ?= $(shell echo $$(( $$(nproc 2>/dev/null || echo 1) + 1 )))
 
 .DEFAULT_GOAL := test
 .PHONY: test sweep train install vllm clean system-test system-train
@@ -94,7 +90,7 @@ vllm: $(VLLM_STAMP)
 test: system-test
 	@$(MAKE) --no-print-directory $(VLLM_STAMP)
 	$(PY) -m ruff check .
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal -m "not sweep" --durations 25 $(PYTEST_ARGS)
+	$(PY) -m pytest -n auto --dist worksteal -m "not sweep" --durations 25 $(PYTEST_ARGS)
 
 sweep: system-test
 	@$(MAKE) --no-print-directory $(VLLM_STAMP)
