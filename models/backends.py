@@ -27,7 +27,8 @@ def resolve_backend(backend: str) -> str:
         raise ValueError(f"generation backend {backend!r} is not one of {BACKENDS}")
     if backend != "auto":
         return backend
-    return "vllm" if vllm_available() and torch.cuda.is_available() else "hf"
+    # CUDA first: importing vLLM to find out costs a CPU process seconds it would not use it for.
+    return "vllm" if torch.cuda.is_available() and vllm_available() else "hf"
 
 
 def make_sampler(model, backend: str = "auto", *, tokenizer=None, dtype: str = "float32", seed: int = 0,
