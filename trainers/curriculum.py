@@ -26,7 +26,11 @@ The control rule (`BandController`), in four parts:
    model: its level-0 rate stayed between 0.42 and 0.78 for 1,000 steps, it trained on level 0
    throughout, and its pass@1 at the hardest level fell from 0.064 to 0.018, while the same
    steps at the hardest level raised it to 0.093 (benchmarks/README.md, bench_curriculum).
-   `curriculum_target` equal to the band's upper edge gives that wait-for-the-edge rule.
+   `curriculum_target` equal to the band's upper edge gives that wait-for-the-edge rule. With
+   the target, on a ladder the tiny model can climb (one-digit sums of 2 to 6 operands), the
+   runs reached the top level by step 644-723 with 99.8-100% of their batches in the band, and
+   pass@1 there rose 0.254 -> 0.487 over two training seeds, as the same steps at that level
+   alone did (-0.000 [-0.028, +0.030]) and +0.39 above level 0 alone.
 4. **Hysteresis by dwell time.** A move empties the window: the next decision waits for
    `curriculum_window` groups drawn at the new position, so one good batch does not climb two
    steps, and a rate measured at the old position never moves the new one.
