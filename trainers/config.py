@@ -10,6 +10,7 @@ any work starts.
 
 from __future__ import annotations
 
+import gc
 import sys
 from dataclasses import dataclass, field
 
@@ -270,6 +271,11 @@ def trainer_main(cls: type, train, argv: list[str] | None, prog: str, descriptio
     from trainers.fault_guard import RunStopped
     from trainers.rollout_worker import RolloutWorkerError
 
+    main = getattr(sys.modules.get("__main__"), "__spec__", None)
+    if main is not None and main.name.startswith("trainers."):
+        # A `python -m trainers...` process, everything imported: later full collections skip it
+        # (trainers/__init__.py). Not when a caller's process runs `main`: its heap is its own.
+        gc.freeze()
     try:
         cfg = parse_config(cls, argv, prog, description)
         train(cfg)

@@ -29,6 +29,7 @@ a trainer that is gone when it next waits.
 from __future__ import annotations
 
 import ctypes
+import gc
 import importlib
 import os
 import pickle
@@ -101,6 +102,7 @@ def worker_main(spec: WorkerSpec, slots: WeightSlots, inbox, outbox) -> None:
     """The rollout worker's process: sample the batches of `spec`, or report why it cannot."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C is the trainer's to handle: it stops us
     _die_with_parent()
+    gc.freeze()  # torch, transformers and the trainer's modules are loaded: see trainers/__init__.py
     worker = None
     try:
         worker = RolloutWorker(spec, slots, inbox, outbox)
