@@ -31,4 +31,3 @@ if _sys.argv[:1] == ["-m"]:
     import torch  # noqa: E402, F401
 
     _gc.freeze()
-
